@@ -1,0 +1,1 @@
+"""vnetlab: real KVM guests on Linux bridges, from one YAML scenario."""

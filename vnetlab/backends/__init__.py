@@ -1,0 +1,1 @@
+"""Backends: one module per kind of switch, hypervisor or image."""
