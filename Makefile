@@ -1,0 +1,30 @@
+# Entry points for a fresh Debian 12 host, as root. Every target is safe to run again.
+VNETLAB := .venv/bin/vnetlab
+PYTEST  := .venv/bin/python -m pytest
+
+.PHONY: setup image demo test test-fast bench soak clean-labs
+
+setup:
+	./scripts/setup-host
+
+image: setup
+	$(VNETLAB) image build
+
+## make demo: set up the host, build the guest image, run the two-vm-ping lab end to end
+demo: image
+	$(VNETLAB) run two-vm-ping
+
+## make test: set up the host, build the guest image, run the whole suite (unit, golden, root, end to end)
+test: image
+	$(PYTEST) -ra
+
+## make test-fast: only the tests that need neither root nor VMs
+test-fast: setup
+	$(PYTEST) -ra -m "not e2e and not root"
+
+## make bench: raw qemu boot vs `vnetlab run two-vm-ping`, printed as a ratio
+bench: image
+	.venv/bin/python bench/boot_vs_run.py
+
+clean-labs: setup
+	$(VNETLAB) down --all

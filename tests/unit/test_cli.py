@@ -1,0 +1,50 @@
+"""The CLI's behaviour that needs neither root nor VMs: help, list, plan, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+VNETLAB = [sys.executable, "-m", "vnetlab"]
+
+
+def vnetlab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*VNETLAB, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_help_lists_every_command():
+    out = vnetlab("--help").stdout
+    for command in ("run", "up", "check", "down", "status", "list", "plan", "image", "doctor"):
+        assert command in out
+    assert "vnetlab run two-vm-ping" in out
+
+
+def test_list_shows_scenarios_with_descriptions():
+    out = vnetlab("list").stdout
+    assert "two-vm-ping" in out and "ping each other" in out
+
+
+def test_plan_prints_names_and_xml_without_touching_the_system():
+    result = vnetlab("plan", "two-vm-ping", "--name", "demo", "--xml")
+    assert result.returncode == 0, result.stderr
+    assert "namespace: vnl-demo" in result.stdout and "<domain type='qemu'>" in result.stdout
+
+
+def test_invalid_scenario_exits_2_with_location_and_no_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ndescription: x\nbridges: [{name: br0}]\nvms:\n  - name: vm1\n    nics: [{bridge: br1}]\n")
+    for command in ("run", "up", "plan"):
+        result = vnetlab(command, str(bad))
+        assert result.returncode == 2, (command, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert f"{bad}:6: vms[0].nics[0].bridge: no bridge named 'br1' (bridges: br0)" in result.stderr
+
+
+def test_missing_scenario_file_is_an_input_error():
+    result = vnetlab("run", "no-such-scenario")
+    assert result.returncode == 2 and "no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_lab_name_is_refused():
+    result = vnetlab("plan", "two-vm-ping", "--name", "Bad/Name")
+    assert result.returncode == 1 and "lab name 'Bad/Name' is not usable" in result.stderr

@@ -1,0 +1,5 @@
+import sys
+
+from vnetlab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,244 @@
+"""Linux bridges, taps and veths inside lab namespaces, through pyroute2 (netlink).
+
+Every netlink socket for a lab namespace is opened by a helper thread that has
+entered that namespace (vnetlab.netns.run_in_namespace), so no call here can
+touch a link of the root namespace by mistake; `ns=None` means the root
+namespace explicitly and is only accepted where the contract needs it (taps
+are created there, link checks and deletes). A missing namespace raises
+vnetlab.netns.NamespaceError; netlink failures raise LinkError.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+from vnetlab import netns
+
+T = TypeVar("T")
+
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")  # IFNAMSIZ - 1, no '/', ':' or blanks
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_IFF_UP = 0x1
+
+
+class LinkError(Exception):
+    """A link operation failed (names the link, the namespace and the kernel's reason)."""
+
+
+def _where(ns: str | None) -> str:
+    return "the root namespace" if ns is None else f"namespace {ns!r}"
+
+
+def _check_ifname(name: str) -> None:
+    if not _IFNAME_RE.match(name) or name in (".", ".."):
+        raise LinkError(f"invalid interface name {name!r} (1-15 characters of [A-Za-z0-9_.-])")
+
+
+def _with_ipr(ns: str | None, what: str, fn: Callable[[IPRoute], T]) -> T:
+    """Run fn with a netlink socket of `ns`, closed afterwards; kernel errors become LinkError."""
+
+    def call() -> T:
+        try:
+            with IPRoute() as ipr:
+                return fn(ipr)
+        except (NetlinkError, OSError) as exc:
+            raise LinkError(f"{what} in {_where(ns)}: {exc}") from exc
+
+    return call() if ns is None else netns.run_in_namespace(ns, call)
+
+
+def _index(ipr: IPRoute, name: str, ns: str | None) -> int:
+    found = ipr.link_lookup(ifname=name)
+    if not found:
+        raise LinkError(f"no link {name!r} in {_where(ns)}")
+    return found[0]
+
+
+@contextmanager
+def _ns_fd(ns: str) -> Iterator[int]:
+    """An fd of namespace ns for IFLA_NET_NS_FD, owned and closed here rather than inside pyroute2."""
+    try:
+        fd = os.open(netns.namespace_path(ns), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise netns.NamespaceError(f"namespace {ns!r} does not exist") from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def create_bridge(ns: str, name: str, mac: str) -> None:
+    """Create an up bridge with a fixed MAC and no address.
+
+    A fixed MAC keeps the bridge from taking over a port's MAC (or 00:00:..).
+    IPv6 is already off namespace-wide, so the bridge gets no link-local address.
+    """
+    _check_ifname(name)
+    mac = mac.lower()
+    if not _MAC_RE.match(mac):
+        raise LinkError(f"invalid MAC address {mac!r} for bridge {name!r}")
+
+    def op(ipr: IPRoute) -> None:
+        ipr.link("add", ifname=name, kind="bridge", address=mac)
+        ipr.link("set", index=_index(ipr, name, ns), state="up")
+
+    _with_ipr(ns, f"create bridge {name!r}", op)
+
+
+def create_tap(name: str) -> None:
+    """Create a persistent tap in the root namespace, down and without address.
+
+    libvirt attaches to it as an unmanaged <interface type='ethernet'>, then it
+    is moved into the lab namespace. TUNSETIFF on an existing tap would attach
+    to it instead of failing, hence the explicit existence check.
+    """
+    _check_ifname(name)
+
+    def op(ipr: IPRoute) -> None:
+        if ipr.link_lookup(ifname=name):
+            raise LinkError(f"create tap {name!r}: a link with that name already exists in the root namespace")
+        ipr.link(
+            "add",
+            ifname=name,
+            kind="tuntap",
+            mode="tap",
+            ifr={"no_pi": True, "one_queue": False, "vnet_hdr": False, "multi_queue": False},
+        )
+
+    _with_ipr(None, f"create tap {name!r}", op)
+
+
+def move_link(name: str, ns: str) -> None:
+    """Move a link from the root namespace into ns (works while qemu holds the tap fd)."""
+    with _ns_fd(ns) as fd:
+        _with_ipr(
+            None,
+            f"move {name!r} to namespace {ns!r}",
+            lambda ipr: ipr.link("set", index=_index(ipr, name, None), net_ns_fd=fd),
+        )
+
+
+def attach_to_bridge(ns: str, ifname: str, bridge: str) -> None:
+    """Enslave ifname to bridge and set it up."""
+
+    def op(ipr: IPRoute) -> None:
+        master = _index(ipr, bridge, ns)
+        ipr.link("set", index=_index(ipr, ifname, ns), master=master, state="up")
+
+    _with_ipr(ns, f"attach {ifname!r} to bridge {bridge!r}", op)
+
+
+def detach_from_bridge(ns: str, ifname: str) -> None:
+    """Release ifname from its bridge; its up/down state is left as it is."""
+    _with_ipr(
+        ns,
+        f"detach {ifname!r} from its bridge",
+        lambda ipr: ipr.link("set", index=_index(ipr, ifname, ns), master=0),
+    )
+
+
+def create_veth(ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
+    """Create a veth pair with name_a in ns_a and name_b in ns_b, both down.
+
+    The peer is created directly in ns_b (IFLA_NET_NS_FD on the peer), so
+    neither end ever appears in the root namespace.
+    """
+    _check_ifname(name_a)
+    _check_ifname(name_b)
+    with _ns_fd(ns_b) as fd_b:
+        _with_ipr(
+            ns_a,
+            f"create veth {name_a!r} <-> {name_b!r} (namespace {ns_b!r})",
+            lambda ipr: ipr.link("add", ifname=name_a, kind="veth", peer={"ifname": name_b, "net_ns_fd": fd_b}),
+        )
+
+
+def add_address(ns: str, ifname: str, cidr: str) -> None:
+    """Add an address such as "10.1.1.1/24" to ifname (only ever inside a lab namespace)."""
+    try:
+        iface = ipaddress.ip_interface(cidr)
+    except ValueError as exc:
+        raise LinkError(f"invalid address {cidr!r} for {ifname!r}: {exc}") from None
+    _with_ipr(
+        ns,
+        f"add address {cidr} to {ifname!r}",
+        lambda ipr: ipr.addr(
+            "add", index=_index(ipr, ifname, ns), address=str(iface.ip), prefixlen=iface.network.prefixlen
+        ),
+    )
+
+
+def set_link_up(ns: str, ifname: str) -> None:
+    _with_ipr(ns, f"set {ifname!r} up", lambda ipr: ipr.link("set", index=_index(ipr, ifname, ns), state="up"))
+
+
+def set_link_down(ns: str, ifname: str) -> None:
+    _with_ipr(ns, f"set {ifname!r} down", lambda ipr: ipr.link("set", index=_index(ipr, ifname, ns), state="down"))
+
+
+def delete_link(ns: str | None, name: str) -> None:
+    """Delete a link (a veth takes its peer along); absent link or namespace is fine."""
+    if ns is not None and not netns.namespace_exists(ns):
+        return
+
+    def op(ipr: IPRoute) -> None:
+        for index in ipr.link_lookup(ifname=name):
+            try:
+                ipr.link("del", index=index)
+            except NetlinkError as exc:
+                if exc.code != errno.ENODEV:  # gone meanwhile (e.g. its veth peer was deleted)
+                    raise
+
+    _with_ipr(ns, f"delete {name!r}", op)
+
+
+def link_exists(ns: str | None, name: str) -> bool:
+    """Whether `name` exists in ns (False if the namespace itself is absent)."""
+    if ns is not None and not netns.namespace_exists(ns):
+        return False
+    return _with_ipr(ns, f"look up {name!r}", lambda ipr: bool(ipr.link_lookup(ifname=name)))
+
+
+def _kind(link: ifinfmsg) -> str | None:
+    info = link.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+    if kind == "tun":  # the kernel calls both tun and tap "tun"; tell them apart
+        data = info.get_attr("IFLA_INFO_DATA")
+        if data is not None and data.get_attr("IFLA_TUN_TYPE") == 2:
+            return "tap"
+    return kind
+
+
+def list_links(ns: str | None) -> list[dict]:
+    """Describe every link: name, kind, mac, state ("up"/"down", administrative), master, addresses."""
+
+    def op(ipr: IPRoute) -> list[dict]:
+        links = list(ipr.link("dump"))
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in links}
+        addresses: dict[int, list[str]] = {}
+        for addr in ipr.addr("dump"):
+            ip = addr.get_attr("IFA_LOCAL") or addr.get_attr("IFA_ADDRESS")  # IFA_ADDRESS is the peer on p2p links
+            addresses.setdefault(addr["index"], []).append(f"{ip}/{addr['prefixlen']}")
+        return [
+            {
+                "name": names[link["index"]],
+                "kind": _kind(link),
+                "mac": link.get_attr("IFLA_ADDRESS"),
+                "state": "up" if link["flags"] & _IFF_UP else "down",
+                "master": names.get(link.get_attr("IFLA_MASTER")),
+                "addresses": addresses.get(link["index"], []),
+            }
+            for link in links
+        ]
+
+    return _with_ipr(ns, "list links", op)

@@ -1,0 +1,103 @@
+"""Bring guests from 'started' to 'usable': readiness marker, SSH, data NIC addresses."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import shlex
+import time
+from pathlib import Path
+
+from vnetlab.apply import CLIENT_KEY, host_key_file, secrets_dir
+from vnetlab.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER
+from vnetlab.keys import load_client_key
+from vnetlab.plan import Plan, PlannedVM
+from vnetlab.progress import Progress
+from vnetlab.ssh import GuestSSH
+
+CONSOLE_TAIL_LINES = 15
+
+
+class GuestError(Exception):
+    pass
+
+
+def console_tail(path: Path, lines: int = CONSOLE_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no console output yet)"
+    tail = [line.rstrip("\r") for line in text.splitlines()[-lines:]]
+    return "\n".join(tail) if tail else "(console is empty)"
+
+
+def wait_for_marker(vm: PlannedVM, deadline: float, is_running) -> None:
+    """Poll the serial log (written by virtlogd) for the guest's readiness line."""
+    marker = f"{GUEST_READY_MARKER} host={vm.name}"
+    failed = f"{GUEST_FAILED_MARKER} host={vm.name}"
+    while True:
+        try:
+            console = vm.console_log.read_text(errors="replace")
+        except OSError:
+            console = ""
+        if marker in console:
+            return
+        if failed in console:
+            raise GuestError(f"{vm.name}: the guest's init failed. Last console lines:\n{console_tail(vm.console_log)}")
+        if not is_running(vm):
+            raise GuestError(f"{vm.name}: the guest stopped before it was ready. Last console lines:\n{console_tail(vm.console_log)}")
+        if time.monotonic() > deadline:
+            raise GuestError(f"{vm.name}: no readiness marker on the serial console within the boot timeout. Last console lines:\n{console_tail(vm.console_log)}")
+        time.sleep(0.1)
+
+
+def open_ssh(plan: Plan, vm: PlannedVM, deadline: float) -> GuestSSH:
+    ssh = GuestSSH(
+        plan.namespace,
+        vm.mgmt.ip or "",
+        load_client_key(secrets_dir(plan) / CLIENT_KEY),
+        host_key_file(plan, vm.name).read_text().strip(),
+    )
+    ssh.connect(deadline)
+    return ssh
+
+
+def wait_for_guests(plan: Plan, progress: Progress, boot_timeout: float, is_running) -> dict[str, GuestSSH]:
+    """Wait for every guest in parallel; the first failure is raised after the others are closed."""
+    start = time.monotonic()
+    deadline = start + boot_timeout
+
+    def one(vm: PlannedVM) -> GuestSSH:
+        wait_for_marker(vm, deadline, is_running)
+        booted = time.monotonic()
+        ssh = open_ssh(plan, vm, max(deadline, booted + 30.0))
+        progress.detail(f"{vm.name}: ready in {booted - start:.1f} s, SSH after {time.monotonic() - booted:.1f} s more")
+        return ssh
+
+    sessions: dict[str, GuestSSH] = {}
+    errors: list[BaseException] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(plan.vms))) as pool:
+        futures = {pool.submit(one, vm): vm.name for vm in plan.vms}
+        for future in concurrent.futures.as_completed(futures):
+            try:
+                sessions[futures[future]] = future.result()
+            except BaseException as exc:  # noqa: BLE001 — collected and re-raised below
+                errors.append(exc)
+    if errors:
+        for ssh in sessions.values():
+            ssh.close()
+        raise errors[0]
+    return sessions
+
+
+def address_nics(plan: Plan, sessions: dict[str, GuestSSH]) -> None:
+    """Find each data NIC by its MAC (not its name or PCI order) and give it the scenario's address."""
+    for vm in plan.vms:
+        for nic in vm.nics:
+            script = (
+                f"mac={shlex.quote(nic.mac)}; dev=; "
+                'for d in /sys/class/net/*; do [ "$(cat $d/address)" = "$mac" ] && dev=${d##*/}; done; '
+                '[ -n "$dev" ] || { echo "no interface with MAC $mac" >&2; exit 1; }; '
+                + (f"ip addr add {shlex.quote(nic.cidr)} dev $dev && " if nic.cidr else "")
+                + 'ip link set "$dev" up && echo "$dev"'
+            )
+            sessions[vm.name].run(script, timeout=20.0)

@@ -1,0 +1,60 @@
+"""`vnetlab doctor`: what this host lacks for a lab, and the command that fixes it."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from vnetlab.backends import libvirt_domains as hv
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+    fix: str = ""
+
+
+def _apt(pkg: str) -> str:
+    return f"apt-get install -y {pkg}"
+
+
+def diagnose() -> list[Finding]:
+    out: list[Finding] = []
+    out.append(Finding("root", "ok", "running as root") if os.geteuid() == 0 else Finding("root", "fail", "labs create namespaces and taps", "run vnetlab as root"))
+    for binary, pkg in [("qemu-system-x86_64", "qemu-system-x86"), ("libvirtd", "libvirt-daemon-system"), ("virtlogd", "libvirt-daemon-system")]:
+        path = shutil.which(binary) or (f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None)
+        out.append(Finding(binary, "ok", path) if path else Finding(binary, "fail", "not installed", _apt(pkg)))
+    kernels = sorted(glob.glob("/boot/vmlinuz-*-amd64"))
+    out.append(Finding("guest kernel", "ok", kernels[-1]) if kernels else Finding("guest kernel", "fail", "no Debian kernel in /boot", _apt("linux-image-amd64")))
+    for path, pkg in [("/bin/busybox", "busybox-static"), ("/usr/sbin/dropbear", "dropbear-bin"), ("/usr/bin/wg", "wireguard-tools")]:
+        out.append(Finding(pkg, "ok", path) if os.path.exists(path) else Finding(pkg, "fail", f"{path} missing", _apt(pkg)))
+    out.append(_daemon("libvirtd", hv.LIBVIRT_SOCKET, "libvirtd -d"))
+    out.append(_daemon("virtlogd", hv.VIRTLOGD_SOCKET, "virtlogd -d"))
+    if hv.LIBVIRT_SOCKET.exists():
+        try:
+            conn = hv.connect()
+            out.append(Finding("qemu:///system", "ok", f"libvirt {conn.getLibVersion() // 1000000}.{conn.getLibVersion() // 1000 % 1000}, QEMU {conn.getVersion() // 1000000}.{conn.getVersion() // 1000 % 1000}"))
+            conn.close()
+        except hv.HypervisorError as exc:
+            out.append(Finding("qemu:///system", "fail", str(exc), "libvirtd -d; virtlogd -d"))
+    out.append(_kvm())
+    return out
+
+
+def _daemon(name: str, socket: Path, start: str) -> Finding:
+    if socket.exists():
+        return Finding(name, "ok", f"{socket} present")
+    return Finding(name, "fail", f"not running ({socket} missing)", start)
+
+
+def _kvm() -> Finding:
+    if not os.path.exists("/dev/kvm"):
+        return Finding("KVM", "warn", "/dev/kvm missing: guests run under TCG (software emulation), several times slower", "enable virtualization (or nested virtualization) for this host")
+    if os.path.exists("/sys/module/kvm_pvm"):
+        return Finding("KVM", "warn", "/dev/kvm is the paravirtual kvm_pvm module, which hangs ordinary guest kernels: `--accel auto` probes it and falls back to TCG")
+    return Finding("KVM", "ok", "/dev/kvm present; `--accel auto` probes that it really boots a guest")

@@ -1,0 +1,487 @@
+"""The guest image: a PVH vmlinux plus a busybox initramfs, built offline from the host's packages.
+
+Guests boot straight from a kernel and an initramfs (no disk image), so the whole guest is these
+two files. They are built once per recipe and cached; per-guest secrets go into a small cpio
+appended to a copy of the initramfs (write_guest_initrd), so a new guest never means a rebuild.
+The recipe (what goes into the initramfs) lives in images/ at the top of the source tree.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import ipaddress
+import lzma
+import os
+import re
+import shutil
+import stat
+import struct
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+
+from vnetlab.keys import make_dirs, write_secret
+from vnetlab.paths import PROJECT_DIR
+
+RECIPE_DIR = PROJECT_DIR / "images"
+DEFAULT_CACHE = Path("/var/lib/vnetlab/images")
+GUEST_READY_MARKER = "VNETLAB-READY"
+GUEST_FAILED_MARKER = "VNETLAB-FAILED"
+KERNEL_PACKAGE = "linux-image-amd64"
+
+# Fixed part of every guest command line: serial console with only errors on it (each console
+# line costs time under TCG); reboot at once on panic (qemu -no-reboot then exits); no IPv6 (its
+# neighbour discovery would fill captures with noise); no crypto self-tests at boot (~0.4 s of
+# the ~3 s TCG boot).
+_BOOT_ARGS = ("console=ttyS0", "loglevel=3", "panic=-1", "ipv6.disable=1", "cryptomgr.notests")
+_HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+_IFNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}")
+_COMMAND_LINE_SIZE = 2048  # x86 limit, including the terminating NUL
+_XEN_ELFNOTE_PHYS32_ENTRY = 18  # the ELF note that marks a PVH entry point
+
+
+class ImageError(RuntimeError):
+    """The guest image cannot be built; the message says what is missing and how to get it."""
+
+
+@dataclass(frozen=True)
+class GuestImage:
+    kernel: Path  # uncompressed PVH vmlinux (ELF)
+    initrd: Path  # base initramfs, gzip'd newc cpio
+    kernel_version: str  # e.g. "6.1.0-56-amd64"
+    recipe_hash: str  # hash of recipe files + package versions; a change means a rebuild
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One member of a cpio archive; `mode` includes the file type bits."""
+
+    mode: int
+    data: bytes = b""
+    rdev: tuple[int, int] = (0, 0)
+
+
+@dataclass(frozen=True)
+class _HostInputs:
+    kernel_version: str
+    packages: tuple[tuple[str, str], ...]  # (Debian package, version), sorted
+    binaries: tuple[tuple[Path, str], ...]  # (host path, package) from binaries.txt
+
+
+def recipe_hash() -> str:
+    """Hash of the recipe files, this builder and the versions of the packages the image copies."""
+    return _recipe_hash(_host_inputs())
+
+
+def ensure_image(
+    cache: Path = DEFAULT_CACHE,
+    *,
+    rebuild: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> GuestImage:
+    """Return the cached image for the current recipe, building it first if it is missing.
+
+    The build happens in a temporary folder beside the cache entry and is renamed into place, so
+    a cache entry is always complete. Folders are 0755 and files 0644: libvirt's qemu user reads them.
+    """
+    say = progress or (lambda _message: None)
+    inputs = _host_inputs()
+    digest = _recipe_hash(inputs)
+    target = cache / digest
+    image = GuestImage(target / "vmlinux", target / "initrd.img", inputs.kernel_version, digest)
+    if not rebuild and image.kernel.is_file() and image.initrd.is_file():
+        return image
+
+    started = time.monotonic()
+    say(f"building guest image {digest} for kernel {inputs.kernel_version}")
+    try:
+        make_dirs(cache, 0o755)
+        build = Path(tempfile.mkdtemp(prefix=f".{digest}.", dir=cache))
+    except OSError as exc:
+        raise ImageError(f"cannot write the image cache {cache}: {exc.strerror}") from exc
+    try:
+        build.chmod(0o755)
+        bzimage = Path("/boot") / f"vmlinuz-{inputs.kernel_version}"
+        say(f"extracting the PVH vmlinux from {bzimage}")
+        _write_public(build / image.kernel.name, _vmlinux(bzimage))
+        entries = _initramfs_entries(inputs, say)
+        say(f"packing the initramfs ({len(entries)} entries)")
+        archive = gzip.compress(_newc(entries), compresslevel=6, mtime=0)
+        _write_public(build / image.initrd.name, archive)
+        _publish(build, target)
+    except OSError as exc:
+        raise ImageError(f"building the guest image failed: {exc}") from exc
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    say(f"guest image ready in {time.monotonic() - started:.1f} s: {target}")
+    return image
+
+
+def write_guest_initrd(image: GuestImage, dest: Path, files: Mapping[str, tuple[bytes, int]]) -> None:
+    """Write the base initramfs followed by an uncompressed cpio holding `files` to `dest` (0600).
+
+    `files` maps a path inside the guest to (content, permission bits). Linux unpacks concatenated
+    archives in order, so these files are added to (or replace) the base image's. Only the parent
+    folders the base image lacks are added (0755): repeating one would reset its mode, e.g. /root's.
+    """
+    present = _archive_names(image.initrd, image.initrd.stat().st_mtime_ns)
+    entries: dict[str, _Entry] = {}
+    for path, (content, mode) in files.items():
+        name = _guest_name(path)
+        entries[name] = _Entry(stat.S_IFREG | stat.S_IMODE(mode), content)
+        for parent in PurePosixPath(name).parents[:-1]:
+            if str(parent) not in present:
+                entries.setdefault(str(parent), _Entry(stat.S_IFDIR | 0o755))
+    base = image.initrd.read_bytes()
+    # The kernel only recognises a cpio header at a 4-byte aligned offset; it skips NUL padding.
+    write_secret(dest, base + b"\0" * (-len(base) % 4) + _newc(entries))
+
+
+def kernel_cmdline(hostname: str, mgmt_mac: str, mgmt_cidr: str, nics: Sequence[tuple[str, str]]) -> str:
+    """The guest's full kernel command line; images/guest/etc/init.d/rcS parses the vnl.* part.
+
+    `nics` are (MAC, interface name) of the data NICs, which the guest renames but leaves down.
+    """
+    if not _HOSTNAME.fullmatch(hostname):
+        raise ValueError(f"invalid guest hostname {hostname!r}: letters, digits, '-', '_', '.'; at most 63")
+    try:
+        mgmt = ipaddress.IPv4Interface(mgmt_cidr)
+    except ValueError as exc:
+        raise ValueError(f"invalid management address {mgmt_cidr!r}: {exc}") from None
+    if "/" not in mgmt_cidr:
+        raise ValueError(f"management address {mgmt_cidr!r} needs a prefix length, e.g. /24")
+    macs = [_mac(mgmt_mac)]
+    names = ["mgmt0"]
+    for mac, name in nics:
+        if not _IFNAME.fullmatch(name) or name == "lo":
+            raise ValueError(f"invalid guest interface name {name!r}: at most 15 of letters, digits, '-', '_', '.'")
+        macs.append(_mac(mac))
+        names.append(name)
+    for what, values in (("MAC", macs), ("interface name", names)):
+        duplicates = sorted({v for v in values if values.count(v) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate guest {what}: {', '.join(duplicates)}")
+
+    args = [*_BOOT_ARGS, f"vnl.host={hostname}", f"vnl.mgmt={macs[0]},{mgmt.with_prefixlen}"]
+    if nics:
+        args.append("vnl.nics=" + ",".join(f"{mac}:{name}" for mac, name in zip(macs[1:], names[1:])))
+    cmdline = " ".join(args)
+    if len(cmdline) >= _COMMAND_LINE_SIZE:
+        raise ValueError(f"kernel command line too long ({len(cmdline)} bytes, limit {_COMMAND_LINE_SIZE - 1})")
+    return cmdline
+
+
+def _mac(mac: str) -> str:
+    if not _MAC.fullmatch(mac.lower()):
+        raise ValueError(f"invalid MAC address {mac!r}")
+    return mac.lower()
+
+
+# --- host inputs and the recipe hash ---------------------------------------------------------
+
+
+def _host_inputs() -> _HostInputs:
+    """Kernel version, binaries and package versions the image is built from, or ImageError."""
+    binaries = tuple((Path(words[0]), words[1]) for words in _recipe_lines("binaries.txt", columns=2))
+    wanted = [KERNEL_PACKAGE, *sorted({package for _path, package in binaries})]
+    installed = _installed_packages(wanted)
+    for package in wanted:
+        if package not in installed:
+            what = "kernel package" if package == KERNEL_PACKAGE else "package"
+            raise ImageError(f"{what} {package} is not installed: apt-get install {package}")
+    match = re.search(r"linux-image-(\S+)", installed[KERNEL_PACKAGE][1])
+    if match is None:
+        raise ImageError(f"cannot tell the kernel version from {KERNEL_PACKAGE}'s dependencies")
+    kernel_version = match.group(1)
+    kernel_package = f"linux-image-{kernel_version}"
+    installed.update(_installed_packages([kernel_package]))
+    if kernel_package not in installed:
+        raise ImageError(f"kernel package {kernel_package} is not installed: apt-get install {kernel_package}")
+    for path in (Path("/boot") / f"vmlinuz-{kernel_version}", Path("/lib/modules") / kernel_version):
+        if not path.exists():
+            raise ImageError(f"{path} is missing: apt-get install --reinstall {kernel_package}")
+    versions = sorted((package, version) for package, (version, _depends) in installed.items())
+    return _HostInputs(kernel_version, tuple(versions), binaries)
+
+
+def _installed_packages(packages: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """(version, Depends) of each installed package among `packages`; absent ones are left out."""
+    query = ["dpkg-query", "-W", "-f", "${Package}\t${db:Status-Abbrev}\t${Version}\t${Depends}\n", *packages]
+    try:
+        listing = subprocess.run(query, capture_output=True, text=True, check=False).stdout
+    except FileNotFoundError:
+        raise ImageError("dpkg-query not found: the guest image is built from Debian packages") from None
+    installed = {}
+    for line in listing.splitlines():
+        package, status, version, depends = line.split("\t")
+        if status.startswith("ii"):
+            installed[package] = (version, depends)
+    return installed
+
+
+def _recipe_lines(name: str, columns: int) -> list[list[str]]:
+    """The non-comment lines of a recipe file, split into exactly `columns` words (0: any number)."""
+    path = RECIPE_DIR / name
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ImageError(f"recipe file {path} is missing: vnetlab runs from its source tree") from None
+    lines = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if columns and len(words) != columns:
+            raise ImageError(f"{path}:{number}: expected {columns} columns, got {line!r}")
+        lines.append(words)
+    return lines
+
+
+def _recipe_files() -> list[Path]:
+    guest = sorted(p for p in (RECIPE_DIR / "guest").rglob("*") if p.is_file())
+    return [RECIPE_DIR / name for name in ("binaries.txt", "layout.txt", "modules.txt")] + guest
+
+
+def _recipe_hash(inputs: _HostInputs) -> str:
+    sources = {f"images/{path.relative_to(RECIPE_DIR).as_posix()}": path for path in _recipe_files()}
+    sources["vnetlab/image.py"] = Path(__file__)  # how the recipe is read is part of the recipe
+    digest = hashlib.sha256()
+    for label, path in sources.items():
+        content = path.read_bytes()
+        executable = bool(path.stat().st_mode & stat.S_IXUSR)
+        digest.update(f"{label}:{executable}:{len(content)}\n".encode())
+        digest.update(content)
+    digest.update(repr((inputs.kernel_version, inputs.packages)).encode())
+    return digest.hexdigest()[:16]
+
+
+# --- the kernel ------------------------------------------------------------------------------
+
+
+def _vmlinux(bzimage: Path) -> bytes:
+    """The ELF kernel inside a bzImage. qemu boots it through its PVH entry point, which skips the
+    real-mode setup and the self-decompression: about half the boot time under TCG."""
+    data = bzimage.read_bytes()
+    if data[0x202:0x206] != b"HdrS" or struct.unpack_from("<H", data, 0x206)[0] < 0x208:
+        raise ImageError(f"{bzimage} is not a bzImage (boot protocol 2.08 or later)")
+    setup_sectors = data[0x1F1] or 4
+    offset, length = struct.unpack_from("<II", data, 0x248)
+    start = (setup_sectors + 1) * 512 + offset
+    payload = data[start : start + length]
+    if not payload.startswith(b"\xfd7zXZ\x00"):
+        raise ImageError(f"{bzimage}: the kernel is not xz-compressed, which is the only kind supported")
+    elf = lzma.LZMADecompressor(lzma.FORMAT_XZ).decompress(payload)
+    if not _has_pvh_note(elf):
+        raise ImageError(f"{bzimage} has no PVH entry point (CONFIG_PVH), so qemu cannot boot it directly")
+    return elf
+
+
+def _has_pvh_note(elf: bytes) -> bool:
+    if not elf.startswith(b"\x7fELF\x02\x01"):
+        return False
+    (phoff,) = struct.unpack_from("<Q", elf, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+    for index in range(phnum):
+        p_type, _flags, p_offset, _vaddr, _paddr, p_filesz = struct.unpack_from("<IIQQQQ", elf, phoff + index * phentsize)
+        if p_type != 4:  # PT_NOTE
+            continue
+        position, end = p_offset, p_offset + p_filesz
+        while position + 12 <= end:
+            namesz, descsz, note_type = struct.unpack_from("<III", elf, position)
+            if elf[position + 12 : position + 12 + namesz] == b"Xen\0" and note_type == _XEN_ELFNOTE_PHYS32_ENTRY:
+                return True
+            position += 12 + _align4(namesz) + _align4(descsz)
+    return False
+
+
+# --- the initramfs ---------------------------------------------------------------------------
+
+
+def _initramfs_entries(inputs: _HostInputs, say: Callable[[str], None]) -> dict[str, _Entry]:
+    entries: dict[str, _Entry] = {}
+    guest = RECIPE_DIR / "guest"
+    for path in _recipe_files():
+        if path.is_relative_to(guest):
+            mode = 0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644
+            entries[path.relative_to(guest).as_posix()] = _Entry(stat.S_IFREG | mode, path.read_bytes())
+
+    say("collecting binaries and their shared libraries")
+    for binary, package in inputs.binaries:
+        if not binary.is_file():
+            raise ImageError(f"{binary} is missing: apt-get install --reinstall {package}")
+        for path in [binary, *_shared_libraries(binary)]:
+            entries[_guest_name(str(path))] = _Entry(stat.S_IFREG | 0o755, path.read_bytes())
+        if binary.name == "busybox":
+            for applet in _busybox_applets(binary):
+                entries.setdefault(applet, _Entry(stat.S_IFLNK | 0o777, str(binary).encode()))
+
+    modules = [words[0] for words in _recipe_lines("modules.txt", columns=1)]
+    say(f"collecting kernel modules for {', '.join(modules)}")
+    entries.update(_module_entries(inputs.kernel_version, modules))
+
+    _apply_layout(entries)
+    for name in list(entries):
+        for parent in PurePosixPath(name).parents[:-1]:
+            entries.setdefault(str(parent), _Entry(stat.S_IFDIR | 0o755))
+    return entries
+
+
+def _shared_libraries(binary: Path) -> list[Path]:
+    """The libraries (and the dynamic loader) `binary` needs, as ldd names them."""
+    try:
+        result = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise ImageError("ldd not found: apt-get install libc-bin") from None
+    if "not a dynamic executable" in result.stderr + result.stdout:
+        return []
+    if result.returncode != 0:
+        raise ImageError(f"ldd {binary} failed: {result.stderr.strip()}")
+    libraries = []
+    for line in result.stdout.splitlines():
+        if "not found" in line:
+            raise ImageError(f"{binary} needs {line.split()[0]}, which is not installed")
+        match = re.search(r"(/\S+) \(0x[0-9a-f]+\)", line)
+        if match:
+            libraries.append(Path(match.group(1)))
+    return libraries
+
+
+def _busybox_applets(busybox: Path) -> list[str]:
+    listing = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True, check=True).stdout
+    return [name for name in listing.split() if name != _guest_name(str(busybox))]
+
+
+def _module_entries(kernel_version: str, names: Sequence[str]) -> dict[str, _Entry]:
+    """The modules `names` with their dependencies, and a modules.dep (etc.) made by depmod."""
+    root = Path("/lib/modules") / kernel_version
+    dependencies: dict[str, list[str]] = {}
+    by_name: dict[str, str] = {}
+    for line in (root / "modules.dep").read_text().splitlines():
+        module, _, needs = line.partition(":")
+        dependencies[module] = needs.split()
+        by_name[_module_name(module)] = module
+    wanted: set[str] = set()
+    for name in names:
+        module = by_name.get(_module_name(name))
+        if module is None:
+            raise ImageError(f"kernel module {name} (images/modules.txt) is not in {root}")
+        wanted.update([module, *dependencies[module]])  # depmod lists the transitive closure
+
+    with tempfile.TemporaryDirectory(prefix="vnetlab-depmod-") as stage:
+        stage_root = Path(stage) / "lib/modules" / kernel_version
+        for relative in [*sorted(wanted), "modules.builtin", "modules.builtin.modinfo"]:
+            (stage_root / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / relative, stage_root / relative)
+        try:
+            subprocess.run(["depmod", "-b", stage, kernel_version], capture_output=True, text=True, check=True)
+        except FileNotFoundError:
+            raise ImageError("depmod not found: apt-get install kmod") from None
+        except subprocess.CalledProcessError as exc:
+            raise ImageError(f"depmod failed: {exc.stderr.strip()}") from None
+        return {
+            path.relative_to(stage).as_posix(): _Entry(stat.S_IFREG | 0o644, path.read_bytes())
+            for path in stage_root.rglob("*")
+            if path.is_file()
+        }
+
+
+def _module_name(module: str) -> str:
+    """'kernel/lib/crypto/libcurve25519-generic.ko' and 'libcurve25519_generic' → 'libcurve25519_generic'."""
+    return PurePosixPath(module).name.removesuffix(".ko").replace("-", "_")
+
+
+def _apply_layout(entries: dict[str, _Entry]) -> None:
+    """Add the folders, symlinks and device nodes of images/layout.txt; apply its mode overrides."""
+    for kind, path, *args in _recipe_lines("layout.txt", columns=0):
+        name = _guest_name(path)
+        if kind == "dir" and len(args) == 1:
+            entries[name] = _Entry(stat.S_IFDIR | int(args[0], 8))
+        elif kind == "symlink" and len(args) == 1:
+            entries[name] = _Entry(stat.S_IFLNK | 0o777, args[0].encode())
+        elif kind == "chardev" and len(args) == 3:
+            entries[name] = _Entry(stat.S_IFCHR | int(args[0], 8), rdev=(int(args[1]), int(args[2])))
+        elif kind == "mode" and len(args) == 1 and name in entries:
+            entries[name] = replace(entries[name], mode=stat.S_IFMT(entries[name].mode) | int(args[0], 8))
+        else:
+            raise ImageError(f"{RECIPE_DIR / 'layout.txt'}: cannot apply {' '.join([kind, path, *args])!r}")
+
+
+# --- cpio (newc) -----------------------------------------------------------------------------
+
+
+def _newc(entries: Mapping[str, _Entry]) -> bytes:
+    """A newc cpio archive of `entries`, owned by root with mtime 0 (so builds are reproducible).
+
+    Sorted names put every folder before its contents, as the kernel's unpacker needs.
+    """
+    archive = bytearray()
+    for inode, (name, entry) in enumerate(sorted(entries.items()), start=1):
+        _append_member(archive, name, entry, inode)
+    _append_member(archive, "TRAILER!!!", _Entry(0), 0)
+    return bytes(archive)
+
+
+def _append_member(archive: bytearray, name: str, entry: _Entry, inode: int) -> None:
+    encoded = name.encode() + b"\0"
+    links = 2 if stat.S_ISDIR(entry.mode) else 1
+    fields = (inode, entry.mode, 0, 0, links, 0, len(entry.data), 0, 0, *entry.rdev, len(encoded), 0)
+    archive += b"070701" + "".join(f"{field:08x}" for field in fields).encode() + encoded
+    archive += b"\0" * (-len(archive) % 4)
+    archive += entry.data
+    archive += b"\0" * (-len(archive) % 4)
+
+
+@lru_cache(maxsize=4)
+def _archive_names(initrd: Path, _mtime_ns: int) -> frozenset[str]:
+    """Every name in a gzip'd newc archive (cached per file version: guests share one base image)."""
+    data = gzip.decompress(initrd.read_bytes())
+    names = set()
+    position = 0
+    while data[position : position + 6] == b"070701":
+        size, name_size = int(data[position + 54 : position + 62], 16), int(data[position + 94 : position + 102], 16)
+        name = data[position + 110 : position + 110 + name_size - 1].decode()
+        if name == "TRAILER!!!":
+            break
+        names.add(name)
+        position = _align4(_align4(position + 110 + name_size) + size)
+    return frozenset(names)
+
+
+def _guest_name(path: str) -> str:
+    """'/etc/x' → 'etc/x', refusing paths that would leave the guest's root."""
+    name = PurePosixPath("/", path).relative_to("/")
+    if ".." in name.parts or not name.parts:
+        raise ValueError(f"invalid path inside the guest: {path!r}")
+    return name.as_posix()
+
+
+def _align4(value: int) -> int:
+    return (value + 3) & ~3
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    path.chmod(0o644)
+
+
+def _publish(build: Path, target: Path) -> None:
+    """Rename the finished build to its cache entry, replacing an old entry of the same hash."""
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+        os.rename(target, old / target.name)
+        shutil.rmtree(old)
+    try:
+        os.rename(build, target)
+    except OSError:
+        # Another process published the same recipe meanwhile; its entry is just as complete.
+        if not target.is_dir():
+            raise

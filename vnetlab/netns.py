@@ -1,0 +1,199 @@
+"""Named network namespaces (/run/netns/<name>), compatible with `ip netns`.
+
+Python 3.11 has no os.setns, so namespace switches go through libc via ctypes.
+A network namespace is a per-thread attribute: every switch happens in a
+short-lived helper thread, so the caller's thread (and every other thread of
+the process) stays in the namespace it started in. Sockets keep the namespace
+they were created in, which is how the rest of vnetlab talks into a lab.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+
+T = TypeVar("T")
+
+NETNS_DIR = "/run/netns"
+
+_CLONE_NEWNET = 0x40000000
+_MS_REC = 0x4000
+_MS_BIND = 0x1000
+_MS_SHARED = 1 << 20
+_MNT_DETACH = 0x2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NamespaceError(Exception):
+    """A namespace could not be created, entered, changed or removed."""
+
+
+def _check_name(name: str) -> None:
+    if not name or name in (".", "..") or "/" in name or "\0" in name or len(name) > 255:
+        raise NamespaceError(f"invalid namespace name {name!r}")
+
+
+def namespace_path(name: str) -> str:
+    """The bind-mount file of namespace `name` (open it to get a namespace fd)."""
+    _check_name(name)
+    return os.path.join(NETNS_DIR, name)
+
+
+def _libc_call(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _in_thread(fn: Callable[[], T]) -> T:
+    """Run fn in a fresh thread and hand back its result or exception.
+
+    The thread dies afterwards, taking whatever namespace it switched to with it.
+    """
+    outcome: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=body, name="vnetlab-netns", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _write_sysctl(key: str, value: str) -> None:
+    """Write a net.* sysctl in the calling thread's network namespace.
+
+    Only net.* keys are namespaced; refusing the others keeps a lab from ever
+    changing a host-wide setting. Keys may use '/' separators (as sysctl(8) does)
+    when a component such as an interface name contains a dot.
+    """
+    parts = key.split("/") if "/" in key else key.split(".")
+    if parts[0] != "net" or len(parts) < 2 or any(p in ("", ".", "..") for p in parts):
+        raise NamespaceError(f"refusing sysctl {key!r}: only net.* keys are per-namespace")
+    with open(os.path.join("/proc/sys", *parts), "w", encoding="ascii") as fh:
+        fh.write(value)
+
+
+def _make_run_dir_shared() -> None:
+    """Make /run/netns a shared mount, as iproute2 does.
+
+    Then unmounting a namespace file also unmounts the copies held by other
+    mount namespaces (for instance processes started with `ip netns exec`),
+    so deleted namespaces are really freed.
+    """
+    os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
+    run_dir = NETNS_DIR.encode()
+    if _libc.mount(b"none", run_dir, None, _MS_SHARED | _MS_REC, None) == 0:
+        return
+    err = ctypes.get_errno()
+    if err != errno.EINVAL:  # EINVAL: not a mount point yet, so bind it onto itself first
+        raise OSError(err, f"mount --make-rshared {NETNS_DIR}: {os.strerror(err)}")
+    _libc_call(_libc.mount(run_dir, run_dir, b"none", _MS_BIND | _MS_REC, None), f"bind {NETNS_DIR}")
+    _libc_call(_libc.mount(b"none", run_dir, None, _MS_SHARED | _MS_REC, None), f"mount --make-rshared {NETNS_DIR}")
+
+
+def create_namespace(name: str) -> None:
+    """Create /run/netns/<name> with lo up and IPv6 disabled (no ICMPv6 noise in captures)."""
+    path = namespace_path(name)
+    try:
+        _make_run_dir_shared()
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
+    except FileExistsError:
+        raise NamespaceError(f"namespace {name!r} already exists") from None
+    except OSError as exc:
+        raise NamespaceError(f"cannot create namespace {name!r}: {exc}") from exc
+
+    def setup() -> None:
+        _libc_call(_libc.unshare(_CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        _libc_call(
+            _libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None),
+            f"bind mount {path}",
+        )
+        if os.path.isdir("/proc/sys/net/ipv6"):  # absent when the kernel runs with ipv6.disable=1
+            _write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
+            _write_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+        with IPRoute() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+
+    try:
+        _in_thread(setup)
+    except Exception as exc:
+        delete_namespace(name)
+        raise NamespaceError(f"cannot create namespace {name!r}: {exc}") from exc
+
+
+def delete_namespace(name: str) -> None:
+    """Unmount and remove the namespace file; absent is fine.
+
+    The kernel frees the namespace (and destroys its virtual links) once no
+    process, socket or mount refers to it any more.
+    """
+    path = namespace_path(name)
+    if _libc.umount2(path.encode(), _MNT_DETACH) != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
+        err = ctypes.get_errno()
+        raise NamespaceError(f"cannot unmount {path}: {os.strerror(err)}")
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise NamespaceError(f"cannot remove {path}: {exc}") from exc
+
+
+def namespace_exists(name: str) -> bool:
+    return os.path.exists(namespace_path(name))
+
+
+def list_namespaces() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def run_in_namespace(name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call fn(*args, **kwargs) in a helper thread that has entered namespace `name`.
+
+    Sockets fn creates stay in that namespace after it returns; threads fn
+    starts inherit it. /proc/sys/net follows the thread's namespace, but
+    /sys/class/net and /proc/net (= /proc/self/net) do not: use netlink there.
+    """
+    path = namespace_path(name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NamespaceError(f"namespace {name!r} does not exist") from None
+    except OSError as exc:
+        raise NamespaceError(f"cannot open namespace {name!r}: {exc}") from exc
+
+    def enter_and_call() -> T:
+        if _libc.setns(fd, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise NamespaceError(f"cannot enter namespace {name!r}: {os.strerror(err)}")
+        return fn(*args, **kwargs)
+
+    try:
+        return _in_thread(enter_and_call)
+    finally:
+        os.close(fd)
+
+
+def set_sysctl(ns: str, key: str, value: str) -> None:
+    """Set a net.* sysctl (e.g. "net.ipv4.ip_forward", "1") inside namespace ns only."""
+    try:
+        run_in_namespace(ns, _write_sysctl, key, value)
+    except OSError as exc:
+        raise NamespaceError(f"cannot set {key}={value} in namespace {ns!r}: {exc}") from exc

@@ -1,0 +1,38 @@
+"""A plan as stable, readable YAML: shown by `vnetlab plan` and pinned by golden tests."""
+
+from __future__ import annotations
+
+import yaml
+
+from vnetlab.plan import Plan
+
+
+def plan_data(plan: Plan) -> dict:
+    return {
+        "lab": plan.lab,
+        "scenario": plan.scenario.name,
+        "namespace": plan.namespace,
+        "domain_type": plan.domain_type,
+        "lab_dir": str(plan.lab_dir),
+        "management_gateway": plan.mgmt_gateway,
+        "bridges": [{"name": b.name, "type": b.type, "mac": b.mac, **({"address": b.cidr} if b.cidr else {})} for b in plan.bridges],
+        "vms": [
+            {
+                "name": vm.name,
+                "domain": vm.domain,
+                "memory_mib": vm.memory,
+                "vcpus": vm.vcpus,
+                "cmdline": vm.cmdline,
+                "nics": [
+                    {"guest": n.guest_name, "bridge": n.bridge, "tap": n.tap, "mac": n.mac, "address": n.cidr}
+                    for n in vm.all_nics
+                ],
+            }
+            for vm in plan.vms
+        ],
+        "resources": [f"{r.kind} {r.name}" + (f" ({r.vm})" if r.vm else "") for r in plan.resources],
+    }
+
+
+def plan_summary(plan: Plan) -> str:
+    return yaml.safe_dump(plan_data(plan), sort_keys=False, allow_unicode=True, width=200)

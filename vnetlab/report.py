@@ -1,0 +1,57 @@
+"""The run report: a JSON document for machines and a summary table for people."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from vnetlab.lab import Outcome
+from vnetlab.progress import StepTiming
+
+
+def report_json(outcome: Outcome, steps: list[StepTiming]) -> dict:
+    accel = outcome.accel
+    return {
+        "scenario": outcome.scenario,
+        "lab": outcome.lab,
+        "ok": outcome.ok,
+        "accel": accel.name if accel else None,
+        "accel_detail": {"domain_type": accel.domain_type, "reason": accel.reason} if accel else None,
+        "error": outcome.error,
+        "kept": outcome.kept,
+        "steps": [{"name": s.name, "seconds": s.seconds, "ok": s.ok} for s in steps],
+        "checks": [c.to_json() for c in outcome.checks],
+        "artifacts": outcome.artifacts,
+    }
+
+
+def write_report(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def print_summary(console: Console, outcome: Outcome, steps: list[StepTiming]) -> None:
+    if outcome.checks:
+        table = Table(title=f"Checks — lab {outcome.lab}", title_justify="left", show_lines=False)
+        table.add_column("", width=2)
+        table.add_column("check")
+        table.add_column("detail", overflow="fold")
+        for c in outcome.checks:
+            table.add_row("[green]✓[/]" if c.ok else "[red]✗[/]", c.name, c.detail)
+        console.print(table)
+    passed = sum(c.ok for c in outcome.checks)
+    total_seconds = sum(s.seconds for s in steps)
+    verdict = "[bold green]PASS[/]" if outcome.ok else "[bold red]FAIL[/]"
+    if outcome.ok and outcome.kept and not outcome.checks:
+        verdict = "[bold green]UP[/]"
+    accel = outcome.accel.name if outcome.accel else "?"
+    console.print(f"{verdict} {outcome.scenario} (lab {outcome.lab}): {passed}/{len(outcome.checks)} checks passed, accel {accel}, {total_seconds:.1f} s")
+    if outcome.error:
+        console.print(f"[red]error:[/] {outcome.error}")
+    if outcome.kept:
+        console.print(f"the lab is still up: `vnetlab check {outcome.lab}`, then `vnetlab down {outcome.lab}`")
+    if outcome.artifacts.get("dir"):
+        console.print(f"artifacts: {outcome.artifacts['dir']}")

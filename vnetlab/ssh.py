@@ -1,0 +1,250 @@
+"""SSH into guests from inside a lab namespace (paramiko over a namespaced socket).
+
+The TCP socket is created by a thread that has entered the lab namespace, so
+the connection reaches the guest on the lab's bridge while the rest of the
+process stays in the root namespace. Host keys are pinned per guest (the lab
+generated them), so there is no known_hosts file and no trust-on-first-use.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import select
+import socket
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+import paramiko
+
+from vnetlab.netns import run_in_namespace
+
+_CONNECT_ATTEMPT_TIMEOUT = 3.0  # a fresh SYN beats waiting out TCP's backoff while a guest boots
+_RETRY_PAUSE = 0.25
+_SEND_CHUNK = 32768
+_SEND_STALL = 0.05  # longest wait for send window before draining output again
+_TAIL_LINES = 20
+_TAIL_CHARS = 2000
+
+
+class SSHError(Exception):
+    """Connecting, authenticating or running a command on a guest failed."""
+
+
+@dataclass
+class CommandResult:
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def _tail(*texts: str) -> str:
+    lines = "\n".join(t.rstrip("\n") for t in texts if t.strip()).splitlines()
+    return "\n".join(lines[-_TAIL_LINES:])[-_TAIL_CHARS:]
+
+
+def _parse_host_key_line(line: str) -> tuple[str, bytes]:
+    """(key type, key blob) from "ssh-ed25519 AAAA... [comment]", optionally preceded by host names
+    as in known_hosts."""
+    tokens = line.split()
+    for key_type, blob in zip(tokens, tokens[1:]):
+        if key_type.startswith(("ssh-", "ecdsa-")):
+            try:
+                return key_type, base64.b64decode(blob, validate=True)
+            except binascii.Error:
+                break
+    raise SSHError(f"not a public host key line: {line!r}")
+
+
+class GuestSSH:
+    """One SSH connection to one guest; run() opens a channel per command."""
+
+    def __init__(
+        self,
+        ns: str,
+        host: str,
+        pkey: paramiko.PKey,
+        host_key_line: str,
+        *,
+        port: int = 22,
+        user: str = "root",
+    ) -> None:
+        self.ns = ns
+        self.host = host
+        self.port = port
+        self.user = user
+        self._pkey = pkey
+        self._host_key_type, self._host_key_blob = _parse_host_key_line(host_key_line)
+        try:
+            self._addrinfo = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)[0]
+        except socket.gaierror:
+            raise SSHError(f"guest address must be an IP address, not {host!r}") from None
+        self._transport: paramiko.Transport | None = None
+
+    def __repr__(self) -> str:
+        return f"GuestSSH({self._where})"
+
+    @property
+    def _where(self) -> str:
+        return f"{self.user}@{self.host}:{self.port} in namespace {self.ns!r}"
+
+    def __enter__(self) -> GuestSSH:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def connect(self, deadline: float) -> None:
+        """Connect and authenticate, retrying until `deadline` (a time.monotonic() value).
+
+        Refused or timed-out connections and broken handshakes are retried (the
+        guest may still be booting); a wrong host key or a rejected client key
+        is final at once. A missing namespace raises NamespaceError.
+        """
+        self.close()
+        attempts = 0
+        last_error: BaseException | None = None
+        while True:
+            attempts += 1
+            try:
+                self._transport = self._attempt(deadline)
+                return
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                last_error = exc
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SSHError(
+                    f"cannot connect to {self._where} after {attempts} attempts: {last_error!r}"
+                ) from last_error
+            time.sleep(min(_RETRY_PAUSE, remaining))
+
+    def _attempt(self, deadline: float) -> paramiko.Transport:
+        family, kind, proto, _, address = self._addrinfo
+        sock = run_in_namespace(self.ns, socket.socket, family, kind, proto)
+        try:
+            sock.settimeout(max(0.01, min(_CONNECT_ATTEMPT_TIMEOUT, deadline - time.monotonic())))
+            sock.connect(address)
+        except BaseException:
+            sock.close()
+            raise
+        transport = paramiko.Transport(sock)
+        try:
+            remaining = max(0.01, deadline - time.monotonic())
+            transport.banner_timeout = transport.handshake_timeout = transport.auth_timeout = remaining
+            options = transport.get_security_options()
+            options.key_types = self._host_key_algorithms(options.key_types)
+            try:
+                transport.start_client(timeout=remaining)
+            except paramiko.IncompatiblePeer as exc:  # e.g. no host key of the pinned type: final
+                raise SSHError(
+                    f"host key mismatch or incompatible server at {self._where} "
+                    f"(pinned a {self._host_key_type} key): {exc}"
+                ) from exc
+            try:
+                server_key = transport.get_remote_server_key()
+            except paramiko.SSHException:
+                raise socket.timeout("SSH handshake did not finish in time") from None
+            if server_key.asbytes() != self._host_key_blob:
+                raise SSHError(
+                    f"host key mismatch for {self._where}: expected {self._host_key_type} "
+                    f"{base64.b64encode(self._host_key_blob).decode()}, got {server_key.get_name()} "
+                    f"{server_key.get_base64()}"
+                )
+            try:
+                transport.auth_publickey(self.user, self._pkey)
+            except paramiko.AuthenticationException as exc:
+                raise SSHError(f"authentication failed for {self._where}: {exc}") from exc
+            return transport
+        except BaseException:
+            transport.close()
+            raise
+
+    def _host_key_algorithms(self, available: tuple[str, ...]) -> tuple[str, ...]:
+        """Only offer the pinned key's algorithms, so a guest with several host keys shows the pinned one."""
+        wanted = {"rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"} if self._host_key_type == "ssh-rsa" else {self._host_key_type}
+        algorithms = tuple(a for a in available if a in wanted)
+        if not algorithms:
+            raise SSHError(f"host key type {self._host_key_type!r} for {self._where} is not supported by paramiko")
+        return algorithms
+
+    def run(
+        self, command: str, *, timeout: float = 30.0, stdin: bytes | None = None, check: bool = True
+    ) -> CommandResult:
+        """Run a shell command; stdin (if given) is sent and then closed.
+
+        Output is read while stdin is being sent, so large transfers such as
+        `cat > file` cannot deadlock on SSH window sizes. The whole exchange is
+        bounded by `timeout`; a non-zero exit raises SSHError when `check`.
+        """
+        if self._transport is None or not self._transport.is_active():
+            raise SSHError(f"not connected to {self._where} (running {command!r})")
+        deadline = time.monotonic() + timeout
+        try:
+            channel = self._transport.open_session(timeout=timeout)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise SSHError(f"cannot open a session to {self._where} for {command!r}: {exc}") from exc
+        out, err = bytearray(), bytearray()
+        try:
+            channel.exec_command(command)
+            finished = self._exchange(channel, stdin or b"", out, err, deadline)
+            if not finished:
+                raise SSHError(
+                    f"command {command!r} on {self._where} did not finish within {timeout:g}s; "
+                    f"output so far:\n{_tail(out.decode(errors='replace'), err.decode(errors='replace'))}"
+                )
+            exit_code = channel.recv_exit_status()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise SSHError(f"command {command!r} on {self._where} failed: {exc}") from exc
+        finally:
+            channel.close()
+        result = CommandResult(command, exit_code, out.decode(errors="replace"), err.decode(errors="replace"))
+        if check and exit_code != 0:
+            raise SSHError(
+                f"command {command!r} on {self._where} exited with {exit_code}:\n{_tail(result.stdout, result.stderr)}"
+            )
+        return result
+
+    @staticmethod
+    def _exchange(
+        channel: paramiko.Channel, stdin: bytes, out: bytearray, err: bytearray, deadline: float
+    ) -> bool:
+        """Feed stdin and collect output until the command's exit status arrives; False on timeout."""
+        pending = memoryview(stdin)
+        if not pending:
+            channel.shutdown_write()
+
+        def drain() -> None:
+            while channel.recv_ready():
+                out.extend(channel.recv(65536))
+            while channel.recv_stderr_ready():
+                err.extend(channel.recv_stderr(65536))
+
+        while not (channel.eof_received or channel.closed):
+            drain()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if not pending:
+                select.select([channel], [], [], remaining)
+                continue
+            # send() wakes up as soon as the server opens its window; the short timeout
+            # gets us back to draining output in case the command is blocked writing it.
+            channel.settimeout(min(remaining, _SEND_STALL))
+            try:
+                sent = channel.send(bytes(pending[:_SEND_CHUNK]))
+            except socket.timeout:
+                continue
+            pending = pending[sent:] if sent else pending[:0]  # 0: the channel is closing
+            if not pending:
+                channel.shutdown_write()
+        drain()
+        return channel.status_event.wait(max(0.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None

@@ -1,0 +1,82 @@
+"""The lab state file: the single source of truth for teardown.
+
+A resource is recorded *before* it is created, and every write is atomic, so
+whatever point vnetlab dies at, `vnetlab down` finds everything that may exist
+(removal is idempotent, so a recorded-but-never-created resource costs nothing).
+Nothing is ever removed because its name looks like ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+STATE_FILE = "state.json"
+
+
+@dataclass
+class RecordedResource:
+    kind: str
+    name: str
+    vm: str | None = None
+
+
+@dataclass
+class LabState:
+    lab: str
+    scenario: str
+    scenario_file: str
+    namespace: str
+    domain_type: str
+    kernel: str
+    pid: int
+    created: float = field(default_factory=time.time)
+    phase: str = "creating"  # creating | up | tearing-down
+    resources: list[RecordedResource] = field(default_factory=list)
+
+    def record(self, lab_dir: Path, kind: str, name: str, vm: str | None = None) -> None:
+        if not any(r.kind == kind and r.name == name for r in self.resources):
+            self.resources.append(RecordedResource(kind, name, vm))
+            self.save(lab_dir)
+
+    def set_phase(self, lab_dir: Path, phase: str) -> None:
+        self.phase = phase
+        self.save(lab_dir)
+
+    def save(self, lab_dir: Path) -> None:
+        tmp = lab_dir / (STATE_FILE + ".tmp")
+        data = json.dumps(asdict(self), indent=2).encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, lab_dir / STATE_FILE)
+
+    @classmethod
+    def load(cls, lab_dir: Path) -> LabState:
+        raw = json.loads((lab_dir / STATE_FILE).read_text())
+        raw["resources"] = [RecordedResource(**r) for r in raw.get("resources", [])]
+        return cls(**raw)
+
+
+def owner_alive(state: LabState) -> bool:
+    """Whether the vnetlab process that built the lab still runs (else the lab is orphaned)."""
+    try:
+        os.kill(state.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def make_private_dir(path: Path) -> Path:
+    """Lab folders hold private keys: 0700, whatever the umask."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path

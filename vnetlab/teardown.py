@@ -1,0 +1,61 @@
+"""Remove a lab from its state file, newest resource first.
+
+Works from the record alone (no plan, no scenario), so it also cleans up after
+a crash or kill -9. Each removal is idempotent; one failing removal does not
+stop the others, and the state file is kept if anything could not be removed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from vnetlab import netns
+from vnetlab.backends import libvirt_domains as hv
+from vnetlab.backends import linux_bridge
+from vnetlab.state import LabState, RecordedResource
+
+
+class TeardownError(Exception):
+    pass
+
+
+def _remove(resource: RecordedResource, state: LabState, conn_factory) -> None:
+    if resource.kind == "domain":
+        hv.remove(conn_factory(), resource.name)
+    elif resource.kind == "tap":
+        # Wherever the crash left it: still in the root namespace, or moved into the lab's.
+        if netns.namespace_exists(state.namespace):
+            linux_bridge.delete_link(state.namespace, resource.name)
+        linux_bridge.delete_link(None, resource.name)
+    elif resource.kind == "bridge":
+        if netns.namespace_exists(state.namespace):
+            linux_bridge.delete_link(state.namespace, resource.name)
+    elif resource.kind == "namespace":
+        netns.delete_namespace(resource.name)
+    else:
+        raise TeardownError(f"unknown resource kind {resource.kind!r} in the state file")
+
+
+def teardown(lab_dir: Path, state: LabState, *, keep_files: bool = False) -> list[str]:
+    """Remove everything recorded; returns the problems (empty when all is gone)."""
+    conn = None
+
+    def conn_factory():
+        nonlocal conn
+        if conn is None:
+            conn = hv.connect()
+        return conn
+
+    state.set_phase(lab_dir, "tearing-down")
+    problems: list[str] = []
+    for resource in reversed(list(state.resources)):
+        try:
+            _remove(resource, state, conn_factory)
+        except Exception as exc:  # noqa: BLE001 — keep removing the rest, report every failure
+            problems.append(f"{resource.kind} {resource.name}: {exc}")
+    if conn is not None:
+        conn.close()
+    if not problems and not keep_files:
+        shutil.rmtree(lab_dir, ignore_errors=True)
+    return problems

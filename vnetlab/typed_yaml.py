@@ -1,0 +1,278 @@
+"""YAML → typed dataclasses, with every problem located by file, line and field.
+
+Lab files are written by hand, often by students: one bad key should produce
+`two-vm-ping.yaml:12: vms[1].nics[0].adress: unknown key (expected one of: …)`,
+not a traceback. The dataclasses declare their constraints in field metadata
+(see `spec`), which also lets the JSON Schema be generated from the same source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.field or '(top level)'}: {self.message}"
+
+
+class ValidationError(Exception):
+    """Raised with every problem found, so a user fixes a file in one pass."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def spec(
+    doc: str,
+    *,
+    default: Any = dataclasses.MISSING,
+    default_factory: Any = dataclasses.MISSING,
+    key: str | None = None,
+    pattern: str | None = None,
+    max_length: int | None = None,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    min_items: int | None = None,
+) -> Any:
+    """A dataclass field carrying its YAML key, documentation and constraints."""
+    meta = {
+        "doc": doc,
+        "key": key,
+        "pattern": pattern,
+        "max_length": max_length,
+        "minimum": minimum,
+        "maximum": maximum,
+        "min_items": min_items,
+    }
+    return field(default=default, default_factory=default_factory, metadata=meta)
+
+
+def yaml_key(f: dataclasses.Field) -> str:
+    return f.metadata.get("key") or f.name
+
+
+def describe(tp: Any) -> str:
+    """Human wording of a type hint, for 'expected …' messages."""
+    origin = typing.get_origin(tp)
+    if tp is str:
+        return "a string"
+    if tp is int:
+        return "an integer"
+    if tp is bool:
+        return "true or false"
+    if origin is Literal:
+        return "one of: " + ", ".join(str(a) for a in typing.get_args(tp))
+    if origin is list:
+        return "a list"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if origin in (Union, types.UnionType):
+        return " or ".join(describe(a) for a in typing.get_args(tp) if a is not type(None))
+    return str(tp)
+
+
+def _join(path: str, part: str | int) -> str:
+    if isinstance(part, int):
+        return f"{path}[{part}]"
+    return f"{path}.{part}" if path else part
+
+
+class _Converter:
+    def __init__(self, file: str, loader: yaml.SafeLoader):
+        self.file = file
+        self.loader = loader
+        self.problems: list[Problem] = []
+
+    def problem(self, node: yaml.Node | None, path: str, message: str) -> None:
+        line = node.start_mark.line + 1 if node is not None else None
+        self.problems.append(Problem(self.file, line, path, message))
+
+    def convert(self, node: yaml.Node, tp: Any, path: str, meta: typing.Mapping[str, Any]) -> Any:
+        origin = typing.get_origin(tp)
+        if origin in (Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if self._is_null(node):
+                return None
+            return self.convert(node, args[0], path, meta)
+        if dataclasses.is_dataclass(tp):
+            return self.convert_dataclass(node, tp, path)
+        if origin is list:
+            return self.convert_list(node, typing.get_args(tp)[0], path, meta)
+        return self.convert_scalar(node, tp, path, meta)
+
+    def _is_null(self, node: yaml.Node) -> bool:
+        return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+    def convert_list(self, node: yaml.Node, item: Any, path: str, meta: typing.Mapping[str, Any]) -> Any:
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(node, path, f"expected a list, got {self._kind(node)}")
+            return None
+        min_items = meta.get("min_items")
+        if min_items and len(node.value) < min_items:
+            self.problem(node, path, f"expected at least {min_items} item(s), got {len(node.value)}")
+        return [self.convert(child, item, _join(path, i), {}) for i, child in enumerate(node.value)]
+
+    def convert_dataclass(self, node: yaml.Node, cls: Any, path: str) -> Any:
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, path, f"expected a mapping, got {self._kind(node)}")
+            return None
+        fields = {yaml_key(f): f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        seen: set[str] = set()
+        ok = True
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                self.problem(key_node, path, "mapping keys must be plain strings")
+                ok = False
+                continue
+            if key in seen:
+                self.problem(key_node, _join(path, key), "duplicate key")
+                ok = False
+                continue
+            seen.add(key)
+            f = fields.get(key)
+            if f is None:
+                self.problem(key_node, _join(path, key), "unknown key (expected one of: " + ", ".join(fields) + ")")
+                ok = False
+                continue
+            before = len(self.problems)
+            values[f.name] = self.convert(value_node, hints[f.name], _join(path, key), f.metadata)
+            ok = ok and len(self.problems) == before
+        for key, f in fields.items():
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if key not in seen and required:
+                self.problem(node, _join(path, key), f"missing (expected {describe(hints[f.name])}: {f.metadata['doc']})")
+                ok = False
+        if not ok:
+            return None
+        obj = cls(**values)
+        check = getattr(obj, "check_shape", None)
+        if check is not None:
+            for message in check():
+                self.problem(node, path, message)
+        return obj
+
+    def convert_scalar(self, node: yaml.Node, tp: Any, path: str, meta: typing.Mapping[str, Any]) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            self.problem(node, path, f"expected {describe(tp)}, got {self._kind(node)}")
+            return None
+        try:
+            value = self.loader.construct_object(node)
+        except yaml.YAMLError as exc:
+            self.problem(node, path, f"unreadable value: {exc}")
+            return None
+        if typing.get_origin(tp) is Literal:
+            allowed = typing.get_args(tp)
+            if value not in allowed:
+                self.problem(node, path, f"expected one of: {', '.join(map(str, allowed))}; got {value!r}")
+                return None
+            return value
+        if tp is bool:
+            if not isinstance(value, bool):
+                self.problem(node, path, f"expected true or false, got {value!r}")
+                return None
+            return value
+        if tp is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                self.problem(node, path, f"expected an integer, got {value!r}")
+                return None
+            lo, hi = meta.get("minimum"), meta.get("maximum")
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                self.problem(node, path, f"expected an integer from {lo} to {hi}, got {value}")
+                return None
+            return value
+        if tp is str:
+            if not isinstance(value, str):
+                self.problem(node, path, f"expected a string, got {value!r}")
+                return None
+            max_length = meta.get("max_length")
+            if max_length is not None and len(value) > max_length:
+                self.problem(node, path, f"{value!r} is {len(value)} characters long; at most {max_length} allowed")
+                return None
+            pattern = meta.get("pattern")
+            if pattern is not None and not re.fullmatch(pattern, value):
+                self.problem(node, path, f"{value!r} does not match {pattern} ({meta['doc']})")
+                return None
+            return value
+        raise TypeError(f"unsupported type hint {tp!r} at {path}")
+
+    @staticmethod
+    def _kind(node: yaml.Node) -> str:
+        if isinstance(node, yaml.MappingNode):
+            return "a mapping"
+        if isinstance(node, yaml.SequenceNode):
+            return "a list"
+        return f"{node.value!r}"
+
+
+@dataclass
+class Located:
+    """A converted object plus the YAML nodes by path, for semantic checks that need a line."""
+
+    value: Any
+    lines: dict[str, int]
+
+
+def _index_lines(node: yaml.Node, path: str, out: dict[str, int]) -> None:
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                out.setdefault(_join(path, str(key_node.value)), key_node.start_mark.line + 1)
+                _index_lines(value_node, _join(path, str(key_node.value)), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, child in enumerate(node.value):
+            _index_lines(child, _join(path, i), out)
+
+
+def load_typed(text: str, cls: type, file: str) -> Located:
+    """Parse `text` into `cls`; raise ValidationError listing every problem."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ValidationError([Problem(file, line, "", f"not valid YAML: {exc.problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise ValidationError([Problem(file, None, "", f"not valid YAML: {exc}")]) from None
+    if node is None:
+        raise ValidationError([Problem(file, 1, "", "the file is empty (expected a mapping)")])
+    converter = _Converter(file, loader)
+    value = converter.convert(node, cls, "", {})
+    if converter.problems:
+        raise ValidationError(converter.problems)
+    lines: dict[str, int] = {}
+    _index_lines(node, "", lines)
+    return Located(value, lines)
+
+
+def read_text(path: Path) -> str:
+    """Read a scenario file, turning OS and encoding errors into a located problem."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValidationError([Problem(str(path), None, "", "no such file")]) from None
+    except UnicodeDecodeError as exc:
+        raise ValidationError([Problem(str(path), None, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+    except OSError as exc:
+        raise ValidationError([Problem(str(path), None, "", f"cannot read: {exc.strerror}")]) from None
