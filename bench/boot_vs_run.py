@@ -40,6 +40,7 @@ def raw_boot_seconds(accel_name: str, timeout: float = 120.0) -> float:
             "-no-reboot", "-serial", "stdio", "-kernel", str(image.kernel), "-initrd", str(initrd),
             "-append", kernel_cmdline("bench", macs[0], "172.30.255.2/24", [(macs[1], "eth0")]),
         ]
+        argv += ["-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0"]
         for i, mac in enumerate(macs):  # a hub with nothing else on it: no frame leaves qemu
             argv += ["-netdev", f"hubport,id=n{i},hubid={i}", "-device", f"virtio-net-pci,netdev=n{i},mac={mac}"]
         start = time.monotonic()

@@ -8,6 +8,7 @@ the lab namespace and enslaved before the guest runs a single instruction.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 from pathlib import Path
 
@@ -87,6 +88,11 @@ def apply(plan: Plan, state: LabState, conn: libvirt.virConnect, image: GuestIma
     with progress.step("network", f"Namespace {plan.namespace} with bridges {', '.join(b.name for b in plan.bridges)}"):
         create_network(plan, state)
     with progress.step("boot", f"Starting {len(plan.vms)} guest(s) ({plan.domain_type})"):
-        for vm in plan.vms:
+
+        def boot(vm: PlannedVM) -> None:
             boot_vm(plan, state, conn, vm)
             progress.detail(f"{vm.name}: domain {vm.domain} started, taps {', '.join(n.tap for n in vm.all_nics)} in {plan.namespace}")
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(plan.vms)) as pool:
+            for future in [pool.submit(boot, vm) for vm in plan.vms]:
+                future.result()

@@ -19,7 +19,7 @@ from vnetlab.plan import Plan
 from vnetlab.ssh import GuestSSH
 
 PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
-CAPTURE_SETTLE = 0.5  # seconds for the last frames to reach the sniffer before it stops
+CAPTURE_SETTLE = 0.2  # seconds for the last frames to reach the sniffer before it stops
 
 
 @dataclass

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 STATE_FILE = "state.json"
+_WRITE_LOCK = threading.Lock()  # guests are booted from several threads; each record is one atomic write
 
 
 @dataclass
@@ -38,13 +40,15 @@ class LabState:
     resources: list[RecordedResource] = field(default_factory=list)
 
     def record(self, lab_dir: Path, kind: str, name: str, vm: str | None = None) -> None:
-        if not any(r.kind == kind and r.name == name for r in self.resources):
-            self.resources.append(RecordedResource(kind, name, vm))
-            self.save(lab_dir)
+        with _WRITE_LOCK:
+            if not any(r.kind == kind and r.name == name for r in self.resources):
+                self.resources.append(RecordedResource(kind, name, vm))
+                self.save(lab_dir)
 
     def set_phase(self, lab_dir: Path, phase: str) -> None:
-        self.phase = phase
-        self.save(lab_dir)
+        with _WRITE_LOCK:
+            self.phase = phase
+            self.save(lab_dir)
 
     def save(self, lab_dir: Path) -> None:
         tmp = lab_dir / (STATE_FILE + ".tmp")
