@@ -125,3 +125,25 @@ def test_ctrl_c_while_guests_boot_tears_down(lab_name):
     assert proc.returncode == 130, out + err
     assert "interrupted" in err
     assert leftovers(lab_name) == []
+
+
+def test_a_failing_check_fails_the_run_and_says_what_it_saw(tmp_path, lab_name):
+    """Pings to an address nobody has: 'must fail' passes, 'must succeed' fails, the run exits 1."""
+    scenario = Path(__file__).parents[2] / "scenarios" / "two-vm-ping.yaml"
+    text = scenario.read_text().split("checks:")[0] + (
+        "checks:\n"
+        "  - ping: {from: vm1, to: 10.1.1.99, count: 2, expect: failure}\n"
+        "  - ping: {from: vm1, to: 10.1.1.99, count: 2}\n"
+    )
+    path = tmp_path / "unreachable.yaml"
+    path.write_text(text)
+    report_path = tmp_path / "report.json"
+    result = vnetlab("run", str(path), "--name", lab_name, "--report", str(report_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(report_path.read_text())
+    assert report["ok"] is False
+    must_fail, must_succeed = report["checks"]
+    assert must_fail["ok"] is True and "expected no echo reply from 10.1.1.99, got 0/2" in must_fail["detail"]
+    assert must_succeed["ok"] is False and "expected 2/2 echo replies from 10.1.1.99, got 0/2" in must_succeed["detail"]
+    assert "FAIL" in result.stdout
+    assert leftovers(lab_name) == []
