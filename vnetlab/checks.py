@@ -1,8 +1,11 @@
 """Run a scenario's checks on a live lab and judge them.
 
-Captures run for the whole check phase, so a capture check judges the traffic
-that the ping checks really produced; each result says what was expected and
-what was seen.
+Checks run in scenario order. Captures run for the whole check phase, so a
+capture check judges the traffic the other checks really produced; each result
+says what was expected and what was seen.
+
+Adding a kind of check: a field on `model.Check`, a runner `fn(ctx, spec) -> CheckResult`
+registered in RUNNERS. Adding a capture expectation: a judge registered in JUDGES.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ import shlex
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from vnetlab.capture import Capture, TrafficCounts, count_arp_icmp
 from vnetlab.model import CaptureCheck, PingCheck, shared_segment
-from vnetlab.plan import Plan
+from vnetlab.plan import Plan, PlannedNic
 from vnetlab.ssh import GuestSSH
 
 PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
@@ -40,6 +44,18 @@ class CheckResult:
         return out
 
 
+@dataclass
+class CheckContext:
+    """What a check runner may use: the plan, SSH sessions to the guests, the run's artifact folder."""
+
+    plan: Plan
+    sessions: dict[str, GuestSSH]
+    run_dir: Path
+
+
+# -- ping ---------------------------------------------------------------------
+
+
 def ping_target(plan: Plan, ping: PingCheck) -> str:
     """A VM target means its address on the segment it shares with the source."""
     names = {v.name for v in plan.vms}
@@ -51,11 +67,11 @@ def ping_target(plan: Plan, ping: PingCheck) -> str:
     return ip
 
 
-def run_ping(plan: Plan, sessions: dict[str, GuestSSH], ping: PingCheck) -> CheckResult:
-    target = ping_target(plan, ping)
+def run_ping(ctx: CheckContext, ping: PingCheck) -> CheckResult:
+    target = ping_target(ctx.plan, ping)
     name = f"ping {ping.source} → {ping.to}" + (" (must fail)" if ping.expect == "failure" else "")
     command = f"ping -c {ping.count} -i 0.2 -W 2 {shlex.quote(target)}"
-    result = sessions[ping.source].run(command, timeout=10.0 + 2.5 * ping.count, check=False)
+    result = ctx.sessions[ping.source].run(command, timeout=10.0 + 2.5 * ping.count, check=False)
     match = PING_SUMMARY.search(result.stdout)
     sent, received = (int(match[1]), int(match[2])) if match else (0, 0)
     data = {"target": target, "sent": sent, "received": received}
@@ -70,6 +86,28 @@ def run_ping(plan: Plan, sessions: dict[str, GuestSSH], ping: PingCheck) -> Chec
     return CheckResult(name, "ping", ok, detail, data=data)
 
 
+# -- capture ------------------------------------------------------------------
+
+
+@dataclass
+class Judgement:
+    ok: bool
+    expected: str
+    seen: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class CaptureSubject:
+    """The two guests a capture check is about, with their NICs on the captured bridge."""
+
+    name_a: str
+    nic_a: PlannedNic
+    name_b: str
+    nic_b: PlannedNic
+    packets: list
+
+
 def expected_echo_pairs(plan: Plan, a: str, b: str) -> int:
     """Echo exchanges the ping checks between a and b should have put on the wire."""
     return sum(
@@ -79,36 +117,68 @@ def expected_echo_pairs(plan: Plan, a: str, b: str) -> int:
     )
 
 
+def _arp_icmp(s: CaptureSubject) -> TrafficCounts:
+    assert s.nic_a.ip and s.nic_b.ip  # guaranteed by model validation
+    return count_arp_icmp(s.packets, s.nic_a.mac, s.nic_a.ip, s.nic_b.mac, s.nic_b.ip)
+
+
+def judge_arp(plan: Plan, check: CaptureCheck, s: CaptureSubject) -> Judgement:
+    c = _arp_icmp(s)
+    return Judgement(
+        c.arp_request >= 1 and c.arp_reply >= 1,
+        f"≥1 ARP request and ≥1 reply between {s.nic_a.mac} ({s.name_a}) and {s.nic_b.mac} ({s.name_b})",
+        f"{c.arp_request} ARP request(s), {c.arp_reply} reply(ies)",
+        {"arp_request": c.arp_request, "arp_reply": c.arp_reply},
+    )
+
+
+def judge_icmp_echo(plan: Plan, check: CaptureCheck, s: CaptureSubject) -> Judgement:
+    c = _arp_icmp(s)
+    want = max(1, expected_echo_pairs(plan, s.name_a, s.name_b))
+    return Judgement(
+        c.icmp_echo_pairs >= want,
+        f"≥{want} ICMP echo request/reply pairs between {s.nic_a.ip} and {s.nic_b.ip}",
+        f"{c.icmp_echo_request} request(s), {c.icmp_echo_reply} reply(ies), {c.icmp_echo_pairs} pair(s)",
+        {"icmp_echo_request": c.icmp_echo_request, "icmp_echo_reply": c.icmp_echo_reply, "icmp_echo_pairs": c.icmp_echo_pairs},
+    )
+
+
+JUDGES: dict[str, Callable[[Plan, CaptureCheck, CaptureSubject], Judgement]] = {
+    "arp": judge_arp,
+    "icmp-echo": judge_icmp_echo,
+}
+
+
 def judge_capture(plan: Plan, check: CaptureCheck, packets: list, pcap: Path) -> CheckResult:
     a, b = (plan.vm(n) for n in check.between)
     nic_a, nic_b = a.nic_on(check.bridge), b.nic_on(check.bridge)
-    assert nic_a is not None and nic_b is not None and nic_a.ip and nic_b.ip  # guaranteed by model validation
-    counts: TrafficCounts = count_arp_icmp(packets, nic_a.mac, nic_a.ip, nic_b.mac, nic_b.ip)
-    expected, seen, ok = [], [], True
-    if "arp" in check.expect:
-        arp_ok = counts.arp_request >= 1 and counts.arp_reply >= 1
-        ok &= arp_ok
-        expected.append(f"≥1 ARP request and ≥1 reply between {nic_a.mac} ({a.name}) and {nic_b.mac} ({b.name})")
-        seen.append(f"{counts.arp_request} ARP request(s), {counts.arp_reply} reply(ies)")
-    if "icmp-echo" in check.expect:
-        want = max(1, expected_echo_pairs(plan, a.name, b.name))
-        icmp_ok = counts.icmp_echo_pairs >= want
-        ok &= icmp_ok
-        expected.append(f"≥{want} ICMP echo request/reply pairs between {nic_a.ip} and {nic_b.ip}")
-        seen.append(f"{counts.icmp_echo_request} request(s), {counts.icmp_echo_reply} reply(ies), {counts.icmp_echo_pairs} pair(s)")
-    detail = f"expected {'; '.join(expected)}; saw {'; '.join(seen)} in {len(packets)} frames"
+    assert nic_a is not None and nic_b is not None  # guaranteed by model validation
+    subject = CaptureSubject(a.name, nic_a, b.name, nic_b, packets)
+    judgements = [JUDGES[e](plan, check, subject) for e in check.expect]
+    counts: dict[str, int] = {}
+    for j in judgements:
+        counts.update(j.counts)
+    detail = f"expected {'; '.join(j.expected for j in judgements)}; saw {'; '.join(j.seen for j in judgements)} in {len(packets)} frames"
     return CheckResult(
         f"capture on {check.bridge}: {', '.join(check.expect)} between {a.name} and {b.name}",
         "capture",
-        ok,
+        all(j.ok for j in judgements),
         detail,
-        counts={k: v for k, v in asdict(counts).items()},
+        counts=counts,
         data={"pcap": str(pcap)},
     )
 
 
+# -- the check phase ----------------------------------------------------------
+
+RUNNERS: dict[str, Callable[[CheckContext, object], CheckResult]] = {
+    "ping": run_ping,  # type: ignore[dict-item]
+}
+
+
 def run_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> tuple[list[CheckResult], dict[str, Path]]:
     """Returns the results in scenario order and the pcap of each captured bridge."""
+    ctx = CheckContext(plan, sessions, run_dir)
     bridges = sorted({c.capture.bridge for c in plan.scenario.checks if c.capture is not None})
     captures = {br: Capture(plan.namespace, br, run_dir / f"{br}.pcap") for br in bridges}
     started: list[Capture] = []
@@ -119,8 +189,8 @@ def run_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> tupl
             capture.start()
             started.append(capture)
         for i, check in enumerate(plan.scenario.checks):
-            if check.ping is not None:
-                results[i] = run_ping(plan, sessions, check.ping)
+            if check.kind != "capture":
+                results[i] = RUNNERS[check.kind](ctx, check.spec)
         time.sleep(CAPTURE_SETTLE if captures else 0)
     finally:
         for br, capture in captures.items():

@@ -7,6 +7,7 @@ addresses) are checked in `validate` with the line of the offending field.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,12 +71,18 @@ class Check:
     capture: CaptureCheck | None = spec("assert what crossed a bridge", default=None)
 
     def check_shape(self) -> list[str]:
-        given = [k for k in ("ping", "capture") if getattr(self, k) is not None]
-        return [] if len(given) == 1 else ["expected exactly one of: ping, capture"]
+        kinds = [f.name for f in dataclasses.fields(self)]
+        given = [k for k in kinds if getattr(self, k) is not None]
+        return [] if len(given) == 1 else [f"expected exactly one of: {', '.join(kinds)}"]
 
     @property
     def kind(self) -> str:
-        return "ping" if self.ping is not None else "capture"
+        """The one field that is set (each field of Check is one kind of check)."""
+        return next(f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None)
+
+    @property
+    def spec(self):
+        return getattr(self, self.kind)
 
 
 @dataclass(frozen=True)
