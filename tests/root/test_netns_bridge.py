@@ -38,20 +38,6 @@ def _wait_until(predicate, timeout=5.0):
     return True
 
 
-@pytest.fixture
-def make_ns():
-    created: list[str] = []
-
-    def make() -> str:
-        name = f"vnltest-{secrets.token_hex(4)}"
-        netns.create_namespace(name)
-        created.append(name)
-        return name
-
-    yield make
-    for name in created:
-        netns.delete_namespace(name)
-    assert not set(created) & set(netns.list_namespaces())
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import threading
@@ -33,49 +32,12 @@ from vnetlab.backends import linux_bridge as lb
 from vnetlab.capture import Capture, TrafficCounts, count_arp_icmp, count_icmp_in_subnet, count_udp
 from vnetlab.ssh import CommandResult, GuestSSH, SSHError
 
+
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
 CLIENT_IP, SERVER_IP, PORT = "10.231.20.1", "10.231.20.2", 2222
 
 
-def _processes_in(ns: str) -> list[int]:
-    target = os.stat(netns.namespace_path(ns))
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                st = os.stat(f"/proc/{entry}/ns/net")
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
-                pids.append(int(entry))
-    return pids
-
-
-def _remove_namespace(ns: str) -> None:
-    if netns.namespace_exists(ns):
-        for pid in _processes_in(ns):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    netns.delete_namespace(ns)
-
-
-@pytest.fixture(scope="module")
-def namespaces():
-    """A factory of test namespaces, removed (with any process inside) at module end."""
-    created: list[str] = []
-
-    def make() -> str:
-        name = f"vnltest-{secrets.token_hex(4)}"
-        netns.create_namespace(name)
-        created.append(name)
-        return name
-
-    yield make
-    for name in created:
-        _remove_namespace(name)
 
 
 def _host_key_line(path: Path) -> str:
