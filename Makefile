@@ -26,5 +26,9 @@ test-fast: setup
 bench: image
 	.venv/bin/python bench/boot_vs_run.py
 
+## make soak: 20 consecutive `vnetlab run two-vm-ping`, then 3 at once; fails if anything of them remains
+soak: image
+	.venv/bin/python bench/soak.py
+
 clean-labs: setup
 	$(VNETLAB) down --all

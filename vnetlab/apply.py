@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import libvirt
 
-from vnetlab import netns
+from vnetlab import nat, netns, nodes
 from vnetlab.backends import libvirt_domains as hv
-from vnetlab.backends import linux_bridge
+from vnetlab.backends import linux_bridge, ovs
 from vnetlab.image import GuestImage, write_guest_initrd
 from vnetlab.keys import ClientKey, HostKey, generate_client_key, generate_host_key, write_secret
 from vnetlab.plan import Plan, PlannedVM
@@ -36,18 +38,30 @@ def host_key_file(plan: Plan, vm: str) -> Path:
     return secrets_dir(plan) / f"{vm}.host_key.pub"
 
 
-def prepare_files(plan: Plan, image: GuestImage) -> None:
-    """Per-lab client key, per-guest host keys, and per-guest initrds (base image + a small secrets archive)."""
+def qemu_passage(path: Path, qemu_gid: int | None) -> None:
+    """A folder on the way to an initrd: 0710 root:<qemu group> so libvirt's qemu user can pass
+    through (not list), and nobody else can enter; 0700 when qemu runs as root."""
+    make_private_dir(path)
+    if qemu_gid is not None:
+        os.chown(path, -1, qemu_gid)
+        os.chmod(path, 0o710)
+
+
+def prepare_files(plan: Plan, image: GuestImage, qemu_gid: int | None) -> None:
+    """Per-lab client key, per-guest host keys, and per-guest initrds (base image + a small secrets archive).
+
+    Keys are 0600 in the 0700 secrets folder. The initrds embed the guests' private host keys: they
+    are 0600 (libvirt's DAC driver hands them to qemu's user while the guest runs) below folders
+    only root and qemu's group may traverse.
+    """
+    for folder in (plan.lab_dir, plan.lab_dir / "guests", *(vm.initrd.parent for vm in plan.vms)):
+        qemu_passage(folder, qemu_gid)
     make_private_dir(secrets_dir(plan))
     client: ClientKey = generate_client_key(f"vnetlab-{plan.lab}")
     write_secret(secrets_dir(plan) / CLIENT_KEY, client.private_openssh)
     for vm in plan.vms:
         host: HostKey = generate_host_key()
         write_secret(host_key_file(plan, vm.name), host.public_line.encode())
-        # qemu runs as libvirt's unprivileged user: the guest folder is traversable but
-        # not listable, and libvirt relabels the 0600 initrd for the guest's lifetime.
-        vm.initrd.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(vm.initrd.parent, 0o711)
         write_guest_initrd(
             image,
             vm.initrd,
@@ -60,37 +74,82 @@ def prepare_files(plan: Plan, image: GuestImage) -> None:
 
 
 def create_network(plan: Plan, state: LabState) -> None:
+    # Checked before recording: a recorded name is removed by teardown, and this one is not ours.
+    if netns.namespace_exists(plan.namespace):
+        raise netns.NamespaceError(f"namespace {plan.namespace!r} already exists but no lab state records it: it is not vnetlab's to use or remove (if it is a leftover, remove it yourself: ip netns delete {plan.namespace})")
     state.record(plan.lab_dir, "namespace", plan.namespace)
     netns.create_namespace(plan.namespace)
+    if any(b.type == "ovs" for b in plan.bridges):
+        ovs.OvsSwitch.for_lab(plan.namespace, plan.lab_dir).start(lambda name: state.record(plan.lab_dir, "process", name))
     for bridge in plan.bridges:
-        state.record(plan.lab_dir, "bridge", bridge.name)
-        linux_bridge.create_bridge(plan.namespace, bridge.name, bridge.mac)
+        switch = switch_for(plan, bridge.type)
+        state.record(plan.lab_dir, "ovs-bridge" if bridge.type == "ovs" else "bridge", bridge.name)
+        switch.create_bridge(bridge.name, bridge.mac)
+        if bridge.capture_port:
+            ovs.OvsSwitch.for_lab(plan.namespace, plan.lab_dir).add_mirror(bridge.name, bridge.capture_port)
         if bridge.cidr:
             linux_bridge.add_address(plan.namespace, bridge.name, bridge.cidr)
+    for node in plan.nodes:  # containers and outside hosts: namespaces on veths, then the host's NAT
+        nodes.create_node(plan, state, node, lambda port, br: switch_for(plan, plan.bridge(br).type).attach_port(port, br))
+    nat.apply_nat(plan.namespace, plan.nat)
+
+
+class Switch(Protocol):
+    """What apply needs of a bridge backend (chosen by the bridge's type)."""
+
+    def create_bridge(self, name: str, mac: str) -> None: ...
+
+    def attach_port(self, port: str, bridge: str) -> None: ...
+
+    def delete_bridge(self, name: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class LinuxSwitch:
+    ns: str
+
+    def create_bridge(self, name: str, mac: str) -> None:
+        linux_bridge.create_bridge(self.ns, name, mac)
+
+    def attach_port(self, port: str, bridge: str) -> None:
+        linux_bridge.attach_to_bridge(self.ns, port, bridge)
+
+    def delete_bridge(self, name: str) -> None:
+        linux_bridge.delete_link(self.ns, name)
+
+
+def switch_for(plan: Plan, bridge_type: str) -> Switch:
+    return ovs.OvsSwitch.for_lab(plan.namespace, plan.lab_dir) if bridge_type == "ovs" else LinuxSwitch(plan.namespace)
 
 
 def boot_vm(plan: Plan, state: LabState, conn: libvirt.virConnect, vm: PlannedVM) -> None:
     for nic in vm.all_nics:
+        if linux_bridge.link_exists(None, nic.tap):  # someone else's link: never record (= remove) it
+            raise linux_bridge.LinkError(f"a link named {nic.tap!r} already exists in the root namespace and no lab state records it: left alone; pick another lab name")
         state.record(plan.lab_dir, "tap", nic.tap, vm.name)
         linux_bridge.create_tap(nic.tap)
+    if hv.lookup(conn, vm.domain) is not None:
+        raise hv.HypervisorError(f"a libvirt domain named {vm.domain!r} already exists and no lab state records it: left alone; pick another lab name")
     state.record(plan.lab_dir, "domain", vm.domain, vm.name)
     dom = hv.define(conn, vm.xml)
     hv.start_paused(dom)
     for nic in vm.all_nics:
         linux_bridge.move_link(nic.tap, plan.namespace)
-        linux_bridge.attach_to_bridge(plan.namespace, nic.tap, nic.bridge)
+        switch_for(plan, plan.bridge(nic.bridge).type).attach_port(nic.tap, nic.bridge)
     hv.resume(dom)
 
 
 def apply(plan: Plan, state: LabState, conn: libvirt.virConnect, image: GuestImage, progress: Progress) -> None:
     with progress.step("prepare", "Keys and guest initrds"):
-        prepare_files(plan, image)
+        prepare_files(plan, image, hv.qemu_group(conn, plan.domain_type))
     with progress.step("network", f"Namespace {plan.namespace} with bridges {', '.join(b.name for b in plan.bridges)}"):
         create_network(plan, state)
     with progress.step("boot", f"Starting {len(plan.vms)} guest(s) ({plan.domain_type})"):
 
         def boot(vm: PlannedVM) -> None:
+            progress.vm_stage(vm.name, "starting")
             boot_vm(plan, state, conn, vm)
+            progress.vm_stage(vm.name, "started")
             progress.detail(f"{vm.name}: domain {vm.domain} started, taps {', '.join(n.tap for n in vm.all_nics)} in {plan.namespace}")
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(plan.vms)) as pool:

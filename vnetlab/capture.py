@@ -37,7 +37,7 @@ _PROTO_ICMP, _PROTO_ICMPV6 = 1, 58
 _SOL_PACKET, _PACKET_ADD_MEMBERSHIP, _PACKET_MR_PROMISC = 263, 1, 1  # <linux/if_packet.h>
 
 
-def _open_listen_socket(iface: str) -> L2ListenSocket:
+def open_listen_socket(iface: str) -> L2ListenSocket:
     """Open scapy's listening socket on iface of the calling thread's namespace, promiscuous.
 
     scapy resolves interface names through its global table, which lists the
@@ -77,7 +77,7 @@ class Capture:
         if self._sniffer is not None:
             raise RuntimeError(f"{self._where} already started")
         try:
-            self._socket = run_in_namespace(self.ns, _open_listen_socket, self.iface)
+            self._socket = run_in_namespace(self.ns, open_listen_socket, self.iface)
         except OSError as exc:
             raise OSError(exc.errno, f"cannot start {self._where}: {exc}") from exc
         started = threading.Event()
@@ -204,4 +204,30 @@ def count_icmp_in_subnet(packets: Iterable[Packet], cidr: str) -> int:
             ):
                 count += 1
                 break
+    return count
+
+
+def count_ipv4(
+    packets: Iterable[Packet],
+    *,
+    src: str | None = None,
+    dst: str | None = None,
+    ether_src: str | None = None,
+    within: str | None = None,
+) -> int:
+    """Frames whose outer IPv4 header matches every given field: src, dst, the frame's
+    source MAC, and `within` (source or destination inside that subnet)."""
+    network = ipaddress.ip_network(within, strict=False) if within else None
+    count = 0
+    for packet in packets:
+        ip = packet.getlayer(IP)
+        if ip is None:
+            continue
+        if (src is not None and ip.src != src) or (dst is not None and ip.dst != dst):
+            continue
+        if ether_src is not None and str(getattr(packet, "src", "")).lower() != ether_src.lower():
+            continue
+        if network is not None and ipaddress.ip_address(ip.src) not in network and ipaddress.ip_address(ip.dst) not in network:
+            continue
+        count += 1
     return count

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from vnetlab import nat, nodes, ops, perf, wireguard
 from vnetlab.capture import Capture, TrafficCounts, count_arp_icmp
-from vnetlab.model import CaptureCheck, PingCheck, shared_segment
+from vnetlab.model import CaptureCheck, PingCheck, node_names, route_to, shared_segment
 from vnetlab.plan import Plan, PlannedNic
 from vnetlab.ssh import GuestSSH
 
@@ -52,12 +53,21 @@ class CheckContext:
     sessions: dict[str, GuestSSH]
     run_dir: Path
 
+    def node(self, name: str) -> nodes.LabNode:
+        """Where to run a program as `name`: the guest over SSH, or a container's/host's namespace."""
+        return nodes.lab_node(self.plan, self.sessions, name)
+
 
 # -- ping ---------------------------------------------------------------------
 
 
 def ping_target(plan: Plan, ping: PingCheck) -> str:
-    """A VM target means its address on the segment it shares with the source."""
+    """A VM target means its address on the segment it shares with the source (or in the tunnel `via` names)."""
+    if ping.via is not None:
+        return wireguard.ping_target(plan.scenario, ping)
+    if {ping.source, ping.to} & node_names(plan.scenario):  # a container or host: its address on the way from the source
+        iface = route_to(plan.scenario, ping.source, ping.to)
+        return str(iface.ip) if iface is not None else ping.to
     names = {v.name for v in plan.vms}
     if ping.to not in names:
         return ping.to
@@ -67,11 +77,17 @@ def ping_target(plan: Plan, ping: PingCheck) -> str:
     return ip
 
 
+def ping_argv(count: int, target: str) -> list[str]:
+    """The command a ping check runs at its source (also shown by `--explain`)."""
+    return ["ping", "-c", str(count), "-i", "0.2", "-W", "2", target]
+
+
 def run_ping(ctx: CheckContext, ping: PingCheck) -> CheckResult:
     target = ping_target(ctx.plan, ping)
-    name = f"ping {ping.source} → {ping.to}" + (" (must fail)" if ping.expect == "failure" else "")
-    command = f"ping -c {ping.count} -i 0.2 -W 2 {shlex.quote(target)}"
-    result = ctx.sessions[ping.source].run(command, timeout=10.0 + 2.5 * ping.count, check=False)
+    name = f"ping {ping.source} → {ping.to}" + (f" via {ping.via}" if ping.via else "") + (" (must fail)" if ping.expect == "failure" else "")
+    argv = ping_argv(ping.count, target)
+    command = shlex.join(argv)
+    result = ctx.node(ping.source).run(argv, timeout=10.0 + 2.5 * ping.count)
     match = PING_SUMMARY.search(result.stdout)
     sent, received = (int(match[1]), int(match[2])) if match else (0, 0)
     data = {"target": target, "sent": sent, "received": received}
@@ -99,7 +115,7 @@ class Judgement:
 
 @dataclass
 class CaptureSubject:
-    """The two guests a capture check is about, with their NICs on the captured bridge."""
+    """The two nodes a capture check is about, with what the capture sees of each (a guest's NIC on the bridge, a container's or host's eth0)."""
 
     name_a: str
     nic_a: PlannedNic
@@ -108,12 +124,12 @@ class CaptureSubject:
     packets: list
 
 
-def expected_echo_pairs(plan: Plan, a: str, b: str) -> int:
-    """Echo exchanges the ping checks between a and b should have put on the wire."""
+def expected_echo_pairs(plan: Plan, a: str, b: str, via: str | None = None) -> int:
+    """Echo exchanges the ping checks between a and b should have put on the wire (through tunnel `via`, or none)."""
     return sum(
         c.ping.count
         for c in plan.scenario.checks
-        if c.ping is not None and c.ping.expect == "success" and {c.ping.source, c.ping.to} == {a, b}
+        if c.ping is not None and c.ping.expect == "success" and c.ping.via == via and {c.ping.source, c.ping.to} == {a, b}
     )
 
 
@@ -146,21 +162,23 @@ def judge_icmp_echo(plan: Plan, check: CaptureCheck, s: CaptureSubject) -> Judge
 JUDGES: dict[str, Callable[[Plan, CaptureCheck, CaptureSubject], Judgement]] = {
     "arp": judge_arp,
     "icmp-echo": judge_icmp_echo,
+    "wireguard-udp": wireguard.judge_udp,
+    "no-plaintext-tunnel": wireguard.judge_no_plaintext,
+    "bridged": nat.judge_bridged,
+    "masqueraded": nat.judge_masqueraded,
 }
 
 
 def judge_capture(plan: Plan, check: CaptureCheck, packets: list, pcap: Path) -> CheckResult:
-    a, b = (plan.vm(n) for n in check.between)
-    nic_a, nic_b = a.nic_on(check.bridge), b.nic_on(check.bridge)
-    assert nic_a is not None and nic_b is not None  # guaranteed by model validation
-    subject = CaptureSubject(a.name, nic_a, b.name, nic_b, packets)
+    a, b = check.between
+    subject = CaptureSubject(a, nodes.endpoint(plan, a, check.on), b, nodes.endpoint(plan, b, check.on), packets)  # type: ignore[arg-type]
     judgements = [JUDGES[e](plan, check, subject) for e in check.expect]
     counts: dict[str, int] = {}
     for j in judgements:
         counts.update(j.counts)
     detail = f"expected {'; '.join(j.expected for j in judgements)}; saw {'; '.join(j.seen for j in judgements)} in {len(packets)} frames"
     return CheckResult(
-        f"capture on {check.bridge}: {', '.join(check.expect)} between {a.name} and {b.name}",
+        f"capture on {check.on}: {', '.join(check.expect)} between {a} and {b}",
         "capture",
         all(j.ok for j in judgements),
         detail,
@@ -173,14 +191,19 @@ def judge_capture(plan: Plan, check: CaptureCheck, packets: list, pcap: Path) ->
 
 RUNNERS: dict[str, Callable[[CheckContext, object], CheckResult]] = {
     "ping": run_ping,  # type: ignore[dict-item]
+    "wireguard": wireguard.run_check,  # type: ignore[dict-item]
+    "op": ops.run_op,  # type: ignore[dict-item]
+    "unaddressed": nodes.run_unaddressed,  # type: ignore[dict-item]
+    "perf": perf.run_check,  # type: ignore[dict-item]
 }
 
 
 def run_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> tuple[list[CheckResult], dict[str, Path]]:
     """Returns the results in scenario order and the pcap of each captured bridge."""
     ctx = CheckContext(plan, sessions, run_dir)
-    bridges = sorted({c.capture.bridge for c in plan.scenario.checks if c.capture is not None})
-    captures = {br: Capture(plan.namespace, br, run_dir / f"{br}.pcap") for br in bridges}
+    bridges = sorted({c.capture.on for c in plan.scenario.checks if c.capture is not None})  # bridges and uplinks
+    planned = {b.name for b in plan.bridges}
+    captures = {br: Capture(plan.namespace, plan.bridge(br).capture_iface if br in planned else br, run_dir / f"{br}.pcap") for br in bridges}
     started: list[Capture] = []
     packets: dict[str, list] = {}
     results: dict[int, CheckResult] = {}
@@ -198,5 +221,5 @@ def run_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> tupl
                 packets[br] = capture.stop()
     for i, check in enumerate(plan.scenario.checks):
         if check.capture is not None:
-            results[i] = judge_capture(plan, check.capture, packets[check.capture.bridge], captures[check.capture.bridge].pcap_path)
+            results[i] = judge_capture(plan, check.capture, packets[check.capture.on], captures[check.capture.on].pcap_path)
     return [results[i] for i in sorted(results)], {br: c.pcap_path for br, c in captures.items()}

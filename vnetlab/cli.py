@@ -15,6 +15,7 @@ from rich.table import Table
 from vnetlab.typed_yaml import ValidationError
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXPLAIN_HELP = "first print, step by step, the ip/bridge/tunctl/virsh/wg/ovs-vsctl commands that do the same by hand"
 
 EPILOG = """\
 examples:
@@ -38,23 +39,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     def lab_options(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("scenario", metavar="SCENARIO", help="scenario name (see `vnetlab list`) or path to a YAML file")
-        sp.add_argument("--name", metavar="LAB", help="lab name (default: the scenario's name)")
+        sp.add_argument("--name", metavar="LAB", help="lab name (default: the scenario's name); `auto`: <scenario>-<random>, printed first, for labs side by side")
         sp.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto", help="kvm, tcg (software emulation), or auto: probe whether KVM really boots a guest (default)")
         sp.add_argument("--boot-timeout", type=float, default=180.0, metavar="S", help="seconds a guest may take to become reachable (default 180)")
         sp.add_argument("--report", type=Path, metavar="PATH", help="write the JSON report here (it is always kept in the run's artifact folder too)")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
+        sp.add_argument("--junit", type=Path, metavar="PATH", help="also write a JUnit XML report here (one testcase per check; always kept in the artifact folder)")
 
     run = sub.add_parser("run", help="run a scenario end to end and tear it down", description="Bring the lab up, run its checks, print a summary, tear everything down. Exit 0 iff every check passed.")
     lab_options(run)
     run.add_argument("--keep", action="store_true", help="leave the lab up after the checks (remove it with `vnetlab down`)")
+    run.add_argument("--explain", action="store_true", help=EXPLAIN_HELP)
 
     up = sub.add_parser("up", help="bring a lab up and leave it running", description="Bring the lab up (network, guests, addresses) without running checks; it stays up until `vnetlab down`.")
     lab_options(up)
+    up.add_argument("--explain", action="store_true", help=EXPLAIN_HELP)
 
     chk = sub.add_parser("check", help="run the checks of a lab that is up")
     chk.add_argument("lab", metavar="LAB")
     chk.add_argument("--report", type=Path, metavar="PATH", help="write the JSON report here")
     chk.add_argument("-q", "--quiet", action="store_true")
+    chk.add_argument("--junit", type=Path, metavar="PATH", help="also write a JUnit XML report here")
 
     down = sub.add_parser("down", help="tear a lab down (idempotent)", description="Remove everything the lab's state file records: domains, taps, bridges, namespace.")
     target = down.add_mutually_exclusive_group(required=True)
@@ -69,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--name", metavar="LAB")
     plan.add_argument("--accel", choices=["kvm", "tcg"], default="tcg", help="domain type to render (default tcg)")
     plan.add_argument("--xml", action="store_true", help="also print each domain's XML")
+    plan.add_argument("--explain", action="store_true", help="print the equivalent shell commands instead of the plan")
 
     image = sub.add_parser("image", help="guest image commands")
     image_sub = image.add_subparsers(dest="image_command", metavar="SUBCOMMAND", required=True)
@@ -76,7 +82,47 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--rebuild", action="store_true", help="build even if a current image is cached")
 
     sub.add_parser("doctor", help="check this host for what labs need, with fixes")
+    add_tool_commands(sub)
     return p
+
+
+def add_tool_commands(sub) -> None:
+    """inspect, graph, ssh, console, shell, capture, schema: looking into and around labs."""
+    ins = sub.add_parser("inspect", help="the live chain of a lab: domain → qemu PID → tun fd → tap → bridge → guest NIC", description="Read the running lab from the system (libvirt, /proc/<pid>/fd and fdinfo, netlink in the lab namespace, the guests over SSH) and flag every broken link of the chain. Exit 1 if something is broken.")
+    ins.add_argument("lab", metavar="LAB")
+    ins.add_argument("--format", choices=["table", "json"], default="table")
+    ins.add_argument("--no-guest", action="store_true", help="do not SSH into the guests (host side only)")
+
+    graph = sub.add_parser("graph", help="draw the topology (SVG, DOT or Mermaid)", description="Draw bridges, VMs, taps and addresses of a scenario, or of a running lab (then with its real names).")
+    graph.add_argument("target", metavar="SCENARIO|LAB", help="a running lab's name, else a scenario name or YAML file")
+    graph.add_argument("--format", choices=["svg", "dot", "mermaid"], default="svg")
+    graph.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
+    graph.add_argument("--no-management", action="store_true", help="leave out vnetlab's management bridge and NICs")
+
+    ssh = sub.add_parser("ssh", help="SSH into a guest (interactive, or run a command after --)", description="Without a command: an interactive session through the system ssh client inside the lab namespace (pinned host key). With `-- COMMAND`: run it over paramiko and exit with its status.")
+    ssh.add_argument("lab", metavar="LAB")
+    ssh.add_argument("vm", metavar="VM")
+    ssh.add_argument("remote_command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="command to run in the guest")
+    ssh.add_argument("--timeout", type=float, default=60.0, metavar="S", help="for a command: seconds it may take (default 60)")
+
+    con = sub.add_parser("console", help="the guest's serial console (Ctrl-] to leave)", description="Attach to the guest's serial console through libvirt (a root shell runs on it). When stdin is not a terminal, send stdin and print what comes back until the console is quiet.")
+    con.add_argument("lab", metavar="LAB")
+    con.add_argument("vm", metavar="VM")
+    con.add_argument("--quiet-for", type=float, default=1.0, metavar="S", help="non-interactive: stop after S seconds without output (default 1)")
+
+    sh = sub.add_parser("shell", help="a shell inside the lab's network namespace", description="Your shell inside the lab namespace, where `bridge link`, `ip link`, `tcpdump -i br0` see the lab.")
+    sh.add_argument("lab", metavar="LAB")
+    sh.add_argument("-c", dest="shell_command", metavar="COMMAND", help="run this command instead of an interactive shell")
+
+    cap = sub.add_parser("capture", help="live capture on a lab bridge or interface", description="Capture in the lab namespace. `-w FILE` writes pcap (`-w -`: pcap to stdout, e.g. | wireshark -k -i -); otherwise one line per packet. Stops after -c packets, --timeout seconds or Ctrl-C.")
+    cap.add_argument("lab", metavar="LAB")
+    cap.add_argument("iface", metavar="BRIDGE|IFACE")
+    cap.add_argument("-w", dest="write", metavar="FILE", help="pcap file, or - for stdout")
+    cap.add_argument("-c", dest="count", type=int, metavar="COUNT", help="stop after COUNT packets")
+    cap.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds")
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of scenario files (for editors)")
+    schema.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,33 +169,29 @@ def _runner(args, err: Console):
     from vnetlab.lab import LabRunner, Options
     from vnetlab.progress import Progress
 
-    options = Options(lab=getattr(args, "name", None), accel=getattr(args, "accel", "auto"), boot_timeout=getattr(args, "boot_timeout", 180.0))
+    options = Options(lab=getattr(args, "name", None), accel=getattr(args, "accel", "auto"), boot_timeout=getattr(args, "boot_timeout", 180.0), explain=getattr(args, "explain", False))
     return LabRunner(options, Progress(err, quiet=getattr(args, "quiet", False)))
 
 
 def _finish(runner, outcome, args, out: Console) -> int:
-    from vnetlab.report import print_summary, report_json, write_report
+    from vnetlab.report import print_summary, save_reports
 
-    data = report_json(outcome, runner.progress.steps)
-    if outcome.artifacts.get("dir"):
-        write_report(Path(str(outcome.artifacts["dir"])) / "report.json", data)
-    if args.report:
-        write_report(args.report, data)
+    save_reports(outcome, runner.progress.steps, report=args.report, junit=args.junit)
     print_summary(out, outcome, runner.progress.steps)
     return EXIT_OK if outcome.ok else EXIT_FAIL
 
 
 def cmd_run(args, out: Console, err: Console, *, check: bool = True) -> int:
     from vnetlab.lab import Interrupted, Outcome
-    from vnetlab.report import report_json, write_report
+    from vnetlab.report import save_reports
 
     runner = _runner(args, err)
     keep = args.keep if check else True
     try:
         outcome = runner.run(args.scenario, keep=keep, check=check)
     except (Interrupted, KeyboardInterrupt):
-        if runner.outcome is not None and args.report:
-            write_report(args.report, report_json(runner.outcome, runner.progress.steps))
+        if runner.outcome is not None:
+            save_reports(runner.outcome, runner.progress.steps, report=args.report, junit=args.junit)
         raise
     except ValidationError:
         raise
@@ -199,7 +241,12 @@ def cmd_status(args, out: Console, err: Console) -> int:
     for col in ("lab", "scenario", "phase", "owner", "namespace", "domains"):
         table.add_column(col)
     for s in statuses:
-        owner = "n/a" if s.phase == "up" else ("alive" if s.owner_alive else "[red]dead: run `vnetlab down " + s.lab + "`[/]")
+        if s.phase == "up":
+            owner = "n/a"  # an up lab outlives the command that built it
+        elif s.owner_alive:
+            owner = f"alive (pid {s.pid})"
+        else:  # the command died mid-way (kill -9, crash, reboot): only `down` finishes the job
+            owner = f"[red]dead[/] (pid {s.pid or '?'}): run `vnetlab down {s.lab}`"
         table.add_row(s.lab, s.scenario, s.phase, owner, "present" if s.namespace else "missing", ", ".join(f"{d} ({st})" for d, st in s.domains.items()))
     out.print(table)
     return EXIT_OK
@@ -231,6 +278,11 @@ def cmd_plan(args, out: Console, err: Console) -> int:
     lab = args.name or scenario.name
     check_lab_name(lab)
     plan = make_plan(scenario, lab, PlanOptions(domain_type="kvm" if args.accel == "kvm" else "qemu"))
+    if args.explain:
+        from vnetlab.explain import explain
+
+        out.print(explain(plan), markup=False, highlight=False, soft_wrap=True)
+        return EXIT_OK
     out.print(plan_summary(plan), markup=False, highlight=False)
     if args.xml:
         for vm in plan.vms:
@@ -262,6 +314,145 @@ def cmd_doctor(args, out: Console, err: Console) -> int:
     return EXIT_FAIL if any(f.status == "fail" for f in findings) else EXIT_OK
 
 
+def cmd_inspect(args, out: Console, err: Console) -> int:
+    from vnetlab.inspect import inspect_lab
+
+    report = inspect_lab(args.lab, guests=not args.no_guest)
+    if args.format == "json":
+        out.print(json.dumps(report.to_json(), indent=2, ensure_ascii=False), markup=False, highlight=False, soft_wrap=True)
+        return EXIT_OK if report.ok else EXIT_FAIL
+    ns = "present" if report.namespace_present else "[red]missing[/]"
+    out.print(f"lab [bold]{report.lab}[/] (scenario {report.scenario}), namespace {report.namespace}: {ns}")
+    bridges = Table(title="Bridges", title_justify="left")
+    for col in ("bridge", "type", "state", "addresses", "ports"):
+        bridges.add_column(col)
+    for b in report.bridges:
+        state = b["state"] if not b["problems"] else f"[red]{b['state'] or 'missing'}[/]"
+        bridges.add_row(b["name"], b["type"], state, ", ".join(b["addresses"]), ", ".join(b["ports"]))
+    out.print(bridges)
+    chain = Table(title="Chain per vNIC: domain → qemu PID → tun fd → tap → bridge (port state) → guest NIC", title_justify="left")
+    for col in ("", "vm", "pid", "fd", "tap", "bridge", "guest", "mac", "addresses"):
+        chain.add_column(col, overflow="fold")
+    problems: list[str] = []
+    for vm in report.vms:
+        problems += [f"{vm.name}: {p}" for p in vm.problems]
+        for nic in vm.nics:
+            problems += [f"{vm.name} {nic.guest_name}: {p}" for p in nic.problems]
+            bad = bool(nic.problems or vm.problems)
+            chain.add_row(
+                "[red]✗[/]" if bad else "[green]✓[/]",
+                vm.name if vm.state == "running" else f"{vm.name} [red]({vm.state})[/]",
+                str(vm.pid) if vm.pid else "[red]—[/]",
+                str(nic.tun_fd) if nic.tun_fd is not None else "[red]none[/]",
+                nic.tap + ("" if (nic.tap_state, nic.tap_oper) == ("up", "UP") else f" [red]({nic.tap_state or 'missing'}/{nic.tap_oper or '—'})[/]"),
+                (nic.bridge or "[red]none[/]") + ("" if nic.port_state in (None, "forwarding") else f" [red]({nic.port_state})[/]") + ("" if nic.bridge in (None, nic.bridge_planned) else f" [red]≠ {nic.bridge_planned}[/]"),
+                nic.guest_iface or nic.guest_name,
+                nic.mac,
+                ", ".join(nic.guest_addresses) or (f"[dim]{nic.address_planned} (planned)[/]" if nic.address_planned else ""),
+            )
+    out.print(chain)
+    for b in report.bridges:
+        problems += b["problems"]
+    if not report.namespace_present:
+        problems.insert(0, f"namespace {report.namespace} is missing")
+    for p in problems:
+        out.print(f"[red]✗[/] {p}", soft_wrap=True)
+    out.print("[green]every link of the chain is in place[/]" if report.ok else f"[red]{len(problems)} broken link(s)[/]")
+    return EXIT_OK if report.ok else EXIT_FAIL
+
+
+def _lab_exists(name: str) -> bool:
+    from vnetlab.lab import LabError, check_lab_name
+    from vnetlab.paths import Layout
+    from vnetlab.state import STATE_FILE
+
+    try:
+        check_lab_name(name)
+    except LabError:
+        return False
+    return (Layout().lab_dir(name) / STATE_FILE).exists()
+
+
+def cmd_graph(args, out: Console, err: Console) -> int:
+    from vnetlab.graph import to_dot, to_mermaid, to_svg, topology
+
+    if _lab_exists(args.target):
+        from vnetlab.lab import running_plan
+
+        plan = running_plan(args.target)
+    else:
+        from vnetlab.lab import check_lab_name, load
+        from vnetlab.plan import PlanOptions, make_plan
+
+        _, scenario = load(args.target)
+        check_lab_name(scenario.name)
+        plan = make_plan(scenario, scenario.name, PlanOptions())
+    topo = topology(plan, management=not args.no_management)
+    text = to_mermaid(topo) if args.format == "mermaid" else to_dot(topo)
+    data = to_svg(text) if args.format == "svg" else text.encode()
+    if args.output:
+        args.output.write_bytes(data)
+        err.print(f"wrote {args.output} ({args.format}, {len(topo.nodes)} node(s), {len(topo.bridges)} bridge(s), {len(topo.edges)} link(s))")
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def cmd_ssh(args, out: Console, err: Console) -> int:
+    from vnetlab import interactive
+
+    command = args.remote_command[1:] if args.remote_command[:1] == ["--"] else args.remote_command
+    if not command:
+        return interactive.ssh_interactive(args.lab, args.vm)
+    stdin = None if sys.stdin.isatty() else sys.stdin.buffer.read()
+    code, stdout, stderr = interactive.ssh_command(args.lab, args.vm, " ".join(command), timeout=args.timeout, stdin=stdin)
+    sys.stdout.write(stdout)
+    sys.stderr.write(stderr)
+    return code
+
+
+def cmd_console(args, out: Console, err: Console) -> int:
+    from vnetlab import interactive
+
+    if sys.stdin.isatty():
+        return interactive.console_interactive(args.lab, args.vm)
+    interactive.console_exchange(args.lab, args.vm, sys.stdin.buffer.read(), sys.stdout.buffer, quiet_for=args.quiet_for)
+    return EXIT_OK
+
+
+def cmd_shell(args, out: Console, err: Console) -> int:
+    from vnetlab import interactive
+
+    return interactive.shell(args.lab, args.shell_command)
+
+
+def cmd_capture(args, out: Console, err: Console) -> int:
+    from vnetlab.live_capture import live_capture
+
+    to_stdout = args.write == "-"
+
+    def show(packet) -> None:
+        out.print(f"{packet.time:.6f} {packet.summary()}", markup=False, highlight=False, soft_wrap=True)
+
+    if not to_stdout:
+        err.print(f"capturing on {args.iface} in lab {args.lab}" + (f", writing {args.write}" if args.write else "") + " (Ctrl-C to stop)")
+    stats = live_capture(args.lab, args.iface, pcap=args.write, count=args.count, timeout=args.timeout, on_packet=None if to_stdout else show)
+    err.print(stats.line())
+    return EXIT_OK
+
+
+def cmd_schema(args, out: Console, err: Console) -> int:
+    from vnetlab.schema import schema_text
+
+    if args.output:
+        args.output.write_text(schema_text())
+        err.print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(schema_text())
+    return EXIT_OK
+
+
 COMMANDS = {
     "run": cmd_run,
     "up": cmd_up,
@@ -272,6 +463,13 @@ COMMANDS = {
     "plan": cmd_plan,
     "image": cmd_image,
     "doctor": cmd_doctor,
+    "inspect": cmd_inspect,
+    "graph": cmd_graph,
+    "ssh": cmd_ssh,
+    "console": cmd_console,
+    "shell": cmd_shell,
+    "capture": cmd_capture,
+    "schema": cmd_schema,
 }
 
 if __name__ == "__main__":

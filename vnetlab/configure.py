@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import shlex
+import threading
 import time
 from pathlib import Path
 
@@ -30,8 +31,8 @@ def console_tail(path: Path, lines: int = CONSOLE_TAIL_LINES) -> str:
     return "\n".join(tail) if tail else "(console is empty)"
 
 
-def wait_for_marker(vm: PlannedVM, deadline: float, is_running) -> None:
-    """Poll the serial log (written by virtlogd) for the guest's readiness line."""
+def wait_for_marker(vm: PlannedVM, deadline: float, is_running, stop: threading.Event) -> None:
+    """Poll the serial log (written by virtlogd) for the guest's readiness line; `stop` abandons the wait."""
     marker = f"{GUEST_READY_MARKER} host={vm.name}"
     failed = f"{GUEST_FAILED_MARKER} host={vm.name}"
     while True:
@@ -46,8 +47,9 @@ def wait_for_marker(vm: PlannedVM, deadline: float, is_running) -> None:
         if not is_running(vm):
             raise GuestError(f"{vm.name}: the guest stopped before it was ready. Last console lines:\n{console_tail(vm.console_log)}")
         if time.monotonic() > deadline:
-            raise GuestError(f"{vm.name}: no readiness marker on the serial console within the boot timeout. Last console lines:\n{console_tail(vm.console_log)}")
-        time.sleep(0.1)
+            raise GuestError(f"{vm.name}: no readiness marker on the serial console within the boot timeout (--boot-timeout). Last console lines:\n{console_tail(vm.console_log)}")
+        if stop.wait(0.1):
+            raise GuestError(f"{vm.name}: waiting abandoned")
 
 
 def open_ssh(plan: Plan, vm: PlannedVM, deadline: float) -> GuestSSH:
@@ -65,11 +67,16 @@ def wait_for_guests(plan: Plan, progress: Progress, boot_timeout: float, is_runn
     """Wait for every guest in parallel; the first failure is raised after the others are closed."""
     start = time.monotonic()
     deadline = start + boot_timeout
+    stop = threading.Event()  # set on Ctrl-C/SIGTERM or a failure, so the pool does not wait out the boot timeout
 
     def one(vm: PlannedVM) -> GuestSSH:
-        wait_for_marker(vm, deadline, is_running)
+        wait_for_marker(vm, deadline, is_running, stop)
+        if stop.is_set():
+            raise GuestError(f"{vm.name}: waiting abandoned")
         booted = time.monotonic()
+        progress.vm_stage(vm.name, "console ready")
         ssh = open_ssh(plan, vm, max(deadline, booted + 30.0))
+        progress.vm_stage(vm.name, "SSH")
         progress.detail(f"{vm.name}: ready in {booted - start:.1f} s, SSH after {time.monotonic() - booted:.1f} s more")
         return ssh
 
@@ -77,11 +84,19 @@ def wait_for_guests(plan: Plan, progress: Progress, boot_timeout: float, is_runn
     errors: list[BaseException] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(plan.vms))) as pool:
         futures = {pool.submit(one, vm): vm.name for vm in plan.vms}
-        for future in concurrent.futures.as_completed(futures):
-            try:
-                sessions[futures[future]] = future.result()
-            except BaseException as exc:  # noqa: BLE001 — collected and re-raised below
-                errors.append(exc)
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                try:
+                    sessions[futures[future]] = future.result()
+                except BaseException as exc:  # noqa: BLE001 — collected and re-raised below
+                    errors.append(exc)
+                    stop.set()
+        except BaseException:  # Ctrl-C or SIGTERM in this thread: release the waiting workers first
+            stop.set()
+            for future in futures:
+                if future.done() and future.exception() is None:
+                    future.result().close()
+            raise
     if errors:
         for ssh in sessions.values():
             ssh.close()
@@ -89,7 +104,7 @@ def wait_for_guests(plan: Plan, progress: Progress, boot_timeout: float, is_runn
     return sessions
 
 
-def address_nics(plan: Plan, sessions: dict[str, GuestSSH]) -> None:
+def address_nics(plan: Plan, sessions: dict[str, GuestSSH], progress: Progress | None = None) -> None:
     """Find each data NIC by its MAC (not its name or PCI order) and give it the scenario's address."""
     for vm in plan.vms:
         for nic in vm.nics:
@@ -101,3 +116,5 @@ def address_nics(plan: Plan, sessions: dict[str, GuestSSH]) -> None:
                 + 'ip link set "$dev" up && echo "$dev"'
             )
             sessions[vm.name].run(script, timeout=20.0)
+        if progress is not None:
+            progress.vm_stage(vm.name, "addressed")

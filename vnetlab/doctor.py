@@ -43,6 +43,7 @@ def diagnose() -> list[Finding]:
         except hv.HypervisorError as exc:
             out.append(Finding("qemu:///system", "fail", str(exc), "libvirtd -d; virtlogd -d"))
     out.append(_kvm())
+    out.append(_ovs())
     return out
 
 
@@ -50,6 +51,14 @@ def _daemon(name: str, socket: Path, start: str) -> Finding:
     if socket.exists():
         return Finding(name, "ok", f"{socket} present")
     return Finding(name, "fail", f"not running ({socket} missing)", start)
+
+
+def _ovs() -> Finding:
+    """Only labs with `type: ovs` bridges need Open vSwitch (userspace datapath: no kernel module)."""
+    missing = [b for b in ("ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovsdb-tool") if shutil.which(b) is None]
+    if missing:
+        return Finding("Open vSwitch", "warn", f"{', '.join(missing)} not installed: only labs with `type: ovs` bridges need it", _apt("openvswitch-switch"))
+    return Finding("Open vSwitch", "ok", f"{shutil.which('ovs-vswitchd')} (labs run their own daemons, userspace datapath)")
 
 
 def _kvm() -> Finding:

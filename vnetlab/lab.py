@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import re
+import secrets
 import shutil
 import signal
 import time
@@ -19,22 +20,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from vnetlab import netns
+from vnetlab import netns, wireguard
 from vnetlab.accel import AccelChoice, choose_accel
 from vnetlab.apply import apply
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.checks import CheckResult, run_checks
 from vnetlab.configure import address_nics, open_ssh, wait_for_guests
+from vnetlab.explain import explain
 from vnetlab.image import GuestImage, ensure_image
 from vnetlab.model import Scenario, load_scenario, parse_scenario
 from vnetlab.paths import Layout, resolve_scenario
-from vnetlab.plan import LAB_NAME, METADATA_NS, Plan, PlanOptions, make_plan
+from vnetlab.plan import LAB_NAME, LAB_NAME_MAX, METADATA_NS, Plan, PlanOptions, make_plan
 from vnetlab.progress import Progress
 from vnetlab.ssh import GuestSSH
 from vnetlab.state import STATE_FILE, LabState, make_private_dir
 from vnetlab.teardown import teardown
 
 SCENARIO_COPY = "scenario.yaml"
+AUTO_NAME = "auto"  # `--name auto` asks for a unique lab name
 LOCK_DIR = Path("/run/vnetlab/locks")
 
 
@@ -53,6 +56,7 @@ class Options:
     keep: bool = False
     boot_timeout: float = 180.0
     layout: Layout = field(default_factory=Layout)
+    explain: bool = False  # print the equivalent shell commands (vnetlab.explain) before building the lab
 
 
 @dataclass
@@ -72,9 +76,15 @@ class Outcome:
         return self.error is None and all(c.ok for c in self.checks)
 
 
+def unique_lab_name(scenario: str) -> str:
+    """`--name auto`: <scenario>-<6 random hex digits>, so labs of one scenario can run side by side."""
+    suffix = secrets.token_hex(3)
+    return f"{scenario[: LAB_NAME_MAX - len(suffix) - 1].rstrip('-')}-{suffix}"
+
+
 def check_lab_name(lab: str) -> None:
     if not re.fullmatch(LAB_NAME, lab):
-        raise LabError(f"lab name {lab!r} is not usable: expected {LAB_NAME} (lowercase letters, digits, '-', at most 24 characters)")
+        raise LabError(f"lab name {lab!r} is not usable: expected {LAB_NAME} (lowercase letters, digits, '-', at most {LAB_NAME_MAX} characters)")
 
 
 @contextmanager
@@ -219,7 +229,10 @@ class LabRunner:
             conn.close()
         try:
             with self.progress.step("configure", "Addressing data NICs over SSH"):
-                address_nics(plan, sessions)
+                address_nics(plan, sessions, self.progress)
+            if plan.wireguard:
+                with self.progress.step("wireguard", f"WireGuard: {', '.join(sorted({w.tunnel for w in plan.wireguard}))} in {', '.join(w.vm for w in plan.wireguard)} over SSH"):
+                    wireguard.configure(plan.wireguard, sessions)
         except BaseException:
             close_all(sessions)
             raise
@@ -243,6 +256,9 @@ class LabRunner:
         """`vnetlab run` (check=True) and `vnetlab up` (check=False, keep=True)."""
         path, scenario = load(ref)
         lab = self.options.lab or scenario.name
+        if lab == AUTO_NAME:
+            lab = unique_lab_name(scenario.name)
+            self.progress.console.print(f"lab {lab}")  # even with -q: the name is needed for `down` after a kill
         check_lab_name(lab)
         outcome = Outcome(scenario.name, lab)
         paths = LabPaths(self.options.layout, lab)
@@ -252,10 +268,11 @@ class LabRunner:
             image = self._image()
             outcome.accel = self._accel(image)
             plan = make_plan(scenario, lab, PlanOptions(outcome.accel.domain_type, image.kernel, self.options.layout))
+            if self.options.explain:
+                print(explain(plan), flush=True)
             run_dir = new_run_dir(self.options.layout, lab)
             outcome.artifacts["dir"] = str(run_dir)
-            make_private_dir(plan.lab_dir)
-            os.chmod(plan.lab_dir, 0o711)  # guests' initrds below are read by libvirt's qemu user
+            make_private_dir(plan.lab_dir)  # apply() lets libvirt's qemu group through to the initrds
             (plan.lab_dir / SCENARIO_COPY).write_text(path.read_text())
             state = LabState(lab, scenario.name, str(path.resolve()), plan.namespace, plan.domain_type, str(image.kernel), os.getpid())
             state.save(plan.lab_dir)
@@ -291,9 +308,8 @@ class LabRunner:
             state = read_state(paths)
             if state.phase != "up":
                 raise LabError(f"lab {lab!r} is not up (phase: {state.phase}); `vnetlab down {lab}` cleans it up")
-            scenario = parse_scenario((paths.dir / SCENARIO_COPY).read_text(), state.scenario_file)
-            plan = make_plan(scenario, lab, PlanOptions(state.domain_type, Path(state.kernel), self.options.layout))
-            outcome = Outcome(scenario.name, lab, kept=True)
+            plan = plan_from_state(paths, state)
+            outcome = Outcome(plan.scenario.name, lab, kept=True)
             outcome.accel = AccelChoice("kvm" if state.domain_type == "kvm" else "tcg", state.domain_type, "as chosen when the lab came up")
             run_dir = new_run_dir(self.options.layout, lab)
             sessions: dict[str, GuestSSH] = {}
@@ -318,9 +334,26 @@ class LabRunner:
         paths = LabPaths(self.options.layout, lab)
         with lab_lock(lab, paths.state_file):
             if not paths.state_file.exists():
+                # Killed before its first state write, or in teardown's final rmtree: only files remain.
+                if paths.dir.is_dir():
+                    shutil.rmtree(paths.dir)
+                    return True
                 return False
             self._teardown(paths.dir, read_state(paths))
             return True
+
+
+def plan_from_state(paths: LabPaths, state: LabState) -> Plan:
+    """The plan of an existing lab: re-planned from its copy of the scenario (the plan is pure, so names match)."""
+    scenario = parse_scenario((paths.dir / SCENARIO_COPY).read_text(), state.scenario_file)
+    return make_plan(scenario, paths.lab, PlanOptions(state.domain_type, Path(state.kernel), paths.layout))
+
+
+def running_plan(lab: str, layout: Layout | None = None) -> Plan:
+    """The plan of a lab that exists, for commands that work on a live lab (inspect, ssh, capture …)."""
+    check_lab_name(lab)
+    paths = LabPaths(layout or Layout(), lab)
+    return plan_from_state(paths, read_state(paths))
 
 
 def read_state(paths: LabPaths) -> LabState:
@@ -345,6 +378,7 @@ class LabStatus:
     owner_alive: bool
     domains: dict[str, str]  # domain → running | stopped | missing
     namespace: bool
+    pid: int = 0  # the process that built it
 
 
 def lab_statuses(layout: Layout) -> list[LabStatus]:
@@ -354,7 +388,10 @@ def lab_statuses(layout: Layout) -> list[LabStatus]:
     if not layout.labs.exists():
         return out
     conn = None
-    for lab_dir in sorted(p for p in layout.labs.iterdir() if (p / STATE_FILE).exists()):
+    for lab_dir in sorted(p for p in layout.labs.iterdir() if p.is_dir()):
+        if not (lab_dir / STATE_FILE).exists():  # killed before its first record: only files to remove
+            out.append(LabStatus(lab_dir.name, "?", "files only", False, {}, False))
+            continue
         try:
             state = LabState.load(lab_dir)
         except (ValueError, TypeError, KeyError):
@@ -367,7 +404,7 @@ def lab_statuses(layout: Layout) -> list[LabStatus]:
                 conn = hv.connect()
             dom = hv.lookup(conn, r.name)
             domains[r.name] = "missing" if dom is None else ("running" if hv.is_running(dom) else "stopped")
-        out.append(LabStatus(state.lab, state.scenario, state.phase, owner_alive(state), domains, netns.namespace_exists(state.namespace)))
+        out.append(LabStatus(state.lab, state.scenario, state.phase, owner_alive(state), domains, netns.namespace_exists(state.namespace), state.pid))
     if conn is not None:
         conn.close()
     return out

@@ -15,12 +15,16 @@ from pathlib import Path
 import jinja2
 
 from vnetlab.image import kernel_cmdline
-from vnetlab.model import Scenario
+from vnetlab.model import Bridge, Scenario
+from vnetlab.nat import PlannedNat, plan_nat
+from vnetlab.nodes import PlannedNode, plan_nodes
 from vnetlab.paths import TEMPLATES_DIR, Layout
+from vnetlab.wireguard import WgInterface, plan_wireguard
 
 METADATA_NS = "https://vnetlab.dev/xmlns/lab/1"
 MGMT_BRIDGE = "vnl-mgmt"
-LAB_NAME = r"[a-z][a-z0-9-]{0,23}"
+LAB_NAME_MAX = 24
+LAB_NAME = rf"[a-z][a-z0-9-]{{0,{LAB_NAME_MAX - 1}}}"
 
 
 @dataclass(frozen=True)
@@ -72,14 +76,19 @@ class PlannedBridge:
     name: str
     type: str
     mac: str
-    cidr: str | None = None  # only the management bridge carries an address (inside the namespace)
+    cidr: str | None = None  # the management bridge, and bridges with a gateway, carry an address (inside the namespace)
+    capture_port: str | None = None  # OVS: internal port that mirrors every frame of the bridge (captures listen there)
+
+    @property
+    def capture_iface(self) -> str:
+        return self.capture_port or self.name
 
 
 @dataclass(frozen=True)
 class Resource:
     """One thing apply creates and teardown removes, in creation order."""
 
-    kind: str  # namespace | bridge | tap | domain
+    kind: str  # namespace | bridge | process | ovs-bridge | veth | tap | domain
     name: str
     vm: str | None = None
 
@@ -96,9 +105,15 @@ class Plan:
     bridges: tuple[PlannedBridge, ...]
     vms: tuple[PlannedVM, ...]
     resources: tuple[Resource, ...]
+    wireguard: tuple[WgInterface, ...] = ()
+    nodes: tuple[PlannedNode, ...] = ()  # containers and outside hosts: namespaces joined by veths
+    nat: tuple[PlannedNat, ...] = ()
 
     def vm(self, name: str) -> PlannedVM:
         return next(v for v in self.vms if v.name == name)
+
+    def bridge(self, name: str) -> PlannedBridge:
+        return next(b for b in self.bridges if b.name == name)
 
 
 def _digest(*parts: str) -> bytes:
@@ -139,7 +154,10 @@ def make_plan(scenario: Scenario, lab: str, options: PlanOptions | None = None) 
     gateway = f"{mgmt_net.network_address + 1}/{mgmt_net.prefixlen}"
 
     bridges = [PlannedBridge(MGMT_BRIDGE, "linux", macs.take("02:00:00", "bridge", MGMT_BRIDGE), gateway)]
-    bridges += [PlannedBridge(b.name, b.type, macs.take("02:00:00", "bridge", b.name)) for b in scenario.bridges]
+    bridges += [
+        PlannedBridge(b.name, b.type, macs.take("02:00:00", "bridge", b.name), _gateway_cidr(b), capture_port=f"vnlmir{i}" if b.type == "ovs" else None)
+        for i, b in enumerate(scenario.bridges)
+    ]
 
     taps = iter(f"{tap_prefix(lab)}-{i}" for i in range(10_000))
     vms: list[PlannedVM] = []
@@ -175,7 +193,12 @@ def make_plan(scenario: Scenario, lab: str, options: PlanOptions | None = None) 
         for v in vms
     )
     resources = [Resource("namespace", namespace)]
-    resources += [Resource("bridge", b.name) for b in bridges]
+    if any(b.type == "ovs" for b in bridges):
+        resources += [Resource("process", daemon) for daemon in ("ovsdb-server", "ovs-vswitchd")]
+    resources += [Resource("ovs-bridge" if b.type == "ovs" else "bridge", b.name) for b in bridges]
+    nodes = plan_nodes(scenario, lab, macs.take)
+    for node in nodes:
+        resources += [Resource("namespace", node.namespace, node.name), Resource("veth", node.veth, node.name)]
     for v in rendered:
         resources += [Resource("tap", n.tap, v.name) for n in v.all_nics]
         resources.append(Resource("domain", v.domain, v.name))
@@ -190,7 +213,17 @@ def make_plan(scenario: Scenario, lab: str, options: PlanOptions | None = None) 
         bridges=tuple(bridges),
         vms=rendered,
         resources=tuple(resources),
+        wireguard=plan_wireguard(scenario, lab_dir / "secrets"),
+        nodes=nodes,
+        nat=plan_nat(scenario),
     )
+
+
+def _gateway_cidr(bridge: Bridge) -> str | None:
+    """The lab namespace's address on a bridge that is the containers' gateway."""
+    if bridge.gateway is None or bridge.subnet is None:
+        return None
+    return f"{bridge.gateway}/{ipaddress.IPv4Network(bridge.subnet).prefixlen}"
 
 
 def _with_xml(vm: PlannedVM, xml: str) -> PlannedVM:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 
+from vnetlab.nat import FORWARD_SYSCTL, ruleset
 from vnetlab.plan import Plan
 
 
@@ -15,7 +16,10 @@ def plan_data(plan: Plan) -> dict:
         "domain_type": plan.domain_type,
         "lab_dir": str(plan.lab_dir),
         "management_gateway": plan.mgmt_gateway,
-        "bridges": [{"name": b.name, "type": b.type, "mac": b.mac, **({"address": b.cidr} if b.cidr else {})} for b in plan.bridges],
+        "bridges": [
+            {"name": b.name, "type": b.type, "mac": b.mac, **({"address": b.cidr} if b.cidr else {}), **({"capture_port": b.capture_port} if b.capture_port else {})}
+            for b in plan.bridges
+        ],
         "vms": [
             {
                 "name": vm.name,
@@ -30,6 +34,28 @@ def plan_data(plan: Plan) -> dict:
             }
             for vm in plan.vms
         ],
+        **({"wireguard": [
+            {
+                "tunnel": w.tunnel,
+                "vm": w.vm,
+                "address": w.address,
+                "listen_port": w.listen_port,
+                "private_key": str(w.key_file),
+                "peers": [{"vm": p.vm, "endpoint": p.endpoint, "allowed_ips": p.allowed_ips} for p in w.peers],
+            }
+            for w in plan.wireguard
+        ]} if plan.wireguard else {}),
+        **({"nodes": [
+            {
+                "name": n.name,
+                "kind": n.kind,
+                "namespace": n.namespace,
+                "nic": {"name": n.iface, "mac": n.mac, "address": n.cidr, **({"gateway": n.gateway} if n.gateway else {})},
+                "veth": {"name": n.veth, "mac": n.veth_mac, **({"bridge": n.bridge} if n.bridge else {"address": n.veth_cidr})},
+            }
+            for n in plan.nodes
+        ]} if plan.nodes else {}),
+        **({"nat": {"sysctl": "=".join(FORWARD_SYSCTL), "nft": ruleset(plan.nat).splitlines()}} if plan.nat else {}),
         "resources": [f"{r.kind} {r.name}" + (f" ({r.vm})" if r.vm else "") for r in plan.resources],
     }
 

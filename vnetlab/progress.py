@@ -1,4 +1,9 @@
-"""Progress of long work, and the step timings that go into the report."""
+"""Progress of long work, and the step timings that go into the report.
+
+On a terminal, the running step shows a spinner and, while guests come up, one live row per
+VM (starting → started → console ready → SSH → addressed). Elsewhere (CI logs, pipes) the
+output is plain lines, one per finished step and per VM event, exactly as before.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.table import Table
+
+VM_STAGES = ("starting", "started", "console ready", "SSH", "addressed")
 
 
 @dataclass
@@ -18,31 +28,74 @@ class StepTiming:
     ok: bool
 
 
+@dataclass
+class VMProgress:
+    stage: str
+    since: float  # time.monotonic() of the first event
+    at: float  # seconds from the first event to the latest stage
+
+
 class Progress:
-    """Prints one line per finished step (and per VM event), with a spinner while a step runs on a terminal."""
+    """Prints one line per finished step (and per VM event); live VM rows while a step runs on a terminal."""
 
     def __init__(self, console: Console | None = None, *, quiet: bool = False):
         self.console = console or Console(stderr=True, highlight=False)
         self.quiet = quiet
         self.steps: list[StepTiming] = []
-        self._lock = threading.Lock()
+        self.vms: dict[str, VMProgress] = {}
+        self._lock = threading.Lock()  # one printed line at a time
+        self._vm_lock = threading.Lock()  # separate: printing during a live display renders __rich__
+        self._label = ""
+
+    @property
+    def live(self) -> bool:
+        return not self.quiet and self.console.is_terminal
 
     @contextmanager
     def step(self, name: str, label: str) -> Iterator[None]:
         start = time.monotonic()
         ok = False
+        self._label = label
         try:
-            if self.quiet or not self.console.is_terminal:
-                yield
-            else:
-                with self.console.status(f"{label}…"):
+            if self.live:
+                with Live(self, console=self.console, refresh_per_second=8, transient=True):
                     yield
+            else:
+                yield
             ok = True
         finally:
             seconds = time.monotonic() - start
             self.steps.append(StepTiming(name, round(seconds, 3), ok))
             mark = "[green]✓[/]" if ok else "[red]✗[/]"
             self.say(f"{mark} {label} [dim]{seconds:.1f} s[/]")
+
+    def vm_stage(self, vm: str, stage: str) -> None:
+        """A guest reached `stage` (one of VM_STAGES); shown live on a terminal, silent in plain output."""
+        now = time.monotonic()
+        with self._vm_lock:
+            first = self.vms.get(vm)
+            since = first.since if first else now
+            self.vms[vm] = VMProgress(stage, since, now - since)
+
+    def __rich__(self) -> RenderableType:
+        """What the live display shows: the running step, and the guests until all are addressed."""
+        spinner = Spinner("dots", text=f"{self._label}…")
+        with self._vm_lock:
+            rows = dict(self.vms)
+        if not rows or all(p.stage == VM_STAGES[-1] for p in rows.values()):
+            return spinner
+        table = Table(box=None, padding=(0, 2), show_header=True, header_style="dim")
+        table.add_column("vm")
+        for stage in VM_STAGES:
+            table.add_column(stage, justify="center")
+        table.add_column("", justify="right", style="dim")
+        now = time.monotonic()
+        for vm, p in rows.items():
+            reached = VM_STAGES.index(p.stage) if p.stage in VM_STAGES else -1
+            marks = ["[green]✓[/]" if i <= reached else ("[yellow]…[/]" if i == reached + 1 else "[dim]·[/]") for i in range(len(VM_STAGES))]
+            elapsed = p.at if reached == len(VM_STAGES) - 1 else now - p.since
+            table.add_row(vm, *marks, f"{elapsed:.1f} s")
+        return Group(spinner, table)
 
     def say(self, text: str) -> None:
         if not self.quiet:

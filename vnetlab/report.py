@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vnetlab.lab import Outcome
+from vnetlab.perf import perf_table
 from vnetlab.progress import StepTiming
 
 
@@ -33,6 +34,34 @@ def write_report(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def save_reports(outcome: Outcome, steps: list[StepTiming], *, report: Path | None = None, junit: Path | None = None) -> dict:
+    """report.json and junit.xml into the run's artifact folder (and named in the report), copies where asked."""
+    from vnetlab.junit import write_junit
+
+    run_dir = outcome.artifacts.get("dir")
+    if run_dir:
+        outcome.artifacts["report"] = str(Path(str(run_dir)) / "report.json")
+        outcome.artifacts["junit"] = str(Path(str(run_dir)) / "junit.xml")
+    data = report_json(outcome, steps)
+    if run_dir:
+        write_report(Path(str(outcome.artifacts["report"])), data)
+        write_junit(Path(str(outcome.artifacts["junit"])), data)
+    if report:
+        write_report(report, data)
+    if junit:
+        write_junit(junit, data)
+    return data
+
+
+def _artifact_files(artifacts: dict) -> str:
+    names = [Path(str(artifacts[k])).name for k in ("report", "junit") if artifacts.get(k)]
+    for key, what in (("pcap", "pcap"), ("console", "console log"), ("domain_xml", "domain XML")):
+        n = len(artifacts.get(key) or {})
+        if n:
+            names.append(f"{n} {what}{'s' if n > 1 else ''}")
+    return f" ({', '.join(names)})" if names else ""
+
+
 def print_summary(console: Console, outcome: Outcome, steps: list[StepTiming]) -> None:
     if outcome.checks:
         table = Table(title=f"Checks — lab {outcome.lab}", title_justify="left", show_lines=False)
@@ -42,6 +71,9 @@ def print_summary(console: Console, outcome: Outcome, steps: list[StepTiming]) -
         for c in outcome.checks:
             table.add_row("[green]✓[/]" if c.ok else "[red]✗[/]", c.name, c.detail)
         console.print(table)
+        perf = perf_table(outcome.checks)
+        if perf is not None:
+            console.print(perf)
     passed = sum(c.ok for c in outcome.checks)
     total_seconds = sum(s.seconds for s in steps)
     verdict = "[bold green]PASS[/]" if outcome.ok else "[bold red]FAIL[/]"
@@ -54,4 +86,4 @@ def print_summary(console: Console, outcome: Outcome, steps: list[StepTiming]) -
     if outcome.kept:
         console.print(f"the lab is still up: `vnetlab check {outcome.lab}`, then `vnetlab down {outcome.lab}`")
     if outcome.artifacts.get("dir"):
-        console.print(f"artifacts: {outcome.artifacts['dir']}")
+        console.print(f"artifacts: {outcome.artifacts['dir']}{_artifact_files(outcome.artifacts)}")

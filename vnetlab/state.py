@@ -69,14 +69,15 @@ class LabState:
 
 
 def owner_alive(state: LabState) -> bool:
-    """Whether the vnetlab process that built the lab still runs (else the lab is orphaned)."""
+    """Whether the vnetlab process that built the lab still runs (else the lab is orphaned).
+
+    A PID the kernel has since given to another program does not count.
+    """
     try:
-        os.kill(state.pid, 0)
-    except ProcessLookupError:
+        cmdline = Path(f"/proc/{state.pid}/cmdline").read_bytes()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return b"vnetlab" in cmdline
 
 
 def make_private_dir(path: Path) -> Path:

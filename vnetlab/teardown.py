@@ -13,7 +13,8 @@ from pathlib import Path
 
 from vnetlab import netns
 from vnetlab.backends import libvirt_domains as hv
-from vnetlab.backends import linux_bridge
+from vnetlab.backends import linux_bridge, ovs
+from vnetlab.plan import METADATA_NS
 from vnetlab.state import LabState, RecordedResource
 
 
@@ -21,9 +22,13 @@ class TeardownError(Exception):
     pass
 
 
-def _remove(resource: RecordedResource, state: LabState, conn_factory) -> None:
+def _remove(resource: RecordedResource, state: LabState, conn_factory, lab_dir: Path) -> None:
     if resource.kind == "domain":
-        hv.remove(conn_factory(), resource.name)
+        conn = conn_factory()
+        dom = hv.lookup(conn, resource.name)
+        # Only a domain whose metadata names this lab: a same-named domain of someone else stays.
+        if dom is not None and hv.lab_of(dom, METADATA_NS) == state.lab:
+            hv.remove(conn, resource.name)
     elif resource.kind == "tap":
         # Wherever the crash left it: still in the root namespace, or moved into the lab's.
         if netns.namespace_exists(state.namespace):
@@ -32,6 +37,14 @@ def _remove(resource: RecordedResource, state: LabState, conn_factory) -> None:
     elif resource.kind == "bridge":
         if netns.namespace_exists(state.namespace):
             linux_bridge.delete_link(state.namespace, resource.name)
+    elif resource.kind == "veth":
+        # The lab end of a container's or host's veth; deleting it takes the peer along
+        # (and deleting either namespace would destroy the pair anyway).
+        linux_bridge.delete_link(state.namespace, resource.name)
+    elif resource.kind == "ovs-bridge":
+        ovs.OvsSwitch.for_lab(state.namespace, lab_dir).delete_bridge(resource.name)
+    elif resource.kind == "process":
+        ovs.stop_process(lab_dir, resource.name)
     elif resource.kind == "namespace":
         netns.delete_namespace(resource.name)
     else:
@@ -53,7 +66,7 @@ def teardown(lab_dir: Path, state: LabState, *, keep_files: bool = False) -> lis
 
     def remove(resource: RecordedResource) -> None:
         try:
-            _remove(resource, state, conn_factory)
+            _remove(resource, state, conn_factory, lab_dir)
         except Exception as exc:  # noqa: BLE001 — keep removing the rest, report every failure
             problems.append(f"{resource.kind} {resource.name}: {exc}")
 

@@ -91,6 +91,8 @@ def describe(tp: Any) -> str:
 def _join(path: str, part: str | int) -> str:
     if isinstance(part, int):
         return f"{path}[{part}]"
+    if not re.fullmatch(r"[\w-]+", part):  # a key with blanks, dots, quotes or control characters stays visible
+        part = repr(part)
     return f"{path}.{part}" if path else part
 
 
@@ -246,9 +248,12 @@ def _index_lines(node: yaml.Node, path: str, out: dict[str, int]) -> None:
 
 def load_typed(text: str, cls: type, file: str) -> Located:
     """Parse `text` into `cls`; raise ValidationError listing every problem."""
-    loader = yaml.SafeLoader(text)
     try:
+        loader = yaml.SafeLoader(text)  # the reader rejects control characters right here
         node = loader.get_single_node()
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ValidationError([Problem(file, line, "", f"not valid YAML: character {exc.character:#06x} is not allowed (control character)")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None

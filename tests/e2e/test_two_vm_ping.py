@@ -3,70 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import libvirt
 import pytest
+from labtools import VNETLAB, lab_name_for, leftovers, scenario_with_checks, vnetlab
 
-from vnetlab.backends.linux_bridge import list_links
-from vnetlab.netns import list_namespaces
 from vnetlab.paths import Layout
-from vnetlab.plan import METADATA_NS, tap_prefix
 
 pytestmark = pytest.mark.e2e
-
-VNETLAB = [sys.executable, "-m", "vnetlab.cli"]
-
-
-def vnetlab(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([*VNETLAB, *args], capture_output=True, text=True, timeout=timeout)
-
-
-def qemu_pids_of(lab: str) -> list[int]:
-    """qemu processes whose command line names one of this lab's domains."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "qemu-system" in cmdline and f"guest=vnl-{lab}-" in cmdline:
-            pids.append(int(proc.name))
-    return pids
-
-
-def leftovers(lab: str) -> list[str]:
-    found = []
-    if f"vnl-{lab}" in list_namespaces():
-        found.append(f"namespace vnl-{lab}")
-    conn = libvirt.open("qemu:///system")
-    try:
-        for dom in conn.listAllDomains():
-            try:
-                raw = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
-            except libvirt.libvirtError:
-                continue
-            if f"name='{lab}'" in raw or f'name="{lab}"' in raw:
-                found.append(f"domain {dom.name()}")
-    finally:
-        conn.close()
-    found += [f"tap {link['name']}" for link in list_links(None) if link["name"].startswith(tap_prefix(lab))]
-    found += [f"qemu pid {pid}" for pid in qemu_pids_of(lab)]
-    if Layout().lab_dir(lab).exists():
-        found.append(f"lab folder {Layout().lab_dir(lab)}")
-    return found
 
 
 @pytest.fixture
 def lab_name(request):
-    name = f"t-{os.getpid() % 100000}-{request.node.name[:8].replace('_', '-')}"
+    name = lab_name_for(request, "t-")
     yield name
     vnetlab("down", name)
     assert leftovers(name) == []
@@ -129,14 +81,12 @@ def test_ctrl_c_while_guests_boot_tears_down(lab_name):
 
 def test_a_failing_check_fails_the_run_and_says_what_it_saw(tmp_path, lab_name):
     """Pings to an address nobody has: 'must fail' passes, 'must succeed' fails, the run exits 1."""
-    scenario = Path(__file__).parents[2] / "scenarios" / "two-vm-ping.yaml"
-    text = scenario.read_text().split("checks:")[0] + (
-        "checks:\n"
+    path = scenario_with_checks(
+        tmp_path,
+        "two-vm-ping",
         "  - ping: {from: vm1, to: 10.1.1.99, count: 2, expect: failure}\n"
-        "  - ping: {from: vm1, to: 10.1.1.99, count: 2}\n"
+        "  - ping: {from: vm1, to: 10.1.1.99, count: 2}\n",
     )
-    path = tmp_path / "unreachable.yaml"
-    path.write_text(text)
     report_path = tmp_path / "report.json"
     result = vnetlab("run", str(path), "--name", lab_name, "--report", str(report_path))
     assert result.returncode == 1, result.stdout + result.stderr

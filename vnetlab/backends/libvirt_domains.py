@@ -6,8 +6,8 @@ failure is turned into a HypervisorError that says what to do about it.
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -19,6 +19,7 @@ LIBVIRT_SOCKET = Path("/run/libvirt/libvirt-sock")
 VIRTLOGD_SOCKET = Path("/run/libvirt/virtlogd-sock")
 QEMU_PID_DIR = Path("/run/libvirt/qemu")
 CALL_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 15.0
 
 T = TypeVar("T")
 
@@ -33,26 +34,41 @@ def _silence_default_handler() -> None:
 
 
 def bounded(what: str, fn: Callable[[], T], timeout: float = CALL_TIMEOUT) -> T:
-    """Run a libvirt call with a deadline: a wedged libvirtd must not hang a lab."""
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(fn)
-    try:
-        return future.result(timeout=timeout)
-    except concurrent.futures.TimeoutError:
-        raise HypervisorError(f"{what}: libvirtd did not answer within {timeout:.0f} s (is it wedged? `vnetlab doctor`)") from None
-    except libvirt.libvirtError as exc:
-        raise HypervisorError(f"{what}: {exc.get_error_message()}") from None
-    finally:
-        pool.shutdown(wait=False)
+    """Run a libvirt call with a deadline: a wedged libvirtd must not hang a lab.
+
+    The call runs in a daemon thread: if libvirtd never answers, the thread is
+    abandoned and cannot keep the process from exiting (a pool thread would be
+    joined at exit, turning the bounded wait into an unbounded one).
+    """
+    outcome: dict[str, object] = {}
+    done = threading.Event()
+
+    def body() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 — handed to the caller's thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=body, name=f"libvirt: {what}", daemon=True).start()
+    if not done.wait(timeout):
+        raise HypervisorError(f"{what}: libvirtd did not answer within {timeout:g} s (is it wedged? `vnetlab doctor`)")
+    error = outcome.get("error")
+    if isinstance(error, libvirt.libvirtError):
+        raise HypervisorError(f"{what}: {error.get_error_message()}")
+    if error is not None:
+        raise error  # type: ignore[misc]
+    return outcome["value"]  # type: ignore[return-value]
 
 
-def connect(uri: str = DEFAULT_URI) -> libvirt.virConnect:
+def connect(uri: str = DEFAULT_URI, timeout: float = CONNECT_TIMEOUT) -> libvirt.virConnect:
     _silence_default_handler()
     if uri == DEFAULT_URI and not LIBVIRT_SOCKET.exists():
         raise HypervisorError(f"libvirtd is not running ({LIBVIRT_SOCKET} is missing): start it with `libvirtd -d`, or run `vnetlab doctor`")
     if uri == DEFAULT_URI and not VIRTLOGD_SOCKET.exists():
         raise HypervisorError(f"virtlogd is not running ({VIRTLOGD_SOCKET} is missing): guests cannot start without it; start it with `virtlogd -d`")
-    return bounded(f"connecting to {uri}", lambda: libvirt.open(uri), timeout=15.0)
+    return bounded(f"connecting to {uri}", lambda: libvirt.open(uri), timeout=timeout)
 
 
 def define(conn: libvirt.virConnect, xml: str) -> libvirt.virDomain:
@@ -106,6 +122,21 @@ def qemu_pid(domain: str) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if os.path.exists(f"/proc/{pid}") else None
+
+
+def qemu_group(conn: libvirt.virConnect, domain_type: str) -> int | None:
+    """The group libvirt's DAC driver runs qemu as for `domain_type`, from the host capabilities.
+
+    None when libvirt does no DAC relabelling (qemu then runs as root and needs no grant).
+    """
+    caps = ET.fromstring(bounded("reading host capabilities", conn.getCapabilities))
+    for model in caps.iter("secmodel"):
+        if model.findtext("model") != "dac":
+            continue
+        for label in model.findall("baselabel"):
+            if label.get("type") == domain_type and label.text and ":" in label.text:
+                return int(label.text.strip().split(":")[1].lstrip("+"))
+    return None
 
 
 def lab_of(dom: libvirt.virDomain, metadata_ns: str) -> str | None:

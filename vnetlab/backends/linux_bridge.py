@@ -165,16 +165,24 @@ def create_veth(ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
 
 def add_address(ns: str, ifname: str, cidr: str) -> None:
     """Add an address such as "10.1.1.1/24" to ifname (only ever inside a lab namespace)."""
+    _change_address("add", ns, ifname, cidr)
+
+
+def delete_address(ns: str, ifname: str, cidr: str) -> None:
+    """Remove an address such as "10.1.1.1/24" from ifname (inside a lab namespace)."""
+    _change_address("del", ns, ifname, cidr)
+
+
+def _change_address(op: str, ns: str, ifname: str, cidr: str) -> None:
     try:
         iface = ipaddress.ip_interface(cidr)
     except ValueError as exc:
         raise LinkError(f"invalid address {cidr!r} for {ifname!r}: {exc}") from None
+    what = f"add address {cidr} to {ifname!r}" if op == "add" else f"delete address {cidr} from {ifname!r}"
     _with_ipr(
         ns,
-        f"add address {cidr} to {ifname!r}",
-        lambda ipr: ipr.addr(
-            "add", index=_index(ipr, ifname, ns), address=str(iface.ip), prefixlen=iface.network.prefixlen
-        ),
+        what,
+        lambda ipr: ipr.addr(op, index=_index(ipr, ifname, ns), address=str(iface.ip), prefixlen=iface.network.prefixlen),
     )
 
 

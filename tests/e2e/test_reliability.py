@@ -1,0 +1,446 @@
+"""Reliability on real guests: parallel labs, the per-lab lock, kill -9 at any point, signals,
+bounded waits, decoys that only look like ours, secrets on disk and pinned host keys.
+
+Every lab here is named r-…; `down --all` is only exercised when no one else's lab exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import libvirt
+import pytest
+from pyroute2 import IPRoute
+
+from labtools import ENV, VNETLAB, leftovers, scenario_with_checks, vnetlab
+
+from vnetlab import netns
+from vnetlab.keys import generate_host_key
+from vnetlab.lab import LOCK_DIR
+from vnetlab.paths import PROJECT_DIR, Layout
+from vnetlab.plan import METADATA_NS, tap_prefix
+
+pytestmark = pytest.mark.e2e
+
+SCENARIO = PROJECT_DIR / "scenarios" / "two-vm-ping.yaml"
+def state_of(lab: str) -> dict | None:
+    try:
+        return json.loads((Layout().lab_dir(lab) / "state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def wait_until(what: str, predicate, proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the command ended (exit {proc.returncode}) before {what}:\n{out}\n{err}")
+        time.sleep(0.02)
+    if proc is not None:
+        proc.kill()
+        proc.communicate()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([*VNETLAB, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def lock_held(lab: str) -> bool:
+    """Whether some process holds the lab's flock, read from /proc/locks (probing it could steal it)."""
+    try:
+        ino = os.stat(LOCK_DIR / f"{lab}.lock").st_ino
+    except FileNotFoundError:
+        return False
+    return any(line.split()[1] == "FLOCK" and line.split()[5].endswith(f":{ino}") for line in Path("/proc/locks").read_text().splitlines())
+
+
+def only_our_labs_exist(ours: set[str]) -> bool:
+    listed = {p.name for p in Layout().labs.iterdir()} if Layout().labs.exists() else set()
+    return listed <= ours
+
+
+@pytest.fixture
+def labs():
+    """Lab names a test uses; each is brought down afterwards and must leave nothing."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        vnetlab("down", name)
+        assert leftovers(name) == [], name
+
+
+# -- 1. parallel labs and the lock -----------------------------------------------------------
+
+
+def test_three_labs_of_one_scenario_run_at_once_without_collisions(tmp_path, labs):
+    path = scenario_with_checks(tmp_path, "two-vm-ping", None, name="r-par")
+    procs = [start("run", str(path), "--name", "auto", "--report", str(tmp_path / f"report{i}.json")) for i in range(3)]
+    results = [p.communicate(timeout=600) for p in procs]
+    reports = []
+    for i, (proc, (out, err)) in enumerate(zip(procs, results)):
+        report = json.loads((tmp_path / f"report{i}.json").read_text())
+        labs.append(report["lab"])
+        assert proc.returncode == 0, out + err
+        assert report["ok"] and report["lab"].startswith("r-par-") and len(report["lab"]) == len("r-par-") + 6
+        assert err.splitlines()[0] == f"lab {report['lab']}"  # the chosen name comes first
+        reports.append(report)
+    names = [r["lab"] for r in reports]
+    assert len(set(names)) == 3
+    taps, macs, domains = [], [], []
+    for report in reports:
+        for xml in report["artifacts"]["domain_xml"].values():
+            dom = ET.parse(xml).getroot()
+            domains.append(dom.findtext("name"))
+            for iface in dom.findall("devices/interface"):
+                taps.append(iface.find("target").get("dev"))
+                macs.append(iface.find("mac").get("address"))
+    assert len(set(domains)) == len(domains) == 6
+    assert len(set(taps)) == len(taps) == 12
+    assert len(set(macs)) == len(macs) == 12
+    for name in names:
+        assert leftovers(name) == []
+
+
+def test_a_second_command_on_a_busy_lab_is_refused_and_a_second_up_says_it_exists(labs):
+    lab = "r-lock"
+    labs.append(lab)
+    first = start("up", "two-vm-ping", "--name", lab)
+    wait_until("the first `up` holds the lab's lock", lambda: lock_held(lab), first)
+    second = vnetlab("up", "two-vm-ping", "--name", lab)
+    assert second.returncode == 1
+    assert f"lab '{lab}' is busy: another vnetlab command is working on it" in second.stderr
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, out + err
+
+    again = vnetlab("up", "two-vm-ping", "--name", lab)
+    assert again.returncode == 1 and f"lab '{lab}' already exists" in again.stderr
+
+    check = start("check", lab)
+    wait_until("`check` holds the lab's lock", lambda: lock_held(lab), check)
+    down = vnetlab("down", lab)
+    assert down.returncode == 1 and "is busy" in down.stderr
+    out, err = check.communicate(timeout=300)
+    assert check.returncode == 0, out + err
+    assert vnetlab("down", lab).stdout.strip() == f"lab {lab}: removed"
+    assert leftovers(lab) == []
+
+
+# -- 2. kill -9 at any point, then down ------------------------------------------------------
+
+KILL_POINTS = {
+    "namespace": lambda s: any(r["kind"] == "namespace" for r in s["resources"]),
+    "first-tap": lambda s: any(r["kind"] == "tap" for r in s["resources"]),
+    "first-domain": lambda s: any(r["kind"] == "domain" for r in s["resources"]),
+    "guests-booting": lambda s: sum(r["kind"] == "domain" for r in s["resources"]) == 2,
+    "checks": lambda s: s["phase"] == "up",
+}
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_kill_9_at_any_point_then_down_removes_everything(point, labs):
+    lab = f"r-kill-{point}"[:24]
+    labs.append(lab)
+    proc = start("run", "two-vm-ping", "--name", lab)
+    wait_until(f"the state file to show {point}", lambda: (s := state_of(lab)) is not None and KILL_POINTS[point](s), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    status = vnetlab("status")
+    [row] = [line for line in status.stdout.splitlines() if f" {lab} " in line]
+    phase = state_of(lab)["phase"]
+    assert phase in ("creating", "up") and phase in row
+    if phase == "creating":
+        assert f"dead (pid {proc.pid}): run `vnetlab down {lab}`" in row, row
+
+    down = vnetlab("down", lab)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert down.stdout.strip() == f"lab {lab}: removed"
+    assert leftovers(lab) == []
+    assert not (LOCK_DIR / f"{lab}.lock").exists()
+    again = vnetlab("down", lab)
+    assert again.returncode == 0 and again.stdout.strip() == f"lab {lab}: nothing to remove"
+
+
+def test_a_lab_folder_without_state_is_listed_and_removed(labs):
+    """kill -9 between creating the lab folder and its first state write (a window too short to
+    hit from outside) leaves the folder with the scenario copy and nothing else: status lists it,
+    down removes it."""
+    lab = "r-kill-folder"
+    labs.append(lab)
+    folder = Layout().lab_dir(lab)
+    folder.mkdir(mode=0o700)
+    (folder / "scenario.yaml").write_text(SCENARIO.read_text())
+    assert any(f" {lab} " in line and "files only" in line and "dead" in line for line in vnetlab("status").stdout.splitlines())
+    assert vnetlab("down", lab).stdout.strip() == f"lab {lab}: removed"
+    assert not folder.exists()
+    assert vnetlab("down", lab).stdout.strip() == f"lab {lab}: nothing to remove"
+
+
+# -- decoys: only recorded things are ever removed --------------------------------------------
+
+
+def _lookalike_link(ns: str, name: str) -> None:
+    def add() -> None:
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=name, kind="bridge")  # any kind will do; this kernel has no dummy module
+
+    netns.run_in_namespace(ns, add)
+
+
+def _has_link(ns: str, name: str) -> bool:
+    def look() -> bool:
+        with IPRoute() as ipr:
+            return bool(ipr.link_lookup(ifname=name))
+
+    return netns.run_in_namespace(ns, look)
+
+
+DECOY_DOMAIN_XML = """<domain type='qemu'>
+  <name>{name}</name>
+  <metadata><vnetlab:lab xmlns:vnetlab='{ns}' name='someone-else'/></metadata>
+  <memory unit='MiB'>64</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+</domain>"""
+
+
+@pytest.fixture
+def decoys():
+    """Things that look like a lab's but belong to nobody vnetlab knows: a namespace named like
+    lab r-decoy's, a link named like its first tap in a namespace of its own, and a
+    (never started) domain named like lab r-decoy2's first guest."""
+    ns_like_lab, other_ns, fake_tap = "vnl-r-decoy", "r-decoy-other", f"{tap_prefix('r-decoy')}-0"
+    domain = "vnl-r-decoy2-vm1"
+    conn = libvirt.open("qemu:///system")
+    try:
+        netns.create_namespace(ns_like_lab)
+        netns.create_namespace(other_ns)
+        _lookalike_link(other_ns, fake_tap)
+        conn.defineXML(DECOY_DOMAIN_XML.format(name=domain, ns=METADATA_NS))
+        yield {"namespace": ns_like_lab, "other_ns": other_ns, "fake_tap": fake_tap, "domain": domain, "conn": conn}
+    finally:
+        try:
+            conn.lookupByName(domain).undefine()
+        except libvirt.libvirtError:
+            pass
+        conn.close()
+        netns.delete_namespace(ns_like_lab)
+        netns.delete_namespace(other_ns)
+
+
+def assert_decoys_intact(d: dict) -> None:
+    assert netns.namespace_exists(d["namespace"]), "the decoy namespace was removed"
+    assert _has_link(d["other_ns"], d["fake_tap"]), "the decoy link was removed"
+    dom = d["conn"].lookupByName(d["domain"])  # raises if it was removed
+    assert not dom.isActive()
+    assert "someone-else" in dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
+
+
+def test_names_that_only_look_like_ours_are_never_used_or_removed(labs, decoys):  # decoys go first at teardown
+    labs.extend(["r-decoy", "r-decoy2", "r-decoy3"])
+    taken_ns = vnetlab("up", "two-vm-ping", "--name", "r-decoy")
+    assert taken_ns.returncode == 1
+    assert "namespace 'vnl-r-decoy' already exists but no lab state records it" in taken_ns.stdout
+    assert_decoys_intact(decoys)
+
+    taken_domain = vnetlab("up", "two-vm-ping", "--name", "r-decoy2")
+    assert taken_domain.returncode == 1
+    assert "a libvirt domain named 'vnl-r-decoy2-vm1' already exists and no lab state records it" in taken_domain.stdout
+    assert_decoys_intact(decoys)
+    assert leftovers("r-decoy2") == []  # the decoy's metadata names another lab
+
+    # A lab killed mid-boot, then removed: by name, and with --all when nobody else has a lab.
+    proc = start("run", "two-vm-ping", "--name", "r-decoy3")
+    wait_until("r-decoy3's guests", lambda: (s := state_of("r-decoy3")) is not None and sum(r["kind"] == "domain" for r in s["resources"]) == 2, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    if only_our_labs_exist({"r-decoy3"}):
+        down = vnetlab("down", "--all")
+        assert down.returncode == 0 and "lab r-decoy3: removed" in down.stdout, down.stdout + down.stderr
+    else:
+        others = sorted({p.name for p in Layout().labs.iterdir()} - {"r-decoy3"})
+        print(f"`down --all` not exercised: other people's labs exist on this host ({', '.join(others)}); `down r-decoy3` instead")
+        assert vnetlab("down", "r-decoy3").stdout.strip() == "lab r-decoy3: removed"
+    assert leftovers("r-decoy3") == []
+    assert_decoys_intact(decoys)
+
+
+# -- 3. Ctrl-C and SIGTERM at several steps ---------------------------------------------------
+
+SIGNAL_POINTS = {
+    "network": lambda s: any(r["kind"] == "bridge" for r in s["resources"]),
+    "boot": lambda s: any(r["kind"] == "domain" for r in s["resources"]),
+    "checks": lambda s: s["phase"] == "up",
+}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("point", SIGNAL_POINTS)
+def test_a_signal_at_any_step_tears_down_and_exits_130_with_one_line(point, sig, labs):
+    lab = f"r-sig-{point}-{sig.name[3:].lower()}"[:24]
+    labs.append(lab)
+    proc = start("run", "two-vm-ping", "--name", lab)
+    wait_until(f"the state file to show {point}", lambda: (s := state_of(lab)) is not None and SIGNAL_POINTS[point](s), proc)
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert err.splitlines()[-1] == f"interrupted ({sig.name}): the lab was torn down", err
+    assert "Traceback" not in err
+    assert time.monotonic() - sent < 30
+    assert leftovers(lab) == []
+
+
+def test_ctrl_c_while_a_guest_hangs_in_boot_does_not_wait_out_the_boot_timeout(labs):
+    """vm1 is frozen (paused through libvirt) right after vnetlab resumed it: it never prints its
+    marker. Ctrl-C must end the wait at once, not after --boot-timeout."""
+    lab = "r-sig-frozen"
+    labs.append(lab)
+    proc = start("run", "two-vm-ping", "--name", lab, "--boot-timeout", "300")
+    wait_until("both domains recorded", lambda: (s := state_of(lab)) is not None and sum(r["kind"] == "domain" for r in s["resources"]) == 2, proc)
+    conn = libvirt.open("qemu:///system")
+    try:
+        def vm1_resumed() -> bool:
+            try:
+                return conn.lookupByName(f"vnl-{lab}-vm1").state()[0] == libvirt.VIR_DOMAIN_RUNNING
+            except libvirt.libvirtError:
+                return False
+
+        wait_until("vm1 resumed by vnetlab", vm1_resumed, proc, timeout=60)
+        conn.lookupByName(f"vnl-{lab}-vm1").suspend()
+    finally:
+        conn.close()
+    time.sleep(1.0)
+    assert proc.poll() is None, "the run ended although vm1 was frozen"
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert err.splitlines()[-1] == "interrupted (SIGINT): the lab was torn down"
+    assert time.monotonic() - sent < 20
+    assert leftovers(lab) == []
+
+
+# -- 4. bounded waits -------------------------------------------------------------------------
+
+
+def test_a_guest_that_does_not_boot_in_time_fails_with_its_console_tail(labs):
+    lab = "r-boot-timeout"
+    labs.append(lab)
+    started = time.monotonic()
+    result = vnetlab("run", "two-vm-ping", "--name", lab, "--boot-timeout", "0.5", timeout=120)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "no readiness marker on the serial console within the boot timeout (--boot-timeout). Last console lines:" in result.stdout + result.stderr
+    assert elapsed < 30, elapsed
+    assert leftovers(lab) == []
+
+
+def _frames_from_guest(ns: str, ifname: str) -> int:
+    def read() -> int:
+        with IPRoute() as ipr:
+            [link] = ipr.get_links(ifname=ifname)
+            return link.get_attr("IFLA_STATS64")["rx_packets"]  # what the guest sent, seen from the tap
+
+    return netns.run_in_namespace(ns, read)
+
+
+def test_a_hung_command_in_a_check_fails_within_its_bound_naming_command_and_output(tmp_path, labs):
+    """The source guest is frozen (paused through libvirt) the moment its ping starts: the
+    check's SSH command never finishes, and the run says which command and what it printed."""
+    lab = "r-hung"
+    labs.append(lab)
+    path = scenario_with_checks(tmp_path, "two-vm-ping", name="r-hung", checks="  - ping: {from: vm1, to: 10.1.1.99, count: 3, expect: failure}\n")
+    up = vnetlab("up", str(path), "--name", lab)
+    assert up.returncode == 0, up.stdout + up.stderr
+    xml = ET.parse(Layout().lab_dir(lab) / "guests" / "vm1" / "domain.xml").getroot()
+    tap = xml.findall("devices/interface")[1].find("target").get("dev")  # [0] is mgmt0, [1] the br0 NIC
+    ns = f"vnl-{lab}"
+    before = _frames_from_guest(ns, tap)
+    conn = libvirt.open("qemu:///system")
+    try:
+        dom = conn.lookupByName(f"vnl-{lab}-vm1")
+        check = start("check", lab)
+        started = time.monotonic()
+        wait_until("vm1's first frame of the ping", lambda: _frames_from_guest(ns, tap) > before, check, timeout=60)
+        dom.suspend()
+        out, err = check.communicate(timeout=120)
+        elapsed = time.monotonic() - started
+        dom.resume()
+    finally:
+        conn.close()
+    assert check.returncode == 1, out + err
+    assert "error: command 'ping -c 3 -i 0.2 -W 2 10.1.1.99' on root@" in err, err
+    assert "did not finish within 17.5s; output so far:" in err  # empty here: busybox ping buffers its stdout
+    assert elapsed < 17.5 + 15, elapsed
+
+
+def test_a_capture_that_sees_nothing_fails_at_once_saying_what_it_saw(tmp_path, labs):
+    lab = "r-quiet"
+    labs.append(lab)
+    path = scenario_with_checks(tmp_path, "two-vm-ping", name="r-quiet", checks="  - capture: {bridge: br0, between: [vm1, vm2], expect: [arp, icmp-echo]}\n")
+    result = vnetlab("run", str(path), "--name", lab, "--report", str(tmp_path / "report.json"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    [capture] = report["checks"]
+    assert capture["ok"] is False
+    assert "saw 0 ARP request(s), 0 reply(ies); 0 request(s), 0 reply(ies), 0 pair(s)" in capture["detail"]
+    checks_step = next(s for s in report["steps"] if s["name"] == "checks")
+    assert checks_step["seconds"] < 10
+    assert leftovers(lab) == []
+
+
+# -- 6. secrets ------------------------------------------------------------------------------
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_secrets_are_private_and_a_swapped_host_key_is_refused(labs):
+    lab = "r-secrets"
+    labs.append(lab)
+    up = vnetlab("up", "two-vm-ping", "--name", lab)
+    assert up.returncode == 0, up.stdout + up.stderr
+    lab_dir = Layout().lab_dir(lab)
+    secrets = lab_dir / "secrets"
+    assert _mode(secrets) == 0o700
+    assert sorted(p.name for p in secrets.iterdir()) == ["id_ed25519", "vm1.host_key.pub", "vm2.host_key.pub"]
+    assert all(_mode(p) == 0o600 and p.stat().st_uid == 0 for p in secrets.iterdir())
+    qemu_gid = None
+    for folder in (lab_dir, lab_dir / "guests", lab_dir / "guests" / "vm1", lab_dir / "guests" / "vm2"):
+        # root and libvirt's qemu group may pass through (not list), nobody else may enter
+        assert _mode(folder) == 0o710, (folder, oct(_mode(folder)))
+        assert folder.stat().st_uid == 0 and folder.stat().st_gid != 0
+        qemu_gid = folder.stat().st_gid
+    for vm in ("vm1", "vm2"):
+        initrd = lab_dir / "guests" / vm / "initrd.img"
+        assert _mode(initrd) == 0o600  # it embeds the guest's private host key
+        assert initrd.stat().st_gid == qemu_gid  # libvirt handed it to qemu for the guest's lifetime
+    # Others cannot enter any folder of the lab, so no file below is reachable for them.
+    assert not [d for d in (lab_dir, *lab_dir.rglob("*")) if d.is_dir() and _mode(d) & 0o007]
+
+    # No usable password anywhere in the guest: root's is '*', dropbear refuses password logins.
+    shadow = (PROJECT_DIR / "images" / "guest" / "etc" / "shadow").read_text().splitlines()
+    assert all(line.split(":")[1] in ("*", "!", "!*") for line in shadow)
+    assert " -s" in next(line for line in (PROJECT_DIR / "images" / "guest" / "etc" / "init.d" / "rcS").read_text().splitlines() if line.startswith("dropbear "))
+
+    pinned = secrets / "vm1.host_key.pub"
+    pinned.write_text(generate_host_key().public_line + "\n")
+    check = vnetlab("check", lab)
+    assert check.returncode == 1
+    assert "host key mismatch for root@" in check.stdout + check.stderr
+    down = vnetlab("down", lab)
+    assert down.returncode == 0
+    assert leftovers(lab) == []

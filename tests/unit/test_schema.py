@@ -1,0 +1,193 @@
+"""The generated JSON Schema and the loader never disagree.
+
+Documents are generated from the schema itself (mostly well-formed, with random
+breakage: wrong types, unknown keys, out-of-range values, missing fields), written
+as YAML and given to both jsonschema and the loader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vnetlab.model import Scenario, load_scenario, validate
+from vnetlab.paths import scenario_files
+from vnetlab.schema import scenario_schema, schema_text
+from vnetlab.typed_yaml import ValidationError, load_typed
+
+COMMITTED = Path(__file__).parents[2] / "schema" / "scenario.schema.json"
+
+# What JSON Schema cannot say, so only the loader checks it. Each is a regex on a problem's message.
+LOADER_ONLY = {
+    # cross-field rules (model.validate) ------------------------------------------------------
+    "references to other entries": r"no (VM|bridge|WireGuard tunnel|routed uplink|uplink|bridge or uplink)\b.* named|no VM, container or host named|is not a member of tunnel",
+    "addresses fit their subnets, subnets do not clash": r"is not in (the tunnel's )?subnet|overlaps|too small|network or broadcast address",
+    "unique names and addresses": r"duplicate|is already (used by|the name of|an interface|the port of)|clashes with",
+    "reserved names": r"reserved|'lo' is the lab namespace's loopback",
+    "checks that could prove nothing": r"pinging itself|against itself|two different|has no route|no addressed NICs on a common subnet|has no (addressed )?NIC on bridge|needs both nodes addressed",
+    "fields that depend on other fields": r"needs (an address|the VM|the bridge's subnet|a gateway|a WireGuard tunnel|a container)|takes no|a gateway needs|device operations work on linux bridges|is judged (between|on)|with via, expected",
+    # value formats the model leaves to Python's ipaddress (no regex in the spec) -----------------
+    "IPv4 network and address formats": r"expected an IPv4 (network|address)|expected a VM(, container or host)? name or an IPv4 address",
+    # shape rules in check_shape that the generated schema does not express ---------------------
+    "exactly two peers / exactly one of two fields": r"expected exactly two (VM|node) names|expected exactly one of: \w+( \(.*\))?, \w+",
+}
+_LOADER_ONLY_RE = re.compile("|".join(f"(?:{r})" for r in LOADER_ONLY.values()))
+
+SCHEMA = scenario_schema()
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+# YAML-safe text; no trailing newline: Python's `$` (used by jsonschema) accepts one, ECMA's and re.fullmatch do not
+_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=30)
+_JUNK = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False, allow_infinity=False, width=32), _TEXT, st.just([]), st.just({}), st.just({"x": 1}))
+
+
+def _resolve(schema: dict) -> dict:
+    ref = schema.get("$ref")
+    if ref:
+        resolved = SCHEMA["$defs"][ref.rsplit("/", 1)[1]]
+        return {**resolved, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+@st.composite
+def document(draw):
+    """A scenario-shaped document: fitting the schema, or broken in a few places (one node in `rate`)."""
+    rate = draw(st.sampled_from([0, 0, 60, 20]))
+    return draw(instance(SCHEMA, rate))
+
+
+@st.composite
+def instance(draw, schema: dict, rate: int, depth: int = 0):
+    schema = _resolve(schema)
+
+    def broken() -> bool:
+        return rate > 0 and draw(st.integers(0, rate - 1)) == 0
+
+    if depth > 0 and broken():
+        return draw(_JUNK)
+    if "anyOf" in schema:
+        return draw(instance(draw(st.sampled_from(schema["anyOf"])), rate, depth + 1))
+    if "enum" in schema:
+        return draw(_TEXT) if broken() else draw(st.sampled_from(schema["enum"]))
+    kind = schema.get("type")
+    if kind == "null":
+        return None
+    if kind == "boolean":
+        return draw(st.booleans())
+    if kind == "integer":
+        lo, hi = schema.get("minimum", 0), schema.get("maximum", 1000)
+        return draw(st.integers(lo - 2, hi + 2) if broken() else st.integers(lo, hi))
+    if kind == "string":
+        limit = schema.get("maxLength", 30)
+        if broken():
+            return draw(_TEXT)
+        if "pattern" in schema:
+            regex = schema["pattern"].removeprefix("^(?:").removesuffix(")$")
+            return draw(st.one_of(st.sampled_from(["vm1", "vm2", "br0", "br1"]), st.from_regex(regex, fullmatch=True).filter(lambda s: len(s) <= limit)))
+        doc = str(schema.get("description", ""))
+        if "subnet" in doc:
+            return draw(st.sampled_from(["10.1.1.0/24", "10.1.2.0/24", "10.1.1.1/24", "172.30.255.0/24", "192.168.0.0/30", "10.0.0.0/8"]))
+        if "IPv4" in doc:
+            return draw(st.sampled_from(["10.1.1.2/24", "10.1.1.3/24", "10.1.2.2/24", "10.1.1.0/24", "10.1.1.3", "10.1.1.2", "vm1", "vm2"]))
+        return draw(st.sampled_from(["vm1", "vm2", "br0", "a lab", ""]))
+    if kind == "array":
+        low = schema.get("minItems", 0)
+        if broken():
+            low = max(0, low - 1)
+        return draw(st.lists(instance(schema["items"], rate, depth + 1), min_size=low, max_size=low + 3))
+    if kind == "object":
+        props: dict = schema["properties"]
+        required = set(schema.get("required", []))
+        if "oneOf" in schema:  # exactly one kind of a one-of-kinds mapping; none or two when broken
+            keys = draw(st.lists(st.sampled_from(sorted(props)), max_size=2, unique=True)) if broken() else [draw(st.sampled_from(sorted(props)))]
+        else:
+            keys = [k for k in props if (k in required and not broken()) or (k not in required and draw(st.booleans()))]
+        chosen = {key: draw(instance(props[key], rate, depth + 1)) for key in keys}
+        if broken():
+            chosen[draw(st.sampled_from(["adress", "nic", "extra"]))] = 1
+        return chosen
+    raise AssertionError(f"generator does not know {schema}")
+
+
+def _loader_problems(doc: dict) -> tuple[list[str], list[str]]:
+    """(shape problems from loading, cross-field problems from validate) for doc written as YAML."""
+    text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+    try:
+        located = load_typed(text, Scenario, "gen.yaml")
+    except ValidationError as exc:
+        return [f"{p.field}: {p.message}" for p in exc.problems], []
+    try:
+        validate(located.value, "gen.yaml", located.lines)
+    except ValidationError as exc:
+        return [], [f"{p.field}: {p.message}" for p in exc.problems]
+    return [], []
+
+
+@pytest.mark.parametrize("path", scenario_files(), ids=lambda p: p.stem)
+def test_every_shipped_scenario_validates_against_the_schema(path):
+    load_scenario(path)
+    VALIDATOR.validate(yaml.safe_load(path.read_text()))
+
+
+def test_schema_is_a_valid_draft_2020_12_schema():
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+
+
+def test_schema_carries_the_spec_metadata():
+    vm = SCHEMA["$defs"]["VM"]
+    assert vm["additionalProperties"] is False and vm["required"] == ["name", "nics"]
+    assert vm["properties"]["memory"] == {"description": "guest RAM in MiB", "type": "integer", "minimum": 64, "maximum": 4096, "default": 128}
+    assert vm["properties"]["name"]["maxLength"] == 20 and vm["properties"]["nics"]["minItems"] == 1
+    ping = SCHEMA["$defs"]["PingCheck"]
+    assert "from" in ping["properties"] and "source" not in ping["properties"]  # YAML key, not the attribute
+    assert ping["properties"]["expect"]["enum"] == ["success", "failure"]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(document())
+def test_schema_and_loader_agree(doc):
+    schema_errors = list(VALIDATOR.iter_errors(doc))
+    shape, cross = _loader_problems(doc)
+    if schema_errors:
+        assert shape or cross, f"the schema rejects ({schema_errors[0].message}) but the loader accepts:\n{doc}"
+        return
+    unexpected = [p for p in shape + cross if not _LOADER_ONLY_RE.search(p)]
+    assert not unexpected, f"the schema accepts but the loader reports a problem the schema could have caught: {unexpected}\n{doc}"
+
+
+def test_loader_rejects_what_the_schema_rejects_on_known_cases():
+    base = yaml.safe_load((scenario_files()[0]).read_text())
+    for broken in (
+        {**base, "bogus": 1},
+        {**base, "vms": []},
+        {**base, "name": "Bad Name"},
+        {**base, "checks": [{}]},
+        {**base, "checks": [{"ping": {"from": "vm1", "to": "vm2"}, "capture": {"bridge": "br0", "between": ["vm1", "vm2"], "expect": ["arp"]}}]},
+    ):
+        assert list(VALIDATOR.iter_errors(broken)), broken
+        shape, cross = _loader_problems(broken)
+        assert shape or cross, broken
+
+
+def test_committed_copy_is_up_to_date():
+    """schema/scenario.schema.json is what editors point at; regenerate with VNETLAB_UPDATE_GOLDEN=1 or `vnetlab schema -o`."""
+    if os.environ.get("VNETLAB_UPDATE_GOLDEN"):
+        COMMITTED.parent.mkdir(exist_ok=True)
+        COMMITTED.write_text(schema_text())
+    assert json.loads(COMMITTED.read_text()) == SCHEMA, "schema/scenario.schema.json is stale: run `vnetlab schema -o schema/scenario.schema.json`"
+
+
+def test_vnetlab_schema_prints_it():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "vnetlab", "schema"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and json.loads(result.stdout) == SCHEMA

@@ -1,0 +1,228 @@
+"""Open vSwitch bridges for a lab, on the userspace datapath, with daemons private to the lab.
+
+The host kernel may have no openvswitch module, so bridges use
+`datapath_type=netdev` (ovs-vswitchd forwards the frames itself). Each lab runs
+its own ovsdb-server and ovs-vswitchd inside its network namespace, with the
+database, sockets, pid files and logs under <lab>/ovs/, so labs never share a
+switch and the host's own OVS (if any) is never touched.
+
+An OVS bridge's internal port only sees frames flooded to it, not unicast
+between two other ports; each bridge therefore gets a mirror (select-all) whose
+output is a dedicated internal port, and captures listen there.
+
+The daemons are recorded as `process` resources named "<program>:<pid>" as soon
+as they are forked; `stop_process` ends exactly that PID, after checking it is
+still the daemon of this lab (a PID can be reused after a crash).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vnetlab.backends import linux_bridge
+
+SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
+DAEMONS = ("ovsdb-server", "ovs-vswitchd")
+_START_TIMEOUT = 15.0
+_STOP_TIMEOUT = 5.0
+
+
+class OvsError(linux_bridge.LinkError):
+    """An OVS daemon or ovs-vsctl failed (names the command and its error output)."""
+
+
+def ovs_dir(lab_dir: Path) -> Path:
+    return lab_dir / "ovs"
+
+
+@dataclass(frozen=True)
+class OvsPaths:
+    dir: Path
+
+    @property
+    def db(self) -> Path:
+        return self.dir / "conf.db"
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "db.sock"
+
+    def pidfile(self, program: str) -> Path:
+        return self.dir / f"{program}.pid"
+
+    def log(self, program: str) -> Path:
+        return self.dir / f"{program}.log"
+
+    def ctl(self, program: str) -> Path:
+        return self.dir / f"{program}.ctl"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Keep every OVS default path (run, db, log, sysconf) inside the lab's folder."""
+        d = str(self.dir)
+        return {**os.environ, "OVS_RUNDIR": d, "OVS_DBDIR": d, "OVS_LOGDIR": d, "OVS_SYSCONFDIR": d, "OVS_PKGDATADIR": str(SCHEMA.parent)}
+
+
+def daemon_argv(paths: OvsPaths, program: str) -> list[str]:
+    """Command line of one lab daemon (also shown by `--explain`)."""
+    common = [f"--pidfile={paths.pidfile(program)}", f"--log-file={paths.log(program)}", f"--unixctl={paths.ctl(program)}", "--no-chdir"]
+    if program == "ovsdb-server":
+        return [program, str(paths.db), f"--remote=punix:{paths.socket}", *common]
+    return [program, f"unix:{paths.socket}", *common]
+
+
+def vsctl_argv(paths: OvsPaths, *args: str) -> list[str]:
+    return ["ovs-vsctl", f"--db=unix:{paths.socket}", "--timeout=10", *args]
+
+
+def bridge_args(name: str, mac: str) -> list[str]:
+    """ovs-vsctl arguments that create a userspace-datapath bridge with a fixed MAC."""
+    return ["add-br", name, "--", "set", "bridge", name, "datapath_type=netdev", f"other-config:hwaddr={mac}"]
+
+
+def mirror_args(bridge: str, port: str) -> list[str]:
+    """ovs-vsctl arguments that copy every frame of `bridge` to a new internal port `port`."""
+    return [
+        "add-port", bridge, port, "--", "set", "interface", port, "type=internal",
+        "--", "--id=@p", "get", "port", port,
+        "--", "--id=@m", "create", "mirror", f"name={port}", "select-all=true", "output-port=@p",
+        "--", "set", "bridge", bridge, "mirrors=@m",
+    ]
+
+
+def _in_namespace(ns: str, argv: list[str]) -> list[str]:
+    return ["ip", "netns", "exec", ns, *argv]
+
+
+def _run(ns: str, paths: OvsPaths, argv: list[str]) -> str:
+    try:
+        done = subprocess.run(_in_namespace(ns, argv), env=paths.env, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise OvsError(f"`{' '.join(argv)}` in namespace {ns!r}: {exc}") from exc
+    if done.returncode != 0:
+        raise OvsError(f"`{' '.join(argv)}` in namespace {ns!r} exited {done.returncode}: {(done.stderr or done.stdout).strip()[-400:]}")
+    return done.stdout
+
+
+@dataclass(frozen=True)
+class OvsSwitch:
+    """The OVS of one lab: the same small interface as the Linux bridge backend, plus its daemons."""
+
+    ns: str
+    paths: OvsPaths
+
+    @classmethod
+    def for_lab(cls, ns: str, lab_dir: Path) -> OvsSwitch:
+        return cls(ns, OvsPaths(ovs_dir(lab_dir)))
+
+    def start(self, record: Callable[[str], None]) -> None:
+        """Create the database and start both daemons; record(name) is called with "<program>:<pid>" right after each fork."""
+        missing = [p for p in ("ovsdb-tool", "ovs-vsctl", *DAEMONS) if shutil.which(p) is None]
+        if missing or not SCHEMA.exists():
+            raise OvsError(f"bridges of type ovs need Open vSwitch ({', '.join(missing) or SCHEMA} missing): apt-get install -y openvswitch-switch")
+        self.paths.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.paths.db.exists():
+            _run(self.ns, self.paths, ["ovsdb-tool", "create", str(self.paths.db), str(SCHEMA)])
+        self._spawn("ovsdb-server", record)
+        self._wait_for(self.paths.socket, "ovsdb-server")
+        _run(self.ns, self.paths, vsctl_argv(self.paths, "--no-wait", "init"))
+        self._spawn("ovs-vswitchd", record)
+        self._wait_for(self.paths.ctl("ovs-vswitchd"), "ovs-vswitchd")
+
+    def _spawn(self, program: str, record: Callable[[str], None]) -> None:
+        try:
+            proc = subprocess.Popen(
+                _in_namespace(self.ns, daemon_argv(self.paths, program)),
+                env=self.paths.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C in the terminal reaches vnetlab, which tears the daemons down itself
+            )
+        except OSError as exc:
+            raise OvsError(f"cannot start {program}: {exc}") from exc
+        record(f"{program}:{proc.pid}")
+
+    def _wait_for(self, path: Path, program: str) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise OvsError(f"{program} did not start within {_START_TIMEOUT:g} s; see {self.paths.log(program)}")
+            time.sleep(0.05)
+
+    def create_bridge(self, name: str, mac: str) -> None:
+        _run(self.ns, self.paths, vsctl_argv(self.paths, *bridge_args(name, mac)))
+
+    def add_mirror(self, bridge: str, port: str) -> None:
+        _run(self.ns, self.paths, vsctl_argv(self.paths, *mirror_args(bridge, port)))
+        linux_bridge.set_link_up(self.ns, port)
+
+    def attach_port(self, port: str, bridge: str) -> None:
+        _run(self.ns, self.paths, vsctl_argv(self.paths, "add-port", bridge, port))
+        linux_bridge.set_link_up(self.ns, port)
+
+    def delete_bridge(self, name: str) -> None:
+        """Idempotent: without running daemons the bridge is gone with them (its database is in the lab folder)."""
+        if all(self._running(program) for program in DAEMONS):
+            _run(self.ns, self.paths, vsctl_argv(self.paths, "--if-exists", "del-br", name))
+
+    def _running(self, program: str) -> bool:
+        try:
+            pid = int(self.paths.pidfile(program).read_text().strip())
+        except (OSError, ValueError):
+            return False
+        return _is_lab_daemon(pid, program, self.paths.dir)
+
+
+def _is_lab_daemon(pid: int, program: str, dir: Path) -> bool:
+    """Whether pid still runs `program` with this lab's OVS folder on its command line (not a reused PID)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # exited; only its parent's wait() is missing
+        return False
+    return bool(argv) and os.path.basename(argv[0].decode(errors="replace")).startswith(program) and any(str(dir).encode() in a for a in argv)
+
+
+def stop_process(lab_dir: Path, name: str) -> None:
+    """Stop the recorded daemon "<program>:<pid>" (SIGTERM, then SIGKILL); gone already is fine."""
+    program, _, pid_text = name.rpartition(":")
+    if program not in DAEMONS or not pid_text.isdigit():
+        raise OvsError(f"unexpected process record {name!r}")
+    pid = int(pid_text)
+    directory = ovs_dir(lab_dir)
+    signalled = False
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not _is_lab_daemon(pid, program, directory):
+            break
+        os.kill(pid, sig)
+        signalled = True
+        deadline = time.monotonic() + _STOP_TIMEOUT
+        while time.monotonic() < deadline and _is_lab_daemon(pid, program, directory):
+            time.sleep(0.05)
+    if _is_lab_daemon(pid, program, directory):
+        raise OvsError(f"{program} (pid {pid}) did not stop")
+    if signalled:
+        _reap_if_ours(pid)
+
+
+def _reap_if_ours(pid: int) -> None:
+    """Collect the exit status of a daemon this process started (`vnetlab run`), so no zombie lingers."""
+    try:
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return
+    if ppid == os.getpid():
+        try:
+            os.waitpid(pid, 0)  # it has been killed: this returns as soon as it has exited
+        except ChildProcessError:
+            pass

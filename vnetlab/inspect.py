@@ -1,0 +1,249 @@
+"""`vnetlab inspect`: the chain a running lab really has, read from the live system.
+
+For every vNIC: libvirt domain → qemu PID → the /dev/net/tun file descriptor it holds
+(/proc/<pid>/fd, and /proc/<pid>/fdinfo whose `iff:` line names the tap) → the tap in the
+lab namespace (netlink) → its bridge, port and link state → the guest interface with that
+MAC and its addresses (over SSH). The plan only says what *should* be; each link of the
+chain that differs from it, or is missing, is reported as a problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import libvirt
+from pyroute2 import IPRoute
+
+from vnetlab import netns
+from vnetlab.backends import libvirt_domains as hv
+from vnetlab.backends.linux_bridge import list_links
+from vnetlab.lab import running_plan
+from vnetlab.paths import Layout
+from vnetlab.plan import Plan, PlannedNic, PlannedVM
+
+TUN_DEVICE = "/dev/net/tun"
+GUEST_SSH_TIMEOUT = 8.0
+# IFLA_BRPORT_STATE values, <linux/if_bridge.h>
+PORT_STATES = {0: "disabled", 1: "listening", 2: "learning", 3: "forwarding", 4: "blocking"}
+_DOMAIN_STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "no state",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+}
+
+
+@dataclass
+class NicChain:
+    guest_name: str
+    mac: str
+    tap: str
+    bridge_planned: str
+    address_planned: str | None
+    in_domain_xml: bool = False
+    tun_fd: int | None = None
+    tap_state: str | None = None  # administrative up/down, in the lab namespace
+    tap_oper: str | None = None  # operstate (UP once qemu has the queue open and the link is up)
+    bridge: str | None = None  # the bridge the tap is really a port of
+    bridge_state: str | None = None
+    port_state: str | None = None  # STP port state: forwarding, …
+    guest_iface: str | None = None
+    guest_state: str | None = None
+    guest_addresses: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VMChain:
+    name: str
+    domain: str
+    state: str
+    pid: int | None
+    nics: list[NicChain]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not any(n.problems for n in self.nics)
+
+
+@dataclass
+class LabInspection:
+    lab: str
+    scenario: str
+    namespace: str
+    namespace_present: bool
+    bridges: list[dict]
+    vms: list[VMChain]
+
+    @property
+    def ok(self) -> bool:
+        return self.namespace_present and all(v.ok for v in self.vms) and not any(b["problems"] for b in self.bridges)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["ok"] = self.ok
+        for vm, data in zip(self.vms, out["vms"]):
+            data["ok"] = vm.ok
+        return out
+
+
+def tun_fds(pid: int) -> dict[str, int]:
+    """tap name → fd number, for every /dev/net/tun file descriptor process `pid` holds."""
+    found: dict[str, int] = {}
+    fd_dir = Path(f"/proc/{pid}/fd")
+    try:
+        entries = list(fd_dir.iterdir())
+    except OSError:
+        return found
+    for entry in entries:
+        try:
+            if os.readlink(entry) != TUN_DEVICE:
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{entry.name}").read_text()
+        except OSError:  # closed meanwhile
+            continue
+        match = re.search(r"^iff:\s*(\S+)", info, re.MULTILINE)
+        if match:
+            found[match[1]] = int(entry.name)
+    return found
+
+
+def _port_details(ns: str) -> dict[str, tuple[str | None, str | None]]:
+    """ifname → (operstate, bridge port state) in namespace ns; list_links has the rest."""
+
+    def op() -> dict[str, tuple[str | None, str | None]]:
+        out: dict[str, tuple[str | None, str | None]] = {}
+        with IPRoute() as ipr:
+            for link in ipr.link("dump"):
+                info = link.get_attr("IFLA_LINKINFO")
+                slave = info.get_attr("IFLA_INFO_SLAVE_DATA") if info is not None else None
+                state = slave.get_attr("IFLA_BRPORT_STATE") if slave is not None else None
+                out[link.get_attr("IFLA_IFNAME")] = (link.get_attr("IFLA_OPERSTATE"), PORT_STATES.get(state, str(state)) if state is not None else None)
+        return out
+
+    return netns.run_in_namespace(ns, op)
+
+
+def _domain_macs(dom: libvirt.virDomain) -> dict[str, str]:
+    """MAC → tap (target dev) from the domain's live XML."""
+    root = ET.fromstring(hv.bounded(f"XML of {dom.name()}", lambda: dom.XMLDesc(0)))
+    out: dict[str, str] = {}
+    for iface in root.iter("interface"):
+        mac, target = iface.find("mac"), iface.find("target")
+        if mac is not None and target is not None:
+            out[(mac.get("address") or "").lower()] = target.get("dev") or ""
+    return out
+
+
+def parse_guest_ip(link_text: str, addr_text: str) -> dict[str, tuple[str, str, list[str]]]:
+    """MAC → (interface, up|down, addresses) from a guest's `ip -o link` and `ip -o addr`."""
+    links: dict[str, tuple[str, str]] = {}
+    for line in link_text.splitlines():
+        m = re.match(r"\d+:\s+([^:@\s]+)[^:]*:\s+<([^>]*)>.*link/\S+\s+([0-9a-f:]{17})", line)
+        if m:
+            links[m[1]] = ("up" if "UP" in m[2].split(",") else "down", m[3])
+    addrs: dict[str, list[str]] = {}
+    for line in addr_text.splitlines():
+        m = re.match(r"\d+:\s+(\S+)\s+inet6?\s+(\S+)", line)
+        if m:
+            addrs.setdefault(m[1], []).append(m[2])
+    return {mac: (name, state, addrs.get(name, [])) for name, (state, mac) in links.items()}
+
+
+def _guest_view(plan: Plan, vm: PlannedVM) -> tuple[dict[str, tuple[str, str, list[str]]] | None, str | None]:
+    from vnetlab.configure import open_ssh
+    from vnetlab.ssh import SSHError
+
+    try:
+        with open_ssh(plan, vm, time.monotonic() + GUEST_SSH_TIMEOUT) as ssh:
+            result = ssh.run("ip -o link; echo ---; ip -o addr", timeout=GUEST_SSH_TIMEOUT)
+    except (SSHError, OSError) as exc:
+        return None, f"guest not reachable over SSH: {exc}"
+    link_text, _, addr_text = result.stdout.partition("---")
+    return parse_guest_ip(link_text, addr_text), None
+
+
+def _inspect_nic(nic: PlannedNic, macs: dict[str, str], fds: dict[str, int], links: dict[str, dict], ports: dict, guest: dict | None) -> NicChain:
+    c = NicChain(nic.guest_name, nic.mac, nic.tap, nic.bridge, nic.cidr)
+    c.in_domain_xml = macs.get(nic.mac) == nic.tap
+    if not c.in_domain_xml:
+        c.problems.append(f"the live domain XML has no interface {nic.mac} on tap {nic.tap}" + (f" (it names {macs[nic.mac]!r})" if nic.mac in macs else ""))
+    c.tun_fd = fds.get(nic.tap)
+    if c.tun_fd is None:
+        c.problems.append(f"qemu holds no /dev/net/tun fd attached to {nic.tap} (missing fd)")
+    link = links.get(nic.tap)
+    if link is None:
+        c.problems.append(f"tap {nic.tap} is not in the lab namespace")
+    else:
+        c.tap_state, c.bridge = link["state"], link["master"]
+        c.tap_oper, c.port_state = ports.get(nic.tap, (None, None))
+        if c.bridge is None:
+            c.problems.append(f"tap {nic.tap} is detached: it is a port of no bridge (planned: {nic.bridge})")
+        elif c.bridge != nic.bridge:
+            c.problems.append(f"tap {nic.tap} is a port of {c.bridge}, planned {nic.bridge}")
+        else:
+            c.bridge_state = links[c.bridge]["state"] if c.bridge in links else None
+            if c.bridge_state != "up":
+                c.problems.append(f"bridge {c.bridge} is {c.bridge_state}")
+            if c.port_state not in (None, "forwarding"):
+                c.problems.append(f"bridge port {nic.tap} is {c.port_state}, not forwarding")
+        if c.tap_state != "up":
+            c.problems.append(f"tap {nic.tap} is administratively down")
+    if guest is not None:
+        seen = guest.get(nic.mac)
+        if seen is None:
+            c.problems.append(f"the guest has no interface with MAC {nic.mac}")
+        else:
+            c.guest_iface, c.guest_state, c.guest_addresses = seen
+            if c.guest_state != "up":
+                c.problems.append(f"guest interface {c.guest_iface} is down")
+            if nic.cidr and nic.cidr not in c.guest_addresses:
+                c.problems.append(f"guest interface {c.guest_iface} lacks {nic.cidr} (has {', '.join(c.guest_addresses) or 'none'})")
+    return c
+
+
+def inspect_lab(lab: str, *, guests: bool = True, layout: Layout | None = None) -> LabInspection:
+    plan = running_plan(lab, layout)
+    present = netns.namespace_exists(plan.namespace)
+    links: dict[str, dict] = {link["name"]: link for link in list_links(plan.namespace)} if present else {}
+    ports = _port_details(plan.namespace) if present else {}
+    bridges = []
+    for br in plan.bridges:
+        link = links.get(br.name)
+        problems = [] if link and link["state"] == "up" else [f"bridge {br.name} is " + ("missing" if link is None else link["state"])]
+        ports_of = sorted(name for name, li in links.items() if li["master"] == br.name)
+        bridges.append({"name": br.name, "type": br.type, "state": link["state"] if link else None, "addresses": link["addresses"] if link else [], "ports": ports_of, "problems": problems})
+    vms: list[VMChain] = []
+    conn = hv.connect()
+    try:
+        for vm in plan.vms:
+            dom = hv.lookup(conn, vm.domain)
+            state = "missing" if dom is None else _DOMAIN_STATES.get(hv.bounded(f"state of {vm.domain}", dom.state)[0], "unknown")
+            pid = hv.qemu_pid(vm.domain) if dom is not None else None
+            chain = VMChain(vm.name, vm.domain, state, pid, [])
+            if dom is None:
+                chain.problems.append(f"libvirt has no domain {vm.domain}")
+            elif state != "running":
+                chain.problems.append(f"domain {vm.domain} is {state}")
+            if dom is not None and pid is None:
+                chain.problems.append(f"no qemu process for {vm.domain} (pid file missing or process gone)")
+            guest, why = _guest_view(plan, vm) if guests and state == "running" else (None, None)
+            if why:
+                chain.problems.append(why)
+            macs = _domain_macs(dom) if dom is not None else {}
+            fds = tun_fds(pid) if pid is not None else {}
+            chain.nics = [_inspect_nic(n, macs, fds, links, ports, guest) for n in vm.all_nics]
+            vms.append(chain)
+    finally:
+        conn.close()
+    return LabInspection(lab, plan.scenario.name, plan.namespace, present, bridges, vms)

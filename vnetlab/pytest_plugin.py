@@ -1,0 +1,135 @@
+"""pytest plugin: write lab tests in a few lines, against real guests.
+
+    import pytest
+    pytestmark = pytest.mark.vnetlab_scenario("two-vm-ping")
+
+    def test_ping(vnetlab_lab):
+        result = vnetlab_lab.ping("vm1", "vm2")
+        assert result.ok, result.detail
+
+The scenario comes up once per test module (first test that asks for `vnetlab_lab`) and is
+torn down at the module's end, also when tests fail or the session is interrupted. Registered
+through the `pytest11` entry point, so installing vnetlab is enough. Heavy imports are
+deferred: the plugin costs nothing in test runs that do not use it.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import pytest
+
+if TYPE_CHECKING:
+    from vnetlab.capture import TrafficCounts
+    from vnetlab.checks import CheckResult
+    from vnetlab.plan import Plan
+    from vnetlab.ssh import CommandResult, GuestSSH
+
+MARKER = "vnetlab_scenario"
+CAPTURE_SETTLE = 0.2  # let the last frames reach the socket before it closes
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(scenario, name=None, accel='auto', boot_timeout=180): bring SCENARIO (a name or a YAML path) up once "
+        "for this module as lab NAME (default <scenario>-<random>); tests get it through the `vnetlab_lab` fixture",
+    )
+
+
+@dataclass
+class LabCapture:
+    """What crossed an interface during a `with lab.capture(...)` block (filled when the block ends)."""
+
+    lab: "Lab"
+    iface: str
+    pcap: Path
+    packets: list = field(default_factory=list)
+
+    def counts(self, vm_a: str, vm_b: str) -> "TrafficCounts":
+        """ARP and ICMP echo between two VMs' NICs on the captured bridge (see vnetlab.capture.count_arp_icmp)."""
+        from vnetlab.capture import count_arp_icmp
+
+        a, b = (self.lab.plan.vm(v).nic_on(self.iface) for v in (vm_a, vm_b))
+        if a is None or b is None or a.ip is None or b.ip is None:
+            raise ValueError(f"{vm_a} and {vm_b} need addressed NICs on {self.iface} to be counted")
+        return count_arp_icmp(self.packets, a.mac, a.ip, b.mac, b.ip)
+
+
+@dataclass
+class Lab:
+    """A running lab, for tests: commands in guests, pings, captures."""
+
+    plan: "Plan"
+    sessions: dict[str, "GuestSSH"]
+    run_dir: Path
+    _captures: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.plan.lab
+
+    @property
+    def namespace(self) -> str:
+        return self.plan.namespace
+
+    def run(self, vm: str, command: str, *, timeout: float = 30.0, check: bool = True) -> "CommandResult":
+        """Run a shell command in guest `vm` over SSH; raises SSHError on a non-zero exit when `check`."""
+        return self.sessions[vm].run(command, timeout=timeout, check=check)
+
+    def ping(self, source: str, to: str, *, count: int = 3, expect: str = "success") -> "CheckResult":
+        """The scenario ping check, ad hoc: `to` is a VM (its address on a shared segment) or an IPv4 address."""
+        from vnetlab.checks import CheckContext, run_ping
+        from vnetlab.model import PingCheck
+
+        return run_ping(CheckContext(self.plan, self.sessions, self.run_dir), PingCheck(source=source, to=to, count=count, expect=expect))  # type: ignore[arg-type]
+
+    @contextmanager
+    def capture(self, iface: str, pcap: str | None = None) -> Iterator[LabCapture]:
+        """Capture on a bridge or interface of the lab namespace for the duration of the block."""
+        from vnetlab.capture import Capture
+
+        self._captures += 1
+        path = self.run_dir / (pcap or f"{iface}-{self._captures}.pcap")
+        result = LabCapture(self, iface, path)
+        cap = Capture(self.namespace, iface, path)
+        cap.start()
+        try:
+            yield result
+            time.sleep(CAPTURE_SETTLE)
+        finally:
+            result.packets = cap.stop()
+
+
+@pytest.fixture(scope="module")
+def vnetlab_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The module's lab (see the vnetlab_scenario marker), up for the whole module."""
+    marker = request.node.get_closest_marker(MARKER)
+    if marker is None or not marker.args:
+        raise pytest.UsageError(f"vnetlab_lab needs `pytestmark = pytest.mark.{MARKER}(\"SCENARIO\")` in {request.node.nodeid}")
+    from vnetlab.configure import open_ssh
+    from vnetlab.lab import running_plan
+    from vnetlab.lab import LabRunner, Options, close_all, load, unique_lab_name
+    from vnetlab.progress import Progress
+
+    ref = str(marker.args[0])
+    name = marker.kwargs.get("name") or unique_lab_name(load(ref)[1].name)
+    runner = LabRunner(
+        Options(lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0))),
+        Progress(quiet=True),
+    )
+    sessions: dict[str, GuestSSH] = {}
+    try:
+        outcome = runner.run(ref, keep=True, check=False)  # tears down by itself if bringing up fails
+        plan = running_plan(name)
+        deadline = time.monotonic() + 30.0
+        for vm in plan.vms:
+            sessions[vm.name] = open_ssh(plan, vm, deadline)
+        yield Lab(plan, sessions, Path(str(outcome.artifacts["dir"])))
+    finally:
+        close_all(sessions)
+        runner.down(name)
