@@ -5,10 +5,8 @@ repeating the lab by hand needs iproute2, bridge, tunctl, virsh, wg and
 ovs-vsctl lines instead. Everything here is a pure function of the plan, in the
 order the lab is built, so the text can be pinned by a golden test.
 
-Extending: a step of another module adds a section function to SECTIONS (e.g.
-NAT: a `(plan) -> Section | None` returning the `nft` lines built from
-vnetlab/nat.py, placed before "checks"), and a check kind adds a function to
-CHECK_COMMANDS.
+Extending: a step adds a `(plan) -> Section | None` to SECTIONS, and a check
+kind adds a function to CHECK_COMMANDS.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ from dataclasses import dataclass
 from vnetlab.backends import ovs
 from vnetlab.checks import ping_argv, ping_target
 from vnetlab.model import Check, OpCheck, PingCheck, WireGuardCheck
+from vnetlab import nat
 from vnetlab.nodes import equivalent_commands
 from vnetlab.plan import MGMT_BRIDGE, Plan, PlannedBridge, PlannedVM
 from vnetlab.wireguard import guest_commands, handshake_command, key_upload_command
@@ -119,6 +118,12 @@ def nodes_section(plan: Plan) -> Section | None:
         lines.append(f"# {node.kind} {node.name}")
         lines += equivalent_commands(plan, node)
     return Section("Containers and hosts: namespaces joined by veth pairs", tuple(lines))
+
+
+def nat_section(plan: Plan) -> Section | None:
+    if not plan.nat:
+        return None
+    return Section("Forwarding and masquerade in the lab namespace (it plays the host)", tuple(nat.equivalent_commands(plan.namespace, plan.nat)))
 
 
 def _ssh(plan: Plan, vm: PlannedVM) -> str:
@@ -234,6 +239,7 @@ SECTIONS: list[Callable[[Plan], Section | None]] = [
     bridges_section,
     guests_section,
     nodes_section,
+    nat_section,
     addressing_section,
     wireguard_section,
     checks_section,

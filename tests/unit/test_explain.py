@@ -157,3 +157,11 @@ def test_plan_explain_on_the_command_line(capsys):
     out = capsys.readouterr().out
     assert "brctl delbr br0    # refused (EBUSY) while it is up" in out
     assert "ip -n vnl-s1-cli link set" in out and "nomaster    # brctl delif br0" in out
+
+
+def test_nat_lab_explains_forwarding_and_masquerade_in_the_lab_namespace():
+    text = ex.explain(plan_of("container-bridge-nat"))
+    assert "ip netns exec vnl-container-bridge-nat sysctl -w net.ipv4.ip_forward=1" in text
+    assert 'ip saddr 10.2.0.0/24 oifname "eth0" masquerade' in text
+    assert text.index("masquerade") < text.index("Checks, in scenario order")
+    assert "nft" not in ex.explain(plan_of("two-vm-ping"))
