@@ -79,7 +79,7 @@ def ping_target(plan: Plan, ping: PingCheck) -> str:
 
 def ping_argv(count: int, target: str) -> list[str]:
     """The command a ping check runs at its source (also shown by `--explain`)."""
-    return ["ping", "-c", str(count), "-i", "0.2", "-W", "2", target]
+    return ["ping", "-c", str(count), "-i", "0.1", "-W", "2", target]
 
 
 def run_ping(ctx: CheckContext, ping: PingCheck) -> CheckResult:

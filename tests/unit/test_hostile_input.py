@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vnetlab import cli
-from vnetlab.model import IFACE_MAX, VM_NAME_MAX, parse_scenario
+from vnetlab.model import IFACE_MAX, RESERVED_IFACES, VM_NAME_MAX, parse_scenario
 from vnetlab.paths import Layout
 from vnetlab.plan import METADATA_NS, PlanOptions, make_plan
 from vnetlab.typed_yaml import ValidationError
@@ -340,7 +340,7 @@ name_chars = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", max_size=
 
 
 def odd_name(max_len: int) -> st.SearchStrategy[str]:
-    return st.builds(lambda first, rest: (first + rest)[:max_len], st.sampled_from("abcdefghijklmnopqrstuvwxyz"), name_chars).filter(lambda n: not n.startswith("vnl"))
+    return st.builds(lambda first, rest: (first + rest)[:max_len], st.sampled_from("abcdefghijklmnopqrstuvwxyz"), name_chars).filter(lambda n: not n.startswith("vnl") and n not in RESERVED_IFACES)
 
 
 @st.composite
