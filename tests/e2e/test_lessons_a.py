@@ -14,19 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from labtools import VNETLAB, lab_name_for, leftovers, ovs_daemons_of, run_report, scenario_with_checks, vnetlab
+from labtools import VNETLAB, leftovers, ovs_daemons_of, run_report, scenario_with_checks, vnetlab
 
 from vnetlab.paths import Layout
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def lab_name(request):
-    name = lab_name_for(request, "s1-")
-    yield name
-    vnetlab("down", name)
-    assert leftovers(name) == []
+LAB_PREFIX = "s1-"
 
 
 def test_wireguard_vpn(tmp_path, lab_name):

@@ -6,17 +6,10 @@ its checks with counts or figures, and leave nothing behind (node namespaces inc
 from __future__ import annotations
 
 import pytest
-from labtools import lab_name_for, leftovers, run_report, vnetlab
+from labtools import leftovers, run_report
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def lab_name(request):
-    name = lab_name_for(request, "s2-")
-    yield name
-    vnetlab("down", name)
-    assert leftovers(name) == []
+LAB_PREFIX = "s2-"
 
 
 def run(scenario: str, lab: str, tmp_path) -> tuple[dict, str]:

@@ -9,19 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from labtools import VNETLAB, lab_name_for, leftovers, scenario_with_checks, vnetlab
+from labtools import VNETLAB, leftovers, scenario_with_checks, vnetlab
 
 from vnetlab.paths import Layout
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def lab_name(request):
-    name = lab_name_for(request, "t-")
-    yield name
-    vnetlab("down", name)
-    assert leftovers(name) == []
+LAB_PREFIX = "t-"
 
 
 def test_run_two_vm_ping_passes_and_leaves_nothing(tmp_path, lab_name):
