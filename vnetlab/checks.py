@@ -19,7 +19,7 @@ from typing import Callable
 
 from vnetlab import nat, nodes, ops, perf, wireguard
 from vnetlab.capture import Capture, TrafficCounts, count_arp_icmp
-from vnetlab.model import CaptureCheck, PingCheck, node_names, route_to, shared_segment
+from vnetlab.model import CaptureCheck, PingCheck, route_to
 from vnetlab.plan import Plan, PlannedNic
 from vnetlab.ssh import GuestSSH
 
@@ -62,19 +62,11 @@ class CheckContext:
 
 
 def ping_target(plan: Plan, ping: PingCheck) -> str:
-    """A VM target means its address on the segment it shares with the source (or in the tunnel `via` names)."""
+    """A named target means its address the source reaches (or its address in the tunnel `via` names)."""
     if ping.via is not None:
         return wireguard.ping_target(plan.scenario, ping)
-    if {ping.source, ping.to} & node_names(plan.scenario):  # a container or host: its address on the way from the source
-        iface = route_to(plan.scenario, ping.source, ping.to)
-        return str(iface.ip) if iface is not None else ping.to
-    names = {v.name for v in plan.vms}
-    if ping.to not in names:
-        return ping.to
-    _, j = shared_segment(plan.scenario, ping.source, ping.to) or (0, 0)
-    ip = plan.vm(ping.to).nics[j].ip
-    assert ip is not None  # guaranteed by model validation
-    return ip
+    iface = route_to(plan.scenario, ping.source, ping.to)  # None for an address literal
+    return str(iface.ip) if iface is not None else ping.to
 
 
 def ping_argv(count: int, target: str) -> list[str]:

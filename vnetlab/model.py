@@ -366,7 +366,7 @@ def _validate_ping(r: _Rules, scenario: Scenario, ping: PingCheck, path: str, vm
     if ping.to in vm_names:
         if ping.to == ping.source:
             r.add(f"{path}.to", "a VM pinging itself proves nothing about the bridge")
-        elif not shared_segment(scenario, ping.source, ping.to):
+        elif route_to(scenario, ping.source, ping.to) is None:
             r.add(f"{path}.to", f"{ping.source!r} and {ping.to!r} have no addressed NICs on a common subnet")
         return
     try:
@@ -712,17 +712,6 @@ def _validate_perf(r: _Rules, scenario: Scenario, perf: PerfCheck, path: str) ->
         r.add(f"{path}.to", "measuring a node against itself says nothing about the network")
     elif route_to(scenario, perf.source, perf.to) is None:
         r.add(f"{path}.to", f"{perf.source!r} has no route to {perf.to!r}")
-
-
-def shared_segment(scenario: Scenario, a: str, b: str) -> tuple[int, int] | None:
-    """Indexes of the NICs of VMs a and b that sit on one subnet, if any."""
-    for i, na in enumerate(scenario.vm(a).nics):
-        ia = _interface(na.address) if na.address else None
-        for j, nb in enumerate(scenario.vm(b).nics):
-            ib = _interface(nb.address) if nb.address else None
-            if ia is not None and ib is not None and ia.network == ib.network and na.bridge == nb.bridge:
-                return i, j
-    return None
 
 
 def parse_scenario(text: str, file: str) -> Scenario:
