@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vnetlab.errors import VnetlabError
 from vnetlab.image import GuestImage
 from vnetlab.keys import make_dirs, write_secret
 
@@ -22,7 +23,7 @@ QEMU = "qemu-system-x86_64"
 ACCELERATORS = ("auto", "kvm", "tcg")
 
 
-class AccelError(RuntimeError):
+class AccelError(VnetlabError):
     """KVM was asked for and does not work, or qemu itself is missing."""
 
 

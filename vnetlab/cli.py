@@ -153,16 +153,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_expected(exc: Exception) -> bool:
-    from vnetlab.accel import AccelError
-    from vnetlab.backends.libvirt_domains import HypervisorError
-    from vnetlab.backends.linux_bridge import LinkError
-    from vnetlab.configure import GuestError
-    from vnetlab.image import ImageError
-    from vnetlab.lab import LabError
-    from vnetlab.netns import NamespaceError
-    from vnetlab.ssh import SSHError
+    from vnetlab.errors import VnetlabError
 
-    return isinstance(exc, (AccelError, HypervisorError, LinkError, GuestError, ImageError, LabError, NamespaceError, SSHError))
+    return isinstance(exc, VnetlabError)
 
 
 def _runner(args, err: Console):

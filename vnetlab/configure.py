@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+from vnetlab.errors import VnetlabError
 from vnetlab.apply import CLIENT_KEY, host_key_file, secrets_dir
 from vnetlab.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER
 from vnetlab.keys import load_client_key
@@ -18,7 +19,7 @@ from vnetlab.ssh import GuestSSH
 CONSOLE_TAIL_LINES = 15
 
 
-class GuestError(Exception):
+class GuestError(VnetlabError):
     pass
 
 

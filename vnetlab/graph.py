@@ -13,6 +13,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 
+from vnetlab.errors import VnetlabError
 from vnetlab.plan import MGMT_BRIDGE, Plan
 
 _NOT_NODES = {"bridges", "resources"}  # Plan fields that are not node kinds
@@ -142,7 +143,7 @@ def _nat_edges(plan: Plan, topo: Topology, bridge_ids: dict[str, str]) -> list[E
     return edges
 
 
-class GraphError(Exception):
+class GraphError(VnetlabError):
     """Rendering failed (e.g. Graphviz is missing)."""
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
+from vnetlab.errors import VnetlabError
 from vnetlab.keys import make_dirs, write_secret
 from vnetlab.paths import PROJECT_DIR
 
@@ -46,7 +47,7 @@ _COMMAND_LINE_SIZE = 2048  # x86 limit, including the terminating NUL
 _XEN_ELFNOTE_PHYS32_ENTRY = 18  # the ELF note that marks a PVH entry point
 
 
-class ImageError(RuntimeError):
+class ImageError(VnetlabError):
     """The guest image cannot be built; the message says what is missing and how to get it."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from vnetlab.errors import VnetlabError
 from vnetlab import netns, wireguard
 from vnetlab.accel import AccelChoice, choose_accel
 from vnetlab.apply import apply
@@ -30,10 +31,10 @@ from vnetlab.explain import explain
 from vnetlab.image import GuestImage, ensure_image
 from vnetlab.model import Scenario, load_scenario, parse_scenario
 from vnetlab.paths import Layout, resolve_scenario
-from vnetlab.plan import LAB_NAME, LAB_NAME_MAX, METADATA_NS, Plan, PlanOptions, make_plan
+from vnetlab.plan import LAB_NAME, LAB_NAME_MAX, Plan, PlanOptions, make_plan
 from vnetlab.progress import Progress
 from vnetlab.ssh import GuestSSH
-from vnetlab.state import STATE_FILE, LabState, make_private_dir
+from vnetlab.state import STATE_FILE, LabState, make_private_dir, owner_alive
 from vnetlab.teardown import teardown
 
 SCENARIO_COPY = "scenario.yaml"
@@ -41,7 +42,7 @@ AUTO_NAME = "auto"  # `--name auto` asks for a unique lab name
 LOCK_DIR = Path("/run/vnetlab/locks")
 
 
-class LabError(Exception):
+class LabError(VnetlabError):
     """A failure the user can act on; the CLI prints it without a traceback."""
 
 
@@ -382,8 +383,6 @@ class LabStatus:
 
 
 def lab_statuses(layout: Layout) -> list[LabStatus]:
-    from vnetlab.state import owner_alive
-
     out: list[LabStatus] = []
     if not layout.labs.exists():
         return out
@@ -409,5 +408,3 @@ def lab_statuses(layout: Layout) -> list[LabStatus]:
         conn.close()
     return out
 
-
-__all__ = ["LabError", "LabRunner", "Options", "Outcome", "Interrupted", "lab_statuses", "METADATA_NS"]

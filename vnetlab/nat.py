@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vnetlab.errors import VnetlabError
 from vnetlab import netns
 from vnetlab.capture import count_ipv4
 from vnetlab.model import CaptureCheck, Scenario
@@ -28,7 +29,7 @@ NFT_ARGV = ["nft", "-f", "-"]
 FORWARD_SYSCTL = ("net.ipv4.ip_forward", "1")
 
 
-class NatError(Exception):
+class NatError(VnetlabError):
     pass
 
 

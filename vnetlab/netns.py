@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
 
+from vnetlab.errors import VnetlabError
+
 T = TypeVar("T")
 
 NETNS_DIR = "/run/netns"
@@ -31,7 +33,7 @@ _MNT_DETACH = 0x2
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class NamespaceError(Exception):
+class NamespaceError(VnetlabError):
     """A namespace could not be created, entered, changed or removed."""
 
 

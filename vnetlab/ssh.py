@@ -18,6 +18,7 @@ from types import TracebackType
 
 import paramiko
 
+from vnetlab.errors import VnetlabError
 from vnetlab.netns import run_in_namespace
 
 _CONNECT_ATTEMPT_TIMEOUT = 3.0  # a fresh SYN beats waiting out TCP's backoff while a guest boots
@@ -28,7 +29,7 @@ _TAIL_LINES = 20
 _TAIL_CHARS = 2000
 
 
-class SSHError(Exception):
+class SSHError(VnetlabError):
     """Connecting, authenticating or running a command on a guest failed."""
 
 

@@ -11,6 +11,7 @@ import concurrent.futures
 import shutil
 from pathlib import Path
 
+from vnetlab.errors import VnetlabError
 from vnetlab import netns
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import linux_bridge, ovs
@@ -18,7 +19,7 @@ from vnetlab.plan import METADATA_NS
 from vnetlab.state import LabState, RecordedResource
 
 
-class TeardownError(Exception):
+class TeardownError(VnetlabError):
     pass
 
 

@@ -48,3 +48,24 @@ def test_missing_scenario_file_is_an_input_error():
 def test_bad_lab_name_is_refused():
     result = vnetlab("plan", "two-vm-ping", "--name", "Bad/Name")
     assert result.returncode == 1 and "lab name 'Bad/Name' is not usable" in result.stderr
+
+
+def test_every_module_error_is_reported_as_a_plain_message():
+    """Each module's own failure class derives from VnetlabError, so the CLI shows it without the 'unexpected' hint."""
+    from vnetlab.accel import AccelError
+    from vnetlab.backends.libvirt_domains import HypervisorError
+    from vnetlab.backends.linux_bridge import LinkError
+    from vnetlab.backends.ovs import OvsError
+    from vnetlab.cli import _is_expected
+    from vnetlab.configure import GuestError
+    from vnetlab.graph import GraphError
+    from vnetlab.image import ImageError
+    from vnetlab.lab import LabError
+    from vnetlab.nat import NatError
+    from vnetlab.netns import NamespaceError
+    from vnetlab.ssh import SSHError
+    from vnetlab.teardown import TeardownError
+
+    for cls in (AccelError, HypervisorError, LinkError, OvsError, GuestError, GraphError, ImageError, LabError, NatError, NamespaceError, SSHError, TeardownError):
+        assert _is_expected(cls("x")), cls
+    assert not _is_expected(KeyError("x"))

@@ -14,6 +14,8 @@ from typing import Callable, TypeVar
 
 import libvirt
 
+from vnetlab.errors import VnetlabError
+
 DEFAULT_URI = "qemu:///system"
 LIBVIRT_SOCKET = Path("/run/libvirt/libvirt-sock")
 VIRTLOGD_SOCKET = Path("/run/libvirt/virtlogd-sock")
@@ -24,7 +26,7 @@ CONNECT_TIMEOUT = 15.0
 T = TypeVar("T")
 
 
-class HypervisorError(Exception):
+class HypervisorError(VnetlabError):
     pass
 
 

@@ -22,6 +22,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
+from vnetlab.errors import VnetlabError
 from vnetlab import netns
 
 T = TypeVar("T")
@@ -31,7 +32,7 @@ _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _IFF_UP = 0x1
 
 
-class LinkError(Exception):
+class LinkError(VnetlabError):
     """A link operation failed (names the link, the namespace and the kernel's reason)."""
 
 
