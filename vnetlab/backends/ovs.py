@@ -98,6 +98,8 @@ def mirror_args(bridge: str, port: str) -> list[str]:
 
 
 def _in_namespace(ns: str, argv: list[str]) -> list[str]:
+    # Not netns.run_in_namespace: ovs-vswitchd reads its ports from /sys/class/net, which only
+    # `ip netns exec` remounts for the namespace (a setns()'d thread still sees the host's sysfs).
     return ["ip", "netns", "exec", ns, *argv]
 
 
