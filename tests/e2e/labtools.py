@@ -6,9 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import libvirt
+import pytest
 
 from vnetlab.backends.linux_bridge import list_links
 from vnetlab.netns import list_namespaces
@@ -44,6 +46,42 @@ def lab_name_for(request, prefix: str) -> str:
     """A lab name unique to this test process and test, within the 24-character limit."""
     test = request.node.name.removeprefix("test_").split("[")[0][:8].strip("_").replace("_", "-")
     return f"{prefix}{os.getpid() % 10000}-{test}"
+
+
+def state_of(lab: str) -> dict | None:
+    """The lab's state file as written so far, or None."""
+    try:
+        return json.loads((Layout().lab_dir(lab) / "state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def wait_until(what: str, predicate, proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
+    """Poll predicate; fail the test if proc ends first or the time runs out (proc is then killed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the command ended (exit {proc.returncode}) before {what}:\n{out}\n{err}")
+        time.sleep(0.02)
+    if proc is not None:
+        proc.kill()
+        proc.communicate()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def start(*args: str) -> subprocess.Popen:
+    """`vnetlab ARGS` in the background, output captured."""
+    return subprocess.Popen([*VNETLAB, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def start_run_until_booting(scenario: str, lab: str) -> subprocess.Popen:
+    """`vnetlab run` in the background, returned once a domain of the lab is recorded (guests booting)."""
+    proc = start("run", scenario, "--name", lab)
+    wait_until("the lab to be booting", lambda: (s := state_of(lab)) is not None and any(r["kind"] == "domain" for r in s["resources"]), proc)
+    return proc
 
 
 def _processes_whose_cmdline_has(needle: bytes) -> list[int]:

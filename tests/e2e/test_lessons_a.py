@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from labtools import VNETLAB, leftovers, ovs_daemons_of, run_report, scenario_with_checks, vnetlab
+from labtools import leftovers, ovs_daemons_of, run_report, scenario_with_checks, start_run_until_booting, vnetlab
 
 from vnetlab.paths import Layout
 
@@ -85,16 +83,7 @@ def test_ovs_daemons_outlive_up_and_are_stopped_by_down(lab_name):
 
 
 def test_ovs_lab_killed_hard_is_cleaned_up_from_its_record(lab_name):
-    proc = subprocess.Popen([*VNETLAB, "run", "ovs-two-vm-ping", "--name", lab_name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    state = Layout().lab_dir(lab_name) / "state.json"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if state.exists() and '"domain"' in state.read_text():
-            break
-        time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("the lab never got to booting")
+    proc = start_run_until_booting("ovs-two-vm-ping", lab_name)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert len(ovs_daemons_of(lab_name)) == 2  # orphaned, still running: only the record knows them

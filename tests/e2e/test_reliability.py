@@ -11,7 +11,6 @@ import os
 import signal
 import shlex
 import stat
-import subprocess
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -20,7 +19,7 @@ import libvirt
 import pytest
 from pyroute2 import IPRoute
 
-from labtools import ENV, VNETLAB, leftovers, scenario_with_checks, vnetlab
+from labtools import leftovers, scenario_with_checks, start, state_of, vnetlab, wait_until
 
 from vnetlab import netns
 from vnetlab.checks import ping_argv
@@ -32,32 +31,6 @@ from vnetlab.plan import METADATA_NS, tap_prefix
 pytestmark = pytest.mark.e2e
 
 SCENARIO = PROJECT_DIR / "scenarios" / "two-vm-ping.yaml"
-def state_of(lab: str) -> dict | None:
-    try:
-        return json.loads((Layout().lab_dir(lab) / "state.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def wait_until(what: str, predicate, proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc is not None and proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"the command ended (exit {proc.returncode}) before {what}:\n{out}\n{err}")
-        time.sleep(0.02)
-    if proc is not None:
-        proc.kill()
-        proc.communicate()
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([*VNETLAB, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-
-
 def lock_held(lab: str) -> bool:
     """Whether some process holds the lab's flock, read from /proc/locks (probing it could steal it)."""
     try:

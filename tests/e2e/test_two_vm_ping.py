@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from labtools import VNETLAB, leftovers, scenario_with_checks, vnetlab
+from labtools import leftovers, scenario_with_checks, start_run_until_booting, vnetlab
 
-from vnetlab.paths import Layout
 
 pytestmark = pytest.mark.e2e
 LAB_PREFIX = "t-"
@@ -55,16 +52,7 @@ def test_up_check_down(lab_name):
 
 
 def test_ctrl_c_while_guests_boot_tears_down(lab_name):
-    proc = subprocess.Popen([*VNETLAB, "run", "two-vm-ping", "--name", lab_name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    state = Layout().lab_dir(lab_name) / "state.json"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if state.exists() and '"domain"' in state.read_text():
-            break
-        time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("the lab never got to booting")
+    proc = start_run_until_booting("two-vm-ping", lab_name)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err
