@@ -1,5 +1,3 @@
-import sys
+from vnetlab.cli import entry
 
-from vnetlab.cli import main
-
-sys.exit(main())
+entry()

@@ -12,6 +12,7 @@ import ipaddress
 import socket
 import struct
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ from scapy.utils import wrpcap
 from vnetlab.netns import run_in_namespace
 
 _START_TIMEOUT = 5.0
+# Frames a finished ping caused have crossed the bridge (its reply reached the source), and
+# stop() drains what the socket still holds; this margin is for frames a guest queued just
+# before its command returned.
+_SETTLE = 0.05
 _RCVBUF = 4 << 20  # scapy's 64 KiB drops frames in bursts; the kernel caps this at rmem_max
 _DLT_EN10MB = 1
 _ICMP_ECHO_REQUEST, _ICMP_ECHO_REPLY = 8, 0
@@ -92,6 +97,7 @@ class Capture:
         if self._sniffer is None or self._socket is None:
             raise RuntimeError(f"{self._where} is not running")
         sniffer, sock = self._sniffer, self._socket
+        time.sleep(_SETTLE)
         try:
             if sniffer.running:
                 sniffer.stop()

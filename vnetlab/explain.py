@@ -221,14 +221,14 @@ def teardown_section(plan: Plan) -> Section:
     for r in reversed(plan.resources):
         if r.kind == "domain":
             lines.append(f"virsh destroy {r.name}; virsh undefine {r.name}")
-        elif r.kind in ("tap", "bridge"):
-            lines.append(f"ip -n {plan.namespace} link del {r.name}")
+        elif r.kind in ("tap", "bridge", "veth"):
+            continue  # they go with the namespace, as in vnetlab.teardown
         elif r.kind == "ovs-bridge":
             lines.append(_vsctl(plan, ["--if-exists", "del-br", r.name]))
         elif r.kind == "process":
             lines.append(f"kill $(cat {_ovs(plan).pidfile(r.name)})")
         elif r.kind == "namespace":
-            lines.append(f"ip netns del {r.name}")
+            lines.append(f"ip netns del {r.name}    # its bridges, taps and veths go with it")
         else:
             lines.append(f"# remove {r.kind} {r.name}")
     return Section("Teardown (newest first)", tuple(lines))

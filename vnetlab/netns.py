@@ -60,16 +60,26 @@ def _in_thread(fn: Callable[[], T]) -> T:
     The thread dies afterwards, taking whatever namespace it switched to with it.
     """
     outcome: dict[str, Any] = {}
+    done = threading.Event()
 
     def body() -> None:
         try:
             outcome["value"] = fn()
         except BaseException as exc:  # re-raised in the caller's thread
             outcome["error"] = exc
+        finally:
+            done.set()
 
-    thread = threading.Thread(target=body, name="vnetlab-netns", daemon=True)
-    thread.start()
-    thread.join()
+    threading.Thread(target=body, name="vnetlab-netns", daemon=True).start()
+    try:
+        done.wait()
+    except BaseException:
+        # Ctrl-C or SIGTERM (raised here by vnetlab.lab's handler) while fn runs: let fn finish
+        # (a netlink call is short) so it does not go on beside the teardown, or die half-way
+        # when the interpreter exits; then pass the interruption on. (An Event, not join():
+        # Python 3.11 marks a thread stopped when a signal interrupts join().)
+        done.wait()
+        raise
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]

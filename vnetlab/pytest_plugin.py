@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from vnetlab.ssh import CommandResult, GuestSSH
 
 MARKER = "vnetlab_scenario"
-CAPTURE_SETTLE = 0.2  # let the last frames reach the socket before it closes
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -100,7 +99,6 @@ class Lab:
         cap.start()
         try:
             yield result
-            time.sleep(CAPTURE_SETTLE)
         finally:
             result.packets = cap.stop()
 

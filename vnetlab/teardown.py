@@ -23,7 +23,10 @@ class TeardownError(VnetlabError):
     pass
 
 
-def _remove(resource: RecordedResource, state: LabState, conn_factory, lab_dir: Path) -> None:
+def _remove(resource: RecordedResource, state: LabState, conn_factory, lab_dir: Path, namespace_goes: bool) -> None:
+    """`namespace_goes`: the lab namespace is removed last, and the kernel destroys the links
+    still inside it with it, in one batch; deleting each first costs 15-40 ms apiece."""
+    lab_ns = None if namespace_goes or not netns.namespace_exists(state.namespace) else state.namespace
     if resource.kind == "domain":
         conn = conn_factory()
         dom = hv.lookup(conn, resource.name)
@@ -32,16 +35,14 @@ def _remove(resource: RecordedResource, state: LabState, conn_factory, lab_dir: 
             hv.remove(conn, resource.name)
     elif resource.kind == "tap":
         # Wherever the crash left it: still in the root namespace, or moved into the lab's.
-        if netns.namespace_exists(state.namespace):
-            linux_bridge.delete_link(state.namespace, resource.name)
+        if lab_ns is not None:
+            linux_bridge.delete_link(lab_ns, resource.name)
         linux_bridge.delete_link(None, resource.name)
-    elif resource.kind == "bridge":
-        if netns.namespace_exists(state.namespace):
-            linux_bridge.delete_link(state.namespace, resource.name)
-    elif resource.kind == "veth":
-        # The lab end of a container's or host's veth; deleting it takes the peer along
-        # (and deleting either namespace would destroy the pair anyway).
-        linux_bridge.delete_link(state.namespace, resource.name)
+    elif resource.kind in ("bridge", "veth"):
+        # A veth is the lab end of a container's or host's pair; deleting it, or either
+        # namespace, takes the peer along.
+        if lab_ns is not None:
+            linux_bridge.delete_link(lab_ns, resource.name)
     elif resource.kind == "ovs-bridge":
         ovs.OvsSwitch.for_lab(state.namespace, lab_dir).delete_bridge(resource.name)
     elif resource.kind == "process":
@@ -65,9 +66,11 @@ def teardown(lab_dir: Path, state: LabState, *, keep_files: bool = False) -> lis
     state.set_phase(lab_dir, "tearing-down")
     problems: list[str] = []
 
+    namespace_goes = any(r.kind == "namespace" and r.name == state.namespace for r in state.resources)
+
     def remove(resource: RecordedResource) -> None:
         try:
-            _remove(resource, state, conn_factory, lab_dir)
+            _remove(resource, state, conn_factory, lab_dir, namespace_goes)
         except Exception as exc:  # noqa: BLE001 — keep removing the rest, report every failure
             problems.append(f"{resource.kind} {resource.name}: {exc}")
 

@@ -260,19 +260,23 @@ SIGNAL_POINTS = {
 }
 
 
+# Checks that last a few seconds, so a signal sent once the lab is up lands during them.
+SLOW_CHECKS = "  - ping: {from: vm1, to: vm2, count: 60}\n  - ping: {from: vm2, to: vm1, count: 60}\n"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("point", SIGNAL_POINTS)
-def test_a_signal_at_any_step_tears_down_and_exits_130_with_one_line(point, sig, labs):
+def test_a_signal_at_any_step_tears_down_and_exits_130_with_one_line(point, sig, labs, tmp_path):
     lab = f"r-sig-{point}-{sig.name[3:].lower()}"[:24]
     labs.append(lab)
-    proc = start("run", "two-vm-ping", "--name", lab)
+    proc = start("run", str(scenario_with_checks(tmp_path, "two-vm-ping", SLOW_CHECKS)), "--name", lab)
     wait_until(f"the state file to show {point}", lambda: (s := state_of(lab)) is not None and SIGNAL_POINTS[point](s), proc)
     sent = time.monotonic()
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err
     assert err.splitlines()[-1] == f"interrupted ({sig.name}): the lab was torn down", err
-    assert "Traceback" not in err
+    assert "Traceback" not in err, err
     assert time.monotonic() - sent < 30
     assert leftovers(lab) == []
 

@@ -95,21 +95,15 @@ vm2$ ip link set eth0 up
 
 ## 5. Checks, in scenario order
 ip netns exec vnl-s1-ex tcpdump -ni br0 -w br0.pcap &    # for the whole check phase
-vm1$ ping -c 3 -i 0.1 -W 2 10.1.1.3
-vm2$ ping -c 3 -i 0.1 -W 2 10.1.1.2
+vm1$ ping -c 3 -i 0.05 -W 2 10.1.1.3
+vm2$ ping -c 3 -i 0.05 -W 2 10.1.1.2
 kill $(jobs -p)    # stop the capture(s), then read what the capture checks judge:
 tcpdump -nr br0.pcap
 
 ## 6. Teardown (newest first)
 virsh destroy vnl-s1-ex-vm2; virsh undefine vnl-s1-ex-vm2
-ip -n vnl-s1-ex link del {e2}
-ip -n vnl-s1-ex link del {m2}
 virsh destroy vnl-s1-ex-vm1; virsh undefine vnl-s1-ex-vm1
-ip -n vnl-s1-ex link del {e1}
-ip -n vnl-s1-ex link del {m1}
-ip -n vnl-s1-ex link del br0
-ip -n vnl-s1-ex link del vnl-mgmt
-ip netns del vnl-s1-ex
+ip netns del vnl-s1-ex    # its bridges, taps and veths go with it
 """
 
 

@@ -1,0 +1,78 @@
+"""Waiting for a guest's readiness marker: seen, failed, died, abandoned — each ends the wait promptly.
+
+The serial log and libvirt's "is it running" are faked: this pins the polling loop, not a guest
+(tests/e2e boots real ones). The 10 s deadlines are never meant to be reached.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from vnetlab import configure
+from vnetlab.configure import GuestError, wait_for_marker
+from vnetlab.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER
+from vnetlab.model import load_scenario
+from vnetlab.paths import SCENARIOS_DIR, Layout
+from vnetlab.plan import PlanOptions, make_plan
+
+
+@pytest.fixture
+def vm(tmp_path: Path):
+    scenario = load_scenario(SCENARIOS_DIR / "two-vm-ping.yaml")
+    plan = make_plan(scenario, "wait", PlanOptions(kernel=tmp_path / "vmlinux", layout=Layout(tmp_path)))
+    vm = plan.vm("vm1")
+    vm.console_log.parent.mkdir(parents=True)
+    return vm
+
+
+def write_later(path: Path, text: str, after: float) -> threading.Timer:
+    timer = threading.Timer(after, path.write_text, args=(text,))
+    timer.start()
+    return timer
+
+
+def test_returns_soon_after_the_marker_appears(vm) -> None:
+    write_later(vm.console_log, f"booting\n{GUEST_READY_MARKER} host=vm1\n", after=0.3)
+    start = time.monotonic()
+    wait_for_marker(vm, time.monotonic() + 10, lambda _vm: True, threading.Event())
+    assert 0.3 <= time.monotonic() - start < 3  # well before the 10 s deadline
+
+
+def test_another_guests_marker_does_not_count(vm) -> None:
+    vm.console_log.write_text(f"{GUEST_READY_MARKER} host=vm2\n")
+    with pytest.raises(GuestError, match="no readiness marker"):
+        wait_for_marker(vm, time.monotonic() + 0.3, lambda _vm: True, threading.Event())
+
+
+def test_failure_marker_ends_the_wait_with_the_console_tail(vm) -> None:
+    vm.console_log.write_text(f"modprobe: virtio_net not found\n{GUEST_FAILED_MARKER} host=vm1 reason=cannot load virtio_net\n")
+    with pytest.raises(GuestError, match="(?s)init failed.*virtio_net not found"):
+        wait_for_marker(vm, time.monotonic() + 10, lambda _vm: True, threading.Event())
+
+
+def test_a_guest_that_stops_is_noticed_within_the_liveness_interval(vm) -> None:
+    vm.console_log.write_text("Kernel panic - not syncing\n")
+    stopped_at = time.monotonic() + 0.2
+    asked: list[float] = []
+
+    def is_running(_vm) -> bool:
+        asked.append(time.monotonic())
+        return time.monotonic() < stopped_at
+
+    with pytest.raises(GuestError, match="(?s)stopped before it was ready.*Kernel panic"):
+        wait_for_marker(vm, time.monotonic() + 10, is_running, threading.Event())
+    # libvirt is asked once per LIVENESS_POLL, not on every read of the console
+    assert len(asked) == 2 and asked[1] - asked[0] >= configure.LIVENESS_POLL
+
+
+def test_stop_abandons_the_wait(vm) -> None:
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    start = time.monotonic()
+    with pytest.raises(GuestError, match="abandoned"):
+        wait_for_marker(vm, time.monotonic() + 10, lambda _vm: True, stop)
+    assert time.monotonic() - start < 3  # well before the 10 s deadline
