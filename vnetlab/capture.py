@@ -84,7 +84,7 @@ class Capture:
         try:
             self._socket = run_in_namespace(self.ns, open_listen_socket, self.iface)
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot start {self._where}: {exc}") from exc
+            raise OSError(f"cannot start {self._where}: {exc.strerror or exc}") from exc  # no "[Errno …]" in the message
         started = threading.Event()
         self._sniffer = AsyncSniffer(opened_socket=self._socket, store=True, started_callback=started.set)
         self._sniffer.start()

@@ -9,9 +9,10 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import NoReturn
+from typing import Callable, NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from vnetlab.typed_yaml import ValidationError
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args, out, err)
     except ValidationError as exc:
         for problem in exc.problems:
-            err.print(f"[red]error:[/] {problem}", soft_wrap=True)
+            err.print(f"[red]error:[/] {escape(str(problem))}", soft_wrap=True)
         return EXIT_INPUT
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_INTERRUPTED
         if os.environ.get("VNETLAB_DEBUG"):
             traceback.print_exc()
-        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         if not _is_expected(exc):
             err.print("[dim](unexpected error; set VNETLAB_DEBUG=1 for a traceback)[/]")
         return EXIT_FAIL
@@ -188,14 +189,13 @@ def _finish(runner, outcome, args, out: Console) -> int:
     return EXIT_OK if outcome.ok else EXIT_FAIL
 
 
-def cmd_run(args, out: Console, err: Console, *, check: bool = True) -> int:
-    from vnetlab.lab import Interrupted, Outcome
+def _reported(runner, args, out: Console, command: Callable[[], int]) -> int:
+    """Run a lab command; once a lab exists, a failure still writes the reports and the summary."""
+    from vnetlab.lab import Interrupted
     from vnetlab.report import save_reports
 
-    runner = _runner(args, err)
-    keep = args.keep if check else True
     try:
-        outcome = runner.run(args.scenario, keep=keep, check=check)
+        return command()
     except (Interrupted, KeyboardInterrupt):
         if runner.outcome is not None:
             save_reports(runner.outcome, runner.progress.steps, report=args.report, junit=args.junit)
@@ -203,15 +203,25 @@ def cmd_run(args, out: Console, err: Console, *, check: bool = True) -> int:
     except ValidationError:
         raise
     except Exception:
-        if runner.outcome is None:  # failed before the lab existed: the message alone says it
+        if runner.outcome is None:  # failed before the lab existed (or: no such lab): the message alone says it
             raise
         _finish(runner, runner.outcome, args, out)
         return EXIT_FAIL
-    if not check:
-        outcome = Outcome(outcome.scenario, outcome.lab, outcome.accel, artifacts=outcome.artifacts, kept=True)
-        _finish(runner, outcome, args, out)
-        return EXIT_OK
-    return _finish(runner, outcome, args, out)
+
+
+def cmd_run(args, out: Console, err: Console, *, check: bool = True) -> int:
+    from vnetlab.lab import Outcome
+
+    runner = _runner(args, err)
+
+    def run() -> int:
+        outcome = runner.run(args.scenario, keep=args.keep if check else True, check=check)
+        if not check:  # `up`: no checks ran, so nothing failed
+            _finish(runner, Outcome(outcome.scenario, outcome.lab, outcome.accel, artifacts=outcome.artifacts, kept=True), args, out)
+            return EXIT_OK
+        return _finish(runner, outcome, args, out)
+
+    return _reported(runner, args, out, run)
 
 
 def cmd_up(args, out: Console, err: Console) -> int:
@@ -220,8 +230,7 @@ def cmd_up(args, out: Console, err: Console) -> int:
 
 def cmd_check(args, out: Console, err: Console) -> int:
     runner = _runner(args, err)
-    outcome = runner.check(args.lab)
-    return _finish(runner, outcome, args, out)
+    return _reported(runner, args, out, lambda: _finish(runner, runner.check(args.lab), args, out))
 
 
 def cmd_down(args, out: Console, err: Console) -> int:

@@ -312,6 +312,7 @@ class LabRunner:
             plan = plan_from_state(paths, state)
             outcome = Outcome(plan.scenario.name, lab, kept=True)
             outcome.accel = AccelChoice("kvm" if state.domain_type == "kvm" else "tcg", state.domain_type, "as chosen when the lab came up")
+            self.outcome = outcome
             run_dir = new_run_dir(self.options.layout, lab)
             sessions: dict[str, GuestSSH] = {}
             try:

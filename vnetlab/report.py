@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from vnetlab.lab import Outcome
@@ -82,7 +83,7 @@ def print_summary(console: Console, outcome: Outcome, steps: list[StepTiming]) -
     accel = outcome.accel.name if outcome.accel else "?"
     console.print(f"{verdict} {outcome.scenario} (lab {outcome.lab}): {passed}/{len(outcome.checks)} checks passed, accel {accel}, {total_seconds:.1f} s")
     if outcome.error:
-        console.print(f"[red]error:[/] {outcome.error}")
+        console.print(f"[red]error:[/] {escape(outcome.error)}", soft_wrap=True)  # a message, not markup; unwrapped for copying
     if outcome.kept:
         console.print(f"the lab is still up: `vnetlab check {outcome.lab}`, then `vnetlab down {outcome.lab}`")
     if outcome.artifacts.get("dir"):

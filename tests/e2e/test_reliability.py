@@ -31,6 +31,10 @@ from vnetlab.plan import METADATA_NS, tap_prefix
 pytestmark = pytest.mark.e2e
 
 SCENARIO = PROJECT_DIR / "scenarios" / "two-vm-ping.yaml"
+# Checks that last a few seconds (2 x 60 pings), for tests that must act while checks run.
+SLOW_CHECKS = "  - ping: {from: vm1, to: vm2, count: 60}\n  - ping: {from: vm2, to: vm1, count: 60}\n"
+
+
 def lock_held(lab: str) -> bool:
     """Whether some process holds the lab's flock, read from /proc/locks (probing it could steal it)."""
     try:
@@ -87,18 +91,19 @@ def test_three_labs_of_one_scenario_run_at_once_without_collisions(tmp_path, lab
         assert leftovers(name) == []
 
 
-def test_a_second_command_on_a_busy_lab_is_refused_and_a_second_up_says_it_exists(labs):
+def test_a_second_command_on_a_busy_lab_is_refused_and_a_second_up_says_it_exists(labs, tmp_path):
     lab = "r-lock"
     labs.append(lab)
-    first = start("up", "two-vm-ping", "--name", lab)
+    scenario = str(scenario_with_checks(tmp_path, "two-vm-ping", SLOW_CHECKS))  # `check` below outlasts `down`'s start-up
+    first = start("up", scenario, "--name", lab)
     wait_until("the first `up` holds the lab's lock", lambda: lock_held(lab), first)
-    second = vnetlab("up", "two-vm-ping", "--name", lab)
+    second = vnetlab("up", scenario, "--name", lab)
     assert second.returncode == 1
     assert f"lab '{lab}' is busy: another vnetlab command is working on it" in second.stderr
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, out + err
 
-    again = vnetlab("up", "two-vm-ping", "--name", lab)
+    again = vnetlab("up", scenario, "--name", lab)
     assert again.returncode == 1 and f"lab '{lab}' already exists" in again.stderr
 
     check = start("check", lab)
@@ -123,10 +128,10 @@ KILL_POINTS = {
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
-def test_kill_9_at_any_point_then_down_removes_everything(point, labs):
+def test_kill_9_at_any_point_then_down_removes_everything(point, labs, tmp_path):
     lab = f"r-kill-{point}"[:24]
     labs.append(lab)
-    proc = start("run", "two-vm-ping", "--name", lab)
+    proc = start("run", str(scenario_with_checks(tmp_path, "two-vm-ping", SLOW_CHECKS)), "--name", lab)
     wait_until(f"the state file to show {point}", lambda: (s := state_of(lab)) is not None and KILL_POINTS[point](s), proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
@@ -260,10 +265,6 @@ SIGNAL_POINTS = {
 }
 
 
-# Checks that last a few seconds, so a signal sent once the lab is up lands during them.
-SLOW_CHECKS = "  - ping: {from: vm1, to: vm2, count: 60}\n  - ping: {from: vm2, to: vm1, count: 60}\n"
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("point", SIGNAL_POINTS)
 def test_a_signal_at_any_step_tears_down_and_exits_130_with_one_line(point, sig, labs, tmp_path):
@@ -360,8 +361,9 @@ def test_a_hung_command_in_a_check_fails_within_its_bound_naming_command_and_out
     finally:
         conn.close()
     assert check.returncode == 1, out + err
-    assert f"error: command '{shlex.join(ping_argv(3, '10.1.1.99'))}' on root@" in err, err
-    assert "did not finish within 17.5s; output so far:" in err  # empty here: busybox ping buffers its stdout
+    # The lab exists, so the failure is part of the summary (and the report), as for `run`.
+    assert f"error: command '{shlex.join(ping_argv(3, '10.1.1.99'))}' on root@" in out, out + err
+    assert "did not finish within 17.5s; output so far:" in out  # empty here: busybox ping buffers its stdout
     assert elapsed < 17.5 + 15, elapsed
 
 

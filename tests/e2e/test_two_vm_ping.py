@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from labtools import leftovers, scenario_with_checks, start_run_until_booting, vnetlab
 
+from vnetlab.backends import linux_bridge
+
 
 pytestmark = pytest.mark.e2e
 LAB_PREFIX = "t-"
@@ -36,7 +38,7 @@ def test_run_two_vm_ping_passes_and_leaves_nothing(tmp_path, lab_name):
     assert leftovers(lab_name) == []
 
 
-def test_up_check_down(lab_name):
+def test_up_check_down(tmp_path, lab_name):
     up = vnetlab("up", "two-vm-ping", "--name", lab_name)
     assert up.returncode == 0, up.stdout + up.stderr
     again = vnetlab("up", "two-vm-ping", "--name", lab_name)
@@ -45,6 +47,17 @@ def test_up_check_down(lab_name):
     assert lab_name in status.stdout
     check = vnetlab("check", lab_name)
     assert check.returncode == 0, check.stdout + check.stderr
+
+    # A check that cannot even run (its capture bridge is gone) still leaves a report saying why.
+    linux_bridge.delete_link(f"vnl-{lab_name}", "br0")
+    report_path = tmp_path / "failed-check.json"
+    failed = vnetlab("check", lab_name, "--report", str(report_path))
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    report = json.loads(report_path.read_text())
+    assert report["ok"] is False and report["lab"] == lab_name
+    assert "cannot start capture on 'br0'" in report["error"] and "cannot start capture on 'br0'" in failed.stdout
+    assert "Traceback" not in failed.stdout + failed.stderr
+
     down = vnetlab("down", lab_name)
     assert down.returncode == 0 and "removed" in down.stdout
     assert leftovers(lab_name) == []

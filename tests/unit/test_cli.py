@@ -69,3 +69,12 @@ def test_every_module_error_is_reported_as_a_plain_message():
     for cls in (AccelError, HypervisorError, LinkError, OvsError, GuestError, GraphError, ImageError, LabError, NatError, NamespaceError, SSHError, TeardownError):
         assert _is_expected(cls("x")), cls
     assert not _is_expected(KeyError("x"))
+
+
+def test_errors_are_printed_as_written_not_as_markup(tmp_path):
+    """A message quoting user input such as "[bold]" shows it literally (rich would eat it as a style)."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ndescription: x\nbridges: [{name: br0}]\nvms:\n  - name: vm1\n    nics: [{bridge: '[bold]x'}]\n")
+    result = vnetlab("plan", str(bad))
+    assert result.returncode == 2
+    assert "bridge: '[bold]x' does not match [a-z][a-z0-9-]*" in result.stderr, result.stderr

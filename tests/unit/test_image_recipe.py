@@ -221,7 +221,7 @@ def test_build_is_cached_readable_by_qemu_and_atomic(built: tuple[GuestImage, li
     assert image.initrd.read_bytes()[:2] == b"\x1f\x8b"
     assert sorted(p.name for p in entry.parent.iterdir()) == [entry.name]  # no build folder left behind
     assert stat.S_IMODE(entry.stat().st_mode) == 0o755
-    for path in (image.kernel, image.initrd):
+    for path in (image.kernel, image.initrd, image.initrd.with_name("initrd.img.names")):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
     again: list[str] = []
     stamp = image.initrd.stat().st_mtime_ns
@@ -246,6 +246,8 @@ def test_initramfs_holds_init_tools_libraries_and_modules(built: tuple[GuestImag
     for binary in ("usr/sbin/dropbear", "usr/bin/wg", "usr/bin/iperf3", "lib64/ld-linux-x86-64.so.2"):
         assert listing[binary] == "-rwxr-xr-x", binary
     assert any(name.endswith("/libc.so.6") for name in listing)
+    # The list written beside it (read for each lab instead of unpacking the archive) is exactly its members.
+    assert set(image.initrd.with_name("initrd.img.names").read_text().splitlines()) == set(listing)
     modules_dep = cpio_member(archive, f"lib/modules/{image.kernel_version}/modules.dep").decode()
     wireguard = next(line for line in modules_dep.splitlines() if line.startswith("kernel/drivers/net/wireguard/wireguard.ko:"))
     for module in wireguard.replace(":", " ").split():
