@@ -23,10 +23,9 @@ class TeardownError(VnetlabError):
     pass
 
 
-def _remove(resource: RecordedResource, state: LabState, conn_factory, lab_dir: Path, namespace_goes: bool) -> None:
-    """`namespace_goes`: the lab namespace is removed last, and the kernel destroys the links
-    still inside it with it, in one batch; deleting each first costs 15-40 ms apiece."""
-    lab_ns = None if namespace_goes or not netns.namespace_exists(state.namespace) else state.namespace
+def _remove(resource: RecordedResource, state: LabState, conn_factory, lab_dir: Path, links_ns: str | None) -> None:
+    """`links_ns`: where links recorded in the lab namespace are deleted one by one; None when the
+    namespace itself is removed (last), since the kernel then destroys them with it."""
     if resource.kind == "domain":
         conn = conn_factory()
         dom = hv.lookup(conn, resource.name)
@@ -35,14 +34,14 @@ def _remove(resource: RecordedResource, state: LabState, conn_factory, lab_dir: 
             hv.remove(conn, resource.name)
     elif resource.kind == "tap":
         # Wherever the crash left it: still in the root namespace, or moved into the lab's.
-        if lab_ns is not None:
-            linux_bridge.delete_link(lab_ns, resource.name)
+        if links_ns is not None:
+            linux_bridge.delete_link(links_ns, resource.name)  # a no-op once the namespace is gone
         linux_bridge.delete_link(None, resource.name)
     elif resource.kind in ("bridge", "veth"):
         # A veth is the lab end of a container's or host's pair; deleting it, or either
         # namespace, takes the peer along.
-        if lab_ns is not None:
-            linux_bridge.delete_link(lab_ns, resource.name)
+        if links_ns is not None:
+            linux_bridge.delete_link(links_ns, resource.name)
     elif resource.kind == "ovs-bridge":
         ovs.OvsSwitch.for_lab(state.namespace, lab_dir).delete_bridge(resource.name)
     elif resource.kind == "process":
@@ -66,11 +65,13 @@ def teardown(lab_dir: Path, state: LabState, *, keep_files: bool = False) -> lis
     state.set_phase(lab_dir, "tearing-down")
     problems: list[str] = []
 
+    # Deleting each link costs 15-40 ms in the kernel; with the namespace, they go in one batch.
     namespace_goes = any(r.kind == "namespace" and r.name == state.namespace for r in state.resources)
+    links_ns = None if namespace_goes else state.namespace
 
     def remove(resource: RecordedResource) -> None:
         try:
-            _remove(resource, state, conn_factory, lab_dir, namespace_goes)
+            _remove(resource, state, conn_factory, lab_dir, links_ns)
         except Exception as exc:  # noqa: BLE001 — keep removing the rest, report every failure
             problems.append(f"{resource.kind} {resource.name}: {exc}")
 

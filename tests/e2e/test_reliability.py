@@ -19,7 +19,7 @@ import libvirt
 import pytest
 from pyroute2 import IPRoute
 
-from labtools import leftovers, scenario_with_checks, start, state_of, vnetlab, wait_until
+from labtools import leftovers, run_report, scenario_with_checks, start, state_of, vnetlab, wait_until
 
 from vnetlab import netns
 from vnetlab.checks import ping_argv
@@ -371,9 +371,8 @@ def test_a_capture_that_sees_nothing_fails_at_once_saying_what_it_saw(tmp_path, 
     lab = "r-quiet"
     labs.append(lab)
     path = scenario_with_checks(tmp_path, "two-vm-ping", name="r-quiet", checks="  - capture: {bridge: br0, between: [vm1, vm2], expect: [arp, icmp-echo]}\n")
-    result = vnetlab("run", str(path), "--name", lab, "--report", str(tmp_path / "report.json"))
+    result, report = run_report(tmp_path, str(path), lab)
     assert result.returncode == 1, result.stdout + result.stderr
-    report = json.loads((tmp_path / "report.json").read_text())
     [capture] = report["checks"]
     assert capture["ok"] is False
     assert "saw 0 ARP request(s), 0 reply(ies); 0 request(s), 0 reply(ies), 0 pair(s)" in capture["detail"]

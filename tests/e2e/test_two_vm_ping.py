@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from labtools import leftovers, scenario_with_checks, start_run_until_booting, vnetlab
+from labtools import leftovers, run_report, scenario_with_checks, start_run_until_booting, vnetlab
 
 from vnetlab.backends import linux_bridge
 
@@ -17,10 +17,8 @@ LAB_PREFIX = "t-"
 
 
 def test_run_two_vm_ping_passes_and_leaves_nothing(tmp_path, lab_name):
-    report_path = tmp_path / "report.json"
-    result = vnetlab("run", "two-vm-ping", "--name", lab_name, "--report", str(report_path))
+    result, report = run_report(tmp_path, "two-vm-ping", lab_name)
     assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(report_path.read_text())
     assert report["ok"] is True and report["scenario"] == "two-vm-ping" and report["lab"] == lab_name
     assert report["accel"] in ("kvm", "tcg")
     assert [s["name"] for s in report["steps"]] == ["image", "accel", "prepare", "network", "boot", "wait", "configure", "checks", "teardown"]
@@ -81,10 +79,8 @@ def test_a_failing_check_fails_the_run_and_says_what_it_saw(tmp_path, lab_name):
         "  - ping: {from: vm1, to: 10.1.1.99, count: 2, expect: failure}\n"
         "  - ping: {from: vm1, to: 10.1.1.99, count: 2}\n",
     )
-    report_path = tmp_path / "report.json"
-    result = vnetlab("run", str(path), "--name", lab_name, "--report", str(report_path))
+    result, report = run_report(tmp_path, str(path), lab_name)
     assert result.returncode == 1, result.stdout + result.stderr
-    report = json.loads(report_path.read_text())
     assert report["ok"] is False
     must_fail, must_succeed = report["checks"]
     assert must_fail["ok"] is True and "expected no echo reply from 10.1.1.99, got 0/2" in must_fail["detail"]
