@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from vnetlab.accel import choose_accel
-from vnetlab.image import GUEST_READY_MARKER, ensure_image, kernel_cmdline, write_guest_initrd
-from vnetlab.keys import generate_client_key, generate_host_key
+from vnetlab.backends.accel import choose_accel
+from vnetlab.backends.image import GUEST_READY_MARKER, ensure_image, kernel_cmdline, write_guest_initrd
+from vnetlab.backends.keys import generate_client_key, generate_host_key
 from vnetlab.paths import Layout
 
 TARGET_RATIO = 2.0

@@ -21,7 +21,7 @@ sys.path.insert(0, str(PROJECT_DIR / "tests" / "e2e"))
 
 from test_two_vm_ping import VNETLAB, leftovers  # noqa: E402 — the suite's own definition of "left behind"
 
-from vnetlab.lab import LOCK_DIR  # noqa: E402
+from vnetlab.run.lab import LOCK_DIR  # noqa: E402
 
 SEQUENTIAL = 20
 PARALLEL = 3

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from vnetlab.typed_yaml import ValidationError
+from vnetlab.model.typed_yaml import ValidationError
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXPLAIN_HELP = "first print, step by step, the ip/bridge/tunctl/virsh/wg/ovs-vsctl commands that do the same by hand"
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print("interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 — the CLI's last line of defence: one readable message
-        from vnetlab.lab import Interrupted
+        from vnetlab.run.lab import Interrupted
 
         if isinstance(exc, Interrupted):
             err.print(f"interrupted ({exc}): the lab was torn down")
@@ -174,15 +174,15 @@ def _is_expected(exc: Exception) -> bool:
 
 
 def _runner(args, err: Console):
-    from vnetlab.lab import LabRunner, Options
-    from vnetlab.progress import Progress
+    from vnetlab.run.lab import LabRunner, Options
+    from vnetlab.run.progress import Progress
 
     options = Options(lab=getattr(args, "name", None), accel=getattr(args, "accel", "auto"), boot_timeout=getattr(args, "boot_timeout", 180.0), explain=getattr(args, "explain", False))
     return LabRunner(options, Progress(err, quiet=getattr(args, "quiet", False)))
 
 
 def _finish(runner, outcome, args, out: Console) -> int:
-    from vnetlab.report import print_summary, save_reports
+    from vnetlab.tools.report import print_summary, save_reports
 
     save_reports(outcome, runner.progress.steps, report=args.report, junit=args.junit)
     print_summary(out, outcome, runner.progress.steps)
@@ -191,8 +191,8 @@ def _finish(runner, outcome, args, out: Console) -> int:
 
 def _reported(runner, args, out: Console, command: Callable[[], int]) -> int:
     """Run a lab command; once a lab exists, a failure still writes the reports and the summary."""
-    from vnetlab.lab import Interrupted
-    from vnetlab.report import save_reports
+    from vnetlab.run.lab import Interrupted
+    from vnetlab.tools.report import save_reports
 
     try:
         return command()
@@ -210,7 +210,7 @@ def _reported(runner, args, out: Console, command: Callable[[], int]) -> int:
 
 
 def cmd_run(args, out: Console, err: Console, *, check: bool = True) -> int:
-    from vnetlab.lab import Outcome
+    from vnetlab.run.lab import Outcome
 
     runner = _runner(args, err)
 
@@ -234,7 +234,7 @@ def cmd_check(args, out: Console, err: Console) -> int:
 
 
 def cmd_down(args, out: Console, err: Console) -> int:
-    from vnetlab.lab import lab_statuses
+    from vnetlab.run.lab import lab_statuses
 
     runner = _runner(args, err)
     labs = [s.lab for s in lab_statuses(runner.options.layout)] if args.all else [args.lab]
@@ -246,7 +246,7 @@ def cmd_down(args, out: Console, err: Console) -> int:
 
 
 def cmd_status(args, out: Console, err: Console) -> int:
-    from vnetlab.lab import lab_statuses
+    from vnetlab.run.lab import lab_statuses
     from vnetlab.paths import Layout
 
     statuses = lab_statuses(Layout())
@@ -269,7 +269,7 @@ def cmd_status(args, out: Console, err: Console) -> int:
 
 
 def cmd_list(args, out: Console, err: Console) -> int:
-    from vnetlab.model import load_scenario
+    from vnetlab.model.scenario import load_scenario
     from vnetlab.paths import scenario_files
 
     table = Table(title="Scenarios", title_justify="left")
@@ -286,16 +286,16 @@ def cmd_list(args, out: Console, err: Console) -> int:
 
 
 def cmd_plan(args, out: Console, err: Console) -> int:
-    from vnetlab.lab import check_lab_name, load
-    from vnetlab.plan import PlanOptions, make_plan
-    from vnetlab.plan_dump import plan_summary
+    from vnetlab.run.lab import check_lab_name, load
+    from vnetlab.plan.planner import PlanOptions, make_plan
+    from vnetlab.plan.dump import plan_summary
 
     _, scenario = load(args.scenario)
     lab = args.name or scenario.name
     check_lab_name(lab)
     plan = make_plan(scenario, lab, PlanOptions(domain_type="kvm" if args.accel == "kvm" else "qemu"))
     if args.explain:
-        from vnetlab.explain import explain
+        from vnetlab.tools.explain import explain
 
         out.print(explain(plan), markup=False, highlight=False, soft_wrap=True)
         return EXIT_OK
@@ -308,7 +308,7 @@ def cmd_plan(args, out: Console, err: Console) -> int:
 
 
 def cmd_image(args, out: Console, err: Console) -> int:
-    from vnetlab.image import ensure_image
+    from vnetlab.backends.image import ensure_image
     from vnetlab.paths import Layout
 
     image = ensure_image(Layout().images, rebuild=args.rebuild, progress=lambda m: err.print(f"  [dim]{m}[/]"))
@@ -317,7 +317,7 @@ def cmd_image(args, out: Console, err: Console) -> int:
 
 
 def cmd_doctor(args, out: Console, err: Console) -> int:
-    from vnetlab.doctor import diagnose
+    from vnetlab.tools.doctor import diagnose
 
     findings = diagnose()
     table = Table(title="vnetlab doctor")
@@ -331,7 +331,7 @@ def cmd_doctor(args, out: Console, err: Console) -> int:
 
 
 def cmd_inspect(args, out: Console, err: Console) -> int:
-    from vnetlab.inspect import inspect_lab
+    from vnetlab.tools.inspect import inspect_lab
 
     report = inspect_lab(args.lab, guests=not args.no_guest)
     if args.format == "json":
@@ -378,9 +378,9 @@ def cmd_inspect(args, out: Console, err: Console) -> int:
 
 
 def _lab_exists(name: str) -> bool:
-    from vnetlab.lab import LabError, check_lab_name
+    from vnetlab.run.lab import LabError, check_lab_name
     from vnetlab.paths import Layout
-    from vnetlab.state import STATE_FILE
+    from vnetlab.run.state import STATE_FILE
 
     try:
         check_lab_name(name)
@@ -390,15 +390,15 @@ def _lab_exists(name: str) -> bool:
 
 
 def cmd_graph(args, out: Console, err: Console) -> int:
-    from vnetlab.graph import to_dot, to_mermaid, to_svg, topology
+    from vnetlab.tools.graph import to_dot, to_mermaid, to_svg, topology
 
     if _lab_exists(args.target):
-        from vnetlab.lab import running_plan
+        from vnetlab.run.lab import running_plan
 
         plan = running_plan(args.target)
     else:
-        from vnetlab.lab import check_lab_name, load
-        from vnetlab.plan import PlanOptions, make_plan
+        from vnetlab.run.lab import check_lab_name, load
+        from vnetlab.plan.planner import PlanOptions, make_plan
 
         _, scenario = load(args.target)
         check_lab_name(scenario.name)
@@ -416,7 +416,7 @@ def cmd_graph(args, out: Console, err: Console) -> int:
 
 
 def cmd_ssh(args, out: Console, err: Console) -> int:
-    from vnetlab import interactive
+    from vnetlab.tools import interactive
 
     command = args.remote_command[1:] if args.remote_command[:1] == ["--"] else args.remote_command
     if not command:
@@ -429,7 +429,7 @@ def cmd_ssh(args, out: Console, err: Console) -> int:
 
 
 def cmd_console(args, out: Console, err: Console) -> int:
-    from vnetlab import interactive
+    from vnetlab.tools import interactive
 
     if sys.stdin.isatty():
         return interactive.console_interactive(args.lab, args.vm)
@@ -438,13 +438,13 @@ def cmd_console(args, out: Console, err: Console) -> int:
 
 
 def cmd_shell(args, out: Console, err: Console) -> int:
-    from vnetlab import interactive
+    from vnetlab.tools import interactive
 
     return interactive.shell(args.lab, args.shell_command)
 
 
 def cmd_capture(args, out: Console, err: Console) -> int:
-    from vnetlab.live_capture import live_capture
+    from vnetlab.tools.live_capture import live_capture
 
     to_stdout = args.write == "-"
 
@@ -459,7 +459,7 @@ def cmd_capture(args, out: Console, err: Console) -> int:
 
 
 def cmd_schema(args, out: Console, err: Console) -> int:
-    from vnetlab.schema import schema_text
+    from vnetlab.model.schema import schema_text
 
     if args.output:
         args.output.write_text(schema_text())

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Iterator
 import pytest
 
 if TYPE_CHECKING:
-    from vnetlab.capture import TrafficCounts
-    from vnetlab.checks import CheckResult
-    from vnetlab.plan import Plan
-    from vnetlab.ssh import CommandResult, GuestSSH
+    from vnetlab.checks.capture import TrafficCounts
+    from vnetlab.checks.runner import CheckResult
+    from vnetlab.plan.planner import Plan
+    from vnetlab.backends.ssh import CommandResult, GuestSSH
 
 MARKER = "vnetlab_scenario"
 
@@ -50,8 +50,8 @@ class LabCapture:
     packets: list = field(default_factory=list)
 
     def counts(self, vm_a: str, vm_b: str) -> "TrafficCounts":
-        """ARP and ICMP echo between two VMs' NICs on the captured bridge (see vnetlab.capture.count_arp_icmp)."""
-        from vnetlab.capture import count_arp_icmp
+        """ARP and ICMP echo between two VMs' NICs on the captured bridge (see vnetlab.checks.capture.count_arp_icmp)."""
+        from vnetlab.checks.capture import count_arp_icmp
 
         a, b = (self.lab.plan.vm(v).nic_on(self.iface) for v in (vm_a, vm_b))
         if a is None or b is None or a.ip is None or b.ip is None:
@@ -82,15 +82,15 @@ class Lab:
 
     def ping(self, source: str, to: str, *, count: int = 3, expect: str = "success") -> "CheckResult":
         """The scenario ping check, ad hoc: `to` is a VM (its address on a shared segment) or an IPv4 address."""
-        from vnetlab.checks import CheckContext, run_ping
-        from vnetlab.model import PingCheck
+        from vnetlab.checks.runner import CheckContext, run_ping
+        from vnetlab.model.scenario import PingCheck
 
         return run_ping(CheckContext(self.plan, self.sessions, self.run_dir), PingCheck(source=source, to=to, count=count, expect=expect))  # type: ignore[arg-type]
 
     @contextmanager
     def capture(self, iface: str, pcap: str | None = None) -> Iterator[LabCapture]:
         """Capture on a bridge or interface of the lab namespace for the duration of the block."""
-        from vnetlab.capture import Capture
+        from vnetlab.checks.capture import Capture
 
         self._captures += 1
         path = self.run_dir / (pcap or f"{iface}-{self._captures}.pcap")
@@ -109,10 +109,10 @@ def vnetlab_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     marker = request.node.get_closest_marker(MARKER)
     if marker is None or not marker.args:
         raise pytest.UsageError(f"vnetlab_lab needs `pytestmark = pytest.mark.{MARKER}(\"SCENARIO\")` in {request.node.nodeid}")
-    from vnetlab.configure import open_ssh
-    from vnetlab.lab import running_plan
-    from vnetlab.lab import LabRunner, Options, close_all, load, unique_lab_name
-    from vnetlab.progress import Progress
+    from vnetlab.run.configure import open_ssh
+    from vnetlab.run.lab import running_plan
+    from vnetlab.run.lab import LabRunner, Options, close_all, load, unique_lab_name
+    from vnetlab.run.progress import Progress
 
     ref = str(marker.args[0])
     name = marker.kwargs.get("name") or unique_lab_name(load(ref)[1].name)

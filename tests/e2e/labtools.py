@@ -13,9 +13,9 @@ import libvirt
 import pytest
 
 from vnetlab.backends.linux_bridge import list_links
-from vnetlab.netns import list_namespaces
+from vnetlab.backends.netns import list_namespaces
 from vnetlab.paths import SCENARIOS_DIR, Layout
-from vnetlab.plan import METADATA_NS, tap_prefix
+from vnetlab.plan.planner import METADATA_NS, tap_prefix
 
 VNETLAB = [sys.executable, "-m", "vnetlab"]
 ENV = {**os.environ, "COLUMNS": "250"}  # tables unwrapped, so names can be found in them

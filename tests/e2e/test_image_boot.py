@@ -23,9 +23,9 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from vnetlab.accel import choose_accel
-from vnetlab.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER, GuestImage, ensure_image, kernel_cmdline, write_guest_initrd
-from vnetlab.keys import generate_client_key, generate_host_key
+from vnetlab.backends.accel import choose_accel
+from vnetlab.backends.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER, GuestImage, ensure_image, kernel_cmdline, write_guest_initrd
+from vnetlab.backends.keys import generate_client_key, generate_host_key
 
 pytestmark = [
     pytest.mark.e2e,

@@ -6,7 +6,7 @@ import pytest
 from labtools import leftovers
 
 from vnetlab.backends.linux_bridge import attach_to_bridge, detach_from_bridge
-from vnetlab.ssh import SSHError
+from vnetlab.backends.ssh import SSHError
 
 LAB = "t5-plugin"
 pytestmark = [pytest.mark.e2e, pytest.mark.vnetlab_scenario("two-vm-ping", name=LAB)]

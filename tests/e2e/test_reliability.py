@@ -21,12 +21,12 @@ from pyroute2 import IPRoute
 
 from labtools import leftovers, run_report, scenario_with_checks, start, state_of, vnetlab, wait_until
 
-from vnetlab import netns
-from vnetlab.checks import ping_argv
-from vnetlab.keys import generate_host_key
-from vnetlab.lab import LOCK_DIR
+from vnetlab.backends import netns
+from vnetlab.checks.runner import ping_argv
+from vnetlab.backends.keys import generate_host_key
+from vnetlab.run.lab import LOCK_DIR
 from vnetlab.paths import PROJECT_DIR, Layout
-from vnetlab.plan import METADATA_NS, tap_prefix
+from vnetlab.plan.planner import METADATA_NS, tap_prefix
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ from scapy.all import rdpcap
 from labtools import VNETLAB, leftovers, vnetlab
 
 from vnetlab.backends.linux_bridge import attach_to_bridge, detach_from_bridge
-from vnetlab.lab import running_plan
+from vnetlab.run.lab import running_plan
 
 pytestmark = pytest.mark.e2e
 LAB = "t5-tools"

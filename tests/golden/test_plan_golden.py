@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from vnetlab.model import load_scenario, parse_scenario
+from vnetlab.model.scenario import load_scenario, parse_scenario
 from vnetlab.paths import scenario_files
-from vnetlab.plan import METADATA_NS, PlanOptions, make_plan
-from vnetlab.plan_dump import plan_summary
+from vnetlab.plan.planner import METADATA_NS, PlanOptions, make_plan
+from vnetlab.plan.dump import plan_summary
 
 GOLDEN = Path(__file__).parent
 KERNEL = Path("/var/lib/vnetlab/images/golden/vmlinux")

@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from vnetlab import netns
+from vnetlab.backends import netns
 
 
 def processes_in(ns: str) -> list[int]:

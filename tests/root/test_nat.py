@@ -15,17 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from vnetlab import netns
-from vnetlab.apply import create_network
+from vnetlab.backends import netns
+from vnetlab.run.apply import create_network
 from vnetlab.backends.linux_bridge import list_links
-from vnetlab.capture import Capture, count_ipv4
-from vnetlab.model import parse_scenario
-from vnetlab.nodes import NamespaceNode, interface_addresses
+from vnetlab.checks.capture import Capture, count_ipv4
+from vnetlab.model.scenario import parse_scenario
+from vnetlab.features.containers import NamespaceNode, interface_addresses
 from vnetlab.paths import Layout
-from vnetlab.perf import measure
-from vnetlab.plan import PlanOptions, make_plan
-from vnetlab.state import LabState, make_private_dir
-from vnetlab.teardown import teardown
+from vnetlab.features.perf import measure
+from vnetlab.plan.planner import PlanOptions, make_plan
+from vnetlab.run.state import LabState, make_private_dir
+from vnetlab.run.teardown import teardown
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -112,9 +112,9 @@ def test_perf_measures_between_namespaces_and_fails_when_nothing_moves(lab):
 
 
 def test_unaddressed_check_reads_the_namespace_and_fails_on_the_gateway_bridge(lab):
-    from vnetlab.checks import CheckContext
-    from vnetlab.model import UnaddressedCheck
-    from vnetlab.nodes import run_unaddressed
+    from vnetlab.checks.runner import CheckContext
+    from vnetlab.model.scenario import UnaddressedCheck
+    from vnetlab.features.containers import run_unaddressed
 
     ctx = CheckContext(lab, {}, lab.lab_dir)
     bridged = run_unaddressed(ctx, UnaddressedCheck("br1"))

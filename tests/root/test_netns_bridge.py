@@ -18,9 +18,9 @@ import time
 import pytest
 from scapy.layers.l2 import ARP, Ether
 
-from vnetlab import netns
+from vnetlab.backends import netns
 from vnetlab.backends import linux_bridge as lb
-from vnetlab.capture import Capture, count_arp_icmp
+from vnetlab.checks.capture import Capture, count_arp_icmp
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 

@@ -27,10 +27,10 @@ from scapy.layers.inet import IP
 from scapy.layers.l2 import ARP
 from scapy.utils import rdpcap
 
-from vnetlab import netns
+from vnetlab.backends import netns
 from vnetlab.backends import linux_bridge as lb
-from vnetlab.capture import Capture, TrafficCounts, count_arp_icmp, count_icmp_in_subnet, count_udp
-from vnetlab.ssh import CommandResult, GuestSSH, SSHError
+from vnetlab.checks.capture import Capture, TrafficCounts, count_arp_icmp, count_icmp_in_subnet, count_udp
+from vnetlab.backends.ssh import CommandResult, GuestSSH, SSHError
 
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]

@@ -14,7 +14,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.utils import rdpcap, wrpcap
 
-from vnetlab.capture import TrafficCounts, count_arp_icmp, count_icmp_in_subnet, count_udp
+from vnetlab.checks.capture import TrafficCounts, count_arp_icmp, count_icmp_in_subnet, count_udp
 
 MAC_A, IP_A = "52:54:00:00:00:0a", "10.1.1.2"
 MAC_B, IP_B = "52:54:00:00:00:0b", "10.1.1.3"

@@ -52,19 +52,19 @@ def test_bad_lab_name_is_refused():
 
 def test_every_module_error_is_reported_as_a_plain_message():
     """Each module's own failure class derives from VnetlabError, so the CLI shows it without the 'unexpected' hint."""
-    from vnetlab.accel import AccelError
+    from vnetlab.backends.accel import AccelError
     from vnetlab.backends.libvirt_domains import HypervisorError
     from vnetlab.backends.linux_bridge import LinkError
     from vnetlab.backends.ovs import OvsError
     from vnetlab.cli import _is_expected
-    from vnetlab.configure import GuestError
-    from vnetlab.graph import GraphError
-    from vnetlab.image import ImageError
-    from vnetlab.lab import LabError
-    from vnetlab.nat import NatError
-    from vnetlab.netns import NamespaceError
-    from vnetlab.ssh import SSHError
-    from vnetlab.teardown import TeardownError
+    from vnetlab.run.configure import GuestError
+    from vnetlab.tools.graph import GraphError
+    from vnetlab.backends.image import ImageError
+    from vnetlab.run.lab import LabError
+    from vnetlab.features.nat import NatError
+    from vnetlab.backends.netns import NamespaceError
+    from vnetlab.backends.ssh import SSHError
+    from vnetlab.run.teardown import TeardownError
 
     for cls in (AccelError, HypervisorError, LinkError, OvsError, GuestError, GraphError, ImageError, LabError, NatError, NamespaceError, SSHError, TeardownError):
         assert _is_expected(cls("x")), cls

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from vnetlab import explain as ex
+from vnetlab.tools import explain as ex
 from vnetlab.cli import main
-from vnetlab.model import load_scenario
+from vnetlab.model.scenario import load_scenario
 from vnetlab.paths import SCENARIOS_DIR
-from vnetlab.plan import PlanOptions, make_plan
+from vnetlab.plan.planner import PlanOptions, make_plan
 
 GOLDEN = Path(__file__).parents[1] / "golden"
 KERNEL = Path("/var/lib/vnetlab/images/golden/vmlinux")

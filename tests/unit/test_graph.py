@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from vnetlab.graph import to_dot, to_mermaid, to_svg, topology
-from vnetlab.model import load_scenario, parse_scenario
+from vnetlab.tools.graph import to_dot, to_mermaid, to_svg, topology
+from vnetlab.model.scenario import load_scenario, parse_scenario
 from vnetlab.paths import scenario_files
-from vnetlab.plan import Plan, make_plan
+from vnetlab.plan.planner import Plan, make_plan
 
 SCENARIO = """\
 name: two-vm-ping

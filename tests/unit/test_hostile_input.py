@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vnetlab import cli
-from vnetlab.model import IFACE_MAX, RESERVED_IFACES, VM_NAME_MAX, parse_scenario
+from vnetlab.model.scenario import IFACE_MAX, RESERVED_IFACES, VM_NAME_MAX, parse_scenario
 from vnetlab.paths import Layout
-from vnetlab.plan import METADATA_NS, PlanOptions, make_plan
-from vnetlab.typed_yaml import ValidationError
+from vnetlab.plan.planner import METADATA_NS, PlanOptions, make_plan
+from vnetlab.model.typed_yaml import ValidationError
 
 FILE = "bad.yaml"
 LOCATED = re.compile(rf"^{re.escape(FILE)}:\d+: \S")

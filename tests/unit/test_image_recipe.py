@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vnetlab import image as image_module
-from vnetlab.image import (
+from vnetlab.backends import image as image_module
+from vnetlab.backends.image import (
     GUEST_FAILED_MARKER,
     GUEST_READY_MARKER,
     RECIPE_DIR,

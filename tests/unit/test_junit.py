@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from vnetlab.junit import junit_xml
+from vnetlab.tools.junit import junit_xml
 
 REPORT = {
     "scenario": "two-vm-ping",

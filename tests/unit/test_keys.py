@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from vnetlab.keys import generate_client_key, generate_host_key, load_client_key, write_secret
+from vnetlab.backends.keys import generate_client_key, generate_host_key, load_client_key, write_secret
 
 
 def _ssh_strings(blob: bytes) -> list[bytes]:

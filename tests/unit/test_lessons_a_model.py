@@ -14,12 +14,12 @@ import pytest
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import Ether
 
-from vnetlab import wireguard
-from vnetlab.checks import JUDGES, CaptureSubject, ping_target
-from vnetlab.model import parse_scenario
+from vnetlab.features import wireguard
+from vnetlab.checks.runner import JUDGES, CaptureSubject, ping_target
+from vnetlab.model.scenario import parse_scenario
 from vnetlab.paths import SCENARIOS_DIR
-from vnetlab.plan import PlanOptions, make_plan
-from vnetlab.typed_yaml import ValidationError
+from vnetlab.plan.planner import PlanOptions, make_plan
+from vnetlab.model.typed_yaml import ValidationError
 
 WG = (SCENARIOS_DIR / "wireguard-vpn.yaml").read_text()
 OPS = (SCENARIOS_DIR / "bridge-device-ops.yaml").read_text()

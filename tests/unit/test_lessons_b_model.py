@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from vnetlab.model import parse_scenario, route_to
-from vnetlab.nat import equivalent_commands as nat_commands
-from vnetlab.nat import ruleset
-from vnetlab.nodes import equivalent_commands
+from vnetlab.model.scenario import parse_scenario, route_to
+from vnetlab.features.nat import equivalent_commands as nat_commands
+from vnetlab.features.nat import ruleset
+from vnetlab.features.containers import equivalent_commands
 from vnetlab.paths import scenario_files
-from vnetlab.plan import PlanOptions, make_plan
-from vnetlab.typed_yaml import ValidationError
+from vnetlab.plan.planner import PlanOptions, make_plan
+from vnetlab.model.typed_yaml import ValidationError
 
 GOOD = """\
 name: t
@@ -147,7 +147,7 @@ def _frame(src_mac: str, src: str, dst: str, kind: int = 8):
 
 
 def _judge(expect: str, packets: list):
-    from vnetlab.checks import judge_capture
+    from vnetlab.checks.runner import judge_capture
 
     plan = make_plan(parse_scenario(GOOD, "lab.yaml"), "s2-lab", PlanOptions())
     check = next(c.capture for c in plan.scenario.checks if c.capture is not None and c.capture.expect == [expect])

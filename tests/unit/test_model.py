@@ -6,9 +6,9 @@ import textwrap
 
 import pytest
 
-from vnetlab.model import parse_scenario
+from vnetlab.model.scenario import parse_scenario
 from vnetlab.paths import scenario_files
-from vnetlab.typed_yaml import ValidationError
+from vnetlab.model.typed_yaml import ValidationError
 
 GOOD = """\
 name: t

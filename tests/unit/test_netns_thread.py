@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from vnetlab import netns
+from vnetlab.backends import netns
 
 
 class Interrupted(Exception):

@@ -18,10 +18,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vnetlab.model import Scenario, load_scenario, validate
+from vnetlab.model.scenario import Scenario, load_scenario, validate
 from vnetlab.paths import scenario_files
-from vnetlab.schema import scenario_schema, schema_text
-from vnetlab.typed_yaml import ValidationError, load_typed
+from vnetlab.model.schema import scenario_schema, schema_text
+from vnetlab.model.typed_yaml import ValidationError, load_typed
 
 COMMITTED = Path(__file__).parents[2] / "schema" / "scenario.schema.json"
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from vnetlab import configure
-from vnetlab.configure import GuestError, wait_for_marker
-from vnetlab.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER
-from vnetlab.model import load_scenario
+from vnetlab.run import configure
+from vnetlab.run.configure import GuestError, wait_for_marker
+from vnetlab.backends.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER
+from vnetlab.model.scenario import load_scenario
 from vnetlab.paths import SCENARIOS_DIR, Layout
-from vnetlab.plan import PlanOptions, make_plan
+from vnetlab.plan.planner import PlanOptions, make_plan
 
 
 @pytest.fixture

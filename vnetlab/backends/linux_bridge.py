@@ -1,11 +1,11 @@
 """Linux bridges, taps and veths inside lab namespaces, through pyroute2 (netlink).
 
 Every netlink socket for a lab namespace is opened by a helper thread that has
-entered that namespace (vnetlab.netns.run_in_namespace), so no call here can
+entered that namespace (vnetlab.backends.netns.run_in_namespace), so no call here can
 touch a link of the root namespace by mistake; `ns=None` means the root
 namespace explicitly and is only accepted where the contract needs it (taps
 are created there, link checks and deletes). A missing namespace raises
-vnetlab.netns.NamespaceError; netlink failures raise LinkError.
+vnetlab.backends.netns.NamespaceError; netlink failures raise LinkError.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from vnetlab.errors import VnetlabError
-from vnetlab import netns
+from vnetlab.backends import netns
 
 T = TypeVar("T")
 

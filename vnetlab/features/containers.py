@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from pyroute2 import IPRoute
 
-from vnetlab import netns
+from vnetlab.backends import netns
 from vnetlab.backends import linux_bridge
-from vnetlab.model import Scenario, container_veth
-from vnetlab.ssh import CommandResult, GuestSSH
+from vnetlab.model.scenario import Scenario, container_veth
+from vnetlab.backends.ssh import CommandResult, GuestSSH
 
 if TYPE_CHECKING:
-    from vnetlab.checks import CheckContext, CheckResult
-    from vnetlab.model import UnaddressedCheck
-    from vnetlab.plan import Plan, PlannedNic
-    from vnetlab.state import LabState
+    from vnetlab.checks.runner import CheckContext, CheckResult
+    from vnetlab.model.scenario import UnaddressedCheck
+    from vnetlab.plan.planner import Plan, PlannedNic
+    from vnetlab.run.state import LabState
 
 T = TypeVar("T")
 NODE_IFACE = "eth0"  # the node's end of its veth, inside its own namespace
@@ -229,7 +229,7 @@ def endpoint(plan: Plan, name: str, on: str) -> PlannedNic | PlannedNode:
 
 def run_unaddressed(ctx: CheckContext, check: UnaddressedCheck) -> CheckResult:
     """Read the lab namespace's addresses (netlink): a bridged path keeps the host's IP stack out."""
-    from vnetlab.checks import CheckResult
+    from vnetlab.checks.runner import CheckResult
 
     found = interface_addresses(ctx.plan.namespace, check.interface)
     name = f"no address on {check.interface} in {ctx.plan.namespace}"

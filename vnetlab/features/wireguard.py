@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from vnetlab.capture import count_icmp_in_subnet, count_udp
-from vnetlab.keys import write_secret
-from vnetlab.model import CaptureCheck, PingCheck, Scenario, WireGuardCheck, capture_tunnel, tunnel_named
+from vnetlab.checks.capture import count_icmp_in_subnet, count_udp
+from vnetlab.backends.keys import write_secret
+from vnetlab.model.scenario import CaptureCheck, PingCheck, Scenario, WireGuardCheck, capture_tunnel, tunnel_named
 
 if TYPE_CHECKING:
-    from vnetlab.checks import CaptureSubject, CheckContext, CheckResult, Judgement
-    from vnetlab.plan import Plan
-    from vnetlab.ssh import GuestSSH
+    from vnetlab.checks.runner import CaptureSubject, CheckContext, CheckResult, Judgement
+    from vnetlab.plan.planner import Plan
+    from vnetlab.backends.ssh import GuestSSH
 
 GUEST_KEY_DIR = "/etc/wireguard"
 
@@ -169,7 +169,7 @@ def handshake_command(tunnel: str) -> str:
 
 def run_check(ctx: CheckContext, check: WireGuardCheck) -> CheckResult:
     """Both members must report a completed handshake with each other (read from the kernel via `wg show`)."""
-    from vnetlab.checks import CheckResult
+    from vnetlab.checks.runner import CheckResult
 
     interfaces = {i.vm: i for i in ctx.plan.wireguard if i.tunnel == check.tunnel}
     a, b = check.between
@@ -198,7 +198,7 @@ def run_check(ctx: CheckContext, check: WireGuardCheck) -> CheckResult:
 
 def judge_udp(plan: Plan, check: CaptureCheck, s: CaptureSubject) -> Judgement:
     """The tunnel's traffic crossed the bridge as UDP on the listen port between the underlay addresses."""
-    from vnetlab.checks import Judgement, expected_echo_pairs
+    from vnetlab.checks.runner import Judgement, expected_echo_pairs
 
     tunnel = capture_tunnel(plan.scenario, check)
     assert tunnel is not None and s.nic_a.ip and s.nic_b.ip  # guaranteed by model validation
@@ -214,7 +214,7 @@ def judge_udp(plan: Plan, check: CaptureCheck, s: CaptureSubject) -> Judgement:
 
 def judge_no_plaintext(plan: Plan, check: CaptureCheck, s: CaptureSubject) -> Judgement:
     """No ICMP of the tunnel subnet is readable on the bridge: it only travels encrypted."""
-    from vnetlab.checks import Judgement
+    from vnetlab.checks.runner import Judgement
 
     tunnel = capture_tunnel(plan.scenario, check)
     assert tunnel is not None

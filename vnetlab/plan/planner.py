@@ -14,12 +14,12 @@ from pathlib import Path
 
 import jinja2
 
-from vnetlab.image import kernel_cmdline
-from vnetlab.model import Bridge, Scenario
-from vnetlab.nat import PlannedNat, plan_nat
-from vnetlab.nodes import PlannedNode, plan_nodes
+from vnetlab.backends.image import kernel_cmdline
+from vnetlab.model.scenario import Bridge, Scenario
+from vnetlab.features.nat import PlannedNat, plan_nat
+from vnetlab.features.containers import PlannedNode, plan_nodes
 from vnetlab.paths import TEMPLATES_DIR, Layout
-from vnetlab.wireguard import WgInterface, plan_wireguard
+from vnetlab.features.wireguard import WgInterface, plan_wireguard
 
 METADATA_NS = "https://vnetlab.dev/xmlns/lab/1"
 MGMT_BRIDGE = "vnl-mgmt"

@@ -16,11 +16,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from vnetlab import nat, nodes, ops, perf, wireguard
-from vnetlab.capture import Capture, TrafficCounts, count_arp_icmp
-from vnetlab.model import CaptureCheck, PingCheck, route_to
-from vnetlab.plan import Plan, PlannedNic
-from vnetlab.ssh import GuestSSH
+from vnetlab.features import nat
+from vnetlab.features import containers as nodes
+from vnetlab.features import ops
+from vnetlab.features import perf
+from vnetlab.features import wireguard
+from vnetlab.checks.capture import Capture, TrafficCounts, count_arp_icmp
+from vnetlab.model.scenario import CaptureCheck, PingCheck, route_to
+from vnetlab.plan.planner import Plan, PlannedNic
+from vnetlab.backends.ssh import GuestSSH
 
 PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
 

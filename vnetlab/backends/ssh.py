@@ -19,7 +19,7 @@ from types import TracebackType
 import paramiko
 
 from vnetlab.errors import VnetlabError
-from vnetlab.netns import run_in_namespace
+from vnetlab.backends.netns import run_in_namespace
 
 _CONNECT_ATTEMPT_TIMEOUT = 3.0  # a fresh SYN beats waiting out TCP's backoff while a guest boots
 _RETRY_PAUSE = 0.25

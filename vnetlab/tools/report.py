@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from vnetlab.lab import Outcome
-from vnetlab.perf import perf_table
-from vnetlab.progress import StepTiming
+from vnetlab.run.lab import Outcome
+from vnetlab.features.perf import perf_table
+from vnetlab.run.progress import StepTiming
 
 
 def report_json(outcome: Outcome, steps: list[StepTiming]) -> dict:
@@ -37,7 +37,7 @@ def write_report(path: Path, data: dict) -> None:
 
 def save_reports(outcome: Outcome, steps: list[StepTiming], *, report: Path | None = None, junit: Path | None = None) -> dict:
     """report.json and junit.xml into the run's artifact folder (and named in the report), copies where asked."""
-    from vnetlab.junit import write_junit
+    from vnetlab.tools.junit import write_junit
 
     run_dir = outcome.artifacts.get("dir")
     if run_dir:

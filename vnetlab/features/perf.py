@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from vnetlab.nodes import LabNode
+from vnetlab.features.containers import LabNode
 
 if TYPE_CHECKING:
-    from vnetlab.checks import CheckContext, CheckResult
-    from vnetlab.model import PerfCheck
-    from vnetlab.plan import Plan
+    from vnetlab.checks.runner import CheckContext, CheckResult
+    from vnetlab.model.scenario import PerfCheck
+    from vnetlab.plan.planner import Plan
 
 IPERF3 = "iperf3"
 SERVER_ARGV = [IPERF3, "-s", "-1"]  # one-off: serves one test, then exits
@@ -71,7 +71,7 @@ def _iperf_client(client: LabNode, target: str, seconds: int) -> tuple[dict | No
 
 def measure(client: LabNode, server: LabNode, target: str, seconds: int, pings: int) -> PerfFigures:
     """iperf3 client → server (one-off server, ended afterwards), then `pings` echo requests for the RTT."""
-    from vnetlab.checks import (  # the ping checks' own command and parser
+    from vnetlab.checks.runner import (  # the ping checks' own command and parser
         PING_SUMMARY,
         ping_argv,
     )
@@ -103,8 +103,8 @@ def measure(client: LabNode, server: LabNode, target: str, seconds: int, pings: 
 
 def run_check(ctx: CheckContext, check: PerfCheck) -> CheckResult:
     """One row of the comparison; fails only when nothing was measured (no bytes, no echo reply)."""
-    from vnetlab.checks import CheckResult
-    from vnetlab.model import route_to
+    from vnetlab.checks.runner import CheckResult
+    from vnetlab.model.scenario import route_to
 
     iface = route_to(ctx.plan.scenario, check.source, check.to)
     assert iface is not None  # guaranteed by model validation
@@ -126,7 +126,7 @@ def run_check(ctx: CheckContext, check: PerfCheck) -> CheckResult:
 
 def _via(plan: Plan, check: PerfCheck) -> str:
     """The way the traffic goes: one bridge (no IP hop), or the host's routing and NAT."""
-    from vnetlab.model import node_interfaces
+    from vnetlab.model.scenario import node_interfaces
 
     shared = sorted({s for s, _ in node_interfaces(plan.scenario, check.source)} & {s for s, _ in node_interfaces(plan.scenario, check.to)})
     if shared:

@@ -27,7 +27,7 @@ from scapy.packet import Packet
 from scapy.sendrecv import AsyncSniffer
 from scapy.utils import wrpcap
 
-from vnetlab.netns import run_in_namespace
+from vnetlab.backends.netns import run_in_namespace
 
 _START_TIMEOUT = 5.0
 # Frames a finished ping caused have crossed the bridge (its reply reached the source), and

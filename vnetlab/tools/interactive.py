@@ -32,12 +32,12 @@ from typing import BinaryIO, Iterator
 
 import libvirt
 
-from vnetlab import netns
-from vnetlab.apply import CLIENT_KEY, host_key_file, secrets_dir
+from vnetlab.backends import netns
+from vnetlab.run.apply import CLIENT_KEY, host_key_file, secrets_dir
 from vnetlab.backends import libvirt_domains as hv
-from vnetlab.lab import running_plan
-from vnetlab.lab import LabError
-from vnetlab.plan import Plan, PlannedVM
+from vnetlab.run.lab import running_plan
+from vnetlab.run.lab import LabError
+from vnetlab.plan.planner import Plan, PlannedVM
 
 ESCAPE = b"\x1d"  # Ctrl-]
 SSH_CONNECT_TIMEOUT = 20.0
@@ -60,7 +60,7 @@ def _require_namespace(plan: Plan) -> None:
 
 def ssh_command(lab: str, vm_name: str, command: str, *, timeout: float, stdin: bytes | None = None) -> tuple[int, str, str]:
     """Run `command` in the guest over paramiko; (exit code, stdout, stderr)."""
-    from vnetlab.configure import open_ssh
+    from vnetlab.run.configure import open_ssh
 
     plan = running_plan(lab)
     _require_namespace(plan)

@@ -19,12 +19,12 @@ from pathlib import Path
 import libvirt
 from pyroute2 import IPRoute
 
-from vnetlab import netns
+from vnetlab.backends import netns
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends.linux_bridge import list_links
-from vnetlab.lab import running_plan
+from vnetlab.run.lab import running_plan
 from vnetlab.paths import Layout
-from vnetlab.plan import Plan, PlannedNic, PlannedVM
+from vnetlab.plan.planner import Plan, PlannedNic, PlannedVM
 
 TUN_DEVICE = "/dev/net/tun"
 GUEST_SSH_TIMEOUT = 8.0
@@ -161,8 +161,8 @@ def parse_guest_ip(link_text: str, addr_text: str) -> dict[str, tuple[str, str, 
 
 
 def _guest_view(plan: Plan, vm: PlannedVM) -> tuple[dict[str, tuple[str, str, list[str]]] | None, str | None]:
-    from vnetlab.configure import open_ssh
-    from vnetlab.ssh import SSHError
+    from vnetlab.run.configure import open_ssh
+    from vnetlab.backends.ssh import SSHError
 
     try:
         with open_ssh(plan, vm, time.monotonic() + GUEST_SSH_TIMEOUT) as ssh:

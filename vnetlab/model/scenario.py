@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from vnetlab.typed_yaml import Located, Problem, ValidationError, load_typed, read_text, spec
+from vnetlab.model.typed_yaml import Located, Problem, ValidationError, load_typed, read_text, spec
 
 NAME = r"[a-z][a-z0-9-]*"
 IFACE_MAX = 15  # IFNAMSIZ - 1: the kernel's limit for interface names

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from vnetlab.errors import VnetlabError
-from vnetlab.plan import MGMT_BRIDGE, Plan
+from vnetlab.plan.planner import MGMT_BRIDGE, Plan
 
 _NOT_NODES = {"bridges", "resources"}  # Plan fields that are not node kinds
 ROUTER = "namespace_router"  # the lab namespace itself, where routed uplinks end

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import yaml
 
-from vnetlab.nat import FORWARD_SYSCTL, ruleset
-from vnetlab.plan import Plan
+from vnetlab.features.nat import FORWARD_SYSCTL, ruleset
+from vnetlab.plan.planner import Plan
 
 
 def plan_data(plan: Plan) -> dict:

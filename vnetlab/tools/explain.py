@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vnetlab.backends import ovs
-from vnetlab.checks import ping_argv, ping_target
-from vnetlab.model import Check, OpCheck, PingCheck, WireGuardCheck
-from vnetlab import nat
-from vnetlab.nodes import equivalent_commands
-from vnetlab.plan import MGMT_BRIDGE, Plan, PlannedBridge, PlannedVM
-from vnetlab.wireguard import guest_commands, handshake_command, key_upload_command
+from vnetlab.checks.runner import ping_argv, ping_target
+from vnetlab.model.scenario import Check, OpCheck, PingCheck, WireGuardCheck
+from vnetlab.features import nat
+from vnetlab.features.containers import equivalent_commands
+from vnetlab.plan.planner import MGMT_BRIDGE, Plan, PlannedBridge, PlannedVM
+from vnetlab.features.wireguard import guest_commands, handshake_command, key_upload_command
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ def teardown_section(plan: Plan) -> Section:
         if r.kind == "domain":
             lines.append(f"virsh destroy {r.name}; virsh undefine {r.name}")
         elif r.kind in ("tap", "bridge", "veth"):
-            continue  # they go with the namespace, as in vnetlab.teardown
+            continue  # they go with the namespace, as in vnetlab.run.teardown
         elif r.kind == "ovs-bridge":
             lines.append(_vsctl(plan, ["--if-exists", "del-br", r.name]))
         elif r.kind == "process":

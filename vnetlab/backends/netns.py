@@ -74,7 +74,7 @@ def _in_thread(fn: Callable[[], T]) -> T:
     try:
         done.wait()
     except BaseException:
-        # Ctrl-C or SIGTERM (raised here by vnetlab.lab's handler) while fn runs: let fn finish
+        # Ctrl-C or SIGTERM (raised here by vnetlab.run.lab's handler) while fn runs: let fn finish
         # (a netlink call is short) so it does not go on beside the teardown, or die half-way
         # when the interpreter exits; then pass the interruption on. (An Event, not join():
         # Python 3.11 marks a thread stopped when a signal interrupts join().)

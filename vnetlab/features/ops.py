@@ -18,12 +18,12 @@ import struct
 from typing import TYPE_CHECKING
 
 from vnetlab.backends import linux_bridge
-from vnetlab.model import OpCheck
-from vnetlab.netns import run_in_namespace
+from vnetlab.model.scenario import OpCheck
+from vnetlab.backends.netns import run_in_namespace
 
 if TYPE_CHECKING:
-    from vnetlab.checks import CheckContext, CheckResult
-    from vnetlab.plan import Plan
+    from vnetlab.checks.runner import CheckContext, CheckResult
+    from vnetlab.plan.planner import Plan
 
 SIOCBRDELBR = 0x89A1  # <linux/sockios.h>: what `brctl delbr` calls
 
@@ -132,7 +132,7 @@ def _effect(plan: Plan, op: OpCheck, links: list[dict]) -> tuple[bool, str, str]
 
 def run_op(ctx: CheckContext, op: OpCheck) -> CheckResult:
     """Perform the operation, then read the namespace back to show and verify its effect."""
-    from vnetlab.checks import CheckResult
+    from vnetlab.checks.runner import CheckResult
 
     plan = ctx.plan
     error: str | None = None

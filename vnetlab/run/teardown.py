@@ -12,11 +12,11 @@ import shutil
 from pathlib import Path
 
 from vnetlab.errors import VnetlabError
-from vnetlab import netns
+from vnetlab.backends import netns
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import linux_bridge, ovs
-from vnetlab.plan import METADATA_NS
-from vnetlab.state import LabState, RecordedResource
+from vnetlab.plan.planner import METADATA_NS
+from vnetlab.run.state import LabState, RecordedResource
 
 
 class TeardownError(VnetlabError):

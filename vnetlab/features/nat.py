@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vnetlab.errors import VnetlabError
-from vnetlab import netns
-from vnetlab.capture import count_ipv4
-from vnetlab.model import CaptureCheck, Scenario
+from vnetlab.backends import netns
+from vnetlab.checks.capture import count_ipv4
+from vnetlab.model.scenario import CaptureCheck, Scenario
 
 if TYPE_CHECKING:
-    from vnetlab.checks import CaptureSubject, Judgement
-    from vnetlab.plan import Plan
+    from vnetlab.checks.runner import CaptureSubject, Judgement
+    from vnetlab.plan.planner import Plan
 
 TABLE = "vnetlab_nat"
 NFT_ARGV = ["nft", "-f", "-"]
@@ -94,7 +94,7 @@ def apply_nat(namespace: str, nats: tuple[PlannedNat, ...]) -> None:
 
 def judge_bridged(plan: Plan, check: CaptureCheck, s: CaptureSubject) -> Judgement:
     """On a bridged uplink, a's frames to b carry a's own MAC and IP: no router, no NAT in between."""
-    from vnetlab.checks import Judgement, expected_echo_pairs
+    from vnetlab.checks.runner import Judgement, expected_echo_pairs
 
     want = max(1, expected_echo_pairs(plan, s.name_a, s.name_b))
     own = count_ipv4(s.packets, src=s.nic_a.ip, dst=s.nic_b.ip, ether_src=s.nic_a.mac)
@@ -109,7 +109,7 @@ def judge_bridged(plan: Plan, check: CaptureCheck, s: CaptureSubject) -> Judgeme
 
 def judge_masqueraded(plan: Plan, check: CaptureCheck, s: CaptureSubject) -> Judgement:
     """On the NAT uplink, the containers' traffic to b leaves with the uplink's address, never a private one."""
-    from vnetlab.checks import Judgement, expected_echo_pairs
+    from vnetlab.checks.runner import Judgement, expected_echo_pairs
 
     nat = next(n for n in plan.nat if n.uplink == check.on)
     behind = [c.name for c in plan.scenario.containers if c.nic.bridge == nat.bridge]

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vnetlab.errors import VnetlabError
-from vnetlab.image import GuestImage
-from vnetlab.keys import make_dirs, write_secret
+from vnetlab.backends.image import GuestImage
+from vnetlab.backends.keys import make_dirs, write_secret
 
 QEMU = "qemu-system-x86_64"
 ACCELERATORS = ("auto", "kvm", "tcg")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from vnetlab.errors import VnetlabError
-from vnetlab.keys import make_dirs, write_secret
+from vnetlab.backends.keys import make_dirs, write_secret
 from vnetlab.paths import PROJECT_DIR
 
 RECIPE_DIR = PROJECT_DIR / "images"

@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 from vnetlab.errors import VnetlabError
-from vnetlab.apply import CLIENT_KEY, host_key_file, secrets_dir
-from vnetlab.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER
-from vnetlab.keys import load_client_key
-from vnetlab.plan import Plan, PlannedVM
-from vnetlab.progress import Progress
-from vnetlab.ssh import GuestSSH
+from vnetlab.run.apply import CLIENT_KEY, host_key_file, secrets_dir
+from vnetlab.backends.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER
+from vnetlab.backends.keys import load_client_key
+from vnetlab.plan.planner import Plan, PlannedVM
+from vnetlab.run.progress import Progress
+from vnetlab.backends.ssh import GuestSSH
 
 CONSOLE_TAIL_LINES = 15
 

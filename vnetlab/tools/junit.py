@@ -21,7 +21,7 @@ def _steps_text(report: dict) -> str:
 
 
 def junit_xml(report: dict) -> str:
-    """A <testsuites> document for one run report (see vnetlab.report.report_json)."""
+    """A <testsuites> document for one run report (see vnetlab.tools.report.report_json)."""
     checks = report.get("checks", [])
     failures = sum(not c["ok"] for c in checks)
     errors = 1 if report.get("error") else 0

@@ -16,14 +16,16 @@ from typing import Protocol
 
 import libvirt
 
-from vnetlab import nat, netns, nodes
+from vnetlab.features import nat
+from vnetlab.backends import netns
+from vnetlab.features import containers as nodes
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import linux_bridge, ovs
-from vnetlab.image import GuestImage, write_guest_initrd
-from vnetlab.keys import ClientKey, HostKey, generate_client_key, generate_host_key, write_secret
-from vnetlab.plan import Plan, PlannedVM
-from vnetlab.progress import Progress
-from vnetlab.state import LabState, make_private_dir
+from vnetlab.backends.image import GuestImage, write_guest_initrd
+from vnetlab.backends.keys import ClientKey, HostKey, generate_client_key, generate_host_key, write_secret
+from vnetlab.plan.planner import Plan, PlannedVM
+from vnetlab.run.progress import Progress
+from vnetlab.run.state import LabState, make_private_dir
 
 CLIENT_KEY = "id_ed25519"
 AUTHORIZED_KEYS = "/root/.ssh/authorized_keys"

@@ -1,6 +1,6 @@
 """`vnetlab capture`: a live capture on a lab interface, streamed as pcap and/or summarised.
 
-The socket is vnetlab.capture's promiscuous listening socket, opened inside the lab
+The socket is vnetlab.checks.capture's promiscuous listening socket, opened inside the lab
 namespace; frames are written as they arrive (pcap flushed per packet), so
 `vnetlab capture LAB br0 -w - | wireshark -k -i -` shows traffic live.
 """
@@ -17,10 +17,10 @@ from scapy.packet import Packet
 from scapy.utils import PcapWriter
 
 from vnetlab.backends.linux_bridge import list_links
-from vnetlab.capture import open_listen_socket
-from vnetlab.lab import running_plan
-from vnetlab.lab import LabError
-from vnetlab.netns import run_in_namespace
+from vnetlab.checks.capture import open_listen_socket
+from vnetlab.run.lab import running_plan
+from vnetlab.run.lab import LabError
+from vnetlab.backends.netns import run_in_namespace
 
 _DLT_EN10MB = 1
 

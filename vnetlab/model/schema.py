@@ -14,8 +14,8 @@ import types
 import typing
 from typing import Any, Literal, Union
 
-from vnetlab.model import Scenario
-from vnetlab.typed_yaml import yaml_key
+from vnetlab.model.scenario import Scenario
+from vnetlab.model.typed_yaml import yaml_key
 
 SCHEMA_ID = "https://vnetlab.dev/schema/scenario.schema.json"
 

@@ -21,21 +21,22 @@ from pathlib import Path
 from typing import Iterator
 
 from vnetlab.errors import VnetlabError
-from vnetlab import netns, wireguard
-from vnetlab.accel import AccelChoice, choose_accel
-from vnetlab.apply import apply
+from vnetlab.backends import netns
+from vnetlab.features import wireguard
+from vnetlab.backends.accel import AccelChoice, choose_accel
+from vnetlab.run.apply import apply
 from vnetlab.backends import libvirt_domains as hv
-from vnetlab.checks import CheckResult, run_checks
-from vnetlab.configure import address_nics, open_ssh, wait_for_guests
-from vnetlab.explain import explain
-from vnetlab.image import GuestImage, ensure_image
-from vnetlab.model import Scenario, load_scenario, parse_scenario
+from vnetlab.checks.runner import CheckResult, run_checks
+from vnetlab.run.configure import address_nics, open_ssh, wait_for_guests
+from vnetlab.tools.explain import explain
+from vnetlab.backends.image import GuestImage, ensure_image
+from vnetlab.model.scenario import Scenario, load_scenario, parse_scenario
 from vnetlab.paths import Layout, resolve_scenario
-from vnetlab.plan import LAB_NAME, LAB_NAME_MAX, Plan, PlanOptions, make_plan
-from vnetlab.progress import Progress
-from vnetlab.ssh import GuestSSH
-from vnetlab.state import STATE_FILE, LabState, make_private_dir, owner_alive
-from vnetlab.teardown import teardown
+from vnetlab.plan.planner import LAB_NAME, LAB_NAME_MAX, Plan, PlanOptions, make_plan
+from vnetlab.run.progress import Progress
+from vnetlab.backends.ssh import GuestSSH
+from vnetlab.run.state import STATE_FILE, LabState, make_private_dir, owner_alive
+from vnetlab.run.teardown import teardown
 
 SCENARIO_COPY = "scenario.yaml"
 AUTO_NAME = "auto"  # `--name auto` asks for a unique lab name
@@ -57,7 +58,7 @@ class Options:
     keep: bool = False
     boot_timeout: float = 180.0
     layout: Layout = field(default_factory=Layout)
-    explain: bool = False  # print the equivalent shell commands (vnetlab.explain) before building the lab
+    explain: bool = False  # print the equivalent shell commands (vnetlab.tools.explain) before building the lab
 
 
 @dataclass
