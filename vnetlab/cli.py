@@ -14,6 +14,7 @@ from typing import Callable, NoReturn
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from vnetlab.model.typed_yaml import ValidationError
 
@@ -76,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("scenario", metavar="SCENARIO")
     plan.add_argument("--name", metavar="LAB")
     plan.add_argument("--accel", choices=["kvm", "tcg"], default="tcg", help="domain type to render (default tcg)")
-    plan.add_argument("--xml", action="store_true", help="also print each domain's XML")
+    plan.add_argument("--xml", action="store_true", help="also print each domain's XML: one more YAML document per domain, {domain, xml} (read them with yaml.safe_load_all)")
+    plan.add_argument("--xml-dir", type=Path, metavar="DIR", help="write each domain's XML to DIR/<domain>.xml, byte for byte as libvirt gets it")
     plan.add_argument("--explain", action="store_true", help="print the equivalent shell commands instead of the plan")
 
     image = sub.add_parser("image", help="guest image commands")
@@ -128,10 +130,32 @@ def add_tool_commands(sub) -> None:
     schema.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
 
 
+def make_console(*, stderr: bool = False) -> Console:
+    """Human output: no emoji codes (`:cd:` in a MAC stays text), no highlighting, and on a pipe
+    no hard wrapping at 80 columns (CI logs are grepped). Machine output never goes through it."""
+    probe = Console(stderr=stderr)
+    width = None if probe.is_terminal else 10_000
+    return Console(stderr=stderr, highlight=False, emoji=False, width=width)
+
+
+def write_exact(text: str | bytes) -> None:
+    """Machine-readable output (YAML, XML, JSON, DOT, commands): the bytes as they are."""
+    data = text.encode() if isinstance(text, str) else text
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def registry():
+    from vnetlab.compose import registry as composed
+
+    return composed()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    out = Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
+    out = make_console()
+    err = make_console(stderr=True)
     try:
         return COMMANDS[args.command](args, out, err)
     except ValidationError as exc:
@@ -145,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         from vnetlab.run.lab import Interrupted
 
         if isinstance(exc, Interrupted):
-            err.print(f"interrupted ({exc}): the lab was torn down")
+            err.print(f"interrupted ({exc}): {escape(exc.consequence)}", soft_wrap=True)
             return EXIT_INTERRUPTED
         if os.environ.get("VNETLAB_DEBUG"):
             traceback.print_exc()
@@ -177,15 +201,22 @@ def _runner(args, err: Console):
     from vnetlab.run.lab import LabRunner, Options
     from vnetlab.run.progress import Progress
 
-    options = Options(lab=getattr(args, "name", None), accel=getattr(args, "accel", "auto"), boot_timeout=getattr(args, "boot_timeout", 180.0), explain=getattr(args, "explain", False))
-    return LabRunner(options, Progress(err, quiet=getattr(args, "quiet", False)))
+    before_apply = _print_explain if getattr(args, "explain", False) else None
+    options = Options(lab=getattr(args, "name", None), accel=getattr(args, "accel", "auto"), boot_timeout=getattr(args, "boot_timeout", 180.0), before_apply=before_apply)
+    return LabRunner(options, Progress(err, quiet=getattr(args, "quiet", False)), registry())
+
+
+def _print_explain(plan) -> None:
+    from vnetlab.tools.explain import explain
+
+    write_exact(explain(plan))
 
 
 def _finish(runner, outcome, args, out: Console) -> int:
     from vnetlab.tools.report import print_summary, save_reports
 
     save_reports(outcome, runner.progress.steps, report=args.report, junit=args.junit)
-    print_summary(out, outcome, runner.progress.steps)
+    print_summary(out, outcome, runner.progress.steps, runner.model)
     return EXIT_OK if outcome.ok else EXIT_FAIL
 
 
@@ -269,18 +300,19 @@ def cmd_status(args, out: Console, err: Console) -> int:
 
 
 def cmd_list(args, out: Console, err: Console) -> int:
-    from vnetlab.model.scenario import load_scenario
+    from vnetlab.model.validate import load_scenario
     from vnetlab.paths import scenario_files
 
+    model = registry()
     table = Table(title="Scenarios", title_justify="left")
     table.add_column("name")
     table.add_column("description")
     for path in scenario_files():
         try:
-            s = load_scenario(path)
-            table.add_row(s.name, s.description)
+            s = load_scenario(path, model)
+            table.add_row(Text(s.name), Text(s.description))
         except ValidationError as exc:
-            table.add_row(path.stem, f"[red]invalid: {exc.problems[0]}[/]")
+            table.add_row(Text(path.stem), Text(f"invalid: {exc.problems[0]}", style="red"))
     out.print(table)
     return EXIT_OK
 
@@ -290,29 +322,44 @@ def cmd_plan(args, out: Console, err: Console) -> int:
     from vnetlab.plan.planner import PlanOptions, make_plan
     from vnetlab.plan.dump import plan_summary
 
-    _, scenario = load(args.scenario)
+    _, scenario = load(args.scenario, registry())
     lab = args.name or scenario.name
     check_lab_name(lab)
     plan = make_plan(scenario, lab, PlanOptions(domain_type="kvm" if args.accel == "kvm" else "qemu"))
     if args.explain:
         from vnetlab.tools.explain import explain
 
-        out.print(explain(plan), markup=False, highlight=False, soft_wrap=True)
+        write_exact(explain(plan))
         return EXIT_OK
-    out.print(plan_summary(plan), markup=False, highlight=False)
-    if args.xml:
+    if args.xml_dir:
+        args.xml_dir.mkdir(parents=True, exist_ok=True)
         for vm in plan.vms:
-            out.print(f"--- {vm.domain}.xml", markup=False)
-            out.print(vm.xml, markup=False, highlight=False)
+            (args.xml_dir / f"{vm.domain}.xml").write_text(vm.xml)
+        err.print(f"wrote {len(plan.vms)} domain XML file(s) to {escape(str(args.xml_dir))}", soft_wrap=True)
+    text = plan_summary(plan)
+    if args.xml:  # the plan, then one document per domain: a YAML stream that loads back exactly
+        text += "".join("---\n" + domain_document(vm.domain, vm.xml) for vm in plan.vms)
+    write_exact(text)
     return EXIT_OK
+
+
+def domain_document(domain: str, xml: str) -> str:
+    """{domain, xml} as YAML with the XML as a literal block: readable, and yaml.safe_load gives it back unchanged."""
+    import yaml
+
+    class LiteralDumper(yaml.SafeDumper):
+        pass
+
+    LiteralDumper.add_representer(str, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", v, style="|" if "\n" in v else None))
+    return yaml.dump({"domain": domain, "xml": xml}, Dumper=LiteralDumper, sort_keys=False, allow_unicode=True, width=float("inf"))
 
 
 def cmd_image(args, out: Console, err: Console) -> int:
     from vnetlab.backends.image import ensure_image
     from vnetlab.paths import Layout
 
-    image = ensure_image(Layout().images, rebuild=args.rebuild, progress=lambda m: err.print(f"  [dim]{m}[/]"))
-    out.print(json.dumps({"kernel": str(image.kernel), "initrd": str(image.initrd), "kernel_version": image.kernel_version, "recipe_hash": image.recipe_hash}, indent=2), markup=False)
+    image = ensure_image(Layout().images, rebuild=args.rebuild, progress=lambda m: err.print(f"  [dim]{escape(m)}[/]", soft_wrap=True))
+    write_exact(json.dumps({"kernel": str(image.kernel), "initrd": str(image.initrd), "kernel_version": image.kernel_version, "recipe_hash": image.recipe_hash}, indent=2) + "\n")
     return EXIT_OK
 
 
@@ -325,7 +372,7 @@ def cmd_doctor(args, out: Console, err: Console) -> int:
         table.add_column(col)
     marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
     for f in findings:
-        table.add_row(marks[f.status], f.name, f.detail, f.fix)
+        table.add_row(marks[f.status], Text(f.name), Text(f.detail), Text(f.fix))
     out.print(table)
     return EXIT_FAIL if any(f.status == "fail" for f in findings) else EXIT_OK
 
@@ -333,9 +380,9 @@ def cmd_doctor(args, out: Console, err: Console) -> int:
 def cmd_inspect(args, out: Console, err: Console) -> int:
     from vnetlab.tools.inspect import inspect_lab
 
-    report = inspect_lab(args.lab, guests=not args.no_guest)
+    report = inspect_lab(args.lab, registry(), guests=not args.no_guest)
     if args.format == "json":
-        out.print(json.dumps(report.to_json(), indent=2, ensure_ascii=False), markup=False, highlight=False, soft_wrap=True)
+        write_exact(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
         return EXIT_OK if report.ok else EXIT_FAIL
     ns = "present" if report.namespace_present else "[red]missing[/]"
     out.print(f"lab [bold]{report.lab}[/] (scenario {report.scenario}), namespace {report.namespace}: {ns}")
@@ -367,12 +414,20 @@ def cmd_inspect(args, out: Console, err: Console) -> int:
                 ", ".join(nic.guest_addresses) or (f"[dim]{nic.address_planned} (planned)[/]" if nic.address_planned else ""),
             )
     out.print(chain)
+    if report.others:
+        others = Table(title="Other nodes", title_justify="left")
+        for col in ("", "what", "planned", "state"):
+            others.add_column(col)
+        for row in report.others:
+            others.add_row("[red]✗[/]" if row.problems else "[green]✓[/]", Text(row.what), Text(row.planned), Text(row.state))
+            problems += [f"{row.what}: {p}" for p in row.problems]
+        out.print(others)
     for b in report.bridges:
         problems += b["problems"]
     if not report.namespace_present:
         problems.insert(0, f"namespace {report.namespace} is missing")
     for p in problems:
-        out.print(f"[red]✗[/] {p}", soft_wrap=True)
+        out.print(f"[red]✗[/] {escape(p)}", soft_wrap=True)
     out.print("[green]every link of the chain is in place[/]" if report.ok else f"[red]{len(problems)} broken link(s)[/]")
     return EXIT_OK if report.ok else EXIT_FAIL
 
@@ -395,12 +450,12 @@ def cmd_graph(args, out: Console, err: Console) -> int:
     if _lab_exists(args.target):
         from vnetlab.run.lab import running_plan
 
-        plan = running_plan(args.target)
+        plan = running_plan(args.target, registry())
     else:
-        from vnetlab.run.lab import check_lab_name, load
         from vnetlab.plan.planner import PlanOptions, make_plan
+        from vnetlab.run.lab import check_lab_name, load
 
-        _, scenario = load(args.target)
+        _, scenario = load(args.target, registry())
         check_lab_name(scenario.name)
         plan = make_plan(scenario, scenario.name, PlanOptions())
     topo = topology(plan, management=not args.no_management)
@@ -410,8 +465,7 @@ def cmd_graph(args, out: Console, err: Console) -> int:
         args.output.write_bytes(data)
         err.print(f"wrote {args.output} ({args.format}, {len(topo.nodes)} node(s), {len(topo.bridges)} bridge(s), {len(topo.edges)} link(s))")
     else:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+        write_exact(data)
     return EXIT_OK
 
 
@@ -419,10 +473,11 @@ def cmd_ssh(args, out: Console, err: Console) -> int:
     from vnetlab.tools import interactive
 
     command = args.remote_command[1:] if args.remote_command[:1] == ["--"] else args.remote_command
+    plan = _live_plan(args.lab)
     if not command:
-        return interactive.ssh_interactive(args.lab, args.vm)
+        return interactive.ssh_interactive(plan, args.vm)
     stdin = None if sys.stdin.isatty() else sys.stdin.buffer.read()
-    code, stdout, stderr = interactive.ssh_command(args.lab, args.vm, " ".join(command), timeout=args.timeout, stdin=stdin)
+    code, stdout, stderr = interactive.ssh_command(plan, args.vm, " ".join(command), timeout=args.timeout, stdin=stdin)
     sys.stdout.write(stdout)
     sys.stderr.write(stderr)
     return code
@@ -431,16 +486,17 @@ def cmd_ssh(args, out: Console, err: Console) -> int:
 def cmd_console(args, out: Console, err: Console) -> int:
     from vnetlab.tools import interactive
 
+    plan = _live_plan(args.lab)
     if sys.stdin.isatty():
-        return interactive.console_interactive(args.lab, args.vm)
-    interactive.console_exchange(args.lab, args.vm, sys.stdin.buffer.read(), sys.stdout.buffer, quiet_for=args.quiet_for)
+        return interactive.console_interactive(plan, args.vm)
+    interactive.console_exchange(plan, args.vm, sys.stdin.buffer.read(), sys.stdout.buffer, quiet_for=args.quiet_for)
     return EXIT_OK
 
 
 def cmd_shell(args, out: Console, err: Console) -> int:
     from vnetlab.tools import interactive
 
-    return interactive.shell(args.lab, args.shell_command)
+    return interactive.shell(_live_plan(args.lab), args.shell_command)
 
 
 def cmd_capture(args, out: Console, err: Console) -> int:
@@ -453,7 +509,7 @@ def cmd_capture(args, out: Console, err: Console) -> int:
 
     if not to_stdout:
         err.print(f"capturing on {args.iface} in lab {args.lab}" + (f", writing {args.write}" if args.write else "") + " (Ctrl-C to stop)")
-    stats = live_capture(args.lab, args.iface, pcap=args.write, count=args.count, timeout=args.timeout, on_packet=None if to_stdout else show)
+    stats = live_capture(_live_plan(args.lab), args.iface, pcap=args.write, count=args.count, timeout=args.timeout, on_packet=None if to_stdout else show)
     err.print(stats.line())
     return EXIT_OK
 
@@ -462,11 +518,17 @@ def cmd_schema(args, out: Console, err: Console) -> int:
     from vnetlab.model.schema import schema_text
 
     if args.output:
-        args.output.write_text(schema_text())
+        args.output.write_text(schema_text(registry()))
         err.print(f"wrote {args.output}")
     else:
-        sys.stdout.write(schema_text())
+        write_exact(schema_text(registry()))
     return EXIT_OK
+
+
+def _live_plan(lab: str):
+    from vnetlab.run.lab import running_plan
+
+    return running_plan(lab, registry())
 
 
 COMMANDS = {

@@ -19,13 +19,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
 if TYPE_CHECKING:
     from vnetlab.checks.capture import TrafficCounts
-    from vnetlab.checks.runner import CheckResult
+    from vnetlab.checks.base import CheckResult
     from vnetlab.plan.planner import Plan
     from vnetlab.backends.ssh import CommandResult, GuestSSH
 
@@ -47,7 +47,7 @@ class LabCapture:
     lab: "Lab"
     iface: str
     pcap: Path
-    packets: list = field(default_factory=list)
+    packets: Any = field(default_factory=list)  # the frames (re-iterable), set when the block ends
 
     def counts(self, vm_a: str, vm_b: str) -> "TrafficCounts":
         """ARP and ICMP echo between two VMs' NICs on the captured bridge (see vnetlab.checks.capture.count_arp_icmp)."""
@@ -82,10 +82,11 @@ class Lab:
 
     def ping(self, source: str, to: str, *, count: int = 3, expect: str = "success") -> "CheckResult":
         """The scenario ping check, ad hoc: `to` is a VM (its address on a shared segment) or an IPv4 address."""
-        from vnetlab.checks.runner import CheckContext, run_ping
-        from vnetlab.model.scenario import PingCheck
+        from vnetlab.checks.base import CheckContext
+        from vnetlab.checks.ping import run_ping
 
-        return run_ping(CheckContext(self.plan, self.sessions, self.run_dir), PingCheck(source=source, to=to, count=count, expect=expect))  # type: ignore[arg-type]
+        ping = self.plan.scenario.model.PingCheck(source=source, to=to, count=count, expect=expect)
+        return run_ping(CheckContext(self.plan, self.sessions, self.run_dir), ping)
 
     @contextmanager
     def capture(self, iface: str, pcap: str | None = None) -> Iterator[LabCapture]:
@@ -109,21 +110,23 @@ def vnetlab_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     marker = request.node.get_closest_marker(MARKER)
     if marker is None or not marker.args:
         raise pytest.UsageError(f"vnetlab_lab needs `pytestmark = pytest.mark.{MARKER}(\"SCENARIO\")` in {request.node.nodeid}")
+    from vnetlab.compose import registry
     from vnetlab.run.configure import open_ssh
-    from vnetlab.run.lab import running_plan
-    from vnetlab.run.lab import LabRunner, Options, close_all, load, unique_lab_name
+    from vnetlab.run.lab import LabRunner, Options, close_all, load, running_plan, unique_lab_name
     from vnetlab.run.progress import Progress
 
+    model = registry()
     ref = str(marker.args[0])
-    name = marker.kwargs.get("name") or unique_lab_name(load(ref)[1].name)
+    name = marker.kwargs.get("name") or unique_lab_name(load(ref, model)[1].name)
     runner = LabRunner(
         Options(lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0))),
         Progress(quiet=True),
+        model,
     )
     sessions: dict[str, GuestSSH] = {}
     try:
         outcome = runner.run(ref, keep=True, check=False)  # tears down by itself if bringing up fails
-        plan = running_plan(name)
+        plan = running_plan(name, model)
         deadline = time.monotonic() + 30.0
         for vm in plan.vms:
             sessions[vm.name] = open_ssh(plan, vm, deadline)

@@ -22,7 +22,7 @@ from pyroute2 import IPRoute
 from labtools import leftovers, run_report, scenario_with_checks, start, state_of, vnetlab, wait_until
 
 from vnetlab.backends import netns
-from vnetlab.checks.runner import ping_argv
+from vnetlab.checks.ping import ping_argv
 from vnetlab.backends.keys import generate_host_key
 from vnetlab.run.lab import LOCK_DIR
 from vnetlab.paths import PROJECT_DIR, Layout

@@ -15,6 +15,7 @@ from scapy.all import rdpcap
 from labtools import VNETLAB, leftovers, vnetlab
 
 from vnetlab.backends.linux_bridge import attach_to_bridge, detach_from_bridge
+from vnetlab.compose import registry
 from vnetlab.run.lab import running_plan
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +27,7 @@ def lab():
     up = vnetlab("up", "two-vm-ping", "--name", LAB)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
-        yield running_plan(LAB)
+        yield running_plan(LAB, registry())
     finally:
         vnetlab("down", LAB)
         assert leftovers(LAB) == []

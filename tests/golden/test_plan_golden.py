@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vnetlab.model.scenario import load_scenario, parse_scenario
+from vnetlab.compose import load_scenario, parse_scenario
 from vnetlab.paths import scenario_files
 from vnetlab.plan.planner import METADATA_NS, PlanOptions, make_plan
 from vnetlab.plan.dump import plan_summary

@@ -19,8 +19,9 @@ from vnetlab.backends import netns
 from vnetlab.run.apply import create_network
 from vnetlab.backends.linux_bridge import list_links
 from vnetlab.checks.capture import Capture, count_ipv4
-from vnetlab.model.scenario import parse_scenario
-from vnetlab.features.containers import NamespaceNode, interface_addresses
+from vnetlab.compose import parse_scenario
+from vnetlab.checks.base import NamespaceNode
+from vnetlab.features.containers import interface_addresses
 from vnetlab.paths import Layout
 from vnetlab.features.perf import measure
 from vnetlab.plan.planner import PlanOptions, make_plan
@@ -112,8 +113,8 @@ def test_perf_measures_between_namespaces_and_fails_when_nothing_moves(lab):
 
 
 def test_unaddressed_check_reads_the_namespace_and_fails_on_the_gateway_bridge(lab):
-    from vnetlab.checks.runner import CheckContext
-    from vnetlab.model.scenario import UnaddressedCheck
+    from vnetlab.checks.base import CheckContext
+    from vnetlab.features.containers import UnaddressedCheck
     from vnetlab.features.containers import run_unaddressed
 
     ctx = CheckContext(lab, {}, lab.lab_dir)

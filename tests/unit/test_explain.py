@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from vnetlab.tools import explain as ex
 from vnetlab.cli import main
-from vnetlab.model.scenario import load_scenario
+from vnetlab.compose import compose, default_features, registry
+from vnetlab.features.base import Feature
+from vnetlab.features.wireguard import WireGuard, guest_commands
+from vnetlab.model.validate import load_scenario
 from vnetlab.paths import SCENARIOS_DIR
 from vnetlab.plan.planner import PlanOptions, make_plan
+from vnetlab.tools import explain as ex
 
 GOLDEN = Path(__file__).parents[1] / "golden"
 KERNEL = Path("/var/lib/vnetlab/images/golden/vmlinux")
@@ -23,7 +26,7 @@ UPDATE = bool(os.environ.get("VNETLAB_UPDATE_GOLDEN"))
 
 
 def plan_of(name: str, lab: str | None = None):
-    scenario = load_scenario(SCENARIOS_DIR / f"{name}.yaml")
+    scenario = load_scenario(SCENARIOS_DIR / f"{name}.yaml", registry())
     return make_plan(scenario, lab or scenario.name, PlanOptions(kernel=KERNEL))
 
 
@@ -118,8 +121,8 @@ def test_explain_shows_what_the_guests_really_run():
     """The WireGuard lines come from the same function configure() sends over SSH."""
     plan = plan_of("wireguard-vpn")
     text = ex.explain(plan)
-    for w in plan.wireguard:
-        for command in ex.guest_commands(w, lambda vm: "KEY"):
+    for w in plan.part("wireguard"):
+        for command in guest_commands(w, lambda vm: "KEY"):
             head = command.split(" peer ")[0]
             assert f"{w.vm}$ {head}" in text
 
@@ -132,17 +135,32 @@ def test_ovs_explain_starts_private_daemons_and_mirrors():
     assert "kill $(cat /var/lib/vnetlab/labs/s1-o/ovs/ovs-vswitchd.pid)" in text
 
 
-def test_a_new_section_plugs_in(monkeypatch):
-    """How the NAT step adds its nft lines: a section function in SECTIONS."""
-    nft = ex.Section("NAT", ("ip netns exec vnl-x nft -f nat.nft",))
-    monkeypatch.setattr(ex, "SECTIONS", [*ex.SECTIONS[:-2], lambda plan: nft, *ex.SECTIONS[-2:]])
-    text = ex.explain(plan_of("two-vm-ping", "x"))
+def _plan_with(features, name: str, lab: str):
+    scenario = load_scenario(SCENARIOS_DIR / f"{name}.yaml", compose(features))
+    return make_plan(scenario, lab, PlanOptions(kernel=KERNEL))
+
+
+class _Nft(Feature):
+    """A feature whose only hook is a section of commands after the addressing."""
+
+    name = "nft-demo"
+
+    def explain(self, plan):
+        return [ex.Section("NAT", (f"ip netns exec {plan.namespace} nft -f nat.nft",), stage="configure")]
+
+
+def test_a_feature_adds_its_section_where_its_stage_says():
+    text = ex.explain(_plan_with((*default_features(), _Nft()), "two-vm-ping", "x"))
     assert "## 5. NAT\nip netns exec vnl-x nft -f nat.nft\n\n## 6. Checks" in text
 
 
-def test_check_kinds_without_commands_are_named_not_dropped(monkeypatch):
-    monkeypatch.setattr(ex, "CHECK_COMMANDS", {k: v for k, v in ex.CHECK_COMMANDS.items() if k != "wireguard"})
-    text = ex.explain(plan_of("wireguard-vpn"))
+class _QuietWireGuard(WireGuard):
+    check_commands = {}
+
+
+def test_check_kinds_without_commands_are_named_not_dropped():
+    features = tuple(_QuietWireGuard() if f.name == "wireguard" else f for f in default_features())
+    text = ex.explain(_plan_with(features, "wireguard-vpn", "wireguard-vpn"))
     assert "# (wireguard check: judged by vnetlab, see the report)" in text and "wg show" not in text
 
 

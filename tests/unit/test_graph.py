@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from dataclasses import dataclass
 
 import pytest
 
 from vnetlab.tools.graph import to_dot, to_mermaid, to_svg, topology
-from vnetlab.model.scenario import load_scenario, parse_scenario
+from vnetlab.compose import load_scenario, parse_scenario
 from vnetlab.paths import scenario_files
-from vnetlab.plan.planner import Plan, make_plan
+from vnetlab.features.base import Feature
+from vnetlab.plan.planner import Plan, PlannedNode, make_plan
 
 SCENARIO = """\
 name: two-vm-ping
@@ -72,64 +72,47 @@ def test_quotes_in_labels_are_escaped(plan):
     assert '[["b#quot;r<br/>' in to_mermaid(topo)
 
 
-def _extend(plan: Plan, **extra):
-    """The plan with extra node-kind fields, as the model grows them."""
-    fields = {f.name: (f.name, f.type, dataclasses.field(default=())) for f in dataclasses.fields(plan)}
-    names = [(k, object, dataclasses.field(default=())) for k in extra if k not in fields]
-    bigger = dataclasses.make_dataclass("PlanPlus", names, bases=(Plan,), frozen=True)
-    return bigger(**{**{f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)}, **extra})
-
-
-@dataclass(frozen=True)
-class Uplink:
-    name: str
-    bridge: str | None
-    iface: str = "eth0"
-    cidr: str = "192.0.2.2/24"
-    veth: str = "vnlup0"
-    veth_cidr: str | None = None
-
-
-@dataclass(frozen=True)
-class Box:
-    name: str
-    kind: str  # its own kind wins over the field's name
-    bridge: str
+def _with_nodes(plan: Plan, *nodes: PlannedNode) -> Plan:
+    return dataclasses.replace(plan, nodes=(*plan.nodes, *nodes))
 
 
 def test_a_new_node_kind_in_the_plan_shows_up(plan):
-    """The model grows (containers, hosts, uplinks): any tuple of named things with NICs, a bridge or a veth is drawn."""
-    topo = topology(_extend(plan, uplinks=(Uplink("wan", "br0"), Uplink("isp", None, veth_cidr="192.0.2.1/24")), boxes=(Box("c1", "container", "br-x"),)))
+    """Namespace nodes of any kind a feature adds are drawn by their kind, wired to their bridge or the lab namespace."""
+    wan = PlannedNode("wan", "uplink", "ns-wan", "02:00:00:00:00:01", "192.0.2.2/24", "vnlup0", "02:00:00:00:00:02", "br0", None, None)
+    isp = PlannedNode("isp", "uplink", "ns-isp", "02:00:00:00:00:03", "192.0.2.2/24", "vnlup0", "02:00:00:00:00:04", None, "192.0.2.1/24", None)
+    box = PlannedNode("c1", "container", "ns-c1", "02:00:00:00:00:05", "10.9.0.2/24", "ve-c1", "02:00:00:00:00:06", "br-x", None, None)
+    topo = topology(_with_nodes(plan, wan, isp, box))
     assert {n.id: n.kind for n in topo.nodes if n.kind != "vm"} == {"uplink_wan": "uplink", "uplink_isp": "uplink", "container_c1": "container"}
     dot = to_dot(topo)
     assert 'uplink_wan [shape=ellipse, label="wan\\nuplink"];' in dot
-    assert 'uplink_wan -- bridge_br0 [label="eth0 192.0.2.2/24\\nveth vnlup0"];' in dot
+    assert 'uplink_wan -- bridge_br0 [label="eth0 192.0.2.2/24\\nveth vnlup0 · 02:00:00:00:00:01"];' in dot
     assert 'container_c1 [shape=component, label="c1\\ncontainer"];' in dot
     # a routed uplink ends in the lab namespace itself
-    assert 'namespace_router [shape=box' in dot and 'uplink_isp -- namespace_router [label="eth0 192.0.2.2/24\\nveth vnlup0 · lab side 192.0.2.1/24"];' in dot
-    assert '  uplink_wan ---|"eth0 192.0.2.2/24<br/>veth vnlup0"| bridge_br0' in to_mermaid(topo)
+    assert 'namespace_router [shape=box' in dot and 'uplink_isp -- namespace_router [label="eth0 192.0.2.2/24\\nveth vnlup0 · lab side 192.0.2.1/24 · 02:00:00:00:00:03"];' in dot
+    assert '  uplink_wan ---|"eth0 192.0.2.2/24<br/>veth vnlup0 · 02:00:00:00:00:01"| bridge_br0' in to_mermaid(topo)
 
 
-@dataclass(frozen=True)
-class Peer:
-    vm: str
+class _Tunnels(Feature):
+    """A feature that draws one overlay edge, as WireGuard does."""
+
+    name = "tunnels"
+
+    def graph(self, plan, drawing):
+        drawing.edge(drawing.node_ids["vm1"], drawing.node_ids["vm2"], ["tunnels wg0", "192.168.2.1/24 ↔ 192.168.2.2/24"], overlay=True)
 
 
-@dataclass(frozen=True)
-class Tunnel:
-    tunnel: str
-    vm: str
-    address: str
-    peers: tuple
-
-
-def test_tunnels_are_drawn_once_per_pair(plan):
-    tunnels = (Tunnel("wg0", "vm1", "192.168.2.1/24", (Peer("vm2"),)), Tunnel("wg0", "vm2", "192.168.2.2/24", (Peer("vm1"),)))
-    topo = topology(_extend(plan, tunnels=tunnels))
+def test_a_feature_draws_its_own_edges(plan):
+    topo = topology(dataclasses.replace(plan, features=(*plan.features, _Tunnels())))
     dot = to_dot(topo)
     assert dot.count("vm_vm1 -- vm_vm2") == 1
     assert 'vm_vm1 -- vm_vm2 [label="tunnels wg0\\n192.168.2.1/24 ↔ 192.168.2.2/24", style=bold' in dot
     assert '  vm_vm1 ===|"tunnels wg0<br/>192.168.2.1/24 ↔ 192.168.2.2/24"| vm_vm2' in to_mermaid(topo)
+
+
+def test_wireguard_tunnels_are_drawn_once_per_pair():
+    dot = to_dot(topology(make_plan(load_scenario(scenario_files()[0].parent / "wireguard-vpn.yaml"), "demo")))
+    assert dot.count("vm_vm1 -- vm_vm2") == 1
+    assert 'vm_vm1 -- vm_vm2 [label="wireguard wg0\\n192.168.2.1/24 ↔ 192.168.2.2/24", style=bold' in dot
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
@@ -161,15 +144,7 @@ def test_every_shipped_scenario_is_drawn_with_all_its_nodes(path):
     assert to_mermaid(topo).startswith("flowchart LR") and to_dot(topo).endswith("}\n")
 
 
-@dataclass(frozen=True)
-class Masquerade:
-    bridge: str
-    subnet: str
-    uplink: str
-    outside: str
-
-
-def test_a_masquerading_bridge_is_drawn_to_the_routing_namespace(plan):
-    topo = topology(_extend(plan, nat=(Masquerade("br0", "10.1.1.0/24", "eth0", "203.0.113.1"),)))
+def test_a_masquerading_bridge_is_drawn_to_the_routing_namespace():
+    topo = topology(make_plan(load_scenario(scenario_files()[0].parent / "container-bridge-nat.yaml"), "demo"))
     assert [b.id for b in topo.bridges].count("namespace_router") == 1
-    assert '  bridge_br0 ===|"nat: masquerade 10.1.1.0/24<br/>out of eth0 as 203.0.113.1"| namespace_router' in to_mermaid(topo)
+    assert '  bridge_br0 ===|"nat: masquerade 10.2.0.0/24<br/>out of eth0 as 203.0.113.1"| namespace_router' in to_mermaid(topo)

@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vnetlab import cli
-from vnetlab.model.scenario import IFACE_MAX, RESERVED_IFACES, VM_NAME_MAX, parse_scenario
+from vnetlab.compose import parse_scenario
+from vnetlab.model.scenario import IFACE_MAX, RESERVED_IFACES, VM_NAME_MAX
 from vnetlab.paths import Layout
 from vnetlab.plan.planner import METADATA_NS, PlanOptions, make_plan
 from vnetlab.model.typed_yaml import ValidationError
@@ -59,7 +60,7 @@ INTS = [("vms", 0, "memory"), ("vms", 0, "vcpus"), ("checks", 0, "ping", "count"
 LISTS = [("bridges",), ("vms",), ("vms", 0, "nics"), ("checks",), ("checks", 1, "capture", "between"), ("checks", 1, "capture", "expect")]
 MAPPINGS = [("management",), ("bridges", 0), ("vms", 1), ("vms", 0, "nics", 0), ("checks", 0), ("checks", 0, "ping")]
 REQUIRED = [
-    ("name",), ("description",), ("bridges",), ("vms",), ("bridges", 0, "name"), ("vms", 0, "name"), ("vms", 1, "nics"),
+    ("name",), ("bridges",), ("vms",), ("bridges", 0, "name"), ("vms", 0, "name"), ("vms", 1, "nics"),
     ("vms", 0, "nics", 0, "bridge"), ("checks", 0, "ping", "from"), ("checks", 0, "ping", "to"),
     ("checks", 1, "capture", "between"), ("checks", 1, "capture", "expect"),
 ]

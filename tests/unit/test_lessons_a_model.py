@@ -15,8 +15,11 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import Ether
 
 from vnetlab.features import wireguard
-from vnetlab.checks.runner import JUDGES, CaptureSubject, ping_target
-from vnetlab.model.scenario import parse_scenario
+from vnetlab.checks.base import CaptureSubject
+from vnetlab.checks.parse import handshakes
+from vnetlab.checks.ping import ping_target
+from vnetlab.checks.runner import judges
+from vnetlab.compose import parse_scenario
 from vnetlab.paths import SCENARIOS_DIR
 from vnetlab.plan.planner import PlanOptions, make_plan
 from vnetlab.model.typed_yaml import ValidationError
@@ -92,7 +95,7 @@ def test_ping_via_needs_both_ends_in_the_tunnel():
 
 def test_plan_derives_a_full_mesh_and_the_guest_commands(tmp_path):
     plan = make_plan(parse_scenario(WG, "wg.yaml"), "s1-wg", PlanOptions(layout=_layout(tmp_path)))
-    vm1, vm2 = plan.wireguard
+    vm1, vm2 = plan.part("wireguard")
     assert (vm1.vm, vm1.address, vm1.listen_port) == ("vm1", "192.168.2.1/24", 51820)
     assert [(p.vm, p.endpoint, p.allowed_ips) for p in vm1.peers] == [("vm2", "10.1.1.3:51820", "192.168.2.2/32")]
     assert [(p.vm, p.endpoint, p.allowed_ips) for p in vm2.peers] == [("vm1", "10.1.1.2:51820", "192.168.2.1/32")]
@@ -116,22 +119,23 @@ def _layout(tmp_path: Path):
 
 def test_keys_are_private_once_per_lab_and_match_wg_pubkey(tmp_path):
     plan = make_plan(parse_scenario(WG, "wg.yaml"), "s1-wg", PlanOptions(layout=_layout(tmp_path)))
-    wireguard.ensure_keys(plan.wireguard)
-    key = plan.wireguard[0].key_file
+    wireguard.ensure_keys(plan.part("wireguard"))
+    key = plan.part("wireguard")[0].key_file
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and stat.S_IMODE(key.parent.stat().st_mode) == 0o700
     assert len(base64.b64decode(key.read_text().strip())) == 32
     before = key.read_bytes()
-    wireguard.ensure_keys(plan.wireguard)
+    wireguard.ensure_keys(plan.part("wireguard"))
     assert key.read_bytes() == before
-    assert plan.wireguard[0].key_file.read_bytes() != plan.wireguard[1].key_file.read_bytes()
+    assert plan.part("wireguard")[0].key_file.read_bytes() != plan.part("wireguard")[1].key_file.read_bytes()
     if os.path.exists("/usr/bin/wg"):  # the reference implementation agrees on the public key
         pub = subprocess.run(["/usr/bin/wg", "pubkey"], input=key.read_text(), capture_output=True, text=True, check=True).stdout.strip()
         assert wireguard.public_key(key) == pub
 
 
 def test_parse_handshakes():
-    text = "abc=\t1764330000\nxyz=\t0\nnoise\n"
-    assert wireguard.parse_handshakes(text) == {"abc=": 1764330000, "xyz=": 0}
+    a, b = (base64.b64encode(bytes([n]) * 32).decode() for n in (1, 2))
+    text = f"{a}\t1764330000\n{b}\t0\nnoise\n"
+    assert handshakes(text) == {a: 1764330000, b: 0}
 
 
 # -- wireguard: capture judges --------------------------------------------------------
@@ -155,10 +159,10 @@ def test_wireguard_judges_pass_on_encrypted_traffic_and_fail_on_plaintext():
     check = plan.scenario.checks[3].capture
     assert check is not None
     good = _subject(plan, _frames(False, 12))
-    assert JUDGES["wireguard-udp"](plan, check, good).ok and JUDGES["no-plaintext-tunnel"](plan, check, good).ok
-    too_few = JUDGES["wireguard-udp"](plan, check, _subject(plan, _frames(False, 11)))
+    assert judges(plan)["wireguard-udp"](plan, check, good).ok and judges(plan)["no-plaintext-tunnel"](plan, check, good).ok
+    too_few = judges(plan)["wireguard-udp"](plan, check, _subject(plan, _frames(False, 11)))
     assert not too_few.ok and too_few.expected.startswith("≥12 UDP datagram(s) on port 51820") and too_few.seen == "11 UDP datagram(s) on port 51820"
-    leak = JUDGES["no-plaintext-tunnel"](plan, check, _subject(plan, _frames(True, 12)))
+    leak = judges(plan)["no-plaintext-tunnel"](plan, check, _subject(plan, _frames(True, 12)))
     assert not leak.ok and leak.counts == {"plaintext_tunnel_icmp": 1}
 
 
@@ -246,6 +250,6 @@ def test_two_tunnels_in_one_vm_need_their_own_ports():
     [p] = problems(text)
     assert p == f"lab.yaml:{line_of(text, 'name: wg1')}: wireguard[1].listen-port: 51820 is already the port of tunnel 'wg0' in VM 'vm1'"
     plan = make_plan(parse_scenario(text.replace("    underlay: br0\n    members:\n      - {vm: vm1, address: 192.168.3.1/24}", "    underlay: br0\n    listen-port: 51821\n    members:\n      - {vm: vm1, address: 192.168.3.1/24}"), "x.yaml"), "s1-two")
-    assert [(w.tunnel, w.vm, w.peers[0].endpoint) for w in plan.wireguard] == [
+    assert [(w.tunnel, w.vm, w.peers[0].endpoint) for w in plan.part("wireguard")] == [
         ("wg0", "vm1", "10.1.1.3:51820"), ("wg0", "vm2", "10.1.1.2:51820"), ("wg1", "vm1", "10.1.1.3:51821"), ("wg1", "vm2", "10.1.1.2:51821"),
     ]

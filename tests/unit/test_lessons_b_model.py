@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from vnetlab.model.scenario import parse_scenario, route_to
+from vnetlab.compose import parse_scenario
+from vnetlab.model.validate import route_to
 from vnetlab.features.nat import equivalent_commands as nat_commands
 from vnetlab.features.nat import ruleset
 from vnetlab.features.containers import equivalent_commands
@@ -116,10 +117,10 @@ def test_plan_lists_namespaces_and_veths_before_guests_and_nat_rules():
     assert (inet1.bridge, inet1.veth_cidr, inet1.gateway) == (None, "203.0.113.1/24", None)
     macs = [n.mac for n in plan.nodes] + [n.veth_mac for n in plan.nodes] + [n.mac for v in plan.vms for n in v.all_nics]
     assert len(set(macs)) == len(macs)
-    text = ruleset(plan.nat)
+    text = ruleset(plan.part("nat"))
     assert 'ip saddr 10.2.0.0/24 oifname "eth0" masquerade' in text and "type nat hook postrouting" in text
     assert "ip -n vnl-s2-lab.c1 route add default via 10.2.0.1" in equivalent_commands(plan, c1)
-    explained = nat_commands(plan.namespace, plan.nat)
+    explained = nat_commands(plan.namespace, plan.part("nat"))
     assert explained[0] == "ip netns exec vnl-s2-lab sysctl -w net.ipv4.ip_forward=1"
     assert explained[1] == "ip netns exec vnl-s2-lab nft -f - <<'EOF'" and explained[-1] == "EOF"
 

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from vnetlab.model.scenario import parse_scenario
+from vnetlab.compose import parse_scenario
 from vnetlab.paths import scenario_files
 from vnetlab.model.typed_yaml import ValidationError
 

@@ -18,7 +18,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vnetlab.model.scenario import Scenario, load_scenario, validate
+from vnetlab.compose import load_scenario, registry
+from vnetlab.model.validate import validate
 from vnetlab.paths import scenario_files
 from vnetlab.model.schema import scenario_schema, schema_text
 from vnetlab.model.typed_yaml import ValidationError, load_typed
@@ -41,7 +42,7 @@ LOADER_ONLY = {
 }
 _LOADER_ONLY_RE = re.compile("|".join(f"(?:{r})" for r in LOADER_ONLY.values()))
 
-SCHEMA = scenario_schema()
+SCHEMA = scenario_schema(registry())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 # YAML-safe text; no trailing newline: Python's `$` (used by jsonschema) accepts one, ECMA's and re.fullmatch do not
@@ -121,7 +122,7 @@ def _loader_problems(doc: dict) -> tuple[list[str], list[str]]:
     """(shape problems from loading, cross-field problems from validate) for doc written as YAML."""
     text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
     try:
-        located = load_typed(text, Scenario, "gen.yaml")
+        located = load_typed(text, registry().Scenario, "gen.yaml")
     except ValidationError as exc:
         return [f"{p.field}: {p.message}" for p in exc.problems], []
     try:
@@ -181,7 +182,7 @@ def test_committed_copy_is_up_to_date():
     """schema/scenario.schema.json is what editors point at; regenerate with VNETLAB_UPDATE_GOLDEN=1 or `vnetlab schema -o`."""
     if os.environ.get("VNETLAB_UPDATE_GOLDEN"):
         COMMITTED.parent.mkdir(exist_ok=True)
-        COMMITTED.write_text(schema_text())
+        COMMITTED.write_text(schema_text(registry()))
     assert json.loads(COMMITTED.read_text()) == SCHEMA, "schema/scenario.schema.json is stale: run `vnetlab schema -o schema/scenario.schema.json`"
 
 

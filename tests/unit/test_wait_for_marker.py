@@ -15,7 +15,7 @@ import pytest
 from vnetlab.run import configure
 from vnetlab.run.configure import GuestError, wait_for_marker
 from vnetlab.backends.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER
-from vnetlab.model.scenario import load_scenario
+from vnetlab.compose import load_scenario
 from vnetlab.paths import SCENARIOS_DIR, Layout
 from vnetlab.plan.planner import PlanOptions, make_plan
 

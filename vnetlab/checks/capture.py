@@ -1,39 +1,64 @@
 """Capture on an interface inside a lab namespace (scapy), and pure analysis of the packets.
 
 The capture socket is opened by a thread inside the namespace (an AF_PACKET
-socket is bound to the namespace it was created in); the sniffer thread then
+socket is bound to the namespace it was created in); a reader thread then
 reads it from the root namespace. Analysis functions take any iterable of
-scapy packets (a capture, rdpcap() output, or packets built in tests).
+scapy packets (a capture's Frames, rdpcap() output, or packets built in tests).
+
+What crosses a lab bridge is hostile input (a student is root in the guest and
+may flood it), so a capture is bounded: every frame is streamed to the pcap as
+it arrives, up to MAX_PCAP_BYTES; only raw frame bytes are kept in memory for
+the judges, up to MAX_KEPT_BYTES and MAX_KEPT_FRAMES (the first frames, in
+capture order), parsed into scapy packets only while a judge iterates; frames
+past a bound are still counted (Frames.seen, Frames.truncated); and stop()
+drains the socket for at most _DRAIN_MAX_FRAMES frames or _DRAIN_SECONDS.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import select
 import socket
 import struct
 import threading
 import time
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scapy.arch.linux import L2ListenSocket
+from scapy.config import conf
 from scapy.interfaces import NetworkInterface
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import ARP
+from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
-from scapy.sendrecv import AsyncSniffer
-from scapy.utils import wrpcap
+from scapy.utils import PcapWriter
 
 from vnetlab.backends.netns import run_in_namespace
 
-_START_TIMEOUT = 5.0
+# Bounds of one capture (see the module docstring). Kept bytes count each frame's bytes plus
+# _KEPT_OVERHEAD of bookkeeping. The frame bound caps the judges' time: scapy parses a frame
+# in 50-150 µs, so 100k frames cost 5-15 s per pass over them.
+MAX_KEPT_BYTES = 32 << 20
+MAX_KEPT_FRAMES = 100_000
+MAX_PCAP_BYTES = 256 << 20  # the whole file: header and per-frame record headers included
+_KEPT_OVERHEAD = 16  # per kept frame: its end offset (8 bytes) and timestamp (8 bytes)
+_PCAP_HEADER, _PCAP_RECORD_HEADER = 24, 16
 # Frames a finished ping caused have crossed the bridge (its reply reached the source), and
 # stop() drains what the socket still holds; this margin is for frames a guest queued just
 # before its command returned.
 _SETTLE = 0.05
+# The drain after stop is asked for: what the socket holds then belongs to the capture, but a
+# flooding guest refills it forever. 20k frames is more than a full receive buffer of small frames.
+_DRAIN_MAX_FRAMES = 20_000
+_DRAIN_SECONDS = 0.5
+_STOP_TIMEOUT = 5.0  # the reader ends within the drain bound; this only guards against a stuck disk
+_RECV_SIZE = 0xFFFF  # scapy's MTU, the pcap snaplen
 _RCVBUF = 4 << 20  # scapy's 64 KiB drops frames in bursts; the kernel caps this at rmem_max
 _DLT_EN10MB = 1
 _ICMP_ECHO_REQUEST, _ICMP_ECHO_REPLY = 8, 0
@@ -63,15 +88,211 @@ def open_listen_socket(iface: str) -> L2ListenSocket:
     return sock
 
 
-class Capture:
-    """Promiscuous capture of everything crossing `iface` in namespace `ns`, saved as pcap."""
+def _parse(cls: type[Packet], data: bytes) -> Packet:
+    """Dissect like scapy's own sockets do: a frame that crashes a dissector becomes Raw
+    (guest frames are hostile; one must not abort the judges)."""
+    try:
+        return cls(data)
+    except Exception:
+        return conf.raw_layer(data)
 
-    def __init__(self, ns: str, iface: str, pcap_path: Path) -> None:
+
+class Frames:
+    """The frames a capture kept, for the judges: iterable any number of times, each pass
+    yielding scapy packets in capture order, parsed one at a time from the kept bytes (so
+    memory holds raw bytes, never a list of Packets).
+
+    len() is the number of frames kept, i.e. what an iteration yields; `seen` counts every
+    frame the capture read, and `truncated` says the judges see only the first len() of them.
+    `written` is how many of them the pcap holds.
+    """
+
+    def __init__(
+        self,
+        data: bytes | bytearray,
+        ends: array,
+        times: array,
+        *,
+        seen: int,
+        written: int,
+        parse_as: type[Packet] = Ether,
+    ) -> None:
+        if len(ends) != len(times) or seen < len(ends):
+            raise ValueError("inconsistent frames")
+        self._data, self._ends, self._times = data, ends, times
+        self._parse_as = parse_as
+        self.seen = seen
+        self.written = written
+
+    @property
+    def truncated(self) -> bool:
+        """Frames were seen but not kept: the in-memory bound was hit."""
+        return len(self._ends) < self.seen
+
+    @property
+    def pcap_truncated(self) -> bool:
+        """Frames were seen but not written: the pcap size bound was hit."""
+        return self.written < self.seen
+
+    @property
+    def kept_bytes(self) -> int:
+        """What the kept frames cost, as counted against MAX_KEPT_BYTES."""
+        return len(self._data) + _KEPT_OVERHEAD * len(self._ends)
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __iter__(self) -> Iterator[Packet]:
+        start = 0
+        for end, timestamp in zip(self._ends, self._times):
+            packet = _parse(self._parse_as, bytes(self._data[start:end]))
+            packet.time = timestamp
+            start = end
+            yield packet
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to a sequence of the same packets (`capture.stop() == []` for an empty capture)."""
+        if not isinstance(other, (Frames, list, tuple)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]  # equal to lists, which are unhashable
+
+    def __repr__(self) -> str:
+        more = f" of {self.seen} seen, truncated" if self.truncated else ""
+        return f"<Frames: {len(self)} kept{more}, {self.written} in the pcap>"
+
+
+class _Recorder:
+    """Takes each captured frame once, as it arrives: counts it, appends it to the pcap until
+    the pcap bound, keeps its bytes until the memory bounds. Both stop at the first frame that
+    does not fit, so the pcap and the kept frames are each a prefix of the capture."""
+
+    def __init__(
+        self,
+        pcap_path: Path,
+        *,
+        parse_as: type[Packet] = Ether,
+        max_kept_bytes: int = MAX_KEPT_BYTES,
+        max_kept_frames: int = MAX_KEPT_FRAMES,
+        max_pcap_bytes: int = MAX_PCAP_BYTES,
+    ) -> None:
+        self._max_kept_bytes, self._max_kept_frames, self._max_pcap_bytes = max_kept_bytes, max_kept_frames, max_pcap_bytes
+        self._parse_as = parse_as
+        self._writer: PcapWriter | None = PcapWriter(str(pcap_path), linktype=_DLT_EN10MB)
+        try:
+            self._writer.write_header(None)  # an empty capture is still a valid pcap
+        except BaseException:
+            self._writer.close()
+            raise
+        self._pcap_bytes = _PCAP_HEADER
+        self._data = bytearray()
+        self._ends = array("Q")
+        self._times = array("d")
+        self._writing = self._keeping = True  # each turns False at the first frame that does not fit
+        self.seen = 0
+        self.written = 0
+
+    def add(self, frame: bytes, timestamp: float) -> None:
+        """Record one frame captured at `timestamp` (seconds since the epoch)."""
+        if self._writer is None:
+            raise RuntimeError("recorder is closed")
+        self.seen += 1
+        if self._writing:
+            record = _PCAP_RECORD_HEADER + len(frame)
+            if self._pcap_bytes + record <= self._max_pcap_bytes:
+                sec, usec = divmod(round(timestamp * 1_000_000), 1_000_000)
+                self._writer.write_packet(frame, sec=sec, usec=usec)
+                self._pcap_bytes += record
+                self.written += 1
+            else:
+                self._writing = False
+        if self._keeping:
+            kept = len(self._ends) + 1
+            if kept <= self._max_kept_frames and len(self._data) + len(frame) + _KEPT_OVERHEAD * kept <= self._max_kept_bytes:
+                self._data += frame
+                self._ends.append(len(self._data))
+                self._times.append(timestamp)
+            else:
+                self._keeping = False
+
+    def close(self) -> Frames:
+        """Flush and close the pcap; the frames kept, for the judges."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            try:
+                writer.flush()
+            finally:
+                writer.close()
+        return Frames(self._data, self._ends, self._times, seen=self.seen, written=self.written, parse_as=self._parse_as)
+
+
+def _read_frame(sock: L2ListenSocket, recorder: _Recorder) -> bool:
+    """Move one queued frame from the (non-blocking) socket to the recorder; False when none is queued."""
+    try:
+        _, data, timestamp = sock.recv_raw(_RECV_SIZE)
+    except BlockingIOError:
+        return False
+    if data:
+        recorder.add(data, timestamp if timestamp is not None else time.time())
+    return True
+
+
+@dataclass
+class _Running:
+    """A started capture: its socket, recorder and reader thread, and how stop() wakes the reader."""
+
+    sock: L2ListenSocket
+    recorder: _Recorder
+    wake_read: int
+    wake_write: int
+    stopping: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    thread: threading.Thread | None = None
+
+    def read(self) -> None:
+        """The reader thread: record frames until stop is asked for, then a bounded drain."""
+        try:
+            poller = select.poll()  # not select(): a busy process may hold descriptors past FD_SETSIZE
+            poller.register(self.sock.ins, select.POLLIN)
+            poller.register(self.wake_read, select.POLLIN)
+            while not self.stopping.is_set():
+                if not _read_frame(self.sock, self.recorder):
+                    poller.poll()
+            deadline = time.monotonic() + _DRAIN_SECONDS
+            for _ in range(_DRAIN_MAX_FRAMES):
+                if time.monotonic() >= deadline or not _read_frame(self.sock, self.recorder):
+                    break
+        except BaseException as exc:  # re-raised by stop()
+            self.error = exc
+
+    def close(self) -> None:
+        self.sock.close()
+        for fd in (self.wake_read, self.wake_write):
+            os.close(fd)
+
+
+class Capture:
+    """Promiscuous capture of everything crossing `iface` in namespace `ns`, streamed to pcap_path.
+
+    The bounds default to the module's; tests pass smaller ones.
+    """
+
+    def __init__(
+        self,
+        ns: str,
+        iface: str,
+        pcap_path: Path,
+        *,
+        max_kept_bytes: int = MAX_KEPT_BYTES,
+        max_kept_frames: int = MAX_KEPT_FRAMES,
+        max_pcap_bytes: int = MAX_PCAP_BYTES,
+    ) -> None:
         self.ns = ns
         self.iface = iface
         self.pcap_path = Path(pcap_path)
-        self._socket: L2ListenSocket | None = None
-        self._sniffer: AsyncSniffer | None = None
+        self._bounds = {"max_kept_bytes": max_kept_bytes, "max_kept_frames": max_kept_frames, "max_pcap_bytes": max_pcap_bytes}
+        self._running: _Running | None = None
 
     @property
     def _where(self) -> str:
@@ -79,46 +300,46 @@ class Capture:
 
     def start(self) -> None:
         """Start capturing; frames are buffered by the kernel from the moment this returns."""
-        if self._sniffer is not None:
+        if self._running is not None:
             raise RuntimeError(f"{self._where} already started")
         try:
-            self._socket = run_in_namespace(self.ns, open_listen_socket, self.iface)
+            sock = run_in_namespace(self.ns, open_listen_socket, self.iface)
         except OSError as exc:
             raise OSError(f"cannot start {self._where}: {exc.strerror or exc}") from exc  # no "[Errno …]" in the message
-        started = threading.Event()
-        self._sniffer = AsyncSniffer(opened_socket=self._socket, store=True, started_callback=started.set)
-        self._sniffer.start()
-        if not started.wait(_START_TIMEOUT):
-            self._close()
-            raise RuntimeError(f"{self._where} did not start")
+        with ExitStack() as undo:  # what is open so far, if starting fails
+            undo.callback(sock.close)
+            sock.ins.setblocking(False)  # the reader takes what is queued, then waits in poll()
+            self.pcap_path.parent.mkdir(parents=True, exist_ok=True)
+            recorder = _Recorder(self.pcap_path, parse_as=sock.LL, **self._bounds)
+            undo.callback(recorder.close)
+            wake_read, wake_write = os.pipe()
+            undo.callback(os.close, wake_read)
+            undo.callback(os.close, wake_write)
+            running = _Running(sock, recorder, wake_read, wake_write)
+            running.thread = threading.Thread(target=running.read, name=f"capture {self.iface}", daemon=True)
+            running.thread.start()
+            undo.pop_all()  # running: stop() closes them
+        self._running = running
 
-    def stop(self) -> list[Packet]:
-        """Stop, write pcap_path and return the captured packets (in capture order)."""
-        if self._sniffer is None or self._socket is None:
+    def stop(self) -> Frames:
+        """Stop, finish pcap_path and return the frames kept (see Frames), within about
+        _SETTLE + _DRAIN_SECONDS even while frames keep arriving."""
+        running, self._running = self._running, None
+        if running is None or running.thread is None:
             raise RuntimeError(f"{self._where} is not running")
-        sniffer, sock = self._sniffer, self._socket
         time.sleep(_SETTLE)
+        running.stopping.set()
+        os.write(running.wake_write, b"\0")
+        running.thread.join(_STOP_TIMEOUT)
         try:
-            if sniffer.running:
-                sniffer.stop()
-            else:
-                sniffer.join()  # it ended on its own: re-raises what ended it
-            packets = list(sniffer.results or [])
-            # The sniffer stops at its next wake-up; frames still queued in the socket belong to the capture.
-            while sock.select([sock], 0):
-                packet = sock.recv()
-                if packet is not None:
-                    packets.append(packet)
+            if running.thread.is_alive():  # it still owns the recorder: leave the pcap to it
+                raise RuntimeError(f"{self._where} did not stop within {_STOP_TIMEOUT:g} s")
         finally:
-            self._close()
-        self.pcap_path.parent.mkdir(parents=True, exist_ok=True)
-        wrpcap(str(self.pcap_path), packets, linktype=_DLT_EN10MB)
-        return packets
-
-    def _close(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-        self._sniffer = self._socket = None
+            running.close()
+        frames = running.recorder.close()
+        if running.error is not None:
+            raise running.error  # what ended the reader early; the pcap holds what it had read
+        return frames
 
 
 @dataclass

@@ -1,57 +1,91 @@
-"""Lab nodes that are network namespaces (containers, outside hosts), and running commands on any node.
+"""Containers and outside hosts: lab nodes that are network namespaces joined by veth pairs.
 
 A container is what the tutorial draws: a namespace whose eth0 is one end of a
-veth pair, the other end a port of a bridge in the lab namespace. An outside
-host ("physical LAN", "internet") is a namespace behind an uplink: a veth whose
-lab end plays the host's eth0 — a bridge port (bridged uplink) or an addressed
-interface the lab namespace routes and masquerades through (routed uplink).
+veth pair, the other end a port of a bridge in the lab namespace; a bridge may carry
+the containers' gateway (the lab namespace's address on it). An outside host
+("physical LAN", "internet") is a namespace behind an uplink: a veth whose lab end
+plays the host's eth0 — a bridge port (bridged uplink) or an addressed interface the
+lab namespace routes through (routed uplink, which NAT can masquerade out of).
 
-Planning here is pure (plan.make_plan calls plan_nodes); creating and running
-commands touch only namespaces the lab created.
+This module owns the `containers:` and `hosts:` sections, a bridge's `gateway:`, the
+`unaddressed` check and the `bridged` capture expectation.
 """
 
 from __future__ import annotations
 
-import shlex
-import subprocess
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
 
-from vnetlab.backends import netns
-from vnetlab.backends import linux_bridge
-from vnetlab.model.scenario import Scenario, container_veth
-from vnetlab.backends.ssh import CommandResult, GuestSSH
-
-if TYPE_CHECKING:
-    from vnetlab.checks.runner import CheckContext, CheckResult
-    from vnetlab.model.scenario import UnaddressedCheck
-    from vnetlab.plan.planner import Plan, PlannedNic
-    from vnetlab.run.state import LabState
+from vnetlab.backends import linux_bridge, netns
+from vnetlab.checks.base import CaptureSubject, CheckContext, CheckResult, Judgement, expected_echo_pairs
+from vnetlab.checks.capture import count_ipv4
+from vnetlab.features.base import Feature
+from vnetlab.model.scenario import IFACE_MAX, NAME, NODE_NAME_MAX, Expectation, ModelExtension, NodeDecl, decl
+from vnetlab.model.typed_yaml import spec
+from vnetlab.model.validate import Rules, node_interfaces
+from vnetlab.plan.planner import NODE_IFACE, Plan, PlanContext, PlannedNode, PlanPart, Resource
+from vnetlab.run.apply import ApplyContext
+from vnetlab.tools.explain import Section
+from vnetlab.tools.inspect import InspectRow
 
 T = TypeVar("T")
-NODE_IFACE = "eth0"  # the node's end of its veth, inside its own namespace
+
+
+# -- the scenario keys ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class PlannedNode:
-    name: str
-    kind: str  # container | host
-    namespace: str
-    mac: str  # of its eth0
-    cidr: str  # address with prefix of its eth0
-    veth: str  # the lab-namespace end of its veth pair
-    veth_mac: str
-    bridge: str | None  # the lab end is a port of this bridge (containers, bridged uplinks)
-    veth_cidr: str | None  # routed uplink: the lab end's address (the host's outside address)
-    gateway: str | None  # default route inside the node (containers behind a gateway bridge)
-    iface: str = NODE_IFACE
+class ContainerNic:
+    bridge: str = spec("bridge the container's veth is a port of", pattern=NAME, max_length=IFACE_MAX)
+    address: str = spec("IPv4 address with prefix, e.g. 10.2.0.2/24")
 
-    @property
-    def ip(self) -> str:
-        return self.cidr.split("/")[0]
+
+@dataclass(frozen=True)
+class Container:
+    """A container as the tutorial draws it: a network namespace joined to a bridge by a veth pair."""
+
+    name: str = spec("container name (its namespace is vnl-<lab>.<name>)", pattern=NAME, max_length=NODE_NAME_MAX)
+    nic: ContainerNic = spec("its eth0: a veth whose other end is a port of a bridge")
+
+
+@dataclass(frozen=True)
+class Uplink:
+    """The host's eth0: a veth from the lab namespace into the namespace of an outside host."""
+
+    name: str = spec("name of the lab end (plays the host's eth0)", pattern=NAME, max_length=IFACE_MAX)
+    bridge: str | None = spec("bridged uplink: the lab end is an unaddressed port of this bridge", default=None, pattern=NAME, max_length=IFACE_MAX)
+    address: str | None = spec("routed uplink: the lab end's IPv4 address with prefix (the host's outside address)", default=None)
+
+    def check_shape(self) -> list[str]:
+        return [] if (self.bridge is None) != (self.address is None) else ["expected exactly one of: bridge (bridged uplink), address (routed uplink)"]
+
+
+@dataclass(frozen=True)
+class Host:
+    """A machine outside the lab host ("physical LAN", "internet"): its own namespace behind an uplink."""
+
+    name: str = spec("host name (its namespace is vnl-<lab>.<name>)", pattern=NAME, max_length=NODE_NAME_MAX)
+    address: str = spec("IPv4 address with prefix of its eth0, on the uplink's segment")
+    uplink: Uplink = spec("the veth that connects it to the lab host")
+
+
+@dataclass(frozen=True)
+class UnaddressedCheck:
+    interface: str = spec("bridge or uplink of the lab namespace that must carry no IPv4 address (bridged: the host's IP stack stays out)", pattern=NAME, max_length=IFACE_MAX)
+
+
+def container_veth(name: str) -> str:
+    """Lab-namespace end of a container's veth pair."""
+    return f"ve-{name}"
+
+
+def uplink_segment(uplink: Uplink) -> str:
+    """The segment a host sits on: its bridge, or the point-to-point segment of a routed uplink."""
+    return uplink.bridge or f"uplink {uplink.name}"
 
 
 def node_namespace(lab: str, node: str) -> str:
@@ -59,8 +93,114 @@ def node_namespace(lab: str, node: str) -> str:
     return f"vnl-{lab}.{node}"
 
 
-def plan_nodes(scenario: Scenario, lab: str, take_mac: Callable[..., str]) -> tuple[PlannedNode, ...]:
+def _nodes(scenario: Any) -> list[NodeDecl]:
+    out = [NodeDecl(c.name, "container", f"containers[{i}]", ((c.nic.bridge, c.nic.address),)) for i, c in enumerate(scenario.containers)]
+    out += [NodeDecl(h.name, "host", f"hosts[{i}]", ((uplink_segment(h.uplink), h.address),)) for i, h in enumerate(scenario.hosts)]
+    return out
+
+
+def _uplinks(scenario: Any) -> list[str]:
+    return [h.uplink.name for h in scenario.hosts]
+
+
+def _validate(r: Rules) -> None:
+    """Gateways, containers, hosts and their uplinks: names unique per lab (one namespace each, one
+    lab-namespace interface each), addresses fitting their segment."""
+    scenario = r.scenario
+    for i, br in enumerate(scenario.bridges):
+        if br.gateway is None:
+            continue
+        net = r.bridges.get(br.name)
+        if br.subnet is None:
+            r.add(f"bridges[{i}].gateway", "a gateway needs the bridge's subnet")
+        elif net is not None:
+            gw = r.address(f"bridges[{i}].gateway", f"{br.gateway}/{net.prefixlen}", net, f"bridge {br.name!r}")
+            if gw is not None:
+                r.claim(f"bridges[{i}].gateway", gw.ip, f"the gateway of {br.name}")
+    for i, c in enumerate(scenario.containers):
+        path = f"containers[{i}]"
+        if c.name in r.names:
+            r.add(f"{path}.name", f"{c.name!r} is already the name of a VM, container or host (each node has its own namespace)")
+        r.names.add(c.name)
+        if container_veth(c.name) in r.lab_ifaces:
+            r.add(f"{path}.name", f"its veth {container_veth(c.name)!r} clashes with another interface of the lab namespace")
+        r.lab_ifaces.add(container_veth(c.name))
+        if c.nic.bridge not in r.bridges:
+            r.add(f"{path}.nic.bridge", f"no bridge named {c.nic.bridge!r} (bridges: {', '.join(r.bridges) or 'none'})")
+            continue
+        iface = r.address(f"{path}.nic.address", c.nic.address, r.bridges[c.nic.bridge], f"bridge {c.nic.bridge!r}")
+        if iface is not None:
+            r.claim(f"{path}.nic.address", iface.ip, f"{c.name} eth0")
+    outside_nets: list[ipaddress.IPv4Network] = []  # each routed uplink is its own segment of the lab namespace
+    for i, h in enumerate(scenario.hosts):
+        path = f"hosts[{i}]"
+        up = h.uplink
+        if h.name in r.names:
+            r.add(f"{path}.name", f"{h.name!r} is already the name of a VM, container or host (each node has its own namespace)")
+        r.names.add(h.name)
+        if up.name.startswith("vnl") or up.name in r.lab_ifaces:
+            r.add(f"{path}.uplink.name", f"{up.name!r} is already an interface of the lab namespace (or reserved)")
+        r.lab_ifaces.add(up.name)
+        if up.bridge is not None:
+            if up.bridge not in r.bridges:
+                r.add(f"{path}.uplink.bridge", f"no bridge named {up.bridge!r} (bridges: {', '.join(r.bridges) or 'none'})")
+                continue
+            iface = r.address(f"{path}.address", h.address, r.bridges[up.bridge], f"bridge {up.bridge!r} (the uplink bridges it)")
+            if iface is not None:
+                r.claim(f"{path}.address", iface.ip, f"{h.name} eth0")
+            continue
+        outside = r.address(f"{path}.uplink.address", up.address or "", None, "")
+        if outside is None:
+            continue
+        clash = next((n for n in [r.mgmt, *r.bridges.values(), *outside_nets] if n is not None and n.overlaps(outside.network)), None)
+        if clash is not None:
+            r.add(f"{path}.uplink.address", f"{outside.network} overlaps {clash}, a subnet already in the lab (the outside needs its own)")
+        outside_nets.append(outside.network)
+        r.claim(f"{path}.uplink.address", outside.ip, f"uplink {up.name}")
+        iface = r.address(f"{path}.address", h.address, outside.network, f"uplink {up.name!r}")
+        if iface is not None:
+            r.claim(f"{path}.address", iface.ip, f"{h.name} eth0")
+
+
+def _validate_unaddressed(r: Rules, check: UnaddressedCheck, path: str) -> None:
+    if check.interface not in {b.name for b in r.scenario.bridges} | set(_uplinks(r.scenario)):
+        r.add(f"{path}.interface", f"no bridge or uplink named {check.interface!r}")
+
+
+def _uplink_host(scenario: Any, name: str | None) -> Host | None:
+    return next((h for h in scenario.hosts if h.uplink.name == name), None)
+
+
+def _validate_bridged(r: Rules, cap: Any, path: str) -> None:
+    host = _uplink_host(r.scenario, cap.interface)
+    if host is None or host.uplink.bridge is None or host.name != cap.between[1]:
+        r.add(f"{path}.expect", "bridged is judged on a bridged uplink (interface:) leading to between[1]")
+
+
+MODEL = ModelExtension(
+    sections=(
+        decl("containers", list[Container], spec("containers: namespaces joined to a bridge by a veth pair", default_factory=list)),
+        decl("hosts", list[Host], spec("outside hosts (physical LAN, internet), each in a namespace behind an uplink", default_factory=list)),
+    ),
+    bridge_fields=(
+        decl("gateway", str | None, spec("IPv4 address the lab namespace (playing the host) takes on this bridge, e.g. 10.2.0.1; containers route through it", default=None)),
+    ),
+    checks=(decl("unaddressed", UnaddressedCheck | None, spec("assert the lab namespace holds no address on an interface", default=None)),),
+    check_validators={"unaddressed": _validate_unaddressed},
+    expectations=(Expectation("bridged", _validate_bridged, node_scoped=True),),
+    node_kinds=("container", "host"),
+    validate=_validate,
+    nodes=_nodes,
+    lab_interfaces=_uplinks,
+)
+
+
+# -- plan ------------------------------------------------------------------------------
+
+
+def plan_nodes(ctx: PlanContext) -> tuple[PlannedNode, ...]:
     """Containers then hosts, with deterministic MACs from the plan's allocator."""
+    scenario, lab, take_mac = ctx.scenario, ctx.lab, ctx.take_mac
     gateways = {b.name: b.gateway for b in scenario.bridges}
     nodes = [
         PlannedNode(
@@ -77,6 +217,11 @@ def plan_nodes(scenario: Scenario, lab: str, take_mac: Callable[..., str]) -> tu
         for h in scenario.hosts
     ]
     return tuple(nodes)
+
+
+def _gateway_cidrs(scenario: Any) -> dict[str, str]:
+    """The lab namespace's address on each bridge that is the containers' gateway."""
+    return {b.name: f"{b.gateway}/{ipaddress.IPv4Network(b.subnet).prefixlen}" for b in scenario.bridges if b.gateway is not None and b.subnet is not None}
 
 
 def equivalent_commands(plan: Plan, node: PlannedNode) -> list[str]:
@@ -96,6 +241,9 @@ def equivalent_commands(plan: Plan, node: PlannedNode) -> list[str]:
     return cmds
 
 
+# -- apply -----------------------------------------------------------------------------
+
+
 def _netlink(ns: str, fn: Callable[[IPRoute], T]) -> T:
     def call() -> T:
         with IPRoute() as ipr:
@@ -108,21 +256,18 @@ def _set_mac(ns: str, ifname: str, mac: str) -> None:
     _netlink(ns, lambda ipr: ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], address=mac))
 
 
-def create_node(plan: Plan, state: LabState, node: PlannedNode, attach: Callable[[str, str], None]) -> None:
-    """Namespace, veth pair (recorded before each exists), MACs, addresses, default route.
-
-    attach(port, bridge) enslaves the lab end with the bridge's own backend (linux or OVS).
-    """
+def create_node(plan: Plan, ctx: ApplyContext, node: PlannedNode) -> None:
+    """Namespace, veth pair (recorded before each exists), MACs, addresses, default route."""
     if netns.namespace_exists(node.namespace):  # not recorded: teardown must never remove someone else's namespace
         raise netns.NamespaceError(f"namespace {node.namespace!r} already exists but no lab state records it: left alone")
-    state.record(plan.lab_dir, "namespace", node.namespace, node.name)
+    ctx.record("namespace", node.namespace, node.name)
     netns.create_namespace(node.namespace)
-    state.record(plan.lab_dir, "veth", node.veth, node.name)
+    ctx.record("veth", node.veth, node.name)
     linux_bridge.create_veth(plan.namespace, node.veth, node.namespace, node.iface)
     _set_mac(plan.namespace, node.veth, node.veth_mac)
     _set_mac(node.namespace, node.iface, node.mac)
     if node.bridge:
-        attach(node.veth, node.bridge)
+        ctx.attach(node.veth, node.bridge)
     else:
         assert node.veth_cidr is not None  # a routed uplink has an address (model validation)
         linux_bridge.add_address(plan.namespace, node.veth, node.veth_cidr)
@@ -140,97 +285,11 @@ def interface_addresses(ns: str, ifname: str) -> list[str] | None:
     return None if link is None else list(link["addresses"])
 
 
-# -- running commands on a node ------------------------------------------------
-
-
-class LabNode(Protocol):
-    """Something a check can run a program on: a guest (over SSH) or a namespace (subprocess inside it)."""
-
-    name: str
-
-    def run(self, argv: list[str], timeout: float) -> CommandResult: ...
-
-    def start(self, argv: list[str]) -> Callable[[], None]:
-        """Start argv in the background; returns a function that ends it."""
-        ...
-
-
-@dataclass
-class GuestNode:
-    name: str
-    ssh: GuestSSH
-
-    def run(self, argv: list[str], timeout: float) -> CommandResult:
-        return self.ssh.run(shlex.join(argv), timeout=timeout, check=False)
-
-    def start(self, argv: list[str]) -> Callable[[], None]:
-        # Inside the guest: its own process, gone with the guest; the PID file lets us end it sooner.
-        pidfile = f"/tmp/vnetlab-{argv[0].rsplit('/', 1)[-1]}.pid"
-        self.ssh.run(f"{shlex.join(argv)} </dev/null >/dev/null 2>&1 & echo $! > {pidfile}", timeout=10.0)
-
-        def stop() -> None:
-            self.ssh.run(f"kill $(cat {pidfile}) 2>/dev/null; rm -f {pidfile}", timeout=10.0, check=False)
-
-        return stop
-
-
-@dataclass
-class NamespaceNode:
-    name: str
-    namespace: str
-
-    def run(self, argv: list[str], timeout: float) -> CommandResult:
-        """The host's program, forked from a thread inside the namespace (a child inherits the thread's namespace)."""
-        try:
-            done = netns.run_in_namespace(self.namespace, subprocess.run, argv, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            return CommandResult(shlex.join(argv), 124, _text(exc.stdout), _text(exc.stderr) + f"\n(timed out after {timeout:g} s)")
-        except OSError as exc:  # e.g. the program is not installed on the host
-            return CommandResult(shlex.join(argv), 127, "", f"cannot run {argv[0]} in namespace {self.namespace}: {exc}")
-        return CommandResult(shlex.join(argv), done.returncode, done.stdout, done.stderr)
-
-    def start(self, argv: list[str]) -> Callable[[], None]:
-        proc = netns.run_in_namespace(self.namespace, subprocess.Popen, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def stop() -> None:
-            if proc.poll() is None:
-                proc.terminate()  # our own child, by its PID
-                try:
-                    proc.wait(timeout=5.0)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-
-        return stop
-
-
-def _text(data: bytes | str | None) -> str:
-    return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
-
-
-def lab_node(plan: Plan, sessions: dict[str, GuestSSH], name: str) -> LabNode:
-    """The node called `name`: a VM through its SSH session, a container or host through its namespace."""
-    if name in sessions:
-        return GuestNode(name, sessions[name])
-    node = next(n for n in plan.nodes if n.name == name)
-    return NamespaceNode(name, node.namespace)
-
-
-def endpoint(plan: Plan, name: str, on: str) -> PlannedNic | PlannedNode:
-    """What a capture on `on` sees of node `name`: a container's or host's eth0, or the VM's NIC on
-    that bridge (for an uplink: on the bridge the uplink is a port of)."""
-    node = next((n for n in plan.nodes if n.name == name), None)
-    if node is not None:
-        return node
-    vm = plan.vm(name)
-    bridge = next((n.bridge for n in plan.nodes if n.veth == on and n.bridge), on)
-    return vm.nic_on(bridge) or next(n for n in vm.nics if n.ip)
+# -- checks ----------------------------------------------------------------------------
 
 
 def run_unaddressed(ctx: CheckContext, check: UnaddressedCheck) -> CheckResult:
     """Read the lab namespace's addresses (netlink): a bridged path keeps the host's IP stack out."""
-    from vnetlab.checks.runner import CheckResult
-
     found = interface_addresses(ctx.plan.namespace, check.interface)
     name = f"no address on {check.interface} in {ctx.plan.namespace}"
     if found is None:
@@ -238,3 +297,78 @@ def run_unaddressed(ctx: CheckContext, check: UnaddressedCheck) -> CheckResult:
     ipv4 = [a for a in found if ":" not in a]
     detail = f"expected no IPv4 address on {check.interface} (the host stays out of the bridged path), found {', '.join(ipv4) or 'none'}"
     return CheckResult(name, "unaddressed", not ipv4, detail, data={"addresses": found})
+
+
+def judge_bridged(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
+    """On a bridged uplink, a's frames to b carry a's own MAC and IP: no router, no NAT in between."""
+    want = max(1, expected_echo_pairs(plan, s.name_a, s.name_b))
+    own = count_ipv4(s.packets, src=s.nic_a.ip, dst=s.nic_b.ip, ether_src=s.nic_a.mac)
+    from_a = count_ipv4(s.packets, src=s.nic_a.ip, dst=s.nic_b.ip)
+    return Judgement(
+        own >= want and own == from_a,
+        f"≥{want} frames {s.nic_a.ip} → {s.nic_b.ip} on {check.on}, all from {s.name_a}'s own MAC {s.nic_a.mac}",
+        f"{from_a} frame(s) {s.nic_a.ip} → {s.nic_b.ip}, {own} from {s.nic_a.mac}",
+        {"bridged_own_mac": own, "bridged_from_a": from_a},
+    )
+
+
+# -- the feature -----------------------------------------------------------------------
+
+
+class Containers(Feature):
+    name = "containers"
+    model = MODEL
+    check_runners = {"unaddressed": run_unaddressed}
+    judges = {"bridged": judge_bridged}
+
+    def plan(self, ctx: PlanContext) -> PlanPart:
+        nodes = plan_nodes(ctx)
+        resources = tuple(r for n in nodes for r in (Resource("namespace", n.namespace, n.name), Resource("veth", n.veth, n.name)))
+        return PlanPart(nodes=nodes, resources=resources, bridge_addresses=_gateway_cidrs(ctx.scenario))
+
+    def dump(self, plan: Plan) -> dict[str, Any]:
+        if not plan.nodes:
+            return {}
+        return {"nodes": [
+            {
+                "name": n.name,
+                "kind": n.kind,
+                "namespace": n.namespace,
+                "nic": {"name": n.iface, "mac": n.mac, "address": n.cidr, **({"gateway": n.gateway} if n.gateway else {})},
+                "veth": {"name": n.veth, "mac": n.veth_mac, **({"bridge": n.bridge} if n.bridge else {"address": n.veth_cidr})},
+            }
+            for n in plan.nodes if n.kind in ("container", "host")
+        ]}
+
+    def apply(self, plan: Plan, ctx: ApplyContext) -> None:
+        for node in plan.nodes:
+            if node.kind in ("container", "host"):
+                create_node(plan, ctx, node)
+
+    def explain(self, plan: Plan) -> list[Section]:
+        nodes = [n for n in plan.nodes if n.kind in ("container", "host")]
+        if not nodes:
+            return []
+        lines: list[str] = []
+        for node in nodes:
+            lines.append(f"# {node.kind} {node.name}")
+            lines += equivalent_commands(plan, node)
+        return [Section("Containers and hosts: namespaces joined by veth pairs", tuple(lines), stage="network")]
+
+    def inspect(self, plan: Plan) -> list[InspectRow]:
+        rows = []
+        links = {link["name"]: link for link in linux_bridge.list_links(plan.namespace)} if netns.namespace_exists(plan.namespace) else {}
+        for node in plan.nodes:
+            if node.kind not in ("container", "host"):
+                continue
+            problems = []
+            if not netns.namespace_exists(node.namespace):
+                problems.append(f"namespace {node.namespace} is missing")
+            link = links.get(node.veth)
+            if link is None:
+                problems.append(f"veth {node.veth} is not in the lab namespace")
+            elif node.bridge and link["master"] != node.bridge:
+                problems.append(f"veth {node.veth} is a port of {link['master'] or 'no bridge'}, planned {node.bridge}")
+            state = "missing" if link is None else f"{link['state']}" + (f", port of {link['master']}" if link["master"] else "")
+            rows.append(InspectRow(f"{node.kind} {node.name}", f"{node.namespace}, veth {node.veth}", state, problems))
+        return rows

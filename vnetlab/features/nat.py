@@ -13,16 +13,19 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
-from vnetlab.errors import VnetlabError
 from vnetlab.backends import netns
+from vnetlab.checks.base import CaptureSubject, Judgement, expected_echo_pairs
 from vnetlab.checks.capture import count_ipv4
-from vnetlab.model.scenario import CaptureCheck, Scenario
-
-if TYPE_CHECKING:
-    from vnetlab.checks.runner import CaptureSubject, Judgement
-    from vnetlab.plan.planner import Plan
+from vnetlab.errors import VnetlabError
+from vnetlab.features.base import Feature
+from vnetlab.model.scenario import IFACE_MAX, NAME, Expectation, ModelExtension, decl
+from vnetlab.model.typed_yaml import spec
+from vnetlab.model.validate import Rules, node_interfaces
+from vnetlab.plan.planner import Plan, PlanContext, PlanPart
+from vnetlab.run.apply import ApplyContext
+from vnetlab.tools.explain import Section
 
 TABLE = "vnetlab_nat"
 NFT_ARGV = ["nft", "-f", "-"]
@@ -42,7 +45,7 @@ class PlannedNat:
     outside: str  # the uplink's address: the translated source
 
 
-def plan_nat(scenario: Scenario) -> tuple[PlannedNat, ...]:
+def plan_nat(scenario: Any) -> tuple[PlannedNat, ...]:
     uplinks = {h.uplink.name: h.uplink for h in scenario.hosts}
     return tuple(
         PlannedNat(b.name, b.subnet or "", b.gateway or "", b.nat, str(ipaddress.IPv4Interface(uplinks[b.nat].address or "").ip))
@@ -89,29 +92,12 @@ def apply_nat(namespace: str, nats: tuple[PlannedNat, ...]) -> None:
         raise NatError(f"nft refused the NAT rules in namespace {namespace!r}: {done.stderr.strip()}")
 
 
-# -- capture judges: bridged (own MAC and address) vs masqueraded (the uplink's address) --
+# -- capture judge: masqueraded (the uplink's address, never a private one) --
 
 
-def judge_bridged(plan: Plan, check: CaptureCheck, s: CaptureSubject) -> Judgement:
-    """On a bridged uplink, a's frames to b carry a's own MAC and IP: no router, no NAT in between."""
-    from vnetlab.checks.runner import Judgement, expected_echo_pairs
-
-    want = max(1, expected_echo_pairs(plan, s.name_a, s.name_b))
-    own = count_ipv4(s.packets, src=s.nic_a.ip, dst=s.nic_b.ip, ether_src=s.nic_a.mac)
-    from_a = count_ipv4(s.packets, src=s.nic_a.ip, dst=s.nic_b.ip)
-    return Judgement(
-        own >= want and own == from_a,
-        f"≥{want} frames {s.nic_a.ip} → {s.nic_b.ip} on {check.on}, all from {s.name_a}'s own MAC {s.nic_a.mac}",
-        f"{from_a} frame(s) {s.nic_a.ip} → {s.nic_b.ip}, {own} from {s.nic_a.mac}",
-        {"bridged_own_mac": own, "bridged_from_a": from_a},
-    )
-
-
-def judge_masqueraded(plan: Plan, check: CaptureCheck, s: CaptureSubject) -> Judgement:
+def judge_masqueraded(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
     """On the NAT uplink, the containers' traffic to b leaves with the uplink's address, never a private one."""
-    from vnetlab.checks.runner import Judgement, expected_echo_pairs
-
-    nat = next(n for n in plan.nat if n.uplink == check.on)
+    nat = next(n for n in plan.part("nat") if n.uplink == check.on)
     behind = [c.name for c in plan.scenario.containers if c.nic.bridge == nat.bridge]
     want = max(1, sum(expected_echo_pairs(plan, c, s.name_b) for c in behind))
     translated = count_ipv4(s.packets, src=nat.outside, dst=s.nic_b.ip)
@@ -122,3 +108,73 @@ def judge_masqueraded(plan: Plan, check: CaptureCheck, s: CaptureSubject) -> Jud
         f"{translated} translated, {private} with a private address",
         {"translated": translated, "private": private},
     )
+
+
+# -- the scenario keys: a bridge's `nat:`, the `masqueraded` expectation ----------------
+
+
+def _validate(r: Rules) -> None:
+    routed = {h.uplink.name for h in r.scenario.hosts if h.uplink.address is not None}
+    for i, br in enumerate(r.scenario.bridges):
+        if br.nat is None:
+            continue
+        if br.gateway is None:
+            r.add(f"bridges[{i}].nat", "NAT needs a gateway on the bridge (the containers' next hop)")
+        if br.nat not in routed:
+            r.add(f"bridges[{i}].nat", f"no routed uplink named {br.nat!r} (routed uplinks: {', '.join(sorted(routed)) or 'none'})")
+
+
+def _route(scenario: Any, source: str, target: str) -> ipaddress.IPv4Interface | None:
+    """A container behind a masquerading bridge reaches a host on that bridge's NAT uplink."""
+    container = next((c for c in scenario.containers if c.name == source), None)
+    bridge = next((b for b in scenario.bridges if container and b.name == container.nic.bridge), None)
+    host = next((h for h in scenario.hosts if h.name == target), None)
+    theirs = node_interfaces(scenario, target)
+    if bridge is not None and bridge.nat and host is not None and host.uplink.name == bridge.nat and theirs:
+        return theirs[0][1]
+    return None
+
+
+def _validate_masqueraded(r: Rules, cap: Any, path: str) -> None:
+    scenario = r.scenario
+    host = next((h for h in scenario.hosts if h.uplink.name == cap.interface), None)
+    a, b = cap.between
+    if host is None or host.uplink.bridge is not None or host.name != b:
+        r.add(f"{path}.expect", "masqueraded is judged on a routed uplink (interface:) leading to between[1]")
+    elif not any(c.name == a and any(br.name == c.nic.bridge and br.nat == cap.interface for br in scenario.bridges) for c in scenario.containers):
+        r.add(f"{path}.between[0]", f"masqueraded needs a container whose bridge masquerades out of {cap.interface!r}")
+
+
+class Nat(Feature):
+    name = "nat"
+    requires = ("containers",)  # the gateway and the routed uplinks of outside hosts
+    model = ModelExtension(
+        bridge_fields=(decl("nat", str | None, spec("name of a routed uplink to masquerade this bridge's subnet out of (enables ip_forward)", default=None, pattern=NAME, max_length=IFACE_MAX)),),
+        expectations=(Expectation("masqueraded", _validate_masqueraded, node_scoped=True),),
+        validate=_validate,
+        route=_route,
+    )
+    judges = {"masqueraded": judge_masqueraded}
+
+    def plan(self, ctx: PlanContext) -> PlanPart | None:
+        nats = plan_nat(ctx.scenario)
+        return PlanPart(data=nats) if nats else None
+
+    def dump(self, plan: Plan) -> dict[str, Any]:
+        nats = plan.part("nat")
+        return {"nat": {"sysctl": "=".join(FORWARD_SYSCTL), "nft": ruleset(nats).splitlines()}} if nats else {}
+
+    def apply(self, plan: Plan, ctx: ApplyContext) -> None:
+        apply_nat(plan.namespace, plan.part("nat"))
+
+    def explain(self, plan: Plan) -> list[Section]:
+        nats = plan.part("nat")
+        if not nats:
+            return []
+        return [Section("Forwarding and masquerade in the lab namespace (it plays the host)", tuple(equivalent_commands(plan.namespace, nats)), stage="network")]
+
+    def graph(self, plan: Plan, drawing: Any) -> None:
+        """Each masquerading bridge → the lab namespace that routes it out of its uplink."""
+        for n in plan.part("nat"):
+            if n.bridge in drawing.bridge_ids:
+                drawing.edge(drawing.bridge_ids[n.bridge], drawing.router(), [f"nat: masquerade {n.subnet}", f"out of {n.uplink} as {n.outside}"], overlay=True)

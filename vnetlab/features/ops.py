@@ -15,15 +15,26 @@ import fcntl
 import os
 import socket
 import struct
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Literal
 
 from vnetlab.backends import linux_bridge
-from vnetlab.model.scenario import OpCheck
 from vnetlab.backends.netns import run_in_namespace
+from vnetlab.checks.base import CheckContext, CheckResult
+from vnetlab.features.base import Feature
+from vnetlab.model.scenario import IFACE_MAX, NAME, VM_NAME_MAX, ModelExtension, decl
+from vnetlab.model.typed_yaml import spec
+from vnetlab.model.validate import Rules, interface
+from vnetlab.plan.planner import Plan
 
-if TYPE_CHECKING:
-    from vnetlab.checks.runner import CheckContext, CheckResult
-    from vnetlab.plan.planner import Plan
+
+@dataclass(frozen=True)
+class OpCheck:
+    action: Literal["list", "detach", "attach", "link-down", "link-up", "add-address", "delete-address", "delete-tap", "delete-bridge"] = spec("device operation run on the lab's host side")
+    bridge: str = spec("linux bridge the operation is about", pattern=NAME, max_length=IFACE_MAX)
+    vm: str | None = spec("VM whose tap on the bridge is detached/attached/deleted", default=None, pattern=NAME, max_length=VM_NAME_MAX)
+    address: str | None = spec("address with prefix for add-address/delete-address, e.g. 10.1.1.1/24", default=None)
+    expect: Literal["success", "error"] = spec("whether the kernel must carry the operation out or refuse it", default="success")
 
 SIOCBRDELBR = 0x89A1  # <linux/sockios.h>: what `brctl delbr` calls
 
@@ -132,8 +143,6 @@ def _effect(plan: Plan, op: OpCheck, links: list[dict]) -> tuple[bool, str, str]
 
 def run_op(ctx: CheckContext, op: OpCheck) -> CheckResult:
     """Perform the operation, then read the namespace back to show and verify its effect."""
-    from vnetlab.checks.runner import CheckResult
-
     plan = ctx.plan
     error: str | None = None
     if op.action != "list":
@@ -153,3 +162,62 @@ def run_op(ctx: CheckContext, op: OpCheck) -> CheckResult:
         detail += f" — links in {plan.namespace}: {_describe(plan, links)}"
     data = {"links": links, **({"error": error} if error else {})}
     return CheckResult(_title(op), "op", ok, detail, data=data)
+
+
+# -- rules and commands ----------------------------------------------------------------
+
+
+_OP_NEEDS_VM = {"detach", "attach", "delete-tap"}
+_OP_NEEDS_ADDRESS = {"add-address", "delete-address"}
+
+
+def _validate_op(r: Rules, op: OpCheck, path: str) -> None:
+    scenario = r.scenario
+    bridge = next((b for b in scenario.bridges if b.name == op.bridge), None)
+    if bridge is None:
+        r.add(f"{path}.bridge", f"no bridge named {op.bridge!r}")
+    elif bridge.type != "linux":
+        r.add(f"{path}.bridge", f"device operations work on linux bridges; {op.bridge!r} is type {bridge.type}")
+    if op.action in _OP_NEEDS_VM:
+        if op.vm is None:
+            r.add(f"{path}.vm", f"action {op.action} needs the VM whose tap it is about")
+        elif op.vm not in {v.name for v in scenario.vms}:
+            r.add(f"{path}.vm", f"no VM named {op.vm!r}")
+        elif bridge is not None and not any(n.bridge == op.bridge for n in scenario.vm(op.vm).nics):
+            r.add(f"{path}.vm", f"VM {op.vm!r} has no NIC on bridge {op.bridge!r}")
+    elif op.vm is not None:
+        r.add(f"{path}.vm", f"action {op.action} takes no vm")
+    if op.action in _OP_NEEDS_ADDRESS:
+        if op.address is None:
+            r.add(f"{path}.address", f"action {op.action} needs an address with prefix, e.g. 10.1.1.1/24")
+        elif interface(op.address) is None:
+            r.add(f"{path}.address", f"expected an IPv4 address with prefix like 10.1.1.1/24, got {op.address!r}")
+    elif op.address is not None:
+        r.add(f"{path}.address", f"action {op.action} takes no address")
+
+
+def op_commands(plan: Plan, op: OpCheck) -> list[str]:
+    """What an operation does, as the tutorial's commands (for `--explain`)."""
+    ns = plan.namespace
+    tap = plan.vm(op.vm).nic_on(op.bridge).tap if op.vm else ""  # type: ignore[union-attr]
+    return {
+        "list": [f"ip -n {ns} link", f"bridge -n {ns} link show"],
+        "detach": [f"ip -n {ns} link set {tap} nomaster    # brctl delif {op.bridge} {tap}"],
+        "attach": [f"ip -n {ns} link set {tap} master {op.bridge} up    # brctl addif {op.bridge} {tap}"],
+        "delete-tap": [f"ip -n {ns} link del {tap}    # tunctl -d {tap}"],
+        "add-address": [f"ip -n {ns} addr add {op.address} dev {op.bridge}"],
+        "delete-address": [f"ip -n {ns} addr del {op.address} dev {op.bridge}"],
+        "link-down": [f"ip -n {ns} link set {op.bridge} down    # ifconfig {op.bridge} down"],
+        "link-up": [f"ip -n {ns} link set {op.bridge} up"],
+        "delete-bridge": [f"ip netns exec {ns} brctl delbr {op.bridge}    # " + ("refused (EBUSY) while it is up; `ip link del` would not refuse" if op.expect == "error" else "works once it is down")],
+    }[op.action]
+
+
+class DeviceOps(Feature):
+    name = "ops"
+    model = ModelExtension(
+        checks=(decl("op", OpCheck | None, spec("perform a device operation on the running lab and verify its effect", default=None)),),
+        check_validators={"op": _validate_op},
+    )
+    check_runners = {"op": run_op}
+    check_commands = {"op": op_commands}

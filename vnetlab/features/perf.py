@@ -8,25 +8,31 @@ path: the result says so instead of pretending otherwise.
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from vnetlab.features.containers import LabNode
+from vnetlab.checks.base import CheckContext, CheckResult, LabNode, node_kind
+from vnetlab.checks.parse import excerpt, iperf_error, iperf_json, iperf_received, ping_rtt, ping_summary
+from vnetlab.checks.ping import ping_argv
+from vnetlab.features.base import Feature
+from vnetlab.model.scenario import NAME, VM_NAME_MAX, ModelExtension, decl
+from vnetlab.model.typed_yaml import spec
+from vnetlab.model.validate import Rules, node_interfaces, node_names, route_to
+from vnetlab.plan.planner import Plan
 
-if TYPE_CHECKING:
-    from vnetlab.checks.runner import CheckContext, CheckResult
-    from vnetlab.model.scenario import PerfCheck
-    from vnetlab.plan.planner import Plan
+
+@dataclass(frozen=True)
+class PerfCheck:
+    source: str = spec("node running the iperf3 client and the pings", key="from", pattern=NAME, max_length=VM_NAME_MAX)
+    to: str = spec("node running the iperf3 server", pattern=NAME, max_length=VM_NAME_MAX)
+    seconds: int = spec("iperf3 test length", default=2, minimum=1, maximum=10)
+    pings: int = spec("pings for the latency figure", default=5, minimum=1, maximum=50)
 
 IPERF3 = "iperf3"
 SERVER_ARGV = [IPERF3, "-s", "-1"]  # one-off: serves one test, then exits
 CONNECT_RETRY_FOR = 8.0  # seconds: a guest's iperf3 server takes a moment to listen under TCG
-RTT = re.compile(r"= ([\d.]+)/([\d.]+)/([\d.]+)")  # iputils "rtt min/avg/max/mdev = …", busybox "round-trip min/avg/max = …"
 
 
 @dataclass
@@ -57,11 +63,10 @@ def _iperf_client(client: LabNode, target: str, seconds: int) -> tuple[dict | No
     argv = client_argv(target, seconds)
     while True:
         result = client.run(argv, timeout=seconds + 30.0)
-        try:
-            data = json.loads(result.stdout)
-        except ValueError:
-            data = None
-        error = (data or {}).get("error") or (None if data else f"exit {result.exit_code}: {(result.stdout + result.stderr).strip()[-200:]}")
+        data, why = iperf_json(result.stdout)  # guest output: bounded, never trusted to be an object
+        if data is not None and not data:
+            data, why = None, "an empty JSON object"
+        error = iperf_error(data) if data is not None else f"exit {result.exit_code}: {why}; {excerpt(result.stdout + result.stderr, 200)}"
         if error is None:
             return data, ""
         if "refused" not in str(error) or time.monotonic() > deadline:
@@ -71,11 +76,6 @@ def _iperf_client(client: LabNode, target: str, seconds: int) -> tuple[dict | No
 
 def measure(client: LabNode, server: LabNode, target: str, seconds: int, pings: int) -> PerfFigures:
     """iperf3 client → server (one-off server, ended afterwards), then `pings` echo requests for the RTT."""
-    from vnetlab.checks.runner import (  # the ping checks' own command and parser
-        PING_SUMMARY,
-        ping_argv,
-    )
-
     try:
         stop = server.start(SERVER_ARGV)
     except Exception as exc:  # noqa: BLE001 — no server is a failed measurement, not a crashed check phase
@@ -85,27 +85,24 @@ def measure(client: LabNode, server: LabNode, target: str, seconds: int, pings: 
             data, error = _iperf_client(client, target, seconds)
         finally:
             stop()
-    received = (data or {}).get("end", {}).get("sum_received", {})
+    bits_per_second, nbytes, secs = iperf_received(data or {})
     ping = client.run(ping_argv(pings, target), timeout=10.0 + 2.5 * pings)
-    summary, rtt = PING_SUMMARY.search(ping.stdout), RTT.search(ping.stdout)
+    summary, rtt = ping_summary(ping.stdout), ping_rtt(ping.stdout)
     return PerfFigures(
-        mbit_s=round(float(received.get("bits_per_second", 0.0)) / 1e6, 1),
-        bytes=int(received.get("bytes", 0)),
-        seconds=round(float(received.get("seconds", 0.0)), 2),
-        rtt_min_ms=float(rtt[1]) if rtt else None,
-        rtt_avg_ms=float(rtt[2]) if rtt else None,
-        rtt_max_ms=float(rtt[3]) if rtt else None,
-        pings_sent=int(summary[1]) if summary else 0,
-        pings_received=int(summary[2]) if summary else 0,
+        mbit_s=round(bits_per_second / 1e6, 1),
+        bytes=nbytes,
+        seconds=round(secs, 2),
+        rtt_min_ms=rtt[0] if rtt else None,
+        rtt_avg_ms=rtt[1] if rtt else None,
+        rtt_max_ms=rtt[2] if rtt else None,
+        pings_sent=summary[0] if summary else 0,
+        pings_received=summary[1] if summary else 0,
         error=error or None,
     )
 
 
 def run_check(ctx: CheckContext, check: PerfCheck) -> CheckResult:
     """One row of the comparison; fails only when nothing was measured (no bytes, no echo reply)."""
-    from vnetlab.checks.runner import CheckResult
-    from vnetlab.model.scenario import route_to
-
     iface = route_to(ctx.plan.scenario, check.source, check.to)
     assert iface is not None  # guaranteed by model validation
     target = str(iface.ip)
@@ -118,20 +115,18 @@ def run_check(ctx: CheckContext, check: PerfCheck) -> CheckResult:
         + (" — a guest under TCG: this figure measures the CPU emulator, not the path" if emulated else "")
         + (f"; {f.error}" if f.error else "")
     )
-    kinds = {**{v.name: "VM" for v in ctx.plan.vms}, **{n.name: n.kind for n in ctx.plan.nodes}}
-    ends = f"{kinds[check.source]} → {kinds[check.to]}"
+    ends = f"{node_kind(ctx.plan, check.source)} → {node_kind(ctx.plan, check.to)}"
     data = {"path": f"{check.source} → {check.to}", "ends": ends, "via": _via(ctx.plan, check), "target": target, "emulated": emulated, **asdict(f)}
     return CheckResult(f"perf {check.source} → {check.to}", "perf", f.ok, detail, data=data)
 
 
 def _via(plan: Plan, check: PerfCheck) -> str:
     """The way the traffic goes: one bridge (no IP hop), or the host's routing and NAT."""
-    from vnetlab.model.scenario import node_interfaces
-
     shared = sorted({s for s, _ in node_interfaces(plan.scenario, check.source)} & {s for s, _ in node_interfaces(plan.scenario, check.to)})
     if shared:
         return f"bridge {shared[0]}"
-    nat = next((n for n in plan.nat if any(c.name == check.source and c.nic.bridge == n.bridge for c in plan.scenario.containers)), None)
+    source_bridges = {seg for seg, _ in node_interfaces(plan.scenario, check.source)}
+    nat = next((n for n in plan.part("nat") if n.bridge in source_bridges), None)  # the NAT feature's records, if any
     return f"NAT out of {nat.uplink} (ip_forward)" if nat else "routed"
 
 
@@ -152,3 +147,27 @@ def perf_table(results: list[CheckResult]) -> Table | None:
     if any(r.data.get("emulated") for r in rows):
         table.caption = "Under TCG the VM figures are emulation-bound: they measure the CPU emulator, not the network path, and say nothing about bridge vs NAT."
     return table
+
+
+def _validate(r: Rules, perf: PerfCheck, path: str) -> None:
+    everyone = node_names(r.scenario)
+    for key, name in (("from", perf.source), ("to", perf.to)):
+        if name not in everyone:
+            r.add(f"{path}.{key}", f"no {r.node_words()} named {name!r}")
+            return
+    if perf.source == perf.to:
+        r.add(f"{path}.to", "measuring a node against itself says nothing about the network")
+    elif route_to(r.scenario, perf.source, perf.to) is None:
+        r.add(f"{path}.to", f"{perf.source!r} has no route to {perf.to!r}")
+
+
+class Perf(Feature):
+    name = "perf"
+    model = ModelExtension(
+        checks=(decl("perf", PerfCheck | None, spec("measure throughput (iperf3) and latency (ping) between two nodes", default=None)),),
+        check_validators={"perf": _validate},
+    )
+    check_runners = {"perf": run_check}
+
+    def summary(self, results: list[CheckResult]) -> Table | None:
+        return perf_table(results)

@@ -16,21 +16,59 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from vnetlab.checks.capture import count_icmp_in_subnet, count_udp
 from vnetlab.backends.keys import write_secret
-from vnetlab.model.scenario import CaptureCheck, PingCheck, Scenario, WireGuardCheck, capture_tunnel, tunnel_named
-
-if TYPE_CHECKING:
-    from vnetlab.checks.runner import CaptureSubject, CheckContext, CheckResult, Judgement
-    from vnetlab.plan.planner import Plan
-    from vnetlab.backends.ssh import GuestSSH
+from vnetlab.backends.ssh import GuestSSH
+from vnetlab.checks.base import CaptureSubject, CheckContext, CheckResult, Judgement, expected_echo_pairs
+from vnetlab.checks.capture import count_icmp_in_subnet, count_udp
+from vnetlab.checks.parse import excerpt, handshakes, unix_time
+from vnetlab.features.base import Feature
+from vnetlab.model.scenario import IFACE_MAX, NAME, RESERVED_IFACES, VM_NAME_MAX, Expectation, ModelExtension, Overlay, decl
+from vnetlab.model.typed_yaml import spec
+from vnetlab.model.validate import Rules, interface, segment_networks
+from vnetlab.plan.planner import Plan, PlanContext, PlanPart
+from vnetlab.tools.explain import Section, guest_line, ssh_line
 
 GUEST_KEY_DIR = "/etc/wireguard"
+
+
+# -- the scenario keys: `wireguard:` tunnels, the `wireguard` check, `via:` on pings ----
+
+
+@dataclass(frozen=True)
+class WireGuardMember:
+    vm: str = spec("member VM", pattern=NAME, max_length=VM_NAME_MAX)
+    address: str = spec("tunnel address with prefix inside the VM, e.g. 192.168.2.1/24")
+
+
+@dataclass(frozen=True)
+class WireGuardTunnel:
+    name: str = spec("WireGuard interface name inside the member VMs", pattern=NAME, max_length=IFACE_MAX)
+    underlay: str = spec("bridge whose addresses carry the encrypted UDP (peer endpoints)", pattern=NAME, max_length=IFACE_MAX)
+    members: list[WireGuardMember] = spec("VMs joined by the tunnel (each peers with every other)", min_items=2)
+    listen_port: int = spec("UDP port every member listens on", key="listen-port", default=51820, minimum=1, maximum=65535)
+
+
+@dataclass(frozen=True)
+class WireGuardCheck:
+    tunnel: str = spec("WireGuard interface name of a tunnel in the scenario's wireguard section", pattern=NAME, max_length=IFACE_MAX)
+    between: list[str] = spec("the two member VMs that must have completed a handshake", min_items=2)
+
+    def check_shape(self) -> list[str]:
+        return [] if len(self.between) == 2 else [f"between: expected exactly two VM names, got {len(self.between)}"]
+
+
+def tunnel_named(scenario: Any, name: str) -> WireGuardTunnel | None:
+    return next((t for t in scenario.wireguard if t.name == name), None)
+
+
+def capture_tunnel(scenario: Any, cap: Any) -> WireGuardTunnel | None:
+    """The tunnel a capture's WireGuard expectations are about: on the captured bridge, joining both VMs."""
+    return next((t for t in scenario.wireguard if t.underlay == cap.bridge and set(cap.between) <= {m.vm for m in t.members}), None)
 
 
 @dataclass(frozen=True)
@@ -56,12 +94,12 @@ class WgInterface:
         return f"{GUEST_KEY_DIR}/{self.tunnel}.key"
 
 
-def _underlay_ip(scenario: Scenario, vm: str, bridge: str) -> str:
+def _underlay_ip(scenario: Any, vm: str, bridge: str) -> str:
     nic = next(n for n in scenario.vm(vm).nics if n.bridge == bridge and n.address)
     return str(ipaddress.IPv4Interface(nic.address).ip)
 
 
-def plan_wireguard(scenario: Scenario, secrets: Path) -> tuple[WgInterface, ...]:
+def plan_wireguard(scenario: Any, secrets: Path) -> tuple[WgInterface, ...]:
     """Every member of every tunnel, each peering with all the others (a full mesh)."""
     out: list[WgInterface] = []
     for tunnel in scenario.wireguard:
@@ -79,17 +117,12 @@ def plan_wireguard(scenario: Scenario, secrets: Path) -> tuple[WgInterface, ...]
     return tuple(out)
 
 
-def tunnel_ip(scenario: Scenario, tunnel: str, vm: str) -> str:
+def tunnel_ip(scenario: Any, tunnel: str, vm: str) -> str:
     """The tunnel address (without prefix) of member `vm`; the model guarantees it exists."""
     t = tunnel_named(scenario, tunnel)
     assert t is not None
     member = next(m for m in t.members if m.vm == vm)
     return str(ipaddress.IPv4Interface(member.address).ip)
-
-
-def ping_target(scenario: Scenario, ping: PingCheck) -> str:
-    assert ping.via is not None
-    return tunnel_ip(scenario, ping.via, ping.to)
 
 
 # -- keys -----------------------------------------------------------------------
@@ -153,25 +186,13 @@ def configure(interfaces: tuple[WgInterface, ...], sessions: dict[str, GuestSSH]
 # -- checks ---------------------------------------------------------------------
 
 
-def parse_handshakes(text: str) -> dict[str, int]:
-    """`wg show IFACE latest-handshakes` lines ("<public key>\\t<unix time>", 0 = never) by public key."""
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            out[parts[0]] = int(parts[1])
-    return out
-
-
 def handshake_command(tunnel: str) -> str:
     return f"wg show {tunnel} latest-handshakes"
 
 
 def run_check(ctx: CheckContext, check: WireGuardCheck) -> CheckResult:
     """Both members must report a completed handshake with each other (read from the kernel via `wg show`)."""
-    from vnetlab.checks.runner import CheckResult
-
-    interfaces = {i.vm: i for i in ctx.plan.wireguard if i.tunnel == check.tunnel}
+    interfaces = {i.vm: i for i in ctx.plan.part("wireguard") if i.tunnel == check.tunnel}
     a, b = check.between
     seen: list[str] = []
     ok = True
@@ -179,13 +200,13 @@ def run_check(ctx: CheckContext, check: WireGuardCheck) -> CheckResult:
     for me, peer in ((a, b), (b, a)):
         command = f"date +%s; {handshake_command(check.tunnel)}"
         result = ctx.sessions[me].run(command, timeout=15.0, check=False)
-        lines = result.stdout.splitlines()
-        now = int(lines[0]) if lines and lines[0].strip().isdigit() else None
-        stamp = parse_handshakes("\n".join(lines[1:])).get(public_key(interfaces[peer].key_file), 0)
+        first, _, rest = result.stdout.partition("\n")  # guest output: parsed with bounds, never trusted
+        now = unix_time(first)
+        stamp = handshakes(rest).get(public_key(interfaces[peer].key_file), 0)
         data[me] = {"peer": peer, "latest_handshake": stamp, "guest_time": now}
         if result.exit_code != 0:
             ok = False
-            seen.append(f"{me}: `{command}` exited {result.exit_code}: {(result.stderr or result.stdout).strip()[-200:]}")
+            seen.append(f"{me}: `{command}` exited {result.exit_code}: {excerpt(result.stderr or result.stdout, 200)}")
         elif stamp == 0:
             ok = False
             seen.append(f"{me}: no handshake with {peer}'s key yet")
@@ -196,10 +217,8 @@ def run_check(ctx: CheckContext, check: WireGuardCheck) -> CheckResult:
     return CheckResult(f"wireguard {check.tunnel}: handshake {a} ↔ {b}", "wireguard", ok, detail, data=data)
 
 
-def judge_udp(plan: Plan, check: CaptureCheck, s: CaptureSubject) -> Judgement:
+def judge_udp(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
     """The tunnel's traffic crossed the bridge as UDP on the listen port between the underlay addresses."""
-    from vnetlab.checks.runner import Judgement, expected_echo_pairs
-
     tunnel = capture_tunnel(plan.scenario, check)
     assert tunnel is not None and s.nic_a.ip and s.nic_b.ip  # guaranteed by model validation
     want = max(1, 2 * expected_echo_pairs(plan, s.name_a, s.name_b, via=tunnel.name))  # each echo request and reply, encrypted
@@ -212,12 +231,179 @@ def judge_udp(plan: Plan, check: CaptureCheck, s: CaptureSubject) -> Judgement:
     )
 
 
-def judge_no_plaintext(plan: Plan, check: CaptureCheck, s: CaptureSubject) -> Judgement:
+def judge_no_plaintext(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
     """No ICMP of the tunnel subnet is readable on the bridge: it only travels encrypted."""
-    from vnetlab.checks.runner import Judgement
-
     tunnel = capture_tunnel(plan.scenario, check)
     assert tunnel is not None
     subnet = str(ipaddress.IPv4Interface(tunnel.members[0].address).network)
     n = count_icmp_in_subnet(s.packets, subnet)
     return Judgement(n == 0, f"0 plaintext ICMP packets of tunnel subnet {subnet}", f"{n} plaintext ICMP packet(s) of {subnet}", {"plaintext_tunnel_icmp": n})
+
+
+# -- rules -----------------------------------------------------------------------------
+
+
+def _validate(r: Rules) -> None:
+    for i in range(len(r.scenario.wireguard)):
+        _validate_tunnel(r, i)
+
+
+def _validate_tunnel(r: Rules, index: int) -> None:
+    """Members exist and sit on the underlay; tunnel addresses share one subnet clear of every other."""
+    scenario = r.scenario
+    tunnel, path = scenario.wireguard[index], f"wireguard[{index}]"
+    if sum(t.name == tunnel.name for t in scenario.wireguard) > 1:
+        r.add(f"{path}.name", f"duplicate tunnel name {tunnel.name!r}")
+    if tunnel.name in RESERVED_IFACES:
+        r.add(f"{path}.name", f"{tunnel.name!r} is reserved inside the guest")
+    members = {m.vm for m in tunnel.members}
+    for other in scenario.wireguard[:index]:
+        shared = sorted(members & {m.vm for m in other.members})
+        if other.listen_port == tunnel.listen_port and shared:
+            r.add(f"{path}.listen-port", f"{tunnel.listen_port} is already the port of tunnel {other.name!r} in VM {shared[0]!r}")
+    bridge = next((b for b in scenario.bridges if b.name == tunnel.underlay), None)
+    if bridge is None:
+        r.add(f"{path}.underlay", f"no bridge named {tunnel.underlay!r} (bridges: {', '.join(b.name for b in scenario.bridges)})")
+    vm_names = {v.name for v in scenario.vms}
+    seen: set[str] = set()
+    network: ipaddress.IPv4Network | None = None
+    for k, member in enumerate(tunnel.members):
+        mpath = f"{path}.members[{k}]"
+        if member.vm in seen:
+            r.add(f"{mpath}.vm", f"duplicate member {member.vm!r}")
+        seen.add(member.vm)
+        if member.vm not in vm_names:
+            r.add(f"{mpath}.vm", f"no VM named {member.vm!r}")
+        else:
+            vm = scenario.vm(member.vm)
+            if bridge is not None and not any(n.bridge == bridge.name and n.address for n in vm.nics):
+                r.add(f"{mpath}.vm", f"VM {member.vm!r} has no addressed NIC on bridge {bridge.name!r} (the tunnel's underlay)")
+            if tunnel.name in {vm.nic_name(j) for j in range(len(vm.nics))}:
+                r.add(f"{path}.name", f"{tunnel.name!r} is already an interface name in VM {member.vm!r}")
+        iface = interface(member.address)
+        if iface is None:
+            r.add(f"{mpath}.address", f"expected an IPv4 address with prefix like 192.168.2.1/24, got {member.address!r}")
+            continue
+        if network is None:
+            network = iface.network
+        elif iface.network != network:
+            r.add(f"{mpath}.address", f"{member.address} is not in the tunnel's subnet {network} (from members[0])")
+            continue
+        if iface.ip in (iface.network.network_address, iface.network.broadcast_address) and iface.network.prefixlen < 31:
+            r.add(f"{mpath}.address", f"{iface.ip} is the network or broadcast address of {iface.network}")
+        clash = next((n for n in segment_networks(scenario) if n.overlaps(iface.network)), None)
+        if clash is not None:
+            r.add(f"{mpath}.address", f"{iface.network} overlaps {clash}, a subnet already in the lab (a tunnel needs its own)")
+        r.claim(f"{mpath}.address", iface.ip, f"{member.vm} {tunnel.name}")
+
+
+def _validate_check(r: Rules, check: WireGuardCheck, path: str) -> None:
+    scenario = r.scenario
+    tunnel = tunnel_named(scenario, check.tunnel)
+    if tunnel is None:
+        r.add(f"{path}.tunnel", f"no WireGuard tunnel named {check.tunnel!r} (tunnels: {', '.join(t.name for t in scenario.wireguard) or 'none'})")
+        return
+    members = {m.vm for m in tunnel.members}
+    for k, name in enumerate(check.between):
+        if name not in members:
+            r.add(f"{path}.between[{k}]", f"VM {name!r} is not a member of tunnel {check.tunnel!r}")
+    if len(set(check.between)) != len(check.between):
+        r.add(f"{path}.between", "expected two different VMs")
+
+
+
+def _validate_expectation(r: Rules, cap: Any, path: str) -> None:
+    if capture_tunnel(r.scenario, cap) is None:
+        tunnel_expectations = [e for e in cap.expect if e in ("wireguard-udp", "no-plaintext-tunnel")]
+        message = f"{', '.join(tunnel_expectations)} needs a WireGuard tunnel with underlay {cap.bridge!r} joining {' and '.join(cap.between)}"
+        if not any(p.field == f"{path}.expect" and p.message == message for p in r.problems):  # one problem for both expectations
+            r.add(f"{path}.expect", message)
+
+
+def _overlays(scenario: Any) -> list[Overlay]:
+    return [Overlay(t.name, "WireGuard tunnel", {m.vm: m.address for m in t.members}) for t in scenario.wireguard]
+
+
+MODEL = ModelExtension(
+    sections=(decl("wireguard", list[WireGuardTunnel], spec("WireGuard tunnels between VMs, configured over SSH after addressing", default_factory=list)),),
+    ping_fields=(decl("via", str | None, spec("WireGuard tunnel whose address of the target VM to ping (e.g. wg0)", default=None, pattern=NAME, max_length=IFACE_MAX)),),
+    checks=(decl("wireguard", WireGuardCheck | None, spec("assert a WireGuard handshake happened between two members", default=None)),),
+    check_validators={"wireguard": _validate_check},
+    expectations=(Expectation("wireguard-udp", _validate_expectation), Expectation("no-plaintext-tunnel", _validate_expectation)),
+    validate=_validate,
+    overlays=_overlays,
+    overlay_kind="WireGuard tunnel",
+)
+
+
+# -- views -----------------------------------------------------------------------------
+
+
+def explain_section(plan: Plan) -> Section | None:
+    interfaces = plan.part("wireguard")
+    if not interfaces:
+        return None
+    lines = ["# a key pair per member (vnetlab makes X25519 keys in Python; by hand:)"]
+    public = {(w.tunnel, w.vm): w.key_file.with_suffix(".pub") for w in interfaces}
+    for w in interfaces:
+        lines.append(f"wg genkey > {w.key_file} && wg pubkey < {w.key_file} > {public[(w.tunnel, w.vm)]}")
+    for w in interfaces:
+        lines.append(f"# {w.vm}: its private key goes to {w.guest_key_file} on stdin (dropbear has no sftp)")
+        lines.append(f"{ssh_line(plan, plan.vm(w.vm))} {shlex.quote(key_upload_command(w))} < {w.key_file}")
+        lines += [guest_line(w.vm, c) for c in guest_commands(w, lambda vm, t=w.tunnel: f'"$(cat {public[(t, vm)]})"')]
+    return Section("WireGuard tunnels", tuple(lines), stage="configure")
+
+
+def _check_commands(plan: Plan, check: WireGuardCheck) -> list[str]:
+    return [guest_line(vm, handshake_command(check.tunnel)) for vm in check.between]
+
+
+class WireGuard(Feature):
+    name = "wireguard"
+    model = MODEL
+    check_runners = {"wireguard": run_check}
+    judges = {"wireguard-udp": judge_udp, "no-plaintext-tunnel": judge_no_plaintext}
+    check_commands = {"wireguard": _check_commands}
+
+    def plan(self, ctx: PlanContext) -> PlanPart | None:
+        interfaces = plan_wireguard(ctx.scenario, ctx.lab_dir / "secrets")
+        return PlanPart(data=interfaces) if interfaces else None
+
+    def dump(self, plan: Plan) -> dict[str, Any]:
+        interfaces = plan.part("wireguard")
+        if not interfaces:
+            return {}
+        return {"wireguard": [
+            {
+                "tunnel": w.tunnel,
+                "vm": w.vm,
+                "address": w.address,
+                "listen_port": w.listen_port,
+                "private_key": str(w.key_file),
+                "peers": [{"vm": p.vm, "endpoint": p.endpoint, "allowed_ips": p.allowed_ips} for p in w.peers],
+            }
+            for w in interfaces
+        ]}
+
+    def configure_label(self, plan: Plan) -> str | None:
+        interfaces = plan.part("wireguard")
+        if not interfaces:
+            return None
+        return f"WireGuard: {', '.join(sorted({w.tunnel for w in interfaces}))} in {', '.join(w.vm for w in interfaces)} over SSH"
+
+    def configure(self, plan: Plan, sessions: dict[str, GuestSSH]) -> None:
+        configure(plan.part("wireguard"), sessions)
+
+    def explain(self, plan: Plan) -> list[Section]:
+        section = explain_section(plan)
+        return [section] if section else []
+
+    def graph(self, plan: Plan, drawing: Any) -> None:
+        """One overlay edge per pair of members of a tunnel."""
+        interfaces = plan.part("wireguard")
+        address = {(i.tunnel, i.vm): i.address for i in interfaces}
+        for i in interfaces:
+            for peer in i.peers:
+                if i.vm < peer.vm and i.vm in drawing.node_ids and peer.vm in drawing.node_ids:
+                    label = [f"wireguard {i.tunnel}", f"{address.get((i.tunnel, i.vm), '')} ↔ {address.get((i.tunnel, peer.vm), '')}"]
+                    drawing.edge(drawing.node_ids[i.vm], drawing.node_ids[peer.vm], label, overlay=True)

@@ -1,7 +1,8 @@
 """JSON Schema of scenario files, generated from the model dataclasses and their `spec(...)` metadata.
 
 Generated rather than written by hand so the schema and the loader cannot drift:
-a new field or section in vnetlab/model.py appears here without any edit. Editors
+a new field, section or kind of check that a feature adds to the composed model
+appears here without any edit. Editors
 (yaml-language-server) use it for completion and checking; `vnetlab schema` prints it.
 Cross-field rules (references, subnet fit, uniqueness) stay in `model.validate`.
 """
@@ -14,7 +15,7 @@ import types
 import typing
 from typing import Any, Literal, Union
 
-from vnetlab.model.scenario import Scenario
+from vnetlab.model.scenario import ScenarioModel
 from vnetlab.model.typed_yaml import yaml_key
 
 SCHEMA_ID = "https://vnetlab.dev/schema/scenario.schema.json"
@@ -122,10 +123,10 @@ class _Builder:
         return name
 
 
-def scenario_schema() -> dict:
-    """The JSON Schema (draft 2020-12) of a scenario file."""
+def scenario_schema(model: ScenarioModel) -> dict:
+    """The JSON Schema (draft 2020-12) of a scenario file of this composed model."""
     builder = _Builder()
-    root = builder.define(Scenario)
+    root = builder.define(model.Scenario)
     top = builder.defs.pop(root)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -136,5 +137,5 @@ def scenario_schema() -> dict:
     }
 
 
-def schema_text() -> str:
-    return json.dumps(scenario_schema(), indent=2, ensure_ascii=False) + "\n"
+def schema_text(model: ScenarioModel) -> str:
+    return json.dumps(scenario_schema(model), indent=2, ensure_ascii=False) + "\n"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import yaml
 
-from vnetlab.features.nat import FORWARD_SYSCTL, ruleset
 from vnetlab.plan.planner import Plan
 
 
@@ -34,31 +33,11 @@ def plan_data(plan: Plan) -> dict:
             }
             for vm in plan.vms
         ],
-        **({"wireguard": [
-            {
-                "tunnel": w.tunnel,
-                "vm": w.vm,
-                "address": w.address,
-                "listen_port": w.listen_port,
-                "private_key": str(w.key_file),
-                "peers": [{"vm": p.vm, "endpoint": p.endpoint, "allowed_ips": p.allowed_ips} for p in w.peers],
-            }
-            for w in plan.wireguard
-        ]} if plan.wireguard else {}),
-        **({"nodes": [
-            {
-                "name": n.name,
-                "kind": n.kind,
-                "namespace": n.namespace,
-                "nic": {"name": n.iface, "mac": n.mac, "address": n.cidr, **({"gateway": n.gateway} if n.gateway else {})},
-                "veth": {"name": n.veth, "mac": n.veth_mac, **({"bridge": n.bridge} if n.bridge else {"address": n.veth_cidr})},
-            }
-            for n in plan.nodes
-        ]} if plan.nodes else {}),
-        **({"nat": {"sysctl": "=".join(FORWARD_SYSCTL), "nft": ruleset(plan.nat).splitlines()}} if plan.nat else {}),
+        **{key: value for feature in plan.features for key, value in feature.dump(plan).items()},
         "resources": [f"{r.kind} {r.name}" + (f" ({r.vm})" if r.vm else "") for r in plan.resources],
     }
 
 
 def plan_summary(plan: Plan) -> str:
-    return yaml.safe_dump(plan_data(plan), sort_keys=False, allow_unicode=True, width=200)
+    """YAML that loads back as the plan data: no line folding (a long kernel command line or path stays whole)."""
+    return yaml.safe_dump(plan_data(plan), sort_keys=False, allow_unicode=True, width=float("inf"))

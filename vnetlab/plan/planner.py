@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import jinja2
 
 from vnetlab.backends.image import kernel_cmdline
-from vnetlab.model.scenario import Bridge, Scenario
-from vnetlab.features.nat import PlannedNat, plan_nat
-from vnetlab.features.containers import PlannedNode, plan_nodes
 from vnetlab.paths import TEMPLATES_DIR, Layout
-from vnetlab.features.wireguard import WgInterface, plan_wireguard
 
 METADATA_NS = "https://vnetlab.dev/xmlns/lab/1"
 MGMT_BRIDGE = "vnl-mgmt"
@@ -88,14 +86,38 @@ class PlannedBridge:
 class Resource:
     """One thing apply creates and teardown removes, in creation order."""
 
-    kind: str  # namespace | bridge | process | ovs-bridge | veth | tap | domain
+    kind: str  # namespace | bridge | tap | domain | veth, and what switch backends add (process, ovs-bridge)
     name: str
     vm: str | None = None
 
 
+NODE_IFACE = "eth0"  # a namespace node's end of its veth, inside its own namespace
+
+
+@dataclass(frozen=True)
+class PlannedNode:
+    """A lab node that is a network namespace joined to the lab by a veth (a container, an outside host)."""
+
+    name: str
+    kind: str  # container | host | …
+    namespace: str
+    mac: str  # of its eth0
+    cidr: str  # address with prefix of its eth0
+    veth: str  # the lab-namespace end of its veth pair
+    veth_mac: str
+    bridge: str | None  # the lab end is a port of this bridge (containers, bridged uplinks)
+    veth_cidr: str | None  # routed uplink: the lab end's address (the host's outside address)
+    gateway: str | None  # default route inside the node (containers behind a gateway bridge)
+    iface: str = NODE_IFACE
+
+    @property
+    def ip(self) -> str:
+        return self.cidr.split("/")[0]
+
+
 @dataclass(frozen=True)
 class Plan:
-    scenario: Scenario
+    scenario: Any  # the composed model's Scenario
     lab: str
     namespace: str
     domain_type: str
@@ -105,15 +127,64 @@ class Plan:
     bridges: tuple[PlannedBridge, ...]
     vms: tuple[PlannedVM, ...]
     resources: tuple[Resource, ...]
-    wireguard: tuple[WgInterface, ...] = ()
-    nodes: tuple[PlannedNode, ...] = ()  # containers and outside hosts: namespaces joined by veths
-    nat: tuple[PlannedNat, ...] = ()
+    nodes: tuple[PlannedNode, ...] = ()  # namespace nodes the features add (containers, outside hosts)
+    parts: Mapping[str, Any] = field(default_factory=dict)  # each feature's own records, by feature name
+    features: tuple[Any, ...] = field(default=(), compare=False, repr=False)  # they made this plan; later steps call them
 
     def vm(self, name: str) -> PlannedVM:
         return next(v for v in self.vms if v.name == name)
 
     def bridge(self, name: str) -> PlannedBridge:
         return next(b for b in self.bridges if b.name == name)
+
+    def part(self, feature: str, default: Any = ()) -> Any:
+        """A feature's records (what its `plan` hook returned as data)."""
+        return self.parts.get(feature, default)
+
+    def switch(self, bridge_type: str) -> Any:
+        """The switch backend of a bridge type other than linux (None for linux)."""
+        return next((s for f in self.features for s in f.switches if s.kind == bridge_type), None)
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """What a feature's `plan` hook gets: the scenario and the lab's names, and the plan's MAC allocator."""
+
+    scenario: Any
+    lab: str
+    namespace: str
+    lab_dir: Path
+    take_mac: Callable[..., str]
+
+
+@dataclass(frozen=True)
+class PlanPart:
+    """A feature's contribution to the plan."""
+
+    data: Any = None  # its own records, found again with plan.part(name)
+    nodes: tuple[PlannedNode, ...] = ()  # namespace nodes it adds
+    resources: tuple[Resource, ...] = ()  # what its apply hook creates, recorded after the bridges
+    bridge_addresses: Mapping[str, str] = field(default_factory=dict)  # bridge → the lab namespace's address on it
+
+
+class SwitchPlanning(Protocol):
+    """What planning asks of a switch backend (a bridge `type` other than linux)."""
+
+    kind: str
+    bridge_resource: str  # resource kind its bridges are recorded as
+
+    def capture_port(self, index: int) -> str | None: ...
+
+    def setup_resources(self) -> Sequence[str]: ...  # names of `process` resources started before its bridges
+
+
+class Planning(Protocol):
+    """What planning asks of a feature."""
+
+    name: str
+    switches: Sequence[SwitchPlanning]
+
+    def plan(self, ctx: PlanContext) -> PlanPart | None: ...
 
 
 def _digest(*parts: str) -> bytes:
@@ -146,18 +217,17 @@ def tap_prefix(lab: str) -> str:
     return "vnl" + _digest(lab).hex()[:6]
 
 
-def make_plan(scenario: Scenario, lab: str, options: PlanOptions | None = None) -> Plan:
+def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Plan:
+    """Everything about the lab that needs no system: the core's part, then each feature's."""
     options = options or PlanOptions()
+    features = tuple(scenario.model.features)
     lab_dir = options.layout.lab_dir(lab)
     macs = _MacAllocator(lab)
     mgmt_net = ipaddress.IPv4Network(scenario.management.subnet)
     gateway = f"{mgmt_net.network_address + 1}/{mgmt_net.prefixlen}"
+    switches = {s.kind: s for f in features for s in f.switches}
 
-    bridges = [PlannedBridge(MGMT_BRIDGE, "linux", macs.take("02:00:00", "bridge", MGMT_BRIDGE), gateway)]
-    bridges += [
-        PlannedBridge(b.name, b.type, macs.take("02:00:00", "bridge", b.name), _gateway_cidr(b), capture_port=f"vnlmir{i}" if b.type == "ovs" else None)
-        for i, b in enumerate(scenario.bridges)
-    ]
+    bridge_macs = {MGMT_BRIDGE: macs.take("02:00:00", "bridge", MGMT_BRIDGE)} | {b.name: macs.take("02:00:00", "bridge", b.name) for b in scenario.bridges}
 
     taps = iter(f"{tap_prefix(lab)}-{i}" for i in range(10_000))
     vms: list[PlannedVM] = []
@@ -192,13 +262,32 @@ def make_plan(scenario: Scenario, lab: str, options: PlanOptions | None = None) 
         ))
         for v in vms
     )
+    ctx = PlanContext(scenario, lab, namespace, lab_dir, macs.take)
+    parts: dict[str, Any] = {}
+    nodes: list[PlannedNode] = []
+    feature_resources: list[Resource] = []
+    addresses: dict[str, str] = {}
+    for feature in features:
+        part = feature.plan(ctx)
+        if part is None:
+            continue
+        if part.data is not None:
+            parts[feature.name] = part.data
+        nodes += part.nodes
+        feature_resources += part.resources
+        addresses.update(part.bridge_addresses)
+    bridges = [PlannedBridge(MGMT_BRIDGE, "linux", bridge_macs[MGMT_BRIDGE], gateway)]
+    bridges += [
+        PlannedBridge(b.name, b.type, bridge_macs[b.name], addresses.get(b.name), capture_port=switches[b.type].capture_port(i) if b.type in switches else None)
+        for i, b in enumerate(scenario.bridges)
+    ]
+
     resources = [Resource("namespace", namespace)]
-    if any(b.type == "ovs" for b in bridges):
-        resources += [Resource("process", daemon) for daemon in ("ovsdb-server", "ovs-vswitchd")]
-    resources += [Resource("ovs-bridge" if b.type == "ovs" else "bridge", b.name) for b in bridges]
-    nodes = plan_nodes(scenario, lab, macs.take)
-    for node in nodes:
-        resources += [Resource("namespace", node.namespace, node.name), Resource("veth", node.veth, node.name)]
+    for kind in dict.fromkeys(b.type for b in bridges):
+        if kind in switches:
+            resources += [Resource("process", daemon) for daemon in switches[kind].setup_resources()]
+    resources += [Resource(switches[b.type].bridge_resource if b.type in switches else "bridge", b.name) for b in bridges]
+    resources += feature_resources
     for v in rendered:
         resources += [Resource("tap", n.tap, v.name) for n in v.all_nics]
         resources.append(Resource("domain", v.domain, v.name))
@@ -213,17 +302,10 @@ def make_plan(scenario: Scenario, lab: str, options: PlanOptions | None = None) 
         bridges=tuple(bridges),
         vms=rendered,
         resources=tuple(resources),
-        wireguard=plan_wireguard(scenario, lab_dir / "secrets"),
-        nodes=nodes,
-        nat=plan_nat(scenario),
+        nodes=tuple(nodes),
+        parts=parts,
+        features=features,
     )
-
-
-def _gateway_cidr(bridge: Bridge) -> str | None:
-    """The lab namespace's address on a bridge that is the containers' gateway."""
-    if bridge.gateway is None or bridge.subnet is None:
-        return None
-    return f"{bridge.gateway}/{ipaddress.IPv4Network(bridge.subnet).prefixlen}"
 
 
 def _with_xml(vm: PlannedVM, xml: str) -> PlannedVM:

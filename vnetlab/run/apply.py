@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import libvirt
 
-from vnetlab.features import nat
-from vnetlab.backends import netns
-from vnetlab.features import containers as nodes
 from vnetlab.backends import libvirt_domains as hv
-from vnetlab.backends import linux_bridge, ovs
+from vnetlab.backends import linux_bridge, netns
 from vnetlab.backends.image import GuestImage, write_guest_initrd
 from vnetlab.backends.keys import ClientKey, HostKey, generate_client_key, generate_host_key, write_secret
-from vnetlab.plan.planner import Plan, PlannedVM
+from vnetlab.plan.planner import Plan, PlannedBridge, PlannedVM
 from vnetlab.run.progress import Progress
 from vnetlab.run.state import LabState, make_private_dir
 
@@ -75,53 +73,77 @@ def prepare_files(plan: Plan, image: GuestImage, qemu_gid: int | None) -> None:
         (vm.initrd.parent / "domain.xml").write_text(vm.xml)
 
 
+class Switch(Protocol):
+    """What apply needs of a switch backend (chosen by the bridge's type)."""
+
+    def start(self, plan: Plan, record: Callable[[str], None]) -> None: ...  # its daemons, each recorded as a `process`
+
+    def create_bridge(self, plan: Plan, bridge: PlannedBridge) -> None: ...
+
+    def attach_port(self, plan: Plan, port: str, bridge: str) -> None: ...
+
+
+class SwitchBackend(Switch, Protocol):
+    """A switch backend a feature brings (e.g. Open vSwitch): planned, applied, explained, inspected."""
+
+    kind: str
+    bridge_resource: str
+
+    def capture_port(self, index: int) -> str | None: ...
+
+    def setup_resources(self) -> Sequence[str]: ...
+
+
+@dataclass(frozen=True)
+class LinuxSwitch:
+    """The kernel's bridge, through netlink in the lab namespace."""
+
+    def start(self, plan: Plan, record: Callable[[str], None]) -> None:
+        return None
+
+    def create_bridge(self, plan: Plan, bridge: PlannedBridge) -> None:
+        linux_bridge.create_bridge(plan.namespace, bridge.name, bridge.mac)
+
+    def attach_port(self, plan: Plan, port: str, bridge: str) -> None:
+        linux_bridge.attach_to_bridge(plan.namespace, port, bridge)
+
+
+def switch_for(plan: Plan, bridge_type: str) -> Switch:
+    return plan.switch(bridge_type) or LinuxSwitch()
+
+
+@dataclass
+class ApplyContext:
+    """What a feature's apply hook gets: record a resource before it exists, attach a port to a bridge."""
+
+    plan: Plan
+    state: LabState
+
+    def record(self, kind: str, name: str, vm: str | None = None) -> None:
+        self.state.record(self.plan.lab_dir, kind, name, vm)
+
+    def attach(self, port: str, bridge: str) -> None:
+        switch_for(self.plan, self.plan.bridge(bridge).type).attach_port(self.plan, port, bridge)
+
+
 def create_network(plan: Plan, state: LabState) -> None:
+    """The lab namespace, its switches and bridges, then what the features add to the network."""
     # Checked before recording: a recorded name is removed by teardown, and this one is not ours.
     if netns.namespace_exists(plan.namespace):
         raise netns.NamespaceError(f"namespace {plan.namespace!r} already exists but no lab state records it: it is not vnetlab's to use or remove (if it is a leftover, remove it yourself: ip netns delete {plan.namespace})")
     state.record(plan.lab_dir, "namespace", plan.namespace)
     netns.create_namespace(plan.namespace)
-    if any(b.type == "ovs" for b in plan.bridges):
-        ovs.OvsSwitch.for_lab(plan.namespace, plan.lab_dir).start(lambda name: state.record(plan.lab_dir, "process", name))
+    for kind in dict.fromkeys(b.type for b in plan.bridges):
+        switch_for(plan, kind).start(plan, lambda name: state.record(plan.lab_dir, "process", name))
     for bridge in plan.bridges:
-        switch = switch_for(plan, bridge.type)
-        state.record(plan.lab_dir, "ovs-bridge" if bridge.type == "ovs" else "bridge", bridge.name)
-        switch.create_bridge(bridge.name, bridge.mac)
-        if bridge.capture_port:
-            ovs.OvsSwitch.for_lab(plan.namespace, plan.lab_dir).add_mirror(bridge.name, bridge.capture_port)
+        switch = plan.switch(bridge.type)
+        state.record(plan.lab_dir, switch.bridge_resource if switch else "bridge", bridge.name)
+        switch_for(plan, bridge.type).create_bridge(plan, bridge)
         if bridge.cidr:
             linux_bridge.add_address(plan.namespace, bridge.name, bridge.cidr)
-    for node in plan.nodes:  # containers and outside hosts: namespaces on veths, then the host's NAT
-        nodes.create_node(plan, state, node, lambda port, br: switch_for(plan, plan.bridge(br).type).attach_port(port, br))
-    nat.apply_nat(plan.namespace, plan.nat)
-
-
-class Switch(Protocol):
-    """What apply needs of a bridge backend (chosen by the bridge's type)."""
-
-    def create_bridge(self, name: str, mac: str) -> None: ...
-
-    def attach_port(self, port: str, bridge: str) -> None: ...
-
-    def delete_bridge(self, name: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class LinuxSwitch:
-    ns: str
-
-    def create_bridge(self, name: str, mac: str) -> None:
-        linux_bridge.create_bridge(self.ns, name, mac)
-
-    def attach_port(self, port: str, bridge: str) -> None:
-        linux_bridge.attach_to_bridge(self.ns, port, bridge)
-
-    def delete_bridge(self, name: str) -> None:
-        linux_bridge.delete_link(self.ns, name)
-
-
-def switch_for(plan: Plan, bridge_type: str) -> Switch:
-    return ovs.OvsSwitch.for_lab(plan.namespace, plan.lab_dir) if bridge_type == "ovs" else LinuxSwitch(plan.namespace)
+    ctx = ApplyContext(plan, state)
+    for feature in plan.features:  # containers and outside hosts, then the host's NAT, …
+        feature.apply(plan, ctx)
 
 
 def boot_vm(plan: Plan, state: LabState, conn: libvirt.virConnect, vm: PlannedVM) -> None:
@@ -137,7 +159,7 @@ def boot_vm(plan: Plan, state: LabState, conn: libvirt.virConnect, vm: PlannedVM
     hv.start_paused(dom)
     for nic in vm.all_nics:
         linux_bridge.move_link(nic.tap, plan.namespace)
-        switch_for(plan, plan.bridge(nic.bridge).type).attach_port(nic.tap, nic.bridge)
+        switch_for(plan, plan.bridge(nic.bridge).type).attach_port(plan, nic.tap, nic.bridge)
     hv.resume(dom)
 
 

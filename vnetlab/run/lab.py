@@ -18,20 +18,22 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
-from vnetlab.errors import VnetlabError
-from vnetlab.backends import netns
-from vnetlab.features import wireguard
-from vnetlab.backends.accel import AccelChoice, choose_accel
-from vnetlab.run.apply import apply
+from rich.markup import escape
+
 from vnetlab.backends import libvirt_domains as hv
-from vnetlab.checks.runner import CheckResult, run_checks
-from vnetlab.run.configure import address_nics, open_ssh, wait_for_guests
-from vnetlab.tools.explain import explain
+from vnetlab.backends import netns
+from vnetlab.backends.accel import AccelChoice, choose_accel
 from vnetlab.backends.image import GuestImage, ensure_image
-from vnetlab.model.scenario import Scenario, load_scenario, parse_scenario
+from vnetlab.checks.base import CheckResult
+from vnetlab.checks.runner import run_checks
+from vnetlab.errors import VnetlabError
+from vnetlab.model.scenario import ScenarioModel
+from vnetlab.model.validate import load_scenario, parse_scenario
 from vnetlab.paths import Layout, resolve_scenario
+from vnetlab.run.apply import apply
+from vnetlab.run.configure import address_nics, open_ssh, wait_for_guests
 from vnetlab.plan.planner import LAB_NAME, LAB_NAME_MAX, Plan, PlanOptions, make_plan
 from vnetlab.run.progress import Progress
 from vnetlab.backends.ssh import GuestSSH
@@ -48,7 +50,11 @@ class LabError(VnetlabError):
 
 
 class Interrupted(Exception):
-    """Ctrl-C or SIGTERM: tear down, then exit non-zero."""
+    """Ctrl-C or SIGTERM: tear down (what this command owns), then exit non-zero."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.consequence = "the lab was torn down"  # what the CLI reports; `check` never tears down
 
 
 @dataclass
@@ -58,7 +64,7 @@ class Options:
     keep: bool = False
     boot_timeout: float = 180.0
     layout: Layout = field(default_factory=Layout)
-    explain: bool = False  # print the equivalent shell commands (vnetlab.tools.explain) before building the lab
+    before_apply: Callable[[Plan], None] | None = None  # e.g. print `--explain` once the plan is known
 
 
 @dataclass
@@ -160,9 +166,9 @@ def shielded() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old_term)
 
 
-def load(ref: str) -> tuple[Path, Scenario]:
+def load(ref: str, model: ScenarioModel) -> tuple[Path, Any]:
     path = resolve_scenario(ref)
-    return path, load_scenario(path)
+    return path, load_scenario(path, model)
 
 
 def new_run_dir(layout: Layout, lab: str) -> Path:
@@ -199,9 +205,10 @@ def collect_artifacts(plan: Plan, run_dir: Path, pcaps: dict[str, Path]) -> dict
 class LabRunner:
     """Runs lifecycle commands for one invocation of the CLI."""
 
-    def __init__(self, options: Options, progress: Progress):
+    def __init__(self, options: Options, progress: Progress, model: ScenarioModel):
         self.options = options
         self.progress = progress
+        self.model = model  # the composed scenario model: its features build, check and remove the labs
         self.outcome: Outcome | None = None  # set once a lab exists, so a failure can still be reported
 
     # -- building blocks -------------------------------------------------
@@ -213,7 +220,7 @@ class LabRunner:
     def _accel(self, image: GuestImage) -> AccelChoice:
         with self.progress.step("accel", "Accelerator"):
             choice = choose_accel(self.options.accel, image)
-        self.progress.say(f"  accelerator: [bold]{choice.name}[/] — {choice.reason}")
+        self.progress.say(f"  accelerator: [bold]{choice.name}[/] — {escape(choice.reason)}")
         return choice
 
     def _bring_up(self, plan: Plan, state: LabState, image: GuestImage) -> dict[str, GuestSSH]:
@@ -232,9 +239,11 @@ class LabRunner:
         try:
             with self.progress.step("configure", "Addressing data NICs over SSH"):
                 address_nics(plan, sessions, self.progress)
-            if plan.wireguard:
-                with self.progress.step("wireguard", f"WireGuard: {', '.join(sorted({w.tunnel for w in plan.wireguard}))} in {', '.join(w.vm for w in plan.wireguard)} over SSH"):
-                    wireguard.configure(plan.wireguard, sessions)
+            for feature in plan.features:
+                label = feature.configure_label(plan)
+                if label is not None:
+                    with self.progress.step(feature.name, label):
+                        feature.configure(plan, sessions)
         except BaseException:
             close_all(sessions)
             raise
@@ -248,7 +257,7 @@ class LabRunner:
 
     def _teardown(self, lab_dir: Path, state: LabState) -> None:
         with shielded(), self.progress.step("teardown", f"Tearing down lab {state.lab}"):
-            problems = teardown(lab_dir, state)
+            problems = teardown(lab_dir, state, removers(self.model))
         if problems:
             raise LabError("teardown left resources behind (the state file is kept; retry with `vnetlab down " + state.lab + "`):\n  " + "\n  ".join(problems))
 
@@ -256,7 +265,7 @@ class LabRunner:
 
     def run(self, ref: str, *, keep: bool, check: bool = True) -> Outcome:
         """`vnetlab run` (check=True) and `vnetlab up` (check=False, keep=True)."""
-        path, scenario = load(ref)
+        path, scenario = load(ref, self.model)
         lab = self.options.lab or scenario.name
         if lab == AUTO_NAME:
             lab = unique_lab_name(scenario.name)
@@ -270,8 +279,8 @@ class LabRunner:
             image = self._image()
             outcome.accel = self._accel(image)
             plan = make_plan(scenario, lab, PlanOptions(outcome.accel.domain_type, image.kernel, self.options.layout))
-            if self.options.explain:
-                print(explain(plan), flush=True)
+            if self.options.before_apply is not None:
+                self.options.before_apply(plan)
             run_dir = new_run_dir(self.options.layout, lab)
             outcome.artifacts["dir"] = str(run_dir)
             make_private_dir(plan.lab_dir)  # apply() lets libvirt's qemu group through to the initrds
@@ -310,7 +319,7 @@ class LabRunner:
             state = read_state(paths)
             if state.phase != "up":
                 raise LabError(f"lab {lab!r} is not up (phase: {state.phase}); `vnetlab down {lab}` cleans it up")
-            plan = plan_from_state(paths, state)
+            plan = plan_from_state(paths, state, self.model)
             outcome = Outcome(plan.scenario.name, lab, kept=True)
             outcome.accel = AccelChoice("kvm" if state.domain_type == "kvm" else "tcg", state.domain_type, "as chosen when the lab came up")
             self.outcome = outcome
@@ -322,6 +331,10 @@ class LabRunner:
                     for vm in plan.vms:
                         sessions[vm.name] = open_ssh(plan, vm, deadline)
                 self._check(plan, sessions, run_dir, outcome)
+            except Interrupted as exc:
+                exc.consequence = f"the checks were stopped; the lab is still up (`vnetlab down {lab}` removes it)"
+                outcome.error = f"interrupted ({exc}); {exc.consequence}"
+                raise
             except Exception as exc:
                 outcome.error = str(exc)
                 raise
@@ -346,17 +359,25 @@ class LabRunner:
             return True
 
 
-def plan_from_state(paths: LabPaths, state: LabState) -> Plan:
+def plan_from_state(paths: LabPaths, state: LabState, model: ScenarioModel) -> Plan:
     """The plan of an existing lab: re-planned from its copy of the scenario (the plan is pure, so names match)."""
-    scenario = parse_scenario((paths.dir / SCENARIO_COPY).read_text(), state.scenario_file)
+    scenario = parse_scenario((paths.dir / SCENARIO_COPY).read_text(), state.scenario_file, model)
     return make_plan(scenario, paths.lab, PlanOptions(state.domain_type, Path(state.kernel), paths.layout))
 
 
-def running_plan(lab: str, layout: Layout | None = None) -> Plan:
+def running_plan(lab: str, model: ScenarioModel, layout: Layout | None = None) -> Plan:
     """The plan of a lab that exists, for commands that work on a live lab (inspect, ssh, capture …)."""
     check_lab_name(lab)
     paths = LabPaths(layout or Layout(), lab)
-    return plan_from_state(paths, read_state(paths))
+    return plan_from_state(paths, read_state(paths), model)
+
+
+def removers(model: ScenarioModel) -> dict[str, Any]:
+    """How to remove the resource kinds the features add (teardown works from the state file alone)."""
+    out: dict[str, Any] = {}
+    for feature in model.features:
+        out.update(feature.removers)
+    return out
 
 
 def read_state(paths: LabPaths) -> LabState:

@@ -15,8 +15,10 @@ from typing import Iterator
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.markup import escape
 from rich.spinner import Spinner
 from rich.table import Table
+from rich.text import Text
 
 VM_STAGES = ("starting", "started", "console ready", "SSH", "addressed")
 
@@ -39,7 +41,7 @@ class Progress:
     """Prints one line per finished step (and per VM event); live VM rows while a step runs on a terminal."""
 
     def __init__(self, console: Console | None = None, *, quiet: bool = False):
-        self.console = console or Console(stderr=True, highlight=False)
+        self.console = console or Console(stderr=True, highlight=False, emoji=False)
         self.quiet = quiet
         self.steps: list[StepTiming] = []
         self.vms: dict[str, VMProgress] = {}
@@ -67,7 +69,7 @@ class Progress:
             seconds = time.monotonic() - start
             self.steps.append(StepTiming(name, round(seconds, 3), ok))
             mark = "[green]✓[/]" if ok else "[red]✗[/]"
-            self.say(f"{mark} {label} [dim]{seconds:.1f} s[/]")
+            self.say(f"{mark} {escape(label)} [dim]{seconds:.1f} s[/]")
 
     def vm_stage(self, vm: str, stage: str) -> None:
         """A guest reached `stage` (one of VM_STAGES); shown live on a terminal, silent in plain output."""
@@ -79,7 +81,7 @@ class Progress:
 
     def __rich__(self) -> RenderableType:
         """What the live display shows: the running step, and the guests until all are addressed."""
-        spinner = Spinner("dots", text=f"{self._label}…")
+        spinner = Spinner("dots", text=Text(f"{self._label}…"))
         with self._vm_lock:
             rows = dict(self.vms)
         if not rows or all(p.stage == VM_STAGES[-1] for p in rows.values()):
@@ -100,7 +102,8 @@ class Progress:
     def say(self, text: str) -> None:
         if not self.quiet:
             with self._lock:
-                self.console.print(text)
+                self.console.print(text, soft_wrap=True)  # one line per event, also in CI logs
 
     def detail(self, text: str) -> None:
-        self.say(f"  [dim]{text}[/]")
+        """A plain message (names, reasons, paths): printed literally, never as markup."""
+        self.say(f"  [dim]{escape(text)}[/]")

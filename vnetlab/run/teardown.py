@@ -11,19 +11,23 @@ import concurrent.futures
 import shutil
 from pathlib import Path
 
-from vnetlab.errors import VnetlabError
-from vnetlab.backends import netns
+from collections.abc import Callable, Mapping
+from typing import Any
+
 from vnetlab.backends import libvirt_domains as hv
-from vnetlab.backends import linux_bridge, ovs
+from vnetlab.backends import linux_bridge, netns
+from vnetlab.errors import VnetlabError
 from vnetlab.plan.planner import METADATA_NS
 from vnetlab.run.state import LabState, RecordedResource
+
+Remover = Callable[[RecordedResource, LabState, Path], None]
 
 
 class TeardownError(VnetlabError):
     pass
 
 
-def _remove(resource: RecordedResource, state: LabState, conn_factory, lab_dir: Path, links_ns: str | None) -> None:
+def _remove(resource: RecordedResource, state: LabState, conn_factory, lab_dir: Path, links_ns: str | None, removers: Mapping[str, Remover]) -> None:
     """`links_ns`: where links recorded in the lab namespace are deleted one by one; None when the
     namespace itself is removed (last), since the kernel then destroys them with it."""
     if resource.kind == "domain":
@@ -42,18 +46,19 @@ def _remove(resource: RecordedResource, state: LabState, conn_factory, lab_dir: 
         # namespace, takes the peer along.
         if links_ns is not None:
             linux_bridge.delete_link(links_ns, resource.name)
-    elif resource.kind == "ovs-bridge":
-        ovs.OvsSwitch.for_lab(state.namespace, lab_dir).delete_bridge(resource.name)
-    elif resource.kind == "process":
-        ovs.stop_process(lab_dir, resource.name)
+    elif resource.kind in removers:  # kinds a feature adds (e.g. a switch's daemons and bridges)
+        removers[resource.kind](resource, state, lab_dir)
     elif resource.kind == "namespace":
         netns.delete_namespace(resource.name)
     else:
         raise TeardownError(f"unknown resource kind {resource.kind!r} in the state file")
 
 
-def teardown(lab_dir: Path, state: LabState, *, keep_files: bool = False) -> list[str]:
-    """Remove everything recorded; returns the problems (empty when all is gone)."""
+def teardown(lab_dir: Path, state: LabState, removers: Mapping[str, Remover] | None = None, *, keep_files: bool = False) -> list[str]:
+    """Remove everything recorded; returns the problems (empty when all is gone).
+
+    `removers`: how to remove the resource kinds features add, by kind."""
+    removers = removers or {}
     conn = None
 
     def conn_factory():
@@ -71,7 +76,7 @@ def teardown(lab_dir: Path, state: LabState, *, keep_files: bool = False) -> lis
 
     def remove(resource: RecordedResource) -> None:
         try:
-            _remove(resource, state, conn_factory, lab_dir, links_ns)
+            _remove(resource, state, conn_factory, lab_dir, links_ns, removers)
         except Exception as exc:  # noqa: BLE001 — keep removing the rest, report every failure
             problems.append(f"{resource.kind} {resource.name}: {exc}")
 

@@ -5,8 +5,9 @@ repeating the lab by hand needs iproute2, bridge, tunctl, virsh, wg and
 ovs-vsctl lines instead. Everything here is a pure function of the plan, in the
 order the lab is built, so the text can be pinned by a golden test.
 
-Extending: a step adds a `(plan) -> Section | None` to SECTIONS, and a check
-kind adds a function to CHECK_COMMANDS.
+The core writes the namespace, bridges, guests, addressing, checks and teardown;
+features add sections (their `explain` hook, placed by `stage`), the commands of
+their kinds of check (`check_commands`), and switch backends their own lines.
 """
 
 from __future__ import annotations
@@ -15,26 +16,23 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vnetlab.backends import ovs
-from vnetlab.checks.runner import ping_argv, ping_target
-from vnetlab.model.scenario import Check, OpCheck, PingCheck, WireGuardCheck
-from vnetlab.features import nat
-from vnetlab.features.containers import equivalent_commands
+from typing import Any, Literal
+
+from vnetlab.checks.ping import ping_argv, ping_target
 from vnetlab.plan.planner import MGMT_BRIDGE, Plan, PlannedBridge, PlannedVM
-from vnetlab.features.wireguard import guest_commands, handshake_command, key_upload_command
+
+Stage = Literal["network", "configure"]  # after the guests are started; after they are addressed
 
 
 @dataclass(frozen=True)
 class Section:
     title: str
     lines: tuple[str, ...]  # commands; lines starting with '#' are comments
+    stage: Stage = "network"
 
 
-def _ovs(plan: Plan) -> ovs.OvsPaths:
-    return ovs.OvsPaths(ovs.ovs_dir(plan.lab_dir))
-
-
-def _guest(vm: str, command: str) -> str:
+def guest_line(vm: str, command: str) -> str:
+    """`vm$ command`: run it in that guest (see the addressing section for how to log in)."""
     return f"{vm}$ {command}"
 
 
@@ -55,44 +53,23 @@ def _linux_bridge(plan: Plan, b: PlannedBridge) -> list[str]:
     return lines
 
 
-def _vsctl(plan: Plan, args: list[str]) -> str:
-    return shlex.join(ovs.vsctl_argv(_ovs(plan), *args))
-
-
 def bridges_section(plan: Plan) -> Section:
-    ns = plan.namespace
     lines: list[str] = []
-    ovs_bridges = [b for b in plan.bridges if b.type == "ovs"]
-    if ovs_bridges:
-        paths = _ovs(plan)
-        lines += [
-            "# Open vSwitch, userspace datapath, daemons private to this lab (vnetlab runs them in the foreground",
-            "# as its children and records their PIDs; by hand, --detach puts them in the background)",
-            f"mkdir -p {paths.dir}",
-            shlex.join(["ovsdb-tool", "create", str(paths.db), str(ovs.SCHEMA)]),
-            shlex.join(["ip", "netns", "exec", ns, *ovs.daemon_argv(paths, "ovsdb-server"), "--detach"]),
-            _vsctl(plan, ["--no-wait", "init"]),
-            shlex.join(["ip", "netns", "exec", ns, *ovs.daemon_argv(paths, "ovs-vswitchd"), "--detach"]),
-        ]
+    for kind in dict.fromkeys(b.type for b in plan.bridges):
+        switch = plan.switch(kind)
+        if switch is not None:
+            lines += switch.explain_setup(plan)
     for b in plan.bridges:
-        if b.type == "ovs":
-            lines.append(_vsctl(plan, ovs.bridge_args(b.name, b.mac)))
-            if b.capture_port:
-                lines += [
-                    f"# mirror every frame of {b.name} to {b.capture_port}: its own port only sees what is flooded to it",
-                    _vsctl(plan, ovs.mirror_args(b.name, b.capture_port)),
-                    f"ip -n {ns} link set {b.capture_port} up",
-                ]
-        else:
-            lines += _linux_bridge(plan, b)
+        switch = plan.switch(b.type)
+        lines += switch.explain_bridge(plan, b) if switch is not None else _linux_bridge(plan, b)
     return Section(f"Bridges ({MGMT_BRIDGE} is vnetlab's management bridge: SSH to the guests)", tuple(lines))
 
 
 def _attach(plan: Plan, port: str, bridge: str) -> list[str]:
-    ns = plan.namespace
-    if plan.bridge(bridge).type == "ovs":
-        return [_vsctl(plan, ["add-port", bridge, port]), f"ip -n {ns} link set {port} up"]
-    return [f"ip -n {ns} link set {port} master {bridge} up"]
+    switch = plan.switch(plan.bridge(bridge).type)
+    if switch is not None:
+        return switch.explain_attach(plan, port, bridge)
+    return [f"ip -n {plan.namespace} link set {port} master {bridge} up"]
 
 
 def guests_section(plan: Plan) -> Section:
@@ -110,92 +87,39 @@ def guests_section(plan: Plan) -> Section:
     return Section("Guests: taps and domains", tuple(lines))
 
 
-def nodes_section(plan: Plan) -> Section | None:
-    if not plan.nodes:
-        return None
-    lines: list[str] = []
-    for node in plan.nodes:
-        lines.append(f"# {node.kind} {node.name}")
-        lines += equivalent_commands(plan, node)
-    return Section("Containers and hosts: namespaces joined by veth pairs", tuple(lines))
-
-
-def nat_section(plan: Plan) -> Section | None:
-    if not plan.nat:
-        return None
-    return Section("Forwarding and masquerade in the lab namespace (it plays the host)", tuple(nat.equivalent_commands(plan.namespace, plan.nat)))
-
-
-def _ssh(plan: Plan, vm: PlannedVM) -> str:
+def ssh_line(plan: Plan, vm: PlannedVM) -> str:
+    """The ssh command that logs into `vm` by hand, from inside the lab namespace."""
     return f"ip netns exec {plan.namespace} ssh -i {plan.lab_dir / 'secrets' / 'id_ed25519'} root@{vm.mgmt.ip}"
 
 
 def addressing_section(plan: Plan) -> Section:
     lines = ["# `vmN$ command` means: run it in that guest, logged in with the line above it"]
     for vm in plan.vms:
-        lines.append(f"# {vm.name}: {_ssh(plan, vm)}")
+        lines.append(f"# {vm.name}: {ssh_line(plan, vm)}")
         for n in vm.nics:
             if n.cidr:
-                lines.append(_guest(vm.name, f"ip addr add {n.cidr} dev {n.guest_name}"))
-            lines.append(_guest(vm.name, f"ip link set {n.guest_name} up"))
+                lines.append(guest_line(vm.name, f"ip addr add {n.cidr} dev {n.guest_name}"))
+            lines.append(guest_line(vm.name, f"ip link set {n.guest_name} up"))
     return Section("Addresses inside the guests", tuple(lines))
-
-
-def wireguard_section(plan: Plan) -> Section | None:
-    if not plan.wireguard:
-        return None
-    lines = ["# a key pair per member (vnetlab makes X25519 keys in Python; by hand:)"]
-    public = {(w.tunnel, w.vm): w.key_file.with_suffix(".pub") for w in plan.wireguard}
-    for w in plan.wireguard:
-        lines.append(f"wg genkey > {w.key_file} && wg pubkey < {w.key_file} > {public[(w.tunnel, w.vm)]}")
-    for w in plan.wireguard:
-        lines.append(f"# {w.vm}: its private key goes to {w.guest_key_file} on stdin (dropbear has no sftp)")
-        lines.append(f"{_ssh(plan, plan.vm(w.vm))} {shlex.quote(key_upload_command(w))} < {w.key_file}")
-        lines += [_guest(w.vm, c) for c in guest_commands(w, lambda vm, t=w.tunnel: f'"$(cat {public[(t, vm)]})"')]
-    return Section("WireGuard tunnels", tuple(lines))
 
 
 def _source(plan: Plan, name: str) -> Callable[[str], str]:
     node = next((n for n in plan.nodes if n.name == name), None)
     if node is not None:
         return lambda command: f"ip netns exec {node.namespace} {command}"
-    return lambda command: _guest(name, command)
+    return lambda command: guest_line(name, command)
 
 
-def _op_commands(plan: Plan, op: OpCheck) -> list[str]:
-    ns = plan.namespace
-    tap = plan.vm(op.vm).nic_on(op.bridge).tap if op.vm else ""  # type: ignore[union-attr]
-    return {
-        "list": [f"ip -n {ns} link", f"bridge -n {ns} link show"],
-        "detach": [f"ip -n {ns} link set {tap} nomaster    # brctl delif {op.bridge} {tap}"],
-        "attach": [f"ip -n {ns} link set {tap} master {op.bridge} up    # brctl addif {op.bridge} {tap}"],
-        "delete-tap": [f"ip -n {ns} link del {tap}    # tunctl -d {tap}"],
-        "add-address": [f"ip -n {ns} addr add {op.address} dev {op.bridge}"],
-        "delete-address": [f"ip -n {ns} addr del {op.address} dev {op.bridge}"],
-        "link-down": [f"ip -n {ns} link set {op.bridge} down    # ifconfig {op.bridge} down"],
-        "link-up": [f"ip -n {ns} link set {op.bridge} up"],
-        "delete-bridge": [f"ip netns exec {ns} brctl delbr {op.bridge}    # " + ("refused (EBUSY) while it is up; `ip link del` would not refuse" if op.expect == "error" else "works once it is down")],
-    }[op.action]
-
-
-def _wireguard_check(plan: Plan, check: WireGuardCheck) -> list[str]:
-    return [_guest(vm, handshake_command(check.tunnel)) for vm in check.between]
-
-
-def _ping(plan: Plan, ping: PingCheck) -> list[str]:
+def _ping(plan: Plan, ping: Any) -> list[str]:
     line = _source(plan, ping.source)(shlex.join(ping_argv(ping.count, ping_target(plan, ping))))
     return [line + ("    # must get no reply" if ping.expect == "failure" else "")]
 
 
-CHECK_COMMANDS: dict[str, Callable[[Plan, object], list[str]]] = {
-    "ping": _ping,  # type: ignore[dict-item]
-    "wireguard": _wireguard_check,  # type: ignore[dict-item]
-    "op": _op_commands,  # type: ignore[dict-item]
-}
-
-
-def _check_lines(plan: Plan, check: Check) -> list[str]:
-    fn = CHECK_COMMANDS.get(check.kind)
+def _check_lines(plan: Plan, check: Any) -> list[str]:
+    commands: dict[str, Callable[[Plan, Any], list[str]]] = {"ping": _ping}
+    for feature in plan.features:
+        commands.update(feature.check_commands)
+    fn = commands.get(check.kind)
     return fn(plan, check.spec) if fn is not None else [f"# ({check.kind} check: judged by vnetlab, see the report)"]
 
 
@@ -218,15 +142,15 @@ def checks_section(plan: Plan) -> Section | None:
 
 def teardown_section(plan: Plan) -> Section:
     lines: list[str] = []
+    switches = [s for f in plan.features for s in f.switches if any(b.type == s.kind for b in plan.bridges)]
+    switch_kinds = {kind: s for s in switches for kind in (s.bridge_resource, "process")}
     for r in reversed(plan.resources):
         if r.kind == "domain":
             lines.append(f"virsh destroy {r.name}; virsh undefine {r.name}")
         elif r.kind in ("tap", "bridge", "veth"):
             continue  # they go with the namespace, as in vnetlab.run.teardown
-        elif r.kind == "ovs-bridge":
-            lines.append(_vsctl(plan, ["--if-exists", "del-br", r.name]))
-        elif r.kind == "process":
-            lines.append(f"kill $(cat {_ovs(plan).pidfile(r.name)})")
+        elif r.kind in switch_kinds:
+            lines += switch_kinds[r.kind].explain_teardown(plan, r)
         elif r.kind == "namespace":
             lines.append(f"ip netns del {r.name}    # its bridges, taps and veths go with it")
         else:
@@ -234,21 +158,13 @@ def teardown_section(plan: Plan) -> Section:
     return Section("Teardown (newest first)", tuple(lines))
 
 
-SECTIONS: list[Callable[[Plan], Section | None]] = [
-    namespace_section,
-    bridges_section,
-    guests_section,
-    nodes_section,
-    nat_section,
-    addressing_section,
-    wireguard_section,
-    checks_section,
-    teardown_section,
-]
-
-
 def sections(plan: Plan) -> list[Section]:
-    return [s for s in (fn(plan) for fn in SECTIONS) if s is not None]
+    """The core's sections with the features' placed by stage, in the order the lab is built."""
+    added = [section for feature in plan.features for section in feature.explain(plan)]
+    staged = {stage: [s for s in added if s.stage == stage] for stage in ("network", "configure")}
+    core_before = [namespace_section(plan), bridges_section(plan), guests_section(plan)]
+    checks = checks_section(plan)
+    return [*core_before, *staged["network"], addressing_section(plan), *staged["configure"], *([checks] if checks else []), teardown_section(plan)]
 
 
 def explain(plan: Plan) -> str:

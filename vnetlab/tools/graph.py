@@ -1,14 +1,14 @@
 """The topology of a lab as a picture: DOT (→ SVG through Graphviz) or Mermaid for a README.
 
 Drawn from the Plan, so it shows the names the lab really uses (taps, MACs, management
-addresses). Every tuple of planned nodes in the Plan (vms today; containers, hosts, … as
-the model grows) becomes a node kind; anything with a `bridge` attribute (a NIC, an uplink)
-becomes an edge to that bridge. A new node kind therefore appears without an edit here.
+addresses). The core draws the bridges, the VMs and the plan's namespace nodes (containers,
+hosts, whatever kind a feature adds: each is drawn by its `kind`, wired to its bridge or,
+for a routed link, to the lab namespace); features add their own edges (tunnels, NAT)
+through their `graph` hook on a `Drawing`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from vnetlab.errors import VnetlabError
 from vnetlab.plan.planner import MGMT_BRIDGE, Plan
 
-_NOT_NODES = {"bridges", "resources"}  # Plan fields that are not node kinds
 ROUTER = "namespace_router"  # the lab namespace itself, where routed uplinks end
 
 
@@ -46,22 +45,8 @@ class Topology:
     edges: list[Edge] = field(default_factory=list)
 
 
-def _singular(name: str) -> str:
-    return name[:-1] if name.endswith("s") else name
-
-
 def _node_id(kind: str, name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", f"{kind}_{name}")
-
-
-def _attachments(item: object) -> list[object]:
-    """What ties a planned node to the lab: its NICs (all_nics, else nics), or itself if it has a
-    bridge (a container's veth) or a veth of its own (a routed uplink, ending in the namespace)."""
-    for attr in ("all_nics", "nics", "interfaces"):
-        value = getattr(item, attr, None)
-        if isinstance(value, (tuple, list)):
-            return [n for n in value if getattr(n, "bridge", None)]
-    return [item] if getattr(item, "bridge", None) or getattr(item, "veth", None) else []
 
 
 def _nic_label(nic: object) -> list[str]:
@@ -73,21 +58,26 @@ def _nic_label(nic: object) -> list[str]:
     return [line for line in (first, " · ".join(str(e) for e in extra if e)) if line]
 
 
-def _overlay_edges(plan: Plan, node_ids: dict[str, str]) -> list[Edge]:
-    """Tunnels: any Plan tuple of per-VM interfaces with peers (WireGuard today), one edge per pair."""
-    edges: list[Edge] = []
-    for f in dataclasses.fields(plan):
-        items = getattr(plan, f.name)
-        if not isinstance(items, (tuple, list)) or not all(hasattr(i, "peers") and hasattr(i, "vm") for i in items):
-            continue
-        address = {(getattr(i, "tunnel", f.name), i.vm): getattr(i, "address", "") for i in items}
-        for i in items:
-            tunnel = getattr(i, "tunnel", f.name)
-            for peer in i.peers:
-                if i.vm < peer.vm and i.vm in node_ids and peer.vm in node_ids:
-                    label = [f"{f.name} {tunnel}", f"{address.get((tunnel, i.vm), '')} ↔ {address.get((tunnel, peer.vm), '')}"]
-                    edges.append(Edge(node_ids[i.vm], node_ids[peer.vm], label, overlay=True))
-    return edges
+@dataclass
+class Drawing:
+    """What a feature's graph hook adds to: the topology, and the ids of what is drawn so far."""
+
+    topo: Topology
+    bridge_ids: dict[str, str]  # bridge name → node id
+    node_ids: dict[str, str] = field(default_factory=dict)  # VM / node name → node id
+
+    def router(self) -> str:
+        """The lab namespace as a router (where routed links end), drawn once."""
+        if not any(b.id == ROUTER for b in self.topo.bridges):
+            self.topo.bridges.append(Node(ROUTER, "router", ["lab namespace", "routes"]))
+        return ROUTER
+
+    def node(self, node: Node) -> None:
+        self.topo.nodes.append(node)
+        self.node_ids[node.label[0]] = node.id
+
+    def edge(self, a: str, b: str, label: list[str], *, management: bool = False, overlay: bool = False) -> None:
+        self.topo.edges.append(Edge(a, b, label, management, overlay))
 
 
 def topology(plan: Plan, *, management: bool = True) -> Topology:
@@ -102,45 +92,23 @@ def topology(plan: Plan, *, management: bool = True) -> Topology:
         if br.cidr:
             lines.append(f"gateway {br.cidr}")
         topo.bridges.append(Node(_node_id("bridge", br.name), "bridge", lines, mgmt))
-    bridge_ids = {n.label[0]: n.id for n in topo.bridges}
-    for f in dataclasses.fields(plan):
-        items = getattr(plan, f.name)
-        if f.name in _NOT_NODES or not isinstance(items, (tuple, list)) or not items or not all(hasattr(i, "name") for i in items):
-            continue
-        for item in items:
-            own = getattr(item, "kind", None)
-            kind = own if isinstance(own, str) else _singular(f.name)
-            nid = _node_id(kind, item.name)
-            size = [f"{item.vcpus} vCPU · {item.memory} MiB"] if hasattr(item, "vcpus") and hasattr(item, "memory") else []
-            topo.nodes.append(Node(nid, kind, [item.name, kind, *size]))
-            for nic in _attachments(item):
-                bridge = getattr(nic, "bridge", None)
-                if bridge is None:  # routed: the lab namespace itself is the other end
-                    if not any(b.id == ROUTER for b in topo.bridges):
-                        topo.bridges.append(Node(ROUTER, "router", ["lab namespace", "routes"]))
-                    topo.edges.append(Edge(nid, ROUTER, _nic_label(nic)))
-                elif bridge in bridge_ids:
-                    topo.edges.append(Edge(nid, bridge_ids[bridge], _nic_label(nic), bridge == MGMT_BRIDGE))
-    topo.edges += _overlay_edges(plan, {n.label[0]: n.id for n in topo.nodes})
-    topo.edges += _nat_edges(plan, topo, bridge_ids)
+    drawing = Drawing(topo, {n.label[0]: n.id for n in topo.bridges})
+    for vm in plan.vms:
+        nid = _node_id("vm", vm.name)
+        drawing.node(Node(nid, "vm", [vm.name, "vm", f"{vm.vcpus} vCPU · {vm.memory} MiB"]))
+        for nic in vm.all_nics:
+            if nic.bridge in drawing.bridge_ids:
+                drawing.edge(nid, drawing.bridge_ids[nic.bridge], _nic_label(nic), management=nic.bridge == MGMT_BRIDGE)
+    for node in plan.nodes:
+        nid = _node_id(node.kind, node.name)
+        drawing.node(Node(nid, node.kind, [node.name, node.kind]))
+        if node.bridge is None:  # routed: the lab namespace itself is the other end
+            drawing.edge(nid, drawing.router(), _nic_label(node))
+        elif node.bridge in drawing.bridge_ids:
+            drawing.edge(nid, drawing.bridge_ids[node.bridge], _nic_label(node))
+    for feature in plan.features:
+        feature.graph(plan, drawing)
     return topo
-
-
-def _nat_edges(plan: Plan, topo: Topology, bridge_ids: dict[str, str]) -> list[Edge]:
-    """Masquerading bridges (Plan tuples of unnamed items with a bridge and an uplink): bridge → routing namespace."""
-    edges: list[Edge] = []
-    for f in dataclasses.fields(plan):
-        items = getattr(plan, f.name)
-        if f.name in _NOT_NODES or not isinstance(items, (tuple, list)):
-            continue
-        for item in items:
-            if hasattr(item, "name") or not (getattr(item, "bridge", None) in bridge_ids and getattr(item, "uplink", None)):
-                continue
-            if not any(b.id == ROUTER for b in topo.bridges):
-                topo.bridges.append(Node(ROUTER, "router", ["lab namespace", "routes"]))
-            label = [f"{f.name}: masquerade {getattr(item, 'subnet', '')}".rstrip(), f"out of {item.uplink}" + (f" as {item.outside}" if getattr(item, "outside", None) else "")]
-            edges.append(Edge(bridge_ids[item.bridge], ROUTER, label, overlay=True))
-    return edges
 
 
 class GraphError(VnetlabError):

@@ -19,12 +19,16 @@ from pathlib import Path
 import libvirt
 from pyroute2 import IPRoute
 
-from vnetlab.backends import netns
 from vnetlab.backends import libvirt_domains as hv
+from vnetlab.backends import netns
 from vnetlab.backends.linux_bridge import list_links
-from vnetlab.run.lab import running_plan
+from vnetlab.backends.ssh import SSHError
+from vnetlab.checks.parse import guest_links
+from vnetlab.model.scenario import ScenarioModel
 from vnetlab.paths import Layout
 from vnetlab.plan.planner import Plan, PlannedNic, PlannedVM
+from vnetlab.run.configure import open_ssh
+from vnetlab.run.lab import running_plan
 
 TUN_DEVICE = "/dev/net/tun"
 GUEST_SSH_TIMEOUT = 8.0
@@ -77,6 +81,16 @@ class VMChain:
 
 
 @dataclass
+class InspectRow:
+    """One thing a feature checks on the live lab (a container's namespace and veth, …)."""
+
+    what: str
+    planned: str
+    state: str
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
 class LabInspection:
     lab: str
     scenario: str
@@ -84,10 +98,11 @@ class LabInspection:
     namespace_present: bool
     bridges: list[dict]
     vms: list[VMChain]
+    others: list[InspectRow] = field(default_factory=list)  # from the features' inspect hooks
 
     @property
     def ok(self) -> bool:
-        return self.namespace_present and all(v.ok for v in self.vms) and not any(b["problems"] for b in self.bridges)
+        return self.namespace_present and all(v.ok for v in self.vms) and not any(b["problems"] for b in self.bridges) and not any(r.problems for r in self.others)
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -146,24 +161,11 @@ def _domain_macs(dom: libvirt.virDomain) -> dict[str, str]:
 
 
 def parse_guest_ip(link_text: str, addr_text: str) -> dict[str, tuple[str, str, list[str]]]:
-    """MAC → (interface, up|down, addresses) from a guest's `ip -o link` and `ip -o addr`."""
-    links: dict[str, tuple[str, str]] = {}
-    for line in link_text.splitlines():
-        m = re.match(r"\d+:\s+([^:@\s]+)[^:]*:\s+<([^>]*)>.*link/\S+\s+([0-9a-f:]{17})", line)
-        if m:
-            links[m[1]] = ("up" if "UP" in m[2].split(",") else "down", m[3])
-    addrs: dict[str, list[str]] = {}
-    for line in addr_text.splitlines():
-        m = re.match(r"\d+:\s+(\S+)\s+inet6?\s+(\S+)", line)
-        if m:
-            addrs.setdefault(m[1], []).append(m[2])
-    return {mac: (name, state, addrs.get(name, [])) for name, (state, mac) in links.items()}
+    """MAC → (interface, up|down, addresses) from a guest's `ip -o link` and `ip -o addr` (hostile text: bounded)."""
+    return guest_links(link_text, addr_text)
 
 
 def _guest_view(plan: Plan, vm: PlannedVM) -> tuple[dict[str, tuple[str, str, list[str]]] | None, str | None]:
-    from vnetlab.run.configure import open_ssh
-    from vnetlab.backends.ssh import SSHError
-
     try:
         with open_ssh(plan, vm, time.monotonic() + GUEST_SSH_TIMEOUT) as ssh:
             result = ssh.run("ip -o link; echo ---; ip -o addr", timeout=GUEST_SSH_TIMEOUT)
@@ -212,8 +214,8 @@ def _inspect_nic(nic: PlannedNic, macs: dict[str, str], fds: dict[str, int], lin
     return c
 
 
-def inspect_lab(lab: str, *, guests: bool = True, layout: Layout | None = None) -> LabInspection:
-    plan = running_plan(lab, layout)
+def inspect_lab(lab: str, model: ScenarioModel, *, guests: bool = True, layout: Layout | None = None) -> LabInspection:
+    plan = running_plan(lab, model, layout)
     present = netns.namespace_exists(plan.namespace)
     links: dict[str, dict] = {link["name"]: link for link in list_links(plan.namespace)} if present else {}
     ports = _port_details(plan.namespace) if present else {}
@@ -246,4 +248,5 @@ def inspect_lab(lab: str, *, guests: bool = True, layout: Layout | None = None) 
             vms.append(chain)
     finally:
         conn.close()
-    return LabInspection(lab, plan.scenario.name, plan.namespace, present, bridges, vms)
+    others = [row for feature in plan.features for row in feature.inspect(plan)]
+    return LabInspection(lab, plan.scenario.name, plan.namespace, present, bridges, vms, others)

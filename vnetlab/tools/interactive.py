@@ -35,7 +35,7 @@ import libvirt
 from vnetlab.backends import netns
 from vnetlab.run.apply import CLIENT_KEY, host_key_file, secrets_dir
 from vnetlab.backends import libvirt_domains as hv
-from vnetlab.run.lab import running_plan
+from vnetlab.run.configure import open_ssh
 from vnetlab.run.lab import LabError
 from vnetlab.plan.planner import Plan, PlannedVM
 
@@ -58,11 +58,8 @@ def _require_namespace(plan: Plan) -> None:
 # -- ssh --------------------------------------------------------------------------
 
 
-def ssh_command(lab: str, vm_name: str, command: str, *, timeout: float, stdin: bytes | None = None) -> tuple[int, str, str]:
+def ssh_command(plan: Plan, vm_name: str, command: str, *, timeout: float, stdin: bytes | None = None) -> tuple[int, str, str]:
     """Run `command` in the guest over paramiko; (exit code, stdout, stderr)."""
-    from vnetlab.run.configure import open_ssh
-
-    plan = running_plan(lab)
     _require_namespace(plan)
     vm = _vm(plan, vm_name)
     with open_ssh(plan, vm, time.monotonic() + SSH_CONNECT_TIMEOUT) as ssh:
@@ -83,8 +80,8 @@ def ssh_argv(plan: Plan, vm: PlannedVM, known_hosts: Path) -> list[str]:
     ]
 
 
-def ssh_interactive(lab: str, vm_name: str) -> int:
-    plan = running_plan(lab)
+def ssh_interactive(plan: Plan, vm_name: str) -> int:
+    lab = plan.lab
     _require_namespace(plan)
     vm = _vm(plan, vm_name)
     if shutil.which("ssh") is None:
@@ -114,8 +111,8 @@ def shell_argv(plan: Plan, command: str | None) -> list[str]:
     return ["ip", "netns", "exec", plan.namespace, sh, *(["-c", command] if command is not None else [])]
 
 
-def shell(lab: str, command: str | None) -> int:
-    plan = running_plan(lab)
+def shell(plan: Plan, command: str | None) -> int:
+    lab = plan.lab
     _require_namespace(plan)
     env = {**os.environ, "VNETLAB_LAB": lab, "VNETLAB_NAMESPACE": plan.namespace}
     if command is None and sys.stdin.isatty():
@@ -128,9 +125,9 @@ def shell(lab: str, command: str | None) -> int:
 
 
 @contextmanager
-def console_stream(lab: str, vm_name: str) -> Iterator[libvirt.virStream]:
+def console_stream(plan: Plan, vm_name: str) -> Iterator[libvirt.virStream]:
     """A blocking libvirt stream on the guest's serial console (taken over if someone else holds it)."""
-    plan = running_plan(lab)
+    lab = plan.lab
     vm = _vm(plan, vm_name)
     conn = hv.connect()
     stream = None
@@ -165,10 +162,10 @@ def _pump_to(stream: libvirt.virStream, out: BinaryIO, stop: threading.Event, la
     stop.set()
 
 
-def console_exchange(lab: str, vm_name: str, data: bytes, out: BinaryIO, *, quiet_for: float = 1.0, timeout: float = 30.0) -> None:
+def console_exchange(plan: Plan, vm_name: str, data: bytes, out: BinaryIO, *, quiet_for: float = 1.0, timeout: float = 30.0) -> None:
     """Send `data` to the console and copy what comes back to `out` until it has been quiet
     for `quiet_for` seconds (or `timeout` passed): the scriptable form of `console`."""
-    with console_stream(lab, vm_name) as stream:
+    with console_stream(plan, vm_name) as stream:
         stop = threading.Event()
         last = [time.monotonic()]
         reader = threading.Thread(target=_pump_to, args=(stream, out, stop, last), daemon=True)
@@ -183,9 +180,9 @@ def console_exchange(lab: str, vm_name: str, data: bytes, out: BinaryIO, *, quie
         stop.set()
 
 
-def console_interactive(lab: str, vm_name: str) -> int:
+def console_interactive(plan: Plan, vm_name: str) -> int:
     fd = sys.stdin.fileno()
-    with console_stream(lab, vm_name) as stream:
+    with console_stream(plan, vm_name) as stream:
         sys.stderr.write(f"connected to the serial console of {vm_name} (lab {lab}); Ctrl-] to leave\r\n")
         stream.send(b"\r")  # wake the prompt
         stop = threading.Event()

@@ -18,8 +18,8 @@ from scapy.utils import PcapWriter
 
 from vnetlab.backends.linux_bridge import list_links
 from vnetlab.checks.capture import open_listen_socket
-from vnetlab.run.lab import running_plan
 from vnetlab.run.lab import LabError
+from vnetlab.plan.planner import Plan
 from vnetlab.backends.netns import run_in_namespace
 
 _DLT_EN10MB = 1
@@ -46,7 +46,7 @@ def protocol_of(packet: Packet) -> str:
 
 
 def live_capture(
-    lab: str,
+    plan: Plan,
     iface: str,
     *,
     pcap: str | None,
@@ -56,7 +56,7 @@ def live_capture(
 ) -> CaptureStats:
     """Capture on `iface` in the lab's namespace until `count` packets, `timeout` seconds or Ctrl-C;
     pcap is a file to write, "-" for stdout, or None."""
-    plan = running_plan(lab)
+    lab = plan.lab
     names = [link["name"] for link in list_links(plan.namespace)]
     if iface not in names:
         raise LabError(f"lab {lab!r} has no interface {iface!r} in {plan.namespace} (interfaces: {', '.join(sorted(names))})")

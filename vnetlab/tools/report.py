@@ -8,9 +8,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from vnetlab.model.scenario import ScenarioModel
 from vnetlab.run.lab import Outcome
-from vnetlab.features.perf import perf_table
 from vnetlab.run.progress import StepTiming
 
 
@@ -63,18 +64,19 @@ def _artifact_files(artifacts: dict) -> str:
     return f" ({', '.join(names)})" if names else ""
 
 
-def print_summary(console: Console, outcome: Outcome, steps: list[StepTiming]) -> None:
+def print_summary(console: Console, outcome: Outcome, steps: list[StepTiming], model: ScenarioModel) -> None:
     if outcome.checks:
         table = Table(title=f"Checks — lab {outcome.lab}", title_justify="left", show_lines=False)
         table.add_column("", width=2)
         table.add_column("check")
         table.add_column("detail", overflow="fold")
         for c in outcome.checks:
-            table.add_row("[green]✓[/]" if c.ok else "[red]✗[/]", c.name, c.detail)
+            table.add_row("[green]✓[/]" if c.ok else "[red]✗[/]", Text(c.name), Text(c.detail))  # guest text: never markup
         console.print(table)
-        perf = perf_table(outcome.checks)
-        if perf is not None:
-            console.print(perf)
+        for feature in model.features:  # e.g. the throughput table of perf checks
+            extra = feature.summary(outcome.checks)
+            if extra is not None:
+                console.print(extra)
     passed = sum(c.ok for c in outcome.checks)
     total_seconds = sum(s.seconds for s in steps)
     verdict = "[bold green]PASS[/]" if outcome.ok else "[bold red]FAIL[/]"

@@ -1,0 +1,174 @@
+"""What every check works with: results, the context a runner gets, and the lab's nodes to run programs on.
+
+A check runner is `fn(ctx, spec) -> CheckResult`; a capture judge is
+`fn(plan, check, subject) -> Judgement`. The core registers ping and the ARP/ICMP
+judges; features register theirs (see vnetlab.features.base.Feature).
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from vnetlab.backends import netns
+from vnetlab.backends.ssh import CommandResult, GuestSSH
+from vnetlab.plan.planner import Plan, PlannedNic, PlannedNode
+
+
+@dataclass
+class CheckResult:
+    name: str
+    kind: str
+    ok: bool
+    detail: str
+    counts: dict[str, int] | None = None
+    data: dict[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        if self.counts is None:
+            out.pop("counts")
+        if not self.data:
+            out.pop("data")
+        return out
+
+
+@dataclass
+class Judgement:
+    ok: bool
+    expected: str
+    seen: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class CaptureSubject:
+    """The two nodes a capture check is about, with what the capture sees of each (a guest's NIC on the bridge, a container's or host's eth0)."""
+
+    name_a: str
+    nic_a: PlannedNic | PlannedNode
+    name_b: str
+    nic_b: PlannedNic | PlannedNode
+    packets: Iterable[Any]  # re-iterable: each judge walks the frames again
+
+
+Runner = Callable[["CheckContext", Any], CheckResult]
+Judge = Callable[[Plan, Any, CaptureSubject], Judgement]
+
+
+def expected_echo_pairs(plan: Plan, a: str, b: str, via: str | None = None) -> int:
+    """Echo exchanges the ping checks between a and b should have put on the wire (through overlay `via`, or none)."""
+    return sum(
+        c.ping.count
+        for c in plan.scenario.checks
+        if c.ping is not None and c.ping.expect == "success" and getattr(c.ping, "via", None) == via and {c.ping.source, c.ping.to} == {a, b}
+    )
+
+
+# -- running programs on the lab's nodes ---------------------------------------------
+
+
+class LabNode(Protocol):
+    """Something a check can run a program on: a guest (over SSH) or a namespace (subprocess inside it)."""
+
+    name: str
+
+    def run(self, argv: list[str], timeout: float) -> CommandResult: ...
+
+    def start(self, argv: list[str]) -> Callable[[], None]:
+        """Start argv in the background; returns a function that ends it."""
+        ...
+
+
+@dataclass
+class GuestNode:
+    name: str
+    ssh: GuestSSH
+
+    def run(self, argv: list[str], timeout: float) -> CommandResult:
+        return self.ssh.run(shlex.join(argv), timeout=timeout, check=False)
+
+    def start(self, argv: list[str]) -> Callable[[], None]:
+        # Inside the guest: its own process, gone with the guest; the PID file lets us end it sooner.
+        pidfile = f"/tmp/vnetlab-{argv[0].rsplit('/', 1)[-1]}.pid"
+        self.ssh.run(f"{shlex.join(argv)} </dev/null >/dev/null 2>&1 & echo $! > {pidfile}", timeout=10.0)
+
+        def stop() -> None:
+            self.ssh.run(f"kill $(cat {pidfile}) 2>/dev/null; rm -f {pidfile}", timeout=10.0, check=False)
+
+        return stop
+
+
+@dataclass
+class NamespaceNode:
+    name: str
+    namespace: str
+
+    def run(self, argv: list[str], timeout: float) -> CommandResult:
+        """The host's program, forked from a thread inside the namespace (a child inherits the thread's namespace)."""
+        try:
+            done = netns.run_in_namespace(self.namespace, subprocess.run, argv, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            return CommandResult(shlex.join(argv), 124, _text(exc.stdout), _text(exc.stderr) + f"\n(timed out after {timeout:g} s)")
+        except OSError as exc:  # e.g. the program is not installed on the host
+            return CommandResult(shlex.join(argv), 127, "", f"cannot run {argv[0]} in namespace {self.namespace}: {exc}")
+        return CommandResult(shlex.join(argv), done.returncode, done.stdout, done.stderr)
+
+    def start(self, argv: list[str]) -> Callable[[], None]:
+        proc = netns.run_in_namespace(self.namespace, subprocess.Popen, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def stop() -> None:
+            if proc.poll() is None:
+                proc.terminate()  # our own child, by its PID
+                try:
+                    proc.wait(timeout=5.0)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+        return stop
+
+
+def _text(data: bytes | str | None) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
+
+
+def lab_node(plan: Plan, sessions: dict[str, GuestSSH], name: str) -> LabNode:
+    """The node called `name`: a VM through its SSH session, a namespace node through its namespace."""
+    if name in sessions:
+        return GuestNode(name, sessions[name])
+    node = next(n for n in plan.nodes if n.name == name)
+    return NamespaceNode(name, node.namespace)
+
+
+def endpoint(plan: Plan, name: str, on: str) -> PlannedNic | PlannedNode:
+    """What a capture on `on` sees of node `name`: a namespace node's eth0, or the VM's NIC on
+    that bridge (for an uplink: on the bridge the uplink is a port of)."""
+    node = next((n for n in plan.nodes if n.name == name), None)
+    if node is not None:
+        return node
+    vm = plan.vm(name)
+    bridge = next((n.bridge for n in plan.nodes if n.veth == on and n.bridge), on)
+    return vm.nic_on(bridge) or next(n for n in vm.nics if n.ip)
+
+
+def node_kind(plan: Plan, name: str) -> str:
+    """'VM', or the kind of a namespace node (container, host)."""
+    return next((n.kind for n in plan.nodes if n.name == name), "VM")
+
+
+@dataclass
+class CheckContext:
+    """What a check runner may use: the plan, SSH sessions to the guests, the run's artifact folder."""
+
+    plan: Plan
+    sessions: dict[str, GuestSSH]
+    run_dir: Path
+
+    def node(self, name: str) -> LabNode:
+        """Where to run a program as `name`: the guest over SSH, or a namespace node's namespace."""
+        return lab_node(self.plan, self.sessions, name)

@@ -1,0 +1,58 @@
+"""The composition root: the one place that names every feature.
+
+The registry is the tuple below, in order: a feature's model fields, plan parts,
+explain sections and checks appear in this order. `registry()` composes the scenario
+model from it once; everything downstream reaches the features through the model
+(`scenario.model.features`) and the plan (`plan.features`), never by importing them.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from vnetlab.features.base import Feature
+from vnetlab.features.containers import Containers
+from vnetlab.features.nat import Nat
+from vnetlab.features.ops import DeviceOps
+from vnetlab.features.ovs import OpenVSwitch
+from vnetlab.features.perf import Perf
+from vnetlab.features.wireguard import WireGuard
+from vnetlab.model import validate
+from vnetlab.model.scenario import ScenarioModel, compose_model
+
+
+def default_features() -> tuple[Feature, ...]:
+    return (Containers(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps())
+
+
+def check_order(features: tuple[Feature, ...]) -> None:
+    """Each feature's `requires` must be registered before it; names must be unique."""
+    seen: set[str] = set()
+    for feature in features:
+        if feature.name in seen:
+            raise ValueError(f"feature {feature.name!r} is registered twice")
+        missing = [r for r in feature.requires if r not in seen]
+        if missing:
+            raise ValueError(f"feature {feature.name!r} requires {', '.join(missing)} to be registered before it")
+        seen.add(feature.name)
+
+
+def compose(features: tuple[Feature, ...]) -> ScenarioModel:
+    check_order(features)
+    return compose_model((f.model for f in features), features)
+
+
+@cache
+def registry() -> ScenarioModel:
+    """The scenario model of vnetlab's own features (immutable, built once)."""
+    return compose(default_features())
+
+
+def parse_scenario(text: str, file: str) -> Any:
+    return validate.parse_scenario(text, file, registry())
+
+
+def load_scenario(path: Path) -> Any:
+    return validate.load_scenario(path, registry())

@@ -1,0 +1,84 @@
+"""The feature interface: one module adds one capability to every step of the pipeline.
+
+A feature subclasses `Feature` and overrides only the hooks it needs; every hook has
+a default that does nothing. The pipeline (plan, apply, configure, checks, report,
+teardown, and explain/graph/inspect) calls the hooks of the features that composed
+the scenario's model, in registration order (vnetlab.compose), and never imports a
+feature. A feature imports the core, never another feature: what it needs of another
+(NAT needs the uplinks of outside hosts) it reads from the scenario or the plan by
+name and declares in `requires`.
+
+Hooks, by step:
+- model: `model` (a ModelExtension: its scenario keys, rules, nodes, routes, overlays)
+- plan: `plan(ctx) -> PlanPart` (its records, namespace nodes, resources), `dump(plan)`
+  (its part of `vnetlab plan`'s YAML); `switches` (switch backends for bridge types)
+- apply: `apply(plan, ctx)`, recording each resource in the state before it exists;
+  `removers` for resource kinds it introduces (teardown works from the state file alone)
+- configure: `configure_label(plan)` and `configure(plan, sessions)` over SSH
+- checks: `check_runners` (kind → runner), `judges` (capture expectation → judge)
+- views: `explain(plan)` (sections of commands), `check_commands` (kind → commands),
+  `graph(plan, drawing)`, `inspect(plan)` (rows), `summary(results)` (a table under the report)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from vnetlab.model.scenario import ModelExtension
+
+if TYPE_CHECKING:
+    from vnetlab.backends.ssh import GuestSSH
+    from vnetlab.checks.base import CheckResult, Judge, Runner
+    from vnetlab.plan.planner import Plan, PlanContext, PlanPart
+    from vnetlab.run.apply import ApplyContext, SwitchBackend
+    from vnetlab.run.state import LabState, RecordedResource
+    from vnetlab.tools.explain import Section
+    from vnetlab.tools.graph import Drawing
+    from vnetlab.tools.inspect import InspectRow
+
+Remover = Callable[["RecordedResource", "LabState", Any], None]  # (resource, state, lab_dir)
+
+
+class Feature:
+    """Base class of every feature; all hooks optional."""
+
+    name: str = ""
+    requires: tuple[str, ...] = ()  # features that must be registered before this one
+    model: ModelExtension = ModelExtension()
+    switches: Sequence[SwitchBackend] = ()
+    check_runners: Mapping[str, Runner] = {}
+    judges: Mapping[str, Judge] = {}
+    removers: Mapping[str, Remover] = {}
+    check_commands: Mapping[str, Callable[[Plan, Any], list[str]]] = {}
+
+    def plan(self, ctx: PlanContext) -> PlanPart | None:
+        return None
+
+    def dump(self, plan: Plan) -> dict[str, Any]:
+        return {}
+
+    def apply(self, plan: Plan, ctx: ApplyContext) -> None:
+        return None
+
+    def configure_label(self, plan: Plan) -> str | None:
+        """The progress line of its configure step; None: nothing to configure in this lab."""
+        return None
+
+    def configure(self, plan: Plan, sessions: dict[str, GuestSSH]) -> None:
+        return None
+
+    def explain(self, plan: Plan) -> Sequence[Section]:
+        return ()
+
+    def graph(self, plan: Plan, drawing: Drawing) -> None:
+        return None
+
+    def inspect(self, plan: Plan) -> Sequence[InspectRow]:
+        return ()
+
+    def summary(self, results: list[CheckResult]) -> Any | None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<feature {self.name}>"

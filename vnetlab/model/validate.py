@@ -1,0 +1,379 @@
+"""Cross-field rules of a scenario, each problem reported with the line of the offending field.
+
+Shape rules (types, unknown keys, patterns, ranges) are enforced while loading; the
+rules here need the whole scenario: references, subnets, unique names and addresses,
+checks that could prove nothing. The core checks bridges, VMs, pings and captures;
+each feature's `ModelExtension.validate` and check validators then add theirs, sharing
+one `Rules` object (the addresses already claimed, the bridges and their subnets).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from pathlib import Path
+
+from vnetlab.model.scenario import RESERVED_IFACES, NodeDecl, Overlay, ScenarioModel
+from vnetlab.model.typed_yaml import Located, Problem, ValidationError, load_typed, read_text
+
+_SPECIAL_BLOCKS = (
+    ("'this network'", ipaddress.IPv4Network("0.0.0.0/8")),
+    ("loopback", ipaddress.IPv4Network("127.0.0.0/8")),
+    ("multicast", ipaddress.IPv4Network("224.0.0.0/4")),
+    ("reserved and broadcast", ipaddress.IPv4Network("240.0.0.0/4")),
+)
+
+
+def interface(text: str) -> ipaddress.IPv4Interface | None:
+    """An IPv4 address with an explicit prefix, else None."""
+    try:
+        iface = ipaddress.ip_interface(text)
+    except ValueError:
+        return None
+    return iface if isinstance(iface, ipaddress.IPv4Interface) and "/" in text else None
+
+
+def network(text: str) -> ipaddress.IPv4Network | None:
+    try:
+        net = ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        return None
+    return net if isinstance(net, ipaddress.IPv4Network) else None
+
+
+def unusable(net: ipaddress.IPv4Network) -> str | None:
+    """Why a network cannot be a lab segment (the guests' kernel refuses or misroutes these ranges)."""
+    for what, block in _SPECIAL_BLOCKS:
+        if net.overlaps(block):
+            return f"{net} overlaps {block} ({what} addresses): not usable on a lab segment"
+    return None
+
+
+# -- the lab's nodes and how they reach each other ----------------------------------
+
+
+def feature_nodes(scenario: Any) -> list[NodeDecl]:
+    """Nodes the features add (containers, outside hosts …), in declaration order."""
+    return [n for e in scenario.model.extensions if e.nodes for n in e.nodes(scenario)]
+
+
+def node_names(scenario: Any) -> set[str]:
+    """Every node a check may name: VMs and the features' nodes."""
+    return {v.name for v in scenario.vms} | {n.name for n in feature_nodes(scenario)}
+
+
+def node_interfaces(scenario: Any, name: str) -> list[tuple[str, ipaddress.IPv4Interface]]:
+    """(segment, address) of every addressed interface of a VM or feature node."""
+    pairs: list[tuple[str, str | None]] = [(n.bridge, n.address) for v in scenario.vms if v.name == name for n in v.nics]
+    pairs += [pair for node in feature_nodes(scenario) if node.name == name for pair in node.interfaces]
+    return [(seg, iface) for seg, text in pairs if text and (iface := interface(text)) is not None]
+
+
+def route_to(scenario: Any, source: str, target: str) -> ipaddress.IPv4Interface | None:
+    """The address of target that source reaches: on a shared segment, or by a route a feature adds (NAT)."""
+    theirs = node_interfaces(scenario, target)
+    for seg, mine in node_interfaces(scenario, source):
+        for tseg, iface in theirs:
+            if seg == tseg and mine.network == iface.network:
+                return iface
+    for ext in scenario.model.extensions:
+        if ext.route is not None and (found := ext.route(scenario, source, target)) is not None:
+            return found
+    return None
+
+
+def lab_interfaces(scenario: Any) -> list[str]:
+    """Interfaces of the lab namespace that features add besides the bridges (uplinks)."""
+    return [i for e in scenario.model.extensions if e.lab_interfaces for i in e.lab_interfaces(scenario)]
+
+
+def overlays(scenario: Any) -> list[Overlay]:
+    return [o for e in scenario.model.extensions if e.overlays for o in e.overlays(scenario)]
+
+
+def overlay_named(scenario: Any, name: str) -> Overlay | None:
+    return next((o for o in overlays(scenario) if o.name == name), None)
+
+
+def segment_networks(scenario: Any) -> list[ipaddress.IPv4Network]:
+    """The management subnet and every bridge/NIC subnet (an overlay's subnet must overlap none)."""
+    nets = [network(scenario.management.subnet)]
+    nets += [network(b.subnet) for b in scenario.bridges if b.subnet]
+    nets += [i.network for v in scenario.vms for n in v.nics if n.address and (i := interface(n.address)) is not None]
+    return [n for n in nets if n is not None]
+
+
+# -- the shared rule book --------------------------------------------------------------
+
+
+class Rules:
+    """Problems found so far, plus what the rules share: bridges' subnets, claimed addresses, names."""
+
+    def __init__(self, scenario: Any, file: str, lines: dict[str, int]):
+        self.scenario = scenario
+        self.file = file
+        self.lines = lines
+        self.problems: list[Problem] = []
+        self.mgmt: ipaddress.IPv4Network | None = None
+        self.bridges: dict[str, ipaddress.IPv4Network | None] = {}
+        self.addresses: dict[ipaddress.IPv4Address, str] = {}
+        self.names: set[str] = set()  # nodes: VMs, then the features' nodes as they are validated
+        self.lab_ifaces: set[str] = {"lo"}  # interfaces of the lab namespace: bridges, then the features' links
+
+    def add(self, path: str, message: str) -> None:
+        line = self.lines.get(path)
+        probe = path
+        while line is None and probe:
+            probe = probe.rpartition(".")[0] if "." in probe else ""
+            line = self.lines.get(probe)
+        self.problems.append(Problem(self.file, line, path, message))
+
+    def address(self, path: str, text: str, net: ipaddress.IPv4Network | None, where: str) -> ipaddress.IPv4Interface | None:
+        """An address that parses, fits `net` (when given) and is not its network or broadcast address."""
+        iface = interface(text)
+        if iface is None:
+            self.add(path, f"expected an IPv4 address with prefix like 10.1.1.2/24, got {text!r}")
+        elif net is not None and iface.network != net:
+            self.add(path, f"{text} is not in subnet {net} of {where}")
+        elif iface.ip in (iface.network.network_address, iface.network.broadcast_address) and iface.network.prefixlen < 31:
+            self.add(path, f"{iface.ip} is the network or broadcast address of {iface.network}")
+        else:
+            return iface
+        return None
+
+    def claim(self, path: str, ip: ipaddress.IPv4Address, owner: str) -> None:
+        if ip in self.addresses:
+            self.add(path, f"{ip} is already used by {self.addresses[ip]}")
+        else:
+            self.addresses[ip] = owner
+
+    def node_words(self) -> str:
+        """'VM', or 'VM, container or host' once features bring other nodes."""
+        kinds = self.scenario.model.node_kinds()
+        return kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " or " + kinds[-1]
+
+
+def validate(scenario: Any, file: str, lines: dict[str, int]) -> None:
+    """Every cross-field rule, core then features; raises ValidationError with every broken one."""
+    r = Rules(scenario, file, lines)
+    _management(r)
+    _bridges(r)
+    _vms(r)
+    for ext in scenario.model.extensions:
+        if ext.validate is not None:
+            ext.validate(r)
+    validators = {"ping": _ping, "capture": _capture}
+    for ext in scenario.model.extensions:
+        validators.update(ext.check_validators)
+    for i, check in enumerate(scenario.checks):
+        validator = validators.get(check.kind)
+        if validator is not None:
+            validator(r, check.spec, f"checks[{i}].{check.kind}")
+    if r.problems:
+        raise ValidationError(r.problems)
+
+
+def _management(r: Rules) -> None:
+    scenario = r.scenario
+    mgmt = network(scenario.management.subnet)
+    if mgmt is None:
+        r.add("management.subnet", f"expected an IPv4 network like 172.30.255.0/24, got {scenario.management.subnet!r}")
+    elif unusable(mgmt):
+        r.add("management.subnet", str(unusable(mgmt)))
+    elif mgmt.num_addresses < 8:
+        r.add("management.subnet", "too small: needs room for a gateway and every VM (use /24)")
+    elif mgmt.num_addresses - 3 < len(scenario.vms):
+        r.add("management.subnet", f"too small for {len(scenario.vms)} VMs")
+    r.mgmt = mgmt
+
+
+def _bridges(r: Rules) -> None:
+    for i, br in enumerate(r.scenario.bridges):
+        path = f"bridges[{i}]"
+        if br.name in r.bridges:
+            r.add(f"{path}.name", f"duplicate bridge name {br.name!r}")
+        if br.name.startswith("vnl"):
+            r.add(f"{path}.name", "names starting with 'vnl' are reserved for vnetlab's own devices")
+        if br.name == "lo":
+            r.add(f"{path}.name", "'lo' is the lab namespace's loopback interface")
+        net = None
+        if br.subnet is not None:
+            net = network(br.subnet)
+            if net is None:
+                r.add(f"{path}.subnet", f"expected an IPv4 network like 10.1.1.0/24 (host bits zero), got {br.subnet!r}")
+            elif unusable(net):
+                r.add(f"{path}.subnet", str(unusable(net)))
+            elif r.mgmt is not None and net.overlaps(r.mgmt):
+                r.add(f"{path}.subnet", f"{net} overlaps the management subnet {r.mgmt} (change management.subnet)")
+        r.bridges.setdefault(br.name, net)
+    r.lab_ifaces |= set(r.bridges)
+
+
+def _vms(r: Rules) -> None:
+    for i, vm in enumerate(r.scenario.vms):
+        path = f"vms[{i}]"
+        if vm.name in r.names:
+            r.add(f"{path}.name", f"duplicate VM name {vm.name!r}")
+        r.names.add(vm.name)
+        nic_names: set[str] = set()
+        for j, nic in enumerate(vm.nics):
+            npath = f"{path}.nics[{j}]"
+            name = vm.nic_name(j)
+            if name in RESERVED_IFACES:
+                r.add(f"{npath}.name", f"{name!r} is reserved inside the guest")
+            if name in nic_names:
+                r.add(f"{npath}.name", f"duplicate interface name {name!r} in VM {vm.name!r}")
+            nic_names.add(name)
+            if nic.bridge not in r.bridges:
+                r.add(f"{npath}.bridge", f"no bridge named {nic.bridge!r} (bridges: {', '.join(r.bridges) or 'none'})")
+            if nic.address is None:
+                continue
+            iface = interface(nic.address)
+            if iface is None:
+                r.add(f"{npath}.address", f"expected an IPv4 address with prefix like 10.1.1.2/24, got {nic.address!r}")
+                continue
+            net = r.bridges.get(nic.bridge)
+            if net is not None and iface.network != net:
+                r.add(f"{npath}.address", f"{nic.address} is not in subnet {net} of bridge {nic.bridge!r}")
+            elif unusable(ipaddress.IPv4Network(iface.ip)):
+                r.add(f"{npath}.address", str(unusable(ipaddress.IPv4Network(iface.ip))))
+            elif iface.ip in (iface.network.network_address, iface.network.broadcast_address) and iface.network.prefixlen < 31:
+                r.add(f"{npath}.address", f"{iface.ip} is the network or broadcast address of {iface.network}")
+            elif r.mgmt is not None and iface.network.overlaps(r.mgmt):
+                r.add(f"{npath}.address", f"{iface.network} overlaps the management subnet {r.mgmt}")
+            r.claim(f"{npath}.address", iface.ip, f"{vm.name} {name}")
+
+
+# -- the core's checks: ping and capture ------------------------------------------------
+
+
+def _ping(r: Rules, ping: Any, path: str) -> None:
+    scenario = r.scenario
+    vm_names = {v.name for v in scenario.vms}
+    via = getattr(ping, "via", None)
+    others = node_names(scenario) - vm_names
+    if via is None and ({ping.source, ping.to} & others):
+        _node_ping(r, ping, path)
+        return
+    if ping.source not in vm_names:
+        r.add(f"{path}.from", f"no VM named {ping.source!r}")
+        return
+    if via is not None:
+        _overlay_ping(r, ping, via, path, vm_names)
+        return
+    if ping.to in vm_names:
+        if ping.to == ping.source:
+            r.add(f"{path}.to", "a VM pinging itself proves nothing about the bridge")
+        elif route_to(scenario, ping.source, ping.to) is None:
+            r.add(f"{path}.to", f"{ping.source!r} and {ping.to!r} have no addressed NICs on a common subnet")
+        return
+    try:
+        ipaddress.IPv4Address(ping.to)
+    except ValueError:
+        r.add(f"{path}.to", f"expected a VM name or an IPv4 address, got {ping.to!r}")
+
+
+def _overlay_ping(r: Rules, ping: Any, via: str, path: str, vm_names: set[str]) -> None:
+    """`via`: ping the target's address on an overlay (a tunnel) both VMs are members of."""
+    found = overlay_named(r.scenario, via)
+    if found is None:
+        known = overlays(r.scenario)
+        kind = next((e.overlay_kind for e in r.scenario.model.extensions if e.overlay_kind), "tunnel")
+        r.add(f"{path}.via", f"no {kind} named {via!r} (tunnels: {', '.join(o.name for o in known) or 'none'})")
+    elif ping.to not in vm_names:
+        r.add(f"{path}.to", f"with via, expected a VM name (a member of tunnel {via!r}), got {ping.to!r}")
+    elif ping.to == ping.source:
+        r.add(f"{path}.to", "a VM pinging itself proves nothing about the tunnel")
+    else:
+        for key, name in (("from", ping.source), ("to", ping.to)):
+            if name not in found.members:
+                r.add(f"{path}.{key}", f"VM {name!r} is not a member of tunnel {via!r}")
+
+
+def _node_ping(r: Rules, ping: Any, path: str) -> None:
+    everyone = node_names(r.scenario)
+    if ping.source not in everyone:
+        r.add(f"{path}.from", f"no {r.node_words()} named {ping.source!r}")
+    elif ping.to == ping.source:
+        r.add(f"{path}.to", "a node pinging itself proves nothing about the network")
+    elif ping.to in everyone:
+        if route_to(r.scenario, ping.source, ping.to) is None:
+            r.add(f"{path}.to", f"{ping.source!r} has no route to {ping.to!r} (no common subnet, and no NAT uplink of its bridge leading there)")
+    else:
+        try:
+            ipaddress.IPv4Address(ping.to)
+        except ValueError:
+            r.add(f"{path}.to", f"expected a {r.node_words()} name or an IPv4 address, got {ping.to!r}")
+
+
+def _expectations(scenario: Any) -> dict[str, Any]:
+    return {x.name: x for e in scenario.model.extensions for x in e.expectations}
+
+
+def _capture(r: Rules, cap: Any, path: str) -> None:
+    scenario = r.scenario
+    known = _expectations(scenario)
+    vm_names = {v.name for v in scenario.vms}
+    node_path = cap.interface is not None or bool(set(cap.between) - vm_names) or any(known[e].node_scoped for e in cap.expect if e in known)
+    if node_path:
+        _node_capture(r, cap, path, known)
+        return
+    if cap.bridge not in {b.name for b in scenario.bridges}:
+        r.add(f"{path}.bridge", f"no bridge named {cap.bridge!r}")
+        return
+    for k, name in enumerate(cap.between):
+        if name not in vm_names:
+            r.add(f"{path}.between[{k}]", f"no VM named {name!r}")
+        elif not any(n.bridge == cap.bridge and n.address for n in scenario.vm(name).nics):
+            r.add(f"{path}.between[{k}]", f"VM {name!r} has no addressed NIC on bridge {cap.bridge!r}")
+    if len(set(cap.between)) != len(cap.between):
+        r.add(f"{path}.between", "expected two different VMs")
+    for e in cap.expect:
+        if e in known and known[e].validate is not None:
+            known[e].validate(r, cap, path)
+
+
+def _node_capture(r: Rules, cap: Any, path: str, known: dict[str, Any]) -> None:
+    """Captures on an uplink, or involving the features' nodes; their expectations judge the node path."""
+    scenario = r.scenario
+    if cap.bridge is not None and cap.bridge not in {b.name for b in scenario.bridges}:
+        r.add(f"{path}.bridge", f"no bridge named {cap.bridge!r}")
+        return
+    uplinks = lab_interfaces(scenario)
+    if cap.interface is not None and cap.interface not in uplinks:
+        r.add(f"{path}.interface", f"no uplink named {cap.interface!r} (uplinks: {', '.join(uplinks) or 'none'})")
+        return
+    everyone = node_names(scenario)
+    for k, name in enumerate(cap.between):
+        if name not in everyone:
+            r.add(f"{path}.between[{k}]", f"no {r.node_words()} named {name!r}")
+            return
+    a, b = cap.between
+    if a == b:
+        r.add(f"{path}.between", "expected two different nodes")
+        return
+    if route_to(scenario, a, b) is None:
+        r.add(f"{path}.between", f"{a!r} has no route to {b!r}: there is no exchange between them to capture")
+    for e in cap.expect:
+        if e in known:
+            if known[e].node_scoped and known[e].validate is not None:
+                known[e].validate(r, cap, path)
+            elif not known[e].node_scoped:
+                r.add(f"{path}.expect", f"{e} is judged between VMs on a bridge, not with containers or hosts")
+        elif e == "arp" and cap.bridge is not None and not all(any(seg == cap.bridge for seg, _ in node_interfaces(scenario, n)) for n in (a, b)):
+            r.add(f"{path}.expect", f"arp needs both nodes addressed on bridge {cap.bridge!r}")
+
+
+# -- reading a scenario file -------------------------------------------------------------
+
+
+def parse_scenario(text: str, file: str, model: ScenarioModel) -> Any:
+    """Shape (while loading) then every cross-field rule; ValidationError lists each problem with its line."""
+    located: Located = load_typed(text, model.Scenario, file)
+    validate(located.value, file, located.lines)
+    return located.value
+
+
+def load_scenario(path: Path, model: ScenarioModel) -> Any:
+    return parse_scenario(read_text(path), str(path), model)
