@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from vnetlab.errors import Interrupted
 from vnetlab.model.typed_yaml import ValidationError
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -165,12 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return EXIT_INTERRUPTED
+    except Interrupted as exc:
+        err.print(f"interrupted ({exc}): {escape(exc.consequence)}", soft_wrap=True)
+        return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 — the CLI's last line of defence: one readable message
-        from vnetlab.run.lab import Interrupted
-
-        if isinstance(exc, Interrupted):
-            err.print(f"interrupted ({exc}): {escape(exc.consequence)}", soft_wrap=True)
-            return EXIT_INTERRUPTED
         if os.environ.get("VNETLAB_DEBUG"):
             traceback.print_exc()
         err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
@@ -222,7 +221,6 @@ def _finish(runner, outcome, args, out: Console) -> int:
 
 def _reported(runner, args, out: Console, command: Callable[[], int]) -> int:
     """Run a lab command; once a lab exists, a failure still writes the reports and the summary."""
-    from vnetlab.run.lab import Interrupted
     from vnetlab.tools.report import save_reports
 
     try:

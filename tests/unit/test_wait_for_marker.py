@@ -76,3 +76,32 @@ def test_stop_abandons_the_wait(vm) -> None:
     with pytest.raises(GuestError, match="abandoned"):
         wait_for_marker(vm, time.monotonic() + 10, lambda _vm: True, stop)
     assert time.monotonic() - start < 3  # well before the 10 s deadline
+
+
+def test_a_console_flood_is_followed_in_bounded_reads_and_the_marker_still_found(vm) -> None:
+    """A guest writing megabytes to its console: each poll reads only what is new, at most CONSOLE_READ_MAX."""
+    follower = configure.ConsoleFollower(vm.console_log)
+    with vm.console_log.open("wb") as f:
+        f.write(b"y\n" * (3 * configure.CONSOLE_READ_MAX))
+        f.write(f"{GUEST_READY_MARKER} host=vm1\n".encode())
+    reads = []
+    while follower.offset < vm.console_log.stat().st_size:
+        text = follower.new_text()
+        reads.append(len(text))
+    assert max(reads) <= configure.CONSOLE_READ_MAX + follower.keep
+    assert f"{GUEST_READY_MARKER} host=vm1" in text
+
+
+def test_a_marker_split_across_two_reads_is_found(vm) -> None:
+    follower = configure.ConsoleFollower(vm.console_log)
+    line = f"{GUEST_READY_MARKER} host=vm1\n"
+    vm.console_log.write_text("boot\n" + line[:7])
+    assert line.strip() not in follower.new_text()
+    vm.console_log.write_text("boot\n" + line)
+    assert line.strip() in follower.new_text()
+
+
+def test_console_tail_reads_only_the_end_of_a_huge_log(vm) -> None:
+    with vm.console_log.open("wb") as f:
+        f.write(b"x" * (8 * configure.CONSOLE_TAIL_BYTES) + b"\nlast line\n")
+    assert configure.console_tail(vm.console_log).endswith("last line")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import select
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from types import TracebackType
@@ -21,7 +21,23 @@ import paramiko
 from vnetlab.errors import VnetlabError
 from vnetlab.backends.netns import run_in_namespace
 
+MAX_OUTPUT = 8 << 20
+"""Bytes kept per output stream of one command (the guest is hostile: `yes` must not fill host memory).
+
+Past it, run() keeps the first MAX_OUTPUT/2 bytes and the last ones (the rest of the budget, less
+a line marking the cut), drops the middle and sets CommandResult.truncated. Both ends matter: a
+command's header and the start of structured output come first, while its summary (ping's
+statistics) and the error that made it fail come last, which is also what SSHError quotes.
+Output beyond the cap is still read and discarded, so the command runs to its real exit status
+instead of stalling on a full SSH window. 8 MiB is far above what vnetlab parses (ping, iperf3
+JSON, ip, wg) and still lets `cat` echo a few MiB of stdin back whole.
+"""
+
 _CONNECT_ATTEMPT_TIMEOUT = 3.0  # a fresh SYN beats waiting out TCP's backoff while a guest boots
+_KEEPALIVE_INTERVAL = 5  # seconds idle before a keepalive: an idle connection to a dead guest never errors
+_RECV_CHUNK = 65536
+_IDLE_POLL = 0.05  # longest wait for output on stderr alone (stdout and EOF wake run() at once)
+_CUT_MARKER_ROOM = 128  # bytes of MAX_OUTPUT reserved for the "[... dropped ...]" line
 _RETRY_PAUSE = 0.25
 _SEND_CHUNK = 32768
 _SEND_STALL = 0.05  # longest wait for send window before draining output again
@@ -39,10 +55,43 @@ class CommandResult:
     exit_code: int
     stdout: str
     stderr: str
+    truncated: bool = False  # stdout or stderr exceeded MAX_OUTPUT and lost its middle
+
+
+class _CappedOutput:
+    """One output stream, kept within MAX_OUTPUT bytes: the head, the latest tail, and a count of the rest."""
+
+    def __init__(self, limit: int = MAX_OUTPUT) -> None:
+        self._head_limit = limit // 2
+        self._tail_limit = max(0, limit - self._head_limit - _CUT_MARKER_ROOM)
+        self._head = bytearray()
+        self._tail = bytearray()
+        self.dropped = 0
+
+    def add(self, data: bytes) -> None:
+        room = self._head_limit - len(self._head)
+        if room > 0:
+            self._head += data[:room]
+            data = data[room:]
+        self._tail += data
+        excess = len(self._tail) - self._tail_limit
+        if excess > 0:
+            del self._tail[:excess]  # the oldest bytes of the tail: at most one tail-sized copy per chunk
+            self.dropped += excess
+
+    def text(self) -> str:
+        if not self.dropped:
+            return (self._head + self._tail).decode(errors="replace")
+        marker = f"\n[... vnetlab dropped {self.dropped} bytes of output here ...]\n"
+        return self._head.decode(errors="replace") + marker + self._tail.decode(errors="replace")
 
 
 def _tail(*texts: str) -> str:
-    lines = "\n".join(t.rstrip("\n") for t in texts if t.strip()).splitlines()
+    # Only the last _TAIL_CHARS characters are shown, and a line break ("\r\n" at most) shrinks to one
+    # "\n", so nothing before the last 2 * _TAIL_CHARS characters of each text can reach the result:
+    # cutting there first keeps a flood's error message from splitting megabytes into lines.
+    keep = 2 * _TAIL_CHARS + 2
+    lines = "\n".join(t.rstrip("\n")[-keep:] for t in texts if t and not t.isspace()).splitlines()
     return "\n".join(lines[-_TAIL_LINES:])[-_TAIL_CHARS:]
 
 
@@ -159,6 +208,7 @@ class GuestSSH:
                 transport.auth_publickey(self.user, self._pkey)
             except paramiko.AuthenticationException as exc:
                 raise SSHError(f"authentication failed for {self._where}: {exc}") from exc
+            transport.set_keepalive(_KEEPALIVE_INTERVAL)
             return transport
         except BaseException:
             transport.close()
@@ -178,31 +228,38 @@ class GuestSSH:
         """Run a shell command; stdin (if given) is sent and then closed.
 
         Output is read while stdin is being sent, so large transfers such as
-        `cat > file` cannot deadlock on SSH window sizes. The whole exchange is
-        bounded by `timeout`; a non-zero exit raises SSHError when `check`.
+        `cat > file` cannot deadlock on SSH window sizes. The whole of it (opening
+        the channel, the exec request, the exchange) is bounded by `timeout`,
+        since the guest's sshd may be hostile; each stream keeps at most
+        MAX_OUTPUT bytes. A non-zero exit raises SSHError when `check`.
         """
         if self._transport is None or not self._transport.is_active():
             raise SSHError(f"not connected to {self._where} (running {command!r})")
         deadline = time.monotonic() + timeout
         try:
-            channel = self._transport.open_session(timeout=timeout)
+            channel = self._transport.open_session(timeout=max(0.0, deadline - time.monotonic()))
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise SSHError(f"cannot open a session to {self._where} for {command!r}: {exc}") from exc
-        out, err = bytearray(), bytearray()
+            raise SSHError(
+                f"cannot open a session to {self._where} for {command!r} within {timeout:g}s: {exc}"
+            ) from exc
+        out, err = _CappedOutput(), _CappedOutput()
         try:
-            channel.exec_command(command)
+            if not self._exec(channel, command, deadline):
+                raise SSHError(
+                    f"command {command!r} on {self._where}: no answer to the exec request within {timeout:g}s"
+                )
             finished = self._exchange(channel, stdin or b"", out, err, deadline)
             if not finished:
                 raise SSHError(
                     f"command {command!r} on {self._where} did not finish within {timeout:g}s; "
-                    f"output so far:\n{_tail(out.decode(errors='replace'), err.decode(errors='replace'))}"
+                    f"output so far:\n{_tail(out.text(), err.text())}"
                 )
             exit_code = channel.recv_exit_status()
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise SSHError(f"command {command!r} on {self._where} failed: {exc}") from exc
         finally:
             channel.close()
-        result = CommandResult(command, exit_code, out.decode(errors="replace"), err.decode(errors="replace"))
+        result = CommandResult(command, exit_code, out.text(), err.text(), bool(out.dropped or err.dropped))
         if check and exit_code != 0:
             raise SSHError(
                 f"command {command!r} on {self._where} exited with {exit_code}:\n{_tail(result.stdout, result.stderr)}"
@@ -210,27 +267,73 @@ class GuestSSH:
         return result
 
     @staticmethod
+    def _exec(channel: paramiko.Channel, command: str, deadline: float) -> bool:
+        """Send the exec request; False if the guest has not answered it by `deadline`.
+
+        paramiko's exec_command() waits for the reply without a bound. Closing the
+        channel is the public way to end that wait, so a timer does it at the deadline.
+        """
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            try:
+                channel.close()  # wakes exec_command() before it sends the close to the guest
+            except (OSError, EOFError, paramiko.SSHException):
+                pass  # the transport went down meanwhile: the channel is closed all the same
+
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            channel.exec_command(command)
+        except (OSError, EOFError, paramiko.SSHException):
+            if expired.is_set():
+                return False
+            raise
+        finally:
+            watchdog.cancel()
+        return not expired.is_set()  # the timer may have fired just after the reply
+
+    @staticmethod
     def _exchange(
-        channel: paramiko.Channel, stdin: bytes, out: bytearray, err: bytearray, deadline: float
+        channel: paramiko.Channel, stdin: bytes, out: _CappedOutput, err: _CappedOutput, deadline: float
     ) -> bool:
         """Feed stdin and collect output until the command's exit status arrives; False on timeout."""
         pending = memoryview(stdin)
         if not pending:
             channel.shutdown_write()
 
-        def drain() -> None:
-            while channel.recv_ready():
-                out.extend(channel.recv(65536))
-            while channel.recv_stderr_ready():
-                err.extend(channel.recv_stderr(65536))
+        def drain() -> bool:
+            """Take what has arrived; False at the deadline (a flooding guest never lets it run dry).
+
+            Both streams are taken in turn, so a flood on one cannot starve the other.
+            """
+            while channel.recv_ready() or channel.recv_stderr_ready():
+                if time.monotonic() >= deadline:
+                    return False
+                if channel.recv_ready():
+                    out.add(channel.recv(_RECV_CHUNK))
+                if channel.recv_stderr_ready():
+                    err.add(channel.recv_stderr(_RECV_CHUNK))
+            return True
 
         while not (channel.eof_received or channel.closed):
-            drain()
+            if not drain():
+                return False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             if not pending:
-                select.select([channel], [], [], remaining)
+                # Not select() on the channel: its fileno() pipe is closed by channel.close() while
+                # the transport thread may still write to it for output in flight (paramiko #1700),
+                # which kills the transport with EBADF or writes into a reused descriptor. A blocking
+                # recv() wakes at once for stdout and EOF; stderr alone waits out a short poll.
+                channel.settimeout(min(remaining, _IDLE_POLL))
+                try:
+                    out.add(channel.recv(_RECV_CHUNK))
+                except socket.timeout:
+                    pass
                 continue
             # send() wakes up as soon as the server opens its window; the short timeout
             # gets us back to draining output in case the command is blocked writing it.
@@ -242,7 +345,8 @@ class GuestSSH:
             pending = pending[sent:] if sent else pending[:0]  # 0: the channel is closing
             if not pending:
                 channel.shutdown_write()
-        drain()
+        if not drain():  # data may still come after EOF from a guest that ignores the protocol
+            return False
         return channel.status_event.wait(max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:

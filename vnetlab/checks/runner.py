@@ -65,21 +65,31 @@ def judges(plan: Plan) -> dict[str, Judge]:
 def judge_capture(plan: Plan, check: object, packets, pcap: Path) -> CheckResult:
     a, b = check.between  # type: ignore[attr-defined]
     on = check.on  # type: ignore[attr-defined]
+    name = f"capture on {on}: {', '.join(check.expect)} between {a} and {b}"  # type: ignore[attr-defined]
     subject = CaptureSubject(a, endpoint(plan, a, on), b, endpoint(plan, b, on), packets)
     table = judges(plan)
-    judgements = [table[e](plan, check, subject) for e in check.expect]  # type: ignore[attr-defined]
+    try:
+        judgements = [table[e](plan, check, subject) for e in check.expect]  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 — a judge that cannot read the frames fails its check, not the run
+        return CheckResult(name, "capture", False, f"the capture could not be judged: {type(exc).__name__}: {exc}", data={"pcap": str(pcap)})
     counts: dict[str, int] = {}
     for j in judgements:
         counts.update(j.counts)
     detail = f"expected {'; '.join(j.expected for j in judgements)}; saw {'; '.join(j.seen for j in judgements)} in {len(packets)} frames"
-    return CheckResult(
-        f"capture on {on}: {', '.join(check.expect)} between {a} and {b}",  # type: ignore[attr-defined]
-        "capture",
-        all(j.ok for j in judgements),
-        detail,
-        counts=counts,
-        data={"pcap": str(pcap)},
-    )
+    data: dict[str, object] = {"pcap": str(pcap)}
+    if getattr(packets, "truncated", False):  # the capture's memory bound was hit: judged on the first frames only
+        detail += f" (of {packets.seen} seen: the capture keeps at most its bound in memory; the pcap has {packets.written})"
+        data.update(frames_seen=packets.seen, frames_kept=len(packets), frames_in_pcap=packets.written)
+    return CheckResult(name, "capture", all(j.ok for j in judgements), detail, counts=counts, data=data)
+
+
+def run_one(table: dict[str, Runner], ctx: CheckContext, check: object) -> CheckResult:
+    """A runner that crashes on what a guest printed fails its own check with a readable detail; the others still run."""
+    kind = check.kind  # type: ignore[attr-defined]
+    try:
+        return table[kind](ctx, check.spec)  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 — isolating one check's failure is the point
+        return CheckResult(f"{kind} check", kind, False, f"the check could not be completed: {type(exc).__name__}: {exc}")
 
 
 def run_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> tuple[list[CheckResult], dict[str, Path]]:
@@ -98,7 +108,7 @@ def run_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> tupl
             started.append(capture)
         for i, check in enumerate(plan.scenario.checks):
             if check.kind != "capture":
-                results[i] = table[check.kind](ctx, check.spec)
+                results[i] = run_one(table, ctx, check)
     finally:
         for br, capture in captures.items():
             if capture in started:

@@ -23,9 +23,15 @@ class GuestError(VnetlabError):
     pass
 
 
+CONSOLE_TAIL_BYTES = 64 * 1024  # what is read back of a console log for an error message
+
+
 def console_tail(path: Path, lines: int = CONSOLE_TAIL_LINES) -> str:
+    """The last lines of a serial log, reading at most its last CONSOLE_TAIL_BYTES (the guest writes it)."""
     try:
-        text = path.read_text(errors="replace")
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - CONSOLE_TAIL_BYTES))
+            text = f.read(CONSOLE_TAIL_BYTES).decode(errors="replace")
     except OSError:
         return "(no console output yet)"
     tail = [line.rstrip("\r") for line in text.splitlines()[-lines:]]
@@ -34,21 +40,52 @@ def console_tail(path: Path, lines: int = CONSOLE_TAIL_LINES) -> str:
 
 CONSOLE_POLL = 0.05  # s between reads of the serial log: the marker is seen ≤50 ms after it is written
 LIVENESS_POLL = 1.0  # s between asking libvirt whether the guest still runs (an RPC to libvirtd)
+CONSOLE_READ_MAX = 1024 * 1024  # bytes read per poll at most: a guest flooding its console cannot stall the wait
+
+
+class ConsoleFollower:
+    """Reads what a serial log gained since the last call, keeping only a short window to search.
+
+    A guest (hostile or broken) can write its console as fast as virtlogd takes it: reading the
+    whole file every poll would cost time and memory growing with it. The window keeps enough
+    bytes before the new ones that a marker split across two reads is still found.
+    """
+
+    def __init__(self, path: Path, keep: int = 4096):
+        self.path = path
+        self.keep = keep
+        self.offset = 0
+        self.window = ""
+
+    def new_text(self) -> str:
+        """The window with what was appended since the last call (from the start again if the log was rotated)."""
+        try:
+            with self.path.open("rb") as f:
+                size = f.seek(0, 2)
+                if size < self.offset:  # rotated or truncated by virtlogd
+                    self.offset = 0
+                    self.window = ""
+                f.seek(self.offset)
+                data = f.read(CONSOLE_READ_MAX)
+        except OSError:
+            return self.window
+        self.offset += len(data)
+        text = self.window + data.decode(errors="replace")
+        self.window = text[-self.keep:]
+        return text
 
 
 def wait_for_marker(vm: PlannedVM, deadline: float, is_running, stop: threading.Event) -> None:
     """Poll the serial log (written by virtlogd) for the guest's readiness line; `stop` abandons the wait."""
     marker = f"{GUEST_READY_MARKER} host={vm.name}"
     failed = f"{GUEST_FAILED_MARKER} host={vm.name}"
+    console = ConsoleFollower(vm.console_log)
     next_liveness_check = 0.0
     while True:
-        try:
-            console = vm.console_log.read_text(errors="replace")
-        except OSError:
-            console = ""
-        if marker in console:
+        text = console.new_text()
+        if marker in text:
             return
-        if failed in console:
+        if failed in text:
             raise GuestError(f"{vm.name}: the guest's init failed. Last console lines:\n{console_tail(vm.console_log)}")
         now = time.monotonic()
         if now >= next_liveness_check:

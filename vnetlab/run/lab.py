@@ -28,7 +28,7 @@ from vnetlab.backends.accel import AccelChoice, choose_accel
 from vnetlab.backends.image import GuestImage, ensure_image
 from vnetlab.checks.base import CheckResult
 from vnetlab.checks.runner import run_checks
-from vnetlab.errors import VnetlabError
+from vnetlab.errors import Interrupted, VnetlabError
 from vnetlab.model.scenario import ScenarioModel
 from vnetlab.model.validate import load_scenario, parse_scenario
 from vnetlab.paths import Layout, resolve_scenario
@@ -47,14 +47,6 @@ LOCK_DIR = Path("/run/vnetlab/locks")
 
 class LabError(VnetlabError):
     """A failure the user can act on; the CLI prints it without a traceback."""
-
-
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM: tear down (what this command owns), then exit non-zero."""
-
-    def __init__(self, signal_name: str):
-        super().__init__(signal_name)
-        self.consequence = "the lab was torn down"  # what the CLI reports; `check` never tears down
 
 
 @dataclass
