@@ -2,7 +2,7 @@
 VNETLAB := .venv/bin/vnetlab
 PYTEST  := .venv/bin/python -m pytest
 
-.PHONY: setup image demo test test-fast bench soak clean-labs
+.PHONY: setup image demo test test-fast docs bench soak clean-labs
 
 setup:
 	./scripts/setup-host
@@ -21,6 +21,10 @@ test: image
 ## make test-fast: only the tests that need neither root nor VMs
 test-fast: setup
 	$(PYTEST) -ra -m "not e2e and not root"
+
+## make docs: the documentation site, built strictly into site/ (lesson, syntax and CLI pages generated)
+docs: setup
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
 
 ## make bench: raw qemu boot vs `vnetlab run two-vm-ping`, printed as a ratio
 bench: image

@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--rebuild", action="store_true", help="build even if a current image is cached")
 
     sub.add_parser("doctor", help="check this host for what labs need, with fixes")
+
+    setup = sub.add_parser("setup", help="install the host packages labs need and start libvirtd/virtlogd (as root; idempotent)", description="Install the distribution's packages labs need (Debian and derivatives), start virtlogd and libvirtd if they are not running (systemd units, or directly without systemd) and wait until libvirt answers. Says what it changed; safe to run again.")
+    setup.add_argument("--no-packages", action="store_true", help="only start the daemons")
     add_tool_commands(sub)
     return p
 
@@ -361,6 +364,15 @@ def cmd_image(args, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def cmd_setup(args, out: Console, err: Console) -> int:
+    from vnetlab.tools.setup import setup
+
+    report = setup(lambda m: err.print(f"  [dim]{escape(m)}[/]", soft_wrap=True), packages=not args.no_packages)
+    for line in report.lines():
+        out.print(line, markup=False, soft_wrap=True)
+    return EXIT_OK
+
+
 def cmd_doctor(args, out: Console, err: Console) -> int:
     from vnetlab.tools.doctor import diagnose
 
@@ -539,6 +551,7 @@ COMMANDS = {
     "plan": cmd_plan,
     "image": cmd_image,
     "doctor": cmd_doctor,
+    "setup": cmd_setup,
     "inspect": cmd_inspect,
     "graph": cmd_graph,
     "ssh": cmd_ssh,

@@ -1,0 +1,165 @@
+"""mkdocs hook: pages generated at build time, so they cannot drift from the code.
+
+- lessons/<scenario>.md for every shipped scenario: what it teaches (docs/lessons.yaml), the
+  scenario, its topology as SVG (Graphviz), its `--explain` commands, what its checks prove;
+- syntax.md from the composed model's JSON Schema;
+- cli.md from the argparse parser.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import yaml
+from mkdocs.structure.files import File
+
+from vnetlab.cli import build_parser
+from vnetlab.compose import load_scenario, registry
+from vnetlab.model.schema import scenario_schema
+from vnetlab.model.typed_yaml import yaml_key
+from vnetlab.paths import scenario_files
+from vnetlab.plan.planner import make_plan
+from vnetlab.tools.explain import explain
+from vnetlab.tools.graph import to_dot, to_svg, topology
+
+DOCS = Path(__file__).parent
+EXPECTATIONS = {
+    "arp": "the ARP request and its reply",
+    "icmp-echo": "the ICMP echo requests and replies of the pings",
+    "bridged": "frames carrying the sender's own MAC and address (bridged, no router in between)",
+    "masqueraded": "only the uplink's address, never a private one (masqueraded)",
+    "wireguard-udp": "the tunnel's encrypted UDP between the underlay addresses",
+    "no-plaintext-tunnel": "no readable ICMP of the tunnel's subnet",
+}
+
+
+def _flow(spec: object) -> str:
+    """A check's fields as the YAML flow mapping a scenario would write."""
+    data = {yaml_key(f): getattr(spec, f.name) for f in dataclasses.fields(spec) if getattr(spec, f.name) is not None}
+    return yaml.safe_dump(data, default_flow_style=True, width=10_000, sort_keys=False).strip()
+
+
+def check_sentence(check: object) -> str:
+    kind, spec = check.kind, check.spec
+    if kind == "ping":
+        via = f" through `{spec.via}`" if getattr(spec, "via", None) else ""
+        verdict = "no reply may come back" if spec.expect == "failure" else "every request must be answered"
+        return f"`{spec.source}` sends {spec.count} echo request(s) to `{spec.to}`{via}; {verdict}."
+    if kind == "capture":
+        seen = "; ".join(EXPECTATIONS.get(e, e) for e in spec.expect)
+        return f"A capture on `{spec.on}` for the whole check phase must show, between `{spec.between[0]}` and `{spec.between[1]}`: {seen}."
+    return f"`{kind}: {_flow(spec)}` (judged by vnetlab; the report says what was expected and seen)."
+
+
+def lesson_page(path: Path, teaches: str) -> tuple[str, str]:
+    scenario = load_scenario(path)
+    plan = make_plan(scenario, scenario.name)
+    svg = to_svg(to_dot(topology(plan, management=False))).decode()
+    checks = "\n".join(f"{i}. {check_sentence(c)}" for i, c in enumerate(scenario.checks, 1)) or "(none)"
+    page = f"""# {scenario.name}
+
+{scenario.description}
+
+{teaches.strip()}
+
+```sh
+vnetlab run {scenario.name}              # up, checks, summary, teardown
+vnetlab plan {scenario.name} --explain   # the same lab as commands to type by hand
+```
+
+## Topology
+
+![topology of {scenario.name}]({scenario.name}.svg)
+
+## The scenario
+
+```yaml
+{path.read_text().rstrip()}
+```
+
+## What its checks prove
+
+{checks}
+
+## By hand: `vnetlab plan {scenario.name} --explain`
+
+```sh
+{explain(plan).rstrip()}
+```
+"""
+    return page, svg
+
+
+def _type(prop: dict) -> str:
+    if "$ref" in prop:
+        name = prop["$ref"].rsplit("/", 1)[-1]
+        return f"[{name}](#{name.lower()})"
+    if "anyOf" in prop:
+        return " or ".join(_type(p) for p in prop["anyOf"] if p.get("type") != "null")
+    if prop.get("type") == "array":
+        return f"list of {_type(prop['items'])}"
+    if "enum" in prop:
+        return " \\| ".join(f"`{v}`" for v in prop["enum"])
+    text = prop.get("type", "")
+    if "pattern" in prop:
+        text += f" `{prop['pattern']}`"
+    if "minimum" in prop:
+        text += f" {prop['minimum']}–{prop['maximum']}"
+    if "maxLength" in prop:
+        text += f" (≤ {prop['maxLength']} chars)"
+    return text
+
+
+def syntax_page() -> str:
+    schema = scenario_schema(registry())
+    sections = [("Scenario", schema), *schema["$defs"].items()]
+    out = [
+        "# Scenario syntax",
+        "",
+        "Generated from the model at build time (`vnetlab schema` prints the same as JSON Schema).",
+        "A scenario is a YAML mapping; unknown keys are errors, reported with their line.",
+        "Cross-field rules (references, subnets, unique names and addresses) are checked as well",
+        "and reported the same way.",
+    ]
+    for name, definition in sections:
+        out += ["", f"## {name}", ""]
+        if definition.get("description"):
+            out += [definition["description"], ""]
+        if "oneOf" in definition:
+            out += ["Exactly one of these keys per entry.", ""]
+        out += ["| key | type | required | default | meaning |", "|---|---|---|---|---|"]
+        required = set(definition.get("required", []))
+        for key, prop in definition["properties"].items():
+            default = f"`{yaml.safe_dump(prop['default'], default_flow_style=True).strip().removesuffix('...').strip()}`" if "default" in prop else ""
+            out.append(f"| `{key}` | {_type(prop)} | {'yes' if key in required else ''} | {default} | {prop.get('description', '')} |")
+    return "\n".join(out) + "\n"
+
+
+def cli_page() -> str:
+    os.environ["COLUMNS"] = "100"  # argparse wraps help to the terminal: fixed, so the page is stable
+    parser = build_parser()
+    out = ["# Command line", "", "Generated from the argument parser at build time.", "", "```text", parser.format_help().rstrip(), "```"]
+    commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, sub in commands.choices.items():
+        out += ["", f"## vnetlab {name}", "", "```text", sub.format_help().rstrip(), "```"]
+        nested = [a for a in sub._actions if a.__class__.__name__ == "_SubParsersAction"]
+        for action in nested:
+            for child, parser_ in action.choices.items():
+                out += ["", f"### vnetlab {name} {child}", "", "```text", parser_.format_help().rstrip(), "```"]
+    return "\n".join(out) + "\n"
+
+
+def on_files(files, config):
+    teaches = yaml.safe_load((DOCS / "lessons.yaml").read_text())
+    index = ["# Lessons", "", "Each lesson is a scenario you run with `vnetlab run NAME`; every page below is generated from it.", "", "| lesson | what it shows |", "|---|---|"]
+    for path in scenario_files():
+        page, svg = lesson_page(path, teaches.get(path.stem, ""))
+        files.append(File.generated(config, f"lessons/{path.stem}.md", content=page))
+        files.append(File.generated(config, f"lessons/{path.stem}.svg", content=svg))
+        index.append(f"| [{path.stem}]({path.stem}.md) | {load_scenario(path).description} |")
+    files.append(File.generated(config, "lessons/index.md", content="\n".join(index) + "\n"))
+    files.append(File.generated(config, "syntax.md", content=syntax_page()))
+    files.append(File.generated(config, "cli.md", content=cli_page()))
+    return files
