@@ -2,7 +2,7 @@
 VNETLAB := .venv/bin/vnetlab
 PYTEST  := .venv/bin/python -m pytest
 
-.PHONY: setup image demo test test-fast docs bench soak clean-labs
+.PHONY: setup image demo test test-fast docs wheel bench soak clean-labs
 
 setup:
 	./scripts/setup-host
@@ -25,6 +25,10 @@ test-fast: setup
 ## make docs: the documentation site, built strictly into site/ (lesson, syntax and CLI pages generated)
 docs: setup
 	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
+
+## make wheel: the wheel and sdist into dist/ (templates, scenarios, image recipe and schema inside)
+wheel: setup
+	.venv/bin/python -m build --no-isolation --outdir dist .
 
 ## make bench: raw qemu boot vs `vnetlab run two-vm-ping`, printed as a ratio
 bench: image

@@ -35,10 +35,17 @@ EXPECTATIONS = {
 }
 
 
+def _plain(value: object) -> object:
+    """A check's spec as the YAML a scenario would write (nested mappings, no None)."""
+    if dataclasses.is_dataclass(value):
+        return {yaml_key(f): _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if getattr(value, f.name) is not None}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _flow(spec: object) -> str:
-    """A check's fields as the YAML flow mapping a scenario would write."""
-    data = {yaml_key(f): getattr(spec, f.name) for f in dataclasses.fields(spec) if getattr(spec, f.name) is not None}
-    return yaml.safe_dump(data, default_flow_style=True, width=10_000, sort_keys=False).strip()
+    return yaml.safe_dump(_plain(spec), default_flow_style=True, width=10_000, sort_keys=False).strip()
 
 
 def check_sentence(check: object) -> str:
@@ -50,6 +57,8 @@ def check_sentence(check: object) -> str:
     if kind == "capture":
         seen = "; ".join(EXPECTATIONS.get(e, e) for e in spec.expect)
         return f"A capture on `{spec.on}` for the whole check phase must show, between `{spec.between[0]}` and `{spec.between[1]}`: {seen}."
+    if kind == "command":
+        return f"`{spec.run}` on `{spec.node}` must give `{_flow(spec.expect)}`" + (f", retried for {spec.retry.for_} s" if spec.retry else "") + "."
     return f"`{kind}: {_flow(spec)}` (judged by vnetlab; the report says what was expected and seen)."
 
 

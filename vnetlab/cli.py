@@ -30,6 +30,9 @@ examples:
   vnetlab check lab1                   run its checks again
   vnetlab down lab1                    remove it (idempotent; also after a crash)
   vnetlab plan two-vm-ping --xml       show names, MACs and domain XML without touching the system
+  vnetlab exec lab1 vm1 -- ip route    run a command on any node of a lab
+  vnetlab init mylab                   a starter lab folder: cd mylab && vnetlab run lab.yaml
+  vnetlab setup                        install the host packages and start libvirtd (as root)
 """
 
 
@@ -50,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--report", type=Path, metavar="PATH", help="write the JSON report here (it is always kept in the run's artifact folder too)")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
         sp.add_argument("--junit", type=Path, metavar="PATH", help="also write a JUnit XML report here (one testcase per check; always kept in the artifact folder)")
+        sp.add_argument("--scenarios", type=Path, action="append", default=[], metavar="DIR", help="look for scenarios by name in DIR first (repeatable; then $VNETLAB_PATH, then the built-in ones)")
 
     run = sub.add_parser("run", help="run a scenario end to end and tear it down", description="Bring the lab up, run its checks, print a summary, tear everything down. Exit 0 iff every check passed.")
     lab_options(run)
@@ -65,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--report", type=Path, metavar="PATH", help="write the JSON report here")
     chk.add_argument("-q", "--quiet", action="store_true")
     chk.add_argument("--junit", type=Path, metavar="PATH", help="also write a JUnit XML report here")
+    chk.add_argument("--only", metavar="NAME", help="run only the check with this `name:`")
 
     down = sub.add_parser("down", help="tear a lab down (idempotent)", description="Remove everything the lab's state file records: domains, taps, bridges, namespace.")
     target = down.add_mutually_exclusive_group(required=True)
@@ -72,11 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--all", action="store_true", help="every lab vnetlab knows of")
 
     sub.add_parser("status", help="labs that exist on this host, and whether their owner is alive")
-    sub.add_parser("list", help="scenarios and their descriptions")
+    lst = sub.add_parser("list", help="scenarios and their descriptions: your folders' and the built-in ones", description="The scenarios of the search path: --scenarios DIR (repeatable), then $VNETLAB_PATH (folders separated by ':'), then the built-in ones. A name found in several folders is run from the first.")
+    lst.add_argument("--scenarios", type=Path, action="append", default=[], metavar="DIR", help="a folder of labs to list first (repeatable)")
 
     plan = sub.add_parser("plan", help="show what a lab would create, touching nothing")
     plan.add_argument("scenario", metavar="SCENARIO")
     plan.add_argument("--name", metavar="LAB")
+    plan.add_argument("--scenarios", type=Path, action="append", default=[], metavar="DIR", help="look for SCENARIO by name in DIR first (repeatable)")
     plan.add_argument("--accel", choices=["kvm", "tcg"], default="tcg", help="domain type to render (default tcg)")
     plan.add_argument("--xml", action="store_true", help="also print each domain's XML: one more YAML document per domain, {domain, xml} (read them with yaml.safe_load_all)")
     plan.add_argument("--xml-dir", type=Path, metavar="DIR", help="write each domain's XML to DIR/<domain>.xml, byte for byte as libvirt gets it")
@@ -88,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--rebuild", action="store_true", help="build even if a current image is cached")
 
     sub.add_parser("doctor", help="check this host for what labs need, with fixes")
+
+    init = sub.add_parser("init", help="make a starter lab folder (scenario, schema, pytest file, README, CI workflow)", description="Write a new lab folder that runs as it is: lab.yaml (with the JSON Schema beside it for editors), test_lab.py for the pytest plugin, a README for students and a CI workflow. Then: cd DIR && sudo vnetlab run lab.yaml")
+    init.add_argument("dir", type=Path, metavar="DIR", help="the folder to create (must not exist, or be empty)")
+    init.add_argument("--from", dest="source", metavar="SCENARIO", help="start from this scenario (a name from `vnetlab list`, or a YAML file) instead of the starter lab")
+    init.add_argument("--scenarios", type=Path, action="append", default=[], metavar="DIR", help="look for --from SCENARIO by name in DIR first (repeatable)")
 
     setup = sub.add_parser("setup", help="install the host packages labs need and start libvirtd/virtlogd (as root; idempotent)", description="Install the distribution's packages labs need (Debian and derivatives), start virtlogd and libvirtd if they are not running (systemd units, or directly without systemd) and wait until libvirt answers. Says what it changed; safe to run again.")
     setup.add_argument("--no-packages", action="store_true", help="only start the daemons")
@@ -105,6 +117,7 @@ def add_tool_commands(sub) -> None:
     graph = sub.add_parser("graph", help="draw the topology (SVG, DOT or Mermaid)", description="Draw bridges, VMs, taps and addresses of a scenario, or of a running lab (then with its real names).")
     graph.add_argument("target", metavar="SCENARIO|LAB", help="a running lab's name, else a scenario name or YAML file")
     graph.add_argument("--format", choices=["svg", "dot", "mermaid"], default="svg")
+    graph.add_argument("--scenarios", type=Path, action="append", default=[], metavar="DIR", help="look for SCENARIO by name in DIR first (repeatable)")
     graph.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
     graph.add_argument("--no-management", action="store_true", help="leave out vnetlab's management bridge and NICs")
 
@@ -113,6 +126,12 @@ def add_tool_commands(sub) -> None:
     ssh.add_argument("vm", metavar="VM")
     ssh.add_argument("remote_command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="command to run in the guest")
     ssh.add_argument("--timeout", type=float, default=60.0, metavar="S", help="for a command: seconds it may take (default 60)")
+
+    ex = sub.add_parser("exec", help="run a command on any node of a lab (VM, container, host) and exit with its status", description="Run COMMAND with sh -c on a node of a running lab: a VM over SSH, a container or outside host inside its namespace (as the scenario's exec: runs). Its output is printed as it is, and vnetlab exits with its status.")
+    ex.add_argument("lab", metavar="LAB")
+    ex.add_argument("node", metavar="NODE")
+    ex.add_argument("remote_command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command (one shell line)")
+    ex.add_argument("--timeout", type=float, default=60.0, metavar="S", help="seconds it may take (default 60)")
 
     con = sub.add_parser("console", help="the guest's serial console (Ctrl-] to leave)", description="Attach to the guest's serial console through libvirt (a root shell runs on it). When stdin is not a terminal, send stdin and print what comes back until the console is quiet.")
     con.add_argument("lab", metavar="LAB")
@@ -138,7 +157,8 @@ def make_console(*, stderr: bool = False) -> Console:
     """Human output: no emoji codes (`:cd:` in a MAC stays text), no highlighting, and on a pipe
     no hard wrapping at 80 columns (CI logs are grepped). Machine output never goes through it."""
     probe = Console(stderr=stderr)
-    width = None if probe.is_terminal else 10_000
+    columns = os.environ.get("COLUMNS", "")
+    width = None if probe.is_terminal or columns.isdigit() else 10_000  # COLUMNS, when set, is the reader's choice
     return Console(stderr=stderr, highlight=False, emoji=False, width=width)
 
 
@@ -204,7 +224,7 @@ def _runner(args, err: Console):
     from vnetlab.run.progress import Progress
 
     before_apply = _print_explain if getattr(args, "explain", False) else None
-    options = Options(lab=getattr(args, "name", None), accel=getattr(args, "accel", "auto"), boot_timeout=getattr(args, "boot_timeout", 180.0), before_apply=before_apply)
+    options = Options(lab=getattr(args, "name", None), accel=getattr(args, "accel", "auto"), boot_timeout=getattr(args, "boot_timeout", 180.0), before_apply=before_apply, scenario_dirs=getattr(args, "scenarios", []))
     return LabRunner(options, Progress(err, quiet=getattr(args, "quiet", False)), registry())
 
 
@@ -262,18 +282,41 @@ def cmd_up(args, out: Console, err: Console) -> int:
 
 def cmd_check(args, out: Console, err: Console) -> int:
     runner = _runner(args, err)
-    return _reported(runner, args, out, lambda: _finish(runner, runner.check(args.lab), args, out))
+    return _reported(runner, args, out, lambda: _finish(runner, runner.check(args.lab, only=args.only), args, out))
 
 
 def cmd_down(args, out: Console, err: Console) -> int:
-    from vnetlab.run.lab import lab_statuses
+    """Every lab is taken as far down as it goes, whatever the others do; per lab, what was removed
+    and what is left (kept in its state file). Exit 1 if anything is left."""
+    from vnetlab.run.lab import TeardownIncomplete, lab_statuses
 
     runner = _runner(args, err)
     labs = [s.lab for s in lab_statuses(runner.options.layout)] if args.all else [args.lab]
-    for lab in labs:
-        out.print(f"lab {lab}: removed" if runner.down(lab) else f"lab {lab}: nothing to remove")
     if args.all and not labs:
         out.print("no labs")
+    unfinished: list[str] = []
+    for lab in labs:
+        try:
+            report = runner.down(lab)
+        except TeardownIncomplete as exc:
+            unfinished.append(lab)
+            removed = ", ".join(f"{r.kind} {r.name}" for r in exc.result.removed) or "nothing"
+            left = ", ".join(f"{r.kind} {r.name}" for r in exc.result.left)
+            out.print(Text(f"lab {lab}: removed {removed}; left {left} (kept in its state file)"), soft_wrap=True)
+            for problem in exc.result.problems:
+                err.print(Text(f"  {problem}"), soft_wrap=True)
+            continue
+        except Exception as exc:  # noqa: BLE001 — with --all, one lab that fails does not stop the others
+            if not args.all:
+                raise
+            unfinished.append(lab)
+            out.print(Text(f"lab {lab}: not removed: {exc}"), soft_wrap=True)
+            continue
+        out.print(f"lab {lab}: removed" if report.existed else f"lab {lab}: nothing to remove")
+    if unfinished:
+        again = f"vnetlab down {unfinished[0]}" if len(unfinished) == 1 else "vnetlab down LAB"
+        err.print(Text.assemble(("error:", "red"), f" not everything was removed ({', '.join(unfinished)}): fix the cause above, then run `{again}` again"), soft_wrap=True)
+        return EXIT_FAIL
     return EXIT_OK
 
 
@@ -289,31 +332,39 @@ def cmd_status(args, out: Console, err: Console) -> int:
     for col in ("lab", "scenario", "phase", "owner", "namespace", "domains"):
         table.add_column(col)
     for s in statuses:
-        if s.phase == "up":
-            owner = "n/a"  # an up lab outlives the command that built it
+        if s.phase == "up" and not s.held:
+            owner = "n/a"  # handed over by `up` / `run --keep`: it outlives the command that built it
         elif s.owner_alive:
             owner = f"alive (pid {s.pid})"
         else:  # the command died mid-way (kill -9, crash, reboot): only `down` finishes the job
             owner = f"[red]dead[/] (pid {s.pid or '?'}): run `vnetlab down {s.lab}`"
-        table.add_row(s.lab, s.scenario, s.phase, owner, "present" if s.namespace else "missing", ", ".join(f"{d} ({st})" for d, st in s.domains.items()))
+        table.add_row(s.lab, Text(s.scenario), s.phase, owner, "present" if s.namespace else "missing", Text(", ".join(f"{d} ({st})" for d, st in s.domains.items())))
     out.print(table)
+    problem = next((s.libvirt_problem for s in statuses if s.libvirt_problem), None)
+    if problem:
+        out.print(Text(f"domains unknown: libvirtd is not answering ({problem})"), soft_wrap=True)
     return EXIT_OK
 
 
 def cmd_list(args, out: Console, err: Console) -> int:
     from vnetlab.model.validate import load_scenario
-    from vnetlab.paths import scenario_files
+    from vnetlab.paths import find_scenarios, search_path
 
     model = registry()
     table = Table(title="Scenarios", title_justify="left")
-    table.add_column("name")
-    table.add_column("description")
-    for path in scenario_files():
+    for column in ("name", "description", "where"):
+        table.add_column(column)
+    taken: set[str] = set()
+    for found in find_scenarios(search_path(args.scenarios)):
+        where = "built in" if found.builtin else str(found.path)
+        if found.name in taken:
+            where += f" (hidden: `{found.name}` runs the one above)"
+        taken.add(found.name)
         try:
-            s = load_scenario(path, model)
-            table.add_row(Text(s.name), Text(s.description))
+            s = load_scenario(found.path, model)
+            table.add_row(Text(found.name), Text(s.description), Text(where))
         except ValidationError as exc:
-            table.add_row(Text(path.stem), Text(f"invalid: {exc.problems[0]}", style="red"))
+            table.add_row(Text(found.name), Text(f"invalid: {exc.problems[0]}", style="red"), Text(where))
     out.print(table)
     return EXIT_OK
 
@@ -323,7 +374,7 @@ def cmd_plan(args, out: Console, err: Console) -> int:
     from vnetlab.plan.planner import PlanOptions, make_plan
     from vnetlab.plan.dump import plan_summary
 
-    _, scenario = load(args.scenario, registry())
+    _, scenario = load(args.scenario, registry(), args.scenarios, lambda note: err.print(escape(note), soft_wrap=True))
     lab = args.name or scenario.name
     check_lab_name(lab)
     plan = make_plan(scenario, lab, PlanOptions(domain_type="kvm" if args.accel == "kvm" else "qemu"))
@@ -361,6 +412,17 @@ def cmd_image(args, out: Console, err: Console) -> int:
 
     image = ensure_image(Layout().images, rebuild=args.rebuild, progress=lambda m: err.print(f"  [dim]{escape(m)}[/]", soft_wrap=True))
     write_exact(json.dumps({"kernel": str(image.kernel), "initrd": str(image.initrd), "kernel_version": image.kernel_version, "recipe_hash": image.recipe_hash}, indent=2) + "\n")
+    return EXIT_OK
+
+
+def cmd_init(args, out: Console, err: Console) -> int:
+    from vnetlab.model.schema import schema_text
+    from vnetlab.tools.init import init_lab
+
+    written = init_lab(args.dir, schema_text(registry()), args.source, args.scenarios)
+    for path in written:
+        out.print(str(path), markup=False, soft_wrap=True)
+    err.print(f"next: cd {escape(str(args.dir))} && sudo vnetlab run lab.yaml", soft_wrap=True)
     return EXIT_OK
 
 
@@ -465,7 +527,7 @@ def cmd_graph(args, out: Console, err: Console) -> int:
         from vnetlab.plan.planner import PlanOptions, make_plan
         from vnetlab.run.lab import check_lab_name, load
 
-        _, scenario = load(args.target, registry())
+        _, scenario = load(args.target, registry(), args.scenarios, lambda note: err.print(escape(note), soft_wrap=True))
         check_lab_name(scenario.name)
         plan = make_plan(scenario, scenario.name, PlanOptions())
     topo = topology(plan, management=not args.no_management)
@@ -493,6 +555,20 @@ def cmd_ssh(args, out: Console, err: Console) -> int:
     return code
 
 
+def cmd_exec(args, out: Console, err: Console) -> int:
+    from vnetlab.tools.node_exec import exec_on
+
+    command = args.remote_command[1:] if args.remote_command[:1] == ["--"] else args.remote_command
+    if not command:
+        err.print("error: no command (vnetlab exec LAB NODE -- COMMAND)")
+        return EXIT_INPUT
+    stdin = None if sys.stdin.isatty() else sys.stdin.buffer.read()
+    result = exec_on(_live_plan(args.lab), args.node, " ".join(command), timeout=args.timeout, stdin=stdin)
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    return result.exit_code
+
+
 def cmd_console(args, out: Console, err: Console) -> int:
     from vnetlab.tools import interactive
 
@@ -517,9 +593,11 @@ def cmd_capture(args, out: Console, err: Console) -> int:
     def show(packet) -> None:
         out.print(f"{packet.time:.6f} {packet.summary()}", markup=False, highlight=False, soft_wrap=True)
 
-    if not to_stdout:
-        err.print(f"capturing on {args.iface} in lab {args.lab}" + (f", writing {args.write}" if args.write else "") + " (Ctrl-C to stop)")
-    stats = live_capture(_live_plan(args.lab), args.iface, pcap=args.write, count=args.count, timeout=args.timeout, on_packet=None if to_stdout else show)
+    def ready() -> None:  # said once the socket is open, so a script may start its traffic on this line
+        if not to_stdout:
+            err.print(escape(f"capturing on {args.iface} in lab {args.lab}" + (f", writing {args.write}" if args.write else "") + " (Ctrl-C to stop)"), soft_wrap=True)
+
+    stats = live_capture(_live_plan(args.lab), args.iface, pcap=args.write, count=args.count, timeout=args.timeout, on_packet=None if to_stdout else show, on_ready=ready)
     err.print(stats.line())
     return EXIT_OK
 
@@ -552,9 +630,11 @@ COMMANDS = {
     "image": cmd_image,
     "doctor": cmd_doctor,
     "setup": cmd_setup,
+    "init": cmd_init,
     "inspect": cmd_inspect,
     "graph": cmd_graph,
     "ssh": cmd_ssh,
+    "exec": cmd_exec,
     "console": cmd_console,
     "shell": cmd_shell,
     "capture": cmd_capture,

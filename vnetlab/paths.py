@@ -1,13 +1,25 @@
-"""Where vnetlab finds its templates and scenarios, and where it keeps lab state."""
+"""Where vnetlab finds its own files (package data) and users' labs, and where it keeps lab state.
+
+The templates, the shipped scenarios, the guest image recipe and the JSON Schema are package
+data, found through importlib.resources: the same code works from a source checkout, an
+editable install and a wheel installed anywhere. Users' labs are found by path, or by name in
+a search path: `--scenarios DIR` (repeatable), then VNETLAB_PATH (folders separated by ':'),
+then the built-in scenarios.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = PROJECT_DIR / "templates"
-SCENARIOS_DIR = PROJECT_DIR / "scenarios"
+PACKAGE_DIR = Path(str(files("vnetlab")))
+TEMPLATES_DIR = PACKAGE_DIR / "templates"
+SCENARIOS_DIR = PACKAGE_DIR / "scenarios"
+RECIPE_DIR = PACKAGE_DIR / "images"
+SCHEMA_FILE = PACKAGE_DIR / "schema" / "scenario.schema.json"
+SEARCH_PATH_ENV = "VNETLAB_PATH"
 
 
 @dataclass(frozen=True)
@@ -32,13 +44,51 @@ class Layout:
         return self.labs / lab
 
 
-def resolve_scenario(ref: str) -> Path:
-    """A scenario is named (two-vm-ping) or given as a path to a YAML file."""
+@dataclass(frozen=True)
+class ScenarioFile:
+    name: str
+    path: Path
+    builtin: bool
+
+
+def search_path(extra: list[Path] | tuple[Path, ...] = (), environ: dict[str, str] | None = None) -> list[Path]:
+    """The folders searched for a scenario by name, first match wins: --scenarios, VNETLAB_PATH, built-in."""
+    env = os.environ if environ is None else environ
+    dirs = [*extra, *(Path(p) for p in env.get(SEARCH_PATH_ENV, "").split(":") if p)]
+    return [*dirs, SCENARIOS_DIR]
+
+
+def _in(folder: Path) -> list[Path]:
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []
+
+
+def find_scenarios(dirs: list[Path]) -> list[ScenarioFile]:
+    """Every scenario of the search path, in its order (a name found twice is listed twice)."""
+    return [ScenarioFile(p.stem, p, folder == SCENARIOS_DIR) for folder in dirs for p in _in(folder)]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    path: Path
+    note: str | None = None  # said when the name exists in more than one folder
+
+
+def resolve_scenario(ref: str, dirs: list[Path] | None = None) -> Resolved:
+    """A scenario given as a path to a YAML file, or by name in the search path."""
     path = Path(ref)
     if path.suffix in (".yaml", ".yml") or "/" in ref:
-        return path
-    return SCENARIOS_DIR / f"{ref}.yaml"
+        return Resolved(path)
+    dirs = search_path() if dirs is None else dirs
+    found = [s for s in find_scenarios(dirs) if s.name == ref]
+    if not found:
+        return Resolved(SCENARIOS_DIR / f"{ref}.yaml")  # reported as "no such file" by the loader, with the path
+    chosen = found[0]
+    if len(found) == 1:
+        return Resolved(chosen.path)
+    others = ", ".join(f"{s.path}" + (" (built in)" if s.builtin else "") for s in found[1:])
+    return Resolved(chosen.path, f"scenario {ref!r}: using {chosen.path}" + (" (built in)" if chosen.builtin else "") + f"; also found: {others}")
 
 
 def scenario_files() -> list[Path]:
-    return sorted(SCENARIOS_DIR.glob("*.yaml"))
+    """The built-in scenarios."""
+    return _in(SCENARIOS_DIR)

@@ -80,6 +80,30 @@ class Lab:
         """Run a shell command in guest `vm` over SSH; raises SSHError on a non-zero exit when `check`."""
         return self.sessions[vm].run(command, timeout=timeout, check=check)
 
+    def exec(self, node: str, command: str, *, timeout: float = 60.0, check: bool = True) -> "CommandResult":
+        """A shell command on any node: a VM over SSH, a container or host in its namespace (as `exec:` runs it)."""
+        from vnetlab.backends.ssh import SSHError
+        from vnetlab.features.commands import node_runner, run_step
+
+        result = run_step(node_runner(self.plan, self.sessions, node), command, int(timeout))
+        if check and result.exit_code != 0:
+            raise SSHError(f"`{command}` on {node} exited {result.exit_code}: {(result.stdout + result.stderr)[-500:]}")
+        return result
+
+    def copy(self, vm: str, src: str | Path, dest: str, *, mode: int | None = None) -> None:
+        """Copy a host file into guest `vm` (as `files:` does: one tar stream over SSH, mode kept or given)."""
+        from vnetlab.features.commands import PlannedFile, tar_of
+
+        self.sessions[vm].run("tar -x -f - -C /", stdin=tar_of((PlannedFile(Path(src).resolve(), dest, mode, False),), {}), timeout=120.0)
+
+    def command_check(self, node: str, run: str, *, exit: int | str = 0, stdout: str | None = None, stderr: str | None = None, retry_for: int | None = None, every: int = 1, timeout: int = 30, name: str | None = None) -> "CheckResult":
+        """The scenario's `command` check, ad hoc: same judgement, same detail, same CheckResult."""
+        from vnetlab.checks.base import CheckContext
+        from vnetlab.features.commands import CommandCheck, Expect, Retry, run_command_check
+
+        check = CommandCheck(node=node, run=run, expect=Expect(exit=exit, stdout=stdout, stderr=stderr), retry=Retry(retry_for, every) if retry_for else None, timeout=timeout, name=name)  # type: ignore[arg-type]
+        return run_command_check(CheckContext(self.plan, self.sessions, self.run_dir), check)
+
     def ping(self, source: str, to: str, *, count: int = 3, expect: str = "success") -> "CheckResult":
         """The scenario ping check, ad hoc: `to` is a VM (its address on a shared segment) or an IPv4 address."""
         from vnetlab.checks.base import CheckContext

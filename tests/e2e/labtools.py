@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -48,6 +50,12 @@ def lab_name_for(request, prefix: str) -> str:
     return f"{prefix}{os.getpid() % 10000}-{test}"
 
 
+def module_lab_name_for(request, prefix: str) -> str:
+    """A lab name unique to this test process and module (for a lab shared by a module's tests)."""
+    module = request.module.__name__.rpartition(".")[2].removeprefix("test_")[:8].strip("_").replace("_", "-")
+    return f"{prefix}{os.getpid() % 10000}-{module}"
+
+
 def state_of(lab: str) -> dict | None:
     """The lab's state file as written so far, or None."""
     try:
@@ -70,6 +78,76 @@ def wait_until(what: str, predicate, proc: subprocess.Popen | None = None, timeo
         proc.kill()
         proc.communicate()
     pytest.fail(f"timed out waiting for {what}")
+
+
+class LineWatcher:
+    """The lines a running command writes to one of its pipes, read in a thread, so a test can wait
+    for a line (with a deadline) instead of sleeping and hoping."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, needle: str, timeout: float = 60) -> str:
+        """The first line containing needle; fails the test if the stream ends or time runs out first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail(f"no line with {needle!r} within {timeout} s; got: {self.lines}")
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                pytest.fail(f"the stream ended without a line with {needle!r}; got: {self.lines}")
+            self.lines.append(line)
+            if needle in line:
+                return line
+
+    def rest(self, timeout: float = 30) -> str:
+        """Everything after what wait_for consumed, once the stream ends (the command has exited)."""
+        self._thread.join(timeout)
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is not None:
+                self.lines.append(line)
+        return "".join(self.lines)
+
+
+class Pinger:
+    """`vnetlab ssh LAB VM -- ping` again and again until stopped (or a deadline): traffic for a
+    capture that ends after N packets, however late it really starts listening."""
+
+    def __init__(self, lab: str, vm: str, target: str, *, deadline: float = 120) -> None:
+        self.stop = threading.Event()
+        self.rounds = 0
+        self._args = ("ssh", lab, vm, "--", f"ping -c 2 -i 0.2 -W 2 {target}")
+        self._deadline = time.monotonic() + deadline
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set() and time.monotonic() < self._deadline:
+            vnetlab(*self._args, timeout=60)
+            self.rounds += 1
+
+    def __enter__(self) -> "Pinger":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self._thread.join(90)
 
 
 def start(*args: str) -> subprocess.Popen:

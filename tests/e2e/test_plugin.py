@@ -59,3 +59,15 @@ def test_a_detached_tap_cuts_the_link_and_reattaching_restores_it(vnetlab_lab):
         attach_to_bridge(vnetlab_lab.namespace, tap, "br0")
     restored = vnetlab_lab.ping("vm1", "vm2", count=2)
     assert restored.ok, restored.detail
+
+
+def test_exec_copy_and_command_check(vnetlab_lab, tmp_path):
+    script = tmp_path / "hello.sh"
+    script.write_text("#!/bin/sh\necho hello from $(hostname)\n")
+    vnetlab_lab.copy("vm1", script, "/usr/local/bin/hello", mode=0o755)
+    assert vnetlab_lab.exec("vm1", "hello").stdout == "hello from vm1\n"
+    assert vnetlab_lab.exec("vm2", "exit 3", check=False).exit_code == 3
+    ok = vnetlab_lab.command_check("vm2", "ping -c 1 -W 2 {{ vm1.ip }}", stdout="1 packets received", name="vm2 reaches vm1")
+    assert ok.ok and ok.name == "vm2 reaches vm1" and "ran `ping -c 1 -W 2 10.1.1.2` on vm2" in ok.detail
+    bad = vnetlab_lab.command_check("vm1", "hello", stdout="goodbye", retry_for=2)
+    assert not bad.ok and "expected exit 0 and stdout matching 'goodbye'" in bad.detail and "attempt(s)" in bad.detail

@@ -19,18 +19,19 @@ import libvirt
 import pytest
 from pyroute2 import IPRoute
 
-from labtools import leftovers, run_report, scenario_with_checks, start, state_of, vnetlab, wait_until
+from labtools import LineWatcher, leftovers, run_report, scenario_with_checks, start, state_of, vnetlab, wait_until
 
 from vnetlab.backends import netns
 from vnetlab.checks.ping import ping_argv
 from vnetlab.backends.keys import generate_host_key
 from vnetlab.run.lab import LOCK_DIR
-from vnetlab.paths import PROJECT_DIR, Layout
+from vnetlab.paths import RECIPE_DIR, SCENARIOS_DIR, Layout
 from vnetlab.plan.planner import METADATA_NS, tap_prefix
 
 pytestmark = pytest.mark.e2e
+LAB_PREFIX = "r-"  # for the lab_name fixture
 
-SCENARIO = PROJECT_DIR / "scenarios" / "two-vm-ping.yaml"
+SCENARIO = SCENARIOS_DIR / "two-vm-ping.yaml"
 # Checks that last a few seconds (2 x 60 pings), for tests that must act while checks run.
 SLOW_CHECKS = "  - ping: {from: vm1, to: vm2, count: 60}\n  - ping: {from: vm2, to: vm1, count: 60}\n"
 
@@ -118,12 +119,22 @@ def test_a_second_command_on_a_busy_lab_is_refused_and_a_second_up_says_it_exist
 
 # -- 2. kill -9 at any point, then down ------------------------------------------------------
 
+def _kinds(state: dict) -> list[str]:
+    return [r["kind"] for r in state["resources"]]
+
+
+# Each point: when to kill (polled in the state file), and where the kill must then have landed —
+# the state file as the killed process left it (it cannot change after the kill): its phase, and
+# which resources it had recorded. A kill that came too late for its point (the lab already up,
+# or for "namespace" a guest already defined) fails instead of passing for another point. (The
+# two guests are created in parallel, tens of ms apart: the tap and domain points cannot be
+# told apart more finely from outside without flaking.)
 KILL_POINTS = {
-    "namespace": lambda s: any(r["kind"] == "namespace" for r in s["resources"]),
-    "first-tap": lambda s: any(r["kind"] == "tap" for r in s["resources"]),
-    "first-domain": lambda s: any(r["kind"] == "domain" for r in s["resources"]),
-    "guests-booting": lambda s: sum(r["kind"] == "domain" for r in s["resources"]) == 2,
-    "checks": lambda s: s["phase"] == "up",
+    "namespace": (lambda s: "namespace" in _kinds(s), lambda s: s["phase"] == "creating" and "domain" not in _kinds(s)),
+    "first-tap": (lambda s: "tap" in _kinds(s), lambda s: s["phase"] == "creating" and "tap" in _kinds(s)),
+    "first-domain": (lambda s: "domain" in _kinds(s), lambda s: s["phase"] == "creating" and _kinds(s).count("domain") >= 1),
+    "guests-booting": (lambda s: _kinds(s).count("domain") == 2, lambda s: s["phase"] == "creating" and _kinds(s).count("domain") == 2),
+    "checks": (lambda s: s["phase"] == "up", lambda s: s["phase"] == "up" and _kinds(s).count("domain") == 2 and _kinds(s).count("tap") == 4),
 }
 
 
@@ -131,18 +142,21 @@ KILL_POINTS = {
 def test_kill_9_at_any_point_then_down_removes_everything(point, labs, tmp_path):
     lab = f"r-kill-{point}"[:24]
     labs.append(lab)
+    when, landed = KILL_POINTS[point]
     proc = start("run", str(scenario_with_checks(tmp_path, "two-vm-ping", SLOW_CHECKS)), "--name", lab)
-    wait_until(f"the state file to show {point}", lambda: (s := state_of(lab)) is not None and KILL_POINTS[point](s), proc)
+    wait_until(f"the state file to show {point}", lambda: (s := state_of(lab)) is not None and when(s), proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
 
+    at_kill = state_of(lab)  # what the process had written when it died
+    assert at_kill is not None and at_kill["pid"] == proc.pid
+    assert landed(at_kill), f"the kill landed outside {point}: phase {at_kill['phase']}, recorded {_kinds(at_kill)}"
+    assert _kinds(at_kill)[0] == "namespace"  # recorded first, so a kill never leaves resources without it
+
     status = vnetlab("status")
     [row] = [line for line in status.stdout.splitlines() if f" {lab} " in line]
-    phase = state_of(lab)["phase"]
-    assert phase in ("creating", "up") and phase in row
-    if phase == "creating":
-        assert f"dead (pid {proc.pid}): run `vnetlab down {lab}`" in row, row
+    assert at_kill["phase"] in row, row
 
     down = vnetlab("down", lab)
     assert down.returncode == 0, down.stdout + down.stderr
@@ -151,6 +165,8 @@ def test_kill_9_at_any_point_then_down_removes_everything(point, labs, tmp_path)
     assert not (LOCK_DIR / f"{lab}.lock").exists()
     again = vnetlab("down", lab)
     assert again.returncode == 0 and again.stdout.strip() == f"lab {lab}: nothing to remove"
+    # Last, so the cleanup above is checked whatever status said: the README's claim for every point.
+    assert f"dead (pid {proc.pid}): run `vnetlab down {lab}`" in row, f"status after kill -9 at {point} (phase {at_kill['phase']}): {row}"
 
 
 def test_a_lab_folder_without_state_is_listed_and_removed(labs):
@@ -187,6 +203,17 @@ def _has_link(ns: str, name: str) -> bool:
     return netns.run_in_namespace(ns, look)
 
 
+def _root_link(name: str) -> tuple[int, str | None, str] | None:
+    """(ifindex, kind, admin state) of a link in the root namespace, or None."""
+    with IPRoute() as ipr:
+        links = ipr.get_links(ifname=name) if ipr.link_lookup(ifname=name) else []
+    if not links:
+        return None
+    link = links[0]
+    info = link.get_attr("IFLA_LINKINFO")
+    return link["index"], info.get_attr("IFLA_INFO_KIND") if info is not None else None, "up" if link["flags"] & 1 else "down"
+
+
 DECOY_DOMAIN_XML = """<domain type='qemu'>
   <name>{name}</name>
   <metadata><vnetlab:lab xmlns:vnetlab='{ns}' name='someone-else'/></metadata>
@@ -198,17 +225,25 @@ DECOY_DOMAIN_XML = """<domain type='qemu'>
 @pytest.fixture
 def decoys():
     """Things that look like a lab's but belong to nobody vnetlab knows: a namespace named like
-    lab r-decoy's, a link named like its first tap in a namespace of its own, and a
-    (never started) domain named like lab r-decoy2's first guest."""
+    lab r-decoy's, a link named like its first tap in a namespace of its own, a (never started)
+    domain named like lab r-decoy2's first guest, and in the root namespace a tap named like lab
+    r-decoy4's first tap (taps live there until their guest starts). Removed by name at the end,
+    the root tap only if it is still the one created here."""
     ns_like_lab, other_ns, fake_tap = "vnl-r-decoy", "r-decoy-other", f"{tap_prefix('r-decoy')}-0"
     domain = "vnl-r-decoy2-vm1"
+    root_tap = f"{tap_prefix('r-decoy4')}-0"
+    assert _root_link(root_tap) is None, f"{root_tap} already exists in the root namespace"
     conn = libvirt.open("qemu:///system")
+    created_tap = None
     try:
         netns.create_namespace(ns_like_lab)
         netns.create_namespace(other_ns)
         _lookalike_link(other_ns, fake_tap)
         conn.defineXML(DECOY_DOMAIN_XML.format(name=domain, ns=METADATA_NS))
-        yield {"namespace": ns_like_lab, "other_ns": other_ns, "fake_tap": fake_tap, "domain": domain, "conn": conn}
+        with IPRoute() as ipr:  # a persistent tap, down and unaddressed, as vnetlab makes them
+            ipr.link("add", ifname=root_tap, kind="tuntap", mode="tap", ifr={"no_pi": True})
+        created_tap = _root_link(root_tap)
+        yield {"namespace": ns_like_lab, "other_ns": other_ns, "fake_tap": fake_tap, "domain": domain, "conn": conn, "root_tap": root_tap, "root_tap_link": created_tap}
     finally:
         try:
             conn.lookupByName(domain).undefine()
@@ -217,6 +252,9 @@ def decoys():
         conn.close()
         netns.delete_namespace(ns_like_lab)
         netns.delete_namespace(other_ns)
+        if created_tap is not None and (now := _root_link(root_tap)) is not None and now[0] == created_tap[0]:
+            with IPRoute() as ipr:
+                ipr.link("del", index=created_tap[0])
 
 
 def assert_decoys_intact(d: dict) -> None:
@@ -225,10 +263,12 @@ def assert_decoys_intact(d: dict) -> None:
     dom = d["conn"].lookupByName(d["domain"])  # raises if it was removed
     assert not dom.isActive()
     assert "someone-else" in dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
+    # the very tap created (same ifindex: not removed and made again), still down, still in the root namespace
+    assert _root_link(d["root_tap"]) == d["root_tap_link"] == (d["root_tap_link"][0], "tun", "down"), _root_link(d["root_tap"])
 
 
 def test_names_that_only_look_like_ours_are_never_used_or_removed(labs, decoys):  # decoys go first at teardown
-    labs.extend(["r-decoy", "r-decoy2", "r-decoy3"])
+    labs.extend(["r-decoy", "r-decoy2", "r-decoy3", "r-decoy4"])
     taken_ns = vnetlab("up", "two-vm-ping", "--name", "r-decoy")
     assert taken_ns.returncode == 1
     assert "namespace 'vnl-r-decoy' already exists but no lab state records it" in taken_ns.stdout
@@ -239,6 +279,18 @@ def test_names_that_only_look_like_ours_are_never_used_or_removed(labs, decoys):
     assert "a libvirt domain named 'vnl-r-decoy2-vm1' already exists and no lab state records it" in taken_domain.stdout
     assert_decoys_intact(decoys)
     assert leftovers("r-decoy2") == []  # the decoy's metadata names another lab
+
+    taken_tap = vnetlab("up", "two-vm-ping", "--name", "r-decoy4")
+    assert taken_tap.returncode == 1, taken_tap.stdout + taken_tap.stderr
+    assert f"a link named {decoys['root_tap']!r} already exists in the root namespace and no lab state records it: left alone" in taken_tap.stdout + taken_tap.stderr
+    assert_decoys_intact(decoys)
+    assert [x for x in leftovers("r-decoy4") if x != f"tap {decoys['root_tap']}"] == []  # the rest of the refused lab is gone
+
+    # `down` of each lab whose decoy exists, while it exists: whatever its state says, the decoy stays.
+    for lab in ("r-decoy", "r-decoy2", "r-decoy4"):
+        down = vnetlab("down", lab)
+        assert down.returncode == 0 and down.stdout.strip() in (f"lab {lab}: removed", f"lab {lab}: nothing to remove"), down.stdout + down.stderr
+        assert_decoys_intact(decoys)
 
     # A lab killed mid-boot, then removed: by name, and with --all when nobody else has a lab.
     proc = start("run", "two-vm-ping", "--name", "r-decoy3")
@@ -282,12 +334,36 @@ def test_a_signal_at_any_step_tears_down_and_exits_130_with_one_line(point, sig,
     assert leftovers(lab) == []
 
 
+def test_a_second_ctrl_c_during_teardown_is_ignored_and_teardown_finishes(lab_name, tmp_path):
+    """Ctrl-C during the checks starts the teardown; a second Ctrl-C sent while the teardown runs
+    (the state file says tearing-down and the lab folder is still there) must not stop it: the run
+    ends with the one interrupted line and nothing of the lab is left."""
+    proc = start("run", str(scenario_with_checks(tmp_path, "two-vm-ping", SLOW_CHECKS)), "--name", lab_name)
+    wait_until("the checks to run", lambda: (s := state_of(lab_name)) is not None and s["phase"] == "up", proc)
+    proc.send_signal(signal.SIGINT)
+    lab_dir = Layout().lab_dir(lab_name)
+    deadline = time.monotonic() + 60
+    while (s := state_of(lab_name)) is None or s["phase"] != "tearing-down":  # polled tightly: teardown may take only ~0.2 s
+        assert proc.poll() is None and lab_dir.exists(), "the run ended before its teardown could be seen"
+        assert time.monotonic() < deadline, "teardown did not start within 60 s of the first SIGINT"
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    landed = lab_dir.exists() and proc.poll() is None  # the second signal reached a process still tearing down
+    out, err = proc.communicate(timeout=120)
+    assert landed, "the teardown finished before the second SIGINT: this run proved nothing (rerun)"
+    assert proc.returncode == 130, out + err
+    assert err.splitlines()[-1] == "interrupted (SIGINT): the lab was torn down", err
+    assert err.count("interrupted") == 1 and "Traceback" not in err, err
+    assert leftovers(lab_name) == []
+
+
 def test_ctrl_c_while_a_guest_hangs_in_boot_does_not_wait_out_the_boot_timeout(labs):
     """vm1 is frozen (paused through libvirt) right after vnetlab resumed it: it never prints its
     marker. Ctrl-C must end the wait at once, not after --boot-timeout."""
     lab = "r-sig-frozen"
     labs.append(lab)
     proc = start("run", "two-vm-ping", "--name", lab, "--boot-timeout", "300")
+    err_lines = LineWatcher(proc.stderr)
     wait_until("both domains recorded", lambda: (s := state_of(lab)) is not None and sum(r["kind"] == "domain" for r in s["resources"]) == 2, proc)
     conn = libvirt.open("qemu:///system")
     try:
@@ -301,11 +377,13 @@ def test_ctrl_c_while_a_guest_hangs_in_boot_does_not_wait_out_the_boot_timeout(l
         conn.lookupByName(f"vnl-{lab}-vm1").suspend()
     finally:
         conn.close()
-    time.sleep(1.0)
+    # vm2 boots and becomes reachable while vm1 stays frozen: the run must still be waiting for vm1.
+    err_lines.wait_for("vm2: ready in", timeout=120)
     assert proc.poll() is None, "the run ended although vm1 was frozen"
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
+    out, err = proc.stdout.read(), err_lines.rest()
     assert proc.returncode == 130, out + err
     assert err.splitlines()[-1] == "interrupted (SIGINT): the lab was torn down"
     assert time.monotonic() - sent < 20
@@ -362,7 +440,7 @@ def test_a_hung_command_in_a_check_fails_within_its_bound_naming_command_and_out
         conn.close()
     assert check.returncode == 1, out + err
     # The lab exists, so the failure is part of the summary (and the report), as for `run`.
-    assert f"error: command '{shlex.join(ping_argv(3, '10.1.1.99'))}' on root@" in out, out + err
+    assert f"command '{shlex.join(ping_argv(3, '10.1.1.99'))}' on root@" in out, out + err  # in the check's detail
     assert "did not finish within 17.5s; output so far:" in out  # empty here: busybox ping buffers its stdout
     assert elapsed < 17.5 + 15, elapsed
 
@@ -412,9 +490,9 @@ def test_secrets_are_private_and_a_swapped_host_key_is_refused(labs):
     assert not [d for d in (lab_dir, *lab_dir.rglob("*")) if d.is_dir() and _mode(d) & 0o007]
 
     # No usable password anywhere in the guest: root's is '*', dropbear refuses password logins.
-    shadow = (PROJECT_DIR / "images" / "guest" / "etc" / "shadow").read_text().splitlines()
+    shadow = (RECIPE_DIR / "guest" / "etc" / "shadow").read_text().splitlines()
     assert all(line.split(":")[1] in ("*", "!", "!*") for line in shadow)
-    assert " -s" in next(line for line in (PROJECT_DIR / "images" / "guest" / "etc" / "init.d" / "rcS").read_text().splitlines() if line.startswith("dropbear "))
+    assert " -s" in next(line for line in (RECIPE_DIR / "guest" / "etc" / "init.d" / "rcS").read_text().splitlines() if line.startswith("dropbear "))
 
     pinned = secrets / "vm1.host_key.pub"
     pinned.write_text(generate_host_key().public_line + "\n")

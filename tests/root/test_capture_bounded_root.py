@@ -26,6 +26,8 @@ from scapy.utils import PcapReader
 from vnetlab.backends import linux_bridge as lb
 from vnetlab.backends import netns
 from vnetlab.checks.capture import Capture
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: shared helpers
+from capture_stop import stop_within  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -112,25 +114,6 @@ def link(make_ns):
     return sender, captured
 
 
-def stop_within(capture: Capture, seconds: float):
-    """capture.stop() in a helper thread, so a stop that never ends fails the test instead of hanging it."""
-    out: dict[str, object] = {}
-
-    def stop() -> None:
-        start = time.monotonic()
-        try:
-            out["frames"] = capture.stop()
-        except BaseException as exc:  # reported below
-            out["error"] = exc
-        out["elapsed"] = time.monotonic() - start
-
-    helper = threading.Thread(target=stop, daemon=True)
-    helper.start()
-    helper.join(seconds)
-    assert not helper.is_alive(), f"stop() still running after {seconds} s of a flood"
-    if "error" in out:
-        raise out["error"]  # type: ignore[misc]
-    return out["frames"], out["elapsed"]
 
 
 def started(capture: Capture, flood: Flood) -> None:

@@ -7,6 +7,9 @@ must end by its own bound instead of "until the socket is empty".
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import socket
 import struct
 import threading
@@ -34,6 +37,8 @@ from vnetlab.checks.capture import (
     _Recorder,
     count_arp_icmp,
 )
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: shared helpers
+from capture_stop import stop_within  # noqa: E402
 
 MAC_A, IP_A = "52:54:00:00:00:0a", "10.1.1.2"
 MAC_B, IP_B = "52:54:00:00:00:0b", "10.1.1.3"
@@ -217,25 +222,6 @@ class FloodSocket(SuperSocket):
             pass
 
 
-def stop_within(capture: Capture, seconds: float) -> tuple[object, float]:
-    """Call capture.stop() in a helper thread; fail (instead of hanging) if it takes longer than `seconds`."""
-    out: dict[str, object] = {}
-
-    def stop() -> None:
-        start = time.monotonic()
-        try:
-            out["frames"] = capture.stop()
-        except BaseException as exc:  # reported below
-            out["error"] = exc
-        out["elapsed"] = time.monotonic() - start
-
-    helper = threading.Thread(target=stop, daemon=True)
-    helper.start()
-    helper.join(seconds)
-    assert not helper.is_alive(), f"stop() still running after {seconds} s of a flood"
-    if "error" in out:
-        raise out["error"]  # type: ignore[misc]
-    return out["frames"], out["elapsed"]  # type: ignore[return-value]
 
 
 def test_stop_returns_while_the_flood_goes_on(monkeypatch, tmp_path):

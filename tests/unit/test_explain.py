@@ -6,7 +6,7 @@ Regenerate after an intended change with
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,9 +20,11 @@ from vnetlab.paths import SCENARIOS_DIR
 from vnetlab.plan.planner import PlanOptions, make_plan
 from vnetlab.tools import explain as ex
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared golden helper
+from goldens import compare_golden  # noqa: E402
+
 GOLDEN = Path(__file__).parents[1] / "golden"
 KERNEL = Path("/var/lib/vnetlab/images/golden/vmlinux")
-UPDATE = bool(os.environ.get("VNETLAB_UPDATE_GOLDEN"))
 
 
 def plan_of(name: str, lab: str | None = None):
@@ -33,11 +35,7 @@ def plan_of(name: str, lab: str | None = None):
 @pytest.mark.parametrize("name", ["wireguard-vpn", "ovs-two-vm-ping", "bridge-device-ops"])
 def test_explain_matches_golden(name):
     text = ex.explain(plan_of(name))
-    path = GOLDEN / name / "explain.txt"
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert text == path.read_text(), f"{path} differs (VNETLAB_UPDATE_GOLDEN=1 to accept an intended change)"
+    compare_golden(GOLDEN / name / "explain.txt", text)
 
 
 def test_two_vm_ping_in_full():

@@ -71,7 +71,7 @@ def test_the_guide_example_adds_a_key_a_check_a_step_and_explain_lines(model, tm
     assert plan.part("motd") == "welcome to the bridge lab"
     assert feature.configure_label(plan) == "Message of the day"
     ssh = FakeSSH()
-    feature.configure(plan, {"vm1": ssh})
+    feature.configure(plan, {"vm1": ssh}, tmp_path)
     assert ssh.files["/etc/motd"] == "welcome to the bridge lab\n"
     result = feature.check_runners["motd"](CheckContext(plan, {"vm1": ssh}, tmp_path), scenario.checks[0].spec)
     assert result.ok and result.kind == "motd"

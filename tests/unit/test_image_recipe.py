@@ -288,3 +288,23 @@ def test_guest_paths_cannot_leave_the_guest_root(tmp_path: Path) -> None:
     image = GuestImage(tmp_path / "vmlinux", tmp_path / "initrd.img", "6.1.0-test", "0" * 16)
     with pytest.raises(ValueError, match="invalid path"):
         write_guest_initrd(image, tmp_path / "out", {"/etc/../../x": (b"", 0o600)})
+
+
+def test_a_rebuild_is_swapped_in_before_the_old_entry_goes(tmp_path, monkeypatch):
+    """`image build --rebuild`: the cache entry is never missing, the new files replace the old at once."""
+    target, build = tmp_path / "abc", tmp_path / ".build-abc"
+    target.mkdir()
+    (target / "vmlinux").write_text("old")
+    build.mkdir()
+    (build / "vmlinux").write_text("new")
+    seen_during_delete = []
+    real_rmtree = image_module.shutil.rmtree
+
+    def watching_rmtree(path, *a, **k):
+        seen_during_delete.append((target / "vmlinux").read_text())
+        real_rmtree(path, *a, **k)
+
+    monkeypatch.setattr(image_module.shutil, "rmtree", watching_rmtree)
+    image_module._publish(build, target)
+    assert (target / "vmlinux").read_text() == "new" and not build.exists()
+    assert seen_during_delete == ["new"]  # the old entry was deleted only after the new one was in place

@@ -8,8 +8,8 @@ as YAML and given to both jsonschema and the loader.
 from __future__ import annotations
 
 import json
-import os
 import re
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -20,11 +20,14 @@ from hypothesis import strategies as st
 
 from vnetlab.compose import load_scenario, registry
 from vnetlab.model.validate import validate
-from vnetlab.paths import scenario_files
+from vnetlab.paths import SCHEMA_FILE, scenario_files
 from vnetlab.model.schema import scenario_schema, schema_text
-from vnetlab.model.typed_yaml import ValidationError, load_typed
+from vnetlab.model.typed_yaml import Problem, ValidationError, load_typed
 
-COMMITTED = Path(__file__).parents[2] / "schema" / "scenario.schema.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared golden helper
+from goldens import compare_golden  # noqa: E402
+
+COMMITTED = SCHEMA_FILE
 
 # What JSON Schema cannot say, so only the loader checks it. Each is a regex on a problem's message.
 LOADER_ONLY = {
@@ -37,6 +40,9 @@ LOADER_ONLY = {
     "fields that depend on other fields": r"needs (an address|the VM|the bridge's subnet|a gateway|a WireGuard tunnel|a container)|takes no|a gateway needs|device operations work on linux bridges|is judged (between|on)|with via, expected",
     # value formats the model leaves to Python's ipaddress (no regex in the spec) -----------------
     "IPv4 network and address formats": r"expected an IPv4 (network|address)|expected a VM(, container or host)? name or an IPv4 address",
+    # the host's files, and what needs rendering or compiling (users' own labs) ------------------
+    "files and folders on the host": r"no (file|folder) /|leads outside the scenario's folder|is not a plain absolute path|template: true needs a UTF-8 text file|bytes in all; at most|shares per VM",
+    "templates and regular expressions": r"template (variable|syntax error|error|not allowed)|not a regular expression|the rendered text is|one attempt only",
     # shape rules in check_shape that the generated schema does not express ---------------------
     "exactly two peers / exactly one of two fields": r"expected exactly two (VM|node) names|expected exactly one of: \w+( \(.*\))?, \w+",
 }
@@ -119,17 +125,59 @@ def instance(draw, schema: dict, rate: int, depth: int = 0):
 
 
 def _loader_problems(doc: dict) -> tuple[list[str], list[str]]:
-    """(shape problems from loading, cross-field problems from validate) for doc written as YAML."""
+    """(shape problems from loading, cross-field problems from validate) for doc written as YAML,
+    each as 'field: message'."""
+    shape, cross = _loader_problem_objects(doc)
+    return [f"{p.field}: {p.message}" for p in shape], [f"{p.field}: {p.message}" for p in cross]
+
+
+def _loader_problem_objects(doc: dict) -> tuple[list[Problem], list[Problem]]:
     text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
     try:
         located = load_typed(text, registry().Scenario, "gen.yaml")
     except ValidationError as exc:
-        return [f"{p.field}: {p.message}" for p in exc.problems], []
+        return exc.problems, []
     try:
         validate(located.value, "gen.yaml", located.lines)
     except ValidationError as exc:
-        return [], [f"{p.field}: {p.message}" for p in exc.problems]
+        return [], exc.problems
     return [], []
+
+
+def _field(path) -> str:
+    """A JSON path (deque of keys and indexes) as the loader names fields: a.b[0].c, odd keys quoted."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            part = part if re.fullmatch(r"[\w-]+", part) else repr(part)
+            out += f".{part}" if out else part
+    return out
+
+
+def _where_the_loader_must_object(error: jsonschema.ValidationError) -> tuple[set[str], bool]:
+    """(fields, or_below): where a shape problem must be for this schema error. A missing key or an
+    unknown key is the loader's problem at that key; anyOf/oneOf (an optional mapping, one kind of
+    check) at the node or inside it; any other keyword (type, pattern, range, length, enum, items)
+    exactly at the node."""
+    here = _field(error.absolute_path)
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    if error.validator == "required":
+        return {_field([*error.absolute_path, key]) for key in error.validator_value if key not in instance}, False
+    if error.validator == "additionalProperties":
+        known = set(error.schema.get("properties", {}))
+        return {_field([*error.absolute_path, key]) for key in instance if key not in known}, False
+    if error.validator in ("anyOf", "oneOf", "allOf"):
+        return {here}, True
+    return {here}, False
+
+
+def _objects_at(problems: list[Problem], fields: set[str], or_below: bool) -> bool:
+    def under(field: str, top: str) -> bool:
+        return field == top or not top or field.startswith(top + ".") or field.startswith(top + "[")
+
+    return any(p.field in fields or (or_below and any(under(p.field, f) for f in fields)) for p in problems)
 
 
 @pytest.mark.parametrize("path", scenario_files(), ids=lambda p: p.stem)
@@ -156,11 +204,19 @@ def test_schema_carries_the_spec_metadata():
 @given(document())
 def test_schema_and_loader_agree(doc):
     schema_errors = list(VALIDATOR.iter_errors(doc))
-    shape, cross = _loader_problems(doc)
+    shape, cross = _loader_problem_objects(doc)
     if schema_errors:
-        assert shape or cross, f"the schema rejects ({schema_errors[0].message}) but the loader accepts:\n{doc}"
+        # Not "some problem": a shape problem (the loader's counterpart of a schema rule) where
+        # the schema found it, for every schema error.
+        reported = [f"{p.field}: {p.message}" for p in shape + cross]
+        for error in schema_errors:
+            fields, or_below = _where_the_loader_must_object(error)
+            assert _objects_at(shape, fields, or_below), (
+                f"the schema rejects {_field(error.absolute_path) or '(top level)'} ({error.validator}: {error.message}) but the loader "
+                f"reports no shape problem at {sorted(fields)}{' or below' if or_below else ''}; it reports {reported}\n{doc}"
+            )
         return
-    unexpected = [p for p in shape + cross if not _LOADER_ONLY_RE.search(p)]
+    unexpected = [f"{p.field}: {p.message}" for p in shape + cross if not _LOADER_ONLY_RE.search(f"{p.field}: {p.message}")]
     assert not unexpected, f"the schema accepts but the loader reports a problem the schema could have caught: {unexpected}\n{doc}"
 
 
@@ -173,17 +229,19 @@ def test_loader_rejects_what_the_schema_rejects_on_known_cases():
         {**base, "checks": [{}]},
         {**base, "checks": [{"ping": {"from": "vm1", "to": "vm2"}, "capture": {"bridge": "br0", "between": ["vm1", "vm2"], "expect": ["arp"]}}]},
     ):
-        assert list(VALIDATOR.iter_errors(broken)), broken
-        shape, cross = _loader_problems(broken)
-        assert shape or cross, broken
+        errors = list(VALIDATOR.iter_errors(broken))
+        assert errors, broken
+        shape, _ = _loader_problem_objects(broken)
+        for error in errors:
+            assert _objects_at(shape, *_where_the_loader_must_object(error)), (error.message, [str(p) for p in shape])
 
 
 def test_committed_copy_is_up_to_date():
-    """schema/scenario.schema.json is what editors point at; regenerate with VNETLAB_UPDATE_GOLDEN=1 or `vnetlab schema -o`."""
-    if os.environ.get("VNETLAB_UPDATE_GOLDEN"):
-        COMMITTED.parent.mkdir(exist_ok=True)
-        COMMITTED.write_text(schema_text(registry()))
-    assert json.loads(COMMITTED.read_text()) == SCHEMA, "schema/scenario.schema.json is stale: run `vnetlab schema -o schema/scenario.schema.json`"
+    """schema/scenario.schema.json is what editors point at; regenerate with VNETLAB_UPDATE_GOLDEN=1
+    (that run fails on purpose: review the diff, run again) or `vnetlab schema -o`."""
+    text = schema_text(registry())
+    assert json.loads(text) == SCHEMA
+    compare_golden(COMMITTED, text, parse=json.loads)
 
 
 def test_vnetlab_schema_prints_it():

@@ -27,7 +27,26 @@ T = TypeVar("T")
 
 
 class HypervisorError(VnetlabError):
-    pass
+    """`code`: libvirt's error code (libvirt.VIR_ERR_*) when libvirt raised it, else None.
+
+    Decisions are taken on the code, never on the message: libvirt translates its messages."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+class ForeignDomain(HypervisorError):
+    """A domain of the looked-up name exists, but its metadata names another lab (or none)."""
+
+    def __init__(self, message: str, owner: str | None):
+        super().__init__(message)
+        self.owner = owner
+
+
+def is_gone(exc: BaseException) -> bool:
+    """Whether a failure says the domain does not exist (libvirt's VIR_ERR_NO_DOMAIN)."""
+    return isinstance(exc, HypervisorError) and exc.code == libvirt.VIR_ERR_NO_DOMAIN
 
 
 def _silence_default_handler() -> None:
@@ -58,7 +77,7 @@ def bounded(what: str, fn: Callable[[], T], timeout: float = CALL_TIMEOUT) -> T:
         raise HypervisorError(f"{what}: libvirtd did not answer within {timeout:g} s (is it wedged? `vnetlab doctor`)")
     error = outcome.get("error")
     if isinstance(error, libvirt.libvirtError):
-        raise HypervisorError(f"{what}: {error.get_error_message()}")
+        raise HypervisorError(f"{what}: {error.get_error_message()}", error.get_error_code()) from error
     if error is not None:
         raise error  # type: ignore[misc]
     return outcome["value"]  # type: ignore[return-value]
@@ -87,33 +106,54 @@ def resume(dom: libvirt.virDomain) -> None:
 
 
 def lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
+    """The domain named `name`, None when libvirt has none (VIR_ERR_NO_DOMAIN); any other failure raises."""
     try:
         return bounded(f"looking up {name}", lambda: conn.lookupByName(name))
     except HypervisorError as exc:
-        if "not found" in str(exc).lower() or "no domain" in str(exc).lower():
+        if is_gone(exc):
             return None
         raise
+
+
+def lookup_of_lab(conn: libvirt.virConnect, name: str, lab: str, metadata_ns: str) -> libvirt.virDomain | None:
+    """The domain `name` of lab `lab`: None when there is no such domain; ForeignDomain when a domain of
+    that name exists but its metadata does not name `lab` (never act on it: it is not this lab's)."""
+    dom = lookup(conn, name)
+    if dom is None:
+        return None
+    try:
+        owner = lab_of(dom, metadata_ns)
+    except HypervisorError as exc:
+        if is_gone(exc):  # undefined between the two calls
+            return None
+        raise
+    if owner != lab:
+        whose = f"lab {owner!r}" if owner is not None else "no vnetlab lab"
+        raise ForeignDomain(f"libvirt domain {name!r} does not belong to lab {lab!r}: its metadata names {whose}; left alone", owner)
+    return dom
 
 
 def is_running(dom: libvirt.virDomain) -> bool:
     return bool(bounded(f"state of {dom.name()}", dom.isActive))
 
 
-def remove(conn: libvirt.virConnect, name: str) -> bool:
-    """Destroy and undefine; idempotent. Returns whether the domain existed."""
-    dom = lookup(conn, name)
+def remove(conn: libvirt.virConnect, name: str, dom: libvirt.virDomain | None = None) -> bool:
+    """Destroy and undefine; idempotent. Returns whether the domain existed.
+
+    `dom`: the domain already looked up (and its owner checked), so the one removed is that one."""
+    dom = dom if dom is not None else lookup(conn, name)
     if dom is None:
         return False
-    if is_running(dom):
-        try:
-            bounded(f"destroying {name}", dom.destroy, timeout=60.0)
-        except HypervisorError:
-            if is_running(dom):
-                raise
     try:
+        if is_running(dom):
+            try:
+                bounded(f"destroying {name}", dom.destroy, timeout=60.0)
+            except HypervisorError as exc:
+                if is_gone(exc) or is_running(dom):
+                    raise
         bounded(f"undefining {name}", dom.undefine)
-    except HypervisorError:
-        if lookup(conn, name) is not None:
+    except HypervisorError as exc:
+        if not is_gone(exc) and lookup(conn, name) is not None:
             raise
     return True
 
@@ -142,11 +182,18 @@ def qemu_group(conn: libvirt.virConnect, domain_type: str) -> int | None:
 
 
 def lab_of(dom: libvirt.virDomain, metadata_ns: str) -> str | None:
-    """The lab a domain belongs to, from the metadata vnetlab wrote into it (never from its name)."""
+    """The lab a domain belongs to, from the metadata vnetlab wrote into it (never from its name).
+
+    None only when the domain has no metadata in vnetlab's namespace (VIR_ERR_NO_DOMAIN_METADATA):
+    it is not a lab's. Any other failure (libvirtd restarting, a timeout, the domain gone) raises a
+    HypervisorError: "could not tell" must never be taken for "not ours", or a running guest would
+    be skipped by teardown and forgotten with the state file."""
     try:
-        raw = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, metadata_ns)
-    except libvirt.libvirtError:
-        return None
+        raw = bounded(f"reading the lab metadata of {dom.name()}", lambda: dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, metadata_ns))
+    except HypervisorError as exc:
+        if exc.code == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+            return None
+        raise
     try:
         return ET.fromstring(raw).get("name")
     except ET.ParseError:

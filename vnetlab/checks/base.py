@@ -60,12 +60,20 @@ Runner = Callable[["CheckContext", Any], CheckResult]
 Judge = Callable[[Plan, Any, CaptureSubject], Judgement]
 
 
+def node_ips(plan: Plan, name: str) -> set[str]:
+    """Every IPv4 address a node has on the lab's segments (a ping may name its target by address)."""
+    ips = {n.ip for vm in plan.vms if vm.name == name for n in vm.nics if n.ip}
+    return ips | {n.ip for n in plan.nodes if n.name == name}
+
+
 def expected_echo_pairs(plan: Plan, a: str, b: str, via: str | None = None) -> int:
     """Echo exchanges the ping checks between a and b should have put on the wire (through overlay `via`, or none)."""
+    names = {a: {a} | node_ips(plan, a), b: {b} | node_ips(plan, b)}
     return sum(
         c.ping.count
         for c in plan.scenario.checks
-        if c.ping is not None and c.ping.expect == "success" and getattr(c.ping, "via", None) == via and {c.ping.source, c.ping.to} == {a, b}
+        if c.ping is not None and c.ping.expect == "success" and getattr(c.ping, "via", None) == via
+        and ((c.ping.source == a and c.ping.to in names[b]) or (c.ping.source == b and c.ping.to in names[a]))
     )
 
 
@@ -90,7 +98,12 @@ class GuestNode:
     ssh: GuestSSH
 
     def run(self, argv: list[str], timeout: float) -> CommandResult:
-        return self.ssh.run(shlex.join(argv), timeout=timeout, check=False)
+        return self.ssh.run(self.command_line(argv), timeout=timeout, check=False)
+
+    @staticmethod
+    def command_line(argv: list[str]) -> str:
+        """What the guest's login shell is given for argv."""
+        return shlex.join(argv)
 
     def start(self, argv: list[str]) -> Callable[[], None]:
         # Inside the guest: its own process, gone with the guest; the PID file lets us end it sooner.
@@ -108,15 +121,16 @@ class NamespaceNode:
     name: str
     namespace: str
 
-    def run(self, argv: list[str], timeout: float) -> CommandResult:
+    def run(self, argv: list[str], timeout: float, stdin: bytes | None = None) -> CommandResult:
         """The host's program, forked from a thread inside the namespace (a child inherits the thread's namespace)."""
         try:
-            done = netns.run_in_namespace(self.namespace, subprocess.run, argv, capture_output=True, text=True, timeout=timeout)
+            feed: dict[str, object] = {"stdin": subprocess.DEVNULL} if stdin is None else {"input": stdin}
+            done = netns.run_in_namespace(self.namespace, subprocess.run, argv, capture_output=True, timeout=timeout, **feed)
         except subprocess.TimeoutExpired as exc:
             return CommandResult(shlex.join(argv), 124, _text(exc.stdout), _text(exc.stderr) + f"\n(timed out after {timeout:g} s)")
         except OSError as exc:  # e.g. the program is not installed on the host
             return CommandResult(shlex.join(argv), 127, "", f"cannot run {argv[0]} in namespace {self.namespace}: {exc}")
-        return CommandResult(shlex.join(argv), done.returncode, done.stdout, done.stderr)
+        return CommandResult(shlex.join(argv), done.returncode, _text(done.stdout), _text(done.stderr))
 
     def start(self, argv: list[str]) -> Callable[[], None]:
         proc = netns.run_in_namespace(self.namespace, subprocess.Popen, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

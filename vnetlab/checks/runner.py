@@ -65,7 +65,7 @@ def judges(plan: Plan) -> dict[str, Judge]:
 def judge_capture(plan: Plan, check: object, packets, pcap: Path) -> CheckResult:
     a, b = check.between  # type: ignore[attr-defined]
     on = check.on  # type: ignore[attr-defined]
-    name = f"capture on {on}: {', '.join(check.expect)} between {a} and {b}"  # type: ignore[attr-defined]
+    name = getattr(check, "name", None) or f"capture on {on}: {', '.join(check.expect)} between {a} and {b}"  # type: ignore[attr-defined]
     subject = CaptureSubject(a, endpoint(plan, a, on), b, endpoint(plan, b, on), packets)
     table = judges(plan)
     try:
@@ -85,16 +85,28 @@ def judge_capture(plan: Plan, check: object, packets, pcap: Path) -> CheckResult
 
 def run_one(table: dict[str, Runner], ctx: CheckContext, check: object) -> CheckResult:
     """A runner that crashes on what a guest printed fails its own check with a readable detail; the others still run."""
-    kind = check.kind  # type: ignore[attr-defined]
+    kind, spec = check.kind, check.spec  # type: ignore[attr-defined]
     try:
-        return table[kind](ctx, check.spec)  # type: ignore[attr-defined]
+        result = table[kind](ctx, spec)
     except Exception as exc:  # noqa: BLE001 — isolating one check's failure is the point
-        return CheckResult(f"{kind} check", kind, False, f"the check could not be completed: {type(exc).__name__}: {exc}")
+        result = CheckResult(f"{kind} check", kind, False, f"the check could not be completed: {type(exc).__name__}: {exc}")
+    if getattr(spec, "name", None):  # the scenario's name for it wins (summary, report, JUnit)
+        result.name = spec.name
+    return result
+
+
+def forget_neighbours(ctx: CheckContext) -> None:
+    """ARP is judged on what the check phase itself puts on the wire: a neighbour cache still warm
+    from an earlier run (`vnetlab check` soon after `run --keep`) would answer without asking."""
+    names = {n for c in ctx.plan.scenario.checks if c.capture is not None and "arp" in c.capture.expect for n in c.capture.between}
+    for name in sorted(names):
+        ctx.node(name).run(["ip", "neigh", "flush", "all"], timeout=10.0)  # best effort: a failure shows in the ARP verdict
 
 
 def run_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> tuple[list[CheckResult], dict[str, Path]]:
     """Returns the results in scenario order and the pcap of each captured bridge."""
     ctx = CheckContext(plan, sessions, run_dir)
+    forget_neighbours(ctx)
     table = runners(plan)
     bridges = sorted({c.capture.on for c in plan.scenario.checks if c.capture is not None})  # bridges and uplinks
     planned = {b.name for b in plan.bridges}

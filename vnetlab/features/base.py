@@ -14,7 +14,7 @@ Hooks, by step:
   (its part of `vnetlab plan`'s YAML); `switches` (switch backends for bridge types)
 - apply: `apply(plan, ctx)`, recording each resource in the state before it exists;
   `removers` for resource kinds it introduces (teardown works from the state file alone)
-- configure: `configure_label(plan)` and `configure(plan, sessions)` over SSH
+- configure: `configure_label(plan)` and `configure(plan, sessions, run_dir)` over SSH
 - checks: `check_runners` (kind → runner), `judges` (capture expectation → judge)
 - views: `explain(plan)` (sections of commands), `check_commands` (kind → commands),
   `graph(plan, drawing)`, `inspect(plan)` (rows), `summary(results)` (a table under the report)
@@ -23,6 +23,7 @@ Hooks, by step:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vnetlab.model.scenario import ModelExtension
@@ -65,7 +66,8 @@ class Feature:
         """The progress line of its configure step; None: nothing to configure in this lab."""
         return None
 
-    def configure(self, plan: Plan, sessions: dict[str, GuestSSH]) -> None:
+    def configure(self, plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> None:
+        """Work in the guests (and namespace nodes) after addressing; output worth keeping goes to run_dir."""
         return None
 
     def explain(self, plan: Plan) -> Sequence[Section]:

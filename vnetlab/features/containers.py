@@ -24,9 +24,9 @@ from vnetlab.backends import linux_bridge, netns
 from vnetlab.checks.base import CaptureSubject, CheckContext, CheckResult, Judgement, expected_echo_pairs
 from vnetlab.checks.capture import count_ipv4
 from vnetlab.features.base import Feature
-from vnetlab.model.scenario import IFACE_MAX, NAME, NODE_NAME_MAX, Expectation, ModelExtension, NodeDecl, decl
+from vnetlab.model.scenario import IFACE_MAX, NAME, NODE_NAME_MAX, Expectation, ModelExtension, NodeDecl, NodeSection, decl
 from vnetlab.model.typed_yaml import spec
-from vnetlab.model.validate import Rules, node_interfaces
+from vnetlab.model.validate import Rules
 from vnetlab.plan.planner import NODE_IFACE, Plan, PlanContext, PlannedNode, PlanPart, Resource
 from vnetlab.run.apply import ApplyContext
 from vnetlab.tools.explain import Section
@@ -44,12 +44,16 @@ class ContainerNic:
     address: str = spec("IPv4 address with prefix, e.g. 10.2.0.2/24")
 
 
-@dataclass(frozen=True)
-class Container:
-    """A container as the tutorial draws it: a network namespace joined to a bridge by a veth pair."""
-
-    name: str = spec("container name (its namespace is vnl-<lab>.<name>)", pattern=NAME, max_length=NODE_NAME_MAX)
-    nic: ContainerNic = spec("its eth0: a veth whose other end is a port of a bridge")
+CONTAINERS = NodeSection(
+    "containers",
+    "Container",
+    (
+        decl("name", str, spec("container name (its namespace is vnl-<lab>.<name>)", pattern=NAME, max_length=NODE_NAME_MAX)),
+        decl("nic", ContainerNic, spec("its eth0: a veth whose other end is a port of a bridge")),
+    ),
+    "containers: namespaces joined to a bridge by a veth pair",
+    "A container as the tutorial draws it: a network namespace joined to a bridge by a veth pair.",
+)
 
 
 @dataclass(frozen=True)
@@ -64,13 +68,17 @@ class Uplink:
         return [] if (self.bridge is None) != (self.address is None) else ["expected exactly one of: bridge (bridged uplink), address (routed uplink)"]
 
 
-@dataclass(frozen=True)
-class Host:
-    """A machine outside the lab host ("physical LAN", "internet"): its own namespace behind an uplink."""
-
-    name: str = spec("host name (its namespace is vnl-<lab>.<name>)", pattern=NAME, max_length=NODE_NAME_MAX)
-    address: str = spec("IPv4 address with prefix of its eth0, on the uplink's segment")
-    uplink: Uplink = spec("the veth that connects it to the lab host")
+HOSTS = NodeSection(
+    "hosts",
+    "Host",
+    (
+        decl("name", str, spec("host name (its namespace is vnl-<lab>.<name>)", pattern=NAME, max_length=NODE_NAME_MAX)),
+        decl("address", str, spec("IPv4 address with prefix of its eth0, on the uplink's segment")),
+        decl("uplink", Uplink, spec("the veth that connects it to the lab host")),
+    ),
+    "outside hosts (physical LAN, internet), each in a namespace behind an uplink",
+    'A machine outside the lab host ("physical LAN", "internet"): its own namespace behind an uplink.',
+)
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,7 @@ def container_veth(name: str) -> str:
     return f"ve-{name}"
 
 
-def uplink_segment(uplink: Uplink) -> str:
+def uplink_segment(uplink: Any) -> str:
     """The segment a host sits on: its bridge, or the point-to-point segment of a routed uplink."""
     return uplink.bridge or f"uplink {uplink.name}"
 
@@ -94,8 +102,8 @@ def node_namespace(lab: str, node: str) -> str:
 
 
 def _nodes(scenario: Any) -> list[NodeDecl]:
-    out = [NodeDecl(c.name, "container", f"containers[{i}]", ((c.nic.bridge, c.nic.address),)) for i, c in enumerate(scenario.containers)]
-    out += [NodeDecl(h.name, "host", f"hosts[{i}]", ((uplink_segment(h.uplink), h.address),)) for i, h in enumerate(scenario.hosts)]
+    out = [NodeDecl(c.name, "container", f"containers[{i}]", ((c.nic.bridge, c.nic.address),), c, ((NODE_IFACE, c.nic.address),)) for i, c in enumerate(scenario.containers)]
+    out += [NodeDecl(h.name, "host", f"hosts[{i}]", ((uplink_segment(h.uplink), h.address),), h, ((NODE_IFACE, h.address),)) for i, h in enumerate(scenario.hosts)]
     return out
 
 
@@ -167,7 +175,7 @@ def _validate_unaddressed(r: Rules, check: UnaddressedCheck, path: str) -> None:
         r.add(f"{path}.interface", f"no bridge or uplink named {check.interface!r}")
 
 
-def _uplink_host(scenario: Any, name: str | None) -> Host | None:
+def _uplink_host(scenario: Any, name: str | None) -> Any:
     return next((h for h in scenario.hosts if h.uplink.name == name), None)
 
 
@@ -178,10 +186,7 @@ def _validate_bridged(r: Rules, cap: Any, path: str) -> None:
 
 
 MODEL = ModelExtension(
-    sections=(
-        decl("containers", list[Container], spec("containers: namespaces joined to a bridge by a veth pair", default_factory=list)),
-        decl("hosts", list[Host], spec("outside hosts (physical LAN, internet), each in a namespace behind an uplink", default_factory=list)),
-    ),
+    node_sections=(CONTAINERS, HOSTS),
     bridge_fields=(
         decl("gateway", str | None, spec("IPv4 address the lab namespace (playing the host) takes on this bridge, e.g. 10.2.0.1; containers route through it", default=None)),
     ),

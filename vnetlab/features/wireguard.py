@@ -391,7 +391,7 @@ class WireGuard(Feature):
             return None
         return f"WireGuard: {', '.join(sorted({w.tunnel for w in interfaces}))} in {', '.join(w.vm for w in interfaces)} over SSH"
 
-    def configure(self, plan: Plan, sessions: dict[str, GuestSSH]) -> None:
+    def configure(self, plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> None:
         configure(plan.part("wireguard"), sessions)
 
     def explain(self, plan: Plan) -> list[Section]:

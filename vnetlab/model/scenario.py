@@ -12,6 +12,7 @@ line, and the core never names a feature.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -23,6 +24,9 @@ IFACE_MAX = 15  # IFNAMSIZ - 1: the kernel's limit for interface names
 VM_NAME_MAX = 20
 NODE_NAME_MAX = IFACE_MAX - 3  # a node's lab-side link is named with a 3-character prefix (e.g. ve-<name>)
 RESERVED_IFACES = {"lo", "mgmt0"}
+# The guest init (images/guest/etc/init.d/rcS) first renames every NIC to vnltmp<N>, then to its
+# wanted name: a wanted name starting like that could be taken by another NIC mid-rename.
+RESERVED_IFACE_PREFIX = "vnltmp"
 DEFAULT_MANAGEMENT_SUBNET = "172.30.255.0/24"
 NO_DESCRIPTION = "(no description)"
 
@@ -52,6 +56,20 @@ class NodeDecl:
     kind: str
     path: str  # where the scenario declares it, e.g. containers[0]
     interfaces: tuple[tuple[str, str], ...]  # (segment, address with prefix): a bridge name or another segment
+    spec: Any = None  # its entry in the scenario (carries the node fields other features add, e.g. exec)
+    nics: tuple[tuple[str, str | None], ...] = ()  # (interface name in the node, address with prefix)
+
+
+@dataclass(frozen=True)
+class NodeSection:
+    """A top-level list of nodes a feature brings (containers, hosts); its class also gets every
+    feature's `node_fields`, like the VMs do."""
+
+    key: str
+    class_name: str
+    fields: tuple[FieldDecl, ...]
+    doc: str  # of the section
+    class_doc: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,7 @@ class Expectation:
     name: str
     validate: CheckValidator | None = None  # (rules, capture check, path) → problems via rules.add
     node_scoped: bool = False  # judged on an uplink or with non-VM nodes (validated on the node path)
+    across_segments: bool = False  # the two nodes need not share the captured segment (e.g. a routed path): its validator decides
 
 
 @dataclass(frozen=True)
@@ -81,8 +100,11 @@ class ModelExtension:
     """A feature's part of the scenario language: its keys, its rules, the nodes and routes it brings."""
 
     sections: tuple[FieldDecl, ...] = ()  # top-level keys
+    node_sections: tuple[NodeSection, ...] = ()  # top-level lists of nodes (before its other sections)
     bridge_fields: tuple[FieldDecl, ...] = ()
     vm_fields: tuple[FieldDecl, ...] = ()
+    nic_fields: tuple[FieldDecl, ...] = ()  # on each VM NIC
+    node_fields: tuple[FieldDecl, ...] = ()  # on VMs and on every node section's entries
     ping_fields: tuple[FieldDecl, ...] = ()
     checks: tuple[FieldDecl, ...] = ()  # kinds of check: (key, spec dataclass | None, spec(doc, default=None))
     check_validators: Mapping[str, CheckValidator] = field(default_factory=dict)
@@ -125,12 +147,37 @@ def _core_bridge(types: tuple[str, ...]) -> list[FieldDecl]:
     ]
 
 
+CHECK_NAME_DOC = "a name for this check in the summary, the report and JUnit (default: made from what it checks)"
+
+
+def _check_name() -> FieldDecl:
+    return decl("name", str | None, spec(CHECK_NAME_DOC, default=None, max_length=120))
+
+
+def _named(tp: Any) -> Any:
+    """A kind of check's spec class with the optional `name` every check has (unless it declares one)."""
+    if any(f.name == "name" for f in dataclasses.fields(tp)):
+        return tp
+    named = dataclasses.make_dataclass(tp.__name__, [_check_name()], bases=(tp,), frozen=True, kw_only=True)
+    named.__module__ = tp.__module__
+    named.__doc__ = tp.__doc__ if tp.__doc__ and not tp.__doc__.startswith(f"{tp.__name__}(") else ""
+    return named
+
+
+def _check_decl(field_decl: FieldDecl) -> FieldDecl:
+    """(kind, Spec | None, spec) → the same with the named Spec."""
+    name, tp, field_spec = field_decl
+    spec_cls = next(a for a in typing.get_args(tp) if a is not type(None))
+    return decl(name, _named(spec_cls) | None, field_spec)
+
+
 def _core_ping() -> list[FieldDecl]:
     return [
         decl("source", str, spec("VM, container or host that sends the pings", key="from", pattern=NAME, max_length=VM_NAME_MAX)),
         decl("to", str, spec("target VM, container or host name, or an IPv4 address")),
         decl("count", int, spec("echo requests to send", default=3, minimum=1, maximum=100)),
         decl("expect", Literal["success", "failure"], spec("whether the ping must succeed or must fail", default="success")),
+        _check_name(),
     ]
 
 
@@ -140,6 +187,7 @@ def _core_capture(expectations: tuple[str, ...]) -> list[FieldDecl]:
         decl("expect", list[Literal[expectations]], spec("what must be seen between them", min_items=1)),  # type: ignore[valid-type]
         decl("bridge", str | None, spec("bridge to capture on for the whole check phase", default=None, pattern=NAME, max_length=IFACE_MAX)),
         decl("interface", str | None, spec("an uplink of the lab namespace to capture on instead of a bridge", default=None, pattern=NAME, max_length=IFACE_MAX)),
+        _check_name(),
     ]
 
 
@@ -189,6 +237,7 @@ def _compose(name: str, fields: list[FieldDecl], base: type = object, doc: str |
             raise ValueError(f"two features declare the field {name}.{attr}")
         seen.add(attr)
     cls = dataclasses.make_dataclass(name, fields, bases=(base,), frozen=True, kw_only=True, namespace=namespace)
+    cls.__module__ = __name__
     cls.__doc__ = doc or ""
     return cls
 
@@ -214,11 +263,17 @@ class ScenarioModel:
         return ["VM", *(k for e in self.extensions for k in e.node_kinds)]
 
 
+def _node_section(section: NodeSection, node_fields: list[FieldDecl]) -> FieldDecl:
+    cls = _compose(section.class_name, list(section.fields) + node_fields, doc=section.class_doc)
+    return decl(section.key, list[cls], spec(section.doc, default_factory=list))
+
+
 def compose_model(extensions: Iterable[ModelExtension], features: tuple[Any, ...] = ()) -> ScenarioModel:
     """Build the scenario dataclasses from the core's fields plus every extension's, in order."""
     exts = tuple(extensions)
-    nic = _compose("Nic", _core_nic())
-    vm = _compose("VM", _core_vm(nic) + [f for e in exts for f in e.vm_fields], _VMMethods)
+    node_fields = [f for e in exts for f in e.node_fields]
+    nic = _compose("Nic", _core_nic() + [f for e in exts for f in e.nic_fields])
+    vm = _compose("VM", _core_vm(nic) + [f for e in exts for f in e.vm_fields] + node_fields, _VMMethods)
     bridge_types = ("linux", *(t for e in exts for t in e.bridge_types))
     bridge = _compose("Bridge", _core_bridge(bridge_types) + [f for e in exts for f in e.bridge_fields])
     ping = _compose("PingCheck", _core_ping() + [f for e in exts for f in e.ping_fields])
@@ -229,7 +284,7 @@ def compose_model(extensions: Iterable[ModelExtension], features: tuple[Any, ...
         [
             decl("ping", ping | None, spec("ping from one VM to another", default=None)),
             decl("capture", capture | None, spec("assert what crossed a bridge", default=None)),
-            *(f for e in exts for f in e.checks),
+            *(_check_decl(f) for e in exts for f in e.checks),
         ],
         _CheckMethods,
     )
@@ -242,7 +297,8 @@ def compose_model(extensions: Iterable[ModelExtension], features: tuple[Any, ...
             decl("vms", list[vm], spec("virtual machines", min_items=1)),
             decl("checks", list[check], spec("what must hold once the lab is up", default_factory=list)),
             decl("management", Management, spec("management network settings", default_factory=Management)),
-            *(f for e in exts for f in e.sections),
+            *(f for e in exts for f in (*(_node_section(n, node_fields) for n in e.node_sections), *e.sections)),
+            decl("source", str, field(default="", compare=False, metadata={"internal": True, "doc": "the file it was read from (set by the loader)"})),
         ],
         _ScenarioMethods,
     )

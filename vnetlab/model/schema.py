@@ -16,7 +16,7 @@ import typing
 from typing import Any, Literal, Union
 
 from vnetlab.model.scenario import ScenarioModel
-from vnetlab.model.typed_yaml import yaml_key
+from vnetlab.model.typed_yaml import yaml_fields, yaml_key
 
 SCHEMA_ID = "https://vnetlab.dev/schema/scenario.schema.json"
 
@@ -39,7 +39,7 @@ def _default(f: dataclasses.Field) -> Any:
 
 def _asdict_by_key(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
-        return {yaml_key(f): _asdict_by_key(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {yaml_key(f): _asdict_by_key(getattr(obj, f.name)) for f in yaml_fields(obj)}
     if isinstance(obj, list):
         return [_asdict_by_key(v) for v in obj]
     return obj
@@ -64,8 +64,10 @@ class _Builder:
         origin = typing.get_origin(tp)
         if origin in (Union, types.UnionType):
             args = [a for a in typing.get_args(tp) if a is not type(None)]
-            # the loader takes YAML null for an optional field and converts the first alternative otherwise
-            return {"anyOf": [self.type_schema(args[0], meta), {"type": "null"}]}
+            # the loader takes YAML null for an optional field; a mapping for the dataclass alternative,
+            # a scalar for the first scalar alternative it fits
+            nullable = [{"type": "null"}] if type(None) in typing.get_args(tp) else []
+            return {"anyOf": [*(self.type_schema(a, meta) for a in args), *nullable]}
         if dataclasses.is_dataclass(tp):
             return {"$ref": f"#/$defs/{self.define(tp)}"}
         if origin is list:
@@ -101,7 +103,7 @@ class _Builder:
         hints = typing.get_type_hints(cls)
         properties: dict[str, dict] = {}
         required: list[str] = []
-        for f in dataclasses.fields(cls):
+        for f in yaml_fields(cls):
             key = yaml_key(f)
             prop = self.type_schema(hints[f.name], f.metadata)
             if f.metadata.get("doc"):

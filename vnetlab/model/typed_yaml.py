@@ -68,6 +68,11 @@ def yaml_key(f: dataclasses.Field) -> str:
     return f.metadata.get("key") or f.name
 
 
+def yaml_fields(cls: Any) -> list[dataclasses.Field]:
+    """The fields a YAML file may set: all but the internal ones (set by the loader, e.g. the source file)."""
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
 def describe(tp: Any) -> str:
     """Human wording of a type hint, for 'expected …' messages."""
     origin = typing.get_origin(tp)
@@ -110,14 +115,34 @@ class _Converter:
         origin = typing.get_origin(tp)
         if origin in (Union, types.UnionType):
             args = [a for a in typing.get_args(tp) if a is not type(None)]
-            if self._is_null(node):
+            if self._is_null(node) and type(None) in typing.get_args(tp):
                 return None
-            return self.convert(node, args[0], path, meta)
+            if len(args) == 1:
+                return self.convert(node, args[0], path, meta)
+            return self.convert_alternatives(node, args, path, meta)
         if dataclasses.is_dataclass(tp):
             return self.convert_dataclass(node, tp, path)
         if origin is list:
             return self.convert_list(node, typing.get_args(tp)[0], path, meta)
         return self.convert_scalar(node, tp, path, meta)
+
+    def convert_alternatives(self, node: yaml.Node, args: list[Any], path: str, meta: typing.Mapping[str, Any]) -> Any:
+        """`str | Step`, `int | Literal["nonzero"]`: a mapping takes the dataclass, a scalar the first
+        alternative it converts to (their problems are kept only if none fits)."""
+        if isinstance(node, yaml.MappingNode):
+            mapping = next((a for a in args if dataclasses.is_dataclass(a)), None)
+            if mapping is not None:
+                return self.convert(node, mapping, path, meta)
+        for arg in args:
+            if dataclasses.is_dataclass(arg):
+                continue
+            before = len(self.problems)
+            value = self.convert(node, arg, path, meta)
+            if len(self.problems) == before:
+                return value
+            del self.problems[before:]
+        self.problem(node, path, f"expected {describe(Union[tuple(args)])}, got {self._kind(node)}")
+        return None
 
     def _is_null(self, node: yaml.Node) -> bool:
         return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
@@ -135,7 +160,7 @@ class _Converter:
         if not isinstance(node, yaml.MappingNode):
             self.problem(node, path, f"expected a mapping, got {self._kind(node)}")
             return None
-        fields = {yaml_key(f): f for f in dataclasses.fields(cls)}
+        fields = {yaml_key(f): f for f in yaml_fields(cls)}
         hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
         seen: set[str] = set()

@@ -9,12 +9,13 @@ one `Rules` object (the addresses already claimed, the bridges and their subnets
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from typing import Any
 
 from pathlib import Path
 
-from vnetlab.model.scenario import RESERVED_IFACES, NodeDecl, Overlay, ScenarioModel
+from vnetlab.model.scenario import RESERVED_IFACE_PREFIX, RESERVED_IFACES, NodeDecl, Overlay, ScenarioModel
 from vnetlab.model.typed_yaml import Located, Problem, ValidationError, load_typed, read_text
 
 _SPECIAL_BLOCKS = (
@@ -222,6 +223,8 @@ def _vms(r: Rules) -> None:
             name = vm.nic_name(j)
             if name in RESERVED_IFACES:
                 r.add(f"{npath}.name", f"{name!r} is reserved inside the guest")
+            elif name.startswith(RESERVED_IFACE_PREFIX):
+                r.add(f"{npath}.name", f"{name!r} is reserved inside the guest: names starting with {RESERVED_IFACE_PREFIX!r} are the temporary names the guest's init gives every NIC while it renames them")
             if name in nic_names:
                 r.add(f"{npath}.name", f"duplicate interface name {name!r} in VM {vm.name!r}")
             nic_names.add(name)
@@ -315,6 +318,9 @@ def _capture(r: Rules, cap: Any, path: str) -> None:
     scenario = r.scenario
     known = _expectations(scenario)
     vm_names = {v.name for v in scenario.vms}
+    if cap.expect and all(e in known and known[e].across_segments for e in cap.expect):
+        _across_segments(r, cap, path, known)
+        return
     node_path = cap.interface is not None or bool(set(cap.between) - vm_names) or any(known[e].node_scoped for e in cap.expect if e in known)
     if node_path:
         _node_capture(r, cap, path, known)
@@ -322,15 +328,31 @@ def _capture(r: Rules, cap: Any, path: str) -> None:
     if cap.bridge not in {b.name for b in scenario.bridges}:
         r.add(f"{path}.bridge", f"no bridge named {cap.bridge!r}")
         return
-    for k, name in enumerate(cap.between):
-        if name not in vm_names:
-            r.add(f"{path}.between[{k}]", f"no VM named {name!r}")
-        elif not any(n.bridge == cap.bridge and n.address for n in scenario.vm(name).nics):
+    for k, name in enumerate(cap.between):  # every name is a VM here: any other goes to _node_capture
+        if not any(n.bridge == cap.bridge and n.address for n in scenario.vm(name).nics):
             r.add(f"{path}.between[{k}]", f"VM {name!r} has no addressed NIC on bridge {cap.bridge!r}")
     if len(set(cap.between)) != len(cap.between):
         r.add(f"{path}.between", "expected two different VMs")
     for e in cap.expect:
         if e in known and known[e].validate is not None:
+            known[e].validate(r, cap, path)
+
+
+def _across_segments(r: Rules, cap: Any, path: str, known: dict[str, Any]) -> None:
+    """Expectations about a path between segments (a routed path): the nodes exist and differ; the expectations judge the rest."""
+    if cap.bridge is not None and cap.bridge not in r.bridges:
+        r.add(f"{path}.bridge", f"no bridge named {cap.bridge!r}")
+        return
+    everyone = node_names(r.scenario)
+    for k, name in enumerate(cap.between):
+        if name not in everyone:
+            r.add(f"{path}.between[{k}]", f"no {r.node_words()} named {name!r}")
+            return
+    if cap.between[0] == cap.between[1]:
+        r.add(f"{path}.between", "expected two different nodes")
+        return
+    for e in cap.expect:
+        if known[e].validate is not None:
             known[e].validate(r, cap, path)
 
 
@@ -371,8 +393,9 @@ def _node_capture(r: Rules, cap: Any, path: str, known: dict[str, Any]) -> None:
 def parse_scenario(text: str, file: str, model: ScenarioModel) -> Any:
     """Shape (while loading) then every cross-field rule; ValidationError lists each problem with its line."""
     located: Located = load_typed(text, model.Scenario, file)
-    validate(located.value, file, located.lines)
-    return located.value
+    scenario = dataclasses.replace(located.value, source=file)
+    validate(scenario, file, located.lines)
+    return scenario
 
 
 def load_scenario(path: Path, model: ScenarioModel) -> Any:

@@ -7,6 +7,7 @@ resources — so it can be pinned by golden files and reviewed before `apply`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +50,15 @@ class PlannedNic:
 
 
 @dataclass(frozen=True)
+class PlannedShare:
+    """A host folder the hypervisor exports to the guest (virtio-9p), found there by its tag."""
+
+    source: Path
+    tag: str
+    readonly: bool
+
+
+@dataclass(frozen=True)
 class PlannedVM:
     name: str
     domain: str
@@ -60,6 +70,7 @@ class PlannedVM:
     console_log: Path
     cmdline: str
     xml: str = ""
+    shares: tuple[PlannedShare, ...] = ()
 
     @property
     def all_nics(self) -> tuple[PlannedNic, ...]:
@@ -155,6 +166,7 @@ class PlanContext:
     namespace: str
     lab_dir: Path
     take_mac: Callable[..., str]
+    vms: tuple[PlannedVM, ...] = ()  # the guests as planned so far (names, NICs, MACs; no XML yet)
 
 
 @dataclass(frozen=True)
@@ -165,6 +177,7 @@ class PlanPart:
     nodes: tuple[PlannedNode, ...] = ()  # namespace nodes it adds
     resources: tuple[Resource, ...] = ()  # what its apply hook creates, recorded after the bridges
     bridge_addresses: Mapping[str, str] = field(default_factory=dict)  # bridge → the lab namespace's address on it
+    vm_shares: Mapping[str, tuple[PlannedShare, ...]] = field(default_factory=dict)  # VM → host folders in its domain XML
 
 
 class SwitchPlanning(Protocol):
@@ -212,6 +225,14 @@ class _MacAllocator:
             salt += 1
 
 
+def domain_name(lab: str, vm: str) -> str:
+    """The libvirt domain of a lab's VM. Kept as vnl-<lab>-<vm> (tools and tests find guests by it),
+    which is ambiguous: lab `a` VM `b-c` and lab `a-b` VM `c` both give vnl-a-b-c. So a name is never
+    trusted alone: `up` refuses a lab whose domain name another lab records or libvirt already has,
+    and every lookup checks the lab named in the domain's metadata."""
+    return f"vnl-{lab}-{vm}"
+
+
 def tap_prefix(lab: str) -> str:
     """Taps exist briefly in the root namespace, so their names must be unique host-wide: hash the lab."""
     return "vnl" + _digest(lab).hex()[:6]
@@ -242,7 +263,7 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
         vms.append(
             PlannedVM(
                 name=vm.name,
-                domain=f"vnl-{lab}-{vm.name}",
+                domain=domain_name(lab, vm.name),
                 memory=vm.memory,
                 vcpus=vm.vcpus,
                 mgmt=mgmt,
@@ -254,19 +275,12 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
         )
 
     namespace = f"vnl-{lab}"
-    env = _template_env()
-    rendered = tuple(
-        _with_xml(v, env.get_template("domain.xml.j2").render(
-            vm=v, lab=lab, scenario=scenario.name, namespace=namespace, domain_type=options.domain_type,
-            kernel=options.kernel, metadata_ns=METADATA_NS,
-        ))
-        for v in vms
-    )
-    ctx = PlanContext(scenario, lab, namespace, lab_dir, macs.take)
+    ctx = PlanContext(scenario, lab, namespace, lab_dir, macs.take, tuple(vms))
     parts: dict[str, Any] = {}
     nodes: list[PlannedNode] = []
     feature_resources: list[Resource] = []
     addresses: dict[str, str] = {}
+    shares: dict[str, tuple[PlannedShare, ...]] = {}
     for feature in features:
         part = feature.plan(ctx)
         if part is None:
@@ -276,6 +290,16 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
         nodes += part.nodes
         feature_resources += part.resources
         addresses.update(part.bridge_addresses)
+        for vm_name, more in part.vm_shares.items():
+            shares[vm_name] = (*shares.get(vm_name, ()), *more)
+    env = _template_env()
+    rendered = tuple(
+        _with_xml(v, env.get_template("domain.xml.j2").render(
+            vm=v, lab=lab, scenario=scenario.name, namespace=namespace, domain_type=options.domain_type,
+            kernel=options.kernel, metadata_ns=METADATA_NS,
+        ))
+        for v in (dataclasses.replace(vm, shares=shares.get(vm.name, ())) for vm in vms)
+    )
     bridges = [PlannedBridge(MGMT_BRIDGE, "linux", bridge_macs[MGMT_BRIDGE], gateway)]
     bridges += [
         PlannedBridge(b.name, b.type, bridge_macs[b.name], addresses.get(b.name), capture_port=switches[b.type].capture_port(i) if b.type in switches else None)

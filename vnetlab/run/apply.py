@@ -21,7 +21,8 @@ from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import linux_bridge, netns
 from vnetlab.backends.image import GuestImage, write_guest_initrd
 from vnetlab.backends.keys import ClientKey, HostKey, generate_client_key, generate_host_key, write_secret
-from vnetlab.plan.planner import Plan, PlannedBridge, PlannedVM
+from vnetlab.errors import VnetlabError
+from vnetlab.plan.planner import METADATA_NS, Plan, PlannedBridge, PlannedVM
 from vnetlab.run.progress import Progress
 from vnetlab.run.state import LabState, make_private_dir
 
@@ -126,13 +127,33 @@ class ApplyContext:
         switch_for(self.plan, self.plan.bridge(bridge).type).attach_port(self.plan, port, bridge)
 
 
+class ResourceTaken(VnetlabError):
+    """A name this lab was creating was taken by another process at the same moment."""
+
+
+def create_recorded(plan: Plan, state: LabState, kind: str, name: str, vm: str | None, create: Callable[[], None], exists: Callable[[], bool], where: str) -> None:
+    """Record, then create. If the creation fails and the name now exists, another process created
+    it between our existence check and our creation (the kernel says EEXIST, or the backend's own
+    check refuses): it is not ours, so the record goes and teardown never removes it. A failed
+    creation leaves nothing of ours behind (create_tap's last step makes the tap persistent;
+    create_namespace removes a half-made namespace before raising), so whatever has the name is
+    someone else's."""
+    state.record(plan.lab_dir, kind, name, vm)
+    try:
+        create()
+    except Exception as exc:
+        if not exists():
+            raise
+        state.forget(plan.lab_dir, kind, name)
+        raise ResourceTaken(f"{kind} {name!r} was created in {where} by someone else while this lab was creating it ({exc}): not recorded, so it is left alone; pick another lab name") from exc
+
+
 def create_network(plan: Plan, state: LabState) -> None:
     """The lab namespace, its switches and bridges, then what the features add to the network."""
     # Checked before recording: a recorded name is removed by teardown, and this one is not ours.
     if netns.namespace_exists(plan.namespace):
         raise netns.NamespaceError(f"namespace {plan.namespace!r} already exists but no lab state records it: it is not vnetlab's to use or remove (if it is a leftover, remove it yourself: ip netns delete {plan.namespace})")
-    state.record(plan.lab_dir, "namespace", plan.namespace)
-    netns.create_namespace(plan.namespace)
+    create_recorded(plan, state, "namespace", plan.namespace, None, lambda: netns.create_namespace(plan.namespace), lambda: netns.namespace_exists(plan.namespace), "/run/netns")
     for kind in dict.fromkeys(b.type for b in plan.bridges):
         switch_for(plan, kind).start(plan, lambda name: state.record(plan.lab_dir, "process", name))
     for bridge in plan.bridges:
@@ -150,17 +171,40 @@ def boot_vm(plan: Plan, state: LabState, conn: libvirt.virConnect, vm: PlannedVM
     for nic in vm.all_nics:
         if linux_bridge.link_exists(None, nic.tap):  # someone else's link: never record (= remove) it
             raise linux_bridge.LinkError(f"a link named {nic.tap!r} already exists in the root namespace and no lab state records it: left alone; pick another lab name")
-        state.record(plan.lab_dir, "tap", nic.tap, vm.name)
-        linux_bridge.create_tap(nic.tap)
-    if hv.lookup(conn, vm.domain) is not None:
-        raise hv.HypervisorError(f"a libvirt domain named {vm.domain!r} already exists and no lab state records it: left alone; pick another lab name")
+        create_recorded(plan, state, "tap", nic.tap, vm.name, lambda tap=nic.tap: linux_bridge.create_tap(tap), lambda tap=nic.tap: linux_bridge.link_exists(None, tap), "the root namespace")
+    existing = hv.lookup(conn, vm.domain)
+    if existing is not None:
+        raise hv.HypervisorError(f"a libvirt domain named {vm.domain!r} already exists and no lab state records it: left alone; pick another lab name ({_owner(existing)})")
     state.record(plan.lab_dir, "domain", vm.domain, vm.name)
-    dom = hv.define(conn, vm.xml)
+    try:
+        dom = hv.define(conn, vm.xml)
+    except hv.HypervisorError:
+        # libvirt refuses a second domain of one name (its UUID differs): another lab defined it
+        # since the lookup above. Its metadata says so; then it is not ours to record or remove.
+        try:
+            hv.lookup_of_lab(conn, vm.domain, plan.lab, METADATA_NS)
+        except hv.ForeignDomain as foreign:
+            state.forget(plan.lab_dir, "domain", vm.domain)
+            raise hv.HypervisorError(f"a libvirt domain named {vm.domain!r} was defined by someone else while this lab was defining it: left alone; pick another lab name ({foreign})") from None
+        except hv.HypervisorError:
+            pass
+        raise
     hv.start_paused(dom)
     for nic in vm.all_nics:
         linux_bridge.move_link(nic.tap, plan.namespace)
         switch_for(plan, plan.bridge(nic.bridge).type).attach_port(plan, nic.tap, nic.bridge)
     hv.resume(dom)
+
+
+def _owner(dom: libvirt.virDomain) -> str:
+    """Who a same-named domain belongs to, for the refusal message."""
+    try:
+        owner = hv.lab_of(dom, METADATA_NS)
+    except hv.HypervisorError as exc:
+        return f"its owner could not be read: {exc}"
+    if owner is None:
+        return "it is not a vnetlab lab's"
+    return f"it is lab {owner!r}'s: domain names join lab and VM with '-', so two labs can clash (e.g. lab 'a' VM 'b-c' and lab 'a-b' VM 'c')"
 
 
 def apply(plan: Plan, state: LabState, conn: libvirt.virConnect, image: GuestImage, progress: Progress) -> None:

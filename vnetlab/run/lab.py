@@ -7,6 +7,7 @@ recorded ends in teardown from the state file.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import os
@@ -31,14 +32,14 @@ from vnetlab.checks.runner import run_checks
 from vnetlab.errors import Interrupted, VnetlabError
 from vnetlab.model.scenario import ScenarioModel
 from vnetlab.model.validate import load_scenario, parse_scenario
-from vnetlab.paths import Layout, resolve_scenario
+from vnetlab.paths import Layout, resolve_scenario, search_path
 from vnetlab.run.apply import apply
 from vnetlab.run.configure import address_nics, open_ssh, wait_for_guests
-from vnetlab.plan.planner import LAB_NAME, LAB_NAME_MAX, Plan, PlanOptions, make_plan
+from vnetlab.plan.planner import LAB_NAME, LAB_NAME_MAX, METADATA_NS, Plan, PlanOptions, domain_name, make_plan
 from vnetlab.run.progress import Progress
 from vnetlab.backends.ssh import GuestSSH
-from vnetlab.run.state import STATE_FILE, LabState, make_private_dir, owner_alive
-from vnetlab.run.teardown import teardown
+from vnetlab.run.state import STATE_FILE, LabState, RecordedResource, make_private_dir, owner_alive
+from vnetlab.run.teardown import TeardownResult, teardown_lab
 
 SCENARIO_COPY = "scenario.yaml"
 AUTO_NAME = "auto"  # `--name auto` asks for a unique lab name
@@ -49,6 +50,29 @@ class LabError(VnetlabError):
     """A failure the user can act on; the CLI prints it without a traceback."""
 
 
+class TeardownIncomplete(LabError):
+    """Teardown removed what it could; `result.left` is still there (and is all the state file keeps)."""
+
+    def __init__(self, lab: str, result: TeardownResult):
+        super().__init__(
+            f"teardown left resources behind (the state file keeps them, and only them; retry with `vnetlab down {lab}`):\n  "
+            + "\n  ".join(result.problems)
+        )
+        self.lab = lab
+        self.result = result
+
+
+@dataclass
+class DownReport:
+    """What `down` did to one lab."""
+
+    lab: str
+    existed: bool
+    removed: list[RecordedResource] = field(default_factory=list)
+    left: list[RecordedResource] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
 @dataclass
 class Options:
     lab: str | None = None
@@ -57,6 +81,7 @@ class Options:
     boot_timeout: float = 180.0
     layout: Layout = field(default_factory=Layout)
     before_apply: Callable[[Plan], None] | None = None  # e.g. print `--explain` once the plan is known
+    scenario_dirs: list[Path] = field(default_factory=list)  # --scenarios, searched before VNETLAB_PATH and the built-in ones
 
 
 @dataclass
@@ -158,21 +183,46 @@ def shielded() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old_term)
 
 
-def load(ref: str, model: ScenarioModel) -> tuple[Path, Any]:
-    path = resolve_scenario(ref)
-    return path, load_scenario(path, model)
+def load(ref: str, model: ScenarioModel, dirs: list[Path] | None = None, say: Callable[[str], None] | None = None) -> tuple[Path, Any]:
+    """A scenario by path, or by name in the search path (`dirs`: --scenarios, VNETLAB_PATH, built in);
+    `say` hears which file was taken when the name is in more than one folder."""
+    resolved = resolve_scenario(ref, search_path(dirs or []))
+    if resolved.note and say is not None:
+        say(resolved.note)
+    return resolved.path, load_scenario(resolved.path, model)
 
 
 def new_run_dir(layout: Layout, lab: str) -> Path:
-    """One folder per run for its artifacts (pcaps, console logs, XML, report); it outlives the lab."""
+    """One folder per run for its artifacts (pcaps, console logs, XML, report); it outlives the lab.
+
+    0700 like the lab folders: the captures and console logs show the guests' traffic and root
+    shells. The folder is what protects them: whatever mode a file inside gets (the pcaps and
+    reports are written by other modules), nobody but root can reach it through an 0700 folder
+    owned by root. The files written here are 0600 as well."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = layout.runs / f"{lab}-{stamp}"
+    layout.runs.mkdir(parents=True, exist_ok=True)
     path, n = base, 1
-    while path.exists():
-        n += 1
-        path = Path(f"{base}-{n}")
-    path.mkdir(parents=True, mode=0o755)
+    while True:
+        try:
+            path.mkdir(mode=0o700)  # exclusive: two runs of one lab in one second get -2, -3, …
+            break
+        except FileExistsError:
+            n += 1
+            path = Path(f"{base}-{n}")
+    os.chmod(path, 0o700)  # whatever the umask
     return path
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def collect_artifacts(plan: Plan, run_dir: Path, pcaps: dict[str, Path]) -> dict[str, object]:
@@ -181,10 +231,10 @@ def collect_artifacts(plan: Plan, run_dir: Path, pcaps: dict[str, Path]) -> dict
     for vm in plan.vms:
         if vm.console_log.exists():
             dest = run_dir / f"{vm.name}.console.log"
-            shutil.copyfile(vm.console_log, dest)
+            _write_private(dest, vm.console_log.read_bytes())
             consoles[vm.name] = str(dest)
         xml = run_dir / f"{vm.name}.domain.xml"
-        xml.write_text(vm.xml)
+        _write_private(xml, vm.xml.encode())
         xmls[vm.name] = str(xml)
     return {
         "dir": str(run_dir),
@@ -215,13 +265,13 @@ class LabRunner:
         self.progress.say(f"  accelerator: [bold]{choice.name}[/] — {escape(choice.reason)}")
         return choice
 
-    def _bring_up(self, plan: Plan, state: LabState, image: GuestImage) -> dict[str, GuestSSH]:
+    def _bring_up(self, plan: Plan, state: LabState, image: GuestImage, run_dir: Path) -> dict[str, GuestSSH]:
         conn = hv.connect()
         try:
             apply(plan, state, conn, image, self.progress)
 
             def is_running(vm) -> bool:
-                dom = hv.lookup(conn, vm.domain)
+                dom = hv.lookup_of_lab(conn, vm.domain, plan.lab, METADATA_NS)  # never another lab's same-named domain
                 return dom is not None and hv.is_running(dom)
 
             with self.progress.step("wait", "Waiting for guests (console marker, then SSH)"):
@@ -235,7 +285,7 @@ class LabRunner:
                 label = feature.configure_label(plan)
                 if label is not None:
                     with self.progress.step(feature.name, label):
-                        feature.configure(plan, sessions)
+                        feature.configure(plan, sessions, run_dir)
         except BaseException:
             close_all(sessions)
             raise
@@ -247,17 +297,34 @@ class LabRunner:
             outcome.checks, pcaps = run_checks(plan, sessions, run_dir)
         outcome.artifacts["pcap"] = {br: str(p) for br, p in pcaps.items()}
 
-    def _teardown(self, lab_dir: Path, state: LabState) -> None:
+    def _teardown(self, lab_dir: Path, state: LabState) -> TeardownResult:
         with shielded(), self.progress.step("teardown", f"Tearing down lab {state.lab}"):
-            problems = teardown(lab_dir, state, removers(self.model))
-        if problems:
-            raise LabError("teardown left resources behind (the state file is kept; retry with `vnetlab down " + state.lab + "`):\n  " + "\n  ".join(problems))
+            result = teardown_lab(lab_dir, state, removers(self.model))
+            if result.left:  # inside the step: it is marked failed
+                raise TeardownIncomplete(state.lab, result)
+        return result
+
+    def _collect(self, plan: Plan, run_dir: Path, outcome: Outcome, sessions: dict[str, GuestSSH]) -> None:
+        """Close the sessions and keep the artifacts, signals held off. A failure here (a full disk)
+        is reported in the outcome; it never keeps the teardown that follows from running."""
+        with shielded():
+            try:
+                close_all(sessions)
+            except Exception:  # noqa: BLE001 — a session that will not close is no reason to keep the lab
+                pass
+            try:
+                pcaps = {br: Path(p) for br, p in outcome.artifacts.get("pcap", {}).items()}  # type: ignore[union-attr]
+                outcome.artifacts.update(collect_artifacts(plan, run_dir, pcaps))
+            except Exception as exc:  # noqa: BLE001 — reported, and teardown still runs
+                problem = f"could not keep the run's artifacts in {run_dir}: {exc}"
+                outcome.error = problem if outcome.error is None else f"{outcome.error}; {problem}"
+                self.progress.say(f"[yellow]warning:[/] {escape(problem)}")
 
     # -- commands --------------------------------------------------------
 
     def run(self, ref: str, *, keep: bool, check: bool = True) -> Outcome:
         """`vnetlab run` (check=True) and `vnetlab up` (check=False, keep=True)."""
-        path, scenario = load(ref, self.model)
+        path, scenario = load(ref, self.model, self.options.scenario_dirs, lambda note: self.progress.detail(note))
         lab = self.options.lab or scenario.name
         if lab == AUTO_NAME:
             lab = unique_lab_name(scenario.name)
@@ -268,6 +335,7 @@ class LabRunner:
         with lab_lock(lab, paths.state_file), interrupts_as_exceptions():
             if paths.state_file.exists():
                 raise LabError(f"lab {lab!r} already exists (see `vnetlab status`); remove it with `vnetlab down {lab}` or pick another name with --name")
+            refuse_domain_clashes(self.options.layout, lab, {domain_name(lab, vm.name): vm.name for vm in scenario.vms})
             image = self._image()
             outcome.accel = self._accel(image)
             plan = make_plan(scenario, lab, PlanOptions(outcome.accel.domain_type, image.kernel, self.options.layout))
@@ -282,7 +350,7 @@ class LabRunner:
             self.outcome = outcome
             sessions: dict[str, GuestSSH] = {}
             try:
-                sessions = self._bring_up(plan, state, image)
+                sessions = self._bring_up(plan, state, image, run_dir)
                 if check:
                     self._check(plan, sessions, run_dir, outcome)
             except Interrupted as exc:
@@ -294,17 +362,18 @@ class LabRunner:
                 keep = False
                 raise
             finally:
-                close_all(sessions)
-                pcaps = {br: Path(p) for br, p in outcome.artifacts.get("pcap", {}).items()}  # type: ignore[union-attr]
-                outcome.artifacts.update(collect_artifacts(plan, run_dir, pcaps))
-                if keep:
-                    outcome.kept = True
-                else:
-                    self._teardown(plan.lab_dir, state)
+                try:
+                    self._collect(plan, run_dir, outcome, sessions)
+                finally:  # even if a signal came before the shield: teardown is never skipped
+                    if keep:
+                        outcome.kept = True
+                        state.release(plan.lab_dir)
+                    else:
+                        self._teardown(plan.lab_dir, state)
         return outcome
 
-    def check(self, lab: str) -> Outcome:
-        """`vnetlab check LAB`: run the scenario's checks again on a lab that is up."""
+    def check(self, lab: str, only: str | None = None) -> Outcome:
+        """`vnetlab check LAB [--only NAME]`: run the scenario's checks (or the one named) again on a lab that is up."""
         check_lab_name(lab)
         paths = LabPaths(self.options.layout, lab)
         with lab_lock(lab, paths.state_file), interrupts_as_exceptions():
@@ -312,6 +381,8 @@ class LabRunner:
             if state.phase != "up":
                 raise LabError(f"lab {lab!r} is not up (phase: {state.phase}); `vnetlab down {lab}` cleans it up")
             plan = plan_from_state(paths, state, self.model)
+            if only is not None:
+                plan = only_check(plan, only)
             outcome = Outcome(plan.scenario.name, lab, kept=True)
             outcome.accel = AccelChoice("kvm" if state.domain_type == "kvm" else "tcg", state.domain_type, "as chosen when the lab came up")
             self.outcome = outcome
@@ -331,13 +402,12 @@ class LabRunner:
                 outcome.error = str(exc)
                 raise
             finally:
-                close_all(sessions)
-                pcaps = {br: Path(p) for br, p in outcome.artifacts.get("pcap", {}).items()}  # type: ignore[union-attr]
-                outcome.artifacts.update(collect_artifacts(plan, run_dir, pcaps))
+                self._collect(plan, run_dir, outcome, sessions)
             return outcome
 
-    def down(self, lab: str) -> bool:
-        """Returns False when there was no such lab (down is idempotent)."""
+    def down(self, lab: str) -> DownReport:
+        """`existed` is False when there was no such lab (down is idempotent). Raises
+        TeardownIncomplete (with what was removed and what is left) when something stays."""
         check_lab_name(lab)
         paths = LabPaths(self.options.layout, lab)
         with lab_lock(lab, paths.state_file):
@@ -345,16 +415,25 @@ class LabRunner:
                 # Killed before its first state write, or in teardown's final rmtree: only files remain.
                 if paths.dir.is_dir():
                     shutil.rmtree(paths.dir)
-                    return True
-                return False
-            self._teardown(paths.dir, read_state(paths))
-            return True
+                    return DownReport(lab, True)
+                return DownReport(lab, False)
+            result = self._teardown(paths.dir, read_state(paths))
+            return DownReport(lab, True, result.removed, result.left, result.problems)
 
 
 def plan_from_state(paths: LabPaths, state: LabState, model: ScenarioModel) -> Plan:
     """The plan of an existing lab: re-planned from its copy of the scenario (the plan is pure, so names match)."""
     scenario = parse_scenario((paths.dir / SCENARIO_COPY).read_text(), state.scenario_file, model)
     return make_plan(scenario, paths.lab, PlanOptions(state.domain_type, Path(state.kernel), paths.layout))
+
+
+def only_check(plan: Plan, name: str) -> Plan:
+    """The plan with only the check whose `name:` is `name` (captures then see that check's traffic only)."""
+    chosen = [c for c in plan.scenario.checks if getattr(c.spec, "name", None) == name]
+    if not chosen:
+        named = [c.spec.name for c in plan.scenario.checks if getattr(c.spec, "name", None)]
+        raise LabError(f"no check named {name!r} in lab {plan.lab!r} (named checks: {', '.join(repr(n) for n in named) or 'none; give a check a name: to pick it'})")
+    return dataclasses.replace(plan, scenario=dataclasses.replace(plan.scenario, checks=chosen))
 
 
 def running_plan(lab: str, model: ScenarioModel, layout: Layout | None = None) -> Plan:
@@ -392,34 +471,80 @@ class LabStatus:
     scenario: str
     phase: str
     owner_alive: bool
-    domains: dict[str, str]  # domain → running | stopped | missing
+    domains: dict[str, str]  # domain → running | stopped | missing | unknown (why) | not this lab's (whose)
     namespace: bool
     pid: int = 0  # the process that built it
+    libvirt_problem: str | None = None  # why the domains are unknown (libvirtd down or wedged), once for all
+    held: bool = True  # its owner still works on it (else: handed over by `up`/`--keep`)
+
+
+class _StatusConnection:
+    """libvirt for `status` and `down --all`: connected once, on first need. libvirtd down or wedged
+    makes every domain 'unknown (why)', and the listing goes on (it must, for `down --all`)."""
+
+    def __init__(self) -> None:
+        self.conn = None
+        self.error: str | None = None
+
+    def domain_state(self, name: str, lab: str) -> str:
+        if self.conn is None and self.error is None:
+            try:
+                self.conn = hv.connect()
+            except Exception as exc:  # noqa: BLE001 — shown per domain instead
+                self.error = str(exc)
+        if self.error is not None:
+            return "unknown (libvirtd not answering)"
+        try:
+            dom = hv.lookup_of_lab(self.conn, name, lab, METADATA_NS)
+            return "missing" if dom is None else ("running" if hv.is_running(dom) else "stopped")
+        except hv.ForeignDomain as exc:
+            return f"not this lab's ({'lab ' + repr(exc.owner) if exc.owner else 'no vnetlab metadata'})"
+        except Exception as exc:  # noqa: BLE001 — one domain that cannot be read does not hide the rest
+            return f"unknown ({exc})"
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # noqa: BLE001
+                pass
 
 
 def lab_statuses(layout: Layout) -> list[LabStatus]:
     out: list[LabStatus] = []
     if not layout.labs.exists():
         return out
-    conn = None
-    for lab_dir in sorted(p for p in layout.labs.iterdir() if p.is_dir()):
-        if not (lab_dir / STATE_FILE).exists():  # killed before its first record: only files to remove
-            out.append(LabStatus(lab_dir.name, "?", "files only", False, {}, False))
-            continue
-        try:
-            state = LabState.load(lab_dir)
-        except (ValueError, TypeError, KeyError):
-            continue
-        domains: dict[str, str] = {}
-        for r in state.resources:
-            if r.kind != "domain":
+    libvirt_view = _StatusConnection()
+    try:
+        for lab_dir in sorted(p for p in layout.labs.iterdir() if p.is_dir()):
+            if not (lab_dir / STATE_FILE).exists():  # killed before its first record: only files to remove
+                out.append(LabStatus(lab_dir.name, "?", "files only", False, {}, False))
                 continue
-            if conn is None:
-                conn = hv.connect()
-            dom = hv.lookup(conn, r.name)
-            domains[r.name] = "missing" if dom is None else ("running" if hv.is_running(dom) else "stopped")
-        out.append(LabStatus(state.lab, state.scenario, state.phase, owner_alive(state), domains, netns.namespace_exists(state.namespace), state.pid))
-    if conn is not None:
-        conn.close()
+            try:
+                state = LabState.load(lab_dir)
+            except (ValueError, TypeError, KeyError):
+                continue
+            domains = {r.name: libvirt_view.domain_state(r.name, state.lab) for r in state.resources if r.kind == "domain"}
+            out.append(LabStatus(state.lab, state.scenario, state.phase, owner_alive(state), domains, netns.namespace_exists(state.namespace), state.pid, libvirt_view.error, state.held))
+    finally:
+        libvirt_view.close()
     return out
 
+
+def refuse_domain_clashes(layout: Layout, lab: str, domains: dict[str, str]) -> None:
+    """Refuse a lab whose domain name (domain → VM) another lab records: names are vnl-<lab>-<vm>,
+    so lab 'a' VM 'b-c' and lab 'a-b' VM 'c' would share vnl-a-b-c. Checked before anything is
+    created; two labs racing past this both reach libvirt, which defines only one of them."""
+    if not layout.labs.exists():
+        return
+    for lab_dir in sorted(p for p in layout.labs.iterdir() if p.is_dir() and p.name != lab):
+        try:
+            state = LabState.load(lab_dir)
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+        for r in state.resources:
+            if r.kind == "domain" and r.name in domains:
+                raise LabError(
+                    f"VM {domains[r.name]!r} of lab {lab!r} would be libvirt domain {r.name!r}, which lab {state.lab!r} already uses"
+                    f"{f' for its VM {r.vm!r}' if r.vm else ''} (domain names join lab and VM with '-'): pick another lab name with --name"
+                )

@@ -38,12 +38,34 @@ class LabState:
     created: float = field(default_factory=time.time)
     phase: str = "creating"  # creating | up | tearing-down
     resources: list[RecordedResource] = field(default_factory=list)
+    held: bool = True  # its owner (pid) still has work on it: a `run` until teardown; False once `up`/`--keep` hands it over
 
     def record(self, lab_dir: Path, kind: str, name: str, vm: str | None = None) -> None:
         with _WRITE_LOCK:
             if not any(r.kind == kind and r.name == name for r in self.resources):
                 self.resources.append(RecordedResource(kind, name, vm))
                 self.save(lab_dir)
+
+    def forget(self, lab_dir: Path, kind: str, name: str) -> None:
+        """Drop a record whose creation failed because the name was someone else's (e.g. EEXIST in
+        a race): teardown must never remove what another process created."""
+        with _WRITE_LOCK:
+            kept = [r for r in self.resources if not (r.kind == kind and r.name == name)]
+            if len(kept) != len(self.resources):
+                self.resources = kept
+                self.save(lab_dir)
+
+    def keep_only(self, lab_dir: Path, resources: list[RecordedResource]) -> None:
+        """After a partial teardown: the state file lists what is left, and only that."""
+        with _WRITE_LOCK:
+            self.resources = list(resources)
+            self.save(lab_dir)
+
+    def release(self, lab_dir: Path) -> None:
+        """The lab outlives the command that built it (`up`, `run --keep`): its owner's death is no loss."""
+        with _WRITE_LOCK:
+            self.held = False
+            self.save(lab_dir)
 
     def set_phase(self, lab_dir: Path, phase: str) -> None:
         with _WRITE_LOCK:

@@ -2,17 +2,20 @@
 
 Works from the record alone (no plan, no scenario), so it also cleans up after
 a crash or kill -9. Each removal is idempotent; one failing removal does not
-stop the others, and the state file is kept if anything could not be removed.
+stop the others (libvirtd being down leaves the domains, not the namespace, the
+taps or the switch daemons). What could not be removed stays in the state file,
+and only that, so a later `vnetlab down` finishes the job.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import shutil
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import linux_bridge, netns
@@ -22,9 +25,52 @@ from vnetlab.run.state import LabState, RecordedResource
 
 Remover = Callable[[RecordedResource, LabState, Path], None]
 
+# Links a lab namespace holds: when the namespace goes, the kernel destroys them with it (a tap
+# may still be in the root namespace after a crash: it is deleted there explicitly as well).
+_LINKS_OF_LAB_NAMESPACE = ("tap", "bridge", "veth")
+
 
 class TeardownError(VnetlabError):
     pass
+
+
+@dataclass
+class TeardownResult:
+    """What a teardown removed, and what it could not (kept in the state file), with why."""
+
+    removed: list[RecordedResource] = field(default_factory=list)
+    left: list[RecordedResource] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+class _Connection:
+    """One libvirt connection for the whole teardown, made on first use. A failure to connect is
+    remembered: every domain then fails at once with the same reason (no 15 s wait per domain),
+    and the other resources are removed all the same."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conn = None
+        self._error: str | None = None
+
+    def get(self):
+        with self._lock:
+            if self._error is not None:  # a new exception per domain: they fail in parallel threads
+                raise hv.HypervisorError(self._error)
+            if self._conn is None:
+                try:
+                    self._conn = hv.connect()
+                except Exception as exc:
+                    self._error = str(exc)
+                    raise
+            return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 — the daemon may have died meanwhile; nothing to keep
+                pass
 
 
 def _remove(resource: RecordedResource, state: LabState, conn_factory, lab_dir: Path, links_ns: str | None, removers: Mapping[str, Remover]) -> None:
@@ -32,10 +78,14 @@ def _remove(resource: RecordedResource, state: LabState, conn_factory, lab_dir: 
     namespace itself is removed (last), since the kernel then destroys them with it."""
     if resource.kind == "domain":
         conn = conn_factory()
-        dom = hv.lookup(conn, resource.name)
-        # Only a domain whose metadata names this lab: a same-named domain of someone else stays.
-        if dom is not None and hv.lab_of(dom, METADATA_NS) == state.lab:
-            hv.remove(conn, resource.name)
+        # Only a domain whose metadata names this lab: a same-named domain of someone else stays
+        # (and is no longer ours to track). "Could not tell" raises, and the record stays.
+        try:
+            dom = hv.lookup_of_lab(conn, resource.name, state.lab, METADATA_NS)
+        except hv.ForeignDomain:
+            return
+        if dom is not None:
+            hv.remove(conn, resource.name, dom)
     elif resource.kind == "tap":
         # Wherever the crash left it: still in the root namespace, or moved into the lab's.
         if links_ns is not None:
@@ -54,45 +104,57 @@ def _remove(resource: RecordedResource, state: LabState, conn_factory, lab_dir: 
         raise TeardownError(f"unknown resource kind {resource.kind!r} in the state file")
 
 
-def teardown(lab_dir: Path, state: LabState, removers: Mapping[str, Remover] | None = None, *, keep_files: bool = False) -> list[str]:
-    """Remove everything recorded; returns the problems (empty when all is gone).
+def teardown_lab(lab_dir: Path, state: LabState, removers: Mapping[str, Remover] | None = None, *, keep_files: bool = False) -> TeardownResult:
+    """Remove everything recorded, as much as can be. The state file is then rewritten to hold
+    only what is left (the lab folder goes when nothing is left, unless `keep_files`).
 
     `removers`: how to remove the resource kinds features add, by kind."""
     removers = removers or {}
-    conn = None
-
-    def conn_factory():
-        nonlocal conn
-        if conn is None:
-            conn = hv.connect()
-        return conn
+    conn = _Connection()
+    conn_factory = conn.get
 
     state.set_phase(lab_dir, "tearing-down")
-    problems: list[str] = []
+    result = TeardownResult()
+    failed: list[RecordedResource] = []
+    lock = threading.Lock()
 
     # Deleting each link costs 15-40 ms in the kernel; with the namespace, they go in one batch.
-    namespace_goes = any(r.kind == "namespace" and r.name == state.namespace for r in state.resources)
-    links_ns = None if namespace_goes else state.namespace
+    lab_ns = next((r for r in state.resources if r.kind == "namespace" and r.name == state.namespace), None)
+    links_ns = None if lab_ns is not None else state.namespace
 
     def remove(resource: RecordedResource) -> None:
         try:
             _remove(resource, state, conn_factory, lab_dir, links_ns, removers)
         except Exception as exc:  # noqa: BLE001 — keep removing the rest, report every failure
-            problems.append(f"{resource.kind} {resource.name}: {exc}")
+            with lock:
+                failed.append(resource)
+                result.problems.append(f"{resource.kind} {resource.name}: {exc}")
 
     newest_first = list(reversed(state.resources))
     # Domains are independent of each other and libvirt takes ~1-2 s to reap each one:
     # destroy them together, then the rest newest first.
     domains = [r for r in newest_first if r.kind == "domain"]
     if domains:
-        conn_factory()
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(domains)) as pool:
             list(pool.map(remove, domains))
     for resource in newest_first:
         if resource.kind != "domain":
             remove(resource)
-    if conn is not None:
-        conn.close()
-    if not problems and not keep_files:
+    conn.close()
+
+    left = {id(r) for r in failed}
+    if lab_ns is not None and id(lab_ns) in left:
+        # The links were left to go with the namespace, which stays: so do they.
+        left |= {id(r) for r in state.resources if r.kind in _LINKS_OF_LAB_NAMESPACE}
+    result.left = [r for r in state.resources if id(r) in left]
+    result.removed = [r for r in state.resources if id(r) not in left]
+    if result.left or keep_files:
+        state.keep_only(lab_dir, result.left)
+    else:
         shutil.rmtree(lab_dir, ignore_errors=True)
-    return problems
+    return result
+
+
+def teardown(lab_dir: Path, state: LabState, removers: Mapping[str, Remover] | None = None, *, keep_files: bool = False) -> list[str]:
+    """Remove everything recorded; returns the problems (empty when all is gone)."""
+    return teardown_lab(lab_dir, state, removers, keep_files=keep_files).problems

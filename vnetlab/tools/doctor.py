@@ -5,10 +5,12 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from vnetlab.backends import libvirt_domains as hv
+from vnetlab.backends import kernel_probe, netns
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ def diagnose() -> list[Finding]:
         out.append(Finding(binary, "ok", path) if path else Finding(binary, "fail", "not installed", _apt(pkg)))
     kernels = sorted(glob.glob("/boot/vmlinuz-*-amd64"))
     out.append(Finding("guest kernel", "ok", kernels[-1]) if kernels else Finding("guest kernel", "fail", "no Debian kernel in /boot", _apt("linux-image-amd64")))
-    for path, pkg in [("/bin/busybox", "busybox-static"), ("/usr/sbin/dropbear", "dropbear-bin"), ("/usr/bin/wg", "wireguard-tools")]:
+    for path, pkg in [("/bin/busybox", "busybox-static"), ("/usr/sbin/dropbear", "dropbear-bin"), ("/usr/bin/wg", "wireguard-tools"), ("/usr/bin/ping", "iputils-ping")]:
         out.append(Finding(pkg, "ok", path) if os.path.exists(path) else Finding(pkg, "fail", f"{path} missing", _apt(pkg)))
     out.append(_daemon("libvirtd", hv.LIBVIRT_SOCKET, "libvirtd -d"))
     out.append(_daemon("virtlogd", hv.VIRTLOGD_SOCKET, "virtlogd -d"))
@@ -44,7 +46,36 @@ def diagnose() -> list[Finding]:
             out.append(Finding("qemu:///system", "fail", str(exc), "libvirtd -d; virtlogd -d"))
     out.append(_kvm())
     out.append(_ovs())
+    out += kernel_findings()
     return out
+
+
+# What a lab needing a missing capability can do instead. Open vSwitch's userspace datapath tags VLANs
+# and ends VXLAN tunnels without the host kernel; the guests' kernel (Debian's) has everything.
+ON_OVS_TOO = {"vlan_filtering", "vlan", "vxlan"}
+
+
+def kernel_missing(key: str, error: str) -> str:
+    where = "inside a guest or on Open vSwitch (coming)" if key in ON_OVS_TOO else "inside a guest"
+    return f"not supported by this host kernel ({error}): labs needing it run it {where}; nothing but doctor uses this probe yet"
+
+
+def kernel_findings(probe: Callable[[], kernel_probe.KernelProbe] = kernel_probe.probe_kernel) -> list[Finding]:
+    """One row per capability of the host kernel (vnetlab.backends.kernel_probe), probed once per boot."""
+    try:
+        result = probe()
+    except netns.NamespaceError as exc:
+        fix = "run vnetlab doctor as root" if os.geteuid() != 0 else ""
+        return [Finding("host kernel capabilities", "warn", f"not probed: the probe needs a scratch network namespace ({exc})", fix)]
+    except Exception as exc:  # noqa: BLE001 — a probe that breaks must not take the rest of doctor's report with it
+        return [Finding("host kernel capabilities", "warn", f"the probe failed: {type(exc).__name__}: {exc}")]
+    when = "earlier in this host boot" if result.cached else "just now"
+    return [
+        Finding(f"kernel: {c.label}", "ok", f"supported (probed in a scratch namespace {when})")
+        if c.ok
+        else Finding(f"kernel: {c.label}", "warn", kernel_missing(c.key, c.error))
+        for c in result.capabilities
+    ]
 
 
 def _daemon(name: str, socket: Path, start: str) -> Finding:

@@ -26,7 +26,7 @@ from vnetlab.backends.ssh import SSHError
 from vnetlab.checks.parse import guest_links
 from vnetlab.model.scenario import ScenarioModel
 from vnetlab.paths import Layout
-from vnetlab.plan.planner import Plan, PlannedNic, PlannedVM
+from vnetlab.plan.planner import METADATA_NS, Plan, PlannedNic, PlannedVM
 from vnetlab.run.configure import open_ssh
 from vnetlab.run.lab import running_plan
 
@@ -229,11 +229,17 @@ def inspect_lab(lab: str, model: ScenarioModel, *, guests: bool = True, layout: 
     conn = hv.connect()
     try:
         for vm in plan.vms:
-            dom = hv.lookup(conn, vm.domain)
-            state = "missing" if dom is None else _DOMAIN_STATES.get(hv.bounded(f"state of {vm.domain}", dom.state)[0], "unknown")
+            foreign = None
+            try:
+                dom = hv.lookup_of_lab(conn, vm.domain, lab, METADATA_NS)  # a same-named domain of another lab is not this guest
+            except hv.ForeignDomain as exc:
+                dom, foreign = None, exc
+            state = ("not this lab's" if foreign else "missing") if dom is None else _DOMAIN_STATES.get(hv.bounded(f"state of {vm.domain}", dom.state)[0], "unknown")
             pid = hv.qemu_pid(vm.domain) if dom is not None else None
             chain = VMChain(vm.name, vm.domain, state, pid, [])
-            if dom is None:
+            if foreign is not None:
+                chain.problems.append(str(foreign))
+            elif dom is None:
                 chain.problems.append(f"libvirt has no domain {vm.domain}")
             elif state != "running":
                 chain.problems.append(f"domain {vm.domain} is {state}")

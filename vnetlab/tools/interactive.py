@@ -37,7 +37,7 @@ from vnetlab.run.apply import CLIENT_KEY, host_key_file, secrets_dir
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.run.configure import open_ssh
 from vnetlab.run.lab import LabError
-from vnetlab.plan.planner import Plan, PlannedVM
+from vnetlab.plan.planner import METADATA_NS, Plan, PlannedVM
 
 ESCAPE = b"\x1d"  # Ctrl-]
 SSH_CONNECT_TIMEOUT = 20.0
@@ -132,7 +132,10 @@ def console_stream(plan: Plan, vm_name: str) -> Iterator[libvirt.virStream]:
     conn = hv.connect()
     stream = None
     try:
-        dom = hv.lookup(conn, vm.domain)
+        try:
+            dom = hv.lookup_of_lab(conn, vm.domain, lab, METADATA_NS)  # a same-named domain of another lab is not this guest
+        except hv.ForeignDomain as exc:
+            raise LabError(f"guest {vm_name} of lab {lab!r} has no domain: {exc}") from None
         if dom is None or not hv.is_running(dom):
             raise LabError(f"guest {vm_name} of lab {lab!r} is not running (domain {vm.domain})")
         stream = conn.newStream(0)
@@ -183,7 +186,7 @@ def console_exchange(plan: Plan, vm_name: str, data: bytes, out: BinaryIO, *, qu
 def console_interactive(plan: Plan, vm_name: str) -> int:
     fd = sys.stdin.fileno()
     with console_stream(plan, vm_name) as stream:
-        sys.stderr.write(f"connected to the serial console of {vm_name} (lab {lab}); Ctrl-] to leave\r\n")
+        sys.stderr.write(f"connected to the serial console of {vm_name} (lab {plan.lab}); Ctrl-] to leave\r\n")
         stream.send(b"\r")  # wake the prompt
         stop = threading.Event()
         reader = threading.Thread(target=_pump_to, args=(stream, sys.stdout.buffer, stop, [0.0]), daemon=True)

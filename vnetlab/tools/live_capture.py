@@ -53,9 +53,11 @@ def live_capture(
     count: int | None,
     timeout: float | None,
     on_packet: Callable[[Packet], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> CaptureStats:
     """Capture on `iface` in the lab's namespace until `count` packets, `timeout` seconds or Ctrl-C;
-    pcap is a file to write, "-" for stdout, or None."""
+    pcap is a file to write, "-" for stdout, or None. `on_ready` is called once the socket is open:
+    from then on no frame is missed (a script may start its traffic then)."""
     lab = plan.lab
     names = [link["name"] for link in list_links(plan.namespace)]
     if iface not in names:
@@ -73,6 +75,8 @@ def live_capture(
         writer.write_header(None)  # at once: a reader such as `wireshark -k -i -` waits for it
         writer.flush()
     stats = CaptureStats()
+    if on_ready is not None:
+        on_ready()
     start = time.monotonic()
     try:
         while count is None or stats.packets < count:

@@ -83,10 +83,10 @@ def print_summary(console: Console, outcome: Outcome, steps: list[StepTiming], m
     if outcome.ok and outcome.kept and not outcome.checks:
         verdict = "[bold green]UP[/]"
     accel = outcome.accel.name if outcome.accel else "?"
-    console.print(f"{verdict} {outcome.scenario} (lab {outcome.lab}): {passed}/{len(outcome.checks)} checks passed, accel {accel}, {total_seconds:.1f} s")
+    console.print(f"{verdict} {outcome.scenario} (lab {outcome.lab}): {passed}/{len(outcome.checks)} checks passed, accel {accel}, {total_seconds:.1f} s", soft_wrap=True)
     if outcome.error:
         console.print(f"[red]error:[/] {escape(outcome.error)}", soft_wrap=True)  # a message, not markup; unwrapped for copying
     if outcome.kept:
-        console.print(f"the lab is still up: `vnetlab check {outcome.lab}`, then `vnetlab down {outcome.lab}`")
+        console.print(f"the lab is still up: `vnetlab check {outcome.lab}`, then `vnetlab down {outcome.lab}`", soft_wrap=True)
     if outcome.artifacts.get("dir"):
-        console.print(f"artifacts: {outcome.artifacts['dir']}{_artifact_files(outcome.artifacts)}")
+        console.print(f"artifacts: {escape(str(outcome.artifacts['dir']))}{_artifact_files(outcome.artifacts)}", soft_wrap=True)

@@ -1,0 +1,514 @@
+"""Every validation rule is tested: removing any one of them fails a test.
+
+A rule is a call that reports a problem — `r.add(...)` / `rules.add(...)` in the core's cross-field
+rules (vnetlab/model/validate.py, including `Rules.address`/`Rules.claim`) and in every feature's
+validators (vnetlab/features/*.py). They are found with the ast module, so a new rule is found too.
+
+CASES holds one minimal bad scenario per rule (some rules have a few) with the exact problems it
+must cause: field and message pattern, nothing else reported. `test_each_case_reports_exactly_its_problems`
+runs them. `test_removing_any_rule_fails_a_case` then disables the rules one at a time — the
+function holding the call is recompiled with that one call replaced by `pass`, and the live
+function's code is swapped for it (same globals, same object the composed model holds), then
+restored — and requires that at least one case fails under each such mutant. A rule no case
+notices is printed with its file and line: add a case for it.
+"""
+
+from __future__ import annotations
+
+import __future__
+import ast
+import copy
+import importlib
+import re
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import vnetlab
+from vnetlab.compose import parse_scenario
+from vnetlab.model.typed_yaml import Problem, ValidationError
+
+PACKAGE = Path(vnetlab.__file__).parent
+RULE_FILES = [PACKAGE / "model" / "validate.py", *sorted((PACKAGE / "features").glob("*.py"))]
+RECEIVERS = {"r", "rules"}  # how validators name the shared Rules object; `self` inside class Rules
+
+# Rules no scenario can reach, with the reason. An entry whose rule is gone fails the test, so the
+# list cannot go stale. (module, function, start of the call's source) → why it is unreachable.
+UNREACHABLE: dict[tuple[str, str, str], str] = {}  # (module, function, source start) → why no scenario can reach it
+
+
+# -- the cases ---------------------------------------------------------------------------
+
+
+def nic(bridge: str = "br0", address: str | None = None, **extra: Any) -> dict:
+    return {"bridge": bridge, **({"address": address} if address else {}), **extra}
+
+
+def vm(name: str, *nics: dict, **extra: Any) -> dict:
+    return {"name": name, "nics": list(nics) or [nic()], **extra}
+
+
+def br(name: str = "br0", subnet: str | None = "10.1.1.0/24", **extra: Any) -> dict:
+    return {"name": name, **({"subnet": subnet} if subnet else {}), **extra}
+
+
+TWO_VMS = [vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2", nic("br0", "10.1.1.3/24"))]
+
+
+def lab(*, bridges: list | None = None, vms: list | None = None, checks: list | None = None, **sections: Any) -> dict:
+    """A small valid lab (br0 10.1.1.0/24, vm1 .2 and vm2 .3 on it), with parts replaced."""
+    doc: dict[str, Any] = {"name": "rules", "bridges": bridges or [br()], "vms": vms or copy.deepcopy(TWO_VMS)}
+    if checks:
+        doc["checks"] = checks
+    doc.update(sections)
+    return doc
+
+
+def ping(a: str, b: str, **extra: Any) -> dict:
+    return {"ping": {"from": a, "to": b, **extra}}
+
+
+def capture(between: list[str], expect: list[str], **where: Any) -> dict:
+    return {"capture": {**({"bridge": "br0"} if not where else where), "between": between, "expect": expect}}
+
+
+def container(name: str, address: str, bridge: str = "br0") -> dict:
+    return {"name": name, "nic": {"bridge": bridge, "address": address}}
+
+
+# containers behind NAT: br0 carries their gateway and masquerades out of the routed uplink eth0
+NAT = {
+    "bridges": [br("br0", "10.2.0.0/24", gateway="10.2.0.1", nat="eth0")],
+    "vms": [vm("vm1", nic("br0", "10.2.0.3/24"))],
+    "containers": [container("c1", "10.2.0.2/24")],
+    "hosts": [{"name": "inet1", "address": "203.0.113.2/24", "uplink": {"name": "eth0", "address": "203.0.113.1/24"}}],
+}
+
+
+def nat_lab(**changes: Any) -> dict:
+    doc = lab(**copy.deepcopy(NAT))
+    doc.update(changes)
+    return doc
+
+
+def tunnel(name: str = "wg0", *members: tuple[str, str], underlay: str = "br0", **extra: Any) -> dict:
+    members = members or (("vm1", "192.168.2.1/24"), ("vm2", "192.168.2.2/24"))
+    return {"name": name, "underlay": underlay, "members": [{"vm": v, "address": a} for v, a in members], **extra}
+
+
+def op(action: str, bridge: str = "br0", **extra: Any) -> dict:
+    return {"op": {"action": action, "bridge": bridge, **extra}}
+
+
+def perf(a: str, b: str) -> dict:
+    return {"perf": {"from": a, "to": b}}
+
+
+def command(node: str, run: str = "true", **extra: Any) -> dict:
+    return {"command": {"node": node, "run": run, **extra}}
+
+
+MAX_FILES_BYTES = 64 * 1024 * 1024  # vnetlab.features.commands: what `files:` may send per VM
+
+
+@dataclass(frozen=True)
+class Case:
+    """A scenario (in a folder of its own, with `files`: name → text, bytes, a size for a sparse
+    file, or None for a folder) and the problems it must cause, exactly."""
+
+    id: str
+    doc: dict
+    expected: tuple[tuple[str, str], ...]
+    files: dict[str, Any] = field(default_factory=dict)
+
+
+def case(id: str, doc: dict, *expected: tuple[str, str], files: dict[str, Any] | None = None) -> Case:
+    return Case(id, doc, tuple(expected), files or {})
+
+
+def exact(text: str) -> str:
+    return re.escape(text) + "$"
+
+
+E = exact
+C0 = "checks[0]"
+
+CASES = [
+    # -- Rules.address and Rules.claim (through a container's address) ----------------------
+    case("address-not-ipv4", lab(containers=[container("c1", "10.1.1.9")]), ("containers[0].nic.address", E("expected an IPv4 address with prefix like 10.1.1.2/24, got '10.1.1.9'"))),
+    case("address-outside-subnet", lab(containers=[container("c1", "10.9.9.2/24")]), ("containers[0].nic.address", E("10.9.9.2/24 is not in subnet 10.1.1.0/24 of bridge 'br0'"))),
+    case("address-network", lab(containers=[container("c1", "10.1.1.0/24")]), ("containers[0].nic.address", E("10.1.1.0 is the network or broadcast address of 10.1.1.0/24"))),
+    case("address-claimed", lab(containers=[container("c1", "10.1.1.2/24")]), ("containers[0].nic.address", E("10.1.1.2 is already used by vm1 eth0"))),
+    case("address-claimed-by-gateway", lab(bridges=[br(gateway="10.1.1.3")], vms=[vm("vm1", nic("br0", "10.1.1.2/24"))], containers=[container("c1", "10.1.1.3/24")]), ("containers[0].nic.address", E("10.1.1.3 is already used by the gateway of br0"))),
+    # -- management -------------------------------------------------------------------------
+    case("management-not-a-network", lab(management={"subnet": "172.30.255.1/24"}), ("management.subnet", E("expected an IPv4 network like 172.30.255.0/24, got '172.30.255.1/24'"))),
+    case("management-loopback", lab(management={"subnet": "127.0.0.0/24"}), ("management.subnet", E("127.0.0.0/24 overlaps 127.0.0.0/8 (loopback addresses): not usable on a lab segment"))),
+    case("management-multicast", lab(management={"subnet": "224.1.0.0/24"}), ("management.subnet", E("224.1.0.0/24 overlaps 224.0.0.0/4 (multicast addresses): not usable on a lab segment"))),
+    case("management-too-small", lab(management={"subnet": "172.30.255.0/30"}), ("management.subnet", E("too small: needs room for a gateway and every VM (use /24)"))),
+    case("management-too-small-for-the-vms", lab(management={"subnet": "172.30.255.0/29"}, vms=[vm(f"vm{i}") for i in range(6)]), ("management.subnet", E("too small for 6 VMs"))),
+    # -- bridges ----------------------------------------------------------------------------
+    case("bridge-duplicate", lab(bridges=[br(), br(subnet="10.1.2.0/24")]), ("bridges[1].name", E("duplicate bridge name 'br0'"))),
+    case("bridge-vnl-prefix", lab(bridges=[br("vnlx")], vms=[vm("vm1", nic("vnlx"))]), ("bridges[0].name", E("names starting with 'vnl' are reserved for vnetlab's own devices"))),
+    case("bridge-lo", lab(bridges=[br("lo")], vms=[vm("vm1", nic("lo"))]), ("bridges[0].name", E("'lo' is the lab namespace's loopback interface"))),
+    case("bridge-subnet-host-bits", lab(bridges=[br(subnet="10.1.1.5/24")]), ("bridges[0].subnet", E("expected an IPv4 network like 10.1.1.0/24 (host bits zero), got '10.1.1.5/24'"))),
+    case("bridge-subnet-loopback", lab(bridges=[br(subnet="127.0.0.0/8")], vms=[vm("vm1")]), ("bridges[0].subnet", E("127.0.0.0/8 overlaps 127.0.0.0/8 (loopback addresses): not usable on a lab segment"))),
+    case("bridge-subnet-reserved", lab(bridges=[br(subnet="240.1.0.0/16")], vms=[vm("vm1")]), ("bridges[0].subnet", E("240.1.0.0/16 overlaps 240.0.0.0/4 (reserved and broadcast addresses): not usable on a lab segment"))),
+    case("bridge-subnet-in-management", lab(bridges=[br(subnet="172.30.0.0/16")], vms=[vm("vm1")]), ("bridges[0].subnet", E("172.30.0.0/16 overlaps the management subnet 172.30.255.0/24 (change management.subnet)"))),
+    # -- VMs and their NICs -------------------------------------------------------------------
+    case("vm-duplicate", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm1", nic("br0", "10.1.1.3/24"))]), ("vms[1].name", E("duplicate VM name 'vm1'"))),
+    case("nic-name-reserved", lab(vms=[vm("vm1", nic(name="mgmt0"))]), ("vms[0].nics[0].name", E("'mgmt0' is reserved inside the guest"))),
+    case("nic-name-temporary-prefix", lab(vms=[vm("vm1", nic(name="vnltmp1"))]), ("vms[0].nics[0].name", "'vnltmp1' is reserved inside the guest: names starting with 'vnltmp' are the temporary names")),
+    case("nic-name-duplicate", lab(vms=[vm("vm1", nic(), nic(name="eth0"))]), ("vms[0].nics[1].name", E("duplicate interface name 'eth0' in VM 'vm1'"))),
+    case("nic-bridge-unknown", lab(vms=[vm("vm1", nic("br9"))]), ("vms[0].nics[0].bridge", E("no bridge named 'br9' (bridges: br0)"))),
+    case("nic-address-not-ipv4", lab(vms=[vm("vm1", nic("br0", "10.1.1.2"))]), ("vms[0].nics[0].address", E("expected an IPv4 address with prefix like 10.1.1.2/24, got '10.1.1.2'"))),
+    case("nic-address-outside-subnet", lab(vms=[vm("vm1", nic("br0", "10.1.2.2/24"))]), ("vms[0].nics[0].address", E("10.1.2.2/24 is not in subnet 10.1.1.0/24 of bridge 'br0'"))),
+    case("nic-address-loopback", lab(bridges=[br(subnet=None)], vms=[vm("vm1", nic("br0", "127.0.0.5/8"))]), ("vms[0].nics[0].address", E("127.0.0.5/32 overlaps 127.0.0.0/8 (loopback addresses): not usable on a lab segment"))),
+    case("nic-address-this-network", lab(bridges=[br(subnet=None)], vms=[vm("vm1", nic("br0", "0.1.2.3/8"))]), ("vms[0].nics[0].address", E("0.1.2.3/32 overlaps 0.0.0.0/8 ('this network' addresses): not usable on a lab segment"))),
+    case("nic-address-multicast", lab(bridges=[br(subnet=None)], vms=[vm("vm1", nic("br0", "239.1.1.1/24"))]), ("vms[0].nics[0].address", E("239.1.1.1/32 overlaps 224.0.0.0/4 (multicast addresses): not usable on a lab segment"))),
+    case("nic-address-reserved", lab(bridges=[br(subnet=None)], vms=[vm("vm1", nic("br0", "250.1.1.1/24"))]), ("vms[0].nics[0].address", E("250.1.1.1/32 overlaps 240.0.0.0/4 (reserved and broadcast addresses): not usable on a lab segment"))),
+    case("nic-address-broadcast", lab(vms=[vm("vm1", nic("br0", "10.1.1.255/24"))]), ("vms[0].nics[0].address", E("10.1.1.255 is the network or broadcast address of 10.1.1.0/24"))),
+    case("nic-address-in-management", lab(bridges=[br(subnet=None)], vms=[vm("vm1", nic("br0", "172.30.255.9/24"))]), ("vms[0].nics[0].address", E("172.30.255.0/24 overlaps the management subnet 172.30.255.0/24"))),
+    case("nic-address-duplicate", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2", nic("br0", "10.1.1.2/24"))]), ("vms[1].nics[0].address", E("10.1.1.2 is already used by vm1 eth0"))),
+    # -- ping ---------------------------------------------------------------------------------
+    case("ping-from-unknown", lab(checks=[ping("vm9", "vm2")]), (f"{C0}.ping.from", E("no VM named 'vm9'"))),
+    case("ping-itself", lab(checks=[ping("vm1", "vm1")]), (f"{C0}.ping.to", E("a VM pinging itself proves nothing about the bridge"))),
+    case("ping-no-common-subnet", lab(bridges=[br(), br("br1", "10.1.2.0/24")], vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2", nic("br1", "10.1.2.3/24"))], checks=[ping("vm1", "vm2")]), (f"{C0}.ping.to", E("'vm1' and 'vm2' have no addressed NICs on a common subnet"))),
+    case("ping-to-neither-vm-nor-address", lab(checks=[ping("vm1", "vm9")]), (f"{C0}.ping.to", E("expected a VM name or an IPv4 address, got 'vm9'"))),
+    case("ping-via-unknown-tunnel", lab(wireguard=[tunnel()], checks=[ping("vm1", "vm2", via="wg9")]), (f"{C0}.ping.via", E("no WireGuard tunnel named 'wg9' (tunnels: wg0)"))),
+    case("ping-via-to-an-address", lab(wireguard=[tunnel()], checks=[ping("vm1", "10.1.1.3", via="wg0")]), (f"{C0}.ping.to", E("with via, expected a VM name (a member of tunnel 'wg0'), got '10.1.1.3'"))),
+    case("ping-via-itself", lab(wireguard=[tunnel()], checks=[ping("vm1", "vm1", via="wg0")]), (f"{C0}.ping.to", E("a VM pinging itself proves nothing about the tunnel"))),
+    case("ping-via-non-member", lab(vms=[*copy.deepcopy(TWO_VMS), vm("vm3", nic("br0", "10.1.1.4/24"))], wireguard=[tunnel()], checks=[ping("vm3", "vm1", via="wg0")]), (f"{C0}.ping.from", E("VM 'vm3' is not a member of tunnel 'wg0'"))),
+    case("node-ping-from-unknown", lab(containers=[container("c1", "10.1.1.9/24")], checks=[ping("x9", "c1")]), (f"{C0}.ping.from", E("no VM, container or host named 'x9'"))),
+    case("node-ping-itself", lab(containers=[container("c1", "10.1.1.9/24")], checks=[ping("c1", "c1")]), (f"{C0}.ping.to", E("a node pinging itself proves nothing about the network"))),
+    case("node-ping-no-route", lab(bridges=[br(), br("br1", "10.1.2.0/24")], containers=[container("c1", "10.1.1.9/24"), container("c2", "10.1.2.9/24", "br1")], checks=[ping("c1", "c2")]), (f"{C0}.ping.to", E("'c1' has no route to 'c2' (no common subnet, and no NAT uplink of its bridge leading there)"))),
+    case("node-ping-to-neither", lab(containers=[container("c1", "10.1.1.9/24")], checks=[ping("c1", "zz")]), (f"{C0}.ping.to", E("expected a VM, container or host name or an IPv4 address, got 'zz'"))),
+    # -- capture between VMs on a bridge ------------------------------------------------------
+    case("capture-bridge-unknown", lab(checks=[capture(["vm1", "vm2"], ["arp"], bridge="br9")]), (f"{C0}.capture.bridge", E("no bridge named 'br9'"))),
+    case("capture-vm-unaddressed", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2")], checks=[capture(["vm1", "vm2"], ["arp"])]), (f"{C0}.capture.between[1]", E("VM 'vm2' has no addressed NIC on bridge 'br0'"))),
+    case("capture-same-vm", lab(checks=[capture(["vm1", "vm1"], ["arp"])]), (f"{C0}.capture.between", E("expected two different VMs"))),
+    # -- capture on an uplink or with the features' nodes --------------------------------------
+    case("node-capture-bridge-unknown", lab(containers=[container("c1", "10.1.1.9/24")], checks=[capture(["vm1", "c1"], ["icmp-echo"], bridge="br9")]), (f"{C0}.capture.bridge", E("no bridge named 'br9'"))),
+    case("node-capture-uplink-unknown", lab(checks=[capture(["vm1", "vm2"], ["icmp-echo"], interface="eth9")]), (f"{C0}.capture.interface", E("no uplink named 'eth9' (uplinks: none)"))),
+    case("node-capture-between-unknown", lab(checks=[capture(["vm1", "zz"], ["icmp-echo"])]), (f"{C0}.capture.between[1]", E("no VM, container or host named 'zz'"))),
+    case("node-capture-same-node", lab(containers=[container("c1", "10.1.1.9/24")], checks=[capture(["c1", "c1"], ["icmp-echo"])]), (f"{C0}.capture.between", E("expected two different nodes"))),
+    case("node-capture-no-route", lab(bridges=[br(), br("br1", "10.1.2.0/24")], containers=[container("c1", "10.1.1.9/24"), container("c2", "10.1.2.9/24", "br1")], checks=[capture(["c1", "c2"], ["icmp-echo"])]), (f"{C0}.capture.between", E("'c1' has no route to 'c2': there is no exchange between them to capture"))),
+    case("node-capture-vm-only-expectation", lab(wireguard=[tunnel()], containers=[container("c1", "10.1.1.9/24")], checks=[capture(["vm1", "c1"], ["wireguard-udp"])]), (f"{C0}.capture.expect", E("wireguard-udp is judged between VMs on a bridge, not with containers or hosts"))),
+    case("node-capture-arp-off-the-bridge", nat_lab(checks=[capture(["c1", "inet1"], ["arp"])]), (f"{C0}.capture.expect", E("arp needs both nodes addressed on bridge 'br0'"))),
+    # -- capture of a routed path (across segments) ---------------------------------------------
+    case("routed-bridge-unknown", lab(checks=[capture(["vm1", "vm2"], ["routed"], bridge="br9")]), (f"{C0}.capture.bridge", E("no bridge named 'br9'"))),
+    case("routed-between-unknown", lab(checks=[capture(["vm9", "vm2"], ["routed"])]), (f"{C0}.capture.between[0]", E("no VM, container or host named 'vm9'"))),
+    case("routed-same-node", lab(checks=[capture(["vm1", "vm1"], ["routed"])]), (f"{C0}.capture.between", E("expected two different nodes"))),
+    case("routed-on-an-interface", lab(checks=[capture(["vm1", "vm2"], ["routed"], interface="eth0")]), (f"{C0}.capture.expect", E("routed is judged on a bridge (bridge:)"))),
+    case("routed-target-off-the-bridge", lab(bridges=[br(), br("br1", "10.1.2.0/24")], vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2", nic("br1", "10.1.2.3/24"))], checks=[capture(["vm1", "vm2"], ["routed"])]), (f"{C0}.capture.between[1]", E("routed needs between[1] ('vm2') addressed on bridge 'br0', where the routed packets arrive"))),
+    case("routed-source-unaddressed", lab(vms=[vm("vm1"), vm("vm2", nic("br0", "10.1.1.3/24"))], checks=[capture(["vm1", "vm2"], ["routed"])]), (f"{C0}.capture.between[0]", E("'vm1' has no address to send from"))),
+    # -- containers and outside hosts ------------------------------------------------------------
+    case("gateway-without-subnet", lab(bridges=[br(), br("br1", None, gateway="10.2.0.1")]), ("bridges[1].gateway", E("a gateway needs the bridge's subnet"))),
+    case("container-named-like-a-vm", lab(containers=[container("vm1", "10.1.1.9/24")]), ("containers[0].name", E("'vm1' is already the name of a VM, container or host (each node has its own namespace)"))),
+    case("container-veth-clash", lab(bridges=[br(), br("ve-c1", "10.1.2.0/24")], containers=[container("c1", "10.1.1.9/24")]), ("containers[0].name", E("its veth 've-c1' clashes with another interface of the lab namespace"))),
+    case("container-bridge-unknown", lab(containers=[container("c1", "10.1.1.9/24", "br9")]), ("containers[0].nic.bridge", E("no bridge named 'br9' (bridges: br0)"))),
+    case("host-named-like-a-vm", lab(hosts=[{"name": "vm1", "address": "10.1.1.100/24", "uplink": {"name": "eth0", "bridge": "br0"}}]), ("hosts[0].name", E("'vm1' is already the name of a VM, container or host (each node has its own namespace)"))),
+    case("uplink-named-like-a-bridge", lab(hosts=[{"name": "lan1", "address": "10.1.1.100/24", "uplink": {"name": "br0", "bridge": "br0"}}]), ("hosts[0].uplink.name", E("'br0' is already an interface of the lab namespace (or reserved)"))),
+    case("uplink-bridge-unknown", lab(hosts=[{"name": "lan1", "address": "10.1.1.100/24", "uplink": {"name": "eth0", "bridge": "br9"}}]), ("hosts[0].uplink.bridge", E("no bridge named 'br9' (bridges: br0)"))),
+    case("uplink-overlaps-a-bridge", lab(hosts=[{"name": "inet1", "address": "10.1.1.100/24", "uplink": {"name": "eth0", "address": "10.1.1.1/24"}}]), ("hosts[0].uplink.address", E("10.1.1.0/24 overlaps 10.1.1.0/24, a subnet already in the lab (the outside needs its own)"))),
+    case("unaddressed-unknown", lab(checks=[{"unaddressed": {"interface": "br9"}}]), (f"{C0}.unaddressed.interface", E("no bridge or uplink named 'br9'"))),
+    case("bridged-on-a-bridge", lab(checks=[capture(["vm1", "vm2"], ["bridged"])]), (f"{C0}.capture.expect", E("bridged is judged on a bridged uplink (interface:) leading to between[1]"))),
+    # -- NAT ----------------------------------------------------------------------------------------
+    case("nat-without-gateway", nat_lab(bridges=[br("br0", "10.2.0.0/24", nat="eth0")]), ("bridges[0].nat", E("NAT needs a gateway on the bridge (the containers' next hop)"))),
+    case("nat-uplink-unknown", nat_lab(bridges=[br("br0", "10.2.0.0/24", gateway="10.2.0.1", nat="eth9")]), ("bridges[0].nat", E("no routed uplink named 'eth9' (routed uplinks: eth0)"))),
+    case("masqueraded-on-a-bridge-host", nat_lab(checks=[capture(["c1", "vm1"], ["masqueraded"], interface="eth0")]), (f"{C0}.capture.expect", E("masqueraded is judged on a routed uplink (interface:) leading to between[1]"))),
+    case("masqueraded-from-a-vm", nat_lab(checks=[capture(["vm1", "inet1"], ["masqueraded"], interface="eth0")]), (f"{C0}.capture.between", E("'vm1' has no route to 'inet1': there is no exchange between them to capture")), (f"{C0}.capture.between[0]", E("masqueraded needs a container whose bridge masquerades out of 'eth0'"))),
+    # -- device operations -----------------------------------------------------------------------------
+    case("op-bridge-unknown", lab(checks=[op("list", "br9")]), (f"{C0}.op.bridge", E("no bridge named 'br9'"))),
+    case("op-on-ovs", lab(bridges=[br(type="ovs")], checks=[op("list")]), (f"{C0}.op.bridge", E("device operations work on linux bridges; 'br0' is type ovs"))),
+    case("op-needs-vm", lab(checks=[op("detach")]), (f"{C0}.op.vm", E("action detach needs the VM whose tap it is about"))),
+    case("op-vm-unknown", lab(checks=[op("attach", vm="vm9")]), (f"{C0}.op.vm", E("no VM named 'vm9'"))),
+    case("op-vm-not-on-bridge", lab(bridges=[br(), br("br1", "10.1.2.0/24")], vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2", nic("br1", "10.1.2.3/24"))], checks=[op("delete-tap", vm="vm2")]), (f"{C0}.op.vm", E("VM 'vm2' has no NIC on bridge 'br0'"))),
+    case("op-takes-no-vm", lab(checks=[op("list", vm="vm1")]), (f"{C0}.op.vm", E("action list takes no vm"))),
+    case("op-needs-address", lab(checks=[op("add-address")]), (f"{C0}.op.address", E("action add-address needs an address with prefix, e.g. 10.1.1.1/24"))),
+    case("op-address-not-ipv4", lab(checks=[op("delete-address", address="10.1.1.1")]), (f"{C0}.op.address", E("expected an IPv4 address with prefix like 10.1.1.1/24, got '10.1.1.1'"))),
+    case("op-takes-no-address", lab(checks=[op("link-down", address="10.1.1.1/24")]), (f"{C0}.op.address", E("action link-down takes no address"))),
+    # -- perf -------------------------------------------------------------------------------------------
+    case("perf-unknown-node", lab(checks=[perf("vm1", "vm9")]), (f"{C0}.perf.to", E("no VM, container or host named 'vm9'"))),
+    case("perf-itself", lab(checks=[perf("vm1", "vm1")]), (f"{C0}.perf.to", E("measuring a node against itself says nothing about the network"))),
+    case("perf-no-route", lab(bridges=[br(), br("br1", "10.1.2.0/24")], vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2", nic("br1", "10.1.2.3/24"))], checks=[perf("vm1", "vm2")]), (f"{C0}.perf.to", E("'vm1' has no route to 'vm2'"))),
+    # -- WireGuard ----------------------------------------------------------------------------------------
+    case("tunnel-duplicate", lab(wireguard=[tunnel(), tunnel("wg0", ("vm1", "192.168.3.1/24"), ("vm2", "192.168.3.2/24"), **{"listen-port": 51821})]), ("wireguard[0].name", E("duplicate tunnel name 'wg0'")), ("wireguard[1].name", E("duplicate tunnel name 'wg0'"))),
+    case("tunnel-reserved-name", lab(wireguard=[tunnel("mgmt0")]), ("wireguard[0].name", E("'mgmt0' is reserved inside the guest"))),
+    case("tunnel-port-taken", lab(wireguard=[tunnel(), tunnel("wg1", ("vm1", "192.168.3.1/24"), ("vm2", "192.168.3.2/24"))]), ("wireguard[1].listen-port", E("51820 is already the port of tunnel 'wg0' in VM 'vm1'"))),
+    case("tunnel-underlay-unknown", lab(wireguard=[tunnel(underlay="br9")]), ("wireguard[0].underlay", E("no bridge named 'br9' (bridges: br0)"))),
+    case("tunnel-member-twice", lab(wireguard=[tunnel("wg0", ("vm1", "192.168.2.1/24"), ("vm1", "192.168.2.2/24"))]), ("wireguard[0].members[1].vm", E("duplicate member 'vm1'"))),
+    case("tunnel-member-unknown", lab(wireguard=[tunnel("wg0", ("vm1", "192.168.2.1/24"), ("vm9", "192.168.2.2/24"))]), ("wireguard[0].members[1].vm", E("no VM named 'vm9'"))),
+    case("tunnel-member-off-the-underlay", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2")], wireguard=[tunnel()]), ("wireguard[0].members[1].vm", E("VM 'vm2' has no addressed NIC on bridge 'br0' (the tunnel's underlay)"))),
+    case("tunnel-named-like-a-nic", lab(wireguard=[tunnel("eth0")]), ("wireguard[0].name", E("'eth0' is already an interface name in VM 'vm1'")), ("wireguard[0].name", E("'eth0' is already an interface name in VM 'vm2'"))),
+    case("tunnel-address-not-ipv4", lab(wireguard=[tunnel("wg0", ("vm1", "192.168.2.1"), ("vm2", "192.168.2.2/24"))]), ("wireguard[0].members[0].address", E("expected an IPv4 address with prefix like 192.168.2.1/24, got '192.168.2.1'"))),
+    case("tunnel-address-other-subnet", lab(wireguard=[tunnel("wg0", ("vm1", "192.168.2.1/24"), ("vm2", "192.168.3.2/24"))]), ("wireguard[0].members[1].address", E("192.168.3.2/24 is not in the tunnel's subnet 192.168.2.0/24 (from members[0])"))),
+    case("tunnel-address-broadcast", lab(wireguard=[tunnel("wg0", ("vm1", "192.168.2.1/24"), ("vm2", "192.168.2.255/24"))]), ("wireguard[0].members[1].address", E("192.168.2.255 is the network or broadcast address of 192.168.2.0/24"))),
+    case("tunnel-address-overlaps", lab(wireguard=[tunnel("wg0", ("vm1", "10.1.1.51/24"), ("vm2", "10.1.1.52/24"))]), ("wireguard[0].members[0].address", E("10.1.1.0/24 overlaps 10.1.1.0/24, a subnet already in the lab (a tunnel needs its own)")), ("wireguard[0].members[1].address", E("10.1.1.0/24 overlaps 10.1.1.0/24, a subnet already in the lab (a tunnel needs its own)"))),
+    case("tunnel-address-claimed", lab(wireguard=[tunnel("wg0", ("vm1", "192.168.2.1/24"), ("vm2", "192.168.2.1/24"))]), ("wireguard[0].members[1].address", E("192.168.2.1 is already used by vm1 wg0"))),
+    case("wireguard-check-unknown-tunnel", lab(wireguard=[tunnel()], checks=[{"wireguard": {"tunnel": "wg9", "between": ["vm1", "vm2"]}}]), (f"{C0}.wireguard.tunnel", E("no WireGuard tunnel named 'wg9' (tunnels: wg0)"))),
+    case("wireguard-check-non-member", lab(vms=[*copy.deepcopy(TWO_VMS), vm("vm3", nic("br0", "10.1.1.4/24"))], wireguard=[tunnel()], checks=[{"wireguard": {"tunnel": "wg0", "between": ["vm1", "vm3"]}}]), (f"{C0}.wireguard.between[1]", E("VM 'vm3' is not a member of tunnel 'wg0'"))),
+    case("wireguard-check-same-vm", lab(wireguard=[tunnel()], checks=[{"wireguard": {"tunnel": "wg0", "between": ["vm1", "vm1"]}}]), (f"{C0}.wireguard.between", E("expected two different VMs"))),
+    case("wireguard-capture-without-tunnel", lab(checks=[capture(["vm1", "vm2"], ["wireguard-udp", "no-plaintext-tunnel"])]), (f"{C0}.capture.expect", E("wireguard-udp, no-plaintext-tunnel needs a WireGuard tunnel with underlay 'br0' joining vm1 and vm2"))),
+    # -- users' files, shares, commands --------------------------------------------------------------------
+    case("file-dest-not-plain", lab(vms=[vm("vm1", files=[{"src": "a.txt", "dest": "/etc/../a.txt"}])]), ("vms[0].files[0].dest", E("'/etc/../a.txt' is not a plain absolute path (no '..', '.', '//')")), files={"a.txt": "a\n"}),
+    case("file-src-outside", lab(vms=[vm("vm1", files=[{"src": "../a.txt", "dest": "/a.txt"}])]), ("vms[0].files[0].src", r"'\.\./a\.txt' leads outside the scenario's folder .* \(give an absolute path to mean it\)$")),
+    case("file-src-missing", lab(vms=[vm("vm1", files=[{"src": "nope.txt", "dest": "/a.txt"}])]), ("vms[0].files[0].src", r"no file /.*/nope\.txt$")),
+    case("file-template-not-text", lab(vms=[vm("vm1", files=[{"src": "blob", "dest": "/blob", "template": True}])]), ("vms[0].files[0].src", "template: true needs a UTF-8 text file: "), files={"blob": b"\xff\xfe\x00bad"}),
+    case("file-template-undefined", lab(vms=[vm("vm1", files=[{"src": "t.txt", "dest": "/t", "template": True}])]), ("vms[0].files[0].src", re.escape("template variable 'nobody' is undefined")), files={"t.txt": "{{ nobody.ip }}\n"}),
+    case("files-too-big", lab(vms=[vm("vm1", files=[{"src": "big", "dest": "/big"}])]), ("vms[0].files", E(f"{MAX_FILES_BYTES + 1} bytes in all; at most {MAX_FILES_BYTES} per VM")), files={"big": MAX_FILES_BYTES + 1}),
+    case("shares-too-many", lab(vms=[vm("vm1", shares=[{"src": "d", "dest": f"/mnt/{i}"} for i in range(9)])]), ("vms[0].shares", E("at most 8 shares per VM")), files={"d": None}),
+    case("share-src-outside", lab(vms=[vm("vm1", shares=[{"src": "../d", "dest": "/mnt/d"}])]), ("vms[0].shares[0].src", r"'\.\./d' leads outside the scenario's folder ")),
+    case("share-src-missing", lab(vms=[vm("vm1", shares=[{"src": "nope", "dest": "/mnt/d"}])]), ("vms[0].shares[0].src", r"no folder /.*/nope$")),
+    case("share-dest-not-plain", lab(vms=[vm("vm1", shares=[{"src": "d", "dest": "/mnt//d"}])]), ("vms[0].shares[0].dest", E("'/mnt//d' is not a plain absolute path (no '..', '.', '//')")), files={"d": None}),
+    case("exec-template-undefined", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24"), exec=["ping -c1 {{ vm9.ip }}"])]), ("vms[0].exec[0]", re.escape("template variable 'vm9' is undefined"))),
+    case("command-on-unknown", lab(checks=[command("vm9")]), (f"{C0}.command.node", E("no VM, container or host named 'vm9'"))),
+    case("command-template-syntax", lab(checks=[command("vm1", "echo {{ vm2.ip ")]), (f"{C0}.command.run", "template syntax error: ")),
+    case("command-bad-regex", lab(checks=[command("vm1", expect={"stdout": "("})]), (f"{C0}.command.expect.stdout", "not a regular expression: ")),
+    case("command-retry-longer-than-its-time", lab(checks=[command("vm1", retry={"for": 2, "every": 5})]), (f"{C0}.command.retry.every", E("every 5 s is longer than for 2 s: one attempt only"))),
+    # -- MTU and path-MTU checks -----------------------------------------------------------------------
+    case("mtu-on-ovs", lab(bridges=[br(type="ovs", mtu=9000)]), ("bridges[0].mtu", E("bridge type ovs takes no mtu here: vnetlab sets MTUs on Linux bridges (type linux) only"))),
+    case("nic-mtu-above-bridge", lab(bridges=[br(mtu=1400)], vms=[vm("vm1", nic("br0", "10.1.1.2/24", mtu=1500))]), ("vms[0].nics[0].mtu", re.escape("bridge 'br0' (MTU 1400) is too small for mtu 1500: "))),
+    case("pmtu-from-unknown", lab(checks=[{"pmtu": {"from": "vm9", "to": "vm2", "size": 100}}]), (f"{C0}.pmtu.from", E("no VM, container or host named 'vm9'"))),
+    case("pmtu-itself", lab(checks=[{"pmtu": {"from": "vm1", "to": "vm1", "size": 100}}]), (f"{C0}.pmtu.to", E("a node pinging itself proves nothing about the path"))),
+    case("pmtu-no-common-subnet", lab(bridges=[br(), br("br1", "10.1.2.0/24")], vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2", nic("br1", "10.1.2.3/24"))], checks=[{"pmtu": {"from": "vm1", "to": "vm2", "size": 100}}]), (f"{C0}.pmtu.to", re.escape("'vm1' has no route to 'vm2' on a common subnet"))),
+    case("pmtu-to-neither", lab(checks=[{"pmtu": {"from": "vm1", "to": "vm9", "size": 100}}]), (f"{C0}.pmtu.to", E("expected a VM, container or host name or an IPv4 address, got 'vm9'"))),
+]
+
+
+# -- running a case ------------------------------------------------------------------------
+
+
+def _write_files(folder: Path, files: dict[str, Any]) -> None:
+    for name, content in files.items():
+        path = folder / name
+        if content is None:
+            path.mkdir(parents=True, exist_ok=True)
+        elif isinstance(content, int):  # a sparse file of that size
+            with open(path, "wb") as f:
+                f.truncate(content)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+
+
+@pytest.fixture(scope="module")
+def case_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Each case's scenario file, in a folder of its own with the files it names."""
+    root = tmp_path_factory.mktemp("rule-cases")
+    out = {}
+    for c in CASES:
+        folder = root / c.id
+        folder.mkdir()
+        _write_files(folder, c.files)
+        path = folder / "scenario.yaml"
+        path.write_text(yaml.safe_dump(c.doc, sort_keys=False))
+        out[c.id] = path
+    return out
+
+
+def reported(path: Path) -> list[Problem] | None:
+    """The problems the scenario file gives, or None when it is accepted."""
+    try:
+        parse_scenario(path.read_text(), str(path))
+    except ValidationError as exc:
+        return exc.problems
+    return None
+
+
+def mismatch(c: Case, path: Path) -> str | None:
+    """Why the case does not give exactly its expected problems (None: it does)."""
+    problems = reported(path)
+    if problems is None:
+        return "accepted"
+    hits = lambda p, e: p.field == e[0] and re.match(e[1], p.message) is not None  # noqa: E731
+    missing = [e for e in c.expected if not any(hits(p, e) for p in problems)]
+    extra = [f"{p.field}: {p.message}" for p in problems if not any(hits(p, e) for e in c.expected)]
+    if missing or extra:
+        return f"not reported: {missing}; reported besides: {extra}"
+    if any(p.line is None for p in problems):
+        return f"a problem without a line: {problems}"
+    return None
+
+
+@pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
+def test_each_case_reports_exactly_its_problems(c: Case, case_dirs) -> None:
+    why = mismatch(c, case_dirs[c.id])
+    assert why is None, f"{c.id}: {why}\n{case_dirs[c.id].read_text()}"
+
+
+def test_case_ids_are_unique() -> None:
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+
+
+# -- finding the rules and disabling them one at a time -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Site:
+    """One `….add(path, message)` call of a validator."""
+
+    module: str  # e.g. vnetlab.features.nat
+    owner: tuple[str, ...]  # the top-level function, or (class, method), holding it
+    line: int
+    col: int
+    source: str
+
+    @property
+    def file(self) -> Path:
+        return PACKAGE.parent / (self.module.replace(".", "/") + ".py")
+
+    def __str__(self) -> str:
+        return f"{self.file.relative_to(PACKAGE.parent)}:{self.line} in {'.'.join(self.owner)}: {self.source[:140]}"
+
+
+def _is_rule_call(node: ast.AST, in_rules_class: bool) -> bool:
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add" and isinstance(node.func.value, ast.Name)):
+        return False
+    return node.func.value.id in RECEIVERS or (in_rules_class and node.func.value.id == "self")
+
+
+def rule_sites(path: Path, source: str) -> list[Site]:
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    sites: list[Site] = []
+
+    def walk(node: ast.AST, owner: tuple[str, ...], in_rules: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            child_owner, child_in_rules = owner, in_rules
+            if isinstance(child, ast.ClassDef) and not owner:
+                child_owner, child_in_rules = (child.name,), child.name == "Rules"
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and (not owner or (len(owner) == 1 and isinstance(node, ast.ClassDef))):
+                child_owner = (*owner, child.name)
+            if _is_rule_call(child, in_rules):
+                sites.append(Site(module, owner, child.lineno, child.col_offset, ast.unparse(child)))
+            walk(child, child_owner, child_in_rules)
+
+    walk(ast.parse(source), (), False)
+    return sites
+
+
+SOURCES = {path: path.read_text() for path in RULE_FILES}  # read once: the code that is imported now
+SITES = [site for path, source in SOURCES.items() for site in rule_sites(path, source)]
+
+
+class _DropCall(ast.NodeTransformer):
+    """Replace the statement `<call>` at (line, col) with `pass`."""
+
+    def __init__(self, site: Site):
+        self.site = site
+        self.done = False
+
+    def visit_Expr(self, node: ast.Expr) -> ast.AST:
+        call = node.value
+        if isinstance(call, ast.Call) and (call.lineno, call.col_offset) == (self.site.line, self.site.col):
+            self.done = True
+            return ast.copy_location(ast.Pass(), node)
+        return node
+
+
+def _owner_def(tree: ast.Module, owner: tuple[str, ...]) -> ast.FunctionDef:
+    body = tree.body
+    for name in owner[:-1]:
+        body = next(n for n in body if isinstance(n, ast.ClassDef) and n.name == name).body
+    return next(n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == owner[-1])
+
+
+def _live_function(site: Site) -> types.FunctionType:
+    target: Any = importlib.import_module(site.module)
+    for name in site.owner:
+        target = vars(target)[name] if isinstance(target, type) else getattr(target, name)
+    target = getattr(target, "__func__", target)  # staticmethod / classmethod
+    if not isinstance(target, types.FunctionType):
+        raise TypeError(f"{site}: {'.'.join(site.owner)} is a {type(target).__name__}, not a plain function: teach this test to mutate it")
+    return target
+
+
+def mutant_code(site: Site) -> types.CodeType:
+    """The code of the function holding `site`, recompiled with that call replaced by `pass`."""
+    if not site.owner:
+        raise ValueError(f"{site}: not inside a function, so it cannot be disabled alone")
+    fdef = copy.deepcopy(_owner_def(ast.parse(SOURCES[site.file]), site.owner))
+    dropper = _DropCall(site)
+    fdef = dropper.visit(fdef)
+    if not dropper.done:
+        raise ValueError(f"{site}: the call is not a statement of its own, so it cannot be replaced by `pass`")
+    fdef.decorator_list = []
+    tree = ast.fix_missing_locations(ast.Module(body=[fdef], type_ignores=[]))
+    code = compile(tree, str(site.file), "exec", flags=__future__.annotations.compiler_flag, dont_inherit=True)
+    namespace = dict(vars(importlib.import_module(site.module)))
+    exec(code, namespace)  # defines the mutant function in a copy of the module's globals
+    return namespace[fdef.name].__code__
+
+
+@contextmanager
+def disabled(site: Site) -> Iterator[None]:
+    """The live function (the very object the model's hooks hold) runs the mutant code, then is restored."""
+    live = _live_function(site)
+    code = mutant_code(site)
+    if code.co_freevars != live.__code__.co_freevars:
+        raise ValueError(f"{site}: {'.'.join(site.owner)} is a closure; cannot swap its code")
+    original = live.__code__
+    live.__code__ = code
+    try:
+        yield
+    finally:
+        live.__code__ = original
+
+
+def _unreachable(site: Site) -> str | None:
+    return next((why for (module, owner, start), why in UNREACHABLE.items() if module == site.module and owner == site.owner[-1] and site.source.startswith(start)), None)
+
+
+def test_rules_are_found() -> None:
+    """The scan sees the rules of the core and of the features (a rename of `r` would hide them)."""
+    modules = {s.module for s in SITES}
+    assert "vnetlab.model.validate" in modules and {"vnetlab.features.containers", "vnetlab.features.nat", "vnetlab.features.wireguard", "vnetlab.features.ops", "vnetlab.features.perf"} <= modules, modules
+    assert any(s.owner == ("Rules", "address") for s in SITES) and any(s.owner == ("Rules", "claim") for s in SITES)
+    assert len(SITES) >= 90, len(SITES)
+    stale = [key for key in UNREACHABLE if not any(_unreachable(s) for s in SITES if (s.module, s.owner[-1]) == key[:2])]
+    assert not stale, f"UNREACHABLE names rules that no longer exist: {stale}"
+
+
+def test_disabling_a_rule_changes_only_that_rule(case_dirs) -> None:
+    """The harness itself: with `management.subnet`'s loopback rule disabled, its case is accepted,
+    the others are untouched, and the rule is back afterwards."""
+    site = next(s for s in SITES if s.owner == ("_management",) and "unusable(mgmt)" in s.source)
+    loopback = next(c for c in CASES if c.id == "management-loopback")
+    duplicate = next(c for c in CASES if c.id == "bridge-duplicate")
+    with disabled(site):
+        assert reported(case_dirs[loopback.id]) is None
+        assert mismatch(duplicate, case_dirs[duplicate.id]) is None
+    assert mismatch(loopback, case_dirs[loopback.id]) is None
+
+
+def _fails(c: Case, path: Path) -> bool:
+    try:
+        return mismatch(c, path) is not None
+    except Exception:  # noqa: BLE001 — a mutant that crashes the validation fails the case too
+        return True
+
+
+def test_removing_any_rule_fails_a_case(case_dirs) -> None:
+    uncovered: list[str] = []
+    start = 0  # cases are in the order of the rules: the one that caught the last rule likely catches the next
+    for site in SITES:
+        if _unreachable(site):
+            continue
+        order = CASES[start:] + CASES[:start]
+        with disabled(site):
+            caught = next((c for c in order if _fails(c, case_dirs[c.id])), None)
+        if caught is None:
+            uncovered.append(str(site))
+        else:
+            start = CASES.index(caught)
+    assert not uncovered, (
+        f"{len(uncovered)} of {len(SITES)} rules can be deleted without any case failing; add a case for each to CASES:\n  "
+        + "\n  ".join(uncovered)
+    )
