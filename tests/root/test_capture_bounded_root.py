@@ -15,8 +15,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
-import time
 from itertools import islice
 from pathlib import Path
 

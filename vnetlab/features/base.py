@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from vnetlab.tools.graph import Drawing
     from vnetlab.tools.inspect import InspectRow
 
-Remover = Callable[["RecordedResource", "LabState", Any], None]  # (resource, state, lab_dir)
+Remover = Callable[["RecordedResource", "LabState", Path], None]  # (resource, state, lab_dir): removes one recorded resource
 
 
 class Feature:

@@ -41,7 +41,7 @@ from vnetlab.model.scenario import NAME, VM_NAME_MAX, ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules, node_names, route_to
 from vnetlab.plan.planner import Plan, PlanContext, PlanPart
-from vnetlab.tools.explain import Section, guest_line
+from vnetlab.tools.explain import Section, command_at, guest_line
 from vnetlab.tools.inspect import InspectRow
 
 T = TypeVar("T")
@@ -345,16 +345,8 @@ def run_pmtu(ctx: CheckContext, check: PmtuCheck) -> CheckResult:
 # -- views ---------------------------------------------------------------------------------------
 
 
-def _at(plan: Plan, name: str) -> Callable[[str], str]:
-    """How a command runs at node `name`: in its namespace, or in the guest."""
-    node = next((n for n in plan.nodes if n.name == name), None)
-    if node is not None:
-        return lambda command: f"ip netns exec {node.namespace} {command}"
-    return lambda command: guest_line(name, command)
-
-
 def _check_commands(plan: Plan, check: PmtuCheck) -> list[str]:
-    line = _at(plan, check.source)(shlex.join(pmtu_argv(check.size, pmtu_target(plan, check))))
+    line = command_at(plan, check.source)(shlex.join(pmtu_argv(check.size, pmtu_target(plan, check))))
     packet = check.size + HEADERS
     return [line + (f"    # {packet}-byte packets: must get {PING_COUNT}/{PING_COUNT} replies" if check.expect == "success" else f"    # {packet}-byte packets: must be refused or get no reply")]
 

@@ -103,7 +103,8 @@ def addressing_section(plan: Plan) -> Section:
     return Section("Addresses inside the guests", tuple(lines))
 
 
-def _source(plan: Plan, name: str) -> Callable[[str], str]:
+def command_at(plan: Plan, name: str) -> Callable[[str], str]:
+    """How a command is typed to run at node `name`: in its namespace (`ip netns exec`), or in the guest."""
     node = next((n for n in plan.nodes if n.name == name), None)
     if node is not None:
         return lambda command: f"ip netns exec {node.namespace} {command}"
@@ -111,7 +112,7 @@ def _source(plan: Plan, name: str) -> Callable[[str], str]:
 
 
 def _ping(plan: Plan, ping: Any) -> list[str]:
-    line = _source(plan, ping.source)(shlex.join(ping_argv(ping.count, ping_target(plan, ping))))
+    line = command_at(plan, ping.source)(shlex.join(ping_argv(ping.count, ping_target(plan, ping))))
     return [line + ("    # must get no reply" if ping.expect == "failure" else "")]
 
 

@@ -81,7 +81,6 @@ def ssh_argv(plan: Plan, vm: PlannedVM, known_hosts: Path) -> list[str]:
 
 
 def ssh_interactive(plan: Plan, vm_name: str) -> int:
-    lab = plan.lab
     _require_namespace(plan)
     vm = _vm(plan, vm_name)
     if shutil.which("ssh") is None:
