@@ -9,6 +9,7 @@ features (their `check_runners` and `judges`), so this module names none of them
 
 from __future__ import annotations
 
+import concurrent.futures
 from pathlib import Path
 
 from vnetlab.backends.ssh import GuestSSH
@@ -98,9 +99,12 @@ def run_one(table: dict[str, Runner], ctx: CheckContext, check: object) -> Check
 def forget_neighbours(ctx: CheckContext) -> None:
     """ARP is judged on what the check phase itself puts on the wire: a neighbour cache still warm
     from an earlier run (`vnetlab check` soon after `run --keep`) would answer without asking."""
-    names = {n for c in ctx.plan.scenario.checks if c.capture is not None and "arp" in c.capture.expect for n in c.capture.between}
-    for name in sorted(names):
-        ctx.node(name).run(["ip", "neigh", "flush", "all"], timeout=10.0)  # best effort: a failure shows in the ARP verdict
+    names = sorted({n for c in ctx.plan.scenario.checks if c.capture is not None and "arp" in c.capture.expect for n in c.capture.between})
+    if not names:
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:  # one SSH round trip each, at once
+        for future in [pool.submit(ctx.node(name).run, ["ip", "neigh", "flush", "all"], 10.0) for name in names]:
+            future.result()  # best effort in the guest: a failed flush shows in the ARP verdict
 
 
 def run_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> tuple[list[CheckResult], dict[str, Path]]:
