@@ -32,6 +32,8 @@ EXPECTATIONS = {
     "masqueraded": "only the uplink's address, never a private one (masqueraded)",
     "wireguard-udp": "the tunnel's encrypted UDP between the underlay addresses",
     "no-plaintext-tunnel": "no readable ICMP of the tunnel's subnet",
+    "routed": "echo requests arriving with their TTL decremented (they crossed a router)",
+    "bounded-broadcast": "at most 100 broadcast frames on the bridge during the whole check phase (no broadcast storm)",
 }
 
 

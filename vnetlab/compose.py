@@ -21,13 +21,14 @@ from vnetlab.features.ops import DeviceOps
 from vnetlab.features.ovs import OpenVSwitch
 from vnetlab.features.perf import Perf
 from vnetlab.features.routing import Routing
+from vnetlab.features.stp import Stp
 from vnetlab.features.wireguard import WireGuard
 from vnetlab.model import validate
 from vnetlab.model.scenario import ScenarioModel, compose_model
 
 
 def default_features() -> tuple[Feature, ...]:
-    return (Containers(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Commands())
+    return (Containers(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), Commands())
 
 
 def check_order(features: tuple[Feature, ...]) -> None:

@@ -278,6 +278,23 @@ CASES = [
     case("pmtu-itself", lab(checks=[{"pmtu": {"from": "vm1", "to": "vm1", "size": 100}}]), (f"{C0}.pmtu.to", E("a node pinging itself proves nothing about the path"))),
     case("pmtu-no-common-subnet", lab(bridges=[br(), br("br1", "10.1.2.0/24")], vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2", nic("br1", "10.1.2.3/24"))], checks=[{"pmtu": {"from": "vm1", "to": "vm2", "size": 100}}]), (f"{C0}.pmtu.to", re.escape("'vm1' has no route to 'vm2' on a common subnet"))),
     case("pmtu-to-neither", lab(checks=[{"pmtu": {"from": "vm1", "to": "vm9", "size": 100}}]), (f"{C0}.pmtu.to", E("expected a VM, container or host name or an IPv4 address, got 'vm9'"))),
+    # -- STP and links between bridges ---------------------------------------------------------------
+    case("stp-on-ovs", lab(bridges=[br(type="ovs", stp=True)]), ("bridges[0].stp", E("bridge type ovs takes no stp here: vnetlab turns on the kernel's STP on Linux bridges (type linux) only"))),
+    case("bridge-link-three-ends", lab(bridges=[br(), br("br1", "10.1.2.0/24")], **{"bridge-links": [{"between": ["br0", "br1", "br0"]}]}), ("bridge-links[0]", E("between: expected exactly two different bridge names (one per end of the veth pair), got 3"))),
+    case("bridge-link-unknown", lab(**{"bridge-links": [{"between": ["br0", "br9"]}]}), ("bridge-links[0].between[1]", E("no bridge named 'br9' (bridges: br0)"))),
+    case("bridge-link-ovs", lab(bridges=[br(), br("br1", "10.1.2.0/24", type="ovs")], **{"bridge-links": [{"between": ["br0", "br1"]}]}), ("bridge-links[0].between[1]", E("bridge 'br1' is of type ovs: bridge-links join Linux bridges (type linux) only"))),
+    case("bridge-link-itself", lab(**{"bridge-links": [{"between": ["br0", "br0"]}]}), ("bridge-links[0].between", E("a link from 'br0' to itself: expected two different bridges"))),
+    case("bridge-link-twice", lab(bridges=[br(), br("br1", "10.1.2.0/24")], **{"bridge-links": [{"between": ["br0", "br1"]}, {"between": ["br1", "br0"]}]}), ("bridge-links[1]", E("br1 and br0 are already joined by bridge-links[0]"))),
+    case(
+        "bridge-loop-without-stp",
+        lab(bridges=[br(stp=True), br("br1", None, stp=True), br("br2", None)], **{"bridge-links": [{"between": ["br0", "br1"]}, {"between": ["br1", "br2"]}, {"between": ["br2", "br0"]}]}),
+        ("bridge-links[2]", E(
+            "this link closes the loop br2 → br1 → br0 → br2, and br2 has no stp: true: a loop without STP floods the lab namespace forever "
+            "(every broadcast circles the loop, copied at each bridge); set stp: true on every bridge of the loop"
+        )),
+    ),
+    case("stp-check-without-stp", lab(checks=[{"stp": {"blocking": 1}}]), (f"{C0}.stp", E("no bridge has stp: true: without STP no port ever blocks"))),
+    case("bounded-broadcast-not-on-bridge", lab(checks=[capture(["vm1", "vm2"], ["bounded-broadcast"], interface="eth0")]), (f"{C0}.capture.expect", E("bounded-broadcast is judged on a bridge (bridge:)"))),
 ]
 
 
