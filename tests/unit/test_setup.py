@@ -43,3 +43,15 @@ def test_setup_again_changes_nothing():
     done = subprocess.run([sys.executable, "-m", "vnetlab", "setup"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("nothing to change: all ") and "libvirtd running" in done.stdout
+
+
+def test_a_stale_pid_file_is_not_a_running_daemon(tmp_path: Path):
+    from vnetlab.tools.setup import _pid_alive
+
+    pidfile = tmp_path / "virtlogd.pid"
+    pidfile.write_text(f"{os.getpid()}\n")  # a live process, but not virtlogd
+    assert not _pid_alive(pidfile, "virtlogd")
+    assert _pid_alive(pidfile, Path(f"/proc/{os.getpid()}/comm").read_text().strip())
+    pidfile.write_text("not a pid\n")
+    assert not _pid_alive(pidfile, "virtlogd")
+    assert not _pid_alive(tmp_path / "missing.pid", "virtlogd")

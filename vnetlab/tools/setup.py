@@ -89,12 +89,13 @@ def install_packages(missing: list[str], say: Callable[[str], None]) -> None:
             raise SetupError(f"`{' '.join(argv)}` failed (exit {done.returncode}):\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
 
 
-def _pid_alive(pidfile: Path) -> bool:
+def _pid_alive(pidfile: Path, program: str) -> bool:
+    """Whether the pid file names a live `program` (a stale file's PID may belong to anything by now)."""
     try:
-        os.kill(int(pidfile.read_text().strip()), 0)
-    except (OSError, ValueError):
+        pid = int(pidfile.read_text().strip())
+        return Path(f"/proc/{pid}/comm").read_text().strip() == program and Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, ValueError, IndexError):
         return False
-    return True
 
 
 def _systemd() -> bool:
@@ -122,13 +123,13 @@ def start_daemons(report: SetupReport, say: Callable[[str], None]) -> None:
             subprocess.run(["systemctl", "enable", "--now", unit], check=True, capture_output=True)
             report.started.append(f"{unit} (systemd)")
     else:
-        if _pid_alive(Path("/run/virtlogd.pid")):
+        if _pid_alive(Path("/run/virtlogd.pid"), "virtlogd"):
             report.already.append("virtlogd running")
         else:
             say("starting virtlogd")
             subprocess.run(["/usr/sbin/virtlogd", "-d"], check=True)
             report.started.append("virtlogd")
-        if _pid_alive(Path("/run/libvirtd.pid")):
+        if _pid_alive(Path("/run/libvirtd.pid"), "libvirtd"):
             report.already.append("libvirtd running")
         else:
             say("starting libvirtd")
