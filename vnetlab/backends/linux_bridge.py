@@ -45,17 +45,37 @@ def _check_ifname(name: str) -> None:
         raise LinkError(f"invalid interface name {name!r} (1-15 characters of [A-Za-z0-9_.-])")
 
 
-def _with_ipr(ns: str | None, what: str, fn: Callable[[IPRoute], T]) -> T:
-    """Run fn with a netlink socket of `ns`, closed afterwards; kernel errors become LinkError."""
+def with_netlink(ns: str | None, what: str, fn: Callable[[IPRoute], T], error: type[Exception] = LinkError) -> T:
+    """Run fn with a netlink socket of `ns` (None: the root namespace), closed afterwards; kernel
+    errors become `error` ("WHAT in namespace 'NS': …"), so features report them in their own terms."""
 
     def call() -> T:
         try:
             with IPRoute() as ipr:
                 return fn(ipr)
         except (NetlinkError, OSError) as exc:
-            raise LinkError(f"{what} in {_where(ns)}: {exc}") from exc
+            raise error(f"{what} in {_where(ns)}: {exc}") from exc
 
     return call() if ns is None else netns.run_in_namespace(ns, call)
+
+
+def port_states(ns: str) -> list[tuple[str, str | None, int | None, str | None]]:
+    """(link, its bridge, IFLA_BRPORT_STATE, operstate) of every link in namespace ns, sorted;
+    bridge and state are None for a link that is no bridge's port."""
+
+    def op(ipr: IPRoute) -> list[tuple[str, str | None, int | None, str | None]]:
+        links = list(ipr.link("dump"))
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in links}
+        out = []
+        for link in links:
+            info = link.get_attr("IFLA_LINKINFO")
+            slave = info.get_attr("IFLA_INFO_SLAVE_DATA") if info is not None else None
+            state = slave.get_attr("IFLA_BRPORT_STATE") if slave is not None else None
+            master = names.get(link.get_attr("IFLA_MASTER")) if state is not None else None
+            out.append((names[link["index"]], master, None if state is None else int(state), link.get_attr("IFLA_OPERSTATE")))
+        return sorted(out, key=lambda row: row[0])
+
+    return with_netlink(ns, "reading bridge port states", op)
 
 
 def _index(ipr: IPRoute, name: str, ns: str | None) -> int:
@@ -93,7 +113,7 @@ def create_bridge(ns: str, name: str, mac: str) -> None:
         ipr.link("add", ifname=name, kind="bridge", address=mac)
         ipr.link("set", index=_index(ipr, name, ns), state="up")
 
-    _with_ipr(ns, f"create bridge {name!r}", op)
+    with_netlink(ns, f"create bridge {name!r}", op)
 
 
 def create_tap(name: str) -> None:
@@ -116,13 +136,13 @@ def create_tap(name: str) -> None:
             ifr={"no_pi": True, "one_queue": False, "vnet_hdr": False, "multi_queue": False},
         )
 
-    _with_ipr(None, f"create tap {name!r}", op)
+    with_netlink(None, f"create tap {name!r}", op)
 
 
 def move_link(name: str, ns: str) -> None:
     """Move a link from the root namespace into ns (works while qemu holds the tap fd)."""
     with _ns_fd(ns) as fd:
-        _with_ipr(
+        with_netlink(
             None,
             f"move {name!r} to namespace {ns!r}",
             lambda ipr: ipr.link("set", index=_index(ipr, name, None), net_ns_fd=fd),
@@ -136,12 +156,12 @@ def attach_to_bridge(ns: str, ifname: str, bridge: str) -> None:
         master = _index(ipr, bridge, ns)
         ipr.link("set", index=_index(ipr, ifname, ns), master=master, state="up")
 
-    _with_ipr(ns, f"attach {ifname!r} to bridge {bridge!r}", op)
+    with_netlink(ns, f"attach {ifname!r} to bridge {bridge!r}", op)
 
 
 def detach_from_bridge(ns: str, ifname: str) -> None:
     """Release ifname from its bridge; its up/down state is left as it is."""
-    _with_ipr(
+    with_netlink(
         ns,
         f"detach {ifname!r} from its bridge",
         lambda ipr: ipr.link("set", index=_index(ipr, ifname, ns), master=0),
@@ -157,7 +177,7 @@ def create_veth(ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
     _check_ifname(name_a)
     _check_ifname(name_b)
     with _ns_fd(ns_b) as fd_b:
-        _with_ipr(
+        with_netlink(
             ns_a,
             f"create veth {name_a!r} <-> {name_b!r} (namespace {ns_b!r})",
             lambda ipr: ipr.link("add", ifname=name_a, kind="veth", peer={"ifname": name_b, "net_ns_fd": fd_b}),
@@ -180,7 +200,7 @@ def _change_address(op: str, ns: str, ifname: str, cidr: str) -> None:
     except ValueError as exc:
         raise LinkError(f"invalid address {cidr!r} for {ifname!r}: {exc}") from None
     what = f"add address {cidr} to {ifname!r}" if op == "add" else f"delete address {cidr} from {ifname!r}"
-    _with_ipr(
+    with_netlink(
         ns,
         what,
         lambda ipr: ipr.addr(op, index=_index(ipr, ifname, ns), address=str(iface.ip), prefixlen=iface.network.prefixlen),
@@ -188,11 +208,11 @@ def _change_address(op: str, ns: str, ifname: str, cidr: str) -> None:
 
 
 def set_link_up(ns: str, ifname: str) -> None:
-    _with_ipr(ns, f"set {ifname!r} up", lambda ipr: ipr.link("set", index=_index(ipr, ifname, ns), state="up"))
+    with_netlink(ns, f"set {ifname!r} up", lambda ipr: ipr.link("set", index=_index(ipr, ifname, ns), state="up"))
 
 
 def set_link_down(ns: str, ifname: str) -> None:
-    _with_ipr(ns, f"set {ifname!r} down", lambda ipr: ipr.link("set", index=_index(ipr, ifname, ns), state="down"))
+    with_netlink(ns, f"set {ifname!r} down", lambda ipr: ipr.link("set", index=_index(ipr, ifname, ns), state="down"))
 
 
 def delete_link(ns: str | None, name: str) -> None:
@@ -208,14 +228,14 @@ def delete_link(ns: str | None, name: str) -> None:
                 if exc.code != errno.ENODEV:  # gone meanwhile (e.g. its veth peer was deleted)
                     raise
 
-    _with_ipr(ns, f"delete {name!r}", op)
+    with_netlink(ns, f"delete {name!r}", op)
 
 
 def link_exists(ns: str | None, name: str) -> bool:
     """Whether `name` exists in ns (False if the namespace itself is absent)."""
     if ns is not None and not netns.namespace_exists(ns):
         return False
-    return _with_ipr(ns, f"look up {name!r}", lambda ipr: bool(ipr.link_lookup(ifname=name)))
+    return with_netlink(ns, f"look up {name!r}", lambda ipr: bool(ipr.link_lookup(ifname=name)))
 
 
 def _kind(link: ifinfmsg) -> str | None:
@@ -250,4 +270,4 @@ def list_links(ns: str | None) -> list[dict]:
             for link in links
         ]
 
-    return _with_ipr(ns, "list links", op)
+    return with_netlink(ns, "list links", op)

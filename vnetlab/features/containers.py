@@ -14,11 +14,8 @@ This module owns the `containers:` and `hosts:` sections, a bridge's `gateway:`,
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-from pyroute2 import IPRoute
+from typing import Any
 
 from vnetlab.backends import linux_bridge, netns
 from vnetlab.checks.base import CaptureSubject, CheckContext, CheckResult, Judgement, expected_echo_pairs
@@ -32,7 +29,6 @@ from vnetlab.run.apply import ApplyContext
 from vnetlab.tools.explain import Section
 from vnetlab.tools.inspect import InspectRow
 
-T = TypeVar("T")
 
 
 # -- the scenario keys ---------------------------------------------------------------
@@ -249,16 +245,8 @@ def equivalent_commands(plan: Plan, node: PlannedNode) -> list[str]:
 # -- apply -----------------------------------------------------------------------------
 
 
-def _netlink(ns: str, fn: Callable[[IPRoute], T]) -> T:
-    def call() -> T:
-        with IPRoute() as ipr:
-            return fn(ipr)
-
-    return netns.run_in_namespace(ns, call)
-
-
 def _set_mac(ns: str, ifname: str, mac: str) -> None:
-    _netlink(ns, lambda ipr: ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], address=mac))
+    linux_bridge.with_netlink(ns, f"setting the MAC of {ifname}", lambda ipr: ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], address=mac))
 
 
 def create_node(plan: Plan, ctx: ApplyContext, node: PlannedNode) -> None:
@@ -281,7 +269,7 @@ def create_node(plan: Plan, ctx: ApplyContext, node: PlannedNode) -> None:
     linux_bridge.set_link_up(node.namespace, node.iface)
     if node.gateway:
         gateway = node.gateway
-        _netlink(node.namespace, lambda ipr: ipr.route("add", dst="0.0.0.0/0", gateway=gateway))
+        linux_bridge.with_netlink(node.namespace, f"adding the default route via {gateway}", lambda ipr: ipr.route("add", dst="0.0.0.0/0", gateway=gateway))
 
 
 def interface_addresses(ns: str, ifname: str) -> list[str] | None:

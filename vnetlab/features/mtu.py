@@ -31,7 +31,8 @@ from typing import Any, Literal, TypeVar
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from vnetlab.backends.netns import namespace_exists, run_in_namespace
+from vnetlab.backends import linux_bridge
+from vnetlab.backends.netns import namespace_exists
 from vnetlab.backends.ssh import GuestSSH
 from vnetlab.checks.base import CheckContext, CheckResult
 from vnetlab.checks.parse import MAX_LINE, MAX_LINES, MAX_TEXT, excerpt, ping_summary
@@ -191,16 +192,7 @@ def _part(plan: Plan) -> MtuPlan | None:
 
 
 def _netlink(ns: str, what: str, fn: Callable[[IPRoute], T]) -> T:
-    """fn with a netlink socket opened inside namespace ns; kernel errors become MtuError naming `what`."""
-
-    def call() -> T:
-        try:
-            with IPRoute() as ipr:
-                return fn(ipr)
-        except (NetlinkError, OSError) as exc:
-            raise MtuError(f"{what} in namespace {ns!r}: {exc}") from exc
-
-    return run_in_namespace(ns, call)
+    return linux_bridge.with_netlink(ns, what, fn, MtuError)
 
 
 def set_mtus(ns: str, mtus: list[tuple[str, int]]) -> None:

@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from vnetlab.backends import linux_bridge
-from vnetlab.backends.netns import namespace_exists, run_in_namespace
+from vnetlab.backends.netns import namespace_exists
 from vnetlab.checks.base import CaptureSubject, CheckContext, CheckResult, Judgement
 from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
@@ -262,14 +261,14 @@ def port_owners(plan: Plan) -> dict[str, str]:
 
 
 def _netlink(ns: str, what: str, fn: Callable[[IPRoute], T]) -> T:
-    def call() -> T:
-        try:
-            with IPRoute() as ipr:
-                return fn(ipr)
-        except (NetlinkError, OSError, IndexError) as exc:
-            raise StpError(f"{what} in namespace {ns!r}: {exc}") from exc
+    return linux_bridge.with_netlink(ns, what, fn, StpError)
 
-    return run_in_namespace(ns, call)
+
+def _index(ipr: IPRoute, name: str) -> int:
+    found = ipr.link_lookup(ifname=name)
+    if not found:
+        raise OSError(f"no link {name!r}")
+    return found[0]
 
 
 def enable_stp(ns: str, bridges: tuple[str, ...]) -> None:
@@ -277,7 +276,7 @@ def enable_stp(ns: str, bridges: tuple[str, ...]) -> None:
 
     def op(ipr: IPRoute) -> None:
         for name in bridges:
-            index = ipr.link_lookup(ifname=name)[0]
+            index = _index(ipr, name)
             ipr.link("set", index=index, kind="bridge", br_forward_delay=FORWARD_DELAY_CS, br_hello_time=HELLO_TIME_CS)
             ipr.link("set", index=index, kind="bridge", br_stp_state=1)
 
@@ -287,21 +286,10 @@ def enable_stp(ns: str, bridges: tuple[str, ...]) -> None:
 
 def port_states(ns: str) -> list[tuple[str, str, int]]:
     """(bridge, port, IFLA_BRPORT_STATE) of every bridge port in namespace ns, sorted."""
-
-    def op(ipr: IPRoute) -> list[tuple[str, str, int]]:
-        links = list(ipr.link("dump"))
-        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in links}
-        out = []
-        for link in links:
-            info = link.get_attr("IFLA_LINKINFO")
-            slave = info.get_attr("IFLA_INFO_SLAVE_DATA") if info is not None else None
-            state = slave.get_attr("IFLA_BRPORT_STATE") if slave is not None else None
-            master = link.get_attr("IFLA_MASTER")
-            if state is not None and master in names:
-                out.append((names[master], names[link["index"]], int(state)))
-        return sorted(out)
-
-    return _netlink(ns, "reading bridge port states", op)
+    try:
+        return sorted((bridge, port, state) for port, bridge, state, _ in linux_bridge.port_states(ns) if bridge is not None and state is not None)
+    except linux_bridge.LinkError as exc:
+        raise StpError(str(exc)) from exc
 
 
 def _state(code: int) -> str:
@@ -328,7 +316,7 @@ def create_links(plan: Plan, ctx: Any, part: StpPlan) -> None:
         ctx.record("veth", va, None)  # deleting one end takes the other along
         linux_bridge.create_veth(ns, va, ns, vb)
         for name, mac in zip(link.veths, link.macs):
-            _netlink(ns, f"setting the MAC of {name}", lambda ipr, name=name, mac=mac: ipr.link("set", index=ipr.link_lookup(ifname=name)[0], address=mac))
+            _netlink(ns, f"setting the MAC of {name}", lambda ipr, name=name, mac=mac: ipr.link("set", index=_index(ipr, name), address=mac))
         ctx.attach(va, link.bridges[0])
         ctx.attach(vb, link.bridges[1])
 

@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import libvirt
-from pyroute2 import IPRoute
 
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import netns
+from vnetlab.backends import linux_bridge
 from vnetlab.backends.linux_bridge import list_links
 from vnetlab.backends.ssh import SSHError
 from vnetlab.checks.parse import guest_links
@@ -134,19 +134,8 @@ def tun_fds(pid: int) -> dict[str, int]:
 
 
 def _port_details(ns: str) -> dict[str, tuple[str | None, str | None]]:
-    """ifname → (operstate, bridge port state) in namespace ns; list_links has the rest."""
-
-    def op() -> dict[str, tuple[str | None, str | None]]:
-        out: dict[str, tuple[str | None, str | None]] = {}
-        with IPRoute() as ipr:
-            for link in ipr.link("dump"):
-                info = link.get_attr("IFLA_LINKINFO")
-                slave = info.get_attr("IFLA_INFO_SLAVE_DATA") if info is not None else None
-                state = slave.get_attr("IFLA_BRPORT_STATE") if slave is not None else None
-                out[link.get_attr("IFLA_IFNAME")] = (link.get_attr("IFLA_OPERSTATE"), PORT_STATES.get(state, str(state)) if state is not None else None)
-        return out
-
-    return netns.run_in_namespace(ns, op)
+    """port → (operstate, bridge port state) in namespace ns; list_links has the rest."""
+    return {name: (oper, PORT_STATES.get(state, str(state)) if state is not None else None) for name, _, state, oper in linux_bridge.port_states(ns)}
 
 
 def _domain_macs(dom: libvirt.virDomain) -> dict[str, str]:
