@@ -2,7 +2,7 @@
 VNETLAB := .venv/bin/vnetlab
 PYTEST  := .venv/bin/python -m pytest
 
-.PHONY: setup image demo test test-fast docs wheel bench soak clean-labs
+.PHONY: setup image demo test test-fast docs wheel bench soak clean-labs prove-debian13
 
 setup:
 	./scripts/setup-host
@@ -30,13 +30,18 @@ docs: setup
 wheel: setup
 	.venv/bin/python -m build --no-isolation --outdir dist .
 
-## make bench: raw qemu boot vs `vnetlab run two-vm-ping`, printed as a ratio
+## make bench: raw qemu boot vs `vnetlab run two-vm-ping` (a ratio), then a debian guest's boot to SSH vs a raw boot of its disk to the login prompt
 bench: image
 	.venv/bin/python bench/boot_vs_run.py
+	.venv/bin/python bench/debian_boot.py
 
 ## make soak: 20 consecutive `vnetlab run two-vm-ping`, then 3 at once; fails if anything of them remains
 soak: image
 	.venv/bin/python bench/soak.py
+
+## make prove-debian13: in a Debian 13 (trixie) chroot, install vnetlab (setup-host --packages-only) and build the guest image; no daemon started, PASS/FAIL with timings
+prove-debian13:
+	./scripts/prove-debian13
 
 clean-labs: setup
 	$(VNETLAB) down --all

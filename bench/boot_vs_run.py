@@ -13,7 +13,6 @@ round's two timings are taken back to back, under the same load); every round is
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -22,45 +21,25 @@ import tempfile
 import time
 from pathlib import Path
 
-from vnetlab.backends.accel import choose_accel
-from vnetlab.backends.image import GUEST_READY_MARKER, ensure_image, kernel_cmdline, write_guest_initrd
+from vnetlab.backends.image import GUEST_READY_MARKER, ensure_image, write_guest_initrd
 from vnetlab.backends.keys import generate_client_key, generate_host_key
 from vnetlab.paths import Layout
+
+from common import bench_setup, raw_boot_seconds  # bench/common.py, beside this script
 
 TARGET_RATIO = 2.0
 
 
-def raw_boot_seconds(accel_name: str, timeout: float = 120.0) -> float:
+def raw_boot(accel_name: str) -> float:
     image = ensure_image(Layout().images)
     host, client = generate_host_key(), generate_client_key("bench")
-    macs = ("52:54:00:00:00:01", "52:54:00:00:00:02")
     with tempfile.TemporaryDirectory() as tmp:
         initrd = Path(tmp) / "initrd.img"
         write_guest_initrd(image, initrd, {
             "/root/.ssh/authorized_keys": (client.public_line.encode() + b"\n", 0o600),
             "/etc/dropbear/dropbear_ed25519_host_key": (host.dropbear_blob, 0o600),
         })
-        argv = [
-            "qemu-system-x86_64", "-accel", "tcg,tb-size=32" if accel_name == "tcg" else "kvm", "-machine", "pc", "-m", "128", "-nodefaults", "-nographic",
-            "-no-reboot", "-serial", "stdio", "-kernel", str(image.kernel), "-initrd", str(initrd),
-            "-append", kernel_cmdline("bench", macs[0], "172.30.255.2/24", [(macs[1], "eth0")]),
-        ]
-        argv += ["-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0"]
-        for i, mac in enumerate(macs):  # a hub with nothing else on it: no frame leaves qemu
-            argv += ["-netdev", f"hubport,id=n{i},hubid={i}", "-device", f"virtio-net-pci,netdev=n{i},mac={mac}"]
-        start = time.monotonic()
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        try:
-            assert proc.stdout is not None
-            for line in iter(proc.stdout.readline, b""):
-                if GUEST_READY_MARKER.encode() in line:
-                    return time.monotonic() - start
-                if time.monotonic() - start > timeout:
-                    break
-            raise SystemExit("raw boot: no readiness marker")
-        finally:
-            proc.kill()
-            proc.wait()
+        return raw_boot_seconds(image, initrd, accel_name, GUEST_READY_MARKER.encode(), memory=128, timeout=120.0)
 
 
 def vnetlab_run(accel: str) -> tuple[float, dict]:
@@ -78,17 +57,11 @@ def vnetlab_run(accel: str) -> tuple[float, dict]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
-    parser.add_argument("--rounds", type=int, default=3, metavar="N", help="raw boot + vnetlab run pairs (default 3)")
-    args = parser.parse_args()
-    image = ensure_image(Layout().images)
-    accel = choose_accel(args.accel, image)
-    print(f"accelerator: {accel.name} ({accel.reason})")
+    args, accel = bench_setup(__doc__)
     raws: list[float] = []
     runs: list[tuple[float, dict]] = []
-    for n in range(1, max(1, args.rounds) + 1):
-        raws.append(raw_boot_seconds(accel.name))
+    for n in range(1, args.rounds + 1):
+        raws.append(raw_boot(accel.name))
         runs.append(vnetlab_run(accel.name))
         print(f"round {n}: raw qemu boot to readiness marker {raws[-1]:5.2f} s, vnetlab run two-vm-ping {runs[-1][0]:5.2f} s, ratio {runs[-1][0] / raws[-1]:.2f}x", flush=True)
     ratios = [total / raw for raw, (total, _) in zip(raws, runs)]

@@ -91,8 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     image = sub.add_parser("image", help="guest image commands")
     image_sub = image.add_subparsers(dest="image_command", metavar="SUBCOMMAND", required=True)
-    build = image_sub.add_parser("build", help="build the guest image offline from Debian packages (cached)")
-    build.add_argument("--rebuild", action="store_true", help="build even if a current image is cached")
+    build = image_sub.add_parser(
+        "build", help="build guest images from Debian packages into the cache (mmdebstrap; no host packages)",
+        description="Build (or find in the cache) the tiny image, and with --kind/--package or SCENARIOs the debian images and imported files they name. "
+        "Prints JSON: the tiny image's files, and one entry per image built.",
+    )
+    build.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="build every image these scenarios' VMs name (names or YAML paths)")
+    build.add_argument("--kind", choices=["tiny", "debian"], default="tiny", help="the image kind to build (default tiny; debian builds tiny too, for its kernel)")
+    build.add_argument("--package", action="append", default=[], metavar="PKG", help="an extra Debian package for --kind debian (repeatable)")
+    build.add_argument("--scenarios-dir", dest="scenario_dirs", type=Path, action="append", default=[], metavar="DIR", help="look for SCENARIO by name in DIR first (repeatable)")
+    build.add_argument("--rebuild", action="store_true", help="build again even if a current image is cached (takes the mirror's current package versions)")
+    listing = image_sub.add_parser("list", help="the cached images: kind, size, whether current, build time, locked packages")
+    listing.add_argument("--format", choices=["table", "json"], default="table")
+    prune = image_sub.add_parser("prune", help="remove cached images that are not current (old recipes, changed files, interrupted builds)")
+    prune.add_argument("--all", action="store_true", help="remove every cached image, current ones too")
 
     sub.add_parser("doctor", help="check this host for what labs need, with fixes")
 
@@ -101,8 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--from", dest="source", metavar="SCENARIO", help="start from this scenario (a name from `vnetlab list`, or a YAML file) instead of the starter lab")
     init.add_argument("--scenarios", type=Path, action="append", default=[], metavar="DIR", help="look for --from SCENARIO by name in DIR first (repeatable)")
 
-    setup = sub.add_parser("setup", help="install the host packages labs need and start libvirtd/virtlogd (as root; idempotent)", description="Install the distribution's packages labs need (Debian and derivatives), start virtlogd and libvirtd if they are not running (systemd units, or directly without systemd) and wait until libvirt answers. Says what it changed; safe to run again.")
-    setup.add_argument("--no-packages", action="store_true", help="only start the daemons")
+    setup = sub.add_parser("setup", help="install the host packages labs need and start libvirtd/virtlogd (as root; idempotent)", description="Install the distribution's packages labs need (Debian 12 and 13, Ubuntu 22.04 and 24.04, and derivatives naming one of them), start virtlogd and libvirtd if they are not running (systemd units, or directly without systemd) and wait until libvirt answers. Says what it changed; safe to run again.")
+    setup_what = setup.add_mutually_exclusive_group()
+    setup_what.add_argument("--no-packages", action="store_true", help="only start the daemons")
+    setup_what.add_argument("--packages-only", action="store_true", help="only install the packages; start no daemon, and keep the packages' install scripts from starting theirs (for chroots, containers and image-building CI steps)")
     add_tool_commands(sub)
     return p
 
@@ -407,11 +421,50 @@ def domain_document(domain: str, xml: str) -> str:
 
 
 def cmd_image(args, out: Console, err: Console) -> int:
-    from vnetlab.backends.image import ensure_image
     from vnetlab.paths import Layout
+    from vnetlab.tools import images
 
-    image = ensure_image(Layout().images, rebuild=args.rebuild, progress=lambda m: err.print(f"  [dim]{escape(m)}[/]", soft_wrap=True))
-    write_exact(json.dumps({"kernel": str(image.kernel), "initrd": str(image.initrd), "kernel_version": image.kernel_version, "recipe_hash": image.recipe_hash}, indent=2) + "\n")
+    cache = Layout().images
+    if args.image_command == "list":
+        rows = images.list_images(cache)
+        if args.format == "json":
+            write_exact(json.dumps([r.as_dict() for r in rows], indent=2) + "\n")
+            return EXIT_OK
+        table = Table(title=f"Images in {cache}", title_justify="left")
+        for column in ("image", "kind", "current", "size", "built", "build", "packages / source"):
+            table.add_column(column)
+        for r in rows:
+            build_time = f"{r.seconds:.0f} s" if r.seconds is not None else ""
+            detail = r.detail + (f" ({r.locked} locked)" if r.locked else "")
+            table.add_row(r.name, r.kind, "yes" if r.current else "no", f"{r.size / 2**20:.0f} MiB", r.built, build_time, escape(detail))
+        out.print(table if rows else f"no images in {cache}: `vnetlab image build` makes the tiny one")
+        return EXIT_OK
+    if args.image_command == "prune":
+        removed = images.prune_images(cache, everything=args.all)
+        for path in removed:
+            out.print(f"removed {escape(str(path))}", soft_wrap=True)
+        out.print(f"{len(removed)} removed" if removed else "nothing to remove")
+        return EXIT_OK
+
+    from vnetlab.backends.image import ensure_image
+    from vnetlab.backends.image_kinds import ImageRef
+    from vnetlab.model.validate import vm_image
+    from vnetlab.run.lab import load
+
+    if args.package and args.kind != "debian":
+        err.print("[red]error:[/] --package needs --kind debian")
+        return EXIT_INPUT
+    refs = [ImageRef(args.kind, tuple(sorted(set(args.package))))] if args.kind != "tiny" else []
+    for ref in args.scenarios:
+        _, scenario = load(ref, registry(), args.scenario_dirs, lambda note: err.print(escape(note), soft_wrap=True))
+        refs += [vm_image(scenario, vm) for vm in scenario.vms]
+    say = lambda m: err.print(f"  [dim]{escape(m)}[/]", soft_wrap=True)  # noqa: E731
+    image = ensure_image(cache, rebuild=args.rebuild, progress=say)
+    built = images.build_images(refs, cache, say, rebuild=args.rebuild) if refs else []
+    write_exact(json.dumps({
+        "kernel": str(image.kernel), "initrd": str(image.initrd), "kernel_version": image.kernel_version, "recipe_hash": image.recipe_hash,
+        "images": [{"image": r.ref.label(), "kind": r.ref.kind, **({"disk": str(r.disk)} if r.disk else {})} for r in built],
+    }, indent=2) + "\n")
     return EXIT_OK
 
 
@@ -429,7 +482,7 @@ def cmd_init(args, out: Console, err: Console) -> int:
 def cmd_setup(args, out: Console, err: Console) -> int:
     from vnetlab.tools.setup import setup
 
-    report = setup(lambda m: err.print(f"  [dim]{escape(m)}[/]", soft_wrap=True), packages=not args.no_packages)
+    report = setup(lambda m: err.print(f"  [dim]{escape(m)}[/]", soft_wrap=True), packages=not args.no_packages, daemons=not args.packages_only)
     for line in report.lines():
         out.print(line, markup=False, soft_wrap=True)
     return EXIT_OK

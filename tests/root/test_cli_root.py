@@ -7,7 +7,6 @@ so the builds here never replace the cache entry that other labs on this host ar
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -20,6 +19,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
+from vnetlab.backends.image import cached_image
 from vnetlab.paths import Layout
 from vnetlab.plan.planner import METADATA_NS
 from vnetlab.run.state import LabState, RecordedResource, make_private_dir
@@ -55,7 +55,7 @@ def test_doctor_lists_what_labs_need_with_a_status_that_matches_the_host():
     by_name: dict[str, list[tuple[str, str]]] = {}
     for status, what, detail in rows:
         by_name.setdefault(what, []).append((status, detail))
-    for needed in ("qemu-system-x86_64", "libvirtd", "virtlogd", "guest kernel", "KVM"):
+    for needed in ("qemu-system-x86_64", "libvirtd", "virtlogd", "mmdebstrap", "guest image", "KVM"):
         assert needed in by_name, f"no {needed} row in:\n{result.stdout}"
 
     # Each status says what is true of this host, checked here independently.
@@ -64,8 +64,10 @@ def test_doctor_lists_what_labs_need_with_a_status_that_matches_the_host():
     for daemon, socket in (("libvirtd", "/run/libvirt/libvirt-sock"), ("virtlogd", "/run/libvirt/virtlogd-sock")):
         [socket_row] = [r for r in by_name[daemon] if socket in r[1]]  # the other row is the installed binary
         assert socket_row[0] == ("ok" if os.path.exists(socket) else "fail"), socket_row
-    kernels = sorted(glob.glob("/boot/vmlinuz-*-amd64"))
-    assert (by_name["guest kernel"] == [("ok", kernels[-1])]) if kernels else (by_name["guest kernel"][0][0] == "fail")
+    mmdebstrap = shutil.which("mmdebstrap")
+    assert (by_name["mmdebstrap"] == [("ok", f"{mmdebstrap} (guest image build)")]) if mmdebstrap else (by_name["mmdebstrap"][0][0] == "fail")
+    image = cached_image(Layout().images)
+    assert by_name["guest image"][0][0] == ("ok" if image else "fail") and (image is None or str(image.entry) in by_name["guest image"][0][1])
     [(kvm, kvm_detail)] = by_name["KVM"]
     if not os.path.exists("/dev/kvm"):
         assert kvm == "warn" and "/dev/kvm missing" in kvm_detail
@@ -100,8 +102,8 @@ def built(result: subprocess.CompletedProcess, cache: Path) -> tuple[dict, Path]
     info = json.loads(result.stdout)
     assert set(info) >= {"kernel", "initrd", "kernel_version", "recipe_hash"}, info
     entry = Path(info["kernel"]).parent
-    assert entry == Path(info["initrd"]).parent == Layout().images / info["recipe_hash"]
-    return info, cache / info["recipe_hash"]
+    assert entry == Path(info["initrd"]).parent == Layout().images / f"tiny-{info['recipe_hash']}"
+    return info, cache / f"tiny-{info['recipe_hash']}"
 
 
 def stamp(path: Path) -> tuple[int, int]:
@@ -130,13 +132,13 @@ def test_image_build_uses_the_cache_and_rebuild_builds_again(tmp_path):
     time.sleep(0.01)  # mtimes have ns resolution, but make "later" unambiguous on coarse file systems
     rebuilt = image_build(cache, "--rebuild")
     assert built(rebuilt, cache)[0] == info
-    assert f"building guest image {info['recipe_hash']}" in rebuilt.stderr, rebuilt.stderr
+    assert f"building guest image tiny-{info['recipe_hash']}" in rebuilt.stderr, rebuilt.stderr
     for path, (ino, mtime) in first.items():
         now_ino, now_mtime = stamp(path)
         assert now_mtime > mtime and (now_ino, now_mtime) != (ino, mtime), f"{path.name} was not rebuilt"
     # the recipe is reproducible: the same inputs give the same bytes
     assert {p: digest(p) for p in (kernel, initrd)} == sums
-    assert sorted(p.name for p in cache.iterdir()) == [info["recipe_hash"]]  # no build folder left behind
+    assert sorted(p.name for p in cache.iterdir()) == [f"tiny-{info['recipe_hash']}"]  # no build folder left behind
 
 
 # -- teardown's metadata guard --------------------------------------------------------------

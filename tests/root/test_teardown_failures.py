@@ -368,7 +368,7 @@ def _fake_run(monkeypatch, tmp_path: Path, lab: str, collect) -> lab_mod.LabRunn
     """A LabRunner whose bring-up makes only the real network (no image, no guests)."""
     layout = Layout(tmp_path / "state")
     image = GuestImage(tmp_path / "vmlinux", tmp_path / "initrd.img", "test", "test")
-    monkeypatch.setattr(lab_mod.LabRunner, "_image", lambda self: image)
+    monkeypatch.setattr(lab_mod.LabRunner, "_images", lambda self, scenario: (image, {}))
     monkeypatch.setattr(lab_mod.LabRunner, "_accel", lambda self, image: AccelChoice("tcg", "qemu", "test"))
 
     def bring_up(self, plan, state, image, *_):
@@ -438,10 +438,10 @@ def test_up_refuses_a_lab_whose_domain_name_another_lab_records(tmp_path, monkey
     state_a.record(plan_a.lab_dir, "domain", plan_a.vms[0].domain, "b-c")
     (tmp_path / "ab.yaml").write_text(CLASH_AB)
 
-    def went_on(self):
+    def went_on(self, scenario):
         raise AssertionError("the clash was not seen before the lab was built")
 
-    monkeypatch.setattr(lab_mod.LabRunner, "_image", went_on)
+    monkeypatch.setattr(lab_mod.LabRunner, "_images", went_on)
     runner = lab_mod.LabRunner(lab_mod.Options(lab=f"{a}-b", layout=layout), Progress(quiet=True), registry())
     with pytest.raises(lab_mod.LabError) as raised:
         runner.run(str(tmp_path / "ab.yaml"), keep=False)

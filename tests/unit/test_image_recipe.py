@@ -22,7 +22,6 @@ from vnetlab.backends.image import (
     RECIPE_DIR,
     GuestImage,
     ImageError,
-    ensure_image,
     kernel_cmdline,
     recipe_hash,
     write_guest_initrd,
@@ -162,27 +161,9 @@ def test_a_kernel_compressed_otherwise_is_refused(tmp_path: Path) -> None:
         image_module._vmlinux(tmp_path / "vmlinuz")
 
 
-# --- host packages and the recipe hash -------------------------------------------------------
+# --- the recipe hash ---------------------------------------------------------------------------
 
 
-def _host_ready() -> bool:
-    try:
-        recipe_hash()
-    except ImageError:
-        return False
-    return True
-
-
-needs_host_packages = pytest.mark.skipif(not _host_ready(), reason="needs the Debian packages the image is built from")
-
-
-def test_a_missing_kernel_package_is_named_with_its_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(image_module, "KERNEL_PACKAGE", "linux-image-vnetlab-absent")
-    with pytest.raises(ImageError, match="kernel package linux-image-vnetlab-absent is not installed: apt-get install linux-image-vnetlab-absent"):
-        recipe_hash()
-
-
-@needs_host_packages
 def test_recipe_hash_follows_the_recipe_files_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = tmp_path / "images"
     shutil.copytree(RECIPE_DIR, recipe, ignore=shutil.ignore_patterns("out"))
@@ -200,58 +181,13 @@ def test_recipe_hash_follows_the_recipe_files_only(tmp_path: Path, monkeypatch: 
     assert recipe_hash() != original
 
 
-# --- building and per-guest archives ---------------------------------------------------------
+def test_the_package_set_is_part_of_the_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = recipe_hash()
+    monkeypatch.setattr(image_module, "KERNEL_PACKAGE", "linux-image-cloud-amd64")
+    assert recipe_hash() != original
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[GuestImage, list[str]]:
-    if not _host_ready():
-        pytest.skip("needs the Debian packages the image is built from")
-    messages: list[str] = []
-    return ensure_image(tmp_path_factory.mktemp("cache"), progress=messages.append), messages
-
-
-@needs_host_packages
-def test_build_is_cached_readable_by_qemu_and_atomic(built: tuple[GuestImage, list[str]]) -> None:
-    image, messages = built
-    assert messages and messages[-1].startswith("guest image ready")
-    entry = image.kernel.parent
-    assert entry.name == image.recipe_hash == recipe_hash()
-    assert image.kernel.read_bytes()[:4] == b"\x7fELF"
-    assert image.initrd.read_bytes()[:2] == b"\x1f\x8b"
-    assert sorted(p.name for p in entry.parent.iterdir()) == [entry.name]  # no build folder left behind
-    assert stat.S_IMODE(entry.stat().st_mode) == 0o755
-    for path in (image.kernel, image.initrd, image.initrd.with_name("initrd.img.names")):
-        assert stat.S_IMODE(path.stat().st_mode) == 0o644
-    again: list[str] = []
-    stamp = image.initrd.stat().st_mtime_ns
-    assert ensure_image(entry.parent, progress=again.append) == image
-    assert again == [] and image.initrd.stat().st_mtime_ns == stamp
-
-
-@needs_host_packages
-@needs_cpio
-def test_initramfs_holds_init_tools_libraries_and_modules(built: tuple[GuestImage, list[str]]) -> None:
-    image, _ = built
-    archive = gzip.decompress(image.initrd.read_bytes())
-    listing = cpio_listing(archive)
-    assert listing["init"].startswith("l")
-    assert listing["dev/console"].startswith("c")
-    assert listing["root"] == "drwx------" and listing["root/.ssh"] == "drwx------"
-    assert listing["tmp"] == "drwxrwxrwt"
-    assert listing["etc/shadow"] == "-rw-------"
-    assert listing["etc/init.d/rcS"] == "-rwxr-xr-x"
-    for applet in ("sbin/init", "bin/sh", "sbin/ip", "bin/ping", "sbin/modprobe", "sbin/syslogd"):
-        assert listing[applet].startswith("l"), applet
-    for binary in ("usr/sbin/dropbear", "usr/bin/wg", "usr/bin/iperf3", "lib64/ld-linux-x86-64.so.2"):
-        assert listing[binary] == "-rwxr-xr-x", binary
-    assert any(name.endswith("/libc.so.6") for name in listing)
-    # The list written beside it (read for each lab instead of unpacking the archive) is exactly its members.
-    assert set(image.initrd.with_name("initrd.img.names").read_text().splitlines()) == set(listing)
-    modules_dep = cpio_member(archive, f"lib/modules/{image.kernel_version}/modules.dep").decode()
-    wireguard = next(line for line in modules_dep.splitlines() if line.startswith("kernel/drivers/net/wireguard/wireguard.ko:"))
-    for module in wireguard.replace(":", " ").split():
-        assert f"lib/modules/{image.kernel_version}/{module}" in listing, module
+# --- building and per-guest archives (building itself: tests/root/test_image_build.py) ------
 
 
 @needs_cpio
@@ -292,19 +228,21 @@ def test_guest_paths_cannot_leave_the_guest_root(tmp_path: Path) -> None:
 
 def test_a_rebuild_is_swapped_in_before_the_old_entry_goes(tmp_path, monkeypatch):
     """`image build --rebuild`: the cache entry is never missing, the new files replace the old at once."""
-    target, build = tmp_path / "abc", tmp_path / ".build-abc"
+    from vnetlab.backends import image_cache
+
+    target, build = tmp_path / "tiny-abc", tmp_path / ".tiny-abc.x"
     target.mkdir()
     (target / "vmlinux").write_text("old")
     build.mkdir()
     (build / "vmlinux").write_text("new")
     seen_during_delete = []
-    real_rmtree = image_module.shutil.rmtree
+    real_rmtree = image_cache.shutil.rmtree
 
     def watching_rmtree(path, *a, **k):
         seen_during_delete.append((target / "vmlinux").read_text())
         real_rmtree(path, *a, **k)
 
-    monkeypatch.setattr(image_module.shutil, "rmtree", watching_rmtree)
-    image_module._publish(build, target)
-    assert (target / "vmlinux").read_text() == "new" and not build.exists()
+    monkeypatch.setattr(image_cache.shutil, "rmtree", watching_rmtree)
+    image_cache.publish(build, tmp_path, "tiny", "abc", {})
+    assert (target / "vmlinux").read_text() == "new" and (target / "info.json").is_file()
     assert seen_during_delete == ["new"]  # the old entry was deleted only after the new one was in place

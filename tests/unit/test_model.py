@@ -9,6 +9,7 @@ import pytest
 from vnetlab.compose import parse_scenario
 from vnetlab.paths import scenario_files
 from vnetlab.model.typed_yaml import ValidationError
+from vnetlab.model.validate import vm_memory
 
 GOOD = """\
 name: t
@@ -40,7 +41,7 @@ def problems(text: str) -> list[str]:
 def test_good_scenario_loads_with_defaults():
     s = parse_scenario(GOOD, "lab.yaml")
     assert [v.name for v in s.vms] == ["vm1", "vm2"]
-    assert s.vms[0].memory == 128 and s.vms[0].nic_name(0) == "eth0"
+    assert s.vms[0].memory is None and vm_memory(s, s.vms[0]) == 128 and s.vms[0].nic_name(0) == "eth0"
     assert s.checks[0].ping is not None and s.checks[0].ping.count == 3
     assert s.management.subnet == "172.30.255.0/24"
 

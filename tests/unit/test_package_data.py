@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def runtime_files() -> list[str]:
     """Every non-Python file the package reads, relative to the package."""
-    roots = [TEMPLATES_DIR, SCENARIOS_DIR, RECIPE_DIR / "guest"]
+    roots = [TEMPLATES_DIR, SCENARIOS_DIR, RECIPE_DIR / "guest", RECIPE_DIR / "debian"]
     files = [p for r in roots for p in r.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     files += [RECIPE_DIR / n for n in ("binaries.txt", "layout.txt", "modules.txt")] + [SCHEMA_FILE]
     return sorted(str(p.relative_to(PACKAGE_DIR)) for p in files)

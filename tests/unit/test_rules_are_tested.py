@@ -161,6 +161,13 @@ CASES = [
     case("bridge-subnet-reserved", lab(bridges=[br(subnet="240.1.0.0/16")], vms=[vm("vm1")]), ("bridges[0].subnet", E("240.1.0.0/16 overlaps 240.0.0.0/4 (reserved and broadcast addresses): not usable on a lab segment"))),
     case("bridge-subnet-in-management", lab(bridges=[br(subnet="172.30.0.0/16")], vms=[vm("vm1")]), ("bridges[0].subnet", E("172.30.0.0/16 overlaps the management subnet 172.30.255.0/24 (change management.subnet)"))),
     # -- VMs and their NICs -------------------------------------------------------------------
+    # -- images ------------------------------------------------------------------------------
+    case("image-kind-and-file", lab(image={"kind": "debian", "file": "x.qcow2"}), ("image", E("expected exactly one of: kind, file"))),
+    case("image-packages-need-debian", lab(vms=[vm("vm1", image={"kind": "tiny", "packages": ["frr"]})]), ("vms[0].image.packages", E("extra packages need kind: debian"))),
+    case("image-package-name", lab(vms=[vm("vm1", image={"kind": "debian", "packages": ["Bad_Name"]})]), ("vms[0].image.packages", E("not a Debian package name: Bad_Name"))),
+    case("image-file-missing", lab(vms=[vm("vm1", image={"file": "nope.qcow2"})]), ("vms[0].image.file", r"image file /.*/nope\.qcow2 does not exist$")),
+    case("image-file-not-a-disk", lab(vms=[vm("vm1", image={"file": "notes.txt"})]), ("vms[0].image.file", r"image file /.*/notes\.txt is neither qcow2 nor a bootable raw disk \(no MBR boot signature\)$"), files={"notes.txt": "not a disk\n"}),
+    case("image-memory-too-small", lab(image="debian", vms=[vm("vm1", memory=128)]), ("vms[0].memory", E("128 MiB is too little for a debian guest: at least 256"))),
     case("vm-duplicate", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm1", nic("br0", "10.1.1.3/24"))]), ("vms[1].name", E("duplicate VM name 'vm1'"))),
     case("nic-name-reserved", lab(vms=[vm("vm1", nic(name="mgmt0"))]), ("vms[0].nics[0].name", E("'mgmt0' is reserved inside the guest"))),
     case("nic-name-temporary-prefix", lab(vms=[vm("vm1", nic(name="vnltmp1"))]), ("vms[0].nics[0].name", "'vnltmp1' is reserved inside the guest: names starting with 'vnltmp' are the temporary names")),

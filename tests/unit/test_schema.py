@@ -37,11 +37,12 @@ LOADER_ONLY = {
     "unique names and addresses": r"duplicate|is already (used by|the name of|an interface|the port of)|clashes with",
     "reserved names": r"reserved|'lo' is the lab namespace's loopback",
     "checks that could prove nothing": r"pinging itself|against itself|two different|has no route|no addressed NICs on a common subnet|has no (addressed )?NIC on bridge|needs both nodes addressed",
-    "fields that depend on other fields": r"needs (an address|the VM|the bridge's subnet|a gateway|a WireGuard tunnel|a container)|takes no|a gateway needs|device operations work on linux bridges|is judged (between|on)|with via, expected",
+    "fields that depend on other fields": r"needs (an address|the VM|the bridge's subnet|a gateway|a WireGuard tunnel|a container)|takes no|a gateway needs|device operations work on linux bridges|is judged (between|on)|with via, expected|is too little for a \w+ guest|extra packages need kind: debian",
     # value formats the model leaves to Python's ipaddress (no regex in the spec) -----------------
     "IPv4 network and address formats": r"expected an IPv4 (network|address)|expected a VM(, container or host)? name or an IPv4 address",
     # the host's files, and what needs rendering or compiling (users' own labs) ------------------
-    "files and folders on the host": r"no (file|folder) /|leads outside the scenario's folder|is not a plain absolute path|template: true needs a UTF-8 text file|bytes in all; at most|shares per VM",
+    "files and folders on the host": r"no (file|folder) /|leads outside the scenario's folder|is not a plain absolute path|template: true needs a UTF-8 text file|bytes in all; at most|shares per VM|image file /",
+    "Debian package names (checked against apt's rules)": r"not a Debian package name",
     "templates and regular expressions": r"template (variable|syntax error|error|not allowed)|not a regular expression|the rendered text is|one attempt only",
     # shape rules in check_shape that the generated schema does not express ---------------------
     "exactly two peers / exactly one of two fields": r"expected exactly two (VM|node) names|expected exactly one of: \w+( \(.*\))?, \w+",
@@ -193,7 +194,11 @@ def test_schema_is_a_valid_draft_2020_12_schema():
 def test_schema_carries_the_spec_metadata():
     vm = SCHEMA["$defs"]["VM"]
     assert vm["additionalProperties"] is False and vm["required"] == ["name", "nics"]
-    assert vm["properties"]["memory"] == {"description": "guest RAM in MiB", "type": "integer", "minimum": 64, "maximum": 4096, "default": 128}
+    assert vm["properties"]["memory"] == {
+        "description": "guest RAM in MiB (default: 128 for tiny, 256 for debian, 512 for a file image)",
+        "anyOf": [{"type": "integer", "minimum": 64, "maximum": 4096}, {"type": "null"}],
+        "default": None,
+    }
     assert vm["properties"]["name"]["maxLength"] == 20 and vm["properties"]["nics"]["minItems"] == 1
     ping = SCHEMA["$defs"]["PingCheck"]
     assert "from" in ping["properties"] and "source" not in ping["properties"]  # YAML key, not the attribute

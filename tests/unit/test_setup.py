@@ -1,4 +1,4 @@
-"""`vnetlab setup`: which distribution it recognises, and how it says what it changed."""
+"""`vnetlab setup`: how it says what it changed, and its daemons (distributions: test_setup_distros.py)."""
 
 from __future__ import annotations
 
@@ -9,31 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from vnetlab.tools.setup import SetupReport, distribution
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n', "debian"),
-        ('ID=ubuntu\nID_LIKE=debian\n', "debian"),
-        ('ID=linuxmint\nID_LIKE="ubuntu debian"\n', "debian"),
-        ('ID=fedora\n', "fedora"),
-    ],
-)
-def test_distribution(tmp_path: Path, text: str, expected: str):
-    release = tmp_path / "os-release"
-    release.write_text(text)
-    assert distribution(release) == expected
-
-
-def test_missing_os_release_is_unknown(tmp_path: Path):
-    assert distribution(tmp_path / "nope") == "unknown"
+from vnetlab.tools.setup import SetupReport
 
 
 def test_the_report_says_what_changed_or_that_nothing_did():
     assert SetupReport(installed=["iperf3", "cpio"], started=["virtlogd"]).lines() == ["installed: iperf3 cpio", "started: virtlogd"]
     assert SetupReport(already=["all 18 packages installed", "libvirtd running"]).lines() == ["nothing to change: all 18 packages installed; libvirtd running"]
+    assert SetupReport(already=["all 18 packages installed"], skipped=["libvirtd and virtlogd not started (--packages-only)"]).lines() == ["nothing to change: all 18 packages installed", "skipped: libvirtd and virtlogd not started (--packages-only)"]
 
 
 @pytest.mark.root

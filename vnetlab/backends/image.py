@@ -1,38 +1,48 @@
-"""The guest image: a PVH vmlinux plus a busybox initramfs, built offline from the host's packages.
+"""The tiny guest image: a PVH vmlinux plus a busybox initramfs, built from Debian packages.
 
 Guests boot straight from a kernel and an initramfs (no disk image), so the whole guest is these
-two files. They are built once per recipe and cached; per-guest secrets go into a small cpio
-appended to a copy of the initramfs (write_guest_initrd), so a new guest never means a rebuild.
-The recipe (what goes into the initramfs) lives in images/ at the top of the source tree.
+two files. The packages come from a Debian tree that mmdebstrap fetches into the cache (never the
+host's installed packages), so the image builds the same on any host with mmdebstrap. It is built
+once per recipe and cached; per-guest secrets go into a small cpio appended to a copy of the
+initramfs (write_guest_initrd), so a new guest never means a rebuild. The same initramfs boots the
+disk guests (debian kind) through its second init, /sbin/vnl-root. The recipe lives in images/.
 """
 
 from __future__ import annotations
 
-import ctypes
 import gzip
 import hashlib
 import ipaddress
 import lzma
-import os
 import re
 import shutil
 import stat
 import struct
 import subprocess
+import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
+from vnetlab.backends import debian_tree, image_cache
+from vnetlab.backends.debian_tree import Tree, TreeError, find_in_tree, in_tree, tree_libraries
+from vnetlab.backends.keys import write_secret
 from vnetlab.errors import VnetlabError
-from vnetlab.backends.keys import make_dirs, write_secret
 from vnetlab.paths import RECIPE_DIR
 
 DEFAULT_CACHE = Path("/var/lib/vnetlab/images")
+KIND = "tiny"
 GUEST_READY_MARKER = "VNETLAB-READY"
 GUEST_FAILED_MARKER = "VNETLAB-FAILED"
 KERNEL_PACKAGE = "linux-image-amd64"
+KERNEL_MODULES = "modules.tar"  # kept in the entry: disk images take their kernel modules from it
+# Module folders a lab guest has no hardware for (graphics, media, radios, sound): ~40% of the modules' size.
+_UNUSED_MODULES = ("kernel/drivers/gpu", "kernel/drivers/media", "kernel/drivers/infiniband", "kernel/drivers/staging",
+                   "kernel/drivers/net/wireless", "kernel/drivers/bluetooth", "kernel/net/wireless", "kernel/net/mac80211",
+                   "kernel/net/bluetooth", "kernel/sound", "kernel/drivers/iio", "kernel/drivers/hid", "kernel/drivers/input")
+DISK_INIT = "/sbin/vnl-root"  # the initramfs's init for guests whose root is a disk
 
 # Fixed part of every guest command line: serial console with only errors on it (each console
 # line costs time under TCG); reboot at once on panic (qemu -no-reboot then exits); no IPv6 (its
@@ -57,7 +67,15 @@ class GuestImage:
     kernel: Path  # uncompressed PVH vmlinux (ELF)
     initrd: Path  # base initramfs, gzip'd newc cpio
     kernel_version: str  # e.g. "6.1.0-56-amd64"
-    recipe_hash: str  # hash of recipe files + package versions; a change means a rebuild
+    recipe_hash: str  # hash of the recipe and the package set; a change means a rebuild
+
+    @property
+    def entry(self) -> Path:
+        return self.kernel.parent
+
+    @property
+    def kernel_modules(self) -> Path:
+        return self.entry / KERNEL_MODULES
 
 
 @dataclass(frozen=True)
@@ -69,16 +87,40 @@ class _Entry:
     rdev: tuple[int, int] = (0, 0)
 
 
-@dataclass(frozen=True)
-class _HostInputs:
-    kernel_version: str
-    packages: tuple[tuple[str, str], ...]  # (Debian package, version), sorted
-    binaries: tuple[tuple[Path, str], ...]  # (host path, package) from binaries.txt
+def recipe_binaries() -> list[tuple[str, str]]:
+    """(guest path, Debian package) of every binary in images/binaries.txt."""
+    return [(words[0], words[1]) for words in _recipe_lines("binaries.txt", columns=2)]
+
+
+def recipe_packages() -> list[str]:
+    return sorted({KERNEL_PACKAGE, *(package for _path, package in recipe_binaries())})
 
 
 def recipe_hash() -> str:
-    """Hash of the recipe files, this builder and the versions of the packages the image copies."""
-    return _recipe_hash(_host_inputs())
+    """Hash of the recipe files, this builder, the suite and the package set.
+
+    The exact versions a build used are in the entry's packages.lock; a new build of the same
+    recipe (`image build --rebuild`) takes the mirror's current versions."""
+    sources = {f"images/{path.relative_to(RECIPE_DIR).as_posix()}": path for path in _recipe_files()}
+    sources["vnetlab/image.py"] = Path(__file__)  # how the recipe is read is part of the recipe
+    sources["vnetlab/debian_tree.py"] = Path(debian_tree.__file__)
+    digest = hashlib.sha256()
+    for label, path in sources.items():
+        content = path.read_bytes()
+        executable = bool(path.stat().st_mode & stat.S_IXUSR)
+        digest.update(f"{label}:{executable}:{len(content)}\n".encode())
+        digest.update(content)
+    digest.update(repr((debian_tree.SUITE, recipe_packages())).encode())
+    return digest.hexdigest()[:16]
+
+
+def cached_image(cache: Path = DEFAULT_CACHE) -> GuestImage | None:
+    """The current recipe's image if it is in the cache (never builds, never fetches)."""
+    digest = recipe_hash()
+    entry = image_cache.cached(cache, KIND, digest)
+    if entry is None:
+        return None
+    return GuestImage(entry.path / "vmlinux", entry.path / "initrd.img", str(entry.info["kernel_version"]), digest)
 
 
 def ensure_image(
@@ -89,41 +131,43 @@ def ensure_image(
 ) -> GuestImage:
     """Return the cached image for the current recipe, building it first if it is missing.
 
-    The build happens in a temporary folder beside the cache entry and is renamed into place, so
-    a cache entry is always complete. Folders are 0755 and files 0644: libvirt's qemu user reads them.
+    The packages are fetched by mmdebstrap (extract only: nothing of them runs) into the build
+    folder; the build is renamed into the cache when complete. Files are 0644 in 0755 folders:
+    libvirt's qemu user reads them.
     """
     say = progress or (lambda _message: None)
-    inputs = _host_inputs()
-    digest = _recipe_hash(inputs)
-    target = cache / digest
-    image = GuestImage(target / "vmlinux", target / "initrd.img", inputs.kernel_version, digest)
-    if not rebuild and image.kernel.is_file() and image.initrd.is_file():
+    image = None if rebuild else cached_image(cache)
+    if image is not None:
         return image
-
+    digest = recipe_hash()
     started = time.monotonic()
-    say(f"building guest image {digest} for kernel {inputs.kernel_version}")
+    say(f"building guest image {KIND}-{digest}")
     try:
-        make_dirs(cache, 0o755)
-        build = Path(tempfile.mkdtemp(prefix=f".{digest}.", dir=cache))
+        with image_cache.building(cache, KIND, digest) as build:
+            tree = debian_tree.fetch_tree(build / "tree", recipe_packages(), variant="extract", say=say)
+            kernel_version = _tree_kernel_version(tree)
+            bzimage = in_tree(tree.root, f"/boot/vmlinuz-{kernel_version}")
+            say(f"extracting the PVH vmlinux from {bzimage.name}")
+            _write_public(build / "vmlinux", _vmlinux(bzimage))
+            entries = _initramfs_entries(tree, kernel_version, say)
+            say(f"packing the initramfs ({len(entries)} entries)")
+            archive = gzip.compress(_newc(entries), compresslevel=6, mtime=0)
+            _write_public(build / "initrd.img", archive)
+            _write_public(build / "initrd.img.names", "".join(f"{name}\n" for name in entries).encode())
+            _write_public(build / image_cache.LOCK, tree.lock_text().encode())
+            _keep_modules(tree, kernel_version, build / KERNEL_MODULES, say)
+            shutil.rmtree(tree.root)
+            seconds = time.monotonic() - started
+            entry = image_cache.publish(build, cache, KIND, digest, {
+                "kernel_version": kernel_version, "seconds": round(seconds, 1), "suite": debian_tree.SUITE,
+                "packages": recipe_packages(),
+            })
+    except TreeError as exc:
+        raise ImageError(f"building the {KIND} image failed: {exc}") from None
     except OSError as exc:
-        raise ImageError(f"cannot write the image cache {cache}: {exc.strerror}") from exc
-    try:
-        build.chmod(0o755)
-        bzimage = Path("/boot") / f"vmlinuz-{inputs.kernel_version}"
-        say(f"extracting the PVH vmlinux from {bzimage}")
-        _write_public(build / image.kernel.name, _vmlinux(bzimage))
-        entries = _initramfs_entries(inputs, say)
-        say(f"packing the initramfs ({len(entries)} entries)")
-        archive = gzip.compress(_newc(entries), compresslevel=6, mtime=0)
-        _write_public(build / image.initrd.name, archive)
-        _write_public(build / _names_file(image.initrd).name, "".join(f"{name}\n" for name in entries).encode())
-        _publish(build, target)
-    except OSError as exc:
-        raise ImageError(f"building the guest image failed: {exc}") from exc
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
-    say(f"guest image ready in {time.monotonic() - started:.1f} s: {target}")
-    return image
+        raise ImageError(f"building the {KIND} image failed: {exc}") from exc
+    say(f"guest image ready in {seconds:.1f} s: {entry.path}")
+    return GuestImage(entry.path / "vmlinux", entry.path / "initrd.img", kernel_version, digest)
 
 
 def write_guest_initrd(image: GuestImage, dest: Path, files: Mapping[str, tuple[bytes, int]]) -> None:
@@ -146,10 +190,11 @@ def write_guest_initrd(image: GuestImage, dest: Path, files: Mapping[str, tuple[
     write_secret(dest, base + b"\0" * (-len(base) % 4) + _newc(entries))
 
 
-def kernel_cmdline(hostname: str, mgmt_mac: str, mgmt_cidr: str, nics: Sequence[tuple[str, str]]) -> str:
-    """The guest's full kernel command line; images/guest/etc/init.d/rcS parses the vnl.* part.
+def kernel_cmdline(hostname: str, mgmt_mac: str, mgmt_cidr: str, nics: Sequence[tuple[str, str]], *, disk_root: bool = False) -> str:
+    """The guest's full kernel command line; images/guest/lib/vnetlab/boot.sh parses the vnl.* part.
 
     `nics` are (MAC, interface name) of the data NICs, which the guest renames but leaves down.
+    `disk_root`: the initramfs runs /sbin/vnl-root, which switches to the root disk's systemd.
     """
     if not _HOSTNAME.fullmatch(hostname):
         raise ValueError(f"invalid guest hostname {hostname!r}: letters, digits, '-', '_', '.'; at most 63")
@@ -171,7 +216,7 @@ def kernel_cmdline(hostname: str, mgmt_mac: str, mgmt_cidr: str, nics: Sequence[
         if duplicates:
             raise ValueError(f"duplicate guest {what}: {', '.join(duplicates)}")
 
-    args = [*_BOOT_ARGS, f"vnl.host={hostname}", f"vnl.mgmt={macs[0]},{mgmt.with_prefixlen}"]
+    args = [*_BOOT_ARGS, *([f"rdinit={DISK_INIT}"] if disk_root else []), f"vnl.host={hostname}", f"vnl.mgmt={macs[0]},{mgmt.with_prefixlen}"]
     if nics:
         args.append("vnl.nics=" + ",".join(f"{mac}:{name}" for mac, name in zip(macs[1:], names[1:])))
     cmdline = " ".join(args)
@@ -186,46 +231,7 @@ def _mac(mac: str) -> str:
     return mac.lower()
 
 
-# --- host inputs and the recipe hash ---------------------------------------------------------
-
-
-def _host_inputs() -> _HostInputs:
-    """Kernel version, binaries and package versions the image is built from, or ImageError."""
-    binaries = tuple((Path(words[0]), words[1]) for words in _recipe_lines("binaries.txt", columns=2))
-    wanted = [KERNEL_PACKAGE, *sorted({package for _path, package in binaries})]
-    installed = _installed_packages(wanted)
-    for package in wanted:
-        if package not in installed:
-            what = "kernel package" if package == KERNEL_PACKAGE else "package"
-            raise ImageError(f"{what} {package} is not installed: apt-get install {package}")
-    match = re.search(r"linux-image-(\S+)", installed[KERNEL_PACKAGE][1])
-    if match is None:
-        raise ImageError(f"cannot tell the kernel version from {KERNEL_PACKAGE}'s dependencies")
-    kernel_version = match.group(1)
-    kernel_package = f"linux-image-{kernel_version}"
-    installed.update(_installed_packages([kernel_package]))
-    if kernel_package not in installed:
-        raise ImageError(f"kernel package {kernel_package} is not installed: apt-get install {kernel_package}")
-    for path in (Path("/boot") / f"vmlinuz-{kernel_version}", Path("/lib/modules") / kernel_version):
-        if not path.exists():
-            raise ImageError(f"{path} is missing: apt-get install --reinstall {kernel_package}")
-    versions = sorted((package, version) for package, (version, _depends) in installed.items())
-    return _HostInputs(kernel_version, tuple(versions), binaries)
-
-
-def _installed_packages(packages: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """(version, Depends) of each installed package among `packages`; absent ones are left out."""
-    query = ["dpkg-query", "-W", "-f", "${Package}\t${db:Status-Abbrev}\t${Version}\t${Depends}\n", *packages]
-    try:
-        listing = subprocess.run(query, capture_output=True, text=True, check=False).stdout
-    except FileNotFoundError:
-        raise ImageError("dpkg-query not found: the guest image is built from Debian packages") from None
-    installed = {}
-    for line in listing.splitlines():
-        package, status, version, depends = line.split("\t")
-        if status.startswith("ii"):
-            installed[package] = (version, depends)
-    return installed
+# --- the recipe ------------------------------------------------------------------------------
 
 
 def _recipe_lines(name: str, columns: int) -> list[list[str]]:
@@ -249,19 +255,6 @@ def _recipe_lines(name: str, columns: int) -> list[list[str]]:
 def _recipe_files() -> list[Path]:
     guest = sorted(p for p in (RECIPE_DIR / "guest").rglob("*") if p.is_file())
     return [RECIPE_DIR / name for name in ("binaries.txt", "layout.txt", "modules.txt")] + guest
-
-
-def _recipe_hash(inputs: _HostInputs) -> str:
-    sources = {f"images/{path.relative_to(RECIPE_DIR).as_posix()}": path for path in _recipe_files()}
-    sources["vnetlab/image.py"] = Path(__file__)  # how the recipe is read is part of the recipe
-    digest = hashlib.sha256()
-    for label, path in sources.items():
-        content = path.read_bytes()
-        executable = bool(path.stat().st_mode & stat.S_IXUSR)
-        digest.update(f"{label}:{executable}:{len(content)}\n".encode())
-        digest.update(content)
-    digest.update(repr((inputs.kernel_version, inputs.packages)).encode())
-    return digest.hexdigest()[:16]
 
 
 # --- the kernel ------------------------------------------------------------------------------
@@ -306,7 +299,24 @@ def _has_pvh_note(elf: bytes) -> bool:
 # --- the initramfs ---------------------------------------------------------------------------
 
 
-def _initramfs_entries(inputs: _HostInputs, say: Callable[[str], None]) -> dict[str, _Entry]:
+def _tree_kernel_version(tree: Tree) -> str:
+    versions = sorted(p.name.removeprefix("vmlinuz-") for p in in_tree(tree.root, "/boot").glob("vmlinuz-*"))
+    if len(versions) != 1:
+        raise ImageError(f"expected one kernel in the fetched {KERNEL_PACKAGE}, found {versions or 'none'}")
+    return versions[0]
+
+
+def _keep_modules(tree: Tree, kernel_version: str, dest: Path, say: Callable[[str], None]) -> None:
+    """The kernel's modules as a tar (lib/modules/<version>/...) for disk images, less what no lab uses."""
+    say(f"keeping the modules of {kernel_version} for disk images")
+    modules = in_tree(tree.root, f"/lib/modules/{kernel_version}")
+    skip = {f"lib/modules/{kernel_version}/{folder}" for folder in _UNUSED_MODULES}
+    with tarfile.open(dest, "w") as archive:
+        archive.add(modules, arcname=f"lib/modules/{kernel_version}", filter=lambda info: None if info.name in skip else info)
+    dest.chmod(0o644)
+
+
+def _initramfs_entries(tree: Tree, kernel_version: str, say: Callable[[str], None]) -> dict[str, _Entry]:
     entries: dict[str, _Entry] = {}
     guest = RECIPE_DIR / "guest"
     for path in _recipe_files():
@@ -315,18 +325,20 @@ def _initramfs_entries(inputs: _HostInputs, say: Callable[[str], None]) -> dict[
             entries[path.relative_to(guest).as_posix()] = _Entry(stat.S_IFREG | mode, path.read_bytes())
 
     say("collecting binaries and their shared libraries")
-    for binary, package in inputs.binaries:
-        if not binary.is_file():
-            raise ImageError(f"{binary} is missing: apt-get install --reinstall {package}")
-        for path in [binary, *_shared_libraries(binary)]:
-            entries[_guest_name(str(path))] = _Entry(stat.S_IFREG | 0o755, path.read_bytes())
-        if binary.name == "busybox":
-            for applet in _busybox_applets(binary):
-                entries.setdefault(applet, _Entry(stat.S_IFLNK | 0o777, str(binary).encode()))
+    for binary, package in recipe_binaries():
+        found = find_in_tree(tree.root, binary)
+        if found is None:
+            raise ImageError(f"{binary} is not in Debian package {package} (images/binaries.txt)")
+        entries[_guest_name(binary)] = _Entry(stat.S_IFREG | 0o755, in_tree(tree.root, found).read_bytes())
+        for library in tree_libraries(tree.root, found):
+            entries[_guest_name(library)] = _Entry(stat.S_IFREG | 0o755, in_tree(tree.root, library).read_bytes())
+        if PurePosixPath(binary).name == "busybox":
+            for applet in _busybox_applets(in_tree(tree.root, found)):
+                entries.setdefault(applet, _Entry(stat.S_IFLNK | 0o777, binary.encode()))
 
     modules = [words[0] for words in _recipe_lines("modules.txt", columns=1)]
     say(f"collecting kernel modules for {', '.join(modules)}")
-    entries.update(_module_entries(inputs.kernel_version, modules))
+    entries.update(_module_entries(in_tree(tree.root, f"/lib/modules/{kernel_version}"), kernel_version, modules))
 
     _apply_layout(entries)
     for name in list(entries):
@@ -335,63 +347,56 @@ def _initramfs_entries(inputs: _HostInputs, say: Callable[[str], None]) -> dict[
     return entries
 
 
-def _shared_libraries(binary: Path) -> list[Path]:
-    """The libraries (and the dynamic loader) `binary` needs, as ldd names them."""
-    try:
-        result = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise ImageError("ldd not found: apt-get install libc-bin") from None
-    if "not a dynamic executable" in result.stderr + result.stdout:
-        return []
-    if result.returncode != 0:
-        raise ImageError(f"ldd {binary} failed: {result.stderr.strip()}")
-    libraries = []
-    for line in result.stdout.splitlines():
-        if "not found" in line:
-            raise ImageError(f"{binary} needs {line.split()[0]}, which is not installed")
-        match = re.search(r"(/\S+) \(0x[0-9a-f]+\)", line)
-        if match:
-            libraries.append(Path(match.group(1)))
-    return libraries
-
-
 def _busybox_applets(busybox: Path) -> list[str]:
+    """Every applet's full path (busybox --list-full); busybox is static, so it runs on any x86-64 host."""
     listing = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True, check=True).stdout
-    return [name for name in listing.split() if name != _guest_name(str(busybox))]
+    return [name for name in listing.split() if name not in ("bin/busybox", "usr/bin/busybox")]
 
 
-def _module_entries(kernel_version: str, names: Sequence[str]) -> dict[str, _Entry]:
-    """The modules `names` with their dependencies, and a modules.dep (etc.) made by depmod."""
-    root = Path("/lib/modules") / kernel_version
-    dependencies: dict[str, list[str]] = {}
-    by_name: dict[str, str] = {}
-    for line in (root / "modules.dep").read_text().splitlines():
-        module, _, needs = line.partition(":")
-        dependencies[module] = needs.split()
-        by_name[_module_name(module)] = module
-    wanted: set[str] = set()
-    for name in names:
+def _module_entries(root: Path, kernel_version: str, names: Sequence[str]) -> dict[str, _Entry]:
+    """The modules `names` with their dependencies (read from each module's modinfo `depends`),
+    and a modules.dep (etc.) made by depmod for just those."""
+    by_name = {_module_name(p.name): p for p in root.rglob("*.ko*")}
+    wanted: set[Path] = set()
+    queue = list(names)
+    while queue:
+        name = queue.pop()
         module = by_name.get(_module_name(name))
         if module is None:
-            raise ImageError(f"kernel module {name} (images/modules.txt) is not in {root}")
-        wanted.update([module, *dependencies[module]])  # depmod lists the transitive closure
+            raise ImageError(f"kernel module {name} (images/modules.txt) is not in {kernel_version}")
+        if module in wanted:
+            continue
+        wanted.add(module)
+        queue.extend(_module_depends(module))
 
     with tempfile.TemporaryDirectory(prefix="vnetlab-depmod-") as stage:
         stage_root = Path(stage) / "lib/modules" / kernel_version
-        for relative in [*sorted(wanted), "modules.builtin", "modules.builtin.modinfo"]:
+        for source in [*sorted(wanted), root / "modules.builtin", root / "modules.builtin.modinfo"]:
+            relative = source.relative_to(root)
             (stage_root / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(root / relative, stage_root / relative)
-        try:
-            subprocess.run(["depmod", "-b", stage, kernel_version], capture_output=True, text=True, check=True)
-        except FileNotFoundError:
-            raise ImageError("depmod not found: apt-get install kmod") from None
-        except subprocess.CalledProcessError as exc:
-            raise ImageError(f"depmod failed: {exc.stderr.strip()}") from None
+            shutil.copyfile(source, stage_root / relative)
+        _depmod(Path(stage), kernel_version)
         return {
             path.relative_to(stage).as_posix(): _Entry(stat.S_IFREG | 0o644, path.read_bytes())
             for path in stage_root.rglob("*")
             if path.is_file()
         }
+
+
+def _module_depends(module: Path) -> list[str]:
+    """The `depends=` of a module's .modinfo section (plain .ko files: Debian 12 does not compress them)."""
+    data = module.read_bytes()
+    match = re.search(rb"\0depends=([^\0]*)\0", data)
+    return [name for name in match.group(1).decode().split(",") if name] if match else []
+
+
+def _depmod(base: Path, kernel_version: str) -> None:
+    try:
+        subprocess.run(["depmod", "-b", str(base), kernel_version], capture_output=True, text=True, check=True)
+    except FileNotFoundError:
+        raise ImageError("depmod not found: run `vnetlab setup` (or apt-get install kmod)") from None
+    except subprocess.CalledProcessError as exc:
+        raise ImageError(f"depmod failed: {exc.stderr.strip()}") from None
 
 
 def _module_name(module: str) -> str:
@@ -482,39 +487,3 @@ def _align4(value: int) -> int:
 def _write_public(path: Path, data: bytes) -> None:
     path.write_bytes(data)
     path.chmod(0o644)
-
-
-_AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # <fcntl.h>, <linux/fs.h>
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one step (renameat2 RENAME_EXCHANGE): nobody ever sees neither. False if unsupported."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:
-        return False
-    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
-
-
-def _publish(build: Path, target: Path) -> None:
-    """Rename the finished build to its cache entry, replacing an old entry of the same hash.
-
-    A rebuild swaps the new entry in before the old one is deleted: a lab starting meanwhile
-    finds one complete image or the other, never none."""
-    if target.exists():
-        if _exchange(build, target):
-            shutil.rmtree(build)  # now the old entry
-            return
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-        os.rename(target, old / target.name)
-        try:
-            os.rename(build, target)
-        finally:
-            shutil.rmtree(old)
-        return
-    try:
-        os.rename(build, target)
-    except OSError:
-        # Another process published the same recipe meanwhile; its entry is just as complete.
-        if not target.is_dir():
-            raise

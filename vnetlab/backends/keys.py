@@ -28,6 +28,7 @@ class ClientKey:
 class HostKey:
     dropbear_blob: bytes  # dropbear's ed25519 key file: string "ssh-ed25519", string priv32 || pub32
     public_line: str  # "ssh-ed25519 AAAA..." to pin
+    openssh_private: bytes = b""  # the same key as OpenSSH's sshd and cloud-init read it
 
 
 def generate_client_key(comment: str) -> ClientKey:
@@ -40,11 +41,12 @@ def generate_client_key(comment: str) -> ClientKey:
 
 
 def generate_host_key() -> HostKey:
-    """A new ed25519 host key in the file format dropbear loads with -r."""
+    """A new ed25519 host key, in dropbear's file format (loaded with -r) and in OpenSSH's."""
     key = Ed25519PrivateKey.generate()
     seed = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return HostKey(_ssh_string(b"ssh-ed25519") + _ssh_string(seed + public), _public_line(key))
+    openssh = key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption())
+    return HostKey(_ssh_string(b"ssh-ed25519") + _ssh_string(seed + public), _public_line(key), openssh)
 
 
 def load_client_key(path: Path) -> paramiko.PKey:

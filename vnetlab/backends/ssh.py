@@ -49,6 +49,11 @@ class SSHError(VnetlabError):
     """Connecting, authenticating or running a command on a guest failed."""
 
 
+class NotYetTrusted(SSHError):
+    """The guest answered with another host key, or refused the lab's key: final for a guest whose
+    init installs them before sshd starts, only "not yet" for one that cloud-init configures."""
+
+
 @dataclass
 class CommandResult:
     command: str
@@ -148,12 +153,13 @@ class GuestSSH:
     ) -> None:
         self.close()
 
-    def connect(self, deadline: float) -> None:
+    def connect(self, deadline: float, *, patient: bool = False) -> None:
         """Connect and authenticate, retrying until `deadline` (a time.monotonic() value).
 
         Refused or timed-out connections and broken handshakes are retried (the
         guest may still be booting); a wrong host key or a rejected client key
-        is final at once. A missing namespace raises NamespaceError.
+        is final at once, unless `patient` (cloud-init installs both some time after
+        sshd first answers). A missing namespace raises NamespaceError.
         """
         self.close()
         attempts = 0
@@ -164,6 +170,10 @@ class GuestSSH:
                 self._transport = self._attempt(deadline)
                 return
             except (OSError, EOFError, paramiko.SSHException) as exc:
+                last_error = exc
+            except NotYetTrusted as exc:
+                if not patient:
+                    raise
                 last_error = exc
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -199,7 +209,7 @@ class GuestSSH:
             except paramiko.SSHException:
                 raise socket.timeout("SSH handshake did not finish in time") from None
             if server_key.asbytes() != self._host_key_blob:
-                raise SSHError(
+                raise NotYetTrusted(
                     f"host key mismatch for {self._where}: expected {self._host_key_type} "
                     f"{base64.b64encode(self._host_key_blob).decode()}, got {server_key.get_name()} "
                     f"{server_key.get_base64()}"
@@ -207,7 +217,7 @@ class GuestSSH:
             try:
                 transport.auth_publickey(self.user, self._pkey)
             except paramiko.AuthenticationException as exc:
-                raise SSHError(f"authentication failed for {self._where}: {exc}") from exc
+                raise NotYetTrusted(f"authentication failed for {self._where}: {exc}") from exc
             transport.set_keepalive(_KEEPALIVE_INTERVAL)
             return transport
         except BaseException:

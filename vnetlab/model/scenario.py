@@ -41,6 +41,18 @@ def decl(name: str, tp: Any, field_spec: Any) -> FieldDecl:
 
 
 @dataclass(frozen=True)
+class ImageSpec:
+    """A guest image: a kind (with extra Debian packages for debian) or a user's own disk image file."""
+
+    kind: Literal["tiny", "debian"] | None = spec("tiny (busybox initramfs, the default) or debian (Debian 12 with systemd)", default=None)
+    packages: list[str] = spec("extra Debian packages on the debian kind (each set is built and cached once)", default_factory=list)
+    file: str | None = spec("a BIOS-bootable qcow2 or raw cloud image (cloud-init), relative to the scenario file", default=None, max_length=4096)
+
+
+IMAGE_DOC = "guest image: tiny, debian, {kind: debian, packages: [...]} or {file: PATH}"
+
+
+@dataclass(frozen=True)
 class Management:
     subnet: str = spec("management subnet inside the lab namespace (SSH to guests)", default=DEFAULT_MANAGEMENT_SUBNET)
 
@@ -134,7 +146,8 @@ def _core_vm(nic: type) -> list[FieldDecl]:
     return [
         decl("name", str, spec("VM name (also its hostname)", pattern=NAME, max_length=VM_NAME_MAX)),
         decl("nics", list[nic], spec("data NICs, each a tap on a bridge", min_items=1)),
-        decl("memory", int, spec("guest RAM in MiB", default=128, minimum=64, maximum=4096)),
+        decl("memory", int | None, spec("guest RAM in MiB (default: 128 for tiny, 256 for debian, 512 for a file image)", default=None, minimum=64, maximum=4096)),
+        decl("image", Literal["tiny", "debian"] | ImageSpec | None, spec(IMAGE_DOC + " (default: the scenario's image)", default=None)),
         decl("vcpus", int, spec("virtual CPUs", default=1, minimum=1, maximum=8)),
     ]
 
@@ -296,6 +309,7 @@ def compose_model(extensions: Iterable[ModelExtension], features: tuple[Any, ...
             decl("bridges", list[bridge], spec("bridges (switches) of the lab", min_items=1)),
             decl("vms", list[vm], spec("virtual machines", min_items=1)),
             decl("checks", list[check], spec("what must hold once the lab is up", default_factory=list)),
+            decl("image", Literal["tiny", "debian"] | ImageSpec, spec(IMAGE_DOC + " for every VM that names none", default="tiny")),
             decl("management", Management, spec("management network settings", default_factory=Management)),
             *(f for e in exts for f in (*(_node_section(n, node_fields) for n in e.node_sections), *e.sections)),
             decl("source", str, field(default="", compare=False, metadata={"internal": True, "doc": "the file it was read from (set by the loader)"})),

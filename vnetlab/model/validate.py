@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from pathlib import Path
 from typing import Any
 
-from pathlib import Path
-
+from vnetlab.backends.debian_tree import check_packages
+from vnetlab.backends.image_kinds import DEBIAN, FILE, ImageRef
+from vnetlab.backends.user_image import check_image_file
+from vnetlab.errors import VnetlabError
 from vnetlab.model.scenario import RESERVED_IFACE_PREFIX, RESERVED_IFACES, NodeDecl, Overlay, ScenarioModel
 from vnetlab.model.typed_yaml import Located, Problem, ValidationError, load_typed, read_text
 
@@ -155,6 +158,26 @@ class Rules:
         return kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " or " + kinds[-1]
 
 
+def image_file_path(scenario: Any, file: str) -> Path:
+    """A `file:` image path: relative paths are relative to the scenario file's folder."""
+    base = Path(scenario.source).parent if scenario.source else Path.cwd()
+    return (base / file).absolute()
+
+
+def vm_image(scenario: Any, vm: Any) -> ImageRef:
+    """The image a (valid) scenario's VM boots: its own `image:`, else the scenario's."""
+    image = vm.image if vm.image is not None else scenario.image
+    if isinstance(image, str):
+        return ImageRef(image)
+    if image.file is not None:
+        return ImageRef(FILE, file=str(image_file_path(scenario, image.file)))
+    return ImageRef(image.kind, tuple(sorted(set(image.packages))))
+
+
+def vm_memory(scenario: Any, vm: Any) -> int:
+    return vm.memory if vm.memory is not None else vm_image(scenario, vm).info.default_memory
+
+
 def validate(scenario: Any, file: str, lines: dict[str, int]) -> None:
     """Every cross-field rule, core then features; raises ValidationError with every broken one."""
     r = Rules(scenario, file, lines)
@@ -211,9 +234,38 @@ def _bridges(r: Rules) -> None:
     r.lab_ifaces |= set(r.bridges)
 
 
+def _image(r: Rules, image: Any, path: str) -> ImageRef | None:
+    """The image a `image:` value names, or None after saying what is wrong with it."""
+    if isinstance(image, str):  # the loader allows only the kinds' names
+        return ImageRef(image)
+    if (image.kind is None) == (image.file is None):
+        r.add(path, "expected exactly one of: kind, file")
+        return None
+    if image.packages and image.kind != DEBIAN:
+        r.add(f"{path}.packages", "extra packages need kind: debian")
+        return None
+    bad = check_packages(image.packages)
+    if bad:
+        r.add(f"{path}.packages", f"not a Debian package name: {', '.join(bad)}")
+        return None
+    if image.file is None:
+        return ImageRef(image.kind, tuple(sorted(set(image.packages))))
+    file = image_file_path(r.scenario, image.file)
+    try:
+        check_image_file(file)
+    except VnetlabError as exc:
+        r.add(f"{path}.file", str(exc))
+        return None
+    return ImageRef(FILE, file=str(file))
+
+
 def _vms(r: Rules) -> None:
+    default = _image(r, r.scenario.image, "image")
     for i, vm in enumerate(r.scenario.vms):
         path = f"vms[{i}]"
+        ref = default if vm.image is None else _image(r, vm.image, f"{path}.image")
+        if ref is not None and vm.memory is not None and vm.memory < ref.info.min_memory:
+            r.add(f"{path}.memory", f"{vm.memory} MiB is too little for a {ref.kind} guest: at least {ref.info.min_memory}")
         if vm.name in r.names:
             r.add(f"{path}.name", f"duplicate VM name {vm.name!r}")
         r.names.add(vm.name)

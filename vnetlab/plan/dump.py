@@ -23,9 +23,12 @@ def plan_data(plan: Plan) -> dict:
             {
                 "name": vm.name,
                 "domain": vm.domain,
+                "image": vm.image.label(),
                 "memory_mib": vm.memory,
                 "vcpus": vm.vcpus,
-                "cmdline": vm.cmdline,
+                **({"cmdline": vm.cmdline} if vm.cmdline else {}),
+                **({"disk": str(vm.disk), "base_disk": str(vm.boot.disk)} if vm.disk and vm.boot else {}),
+                **({"seed": str(vm.seed)} if vm.seed else {}),
                 "nics": [
                     {"guest": n.guest_name, "bridge": n.bridge, "tap": n.tap, "mac": n.mac, "address": n.cidr}
                     for n in vm.all_nics

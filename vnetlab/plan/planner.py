@@ -18,6 +18,8 @@ from typing import Any, Protocol
 import jinja2
 
 from vnetlab.backends.image import kernel_cmdline
+from vnetlab.backends.image_kinds import DEBIAN, ImageRef, ResolvedImage, placeholder
+from vnetlab.model.validate import vm_image, vm_memory
 from vnetlab.paths import TEMPLATES_DIR, Layout
 
 METADATA_NS = "https://vnetlab.dev/xmlns/lab/1"
@@ -33,6 +35,10 @@ class PlanOptions:
     domain_type: str = "qemu"  # libvirt domain type: "kvm" or "qemu" (TCG)
     kernel: Path = Path("/var/lib/vnetlab/images/current/vmlinux")
     layout: Layout = field(default_factory=Layout)
+    images: Mapping[ImageRef, ResolvedImage] = field(default_factory=dict)  # built images; else placeholders beside `kernel`
+
+    def image(self, ref: ImageRef) -> ResolvedImage:
+        return self.images.get(ref) or placeholder(ref, self.kernel)
 
 
 @dataclass(frozen=True)
@@ -66,11 +72,15 @@ class PlannedVM:
     vcpus: int
     mgmt: PlannedNic
     nics: tuple[PlannedNic, ...]
-    initrd: Path
+    initrd: Path  # this guest's initramfs (base image + its keys); unused when the image boots by its own bootloader
     console_log: Path
     cmdline: str
     xml: str = ""
     shares: tuple[PlannedShare, ...] = ()
+    image: ImageRef = ImageRef("tiny")
+    boot: ResolvedImage | None = None  # the image's files: kernel, base initramfs, base disk
+    disk: Path | None = None  # this guest's qcow2 overlay of boot.disk
+    seed: Path | None = None  # this guest's cloud-init NoCloud seed (file kind)
 
     @property
     def all_nics(self) -> tuple[PlannedNic, ...]:
@@ -260,17 +270,24 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
             for j, nic in enumerate(vm.nics)
         )
         guest_dir = lab_dir / "guests" / vm.name
+        ref = vm_image(scenario, vm)
+        boots_kernel, has_disk = ref.info.boots_kernel, ref.info.has_disk
         vms.append(
             PlannedVM(
                 name=vm.name,
                 domain=domain_name(lab, vm.name),
-                memory=vm.memory,
+                memory=vm_memory(scenario, vm),
                 vcpus=vm.vcpus,
                 mgmt=mgmt,
                 nics=nics,
                 initrd=guest_dir / "initrd.img",
                 console_log=guest_dir / "console.log",
-                cmdline=kernel_cmdline(vm.name, mgmt.mac, mgmt.cidr or "", [(n.mac, n.guest_name) for n in nics]),
+                cmdline=kernel_cmdline(vm.name, mgmt.mac, mgmt.cidr or "", [(n.mac, n.guest_name) for n in nics], disk_root=ref.kind == DEBIAN)
+                if boots_kernel else "",
+                image=ref,
+                boot=options.image(ref),
+                disk=guest_dir / "disk.qcow2" if has_disk else None,
+                seed=None if boots_kernel else guest_dir / "seed.iso",
             )
         )
 
@@ -296,7 +313,7 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
     rendered = tuple(
         _with_xml(v, env.get_template("domain.xml.j2").render(
             vm=v, lab=lab, scenario=scenario.name, namespace=namespace, domain_type=options.domain_type,
-            kernel=options.kernel, metadata_ns=METADATA_NS,
+            metadata_ns=METADATA_NS,
         ))
         for v in (dataclasses.replace(vm, shares=shares.get(vm.name, ())) for vm in vms)
     )

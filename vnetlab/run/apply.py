@@ -19,6 +19,8 @@ import libvirt
 
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import linux_bridge, netns
+from vnetlab.backends import qcow2
+from vnetlab.backends.cloud_seed import CloudSeed, write_seed_iso
 from vnetlab.backends.image import GuestImage, write_guest_initrd
 from vnetlab.backends.keys import ClientKey, HostKey, generate_client_key, generate_host_key, write_secret
 from vnetlab.errors import VnetlabError
@@ -29,6 +31,8 @@ from vnetlab.run.state import LabState, make_private_dir
 CLIENT_KEY = "id_ed25519"
 AUTHORIZED_KEYS = "/root/.ssh/authorized_keys"
 GUEST_HOST_KEY = "/etc/dropbear/dropbear_ed25519_host_key"
+# Where /sbin/vnl-root (disk guests) finds the OpenSSH host key it copies onto the root disk.
+DISK_GUEST_HOST_KEY = "/etc/vnetlab/ssh_host_ed25519_key"
 
 
 def secrets_dir(plan: Plan) -> Path:
@@ -49,11 +53,12 @@ def qemu_passage(path: Path, qemu_gid: int | None) -> None:
 
 
 def prepare_files(plan: Plan, image: GuestImage, qemu_gid: int | None) -> None:
-    """Per-lab client key, per-guest host keys, and per-guest initrds (base image + a small secrets archive).
+    """Per-lab client key, per-guest host keys, and what each guest boots from: its initrd (base
+    image + a small secrets archive), its qcow2 overlay, its cloud-init seed.
 
-    Keys are 0600 in the 0700 secrets folder. The initrds embed the guests' private host keys: they
-    are 0600 (libvirt's DAC driver hands them to qemu's user while the guest runs) below folders
-    only root and qemu's group may traverse.
+    Keys are 0600 in the 0700 secrets folder. Initrds and seeds embed the guests' private host
+    keys: they are 0600 (libvirt's DAC driver hands them to qemu's user while the guest runs)
+    below folders only root and qemu's group may traverse.
     """
     for folder in (plan.lab_dir, plan.lab_dir / "guests", *(vm.initrd.parent for vm in plan.vms)):
         qemu_passage(folder, qemu_gid)
@@ -63,15 +68,34 @@ def prepare_files(plan: Plan, image: GuestImage, qemu_gid: int | None) -> None:
     for vm in plan.vms:
         host: HostKey = generate_host_key()
         write_secret(host_key_file(plan, vm.name), host.public_line.encode())
-        write_guest_initrd(
-            image,
-            vm.initrd,
-            {
-                AUTHORIZED_KEYS: ((client.public_line + "\n").encode(), 0o600),
-                GUEST_HOST_KEY: (host.dropbear_blob, 0o600),
-            },
-        )
+        _guest_boot_files(vm, image, client, host)
         (vm.initrd.parent / "domain.xml").write_text(vm.xml)
+
+
+def _guest_boot_files(vm: PlannedVM, image: GuestImage, client: ClientKey, host: HostKey) -> None:
+    authorized = (client.public_line + "\n").encode()
+    if vm.disk is not None and vm.boot is not None and vm.boot.disk is not None:
+        try:
+            qcow2.create_overlay(vm.boot.disk, vm.disk)
+        except qcow2.DiskError as exc:
+            raise qcow2.DiskError(f"{vm.name}: cannot make its disk overlay: {exc}") from None
+        os.chmod(vm.disk, 0o600)
+    if vm.seed is not None:
+        seed = CloudSeed(
+            hostname=vm.name, authorized_key=client.public_line, host_key_private=host.openssh_private.decode(),
+            host_key_public=host.public_line, mgmt_mac=vm.mgmt.mac, mgmt_cidr=vm.mgmt.cidr or "",
+            nics=tuple((n.mac, n.guest_name) for n in vm.nics),
+        )
+        write_seed_iso(vm.seed, seed)
+        return
+    if vm.disk is not None:  # a disk guest booted by vnl-root: OpenSSH's key format
+        secrets = {
+            DISK_GUEST_HOST_KEY: (host.openssh_private, 0o600),
+            DISK_GUEST_HOST_KEY + ".pub": ((host.public_line + "\n").encode(), 0o644),
+        }
+    else:
+        secrets = {GUEST_HOST_KEY: (host.dropbear_blob, 0o600)}
+    write_guest_initrd(image, vm.initrd, {AUTHORIZED_KEYS: (authorized, 0o600), **secrets})
 
 
 class Switch(Protocol):

@@ -6,6 +6,7 @@ import concurrent.futures
 import shlex
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from vnetlab.errors import VnetlabError
@@ -14,7 +15,7 @@ from vnetlab.backends.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER
 from vnetlab.backends.keys import load_client_key
 from vnetlab.plan.planner import Plan, PlannedVM
 from vnetlab.run.progress import Progress
-from vnetlab.backends.ssh import GuestSSH
+from vnetlab.backends.ssh import GuestSSH, SSHError
 
 CONSOLE_TAIL_LINES = 15
 
@@ -98,32 +99,102 @@ def wait_for_marker(vm: PlannedVM, deadline: float, is_running, stop: threading.
             raise GuestError(f"{vm.name}: waiting abandoned")
 
 
-def open_ssh(plan: Plan, vm: PlannedVM, deadline: float) -> GuestSSH:
-    ssh = GuestSSH(
+def guest_ssh(plan: Plan, vm: PlannedVM) -> GuestSSH:
+    return GuestSSH(
         plan.namespace,
         vm.mgmt.ip or "",
         load_client_key(secrets_dir(plan) / CLIENT_KEY),
         host_key_file(plan, vm.name).read_text().strip(),
     )
+
+
+def open_ssh(plan: Plan, vm: PlannedVM, deadline: float) -> GuestSSH:
+    ssh = guest_ssh(plan, vm)
     ssh.connect(deadline)
     return ssh
 
 
-def wait_for_guests(plan: Plan, progress: Progress, boot_timeout: float, is_running) -> dict[str, GuestSSH]:
-    """Wait for every guest in parallel; the first failure is raised after the others are closed."""
+CLOUD_INIT_TIMEOUT = 480.0  # s at least for a cloud-init guest: ~120 s to its final stage under TCG, alone
+SSH_PROBE_SLICE = 10.0  # s of SSH attempts between two questions to libvirt whether the guest still runs
+
+
+def wait_for_cloud_init(vm: PlannedVM, ssh: GuestSSH, deadline: float) -> None:
+    """Let cloud-init finish its last stage (it may still restart sshd or write files the lab's
+    commands need); an image without cloud-init is taken as it is."""
+    remaining = max(5.0, deadline - time.monotonic())
+    result = ssh.run("command -v cloud-init >/dev/null || exit 0; cloud-init status --wait >/dev/null; cloud-init status", timeout=remaining, check=False)
+    if result.exit_code not in (0, 2):  # 2: done, with recoverable errors (e.g. a deprecated key)
+        raise GuestError(f"{vm.name}: cloud-init failed (exit {result.exit_code}): {result.stdout.strip()} {result.stderr.strip()}\nLast console lines:\n{console_tail(vm.console_log)}")
+
+
+def wait_for_trusted_ssh(plan: Plan, vm: PlannedVM, deadline: float, is_running, stop: threading.Event) -> GuestSSH:
+    """A guest that prints no marker (cloud-init configures it) is ready when SSH answers with the
+    pinned host key and takes the lab's key: until cloud-init has installed both, other answers
+    are "not yet"."""
+    ssh = guest_ssh(plan, vm)
+    while True:
+        try:
+            ssh.connect(min(deadline, time.monotonic() + SSH_PROBE_SLICE), patient=True)
+            return ssh
+        except SSHError as exc:
+            last = exc
+        if stop.is_set():
+            raise GuestError(f"{vm.name}: waiting abandoned")
+        if not is_running(vm):
+            raise GuestError(f"{vm.name}: the guest stopped before it was ready. Last console lines:\n{console_tail(vm.console_log)}")
+        if time.monotonic() >= deadline:
+            raise GuestError(
+                f"{vm.name}: SSH did not answer with the pinned host key and accept the lab's key within "
+                f"{CLOUD_INIT_TIMEOUT:g} s or --boot-timeout, whichever is longer (cloud-init may have failed; last attempt: {last}). "
+                f"Last console lines:\n{console_tail(vm.console_log)}"
+            )
+
+
+@dataclass(frozen=True)
+class GuestTiming:
+    """How long a guest took, from the start of the wait: to its readiness marker (None for a
+    guest that prints none), and to an authenticated SSH session."""
+
+    image: str
+    ready_seconds: float | None
+    ssh_seconds: float
+
+    def to_json(self) -> dict[str, object]:
+        return {"image": self.image, "ready_seconds": self.ready_seconds, "ssh_seconds": self.ssh_seconds}
+
+
+def wait_for_guests(
+    plan: Plan, progress: Progress, boot_timeout: float, is_running, timings: dict[str, GuestTiming] | None = None
+) -> dict[str, GuestSSH]:
+    """Wait for every guest in parallel; the first failure is raised after the others are closed.
+    Each guest's times are added to `timings` as it becomes ready."""
+    timings = {} if timings is None else timings
     start = time.monotonic()
     deadline = start + boot_timeout
     stop = threading.Event()  # set on Ctrl-C/SIGTERM or a failure, so the pool does not wait out the boot timeout
 
     def one(vm: PlannedVM) -> GuestSSH:
+        if not vm.image.info.ready_on_console:
+            cloud_deadline = start + max(boot_timeout, CLOUD_INIT_TIMEOUT)
+            ssh = wait_for_trusted_ssh(plan, vm, cloud_deadline, is_running, stop)
+            trusted = time.monotonic()
+            progress.vm_stage(vm.name, "SSH")
+            wait_for_cloud_init(vm, ssh, cloud_deadline)
+            timings[vm.name] = GuestTiming(vm.image.label(), round(time.monotonic() - start, 2), round(trusted - start, 2))
+            progress.detail(
+                f"{vm.name} ({vm.image.label()}): SSH answered with its pinned key after {trusted - start:.1f} s, "
+                f"cloud-init done {time.monotonic() - trusted:.1f} s later"
+            )
+            return ssh
         wait_for_marker(vm, deadline, is_running, stop)
         if stop.is_set():
             raise GuestError(f"{vm.name}: waiting abandoned")
         booted = time.monotonic()
         progress.vm_stage(vm.name, "console ready")
         ssh = open_ssh(plan, vm, max(deadline, booted + 30.0))
+        timings[vm.name] = GuestTiming(vm.image.label(), round(booted - start, 2), round(time.monotonic() - start, 2))
         progress.vm_stage(vm.name, "SSH")
-        progress.detail(f"{vm.name}: ready in {booted - start:.1f} s, SSH after {time.monotonic() - booted:.1f} s more")
+        progress.detail(f"{vm.name} ({vm.image.label()}): ready in {booted - start:.1f} s, SSH after {time.monotonic() - booted:.1f} s more")
         return ssh
 
     sessions: dict[str, GuestSSH] = {}

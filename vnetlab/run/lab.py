@@ -26,7 +26,9 @@ from rich.markup import escape
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import netns
 from vnetlab.backends.accel import AccelChoice, choose_accel
-from vnetlab.backends.image import GuestImage, ensure_image
+from vnetlab.backends.image import GuestImage
+from vnetlab.backends.image_kinds import ImageRef, ResolvedImage, ensure_images
+from vnetlab.model.validate import vm_image
 from vnetlab.checks.base import CheckResult
 from vnetlab.checks.runner import run_checks
 from vnetlab.errors import Interrupted, VnetlabError
@@ -34,7 +36,7 @@ from vnetlab.model.scenario import ScenarioModel
 from vnetlab.model.validate import load_scenario, parse_scenario
 from vnetlab.paths import Layout, resolve_scenario, search_path
 from vnetlab.run.apply import apply
-from vnetlab.run.configure import address_nics, open_ssh, wait_for_guests
+from vnetlab.run.configure import GuestTiming, address_nics, open_ssh, wait_for_guests
 from vnetlab.plan.planner import LAB_NAME, LAB_NAME_MAX, METADATA_NS, Plan, PlanOptions, domain_name, make_plan
 from vnetlab.run.progress import Progress
 from vnetlab.backends.ssh import GuestSSH
@@ -95,6 +97,7 @@ class Outcome:
     artifacts: dict[str, object] = field(default_factory=dict)
     error: str | None = None
     kept: bool = False
+    guests: dict[str, GuestTiming] = field(default_factory=dict)  # VM → its image and how long it took to come up
 
     @property
     def ok(self) -> bool:
@@ -255,9 +258,12 @@ class LabRunner:
 
     # -- building blocks -------------------------------------------------
 
-    def _image(self) -> GuestImage:
-        with self.progress.step("image", "Guest image"):
-            return ensure_image(self.options.layout.images, progress=self.progress.detail)
+    def _images(self, scenario: Any) -> tuple[GuestImage, dict[ImageRef, ResolvedImage]]:
+        """The tiny image (its kernel boots the debian kind too, and the KVM probe) and every image the VMs name."""
+        refs = [vm_image(scenario, vm) for vm in scenario.vms]
+        kinds = ", ".join(dict.fromkeys(ref.label() for ref in refs))
+        with self.progress.step("image", f"Guest images ({kinds})"):
+            return ensure_images(refs, self.options.layout.images, self.progress.detail)
 
     def _accel(self, image: GuestImage) -> AccelChoice:
         with self.progress.step("accel", "Accelerator"):
@@ -275,7 +281,7 @@ class LabRunner:
                 return dom is not None and hv.is_running(dom)
 
             with self.progress.step("wait", "Waiting for guests (console marker, then SSH)"):
-                sessions = wait_for_guests(plan, self.progress, self.options.boot_timeout, is_running)
+                sessions = wait_for_guests(plan, self.progress, self.options.boot_timeout, is_running, self.outcome.guests if self.outcome else None)
         finally:
             conn.close()
         try:
@@ -336,9 +342,9 @@ class LabRunner:
             if paths.state_file.exists():
                 raise LabError(f"lab {lab!r} already exists (see `vnetlab status`); remove it with `vnetlab down {lab}` or pick another name with --name")
             refuse_domain_clashes(self.options.layout, lab, {domain_name(lab, vm.name): vm.name for vm in scenario.vms})
-            image = self._image()
+            image, images = self._images(scenario)
             outcome.accel = self._accel(image)
-            plan = make_plan(scenario, lab, PlanOptions(outcome.accel.domain_type, image.kernel, self.options.layout))
+            plan = make_plan(scenario, lab, PlanOptions(outcome.accel.domain_type, image.kernel, self.options.layout, images))
             if self.options.before_apply is not None:
                 self.options.before_apply(plan)
             run_dir = new_run_dir(self.options.layout, lab)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 from collections.abc import Callable
@@ -11,6 +10,8 @@ from pathlib import Path
 
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import kernel_probe, netns
+from vnetlab.backends.image import cached_image
+from vnetlab.paths import Layout
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,13 @@ class Finding:
     status: str  # ok | warn | fail
     detail: str
     fix: str = ""
+
+
+def _image() -> Finding:
+    image = cached_image(Layout().images)
+    if image is None:
+        return Finding("guest image", "fail", "the tiny image of this vnetlab's recipe is not built yet (the first lab builds it)", "vnetlab image build")
+    return Finding("guest image", "ok", f"{image.entry} (kernel {image.kernel_version}); `vnetlab image list` shows every cached image")
 
 
 def _apt(pkg: str) -> str:
@@ -31,10 +39,13 @@ def diagnose() -> list[Finding]:
     for binary, pkg in [("qemu-system-x86_64", "qemu-system-x86"), ("libvirtd", "libvirt-daemon-system"), ("virtlogd", "libvirt-daemon-system")]:
         path = shutil.which(binary) or (f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None)
         out.append(Finding(binary, "ok", path) if path else Finding(binary, "fail", "not installed", _apt(pkg)))
-    kernels = sorted(glob.glob("/boot/vmlinuz-*-amd64"))
-    out.append(Finding("guest kernel", "ok", kernels[-1]) if kernels else Finding("guest kernel", "fail", "no Debian kernel in /boot", _apt("linux-image-amd64")))
-    for path, pkg in [("/bin/busybox", "busybox-static"), ("/usr/sbin/dropbear", "dropbear-bin"), ("/usr/bin/wg", "wireguard-tools"), ("/usr/bin/ping", "iputils-ping")]:
-        out.append(Finding(pkg, "ok", path) if os.path.exists(path) else Finding(pkg, "fail", f"{path} missing", _apt(pkg)))
+    # The guest image is fetched and built by these (never from the host's own kernel or binaries).
+    for binary, pkg in [("mmdebstrap", "mmdebstrap"), ("qemu-img", "qemu-utils"), ("mkfs.ext4", "e2fsprogs"), ("depmod", "kmod")]:
+        path = shutil.which(binary) or next((p for p in (f"/usr/sbin/{binary}", f"/sbin/{binary}") if os.path.exists(p)), None)
+        out.append(Finding(binary, "ok", f"{path} (guest image build)") if path else Finding(binary, "fail", "not installed: guest images cannot be built", _apt(pkg)))
+    out.append(_image())
+    for path, pkg in [("/usr/bin/ping", "iputils-ping"), ("/bin/busybox", "busybox-static"), ("/usr/bin/iperf3", "iperf3")]:
+        out.append(Finding(pkg, "ok", path) if os.path.exists(path) else Finding(pkg, "fail", f"{path} missing (container and host nodes run it)", _apt(pkg)))
     out.append(_daemon("libvirtd", hv.LIBVIRT_SOCKET, "libvirtd -d"))
     out.append(_daemon("virtlogd", hv.VIRTLOGD_SOCKET, "virtlogd -d"))
     if hv.LIBVIRT_SOCKET.exists():

@@ -26,6 +26,7 @@ def report_json(outcome: Outcome, steps: list[StepTiming]) -> dict:
         "error": outcome.error,
         "kept": outcome.kept,
         "steps": [{"name": s.name, "seconds": s.seconds, "ok": s.ok} for s in steps],
+        "guests": {name: timing.to_json() for name, timing in outcome.guests.items()},
         "checks": [c.to_json() for c in outcome.checks],
         "artifacts": outcome.artifacts,
     }

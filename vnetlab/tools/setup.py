@@ -4,10 +4,17 @@ Idempotent: a package already installed and a daemon already answering are left 
 result says what was changed. On a host with systemd the daemons are its units; without systemd
 (containers, CI sandboxes) they are started directly, libvirtd under a reaping supervisor
 (vnetlab.tools.reaper) so that qemu's exits are reaped at once.
+
+The package names come from a table keyed by distribution release (ID and VERSION_ID, or a
+codename, from /etc/os-release): Debian 12 and 13, Ubuntu 22.04 and 24.04, and derivatives that
+name one of them. `vnetlab setup --packages-only` (daemons=False) installs the packages and starts
+nothing, for chroots, containers and image-building CI steps: it also keeps the packages' own
+install scripts from starting their services (a policy-rc.d that says no, for the install only).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -16,23 +23,63 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.errors import VnetlabError
 
-# What labs need at run time, by distribution (ID in /etc/os-release). The guest image is built
-# from the kernel, busybox, dropbear, wg and iperf3 packages; the rest are the hypervisor, the tools
-# vnetlab runs (nft, tcpdump for `vnetlab shell`, OVS for `type: ovs`, Graphviz for `graph`), and
-# what the test suite checks XML with.
-PACKAGES = {
-    "debian": (
-        "qemu-system-x86", "qemu-utils", "libvirt-daemon-system", "libvirt-clients",
-        "linux-image-amd64", "busybox-static", "dropbear-bin", "wireguard-tools", "iperf3", "kmod", "cpio",
-        "iproute2", "iputils-ping", "tcpdump", "nftables", "openvswitch-switch", "graphviz", "libxml2-utils",
-    ),
+
+class Release(NamedTuple):
+    """A distribution release vnetlab has a package table for: os-release ID and VERSION_ID."""
+
+    id: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{_DISPLAY.get(self.id, self.id)} {self.version}"
+
+
+_DISPLAY = {"debian": "Debian", "ubuntu": "Ubuntu"}
+DEBIAN_12, DEBIAN_13 = Release("debian", "12"), Release("debian", "13")
+UBUNTU_2204, UBUNTU_2404 = Release("ubuntu", "22.04"), Release("ubuntu", "24.04")
+# Codenames as os-release spells them (VERSION_CODENAME, and UBUNTU_CODENAME / DEBIAN_CODENAME in
+# derivatives such as Linux Mint, Pop!_OS and LMDE): how a derivative, or a Debian release before
+# it has a VERSION_ID, says which table fits.
+CODENAMES = {"bookworm": DEBIAN_12, "trixie": DEBIAN_13, "jammy": UBUNTU_2204, "noble": UBUNTU_2404}
+
+# What labs need at run time. The hypervisor; the guest image build, which fetches every guest
+# package with mmdebstrap into vnetlab's cache (nothing of the guest comes from the host's
+# packages) and so needs mmdebstrap with the Debian archive keys (on Ubuntu too: the guests are
+# Debian), qemu-img, mkfs.ext4 -d and depmod, plus extlinux and sfdisk (fdisk) for the test suite's disk-booted cloud
+# image; the tools vnetlab runs on the host (ip, ping, nft, tcpdump for `vnetlab shell`/capture,
+# OVS for `type: ovs`, Graphviz for `graph`, ssh for `vnetlab ssh`) and xmllint for the test suite.
+# WireGuard keys are made in Python, so the host needs no wireguard-tools.
+_HYPERVISOR = ("qemu-system-x86", "qemu-utils", "libvirt-daemon-system", "libvirt-clients")
+_IMAGE_BUILD = ("mmdebstrap", "debian-archive-keyring", "e2fsprogs", "kmod", "extlinux", "syslinux-common", "fdisk")
+# busybox and iperf3 also run on the host: container and host nodes are namespaces running the
+# host's programs (`busybox wget` in a check, the perf lesson's iperf3 server); dropbear-bin is the
+# SSH server of the test suite's SSH tests.
+_HOST_TOOLS = (
+    "iproute2", "iputils-ping", "tcpdump", "nftables", "openvswitch-switch", "graphviz", "libxml2-utils", "openssh-client",
+    "busybox-static", "iperf3", "dropbear-bin",
+)
+_RUNTIME = (*_HYPERVISOR, *_IMAGE_BUILD, *_HOST_TOOLS)
+# The same names on all four releases: checked with apt-cache on Debian 12 and in a Debian 13
+# chroot (scripts/prove-debian13 installs them); the Ubuntu names are from the Ubuntu archive's
+# package lists, not installed here (mmdebstrap and debian-archive-keyring are in universe there).
+PACKAGES: dict[Release, tuple[str, ...]] = {DEBIAN_12: _RUNTIME, DEBIAN_13: _RUNTIME, UBUNTU_2204: _RUNTIME, UBUNTU_2404: _RUNTIME}
+# To build libvirt-python when vnetlab is installed with pip (scripts/setup-host has the same
+# table, and a unit test keeps the two equal). Debian 13 and Ubuntu 24.04 ship pkg-config as
+# pkgconf (`pkg-config` is only a transitional package there).
+_BUILD = ("python3-venv", "python3-dev", "gcc", "libvirt-dev")
+BUILD_PACKAGES: dict[Release, tuple[str, ...]] = {
+    DEBIAN_12: (*_BUILD, "pkg-config"),
+    DEBIAN_13: (*_BUILD, "pkgconf"),
+    UBUNTU_2204: (*_BUILD, "pkg-config"),
+    UBUNTU_2404: (*_BUILD, "pkgconf"),
 }
-# To build libvirt-python when vnetlab is installed with pip.
-BUILD_PACKAGES = {"debian": ("libvirt-dev", "pkg-config", "gcc", "python3-dev", "python3-venv")}
+OS_RELEASE = Path("/etc/os-release")
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")  # invoke-rc.d and deb-systemd-invoke ask it before starting a service
 LIBVIRTD_LOG = Path("/var/log/vnetlab-libvirtd.log")
 READY_TIMEOUT = 20.0
 
@@ -46,28 +93,85 @@ class SetupReport:
     installed: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"installed: {' '.join(self.installed)}"] if self.installed else []
         out += [f"started: {s}" for s in self.started]
         if not (self.installed or self.started):
             out.append("nothing to change: " + "; ".join(self.already))
+        out += [f"skipped: {s}" for s in self.skipped]
         return out
 
 
-def distribution(os_release: Path = Path("/etc/os-release")) -> str:
-    """The distribution's ID, or the first ID_LIKE vnetlab knows (Debian derivatives)."""
+@dataclass(frozen=True)
+class HostRelease:
+    """What /etc/os-release says about this host, and the table that fits it (None: no table does)."""
+
+    pretty: str
+    id: str
+    version_id: str
+    codenames: tuple[str, ...]  # VERSION_CODENAME, UBUNTU_CODENAME, DEBIAN_CODENAME, as present
+    id_like: tuple[str, ...]
+    release: Release | None
+
+    @property
+    def family(self) -> str | None:
+        """debian or ubuntu when the host is (like) one of them, also for a release with no table."""
+        if self.release:
+            return self.release.id
+        for candidate in ("ubuntu", "debian"):
+            if candidate == self.id or candidate in self.id_like:
+                return candidate
+        return None
+
+
+def read_os_release(os_release: Path) -> dict[str, str]:
+    """KEY=value lines of os-release(5), quotes removed; {} when it cannot be read."""
     fields: dict[str, str] = {}
     try:
-        for line in os_release.read_text().splitlines():
-            key, _, value = line.partition("=")
-            fields[key] = value.strip().strip('"')
+        text = os_release.read_text()
     except OSError:
-        return "unknown"
-    for candidate in [fields.get("ID", ""), *fields.get("ID_LIKE", "").split()]:
-        if candidate in PACKAGES:
-            return candidate
-    return fields.get("ID", "unknown")
+        return fields
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key and not key.startswith("#"):
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+            fields[key] = value
+    return fields
+
+
+def host_release(os_release: Path | None = None) -> HostRelease:
+    """This host's distribution and the package table for it: its own ID and VERSION_ID first,
+    then a codename it names (a derivative's UBUNTU_CODENAME or DEBIAN_CODENAME, or a Debian
+    release before it has a VERSION_ID)."""
+    f = read_os_release(os_release or OS_RELEASE)
+    ident, version = f.get("ID", "").lower(), f.get("VERSION_ID", "")
+    codenames = tuple(c.lower() for c in (f.get("VERSION_CODENAME"), f.get("UBUNTU_CODENAME"), f.get("DEBIAN_CODENAME")) if c)
+    release: Release | None = Release(ident, version) if Release(ident, version) in PACKAGES else None
+    if release is None:
+        release = next((CODENAMES[c] for c in codenames if c in CODENAMES), None)
+    pretty = f.get("PRETTY_NAME") or " ".join(x for x in (f.get("NAME", ident), version) if x) or "unknown"
+    return HostRelease(pretty, ident or "unknown", version, codenames, tuple(f.get("ID_LIKE", "").lower().split()), release)
+
+
+def _known() -> str:
+    return ", ".join(str(r) for r in PACKAGES)
+
+
+def unknown_distribution_message(host: HostRelease) -> str:
+    """What to install by hand when no table fits: the nearest table's names, and the next step."""
+    family = host.family
+    nearest = max((r for r in PACKAGES if r.id == family), key=lambda r: [int(p) for p in r.version.split(".")], default=DEBIAN_12)
+    names = " ".join(PACKAGES[nearest])
+    ident = f"ID={host.id}" + (f" VERSION_ID={host.version_id}" if host.version_id else "") + (f" codename {'/'.join(host.codenames)}" if host.codenames else "")
+    how = f"apt-get install --no-install-recommends {names}" if family else f"the equivalents of these {nearest} packages: {names}"
+    return (
+        f"vnetlab setup has package tables for {_known()} (and derivatives that name one of their codenames); "
+        f"this host is {host.pretty!r} ({ident}). Install by hand: {how}; then run `vnetlab setup --no-packages` to start the daemons."
+    )
 
 
 def missing_packages(packages: tuple[str, ...]) -> list[str]:
@@ -80,13 +184,56 @@ def missing_packages(packages: tuple[str, ...]) -> list[str]:
     return out
 
 
-def install_packages(missing: list[str], say: Callable[[str], None]) -> None:
+class _NoServiceStarts:
+    """For the install only: a policy-rc.d that answers 101 (action forbidden), so the packages'
+    maintainer scripts start no service (libvirtd, virtlogd, ovsdb-server...). Left alone if the
+    host has one already (container images often do); removed afterwards otherwise."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or POLICY_RC_D
+        self.placed = False
+
+    def __enter__(self) -> _NoServiceStarts:
+        if not self.path.exists() and not self.path.is_symlink():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("#!/bin/sh\n# vnetlab setup --packages-only: start no service while packages are installed\nexit 101\n")
+            self.path.chmod(0o755)
+            self.placed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.placed:
+            self.path.unlink(missing_ok=True)
+
+
+def install_packages(missing: list[str], say: Callable[[str], None], *, start_services: bool = True, ubuntu: bool = False) -> None:
+    """apt-get update and install; with start_services=False the maintainer scripts start nothing."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     say(f"installing {' '.join(missing)}")
-    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]):
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise SetupError(f"`{' '.join(argv)}` failed (exit {done.returncode}):\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
+    with contextlib.nullcontext() if start_services else _NoServiceStarts():
+        for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]):
+            done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                output = done.stdout[-1500:] + done.stderr[-1500:]
+                hint = "\n(on Ubuntu, mmdebstrap and debian-archive-keyring are in the universe component: `add-apt-repository universe`)" if ubuntu and "Unable to locate package" in output else ""
+                raise SetupError(f"`{' '.join(argv)}` failed (exit {done.returncode}):\n{output}{hint}")
+
+
+def ensure_packages(report: SetupReport, say: Callable[[str], None], *, os_release: Path | None = None, start_services: bool = True) -> Release:
+    """Install what this release's table names and dpkg lacks; a clear SetupError when no table fits."""
+    host = host_release(os_release)
+    if host.release is None:
+        raise SetupError(unknown_distribution_message(host))
+    if shutil.which("dpkg-query") is None or shutil.which("apt-get") is None:
+        raise SetupError(f"this host says it is {host.pretty!r} but has no dpkg-query/apt-get. " + unknown_distribution_message(host))
+    wanted = PACKAGES[host.release]
+    missing = missing_packages(wanted)
+    if missing:
+        install_packages(missing, say, start_services=start_services, ubuntu=host.release.id == "ubuntu")
+        report.installed = missing
+    else:
+        report.already.append(f"all {len(wanted)} packages installed")
+    return host.release
 
 
 def _pid_alive(pidfile: Path, program: str) -> bool:
@@ -142,21 +289,16 @@ def start_daemons(report: SetupReport, say: Callable[[str], None]) -> None:
         time.sleep(0.2)
 
 
-def setup(say: Callable[[str], None], *, packages: bool = True, daemons: bool = True) -> SetupReport:
+def setup(say: Callable[[str], None], *, packages: bool = True, daemons: bool = True, os_release: Path | None = None) -> SetupReport:
+    """packages=False: only the daemons (`--no-packages`); daemons=False: only the packages, and no
+    service started by their maintainer scripts either (`--packages-only`)."""
     if os.geteuid() != 0:
         raise SetupError("vnetlab setup installs packages and starts daemons: run it as root (sudo vnetlab setup)")
     report = SetupReport()
     if packages:
-        distro = distribution()
-        if distro not in PACKAGES or shutil.which("dpkg-query") is None:
-            wanted = " ".join(PACKAGES["debian"])
-            raise SetupError(f"vnetlab setup knows Debian and its derivatives; this is {distro!r}. Install the equivalents of: {wanted}; then run `vnetlab setup --no-packages`")
-        missing = missing_packages(PACKAGES[distro])
-        if missing:
-            install_packages(missing, say)
-            report.installed = missing
-        else:
-            report.already.append(f"all {len(PACKAGES[distro])} packages installed")
+        ensure_packages(report, say, os_release=os_release, start_services=daemons)
     if daemons:
         start_daemons(report, say)
+    else:
+        report.skipped.append("libvirtd and virtlogd not started (--packages-only)")
     return report

@@ -1,0 +1,90 @@
+"""How fast does a debian guest come up in a lab, against a raw qemu boot of the same disk?
+
+In one run, N rounds of: (1) a raw qemu boot of the very same debian qcow2 (through an overlay,
+with the same kernel, initramfs and keys, a virtio NIC on an isolated qemu hub) until systemd's
+serial login prompt, and (2) `vnetlab run` of a one-VM debian lab (no checks), whose report gives
+the guest's boot-to-SSH time (from domain start to an authenticated SSH session) and the whole
+run's time. The issue's target: at most 20 s to SSH-ready under TCG on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from vnetlab.backends import qcow2
+from vnetlab.backends.debian_image import ensure_disk
+from vnetlab.backends.image import ensure_image, write_guest_initrd
+from vnetlab.backends.keys import generate_client_key, generate_host_key
+from vnetlab.paths import Layout
+
+from common import bench_setup, raw_boot_seconds  # bench/common.py, beside this script
+
+TARGET_SSH_SECONDS = 20.0
+LOGIN_PROMPT = b" login:"
+SCENARIO = """name: bench-debian
+image: debian
+bridges: [{name: br0, subnet: 10.1.1.0/24}]
+vms:
+  - {name: vm1, nics: [{bridge: br0, address: 10.1.1.2/24}]}
+"""
+
+
+def raw_boot_to_login(accel_name: str) -> float:
+    image = ensure_image(Layout().images)
+    disk = ensure_disk(image, (), Layout().images)
+    host, client = generate_host_key(), generate_client_key("bench")
+    with tempfile.TemporaryDirectory() as tmp:
+        initrd, overlay = Path(tmp) / "initrd.img", Path(tmp) / "disk.qcow2"
+        write_guest_initrd(image, initrd, {
+            "/root/.ssh/authorized_keys": (client.public_line.encode() + b"\n", 0o600),
+            "/etc/vnetlab/ssh_host_ed25519_key": (host.openssh_private, 0o600),
+            "/etc/vnetlab/ssh_host_ed25519_key.pub": (host.public_line.encode() + b"\n", 0o644),
+        })
+        qcow2.create_overlay(disk.disk, overlay)
+        return raw_boot_seconds(image, initrd, accel_name, LOGIN_PROMPT, memory=256, disk=overlay)
+
+
+def vnetlab_run(accel: str) -> tuple[float, float, float]:
+    """(whole run, guest ready marker, guest SSH) in seconds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        scenario, report = Path(tmp) / "bench-debian.yaml", Path(tmp) / "report.json"
+        scenario.write_text(SCENARIO)
+        start = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "vnetlab", "run", str(scenario), "--name", "bench-debian", "--accel", accel, "--quiet", "--report", str(report)],
+            capture_output=True, text=True,
+        )
+        seconds = time.monotonic() - start
+        if result.returncode != 0:
+            raise SystemExit(f"vnetlab run failed:\n{result.stdout}\n{result.stderr}")
+        data = json.loads(report.read_text())
+        guest = data["guests"]["vm1"]
+        boot = next(s["seconds"] for s in data["steps"] if s["name"] == "boot")  # domain define + start
+        return seconds, boot + guest["ready_seconds"], boot + guest["ssh_seconds"]
+
+
+def main() -> int:
+    args, accel = bench_setup(__doc__)
+    raws, runs = [], []
+    for n in range(1, args.rounds + 1):
+        raws.append(raw_boot_to_login(accel.name))
+        runs.append(vnetlab_run(accel.name))
+        total, ready, ssh = runs[-1]
+        print(f"round {n}: raw qemu boot of the debian disk to its login prompt {raws[-1]:5.2f} s; "
+              f"vnetlab debian guest ready {ready:5.2f} s, SSH {ssh:5.2f} s (whole run {total:5.2f} s)", flush=True)
+    ssh = statistics.median(r[2] for r in runs)
+    raw = statistics.median(raws)
+    print(f"median raw qemu boot to login prompt: {raw:6.2f} s")
+    print(f"median vnetlab debian boot to SSH:    {ssh:6.2f} s ({ssh / raw:.2f}x the raw boot to login); whole run {statistics.median(r[0] for r in runs):.2f} s")
+    print(f"target: SSH-ready in at most {TARGET_SSH_SECONDS:.0f} s under TCG — {'met' if ssh <= TARGET_SSH_SECONDS else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Building images from Debian packages for real (mmdebstrap from the mirror, no host packages),
+into a throw-away cache: what the tiny image holds, that it is cached, and that a failed build
+leaves nothing behind."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vnetlab.backends import debian_image, image_cache
+from vnetlab.backends.debian_tree import TreeError, fetch_tree
+from vnetlab.backends.image import GuestImage, ImageError, ensure_image, recipe_hash
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(shutil.which("mmdebstrap") is None, reason="needs mmdebstrap (vnetlab setup installs it)"),
+]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[GuestImage, list[str]]:
+    messages: list[str] = []
+    return ensure_image(tmp_path_factory.mktemp("cache"), progress=messages.append), messages
+
+
+def _members(archive: bytes) -> dict[str, str]:
+    listing = subprocess.run(["cpio", "-itv", "--quiet"], input=archive, capture_output=True, check=True).stdout.decode()
+    return {line.split()[-1] if " -> " not in line else line.split(" -> ")[0].split()[-1]: line.split()[0] for line in listing.splitlines()}
+
+
+def test_the_tiny_image_is_built_from_fetched_packages_and_cached(built: tuple[GuestImage, list[str]]) -> None:
+    image, messages = built
+    assert messages[-1].startswith("guest image ready")
+    assert any(m.startswith("mmdebstrap extract") for m in messages)
+    entry = image.entry
+    assert entry.name == f"tiny-{recipe_hash()}"
+    assert sorted(p.name for p in entry.parent.iterdir()) == [entry.name]  # no build folder left behind
+    info = json.loads((entry / image_cache.INFO).read_text())
+    assert info["kind"] == "tiny" and info["kernel_version"] == image.kernel_version
+    lock = dict((line.split()[0], line.split()[1]) for line in (entry / image_cache.LOCK).read_text().splitlines())
+    for package in ("busybox-static", "dropbear-bin", "wireguard-tools", "iperf3", "iputils-ping", f"linux-image-{image.kernel_version}"):
+        assert package in lock, package
+    assert image.kernel.read_bytes()[:4] == b"\x7fELF"
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o755
+    for path in (image.kernel, image.initrd, image.kernel_modules, entry / image_cache.LOCK):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    again: list[str] = []
+    assert ensure_image(entry.parent, progress=again.append) == image and again == []
+
+
+@pytest.mark.skipif(shutil.which("cpio") is None, reason="needs GNU cpio to read archives independently")
+def test_the_initramfs_holds_both_inits_tools_libraries_and_modules(built: tuple[GuestImage, list[str]]) -> None:
+    image, _ = built
+    archive = gzip.decompress(image.initrd.read_bytes())
+    listing = _members(archive)
+    assert listing["init"].startswith("l") and listing["dev/console"].startswith("c")
+    assert listing["root"] == "drwx------" and listing["etc/shadow"] == "-rw-------"
+    for script in ("etc/init.d/rcS", "sbin/vnl-root"):
+        assert listing[script] == "-rwxr-xr-x", script
+    for binary in ("usr/sbin/dropbear", "usr/bin/wg", "usr/bin/iperf3", "usr/bin/ping", "lib64/ld-linux-x86-64.so.2"):
+        assert listing[binary] == "-rwxr-xr-x", binary
+    for applet in ("sbin/init", "bin/sh", "sbin/ip", "sbin/switch_root"):
+        assert listing[applet].startswith("l"), applet
+    modules = f"lib/modules/{image.kernel_version}/kernel"
+    for module in ("drivers/net/wireguard/wireguard.ko", "fs/ext4/ext4.ko", "drivers/block/virtio_blk.ko", "crypto/crc32c_generic.ko"):
+        assert f"{modules}/{module}" in listing, module
+    assert set(image.initrd.with_name("initrd.img.names").read_text().splitlines()) == set(listing)
+
+
+def test_an_unknown_package_fails_with_apts_words_and_caches_nothing(built: tuple[GuestImage, list[str]], tmp_path: Path) -> None:
+    image, _ = built
+    cache = tmp_path / "cache"
+    with pytest.raises(ImageError, match="Unable to locate package vnetlab-no-such-package"):
+        debian_image.ensure_disk(image, ["vnetlab-no-such-package"], cache)
+    assert list(cache.iterdir()) == []  # neither an entry nor a build folder
+
+
+def test_an_interrupted_fetch_leaves_no_mount_and_no_folder(tmp_path: Path) -> None:
+    class Stop(Exception):
+        pass
+
+    def stop_at_extraction(message: str) -> None:
+        if "extracting" in message or "installing" in message:
+            raise Stop
+
+    with pytest.raises(Stop):
+        with image_cache.building(tmp_path, "debian", "test") as build:
+            fetch_tree(build / "tree", ["iproute2"], variant="minbase", say=stop_at_extraction)
+    assert list(tmp_path.iterdir()) == []
+    assert not image_cache._mounts_under(tmp_path)
+
+
+def test_bad_package_names_are_refused_before_any_download(tmp_path: Path) -> None:
+    with pytest.raises(TreeError, match="not a Debian package name: Bad_Name"):
+        fetch_tree(tmp_path / "tree", ["Bad_Name"], variant="extract", say=lambda _m: None)
+    assert not (tmp_path / "tree").exists()

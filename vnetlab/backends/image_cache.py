@@ -1,0 +1,173 @@
+"""The image cache: one folder per built image, `<kind>-<hash>`, complete or absent.
+
+A build happens in a hidden temporary folder beside its entry and is renamed into place once
+everything (including info.json, written last) is there, so a reader never sees half an image and
+an interrupted build leaves nothing but a hidden folder that the next build or `prune` removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vnetlab.backends.keys import make_dirs
+from vnetlab.errors import VnetlabError
+
+INFO = "info.json"
+LOCK = "packages.lock"
+STALE_BUILD_SECONDS = 24 * 3600  # a hidden build folder this old belongs to no running build
+
+
+class CacheError(VnetlabError):
+    pass
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    path: Path
+    info: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.info.get("kind", "?"))
+
+    def size(self) -> int:
+        """Bytes the entry takes on disk (allocated blocks: qcow2 and sparse files count as stored)."""
+        return sum(p.lstat().st_blocks * 512 for p in self.path.rglob("*") if p.is_file())
+
+
+def entry_path(cache: Path, kind: str, digest: str) -> Path:
+    return cache / f"{kind}-{digest}"
+
+
+def cached(cache: Path, kind: str, digest: str) -> CacheEntry | None:
+    path = entry_path(cache, kind, digest)
+    try:
+        return CacheEntry(path, json.loads((path / INFO).read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def building(cache: Path, kind: str, digest: str) -> Iterator[Path]:
+    """A fresh temporary folder (0755) to build an entry in; removed on the way out, whatever happens."""
+    try:
+        make_dirs(cache, 0o755)
+        build = Path(tempfile.mkdtemp(prefix=f".{kind}-{digest}.", dir=cache))
+        build.chmod(0o755)
+    except OSError as exc:
+        raise CacheError(f"cannot write the image cache {cache}: {exc.strerror}") from exc
+    try:
+        yield build
+    finally:
+        remove_build(build)
+
+
+def _mounts_under(path: Path) -> list[str]:
+    """Mount points at or below `path` (from /proc/self/mountinfo), deepest first."""
+    prefix = str(path.resolve())
+    found = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+        for line in mountinfo:
+            point = line.split()[4].encode().decode("unicode_escape")  # octal escapes such as \040
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(point)
+    return sorted(found, key=len, reverse=True)
+
+
+def remove_build(build: Path) -> None:
+    """Remove a build folder, after unmounting what an interrupted mmdebstrap may have left mounted
+    in its tree (proc, sys, dev): deleting through a mount would reach the host's own files."""
+    if not build.exists():
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for point in _mounts_under(build):
+        libc.umount2(os.fsencode(point), _MNT_DETACH)
+    left = _mounts_under(build)
+    if left:
+        raise CacheError(f"cannot remove {build}: still mounted there: {', '.join(left)} (unmount them, then `vnetlab image prune`)")
+    shutil.rmtree(build, ignore_errors=True)
+
+
+def publish(build: Path, cache: Path, kind: str, digest: str, info: dict[str, Any]) -> CacheEntry:
+    """Write info.json (the mark of a complete entry) and rename the build into its entry."""
+    info = {"kind": kind, "hash": digest, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **info}
+    (build / INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    (build / INFO).chmod(0o644)
+    target = entry_path(cache, kind, digest)
+    _replace(build, target)
+    return CacheEntry(target, info)
+
+
+def entries(cache: Path) -> list[CacheEntry]:
+    """The complete entries, oldest first."""
+    found = []
+    for path in sorted(cache.glob("*")) if cache.is_dir() else []:
+        if path.name.startswith(".") or not path.is_dir():
+            continue
+        try:
+            found.append(CacheEntry(path, json.loads((path / INFO).read_text())))
+        except (OSError, ValueError):
+            found.append(CacheEntry(path, {"kind": "legacy"}))  # an older vnetlab's entry, or a damaged one
+    return sorted(found, key=lambda e: str(e.info.get("built", "")))
+
+
+def prune(cache: Path, keep: set[Path]) -> list[Path]:
+    """Remove every entry not in `keep`, and abandoned build folders; return what was removed."""
+    removed = []
+    for entry in entries(cache):
+        if entry.path not in keep:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    now = time.time()
+    for hidden in cache.glob(".*") if cache.is_dir() else []:
+        if hidden.is_dir() and now - hidden.stat().st_mtime > STALE_BUILD_SECONDS:
+            remove_build(hidden)
+            removed.append(hidden)
+    return removed
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # <fcntl.h>, <linux/fs.h>
+_MNT_DETACH = 2  # <sys/mount.h>
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (renameat2 RENAME_EXCHANGE): nobody ever sees neither. False if unsupported."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def _replace(build: Path, target: Path) -> None:
+    """Rename the finished build to its entry, replacing an old entry of the same hash.
+
+    A rebuild swaps the new entry in before the old one is deleted: a lab starting meanwhile
+    finds one complete image or the other, never none."""
+    if target.exists():
+        if _exchange(build, target):
+            shutil.rmtree(build)  # now the old entry
+            return
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+        os.rename(target, old / target.name)
+        try:
+            os.rename(build, target)
+        finally:
+            shutil.rmtree(old)
+        return
+    try:
+        os.rename(build, target)
+    except OSError:
+        # Another process published the same recipe meanwhile; its entry is just as complete.
+        if not target.is_dir():
+            raise

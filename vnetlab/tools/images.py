@@ -1,0 +1,80 @@
+"""`vnetlab image list|build|prune`: what the image cache holds, what is current, what can go."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vnetlab.backends import debian_image, image_cache, user_image
+from vnetlab.backends.image import KIND as TINY
+from vnetlab.backends.image import cached_image, recipe_hash
+from vnetlab.backends.image_kinds import DEBIAN, FILE, ImageRef, ResolvedImage, ensure_images
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    name: str
+    kind: str
+    current: bool  # made from the current recipe (a file import: of the file as it is now)
+    size: int  # bytes on disk
+    built: str
+    seconds: float | None
+    detail: str  # packages, kernel, or the imported file
+    locked: int  # packages in its lock file
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "kind": self.kind, "current": self.current, "size_bytes": self.size,
+            "built": self.built, "build_seconds": self.seconds, "detail": self.detail, "locked_packages": self.locked,
+        }
+
+
+def _current(entry: image_cache.CacheEntry, tiny_hash: str | None) -> bool:
+    info = entry.info
+    if entry.kind == TINY:
+        return info.get("hash") == recipe_hash()
+    if entry.kind == DEBIAN:
+        tiny = cached_image(entry.path.parent)
+        return tiny is not None and info.get("tiny") == tiny_hash and info.get("hash") == debian_image.image_hash(tiny, info.get("packages", []))
+    if entry.kind == FILE:
+        source = Path(str(info.get("source", "")))
+        try:
+            return user_image.import_key(source) == info.get("hash")
+        except OSError:
+            return False
+    return False
+
+
+def list_images(cache: Path) -> list[ImageRow]:
+    tiny_hash = recipe_hash()
+    rows = []
+    for entry in image_cache.entries(cache):
+        info = entry.info
+        lock = entry.path / image_cache.LOCK
+        if entry.kind == TINY:
+            detail = f"kernel {info.get('kernel_version', '?')}"
+        elif entry.kind == DEBIAN:
+            detail = ", ".join(info.get("packages", [])) or "(recipe packages only)"
+        elif entry.kind == FILE:
+            detail = str(info.get("source", ""))
+        else:
+            detail = "left by an older vnetlab (prune removes it)"
+        rows.append(ImageRow(
+            entry.path.name, entry.kind, _current(entry, tiny_hash), entry.size(), str(info.get("built", "")),
+            info.get("seconds"), detail, len(lock.read_text().splitlines()) if lock.is_file() else 0,
+        ))
+    return rows
+
+
+def prune_images(cache: Path, *, everything: bool = False) -> list[Path]:
+    """Remove every entry that is not current (all of them with `everything`)."""
+    tiny_hash = recipe_hash()
+    keep = set() if everything else {e.path for e in image_cache.entries(cache) if _current(e, tiny_hash)}
+    return image_cache.prune(cache, keep)
+
+
+def build_images(refs: Iterable[ImageRef], cache: Path, say: Callable[[str], None], *, rebuild: bool) -> list[ResolvedImage]:
+    _tiny, resolved = ensure_images(refs, cache, say, rebuild=rebuild)
+    return list(resolved.values())
