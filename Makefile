@@ -30,10 +30,12 @@ docs: setup
 wheel: setup
 	.venv/bin/python -m build --no-isolation --outdir dist .
 
-## make bench: raw qemu boot vs `vnetlab run two-vm-ping` (a ratio), then a debian guest's boot to SSH vs a raw boot of its disk to the login prompt
+## make bench [VMS=N]: raw qemu boot vs `vnetlab run two-vm-ping` (a ratio); a debian guest's boot to SSH vs a raw boot of its disk to the login prompt; N guests (default 10) vs N raw boots together, with memory
+VMS ?= 10
 bench: image
 	.venv/bin/python bench/boot_vs_run.py
 	.venv/bin/python bench/debian_boot.py
+	.venv/bin/python bench/scale.py --vms $(VMS)
 
 ## make soak: 20 consecutive `vnetlab run two-vm-ping`, then 3 at once; fails if anything of them remains
 soak: image

@@ -13,19 +13,16 @@ round's two timings are taken back to back, under the same load); every round is
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from vnetlab.backends.image import GUEST_READY_MARKER, ensure_image, write_guest_initrd
 from vnetlab.backends.keys import generate_client_key, generate_host_key
-from vnetlab.paths import Layout
+from vnetlab.paths import SCENARIOS_DIR, Layout
 
-from common import bench_setup, raw_boot_seconds  # bench/common.py, beside this script
+from common import bench_setup, median_run, raw_boot_seconds, run_lab  # bench/common.py, beside this script
 
 TARGET_RATIO = 2.0
 
@@ -43,17 +40,7 @@ def raw_boot(accel_name: str) -> float:
 
 
 def vnetlab_run(accel: str) -> tuple[float, dict]:
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "report.json"
-        start = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "-m", "vnetlab", "run", "two-vm-ping", "--name", "bench", "--accel", accel, "--quiet", "--report", str(report)],
-            capture_output=True, text=True,
-        )
-        seconds = time.monotonic() - start
-        if result.returncode != 0:
-            raise SystemExit(f"vnetlab run failed:\n{result.stdout}\n{result.stderr}")
-        return seconds, json.loads(report.read_text())
+    return run_lab((SCENARIOS_DIR / "two-vm-ping.yaml").read_text(), "bench", accel)
 
 
 def main() -> int:
@@ -65,11 +52,8 @@ def main() -> int:
         runs.append(vnetlab_run(accel.name))
         print(f"round {n}: raw qemu boot to readiness marker {raws[-1]:5.2f} s, vnetlab run two-vm-ping {runs[-1][0]:5.2f} s, ratio {runs[-1][0] / raws[-1]:.2f}x", flush=True)
     ratios = [total / raw for raw, (total, _) in zip(raws, runs)]
-    _, report = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
     print(f"median raw qemu boot to readiness marker: {statistics.median(raws):6.2f} s")
-    print(f"median vnetlab run two-vm-ping:           {statistics.median(t for t, _ in runs):6.2f} s; its steps:")
-    for step in report["steps"]:
-        print(f"  {step['name']:<10} {step['seconds']:6.2f} s")
+    median_run(runs, "vnetlab run two-vm-ping")
     ratio = statistics.median(ratios)
     print(f"ratio (median of {len(ratios)} rounds): {ratio:.2f}x, range {min(ratios):.2f}-{max(ratios):.2f}x (target ≤ {TARGET_RATIO:.1f}x under TCG) — {'met' if ratio <= TARGET_RATIO else 'NOT met'}")
     return 0

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,11 +16,13 @@ from vnetlab.backends.image import GuestImage, ensure_image, kernel_cmdline
 from vnetlab.paths import Layout
 
 
-def bench_setup(doc: str | None) -> tuple[argparse.Namespace, AccelChoice]:
-    """Parse --accel/--rounds, build the tiny image if needed, choose the accelerator and say which."""
+def bench_setup(doc: str | None, *, vms: bool = False) -> tuple[argparse.Namespace, AccelChoice]:
+    """Parse --accel/--rounds (and --vms), build the tiny image if needed, choose the accelerator and say which."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
     parser.add_argument("--rounds", type=int, default=3, metavar="N", help="raw boot + vnetlab run pairs (default 3)")
+    if vms:
+        parser.add_argument("--vms", type=int, default=10, metavar="N", help="guests in the lab and raw boots started together (default 10)")
     args = parser.parse_args()
     args.rounds = max(1, args.rounds)
     accel = choose_accel(args.accel, ensure_image(Layout().images))
@@ -54,3 +60,28 @@ def raw_boot_seconds(image: GuestImage, initrd: Path, accel_name: str, needle: b
     finally:
         proc.kill()
         proc.wait()
+
+
+def run_lab(scenario_text: str, name: str, accel: str, *extra: str) -> tuple[float, dict]:
+    """`vnetlab run` of a scenario given as text, quietly, with a report: (seconds, the report)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path, report = Path(tmp) / f"{name}.yaml", Path(tmp) / "report.json"
+        path.write_text(scenario_text)
+        start = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "vnetlab", "run", str(path), "--name", name, "--accel", accel, "--quiet", "--report", str(report), *extra],
+            capture_output=True, text=True,
+        )
+        seconds = time.monotonic() - start
+        if result.returncode != 0:
+            raise SystemExit(f"vnetlab run failed:\n{result.stdout}\n{result.stderr}")
+        return seconds, json.loads(report.read_text())
+
+
+def median_run(runs: list[tuple[float, dict]], what: str) -> dict:
+    """Print the median run's time and steps; return its report."""
+    _, report = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
+    print(f"median {what}: {statistics.median(t for t, _ in runs):6.2f} s; its steps:")
+    for step in report["steps"]:
+        print(f"  {step['name']:<10} {step['seconds']:6.2f} s")
+    return report

@@ -9,12 +9,9 @@ run's time. The issue's target: at most 20 s to SSH-ready under TCG on a 2-core 
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from vnetlab.backends import qcow2
@@ -23,7 +20,7 @@ from vnetlab.backends.image import ensure_image, write_guest_initrd
 from vnetlab.backends.keys import generate_client_key, generate_host_key
 from vnetlab.paths import Layout
 
-from common import bench_setup, raw_boot_seconds  # bench/common.py, beside this script
+from common import bench_setup, raw_boot_seconds, run_lab  # bench/common.py, beside this script
 
 TARGET_SSH_SECONDS = 20.0
 LOGIN_PROMPT = b" login:"
@@ -52,21 +49,10 @@ def raw_boot_to_login(accel_name: str) -> float:
 
 def vnetlab_run(accel: str) -> tuple[float, float, float]:
     """(whole run, guest ready marker, guest SSH) in seconds."""
-    with tempfile.TemporaryDirectory() as tmp:
-        scenario, report = Path(tmp) / "bench-debian.yaml", Path(tmp) / "report.json"
-        scenario.write_text(SCENARIO)
-        start = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "-m", "vnetlab", "run", str(scenario), "--name", "bench-debian", "--accel", accel, "--quiet", "--report", str(report)],
-            capture_output=True, text=True,
-        )
-        seconds = time.monotonic() - start
-        if result.returncode != 0:
-            raise SystemExit(f"vnetlab run failed:\n{result.stdout}\n{result.stderr}")
-        data = json.loads(report.read_text())
-        guest = data["guests"]["vm1"]
-        boot = next(s["seconds"] for s in data["steps"] if s["name"] == "boot")  # domain define + start
-        return seconds, boot + guest["ready_seconds"], boot + guest["ssh_seconds"]
+    seconds, data = run_lab(SCENARIO, "bench-debian", accel)
+    guest = data["guests"]["vm1"]
+    boot = next(s["seconds"] for s in data["steps"] if s["name"] == "boot")  # domain define + start
+    return seconds, boot + guest["ready_seconds"], boot + guest["ssh_seconds"]
 
 
 def main() -> int:

@@ -34,6 +34,8 @@ EXPECTATIONS = {
     "no-plaintext-tunnel": "no readable ICMP of the tunnel's subnet",
     "routed": "echo requests arriving with their TTL decremented (they crossed a router)",
     "bounded-broadcast": "at most 100 broadcast frames on the bridge during the whole check phase (no broadcast storm)",
+    "vxlan": "UDP port 4789 datagrams between the underlay addresses, with the tunnel's VNI, carrying the echo pairs",
+    "unencapsulated": "the echo pairs as plain Ethernet frames and not one VXLAN (UDP 4789) datagram",
 }
 
 

@@ -147,6 +147,20 @@ def add_tool_commands(sub) -> None:
     ex.add_argument("remote_command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command (one shell line)")
     ex.add_argument("--timeout", type=float, default=60.0, metavar="S", help="seconds it may take (default 60)")
 
+    ne = sub.add_parser(
+        "netem", help="show, change or clear the impairment of a guest NIC on a running lab (delay, jitter, loss, rate)",
+        description="Without options, print the netem qdisc of NIC inside VM as the guest's tc shows it. With --delay/--jitter/--loss/--rate, "
+        "replace it (the options not given are left out, not kept); with --clear, remove it. Runs inside the guest, like the scenario's netem:.",
+    )
+    ne.add_argument("lab", metavar="LAB")
+    ne.add_argument("vm", metavar="VM")
+    ne.add_argument("nic", metavar="NIC", help="the interface name inside the guest, e.g. eth0")
+    ne.add_argument("--delay", metavar="TIME", help="added delay, e.g. 40ms")
+    ne.add_argument("--jitter", metavar="TIME", help="variation of the delay, e.g. 5ms (needs --delay)")
+    ne.add_argument("--loss", metavar="PERCENT", help="frames dropped, e.g. 10%%")
+    ne.add_argument("--rate", metavar="RATE", help="rate limit, e.g. 20mbit")
+    ne.add_argument("--clear", action="store_true", help="remove the impairment")
+
     con = sub.add_parser("console", help="the guest's serial console (Ctrl-] to leave)", description="Attach to the guest's serial console through libvirt (a root shell runs on it). When stdin is not a terminal, send stdin and print what comes back until the console is quiet.")
     con.add_argument("lab", metavar="LAB")
     con.add_argument("vm", metavar="VM")
@@ -251,7 +265,7 @@ def _print_explain(plan) -> None:
 def _finish(runner, outcome, args, out: Console) -> int:
     from vnetlab.tools.report import print_summary, save_reports
 
-    save_reports(outcome, runner.progress.steps, report=args.report, junit=args.junit)
+    save_reports(outcome, runner.progress.steps, runner.progress.events, report=args.report, junit=args.junit)
     print_summary(out, outcome, runner.progress.steps, runner.model)
     return EXIT_OK if outcome.ok else EXIT_FAIL
 
@@ -264,7 +278,7 @@ def _reported(runner, args, out: Console, command: Callable[[], int]) -> int:
         return command()
     except (Interrupted, KeyboardInterrupt):
         if runner.outcome is not None:
-            save_reports(runner.outcome, runner.progress.steps, report=args.report, junit=args.junit)
+            save_reports(runner.outcome, runner.progress.steps, runner.progress.events, report=args.report, junit=args.junit)
         raise
     except ValidationError:
         raise
@@ -622,6 +636,22 @@ def cmd_exec(args, out: Console, err: Console) -> int:
     return result.exit_code
 
 
+def cmd_netem(args, out: Console, err: Console) -> int:
+    from vnetlab.tools.netem import NetemValueError, change_live, parse_netem
+
+    given = [args.delay, args.jitter, args.loss, args.rate]
+    if args.clear and any(v is not None for v in given):
+        err.print("[red]error:[/] --clear takes no --delay, --jitter, --loss or --rate")
+        return EXIT_INPUT
+    try:
+        netem = parse_netem(*given) if any(v is not None for v in given) else None
+    except NetemValueError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return EXIT_INPUT
+    write_exact(change_live(_live_plan(args.lab), args.vm, args.nic, netem, clear=args.clear) + "\n")
+    return EXIT_OK
+
+
 def cmd_console(args, out: Console, err: Console) -> int:
     from vnetlab.tools import interactive
 
@@ -688,6 +718,7 @@ COMMANDS = {
     "graph": cmd_graph,
     "ssh": cmd_ssh,
     "exec": cmd_exec,
+    "netem": cmd_netem,
     "console": cmd_console,
     "shell": cmd_shell,
     "capture": cmd_capture,

@@ -16,19 +16,21 @@ from vnetlab.features.base import Feature
 from vnetlab.features.commands import Commands
 from vnetlab.features.containers import Containers
 from vnetlab.features.mtu import Mtu
+from vnetlab.features.netem import NetemFeature
 from vnetlab.features.nat import Nat
 from vnetlab.features.ops import DeviceOps
 from vnetlab.features.ovs import OpenVSwitch
 from vnetlab.features.perf import Perf
 from vnetlab.features.routing import Routing
 from vnetlab.features.stp import Stp
+from vnetlab.features.vxlan import Vxlan
 from vnetlab.features.wireguard import WireGuard
 from vnetlab.model import validate
 from vnetlab.model.scenario import ScenarioModel, compose_model
 
 
 def default_features() -> tuple[Feature, ...]:
-    return (Containers(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), Commands())
+    return (Containers(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), Vxlan(), Commands())
 
 
 def check_order(features: tuple[Feature, ...]) -> None:

@@ -32,6 +32,17 @@ def test_run_two_vm_ping_passes_and_leaves_nothing(tmp_path, lab_name):
     assert pcap.stat().st_size > 0
     for log in report["artifacts"]["console"].values():
         assert "VNETLAB-READY" in Path(log).read_text()
+    # the boot waterfall: every guest's stages in order, in the report and drawn in the artifacts
+    timeline = report["timeline"]
+    assert [s["name"] for s in timeline["steps"]] == [s["name"] for s in report["steps"]]
+    for vm in ("vm1", "vm2"):
+        stages = timeline["guests"][vm]
+        assert [s["stage"] for s in stages] == ["starting", "started", "console ready", "SSH", "addressed"], stages
+        assert [s["at"] for s in stages] == sorted(s["at"] for s in stages)
+    memory = report["memory"]["guests_mib"]
+    assert sorted(memory) == ["vm1", "vm2"] and all(0 < m["pss"] <= m["rss"] for m in memory.values()), memory
+    svg = Path(report["artifacts"]["waterfall"]).read_text()
+    assert svg.startswith("<svg ") and "vm1: boot to the readiness marker" in svg
     assert "PASS" in result.stdout
     assert leftovers(lab_name) == []
 

@@ -16,14 +16,15 @@ import yaml
 from vnetlab.backends.ssh import CommandResult
 from vnetlab.checks.base import CheckContext
 from vnetlab.cli import main
-from vnetlab.compose import load_scenario, parse_scenario
+from vnetlab.compose import load_scenario
 from vnetlab.features import mtu
-from vnetlab.model.typed_yaml import ValidationError
 from vnetlab.paths import SCENARIOS_DIR
 from vnetlab.plan.dump import plan_data
 from vnetlab.plan.planner import PlanOptions, make_plan
 from vnetlab.tools import explain as ex
 from vnetlab.tools.graph import topology
+from scenario_helpers import checks_appended, problems
+from scenario_helpers import plan_of as plan_in
 
 KERNEL = Path("/var/lib/vnetlab/images/golden/vmlinux")
 
@@ -43,20 +44,12 @@ vms:
 """
 
 
-def problems(text: str) -> list[str]:
-    try:
-        parse_scenario(text, "lab.yaml")
-    except ValidationError as exc:
-        return [str(p) for p in exc.problems]
-    return []
-
-
 def with_checks(*checks: str, base: str = BASE) -> str:
-    return base + "checks:\n" + "".join(f"  - {c}\n" for c in checks)
+    return checks_appended(base, *checks)
 
 
 def plan_of(text: str, lab: str = "m-lab"):
-    return make_plan(parse_scenario(text, "lab.yaml"), lab, PlanOptions(kernel=KERNEL))
+    return plan_in(text, lab)
 
 
 # -- the model: shape (the loader) and rules (each located) ------------------------------------

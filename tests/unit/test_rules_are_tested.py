@@ -114,6 +114,23 @@ def command(node: str, run: str = "true", **extra: Any) -> dict:
     return {"command": {"node": node, "run": run, **extra}}
 
 
+def vxl(name: str = "vx1", vni: int = 1, bridges: list[str] | None = None, **extra: Any) -> dict:
+    return {"name": name, "vni": vni, "bridges": bridges or ["br0", "br1"], **extra}
+
+
+# three bridges on one subnet; vm1 on br0 and vm2 on br1, which a VXLAN joins into one segment
+VX_BRIDGES = [br(), br("br1"), br("br2")]
+VX_LOOP = (
+    "this VXLAN clashes with the bridge-links or VXLANs that already join br0 and br1 into one Ethernet segment: "
+    "a second path between them closes a loop, and a broadcast would circle it forever"
+)
+
+
+def vx_lab(*vxlans: dict, **changes: Any) -> dict:
+    parts: dict[str, Any] = {"bridges": copy.deepcopy(VX_BRIDGES), "vms": [vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2", nic("br1", "10.1.1.3/24"))]}
+    return lab(**{**parts, **changes, "vxlan": list(vxlans)})
+
+
 MAX_FILES_BYTES = 64 * 1024 * 1024  # vnetlab.features.commands: what `files:` may send per VM
 
 
@@ -168,6 +185,10 @@ CASES = [
     case("image-file-missing", lab(vms=[vm("vm1", image={"file": "nope.qcow2"})]), ("vms[0].image.file", r"image file /.*/nope\.qcow2 does not exist$")),
     case("image-file-not-a-disk", lab(vms=[vm("vm1", image={"file": "notes.txt"})]), ("vms[0].image.file", r"image file /.*/notes\.txt is neither qcow2 nor a bootable raw disk \(no MBR boot signature\)$"), files={"notes.txt": "not a disk\n"}),
     case("image-memory-too-small", lab(image="debian", vms=[vm("vm1", memory=128)]), ("vms[0].memory", E("128 MiB is too little for a debian guest: at least 256"))),
+    # -- netem ------------------------------------------------------------------------------
+    case("netem-value", lab(vms=[vm("vm1", nic(netem={"delay": "forty", "loss": "120%"}))]), ("vms[0].nics[0].netem.delay", E("expected a duration like 40ms, 1.5s or 500us, got 'forty'")), ("vms[0].nics[0].netem.loss", E("120% is out of range (0% to 100%)"))),
+    case("netem-empty", lab(vms=[vm("vm1", nic(netem={}))]), ("vms[0].nics[0].netem", E("expected at least one of: delay, jitter, loss, rate"))),
+    case("netem-jitter-alone", lab(vms=[vm("vm1", nic(netem={"jitter": "5ms"}))]), ("vms[0].nics[0].netem.jitter", E("needs a delay to vary around"))),
     case("vm-duplicate", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm1", nic("br0", "10.1.1.3/24"))]), ("vms[1].name", E("duplicate VM name 'vm1'"))),
     case("nic-name-reserved", lab(vms=[vm("vm1", nic(name="mgmt0"))]), ("vms[0].nics[0].name", E("'mgmt0' is reserved inside the guest"))),
     case("nic-name-temporary-prefix", lab(vms=[vm("vm1", nic(name="vnltmp1"))]), ("vms[0].nics[0].name", "'vnltmp1' is reserved inside the guest: names starting with 'vnltmp' are the temporary names")),
@@ -302,6 +323,25 @@ CASES = [
     ),
     case("stp-check-without-stp", lab(checks=[{"stp": {"blocking": 1}}]), (f"{C0}.stp", E("no bridge has stp: true: without STP no port ever blocks"))),
     case("bounded-broadcast-not-on-bridge", lab(checks=[capture(["vm1", "vm2"], ["bounded-broadcast"], interface="eth0")]), (f"{C0}.capture.expect", E("bounded-broadcast is judged on a bridge (bridge:)"))),
+    # -- vxlan ------------------------------------------------------------------------------
+    case("vxlan-duplicate-name", vx_lab(vxl(), vxl(vni=2, bridges=["br1", "br2"])), ("vxlan[1].name", E("duplicate VXLAN name 'vx1'"))),
+    case("vxlan-reserved-name", vx_lab(vxl("vnlx")), ("vxlan[0].name", E("names starting with 'vnl' are reserved for vnetlab's own devices"))),
+    case("vxlan-name-of-a-node", vx_lab(vxl(), containers=[container("vx1", "10.1.1.9/24")]), ("vxlan[0].name", E("'vx1' is already the name of a container or host: its namespace would be hypervisor B's"))),
+    case("vxlan-device-clash", vx_lab(vxl(), bridges=[*VX_BRIDGES, br("vx1-a", None)]), ("vxlan[0].name", E("its device 'vx1-a' clashes with another interface of the lab namespace"))),
+    case("vxlan-duplicate-vni", vx_lab(vxl(), vxl("vx2", bridges=["br1", "br2"])), ("vxlan[1].vni", E("duplicate VNI 1 (vxlan[0] has it): each VXLAN needs its own"))),
+    case("vxlan-unknown-bridge", vx_lab(vxl(bridges=["br0", "br9"])), ("vxlan[0].bridges[1]", E("no bridge named 'br9' (bridges: br0, br1, br2)"))),
+    case("vxlan-ovs-bridge", vx_lab(vxl(), bridges=[br(), br("br1", type="ovs")]), ("vxlan[0].bridges[1]", E("bridge 'br1' is of type ovs, which takes no VXLAN device here: vnetlab joins Linux bridges (type linux) only"))),
+    case("vxlan-same-bridge", vx_lab(vxl(bridges=["br0", "br0"])), ("vxlan[0].bridges", E("both sides on 'br0': expected two different bridges"))),
+    case("vxlan-loop", vx_lab(vxl(), vxl("vx2", 2)), ("vxlan[1].bridges", E(VX_LOOP))),
+    case("vxlan-loop-with-bridge-links", vx_lab(vxl(), **{"bridge-links": [{"between": ["br0", "br1"]}]}), ("vxlan[0].bridges", E(VX_LOOP))),
+    case("vxlan-no-free-underlay", vx_lab(vxl(), management={"subnet": "192.168.0.0/16"}), ("vxlan[0].underlay", E("every default underlay (192.168.100.0/24 to 192.168.255.0/24) overlaps a subnet of the lab: set underlay: to a free subnet"))),
+    case("vxlan-underlay-not-a-network", vx_lab(vxl(underlay="192.168.100.1/24")), ("vxlan[0].underlay", E("expected an IPv4 network like 192.168.100.0/24 (host bits zero), got '192.168.100.1/24'"))),
+    case("vxlan-underlay-unusable", vx_lab(vxl(underlay="127.0.0.0/24")), ("vxlan[0].underlay", E("127.0.0.0/24 overlaps 127.0.0.0/8 (loopback addresses): not usable on a lab segment"))),
+    case("vxlan-underlay-too-small", vx_lab(vxl(underlay="192.168.100.0/31")), ("vxlan[0].underlay", E("192.168.100.0/31 is too small: the underlay needs two host addresses (/30 or larger)"))),
+    case("vxlan-underlay-overlaps", vx_lab(vxl(underlay="10.1.0.0/16")), ("vxlan[0].underlay", E("10.1.0.0/16 overlaps the subnet of bridge br0: the underlay needs a subnet of its own (both hypervisors route it)"))),
+    case("vxlan-capture-same-side", vx_lab(vxl(), vms=copy.deepcopy(TWO_VMS), checks=[capture(["vm1", "vm2"], ["vxlan"], interface="vx1-u")]), (f"{C0}.capture.between", E("the capture is judged between a node on br0 and one on br1: only their exchange crosses VXLAN vx1"))),
+    case("vxlan-capture-not-on-underlay", vx_lab(vxl(), checks=[capture(["vm1", "vm2"], ["vxlan"])]), (f"{C0}.capture.expect", E("vxlan is judged on the underlay of a VXLAN (interface: vx1-u)"))),
+    case("unencapsulated-not-on-a-bridge", vx_lab(vxl(), checks=[capture(["vm1", "vm2"], ["unencapsulated"], interface="vx1-u")]), (f"{C0}.capture.expect", E("unencapsulated is judged on a bridge a VXLAN joins (bridge: br0, br1)"))),
 ]
 
 

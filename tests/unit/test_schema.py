@@ -34,15 +34,16 @@ LOADER_ONLY = {
     # cross-field rules (model.validate) ------------------------------------------------------
     "references to other entries": r"no (VM|bridge|WireGuard tunnel|routed uplink|uplink|bridge or uplink)\b.* named|no VM, container or host named|is not a member of tunnel",
     "addresses fit their subnets, subnets do not clash": r"is not in (the tunnel's )?subnet|overlaps|too small|network or broadcast address",
-    "unique names and addresses": r"duplicate|is already (used by|the name of|an interface|the port of)|clashes with",
+    "unique names and addresses": r"duplicate|is already (used by|the name of|an interface|the port of)|are already joined by|clashes with",
     "reserved names": r"reserved|'lo' is the lab namespace's loopback",
     "checks that could prove nothing": r"pinging itself|against itself|two different|has no route|no addressed NICs on a common subnet|has no (addressed )?NIC on bridge|needs both nodes addressed",
-    "fields that depend on other fields": r"needs (an address|the VM|the bridge's subnet|a gateway|a WireGuard tunnel|a container)|takes no|a gateway needs|device operations work on linux bridges|is judged (between|on)|with via, expected|is too little for a \w+ guest|extra packages need kind: debian",
+    "fields that depend on other fields": r"needs (an address|the VM|the bridge's subnet|a gateway|a WireGuard tunnel|a container)|takes no|a gateway needs|device operations work on linux bridges|is judged (between|on)|with via, expected|is too little for a \w+ guest|extra packages need kind: debian|is of type \w+(:|, which takes no)",
     # value formats the model leaves to Python's ipaddress (no regex in the spec) -----------------
     "IPv4 network and address formats": r"expected an IPv4 (network|address)|expected a VM(, container or host)? name or an IPv4 address",
     # the host's files, and what needs rendering or compiling (users' own labs) ------------------
     "files and folders on the host": r"no (file|folder) /|leads outside the scenario's folder|is not a plain absolute path|template: true needs a UTF-8 text file|bytes in all; at most|shares per VM|image file /",
     "Debian package names (checked against apt's rules)": r"not a Debian package name",
+    "netem values: units and ranges": r"expected (a duration|a percentage|a rate) like|is out of range \(|expected at least one of: delay, jitter, loss, rate|needs a delay to vary around",
     "templates and regular expressions": r"template (variable|syntax error|error|not allowed)|not a regular expression|the rendered text is|one attempt only",
     # shape rules in check_shape that the generated schema does not express ---------------------
     "exactly two peers / exactly one of two fields": r"expected exactly two (VM|node) names|expected exactly one of: \w+( \(.*\))?, \w+",

@@ -166,6 +166,21 @@ def qemu_pid(domain: str) -> int | None:
     return pid if os.path.exists(f"/proc/{pid}") else None
 
 
+def qemu_memory_kib(pid: int) -> dict[str, int] | None:
+    """Pss and Rss (KiB) of a qemu process from /proc/PID/smaps_rollup; None when it is gone.
+    Pss shares the pages several qemus map (libraries, the kernel file) among them: the fair figure."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    figures = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("Pss", "Rss") and value.strip().endswith("kB"):
+            figures[key.lower()] = int(value.split()[0])
+    return figures if len(figures) == 2 else None
+
+
 def qemu_group(conn: libvirt.virConnect, domain_type: str) -> int | None:
     """The group libvirt's DAC driver runs qemu as for `domain_type`, from the host capabilities.
 

@@ -29,6 +29,7 @@ class PerfCheck:
     to: str = spec("node running the iperf3 server", pattern=NAME, max_length=VM_NAME_MAX)
     seconds: int = spec("iperf3 test length", default=2, minimum=1, maximum=10)
     pings: int = spec("pings for the latency figure", default=5, minimum=1, maximum=50)
+    mbit_max: int | None = spec("fail when the throughput exceeds this many Mbit/s (e.g. a netem rate limit took effect)", key="mbit-max", default=None, minimum=1, maximum=100000)
 
 IPERF3 = "iperf3"
 SERVER_ARGV = [IPERF3, "-s", "-1"]  # one-off: serves one test, then exits
@@ -115,9 +116,13 @@ def run_check(ctx: CheckContext, check: PerfCheck) -> CheckResult:
         + (" — a guest under TCG: this figure measures the CPU emulator, not the path" if emulated else "")
         + (f"; {f.error}" if f.error else "")
     )
+    ok = f.ok
+    if check.mbit_max is not None:
+        ok = ok and f.mbit_s <= check.mbit_max
+        detail += f"; at most {check.mbit_max} Mbit/s expected: {'within' if f.mbit_s <= check.mbit_max else 'above'} it"
     ends = f"{node_kind(ctx.plan, check.source)} → {node_kind(ctx.plan, check.to)}"
     data = {"path": f"{check.source} → {check.to}", "ends": ends, "via": _via(ctx.plan, check), "target": target, "emulated": emulated, **asdict(f)}
-    return CheckResult(f"perf {check.source} → {check.to}", "perf", f.ok, detail, data=data)
+    return CheckResult(f"perf {check.source} → {check.to}", "perf", ok, detail, data=data)
 
 
 def _via(plan: Plan, check: PerfCheck) -> str:

@@ -32,7 +32,7 @@ from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import Expectation, ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
-from vnetlab.model.validate import Rules, node_interfaces
+from vnetlab.model.validate import Rules, route_across
 from vnetlab.plan.planner import Plan, PlanContext, PlanPart, Resource
 from vnetlab.tools.explain import Section
 from vnetlab.tools.inspect import PORT_STATES, InspectRow
@@ -196,12 +196,7 @@ def _route(scenario: Any, source: str, target: str) -> Any:
     if not scenario.bridge_links:
         return None
     domain = _domain(scenario)
-    theirs = node_interfaces(scenario, target)
-    for seg, mine in node_interfaces(scenario, source):
-        for tseg, iface in theirs:
-            if seg != tseg and domain(seg) == domain(tseg) and mine.network == iface.network:
-                return iface
-    return None
+    return route_across(scenario, source, target, lambda a, b: domain(a) == domain(b))
 
 
 MODEL = ModelExtension(

@@ -190,6 +190,9 @@ def _core_ping() -> list[FieldDecl]:
         decl("to", str, spec("target VM, container or host name, or an IPv4 address")),
         decl("count", int, spec("echo requests to send", default=3, minimum=1, maximum=100)),
         decl("expect", Literal["success", "failure"], spec("whether the ping must succeed or must fail", default="success")),
+        decl("rtt_min_ms", int | None, spec("the average round-trip time must be at least this many ms (e.g. a netem delay took effect)", key="rtt-min-ms", default=None, minimum=0, maximum=600000)),
+        decl("rtt_max_ms", int | None, spec("the average round-trip time must be at most this many ms", key="rtt-max-ms", default=None, minimum=0, maximum=600000)),
+        decl("loss_max", int | None, spec("pass with up to this share of echo requests lost, in percent (default: none may be lost)", key="loss-max", default=None, minimum=0, maximum=100)),
         _check_name(),
     ]
 

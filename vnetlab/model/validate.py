@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,17 @@ def image_file_path(scenario: Any, file: str) -> Path:
     """A `file:` image path: relative paths are relative to the scenario file's folder."""
     base = Path(scenario.source).parent if scenario.source else Path.cwd()
     return (base / file).absolute()
+
+
+def route_across(scenario: Any, source: str, target: str, same_segment: Callable[[str, str], bool]) -> ipaddress.IPv4Interface | None:
+    """The target's address on a subnet the source shares across segments that `same_segment`
+    says are one Ethernet segment (bridges joined by veths or a VXLAN), else None."""
+    theirs = node_interfaces(scenario, target)
+    for seg, mine in node_interfaces(scenario, source):
+        for tseg, iface in theirs:
+            if seg != tseg and same_segment(seg, tseg) and mine.network == iface.network:
+                return iface
+    return None
 
 
 def vm_image(scenario: Any, vm: Any) -> ImageRef:

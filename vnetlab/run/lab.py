@@ -98,10 +98,29 @@ class Outcome:
     error: str | None = None
     kept: bool = False
     guests: dict[str, GuestTiming] = field(default_factory=dict)  # VM → its image and how long it took to come up
+    memory_kib: dict[str, dict[str, int]] = field(default_factory=dict)  # VM → the highest Pss/Rss sampled of its qemu
+
+    def memory_json(self) -> dict[str, object]:
+        """Per guest and in all, in MiB: what the run's qemu processes held at most when sampled."""
+        guests = {vm: {k: round(v / 1024, 1) for k, v in kib.items()} for vm, kib in self.memory_kib.items()}
+        total = round(sum(kib["pss"] for kib in self.memory_kib.values()) / 1024, 1)
+        return {"sampled": "once all guests were addressed, and after the checks", "guests_mib": guests, "total_pss_mib": total}
 
     @property
     def ok(self) -> bool:
         return self.error is None and all(c.ok for c in self.checks)
+
+
+def sample_memory(plan: Plan, outcome: Outcome) -> None:
+    """Keep each guest's highest qemu Pss and Rss seen so far (smaps_rollup; guests that are gone are skipped)."""
+    for vm in plan.vms:
+        pid = hv.qemu_pid(vm.domain)
+        figures = hv.qemu_memory_kib(pid) if pid is not None else None
+        if figures is None:
+            continue
+        seen = outcome.memory_kib.setdefault(vm.name, {"pss": 0, "rss": 0})
+        for key in ("pss", "rss"):
+            seen[key] = max(seen[key], figures[key])
 
 
 def unique_lab_name(scenario: str) -> str:
@@ -357,8 +376,10 @@ class LabRunner:
             sessions: dict[str, GuestSSH] = {}
             try:
                 sessions = self._bring_up(plan, state, image, run_dir)
+                sample_memory(plan, outcome)
                 if check:
                     self._check(plan, sessions, run_dir, outcome)
+                    sample_memory(plan, outcome)
             except Interrupted as exc:
                 outcome.error = f"interrupted ({exc}); the lab was torn down"
                 keep = False

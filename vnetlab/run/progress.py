@@ -28,6 +28,17 @@ class StepTiming:
     name: str
     seconds: float
     ok: bool
+    start: float = 0.0  # seconds from the start of the run (Progress creation)
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class VMEvent:
+    """A guest reached `stage` at `at` seconds from the start of the run (for the boot waterfall)."""
+
+    vm: str
+    stage: str
+    at: float
 
 
 @dataclass
@@ -45,6 +56,8 @@ class Progress:
         self.quiet = quiet
         self.steps: list[StepTiming] = []
         self.vms: dict[str, VMProgress] = {}
+        self.events: list[VMEvent] = []
+        self.started = time.monotonic()
         self._lock = threading.Lock()  # one printed line at a time
         self._vm_lock = threading.Lock()  # separate: printing during a live display renders __rich__
         self._label = ""
@@ -67,7 +80,7 @@ class Progress:
             ok = True
         finally:
             seconds = time.monotonic() - start
-            self.steps.append(StepTiming(name, round(seconds, 3), ok))
+            self.steps.append(StepTiming(name, round(seconds, 3), ok, round(start - self.started, 3), label))
             mark = "[green]✓[/]" if ok else "[red]✗[/]"
             self.say(f"{mark} {escape(label)} [dim]{seconds:.1f} s[/]")
 
@@ -78,6 +91,7 @@ class Progress:
             first = self.vms.get(vm)
             since = first.since if first else now
             self.vms[vm] = VMProgress(stage, since, now - since)
+            self.events.append(VMEvent(vm, stage, round(now - self.started, 3)))
 
     def __rich__(self) -> RenderableType:
         """What the live display shows: the running step, and the guests until all are addressed."""

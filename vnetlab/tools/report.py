@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -12,10 +13,11 @@ from rich.text import Text
 
 from vnetlab.model.scenario import ScenarioModel
 from vnetlab.run.lab import Outcome
-from vnetlab.run.progress import StepTiming
+from vnetlab.run.progress import StepTiming, VMEvent
+from vnetlab.tools.waterfall import timeline, waterfall_svg
 
 
-def report_json(outcome: Outcome, steps: list[StepTiming]) -> dict:
+def report_json(outcome: Outcome, steps: list[StepTiming], events: Sequence[VMEvent] = ()) -> dict:
     accel = outcome.accel
     return {
         "scenario": outcome.scenario,
@@ -27,6 +29,8 @@ def report_json(outcome: Outcome, steps: list[StepTiming]) -> dict:
         "kept": outcome.kept,
         "steps": [{"name": s.name, "seconds": s.seconds, "ok": s.ok} for s in steps],
         "guests": {name: timing.to_json() for name, timing in outcome.guests.items()},
+        "timeline": timeline(steps, events),
+        "memory": outcome.memory_json(),
         "checks": [c.to_json() for c in outcome.checks],
         "artifacts": outcome.artifacts,
     }
@@ -37,15 +41,21 @@ def write_report(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def save_reports(outcome: Outcome, steps: list[StepTiming], *, report: Path | None = None, junit: Path | None = None) -> dict:
-    """report.json and junit.xml into the run's artifact folder (and named in the report), copies where asked."""
+def save_reports(
+    outcome: Outcome, steps: list[StepTiming], events: Sequence[VMEvent] = (), *, report: Path | None = None, junit: Path | None = None
+) -> dict:
+    """report.json, junit.xml and the boot waterfall (SVG) into the run's artifact folder (and named
+    in the report), copies of the first two where asked."""
     from vnetlab.tools.junit import write_junit
 
     run_dir = outcome.artifacts.get("dir")
     if run_dir:
         outcome.artifacts["report"] = str(Path(str(run_dir)) / "report.json")
         outcome.artifacts["junit"] = str(Path(str(run_dir)) / "junit.xml")
-    data = report_json(outcome, steps)
+        waterfall = Path(str(run_dir)) / "waterfall.svg"
+        waterfall.write_text(waterfall_svg(f"vnetlab {outcome.scenario} (lab {outcome.lab}): where the time went", steps, events))
+        outcome.artifacts["waterfall"] = str(waterfall)
+    data = report_json(outcome, steps, events)
     if run_dir:
         write_report(Path(str(outcome.artifacts["report"])), data)
         write_junit(Path(str(outcome.artifacts["junit"])), data)
@@ -57,7 +67,7 @@ def save_reports(outcome: Outcome, steps: list[StepTiming], *, report: Path | No
 
 
 def _artifact_files(artifacts: dict) -> str:
-    names = [Path(str(artifacts[k])).name for k in ("report", "junit") if artifacts.get(k)]
+    names = [Path(str(artifacts[k])).name for k in ("report", "junit", "waterfall") if artifacts.get(k)]
     for key, what in (("pcap", "pcap"), ("console", "console log"), ("domain_xml", "domain XML")):
         n = len(artifacts.get(key) or {})
         if n:

@@ -1,0 +1,86 @@
+"""N tiny guests on one bridge: how close is a lab to N raw boots started together?
+
+Each round: (1) N raw qemu boots of the tiny guest (kernel, a per-guest initrd with keys, two
+virtio NICs on isolated hubs) started at once, timed until the last readiness marker; (2)
+`vnetlab run` of a generated lab with N VMs on one bridge and chained pings (vm1 → vm2 → … → vmN),
+whose report adds the per-guest memory (Pss of each qemu). Prints each round, the medians, the
+ratio (issue 14's target: at most 1.10×), and the lab's peak total Pss.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from vnetlab.backends.image import GUEST_READY_MARKER, ensure_image, write_guest_initrd
+from vnetlab.backends.keys import generate_client_key, generate_host_key
+from vnetlab.paths import Layout
+
+from common import bench_setup, median_run, raw_boot_seconds, run_lab  # bench/common.py, beside this script
+
+
+def scenario(n: int) -> str:
+    vms = "".join(f"  - {{name: vm{i}, nics: [{{bridge: br0, address: 10.1.{i // 250}.{i % 250 + 2}/16}}]}}\n" for i in range(1, n + 1))
+    pings = "".join(f"  - ping: {{from: vm{i}, to: vm{i + 1}, count: 1}}\n" for i in range(1, n))
+    return f"name: bench-scale\nbridges: [{{name: br0, subnet: 10.1.0.0/16}}]\nvms:\n{vms}checks:\n{pings}"
+
+
+def raw_boots_together(n: int, accel_name: str) -> float:
+    """Seconds until the last of n raw boots started at once prints its readiness marker."""
+    image = ensure_image(Layout().images)
+    client = generate_client_key("bench")
+    with tempfile.TemporaryDirectory() as tmp:
+        initrds = []
+        for i in range(n):
+            initrd = Path(tmp) / f"initrd-{i}.img"
+            write_guest_initrd(image, initrd, {
+                "/root/.ssh/authorized_keys": (client.public_line.encode() + b"\n", 0o600),
+                "/etc/dropbear/dropbear_ed25519_host_key": (generate_host_key().dropbear_blob, 0o600),
+            })
+            initrds.append(initrd)
+        times: list[float] = []
+        start = time.monotonic()
+
+        def one(initrd: Path) -> None:
+            times.append(raw_boot_seconds(image, initrd, accel_name, GUEST_READY_MARKER.encode(), memory=128, timeout=600.0))
+
+        threads = [threading.Thread(target=one, args=(initrd,)) for initrd in initrds]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if len(times) != n:
+            raise SystemExit(f"raw boots: {n - len(times)} of {n} did not print the readiness marker")
+        return time.monotonic() - start
+
+
+def vnetlab_run(n: int, accel: str) -> tuple[float, dict]:
+    return run_lab(scenario(n), "bench-scale", accel, "--boot-timeout", "900")
+
+
+def main() -> int:
+    args, accel = bench_setup(__doc__, vms=True)
+    raws: list[float] = []
+    runs: list[tuple[float, dict]] = []
+    for r in range(1, args.rounds + 1):
+        raws.append(raw_boots_together(args.vms, accel.name))
+        runs.append(vnetlab_run(args.vms, accel.name))
+        total, report = runs[-1]
+        print(f"round {r}: {args.vms} raw boots together {raws[-1]:6.2f} s; vnetlab run {total:6.2f} s, ratio {total / raws[-1]:.2f}x; "
+              f"total Pss {report['memory']['total_pss_mib']:.0f} MiB", flush=True)
+    ratios = [total / raw for raw, (total, _) in zip(raws, runs)]
+    print(f"median {args.vms} raw boots together: {statistics.median(raws):6.2f} s")
+    median_report = median_run(runs, f"vnetlab run of {args.vms} guests")
+    pss = sorted(m["pss"] for m in median_report["memory"]["guests_mib"].values())
+    print(f"Pss per guest: median {statistics.median(pss):.0f} MiB (range {pss[0]:.0f}-{pss[-1]:.0f}); total {median_report['memory']['total_pss_mib']:.0f} MiB")
+    ratio = statistics.median(ratios)
+    print(f"ratio (median of {len(ratios)} rounds): {ratio:.2f}x, range {min(ratios):.2f}-{max(ratios):.2f}x (issue 14's target: at most 1.10x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""The boot waterfall drawn from a run's step timings and guest events (no guests needed)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from vnetlab.run.progress import StepTiming, VMEvent
+from vnetlab.tools.waterfall import timeline, waterfall_svg
+
+SVG = "{http://www.w3.org/2000/svg}"
+STEPS = [StepTiming("boot", 0.8, True, 0.1, "Starting 2 guest(s)"), StepTiming("wait", 4.5, True, 0.9, "Waiting"), StepTiming("checks", 0.4, False, 5.5, "Running")]
+EVENTS = [
+    VMEvent("vm1", "starting", 0.1), VMEvent("vm1", "started", 0.6), VMEvent("vm1", "console ready", 3.9),
+    VMEvent("<vm&2>", "starting", 0.1), VMEvent("vm1", "SSH", 4.2), VMEvent("<vm&2>", "started", 0.9), VMEvent("vm1", "addressed", 5.4),
+]
+
+
+def test_the_svg_has_a_row_per_step_and_per_guest_with_each_segment_timed() -> None:
+    text = waterfall_svg("run <x>", STEPS, EVENTS)
+    root = ET.fromstring(text)  # well-formed: names are escaped
+    titles = [t.text for t in root.iter(f"{SVG}title")]
+    assert "Starting 2 guest(s): 0.80 s from 0.10 s" in titles
+    assert "Running: 0.40 s from 5.50 s (failed)" in titles
+    assert "vm1: boot to the readiness marker, 3.30 s (0.60 → 3.90 s)" in titles
+    assert "vm1: SSH handshake, 0.30 s (3.90 → 4.20 s)" in titles
+    assert "<vm&2>: domain start, taps into the lab, 0.80 s (0.10 → 0.90 s)" in titles
+    labels = [t.text for t in root.iter(f"{SVG}text")]
+    assert {"boot", "wait", "checks", "vm1", "<vm&2>", "run <x>"} <= set(labels)
+    failed = [r for r in root.iter(f"{SVG}rect") if r.get("fill") == "#e45756"]
+    assert len(failed) == 1  # the failed step stands out
+
+
+def test_the_report_carries_the_same_times() -> None:
+    data = timeline(STEPS, EVENTS)
+    assert data["steps"][1] == {"name": "wait", "label": "Waiting", "start": 0.9, "seconds": 4.5, "ok": True}
+    assert [e["stage"] for e in data["guests"]["vm1"]] == ["starting", "started", "console ready", "SSH", "addressed"]
+    assert data["guests"]["<vm&2>"] == [{"stage": "starting", "at": 0.1}, {"stage": "started", "at": 0.9}]
+
+
+def test_an_empty_run_still_draws() -> None:
+    ET.fromstring(waterfall_svg("nothing ran", [], []))
+
+
+def test_memory_is_reported_per_guest_and_in_all() -> None:
+    from vnetlab.run.lab import Outcome
+
+    outcome = Outcome("s", "l", memory_kib={"vm1": {"pss": 102400, "rss": 204800}, "vm2": {"pss": 51200, "rss": 60000}})
+    assert outcome.memory_json()["guests_mib"] == {"vm1": {"pss": 100.0, "rss": 200.0}, "vm2": {"pss": 50.0, "rss": 58.6}}
+    assert outcome.memory_json()["total_pss_mib"] == 150.0
