@@ -19,7 +19,7 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR / "tests" / "e2e"))
 
-from test_two_vm_ping import VNETLAB, leftovers  # noqa: E402 — the suite's own definition of "left behind"
+from labtools import VNETLAB, leftovers  # noqa: E402 — the suite's own definition of "left behind"
 
 from vnetlab.run.lab import LOCK_DIR  # noqa: E402
 
