@@ -36,6 +36,7 @@ bench: image
 	.venv/bin/python bench/boot_vs_run.py
 	.venv/bin/python bench/debian_boot.py
 	.venv/bin/python bench/scale.py --vms $(VMS)
+	.venv/bin/python bench/table.py
 
 ## make soak: 20 consecutive `vnetlab run two-vm-ping`, then 3 at once; fails if anything of them remains
 soak: image

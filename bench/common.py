@@ -85,3 +85,25 @@ def median_run(runs: list[tuple[float, dict]], what: str) -> dict:
     for step in report["steps"]:
         print(f"  {step['name']:<10} {step['seconds']:6.2f} s")
     return report
+
+
+RESULTS = Path(__file__).resolve().parent / "results.json"  # the latest figures of each benchmark (not committed)
+
+
+def record(name: str, measured: str, raw: str, ratio: str, rounds: int, note: str = "") -> None:
+    """Keep this benchmark's latest medians in bench/results.json, for bench/table.py to publish."""
+    try:
+        results = json.loads(RESULTS.read_text())
+    except (OSError, ValueError):
+        results = {}
+    results[name] = {
+        "measured": measured, "raw": raw, "ratio": ratio, "rounds": rounds, "note": note,
+        "date": time.strftime("%Y-%m-%d"), "machine": machine(),
+    }
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+def machine() -> str:
+    cores = len([line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("processor")])
+    mem = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:")), 0)
+    return f"{cores} cores, {mem / 2**20:.0f} GiB"

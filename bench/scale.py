@@ -20,7 +20,7 @@ from vnetlab.backends.image import GUEST_READY_MARKER, ensure_image, write_guest
 from vnetlab.backends.keys import generate_client_key, generate_host_key
 from vnetlab.paths import Layout
 
-from common import bench_setup, median_run, raw_boot_seconds, run_lab  # bench/common.py, beside this script
+from common import bench_setup, median_run, raw_boot_seconds, record, run_lab  # bench/common.py, beside this script
 
 
 def scenario(n: int) -> str:
@@ -79,6 +79,9 @@ def main() -> int:
     print(f"Pss per guest: median {statistics.median(pss):.0f} MiB (range {pss[0]:.0f}-{pss[-1]:.0f}); total {median_report['memory']['total_pss_mib']:.0f} MiB")
     ratio = statistics.median(ratios)
     print(f"ratio (median of {len(ratios)} rounds): {ratio:.2f}x, range {min(ratios):.2f}-{max(ratios):.2f}x (issue 14's target: at most 1.10x)")
+    record(f"{args.vms} guests vs {args.vms} raw boots together", f"{statistics.median(t for t, _ in runs):.2f} s", f"{statistics.median(raws):.2f} s",
+           f"{ratio:.2f}× ({min(ratios):.2f}–{max(ratios):.2f}×)", len(ratios),
+           f"Pss {statistics.median(pss):.0f} MiB per guest, {median_report['memory']['total_pss_mib']:.0f} MiB in all")
     return 0
 
 
