@@ -134,6 +134,19 @@ def vx_lab(*vxlans: dict, **changes: Any) -> dict:
 MAX_FILES_BYTES = 64 * 1024 * 1024  # vnetlab.features.commands: what `files:` may send per VM
 
 
+VL_VLANS = [{"vlan": 10, "subnet": "10.0.10.0/24"}, {"vlan": 20, "subnet": "10.0.20.0/24"}]
+
+
+def vl_br(subnet: str | None = None, **extra: Any) -> dict:
+    return br("br0", subnet, **{"type": "ovs", "vlans": copy.deepcopy(VL_VLANS), **extra})
+
+
+def vl_lab(*vms: dict, bridge: dict | None = None, **changes: Any) -> dict:
+    """br0 of type ovs with VLANs 10 and 20; vm1 an access port of VLAN 10, vm2 a trunk of 10 and 20."""
+    vms = vms or (vm("vm1", nic(address="10.0.10.2/24", vlan=10)), vm("vm2", nic(trunk=[{"vlan": 10, "address": "10.0.10.3/24"}, {"vlan": 20, "address": "10.0.20.3/24"}])))
+    return lab(bridges=[bridge or vl_br()], vms=list(vms), **changes)
+
+
 @dataclass(frozen=True)
 class Case:
     """A scenario (in a folder of its own, with `files`: name → text, bytes, a size for a sparse
@@ -342,6 +355,29 @@ CASES = [
     case("vxlan-capture-same-side", vx_lab(vxl(), vms=copy.deepcopy(TWO_VMS), checks=[capture(["vm1", "vm2"], ["vxlan"], interface="vx1-u")]), (f"{C0}.capture.between", E("the capture is judged between a node on br0 and one on br1: only their exchange crosses VXLAN vx1"))),
     case("vxlan-capture-not-on-underlay", vx_lab(vxl(), checks=[capture(["vm1", "vm2"], ["vxlan"])]), (f"{C0}.capture.expect", E("vxlan is judged on the underlay of a VXLAN (interface: vx1-u)"))),
     case("unencapsulated-not-on-a-bridge", vx_lab(vxl(), checks=[capture(["vm1", "vm2"], ["unencapsulated"], interface="vx1-u")]), (f"{C0}.capture.expect", E("unencapsulated is judged on a bridge a VXLAN joins (bridge: br0, br1)"))),
+    # -- vlan -------------------------------------------------------------------------------
+    case("vlan-on-linux-bridge", vl_lab(bridge=br("br0", None, vlans=copy.deepcopy(VL_VLANS))), ("bridges[0].vlans", r"VLANs on a Linux bridge \(type linux\) need the kernel's bridge vlan_filtering \(CONFIG_BRIDGE_VLAN_FILTERING\), which vnetlab does not set up yet; .*Operation not supported.* Use type: ovs")),
+    case("vlan-nic-on-linux-bridge", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24", vlan=10))]), ("vms[0].nics[0].vlan", r"bridge 'br0' is a Linux bridge: VLANs on a Linux bridge .*Use type: ovs")),
+    case("vlan-subnet-and-vlans", vl_lab(bridge=vl_br(subnet="10.0.10.0/24")), ("bridges[0].subnet", E("a bridge with vlans has one subnet per VLAN (in vlans): drop subnet"))),
+    case("vlan-duplicate", vl_lab(bridge=vl_br(vlans=[*VL_VLANS, {"vlan": 10, "subnet": "10.0.30.0/24"}])), ("bridges[0].vlans[2].vlan", E("duplicate VLAN 10 (vlans[0] has it)"))),
+    case("vlan-subnet-not-a-network", vl_lab(bridge=vl_br(vlans=[*VL_VLANS, {"vlan": 30, "subnet": "10.0.30.1/24"}])), ("bridges[0].vlans[2].subnet", E("expected an IPv4 network like 10.1.1.0/24 (host bits zero), got '10.0.30.1/24'"))),
+    case("vlan-subnet-unusable", vl_lab(bridge=vl_br(vlans=[*VL_VLANS, {"vlan": 30, "subnet": "127.0.0.0/24"}])), ("bridges[0].vlans[2].subnet", E("127.0.0.0/24 overlaps 127.0.0.0/8 (loopback addresses): not usable on a lab segment"))),
+    case("vlan-subnet-overlaps-management", vl_lab(bridge=vl_br(vlans=[*VL_VLANS, {"vlan": 30, "subnet": "172.30.0.0/16"}])), ("bridges[0].vlans[2].subnet", E("172.30.0.0/16 overlaps the management subnet 172.30.255.0/24 (change management.subnet)"))),
+    case("vlan-subnets-overlap", vl_lab(bridge=vl_br(vlans=[*VL_VLANS, {"vlan": 30, "subnet": "10.0.0.0/16"}])), ("bridges[0].vlans[2].subnet", E("10.0.0.0/16 overlaps VLAN 10's subnet: each VLAN of a bridge needs its own"))),
+    case("vlan-nic-untagged-on-vlan-bridge", vl_lab(vm("vm1", nic(address="10.0.10.2/24"))), ("vms[0].nics[0].bridge", E("bridge 'br0' has vlans: this NIC needs vlan: (an access port) or trunk:"))),
+    case("vlan-and-trunk", vl_lab(vm("vm1", nic(address="10.0.10.2/24", vlan=10, trunk=[{"vlan": 20}]))), ("vms[0].nics[0].trunk", E("expected one of vlan (an access port) or trunk (tagged VLANs), not both"))),
+    case("vlan-on-bridge-without-vlans", lab(bridges=[br(type="ovs")], vms=[vm("vm1", nic("br0", "10.1.1.2/24", vlan=10))]), ("vms[0].nics[0].vlan", E("bridge 'br0' declares no vlans: add vlans: [{vlan: N, subnet: …}] to it"))),
+    case("vlan-access-unknown", vl_lab(vm("vm1", nic(address="10.0.10.2/24", vlan=30))), ("vms[0].nics[0].vlan", E("VLAN 30 is not one of bridge 'br0''s vlans (10, 20)"))),
+    case("vlan-access-address-outside", vl_lab(vm("vm1", nic(address="10.0.20.2/24", vlan=10))), ("vms[0].nics[0].address", E("10.0.20.2/24 is not in subnet 10.0.10.0/24 of VLAN 10 on bridge 'br0'"))),
+    case("vlan-trunk-with-address", vl_lab(vm("vm1", nic(address="10.0.10.2/24", trunk=[{"vlan": 20, "address": "10.0.20.2/24"}]))), ("vms[0].nics[0].address", E("a trunk's own interface stays unaddressed: give each VLAN its address in trunk"))),
+    case("vlan-trunk-duplicate", vl_lab(vm("vm1", nic(trunk=[{"vlan": 10}, {"vlan": 10}]))), ("vms[0].nics[0].trunk[1].vlan", E("duplicate VLAN 10 on this trunk"))),
+    case("vlan-trunk-unknown", vl_lab(vm("vm1", nic(trunk=[{"vlan": 30}]))), ("vms[0].nics[0].trunk[0].vlan", E("VLAN 30 is not one of bridge 'br0''s vlans (10, 20)"))),
+    case("vlan-trunk-name-too-long", vl_lab(vm("vm1", nic(trunk=[{"vlan": 10}], name="abcdefghijklm"))), ("vms[0].nics[0].trunk[0].vlan", E("the guest's sub-interface 'abcdefghijklm.10' would be longer than 15 characters: shorten the NIC's name"))),
+    case("vlan-trunk-address-outside", vl_lab(vm("vm1", nic(trunk=[{"vlan": 10, "address": "10.0.20.2/24"}]))), ("vms[0].nics[0].trunk[0].address", E("10.0.20.2/24 is not in subnet 10.0.10.0/24 of VLAN 10 on bridge 'br0'"))),
+    case("vlan-trunk-address-taken", vl_lab(vm("vm1", nic(address="10.0.10.2/24", vlan=10)), vm("vm2", nic(trunk=[{"vlan": 10, "address": "10.0.10.2/24"}]))), ("vms[1].nics[0].trunk[0].address", E("10.0.10.2 is already used by vm1 eth0"))),
+    case("vlan-tagged-without-vlans", lab(checks=[capture(["vm1", "vm2"], ["vlan-tagged"])]), (f"{C0}.capture.expect", E("vlan-tagged is judged on a bridge with vlans (bridge:)"))),
+    case("vlan-tagged-not-on-the-bridge", lab(bridges=[vl_br(), br("br1")], vms=[*vl_lab()["vms"], vm("vm3", nic("br1", "10.1.1.3/24"))], checks=[capture(["vm1", "vm3"], ["vlan-tagged"])]), (f"{C0}.capture.between[1]", E("expected a VM with a NIC on bridge 'br0', got 'vm3'"))),
+    case("vlan-tagged-no-shared-vlan", vl_lab(vm("vm1", nic(address="10.0.10.2/24", vlan=10)), vm("vm2", nic(address="10.0.20.2/24", vlan=20)), checks=[capture(["vm1", "vm2"], ["vlan-tagged"])]), (f"{C0}.capture.between", E("'vm1' and 'vm2' share no VLAN on bridge 'br0': there is no exchange between them to capture"))),
 ]
 
 

@@ -170,6 +170,10 @@ class OvsSwitch:
         _run(self.ns, self.paths, vsctl_argv(self.paths, "add-port", bridge, port))
         linux_bridge.set_link_up(self.ns, port)
 
+    def vsctl(self, *args: str) -> str:
+        """Run ovs-vsctl against this lab's database (e.g. `set port P tag=10`); its output."""
+        return _run(self.ns, self.paths, vsctl_argv(self.paths, *args))
+
     def delete_bridge(self, name: str) -> None:
         """Idempotent: without running daemons the bridge is gone with them (its database is in the lab folder)."""
         if all(self._running(program) for program in DAEMONS):

@@ -147,6 +147,18 @@ class Rules:
             return iface
         return None
 
+    def subnet(self, path: str, text: str) -> ipaddress.IPv4Network | None:
+        """A segment's subnet (a bridge's, a VLAN's): it parses, is usable, and clears the management subnet.
+        Returns the parsed network even when it clashes (its addresses are still checked against it)."""
+        net = network(text)
+        if net is None:
+            self.add(path, f"expected an IPv4 network like 10.1.1.0/24 (host bits zero), got {text!r}")
+        elif unusable(net):
+            self.add(path, str(unusable(net)))
+        elif self.mgmt is not None and net.overlaps(self.mgmt):
+            self.add(path, f"{net} overlaps the management subnet {self.mgmt} (change management.subnet)")
+        return net
+
     def claim(self, path: str, ip: ipaddress.IPv4Address, owner: str) -> None:
         if ip in self.addresses:
             self.add(path, f"{ip} is already used by {self.addresses[ip]}")
@@ -233,15 +245,7 @@ def _bridges(r: Rules) -> None:
             r.add(f"{path}.name", "names starting with 'vnl' are reserved for vnetlab's own devices")
         if br.name == "lo":
             r.add(f"{path}.name", "'lo' is the lab namespace's loopback interface")
-        net = None
-        if br.subnet is not None:
-            net = network(br.subnet)
-            if net is None:
-                r.add(f"{path}.subnet", f"expected an IPv4 network like 10.1.1.0/24 (host bits zero), got {br.subnet!r}")
-            elif unusable(net):
-                r.add(f"{path}.subnet", str(unusable(net)))
-            elif r.mgmt is not None and net.overlaps(r.mgmt):
-                r.add(f"{path}.subnet", f"{net} overlaps the management subnet {r.mgmt} (change management.subnet)")
+        net = r.subnet(f"{path}.subnet", br.subnet) if br.subnet is not None else None
         r.bridges.setdefault(br.name, net)
     r.lab_ifaces |= set(r.bridges)
 
