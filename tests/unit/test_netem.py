@@ -69,7 +69,7 @@ def test_bad_scenario_values_are_exit_2_material_with_their_line() -> None:
     with pytest.raises(ValidationError) as raised:
         parse_scenario(text, "lab.yaml")
     [problem] = raised.value.problems
-    assert (problem.line, problem.field) == (11, "vms[0].nics[0].netem.delay") and "expected a duration like 40ms" in problem.message
+    assert (problem.line, problem.field) == (13, "vms[0].nics[0].netem.delay") and "expected a duration like 40ms" in problem.message
 
 
 def test_the_plan_puts_netem_in_the_guests_and_explain_shows_the_commands() -> None:
