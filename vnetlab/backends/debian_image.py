@@ -9,7 +9,6 @@ anything: mmdebstrap fills a folder, `mkfs.ext4 -d` turns it into a file system,
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from vnetlab.backends import debian_tree, image_cache, qcow2
 from vnetlab.backends.debian_tree import TreeError, in_tree
-from vnetlab.backends.image import DEFAULT_CACHE, GuestImage, ImageError
+from vnetlab.backends.image import DEFAULT_CACHE, GuestImage, ImageError, depmod, hash_sources, recipe_label, recipe_lines
 from vnetlab.paths import RECIPE_DIR
 
 KIND = "debian"
@@ -48,13 +47,9 @@ def base_packages() -> list[str]:
 
 def image_hash(tiny: GuestImage, extra: Sequence[str]) -> str:
     """Recipe files, this builder, the tiny image it boots with (its kernel and modules) and the extra packages."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in RECIPE.rglob("*") if p.is_file()) + [Path(__file__)]:
-        content = path.read_bytes()
-        digest.update(f"{path.name}:{bool(path.stat().st_mode & stat.S_IXUSR)}:{len(content)}\n".encode())
-        digest.update(content)
-    digest.update(repr((tiny.recipe_hash, debian_tree.SUITE, sorted(set(extra)))).encode())
-    return digest.hexdigest()[:16]
+    sources = {recipe_label(path): path for path in sorted(p for p in RECIPE.rglob("*") if p.is_file())}
+    sources["vnetlab/debian_image.py"] = Path(__file__)
+    return hash_sources(sources, (tiny.recipe_hash, debian_tree.SUITE, sorted(set(extra))))
 
 
 def cached_disk(tiny: GuestImage, extra: Sequence[str], cache: Path = DEFAULT_CACHE) -> DiskImage | None:
@@ -110,8 +105,8 @@ def ensure_disk(
 
 
 def _recipe_words(name: str) -> list[str]:
-    lines = (line.split("#", 1)[0].strip() for line in (RECIPE / name).read_text().splitlines())
-    return [line for line in lines if line]
+    """The one word per line of images/debian/NAME (packages, masked units)."""
+    return [words[0] for words in recipe_lines(f"debian/{name}", columns=1)]
 
 
 def _install_modules(root: Path, tiny: GuestImage, build: Path, say: Callable[[str], None]) -> None:
@@ -124,12 +119,7 @@ def _install_modules(root: Path, tiny: GuestImage, build: Path, say: Callable[[s
     target.mkdir(parents=True, exist_ok=True)
     shutil.move(unpacked / "lib/modules" / tiny.kernel_version, target / tiny.kernel_version)
     shutil.rmtree(unpacked)
-    try:
-        subprocess.run(["depmod", "-b", str(root), tiny.kernel_version], capture_output=True, text=True, check=True)
-    except FileNotFoundError:
-        raise ImageError("depmod not found: run `vnetlab setup` (or apt-get install kmod)") from None
-    except subprocess.CalledProcessError as exc:
-        raise ImageError(f"depmod failed: {exc.stderr.strip()}") from None
+    depmod(root, tiny.kernel_version)
 
 
 def _apply_recipe(root: Path) -> None:

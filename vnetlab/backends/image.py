@@ -89,7 +89,7 @@ class _Entry:
 
 def recipe_binaries() -> list[tuple[str, str]]:
     """(guest path, Debian package) of every binary in images/binaries.txt."""
-    return [(words[0], words[1]) for words in _recipe_lines("binaries.txt", columns=2)]
+    return [(words[0], words[1]) for words in recipe_lines("binaries.txt", columns=2)]
 
 
 def recipe_packages() -> list[str]:
@@ -101,16 +101,27 @@ def recipe_hash() -> str:
 
     The exact versions a build used are in the entry's packages.lock; a new build of the same
     recipe (`image build --rebuild`) takes the mirror's current versions."""
-    sources = {f"images/{path.relative_to(RECIPE_DIR).as_posix()}": path for path in _recipe_files()}
+    sources = {recipe_label(path): path for path in _recipe_files()}
     sources["vnetlab/image.py"] = Path(__file__)  # how the recipe is read is part of the recipe
     sources["vnetlab/debian_tree.py"] = Path(debian_tree.__file__)
+    return hash_sources(sources, (debian_tree.SUITE, recipe_packages()))
+
+
+def recipe_label(path: Path) -> str:
+    """A recipe file's name in a hash: its path under images/ (two files of one name differ)."""
+    return f"images/{path.relative_to(RECIPE_DIR).as_posix()}"
+
+
+def hash_sources(sources: Mapping[str, Path], extra: object) -> str:
+    """16 hex digits of sha256 over each labelled file (its content and executable bit) and `extra`'s repr:
+    the cache key of an image kind."""
     digest = hashlib.sha256()
     for label, path in sources.items():
         content = path.read_bytes()
         executable = bool(path.stat().st_mode & stat.S_IXUSR)
         digest.update(f"{label}:{executable}:{len(content)}\n".encode())
         digest.update(content)
-    digest.update(repr((debian_tree.SUITE, recipe_packages())).encode())
+    digest.update(repr(extra).encode())
     return digest.hexdigest()[:16]
 
 
@@ -234,7 +245,7 @@ def _mac(mac: str) -> str:
 # --- the recipe ------------------------------------------------------------------------------
 
 
-def _recipe_lines(name: str, columns: int) -> list[list[str]]:
+def recipe_lines(name: str, columns: int) -> list[list[str]]:
     """The non-comment lines of a recipe file, split into exactly `columns` words (0: any number)."""
     path = RECIPE_DIR / name
     try:
@@ -336,7 +347,7 @@ def _initramfs_entries(tree: Tree, kernel_version: str, say: Callable[[str], Non
             for applet in _busybox_applets(in_tree(tree.root, found)):
                 entries.setdefault(applet, _Entry(stat.S_IFLNK | 0o777, binary.encode()))
 
-    modules = [words[0] for words in _recipe_lines("modules.txt", columns=1)]
+    modules = [words[0] for words in recipe_lines("modules.txt", columns=1)]
     say(f"collecting kernel modules for {', '.join(modules)}")
     entries.update(_module_entries(in_tree(tree.root, f"/lib/modules/{kernel_version}"), kernel_version, modules))
 
@@ -375,7 +386,7 @@ def _module_entries(root: Path, kernel_version: str, names: Sequence[str]) -> di
             relative = source.relative_to(root)
             (stage_root / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, stage_root / relative)
-        _depmod(Path(stage), kernel_version)
+        depmod(Path(stage), kernel_version)
         return {
             path.relative_to(stage).as_posix(): _Entry(stat.S_IFREG | 0o644, path.read_bytes())
             for path in stage_root.rglob("*")
@@ -390,7 +401,8 @@ def _module_depends(module: Path) -> list[str]:
     return [name for name in match.group(1).decode().split(",") if name] if match else []
 
 
-def _depmod(base: Path, kernel_version: str) -> None:
+def depmod(base: Path, kernel_version: str) -> None:
+    """Index the modules under base/lib/modules/VERSION (modules.dep and friends) with the host's depmod."""
     try:
         subprocess.run(["depmod", "-b", str(base), kernel_version], capture_output=True, text=True, check=True)
     except FileNotFoundError:
@@ -406,7 +418,7 @@ def _module_name(module: str) -> str:
 
 def _apply_layout(entries: dict[str, _Entry]) -> None:
     """Add the folders, symlinks and device nodes of images/layout.txt; apply its mode overrides."""
-    for kind, path, *args in _recipe_lines("layout.txt", columns=0):
+    for kind, path, *args in recipe_lines("layout.txt", columns=0):
         name = _guest_name(path)
         if kind == "dir" and len(args) == 1:
             entries[name] = _Entry(stat.S_IFDIR | int(args[0], 8))

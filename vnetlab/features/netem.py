@@ -32,7 +32,7 @@ from vnetlab.plan.planner import Plan, PlanContext, PlanPart
 from vnetlab.run.configure import open_ssh
 from vnetlab.tools.explain import Section, guest_line
 from vnetlab.tools.inspect import InspectRow
-from vnetlab.tools.netem import Netem, NetemValueError, apply_in_guest, apply_script, parse_duration, parse_loss, parse_netem, parse_rate, read_back
+from vnetlab.tools.netem import Netem, apply_in_guest, apply_script, netem_problems, parse_netem, read_back
 
 WHERE = "inside the guest (this host kernel has no netem qdisc for its taps)"
 
@@ -56,23 +56,9 @@ def _nics(scenario: Any) -> Iterator[tuple[int, int, Any, Any]]:
 
 def _validate(rules: Rules) -> None:
     for i, j, _vm, nic in _nics(rules.scenario):
-        path = f"vms[{i}].nics[{j}].netem"
         n = nic.netem
-        for field_name, parse in (("delay", lambda t: parse_duration(t, "delay")), ("jitter", lambda t: parse_duration(t, "jitter")), ("loss", parse_loss), ("rate", parse_rate)):
-            value = getattr(n, field_name)
-            if value is None:
-                continue
-            try:
-                parse(value)
-            except NetemValueError as exc:
-                rules.add(f"{path}.{field_name}", str(exc).partition(": ")[2])
-        try:
-            parse_netem(n.delay, n.jitter, n.loss, n.rate)
-        except NetemValueError as exc:
-            if str(exc).startswith("expected"):
-                rules.add(path, str(exc))
-            elif str(exc).startswith("jitter: needs"):
-                rules.add(f"{path}.jitter", str(exc).partition(": ")[2])
+        for problem in netem_problems(n.delay, n.jitter, n.loss, n.rate):
+            rules.add(f"vms[{i}].nics[{j}].netem" + (f".{problem.field}" if problem.field else ""), problem.detail)
 
 
 MODEL = ModelExtension(

@@ -9,7 +9,7 @@ from typing import Any
 
 from vnetlab.backends import debian_image, image_cache, user_image
 from vnetlab.backends.image import KIND as TINY
-from vnetlab.backends.image import cached_image, recipe_hash
+from vnetlab.backends.image import GuestImage, cached_image
 from vnetlab.backends.image_kinds import DEBIAN, FILE, ImageRef, ResolvedImage, ensure_images
 
 
@@ -31,13 +31,13 @@ class ImageRow:
         }
 
 
-def _current(entry: image_cache.CacheEntry, tiny_hash: str | None) -> bool:
+def _current(entry: image_cache.CacheEntry, tiny: GuestImage | None) -> bool:
+    """Whether the current recipe (`tiny`: the current tiny image, if built) or file still makes this entry."""
     info = entry.info
     if entry.kind == TINY:
-        return info.get("hash") == recipe_hash()
+        return tiny is not None and entry.path == tiny.entry
     if entry.kind == DEBIAN:
-        tiny = cached_image(entry.path.parent)
-        return tiny is not None and info.get("tiny") == tiny_hash and info.get("hash") == debian_image.image_hash(tiny, info.get("packages", []))
+        return tiny is not None and info.get("tiny") == tiny.recipe_hash and info.get("hash") == debian_image.image_hash(tiny, info.get("packages", []))
     if entry.kind == FILE:
         source = Path(str(info.get("source", "")))
         try:
@@ -48,7 +48,7 @@ def _current(entry: image_cache.CacheEntry, tiny_hash: str | None) -> bool:
 
 
 def list_images(cache: Path) -> list[ImageRow]:
-    tiny_hash = recipe_hash()
+    tiny = cached_image(cache)
     rows = []
     for entry in image_cache.entries(cache):
         info = entry.info
@@ -62,7 +62,7 @@ def list_images(cache: Path) -> list[ImageRow]:
         else:
             detail = "left by an older vnetlab (prune removes it)"
         rows.append(ImageRow(
-            entry.path.name, entry.kind, _current(entry, tiny_hash), entry.size(), str(info.get("built", "")),
+            entry.path.name, entry.kind, _current(entry, tiny), entry.size(), str(info.get("built", "")),
             info.get("seconds"), detail, len(lock.read_text().splitlines()) if lock.is_file() else 0,
         ))
     return rows
@@ -70,8 +70,8 @@ def list_images(cache: Path) -> list[ImageRow]:
 
 def prune_images(cache: Path, *, everything: bool = False) -> list[Path]:
     """Remove every entry that is not current (all of them with `everything`)."""
-    tiny_hash = recipe_hash()
-    keep = set() if everything else {e.path for e in image_cache.entries(cache) if _current(e, tiny_hash)}
+    tiny = cached_image(cache)
+    keep = set() if everything else {e.path for e in image_cache.entries(cache) if _current(e, tiny)}
     return image_cache.prune(cache, keep)
 
 

@@ -31,7 +31,12 @@ QDISC_TEXT_MAX = 4096  # what is kept of `tc qdisc show` (guest output)
 
 
 class NetemValueError(ValueError):
-    pass
+    """A netem value that cannot be used; `field` names it (None: the settings as a whole)."""
+
+    def __init__(self, field: str | None, detail: str):
+        super().__init__(f"{field}: {detail}" if field else detail)
+        self.field = field
+        self.detail = detail
 
 
 class NetemError(VnetlabError):
@@ -92,39 +97,55 @@ def _rate(bits: int) -> str:
 def parse_duration(text: str, what: str) -> int:
     match = _DURATION.fullmatch(text.strip())
     if match is None:
-        raise NetemValueError(f"{what}: expected a duration like 40ms, 1.5s or 500us, got {text!r}")
+        raise NetemValueError(what, f"expected a duration like 40ms, 1.5s or 500us, got {text!r}")
     us = round(float(match.group(1)) * _US[match.group(2)])
     if not 0 <= us <= DELAY_MAX_US:
-        raise NetemValueError(f"{what}: {text} is out of range (0 to 60s)")
+        raise NetemValueError(what, f"{text} is out of range (0 to 60s)")
     return us
 
 
 def parse_loss(text: str) -> float:
     match = _PERCENT.fullmatch(text.strip())
     if match is None:
-        raise NetemValueError(f"loss: expected a percentage like 10%, got {text!r}")
+        raise NetemValueError("loss", f"expected a percentage like 10%, got {text!r}")
     value = float(match.group(1))
     if not 0 <= value <= 100:
-        raise NetemValueError(f"loss: {text} is out of range (0% to 100%)")
+        raise NetemValueError("loss", f"{text} is out of range (0% to 100%)")
     return value
 
 
 def parse_rate(text: str) -> int:
     match = _RATE.fullmatch(text.strip().lower())
     if match is None:
-        raise NetemValueError(f"rate: expected a rate like 20mbit, 512kbit or 1gbit, got {text!r}")
+        raise NetemValueError("rate", f"expected a rate like 20mbit, 512kbit or 1gbit, got {text!r}")
     bits = round(float(match.group(1)) * _BITS[match.group(2)])
     if not RATE_MIN <= bits <= RATE_MAX:
-        raise NetemValueError(f"rate: {text} is out of range (8kbit to 10gbit)")
+        raise NetemValueError("rate", f"{text} is out of range (8kbit to 10gbit)")
     return bits
 
 
-def parse_netem(delay: str | None, jitter: str | None, loss: str | None, rate: str | None) -> Netem:
-    """Netem from its four texts (each optional, at least one given); NetemValueError names the bad one."""
+def netem_problems(delay: str | None, jitter: str | None, loss: str | None, rate: str | None) -> list[NetemValueError]:
+    """Every problem of the four texts: each value that does not parse, then the combination."""
+    parsers = {"delay": lambda t: parse_duration(t, "delay"), "jitter": lambda t: parse_duration(t, "jitter"), "loss": parse_loss, "rate": parse_rate}
+    problems = []
+    for name, text in (("delay", delay), ("jitter", jitter), ("loss", loss), ("rate", rate)):
+        if text is not None:
+            try:
+                parsers[name](text)
+            except NetemValueError as exc:
+                problems.append(exc)
     if delay is None and jitter is None and loss is None and rate is None:
-        raise NetemValueError("expected at least one of: delay, jitter, loss, rate")
+        problems.append(NetemValueError(None, "expected at least one of: delay, jitter, loss, rate"))
     if jitter is not None and delay is None:
-        raise NetemValueError("jitter: needs a delay to vary around")
+        problems.append(NetemValueError("jitter", "needs a delay to vary around"))
+    return problems
+
+
+def parse_netem(delay: str | None, jitter: str | None, loss: str | None, rate: str | None) -> Netem:
+    """Netem from its four texts (each optional, at least one given); NetemValueError names the first bad one."""
+    problems = netem_problems(delay, jitter, loss, rate)
+    if problems:
+        raise problems[0]
     return Netem(
         parse_duration(delay, "delay") if delay is not None else None,
         parse_duration(jitter, "jitter") if jitter is not None else None,
