@@ -405,7 +405,11 @@ def cmd_plan(args, out: Console, err: Console) -> int:
     _, scenario = load(args.scenario, registry(), args.scenarios, lambda note: err.print(escape(note), soft_wrap=True))
     lab = args.name or scenario.name
     check_lab_name(lab)
-    plan = make_plan(scenario, lab, PlanOptions(domain_type="kvm" if args.accel == "kvm" else "qemu"))
+    from vnetlab.backends.kernel_probe import host_capabilities
+
+    plan = make_plan(scenario, lab, PlanOptions(domain_type="kvm" if args.accel == "kvm" else "qemu", host_kernel=host_capabilities()))
+    for note in plan.notes:
+        err.print(escape(note), soft_wrap=True)
     if args.explain:
         from vnetlab.tools.explain import explain
 

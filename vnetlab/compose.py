@@ -23,6 +23,7 @@ from vnetlab.features.ovs import OpenVSwitch
 from vnetlab.features.perf import Perf
 from vnetlab.features.routing import Routing
 from vnetlab.features.stp import Stp
+from vnetlab.features.switch_guest import SwitchGuestFeature
 from vnetlab.features.vlan import Vlan
 from vnetlab.features.vxlan import Vxlan
 from vnetlab.features.wireguard import WireGuard
@@ -31,7 +32,7 @@ from vnetlab.model.scenario import ScenarioModel, compose_model
 
 
 def default_features() -> tuple[Feature, ...]:
-    return (Containers(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), Vxlan(), Vlan(), Commands())
+    return (Containers(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), Vxlan(), Vlan(), SwitchGuestFeature(), Commands())
 
 
 def check_order(features: tuple[Feature, ...]) -> None:

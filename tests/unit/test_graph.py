@@ -138,7 +138,9 @@ def test_every_shipped_scenario_is_drawn_with_all_its_nodes(path):
     plan = make_plan(load_scenario(path), "demo")
     topo = topology(plan)
     drawn = {n.label[0] for n in topo.nodes}
-    assert {v.name for v in plan.vms} | {n.name for n in getattr(plan, "nodes", ())} <= drawn
+    assert {v.name for v in plan.vms if v.role == "vm"} | {n.name for n in getattr(plan, "nodes", ())} <= drawn
+    switch_guests = [b for b in plan.bridges if b.guest]  # drawn as their bridge, labelled with the guest
+    assert all(any(n.label[0] == b.name and f"in switch guest {b.guest}" in n.label for n in topo.bridges) for b in switch_guests)
     linked = {e.a for e in topo.edges}
     assert all(n.id in linked for n in topo.nodes), "every node is wired to something"
     assert to_mermaid(topo).startswith("flowchart LR") and to_dot(topo).endswith("}\n")

@@ -85,7 +85,7 @@ def test_good_scenario_loads_and_routes():
         ("{interface: eth0, between: [c1, inet1], expect: [masqueraded]}", "{interface: up0, between: [vm1, lan1], expect: [masqueraded]}", "lab.yaml:24: checks[2].capture.expect: masqueraded is judged on a routed uplink (interface:) leading to between[1]"),
         ("{interface: up0, between: [vm1, lan1], expect: [bridged]}", "{interface: eth0, between: [c1, inet1], expect: [bridged]}", "lab.yaml:25: checks[3].capture.expect: bridged is judged on a bridged uplink (interface:) leading to between[1]"),
         ("{interface: eth0, between: [c1, inet1], expect: [masqueraded]}", "{interface: eth0, between: [vm1, inet1], expect: [masqueraded]}", "checks[2].capture.between: 'vm1' has no route to 'inet1'"),
-        ("{interface: eth0, between: [c1, inet1]", "{interface: eth0, bridge: br0, between: [c1, inet1]", "lab.yaml:24: checks[2].capture: expected exactly one of: bridge, interface"),
+        ("{interface: eth0, between: [c1, inet1]", "{interface: eth0, bridge: br0, between: [c1, inet1]", "lab.yaml:24: checks[2].capture: expected exactly one of: bridge, interface, link"),
         ("unaddressed: {interface: up0}", "unaddressed: {interface: nope}", "lab.yaml:26: checks[4].unaddressed.interface: no bridge or uplink named 'nope'"),
         ("perf: {from: c1, to: inet1}", "perf: {from: inet1, to: c1}", "lab.yaml:27: checks[5].perf.to: 'inet1' has no route to 'c1'"),
         ("perf: {from: c1, to: inet1}", "perf: {from: c1, to: inet1, seconds: 60}", "lab.yaml:27: checks[5].perf.seconds: expected an integer from 1 to 10, got 60"),

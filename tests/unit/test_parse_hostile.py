@@ -410,7 +410,7 @@ def test_guest_links_real(link: str, addr: str, view: dict) -> None:
 
 
 def test_guest_links_same_as_old_on_edge_cases() -> None:
-    """A VLAN sharing its parent's MAC (the last name wins), a renamed line, an address with a peer."""
+    """A VLAN sharing its parent's MAC (the parent, listed first, wins: it is the guest's NIC), a renamed line, an address with a peer."""
     link = (
         IPROUTE2_LINK
         + "7: eth0.10@eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT group default qlen 1000\\"
@@ -419,8 +419,9 @@ def test_guest_links_same_as_old_on_edge_cases() -> None:
         "    link/ether 52:54:00:6b:1a:02 brd ff:ff:ff:ff:ff:ff\n"
     )
     addr = IPROUTE2_ADDR + "4: wg0    inet 10.9.0.1 peer 10.9.0.2/32 scope global wg0\n7: eth0.10    inet 10.10.0.1/24 scope global eth0.10\n"
-    assert guest_links(link, addr) == old_parse_guest_ip(link, addr)
-    assert guest_links(link, addr)["52:54:00:6b:1a:01"] == ("eth0.10", "up", ["10.10.0.1/24"])
+    old = old_parse_guest_ip(link, addr)
+    assert old["52:54:00:6b:1a:01"] == ("eth0.10", "up", ["10.10.0.1/24"])  # the former parser took the sub-interface
+    assert guest_links(link, addr) == {**old, "52:54:00:6b:1a:01": ("eth0", "up", ["10.1.1.2/24", "fe80::5054:ff:fe6b:1a01/64"])}
 
 
 def test_guest_links_mac_must_be_six_hex_pairs() -> None:

@@ -356,8 +356,7 @@ CASES = [
     case("vxlan-capture-not-on-underlay", vx_lab(vxl(), checks=[capture(["vm1", "vm2"], ["vxlan"])]), (f"{C0}.capture.expect", E("vxlan is judged on the underlay of a VXLAN (interface: vx1-u)"))),
     case("unencapsulated-not-on-a-bridge", vx_lab(vxl(), checks=[capture(["vm1", "vm2"], ["unencapsulated"], interface="vx1-u")]), (f"{C0}.capture.expect", E("unencapsulated is judged on a bridge a VXLAN joins (bridge: br0, br1)"))),
     # -- vlan -------------------------------------------------------------------------------
-    case("vlan-on-linux-bridge", vl_lab(bridge=br("br0", None, vlans=copy.deepcopy(VL_VLANS))), ("bridges[0].vlans", r"VLANs on a Linux bridge \(type linux\) need the kernel's bridge vlan_filtering \(CONFIG_BRIDGE_VLAN_FILTERING\), which vnetlab does not set up yet; .*Operation not supported.* Use type: ovs")),
-    case("vlan-nic-on-linux-bridge", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24", vlan=10))]), ("vms[0].nics[0].vlan", r"bridge 'br0' is a Linux bridge: VLANs on a Linux bridge .*Use type: ovs")),
+    case("vlan-nic-on-linux-bridge-without-vlans", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24", vlan=10))]), ("vms[0].nics[0].vlan", E("bridge 'br0' declares no vlans: add vlans: [{vlan: N, subnet: …}] to it"))),
     case("vlan-subnet-and-vlans", vl_lab(bridge=vl_br(subnet="10.0.10.0/24")), ("bridges[0].subnet", E("a bridge with vlans has one subnet per VLAN (in vlans): drop subnet"))),
     case("vlan-duplicate", vl_lab(bridge=vl_br(vlans=[*VL_VLANS, {"vlan": 10, "subnet": "10.0.30.0/24"}])), ("bridges[0].vlans[2].vlan", E("duplicate VLAN 10 (vlans[0] has it)"))),
     case("vlan-subnet-not-a-network", vl_lab(bridge=vl_br(vlans=[*VL_VLANS, {"vlan": 30, "subnet": "10.0.30.1/24"}])), ("bridges[0].vlans[2].subnet", E("expected an IPv4 network like 10.1.1.0/24 (host bits zero), got '10.0.30.1/24'"))),
@@ -375,7 +374,17 @@ CASES = [
     case("vlan-trunk-name-too-long", vl_lab(vm("vm1", nic(trunk=[{"vlan": 10}], name="abcdefghijklm"))), ("vms[0].nics[0].trunk[0].vlan", E("the guest's sub-interface 'abcdefghijklm.10' would be longer than 15 characters: shorten the NIC's name"))),
     case("vlan-trunk-address-outside", vl_lab(vm("vm1", nic(trunk=[{"vlan": 10, "address": "10.0.20.2/24"}]))), ("vms[0].nics[0].trunk[0].address", E("10.0.20.2/24 is not in subnet 10.0.10.0/24 of VLAN 10 on bridge 'br0'"))),
     case("vlan-trunk-address-taken", vl_lab(vm("vm1", nic(address="10.0.10.2/24", vlan=10)), vm("vm2", nic(trunk=[{"vlan": 10, "address": "10.0.10.2/24"}]))), ("vms[1].nics[0].trunk[0].address", E("10.0.10.2 is already used by vm1 eth0"))),
-    case("vlan-tagged-without-vlans", lab(checks=[capture(["vm1", "vm2"], ["vlan-tagged"])]), (f"{C0}.capture.expect", E("vlan-tagged is judged on a bridge with vlans (bridge:)"))),
+    case("vlan-tagged-without-vlans", lab(checks=[capture(["vm1", "vm2"], ["vlan-tagged"])]), (f"{C0}.capture.expect", E("vlan-tagged and untagged are judged on a bridge with vlans (bridge:), or on a link to one (link:)"))),
+    # -- a capture on a link (VM.NIC) ----------------------------------------------------------
+    case("link-no-vm", lab(checks=[capture(["vm1", "vm2"], ["arp"], link="vm9.eth0")]), (f"{C0}.capture.link", E("no VM named 'vm9' (link is VM.NIC, e.g. vm1.eth0)"))),
+    case("link-no-nic", lab(checks=[capture(["vm1", "vm2"], ["arp"], link="vm1.eth3")]), (f"{C0}.capture.link", E("VM 'vm1' has no NIC named 'eth3' (its NICs: eth0)"))),
+    case("link-of-a-third-vm", lab(vms=[*copy.deepcopy(TWO_VMS), vm("vm3", nic("br0", "10.1.1.4/24"))], checks=[capture(["vm1", "vm2"], ["arp"], link="vm3.eth0")]), (f"{C0}.capture.link", E("the link of 'vm3' carries its own frames only: name it in between, e.g. between: [vm3, …]"))),
+    # -- where a Linux bridge runs (switch guest) ------------------------------------------------
+    case("in-on-ovs", lab(bridges=[br(type="ovs", **{"in": "guest"})]), ("bridges[0].in", E("in: is where a Linux bridge runs; a ovs bridge runs on the host"))),
+    case("in-guest-with-mtu", lab(bridges=[br(mtu=9000, **{"in": "guest"})]), ("bridges[0].mtu", E("an MTU on a bridge in a switch guest is not supported yet"))),
+    case("in-guest-with-container", lab(bridges=[br(**{"in": "guest"})], containers=[container("c1", "10.1.1.9/24")]), ("bridges[0].in", E("containers and hosts cannot join a bridge in a switch guest yet (their veths end in the lab namespace)"))),
+    case("in-guest-bridge-capture", lab(bridges=[br(**{"in": "guest"})], checks=[capture(["vm1", "vm2"], ["arp"])]), (f"{C0}.capture.bridge", E("bridge 'br0' runs in a switch guest (in: guest): no host interface sees every frame of a bridge in a switch guest: capture on a member's link instead (link: VM.NIC)"))),
+    case("vm-named-like-a-switch-guest", lab(vms=[vm("sw-br0", nic("br0", "10.1.1.2/24")), vm("vm2", nic("br0", "10.1.1.3/24"))]), ("vms[0].name", E("'sw-br0' is the name of bridge 'br0''s switch guest (when one runs it): pick another"))),
     case("vlan-tagged-not-on-the-bridge", lab(bridges=[vl_br(), br("br1")], vms=[*vl_lab()["vms"], vm("vm3", nic("br1", "10.1.1.3/24"))], checks=[capture(["vm1", "vm3"], ["vlan-tagged"])]), (f"{C0}.capture.between[1]", E("expected a VM with a NIC on bridge 'br0', got 'vm3'"))),
     case("vlan-tagged-no-shared-vlan", vl_lab(vm("vm1", nic(address="10.0.10.2/24", vlan=10)), vm("vm2", nic(address="10.0.20.2/24", vlan=20)), checks=[capture(["vm1", "vm2"], ["vlan-tagged"])]), (f"{C0}.capture.between", E("'vm1' and 'vm2' share no VLAN on bridge 'br0': there is no exchange between them to capture"))),
 ]

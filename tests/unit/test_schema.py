@@ -38,7 +38,9 @@ LOADER_ONLY = {
     "reserved names": r"reserved|'lo' is the lab namespace's loopback",
     "checks that could prove nothing": r"pinging itself|against itself|two different|has no route|no addressed NICs on a common subnet|has no (addressed )?NIC on bridge|needs both nodes addressed|no bridge has stp: true",
     "fields that depend on other fields": r"needs (an address|the VM|the bridge's subnet|a gateway|a WireGuard tunnel|a container)|takes no|a gateway needs|device operations work on linux bridges|is judged (between|on)|with via, expected|is too little for a \w+ guest|extra packages need kind: debian|is of type \w+(:|, which takes no)",
-    "VLANs: on ovs bridges only, declared on the bridge, access or trunk": r"VLANs on a Linux bridge|declares no vlans|is not one of bridge '[^']*''s vlans|has vlans: this NIC needs|expected one of vlan \(an access port\) or trunk|a trunk's own interface stays unaddressed|sub-interface '[^']*' would be longer|share no VLAN|a bridge with vlans has one subnet per VLAN|is a Linux bridge: VLANs",
+    "VLANs: declared on the bridge, access or trunk": r"declares no vlans|is not one of bridge '[^']*''s vlans|has vlans: this NIC needs|expected one of vlan \(an access port\) or trunk|a trunk's own interface stays unaddressed|sub-interface '[^']*' would be longer|share no VLAN|a bridge with vlans has one subnet per VLAN",
+    "a bridge in a switch guest: what it cannot have yet, its guest's name": r"in a switch guest|is the name of bridge '[^']*''s switch guest|in: is where a Linux bridge runs",
+    "a capture's link: an existing NIC of one of the two": r"link is VM\.NIC|has no NIC named|carries its own frames only",
     # value formats the model leaves to Python's ipaddress (no regex in the spec) -----------------
     "IPv4 network and address formats": r"expected an IPv4 (network|address)|expected a VM(, container or host)? name or an IPv4 address",
     # the host's files, and what needs rendering or compiling (users' own labs) ------------------

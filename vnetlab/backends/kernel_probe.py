@@ -199,6 +199,14 @@ def save_cache(path: Path, probe: KernelProbe) -> None:
         raise
 
 
+def host_capabilities() -> frozenset[str]:
+    """The keys of what this host's kernel can do; empty (assume nothing) when the probe cannot run."""
+    try:
+        return frozenset(c.key for c in probe_kernel().capabilities if c.ok)
+    except netns.NamespaceError:
+        return frozenset()
+
+
 def probe_kernel(*, cache: Path = CACHE_FILE, boot_id_file: Path = BOOT_ID_FILE, prober: Prober = run_probe) -> KernelProbe:
     """This boot's answer from the cache, or a new probe (cached when the boot id is known).
     Raises vnetlab.backends.netns.NamespaceError when a probe is needed and cannot run (not root)."""

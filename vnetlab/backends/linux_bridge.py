@@ -159,6 +159,46 @@ def attach_to_bridge(ns: str, ifname: str, bridge: str) -> None:
     with_netlink(ns, f"attach {ifname!r} to bridge {bridge!r}", op)
 
 
+BRIDGE_VLAN_INFO_PVID, BRIDGE_VLAN_INFO_UNTAGGED = 0x2, 0x4  # linux/if_bridge.h
+
+
+def set_vlan_filtering(ns: str, bridge: str) -> None:
+    """Turn on the bridge's VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING): ports then carry only their VLANs."""
+    with_netlink(ns, f"turn on VLAN filtering of bridge {bridge!r}", lambda ipr: ipr.link("set", index=_index(ipr, bridge, ns), kind="bridge", br_vlan_filtering=1))
+
+
+def set_port_vlans(ns: str, port: str, access: int | None, trunks: tuple[int, ...]) -> None:
+    """An access port (its VLAN untagged and the port's PVID) or a trunk (its VLANs tagged); the default VLAN 1 goes."""
+
+    def op(ipr: IPRoute) -> None:
+        index = _index(ipr, port, ns)
+        ipr.vlan_filter("del", index=index, vlan_info={"vid": 1})
+        if access is not None:
+            ipr.vlan_filter("add", index=index, vlan_info={"vid": access, "flags": BRIDGE_VLAN_INFO_PVID | BRIDGE_VLAN_INFO_UNTAGGED})
+        for vid in trunks:
+            ipr.vlan_filter("add", index=index, vlan_info={"vid": vid})
+
+    with_netlink(ns, f"set the VLANs of bridge port {port!r}", op)
+
+
+def port_vlans(ns: str, port: str) -> list[tuple[int, int]]:
+    """(VLAN id, flags) of a bridge port as the kernel has them (the flags' PVID and UNTAGGED bits)."""
+
+    def op(ipr: IPRoute) -> list[tuple[int, int]]:
+        index = _index(ipr, port, ns)
+        out = []
+        for msg in ipr.get_vlans():
+            if msg["index"] != index:
+                continue
+            spec = msg.get_attr("IFLA_AF_SPEC")
+            for name, value in spec["attrs"] if spec is not None else ():
+                if name == "IFLA_BRIDGE_VLAN_INFO":
+                    out.append((int(value["vid"]), int(value["flags"])))
+        return out
+
+    return with_netlink(ns, f"read the VLANs of bridge port {port!r}", op)
+
+
 def detach_from_bridge(ns: str, ifname: str) -> None:
     """Release ifname from its bridge; its up/down state is left as it is."""
     with_netlink(

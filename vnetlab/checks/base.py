@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from vnetlab.backends import netns
 from vnetlab.backends.ssh import CommandResult, GuestSSH
 from vnetlab.plan.planner import Plan, PlannedNic, PlannedNode
+from vnetlab.model.scenario import split_link
 
 
 @dataclass
@@ -166,8 +167,31 @@ def endpoint(plan: Plan, name: str, on: str) -> PlannedNic | PlannedNode:
     if node is not None:
         return node
     vm = plan.vm(name)
-    bridge = next((n.bridge for n in plan.nodes if n.veth == on and n.bridge), on)
-    return vm.nic_on(bridge) or next(n for n in vm.nics if n.ip)
+    return vm.nic_on(capture_segment(plan, on)) or next(n for n in vm.nics if n.ip)
+
+
+def link_nic(plan: Plan, on: str) -> PlannedNic | None:
+    """The VM NIC a capture's link (VM.NIC) names; None when `on` is a bridge or an uplink."""
+    if "." not in on:
+        return None
+    vm_name, nic_name = split_link(on)
+    return next((n for v in plan.vms if v.name == vm_name for n in v.nics if n.guest_name == nic_name), None)
+
+
+def capture_segment(plan: Plan, on: str) -> str:
+    """The bridge a capture point belongs to: a link's bridge, the bridge an uplink is a port of, or the bridge itself."""
+    nic = link_nic(plan, on)
+    if nic is not None:
+        return nic.bridge
+    return next((n.bridge for n in plan.nodes if n.veth == on and n.bridge), on)
+
+
+def capture_iface(plan: Plan, on: str) -> str:
+    """The lab-namespace interface a capture listens on: a link's tap, a bridge's (or its mirror port), an uplink."""
+    nic = link_nic(plan, on)
+    if nic is not None:
+        return nic.tap
+    return plan.bridge(on).capture_iface if on in {b.name for b in plan.bridges} else on
 
 
 def node_kind(plan: Plan, name: str) -> str:

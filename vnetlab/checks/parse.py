@@ -217,7 +217,9 @@ def guest_links(link_text: str, addr_text: str) -> dict[str, tuple[str, str, lis
     Same result as the former inspect.parse_guest_ip on real output, except
     that a MAC must be six hex pairs (the old [0-9a-f:]{17} also took 17
     characters of an ip6 tunnel's address). Interfaces without one (link/none,
-    ipip) are left out; the last line for a name and the last name for a MAC win.
+    ipip) are left out; the last line for a name wins, and the first name for a MAC: the guest's
+    NICs come first (lowest ifindex), before devices made later that share their MAC (a VLAN
+    sub-interface eth0.10, a bridge that took its first port's MAC).
     """
     links: dict[str, tuple[str, str]] = {}
     for line in _head_lines(link_text):
@@ -234,4 +236,7 @@ def guest_links(link_text: str, addr_text: str) -> dict[str, tuple[str, str, lis
         m = _ADDR.match(line)
         if m:
             addrs.setdefault(m[1], []).append(m[2])
-    return {mac: (name, state, list(addrs.get(name, []))) for name, (state, mac) in links.items()}
+    out: dict[str, tuple[str, str, list[str]]] = {}
+    for name, (state, mac) in links.items():
+        out.setdefault(mac, (name, state, list(addrs.get(name, []))))
+    return out

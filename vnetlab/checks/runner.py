@@ -13,7 +13,7 @@ import concurrent.futures
 from pathlib import Path
 
 from vnetlab.backends.ssh import GuestSSH
-from vnetlab.checks.base import CaptureSubject, CheckContext, CheckResult, Judge, Judgement, Runner, endpoint, expected_echo_pairs
+from vnetlab.checks.base import CaptureSubject, CheckContext, CheckResult, Judge, Judgement, Runner, capture_iface, endpoint, expected_echo_pairs
 from vnetlab.checks.capture import Capture, TrafficCounts, count_arp_icmp
 from vnetlab.checks.ping import run_ping
 from vnetlab.plan.planner import Plan
@@ -113,8 +113,7 @@ def run_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> tupl
     forget_neighbours(ctx)
     table = runners(plan)
     bridges = sorted({c.capture.on for c in plan.scenario.checks if c.capture is not None})  # bridges and uplinks
-    planned = {b.name for b in plan.bridges}
-    captures = {br: Capture(plan.namespace, plan.bridge(br).capture_iface if br in planned else br, run_dir / f"{br}.pcap") for br in bridges}
+    captures = {br: Capture(plan.namespace, capture_iface(plan, br), run_dir / f"{br}.pcap") for br in bridges}
     started: list[Capture] = []
     packets: dict[str, object] = {}
     results: dict[int, CheckResult] = {}

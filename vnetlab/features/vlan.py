@@ -1,19 +1,19 @@
-"""VLANs on Open vSwitch bridges: access ports, trunks with 802.1Q sub-interfaces in the guests.
+"""VLANs on bridges: access ports, trunks with 802.1Q sub-interfaces in the guests.
 
-- A bridge of `type: ovs` may carry VLANs: `vlans: [{vlan: 10, subnet: 10.0.10.0/24}, …]` instead
+- A bridge may carry VLANs: `vlans: [{vlan: 10, subnet: 10.0.10.0/24}, …]` instead
   of one `subnet:`; each VLAN is its own broadcast domain with its own subnet.
 - A NIC is an access port (`vlan: 10`, its `address:` in VLAN 10's subnet; the guest sees untagged
   frames) or a trunk (`trunk: [{vlan: 10, address: …}, …]`: the guest gets `eth0.10` … with those
   addresses, eth0 itself stays unaddressed). The loader reads mappings into dataclasses only, so a
   trunk is a list of {vlan, address} rather than a `{10: address}` mapping.
-- OVS does the tagging in its userspace datapath (the host kernel has no 802.1Q devices and no
-  bridge vlan_filtering): an access port is `tag=N` on the tap's OVS port, a trunk `trunks=N,M`.
-  The taps join the bridge when their guest starts, so the ports get their VLANs in configure,
-  together with the sub-interfaces in the guests (the guests' kernel has 8021q).
-- On a Linux bridge, VLANs are refused: they need the kernel's bridge vlan_filtering, which vnetlab
-  does not set up (and some host kernels lack: `vnetlab doctor`); the issue's other path (a switch
-  guest) is not built either.
-- The `vlan-tagged` capture expectation reads the bridge's mirror port. That port is a trunk of
+- On `type: ovs`, OVS does the tagging in its userspace datapath: an access port is `tag=N` on the
+  tap's OVS port, a trunk `trunks=N,M`. On a Linux bridge the kernel's VLAN filtering does it
+  (`bridge vlan add … pvid untagged` for an access port): on the host when its kernel has it,
+  else inside the bridge's switch guest (features/switch_guest.py builds that bridge, ports and
+  VLANs included). The taps join their bridge when their guest starts, so the ports get their
+  VLANs in configure, together with the sub-interfaces in the guests (the guests' kernel has 8021q).
+- `vlan-tagged` and `untagged` judge the frames between two VMs on a capture: on a link (one NIC's
+  tap: a trunk's carry tags, an access port's none), or on an OVS bridge's mirror port. That port is a trunk of
   every VLAN (it has no tag), and OVS hands it each frame as it would leave a trunk: a frame of
   VLAN N carries an 802.1Q tag N there, even between two access ports (measured on OVS's
   userspace datapath; only what an access tap itself carries is untagged). So the expectation is:
@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vnetlab.backends import ovs
+from vnetlab.backends import linux_bridge, ovs
 from vnetlab.backends.netns import namespace_exists
 from vnetlab.backends.ssh import GuestSSH
-from vnetlab.checks.base import CaptureSubject, Judgement
+from vnetlab.checks.base import CaptureSubject, Judgement, capture_segment, link_nic
 from vnetlab.checks.parse import excerpt
 from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
@@ -46,12 +46,6 @@ from vnetlab.tools.explain import Section, guest_line
 from vnetlab.tools.inspect import InspectRow
 
 VLAN_MIN, VLAN_MAX = 1, 4094  # 0 means "no VLAN" in a tag, 4095 is reserved (IEEE 802.1Q)
-LINUX_REFUSAL = (
-    "VLANs on a Linux bridge (type linux) need the kernel's bridge vlan_filtering (CONFIG_BRIDGE_VLAN_FILTERING), "
-    "which vnetlab does not set up yet; kernels without it answer \"Operation not supported\" (`vnetlab doctor` shows "
-    "whether this host's has it). Use type: ovs: Open vSwitch tags VLANs in its userspace datapath. "
-    "(A switch guest doing the tagging is not built either.)"
-)
 
 
 class VlanError(VnetlabError):
@@ -97,9 +91,6 @@ def _validate_bridges(r: Rules) -> None:
         if not bridge.vlans:
             continue
         path = f"bridges[{i}]"
-        if bridge.type == "linux":
-            r.add(f"{path}.vlans", LINUX_REFUSAL)
-            continue
         if bridge.subnet is not None:
             r.add(f"{path}.subnet", "a bridge with vlans has one subnet per VLAN (in vlans): drop subnet")
         seen: dict[int, int] = {}
@@ -128,8 +119,8 @@ def _validate_nics(r: Rules) -> None:
             path = f"vms[{i}].nics[{j}]"
             bridge = bridges.get(nic.bridge)
             tagged = nic.vlan is not None or nic.trunk is not None
-            if bridge is None or (bridge.vlans and bridge.type == "linux"):
-                continue  # the core's rule, or the bridge's
+            if bridge is None:
+                continue  # the core's rule
             if not tagged:
                 if bridge.vlans:
                     r.add(f"{path}.bridge", f"bridge {nic.bridge!r} has vlans: this NIC needs vlan: (an access port) or trunk:")
@@ -137,9 +128,6 @@ def _validate_nics(r: Rules) -> None:
             key = "vlan" if nic.vlan is not None else "trunk"
             if nic.vlan is not None and nic.trunk is not None:
                 r.add(f"{path}.trunk", "expected one of vlan (an access port) or trunk (tagged VLANs), not both")
-                continue
-            if bridge.type == "linux":
-                r.add(f"{path}.{key}", f"bridge {nic.bridge!r} is a Linux bridge: " + LINUX_REFUSAL)
                 continue
             if not bridge.vlans:
                 r.add(f"{path}.{key}", f"bridge {nic.bridge!r} declares no vlans: add vlans: [{{vlan: N, subnet: …}}] to it")
@@ -182,10 +170,12 @@ def _validate(r: Rules) -> None:
     _validate_nics(r)
 
 
-def _validate_tagged(r: Rules, cap: Any, path: str) -> None:
+def _validate_tagging(r: Rules, cap: Any, path: str) -> None:
+    """vlan-tagged and untagged: two VMs sharing a VLAN, on a bridge with vlans or a link to one.
+    (Called with `bridge` set to the link's bridge for a link capture.)"""
     bridge = _bridges(r.scenario).get(cap.bridge) if cap.bridge else None
     if bridge is None or not bridge.vlans:
-        r.add(f"{path}.expect", "vlan-tagged is judged on a bridge with vlans (bridge:)")
+        r.add(f"{path}.expect", "vlan-tagged and untagged are judged on a bridge with vlans (bridge:), or on a link to one (link:)")
         return
     vms = {v.name for v in r.scenario.vms}
     for k, name in enumerate(cap.between):
@@ -244,7 +234,7 @@ MODEL = ModelExtension(
         decl("vlan", int | None, spec("access port of this VLAN (one of its bridge's vlans): the guest sends and receives untagged frames", default=None, minimum=VLAN_MIN, maximum=VLAN_MAX)),
         decl("trunk", list[TrunkVlan] | None, spec("tagged VLANs on this NIC: the guest gets a sub-interface <nic>.<vlan> per entry, with its address; the NIC itself stays unaddressed", default=None, min_items=1)),
     ),
-    expectations=(Expectation("vlan-tagged", _validate_tagged, across_segments=True),),
+    expectations=(Expectation("vlan-tagged", _validate_tagging, across_segments=True), Expectation("untagged", _validate_tagging, across_segments=True)),
     validate=_validate,
     route=_route,
 )
@@ -337,13 +327,31 @@ def _switch(plan: Plan) -> ovs.OvsSwitch:
     return ovs.OvsSwitch.for_lab(plan.namespace, plan.lab_dir)
 
 
-def configure_ports(plan: Plan) -> None:
+def tagger(plan: Plan, port: PortVlans) -> str:
+    """Who tags the port's frames: "ovs", "host" (the host kernel's VLAN filtering) or "guest" (a switch guest's bridge)."""
+    bridge = plan.bridge(port.bridge)
+    if bridge.guest is not None:
+        return "guest"
+    return "host" if bridge.type == "linux" else "ovs"
+
+
+def _ports(plan: Plan, by: str) -> list[PortVlans]:
     part = _part(plan)
-    for port in part.ports if part else ():
+    return [p for p in part.ports if tagger(plan, p) == by] if part else []
+
+
+def configure_ports(plan: Plan) -> None:
+    """OVS ports and host-kernel bridge ports (a switch guest's bridge is made with its VLANs by its feature)."""
+    for port in _ports(plan, "ovs"):
         try:
             _switch(plan).vsctl(*port_args(port))
         except ovs.OvsError as exc:
             raise VlanError(f"{port.vm} {port.nic}: setting the VLANs of OVS port {port.tap}: {exc}") from exc
+    host = _ports(plan, "host")
+    for bridge in dict.fromkeys(p.bridge for p in host):
+        linux_bridge.set_vlan_filtering(plan.namespace, bridge)
+    for port in host:
+        linux_bridge.set_port_vlans(plan.namespace, port.tap, port.tag, port.trunks)
 
 
 def configure_guests(plan: Plan, sessions: dict[str, GuestSSH]) -> None:
@@ -370,9 +378,24 @@ def _tags(packet: Any) -> list[int]:
     return out
 
 
-def judge_vlan_tagged(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
-    """Every frame the two VMs exchanged carries one 802.1Q tag, of a VLAN they share on the bridge."""
-    shared = shared_vlans(plan.scenario, check.on, s.name_a, s.name_b)
+@dataclass(frozen=True)
+class _Seen:
+    frames: int  # exchanged between the two VMs
+    tags: dict[int, int]  # outer VLAN id → frames
+    untagged: int
+    wrong: int  # tagged, but not once with a VLAN the two share
+    shared: set[int]
+
+    def words(self) -> str:
+        tagged = ", ".join(f"{n} tagged VLAN {v}" for v, n in sorted(self.tags.items()))
+        return f"{self.frames} frame(s) between them: " + ", ".join(x for x in (tagged, f"{self.untagged} untagged" if self.untagged else "") if x) if self.frames else "no frame between them"
+
+    def counts(self) -> dict[str, int]:
+        return {"vlan_frames": self.frames, "vlan_untagged": self.untagged, "vlan_wrong_tag": self.wrong}
+
+
+def _seen(plan: Plan, check: Any, s: CaptureSubject) -> _Seen:
+    shared = shared_vlans(plan.scenario, capture_segment(plan, check.on), s.name_a, s.name_b)
     macs = {s.nic_a.mac.lower(), s.nic_b.mac.lower()}
     frames, tags, untagged, wrong = 0, {}, 0, 0
     for packet in s.packets:
@@ -387,15 +410,28 @@ def judge_vlan_tagged(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
         tags[ids[0]] = tags.get(ids[0], 0) + 1
         if len(ids) != 1 or ids[0] not in shared:
             wrong += 1
-    ok = frames > 0 and untagged == 0 and wrong == 0
-    vlans = ", ".join(map(str, sorted(shared)))
-    seen = f"{frames} frame(s) between them: " + (", ".join(f"{n} tagged VLAN {v}" for v, n in sorted(tags.items())) or "none tagged") + (f", {untagged} untagged" if untagged else "")
-    return Judgement(
-        ok,
-        f"the frames between {s.name_a} and {s.name_b} on {check.on}'s mirror port tagged with VLAN {vlans} (802.1Q)",
-        seen,
-        {"vlan_frames": frames, "vlan_untagged": untagged, "vlan_wrong_tag": wrong},
-    )
+    return _Seen(frames, tags, untagged, wrong, shared)
+
+
+def _where(plan: Plan, on: str) -> str:
+    if link_nic(plan, on) is not None:
+        return f"link {on}"
+    return f"{on}'s mirror port" if plan.bridge(on).capture_port else f"bridge {on}"
+
+
+def judge_vlan_tagged(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
+    """Every frame the two VMs exchanged carries one 802.1Q tag, of a VLAN they share on the bridge."""
+    seen = _seen(plan, check, s)
+    ok = seen.frames > 0 and seen.untagged == 0 and seen.wrong == 0
+    vlans = ", ".join(map(str, sorted(seen.shared)))
+    return Judgement(ok, f"the frames between {s.name_a} and {s.name_b} on {_where(plan, check.on)} tagged with VLAN {vlans} (802.1Q)", seen.words(), seen.counts())
+
+
+def judge_untagged(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
+    """Every frame the two VMs exchanged is plain: an access port's link carries no 802.1Q tag."""
+    seen = _seen(plan, check, s)
+    ok = seen.frames > 0 and seen.untagged == seen.frames
+    return Judgement(ok, f"the frames between {s.name_a} and {s.name_b} on {_where(plan, check.on)} untagged (no 802.1Q header)", seen.words(), seen.counts())
 
 
 # -- views ---------------------------------------------------------------------------------------
@@ -409,16 +445,30 @@ def explain_sections(plan: Plan) -> list[Section]:
     part = _part(plan)
     if not part:
         return []
-    lines = ["# the taps join their bridge when the guest starts: then each port gets its VLANs"]
-    for p in part.ports:
-        what = f"access port of VLAN {p.tag}: untagged in the guest" if p.tag is not None else f"trunk of VLANs {','.join(map(str, p.trunks))}: tagged in the guest"
-        lines.append(f"{_vsctl_line(plan, port_args(p))}    # {p.vm} {p.nic}, {what}")
-    sections = [Section("VLANs on the OVS ports", tuple(lines), stage="configure")]
+    sections = []
+    first = "# the taps join their bridge when the guest starts: then each port gets its VLANs"
+    if ovs_ports := _ports(plan, "ovs"):
+        lines = [first] + [f"{_vsctl_line(plan, port_args(p))}    # {p.vm} {p.nic}, {_what(p)}" for p in ovs_ports]
+        sections.append(Section("VLANs on the OVS ports", tuple(lines), stage="configure"))
+    if host := _ports(plan, "host"):
+        lines = [first] + [f"ip -n {plan.namespace} link set {b} type bridge vlan_filtering 1" for b in dict.fromkeys(p.bridge for p in host)]
+        lines += [f"bridge -n {plan.namespace} {c}    # {p.vm} {p.nic}, {_what(p)}" for p in host for c in host_vlan_commands(p.tap, p.tag, p.trunks)]
+        sections.append(Section("VLANs on the bridge ports (the host kernel's VLAN filtering)", tuple(lines), stage="configure"))
     if part.subs:
         guest = [guest_line(vm, "modprobe 8021q") for vm in dict.fromkeys(s.vm for s in part.subs)]
         guest += [guest_line(s.vm, c) for s in part.subs for c in guest_commands(s.parent, s.vlan, s.cidr)]
         sections.append(Section("802.1Q sub-interfaces in the guests", tuple(guest), stage="configure"))
     return sections
+
+
+def _what(p: PortVlans) -> str:
+    return f"access port of VLAN {p.tag}: untagged in the guest" if p.tag is not None else f"trunk of VLANs {','.join(map(str, p.trunks))}: tagged in the guest"
+
+
+def host_vlan_commands(port: str, access: int | None, trunks: tuple[int, ...]) -> list[str]:
+    """The `bridge vlan` commands (without the program name) that make a port an access port or a trunk."""
+    lines = [f"vlan add dev {port} vid {access} pvid untagged"] if access is not None else [f"vlan add dev {port} vid {v}" for v in trunks]
+    return lines + [f"vlan del dev {port} vid 1"]
 
 
 def _label(p: PortVlans) -> str:
@@ -443,9 +493,10 @@ def inspect_rows(plan: Plan) -> list[InspectRow]:
     part = _part(plan)
     if not part:
         return []
-    live = read_ports(plan, [p.tap for p in part.ports]) if namespace_exists(plan.namespace) and ovs.ovs_dir(plan.lab_dir).exists() else {}
-    rows = []
-    for p in part.ports:
+    ovs_ports = _ports(plan, "ovs")
+    live = read_ports(plan, [p.tap for p in ovs_ports]) if ovs_ports and namespace_exists(plan.namespace) and ovs.ovs_dir(plan.lab_dir).exists() else {}
+    rows = [_host_row(plan, p) for p in _ports(plan, "host")]
+    for p in ovs_ports:
         want = (str(p.tag), "[]") if p.tag is not None else ("[]", "[" + ", ".join(map(str, p.trunks)) + "]")
         got = live.get(p.tap)
         state = f"tag={got[0]} trunks={got[1]}" if got else "missing"
@@ -454,11 +505,29 @@ def inspect_rows(plan: Plan) -> list[InspectRow]:
     return rows
 
 
+def _host_row(plan: Plan, p: PortVlans) -> InspectRow:
+    """A host-kernel bridge port's VLANs as the kernel reports them."""
+    want = [(p.tag, linux_bridge.BRIDGE_VLAN_INFO_PVID | linux_bridge.BRIDGE_VLAN_INFO_UNTAGGED)] if p.tag is not None else [(v, 0) for v in sorted(p.trunks)]
+    try:
+        got = sorted(linux_bridge.port_vlans(plan.namespace, p.tap)) if namespace_exists(plan.namespace) else None
+    except VnetlabError as exc:
+        return InspectRow(f"VLANs of {p.vm} {p.nic} (bridge port {p.tap})", _label(p), "unknown", [str(exc)])
+
+    def words(pairs: list[tuple[int, int]]) -> str:
+        flag = linux_bridge.BRIDGE_VLAN_INFO_PVID | linux_bridge.BRIDGE_VLAN_INFO_UNTAGGED
+        return ", ".join(f"{vid}" + (" pvid untagged" if flags & flag == flag else "") for vid, flags in pairs) or "none"
+
+    mask = linux_bridge.BRIDGE_VLAN_INFO_PVID | linux_bridge.BRIDGE_VLAN_INFO_UNTAGGED
+    same = got is not None and [(v, f & mask) for v, f in got] == want
+    state = "missing" if got is None else words(got)
+    return InspectRow(f"VLANs of {p.vm} {p.nic} (bridge port {p.tap})", words(want), state, [] if same else [f"port {p.tap} has {state}"])
+
+
 class Vlan(Feature):
     name = "vlan"
     requires = ("ovs",)
     model = MODEL
-    judges = {"vlan-tagged": judge_vlan_tagged}
+    judges = {"vlan-tagged": judge_vlan_tagged, "untagged": judge_untagged}
 
     def plan(self, ctx: PlanContext) -> PlanPart | None:
         part = plan_vlans(ctx)

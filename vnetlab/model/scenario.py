@@ -20,6 +20,7 @@ from typing import Any, Literal
 from vnetlab.model.typed_yaml import spec
 
 NAME = r"[a-z][a-z0-9-]*"
+LINK = r"[a-z][a-z0-9-]*\.[a-z][a-z0-9-]*"  # VM.NIC
 IFACE_MAX = 15  # IFNAMSIZ - 1: the kernel's limit for interface names
 VM_NAME_MAX = 20
 NODE_NAME_MAX = IFACE_MAX - 3  # a node's lab-side link is named with a 3-character prefix (e.g. ve-<name>)
@@ -203,8 +204,15 @@ def _core_capture(expectations: tuple[str, ...]) -> list[FieldDecl]:
         decl("expect", list[Literal[expectations]], spec("what must be seen between them", min_items=1)),  # type: ignore[valid-type]
         decl("bridge", str | None, spec("bridge to capture on for the whole check phase", default=None, pattern=NAME, max_length=IFACE_MAX)),
         decl("interface", str | None, spec("an uplink of the lab namespace to capture on instead of a bridge", default=None, pattern=NAME, max_length=IFACE_MAX)),
+        decl("link", str | None, spec("one VM NIC's link to its bridge to capture on instead of a bridge, as VM.NIC (e.g. vm3.eth0): its tap sees that NIC's frames only, as they enter and leave the guest", default=None, pattern=LINK, max_length=VM_NAME_MAX + 1 + IFACE_MAX)),
         _check_name(),
     ]
+
+
+def split_link(link: str) -> tuple[str, str]:
+    """'vm3.eth0' → ('vm3', 'eth0'): a capture's link names a VM and one of its NICs."""
+    vm, _, nic = link.partition(".")
+    return vm, nic
 
 
 class _VMMethods:
@@ -215,12 +223,13 @@ class _VMMethods:
 class _CaptureMethods:
     def check_shape(self) -> list[str]:
         problems = [] if len(self.between) == 2 else [f"between: expected exactly two node names, got {len(self.between)}"]  # type: ignore[attr-defined]
-        return problems + ([] if (self.bridge is None) != (self.interface is None) else ["expected exactly one of: bridge, interface"])  # type: ignore[attr-defined]
+        given = [x for x in (self.bridge, self.interface, self.link) if x is not None]  # type: ignore[attr-defined]
+        return problems + ([] if len(given) == 1 else ["expected exactly one of: bridge, interface, link"])
 
     @property
     def on(self) -> str:
-        """The lab-namespace interface captured on (a bridge or an uplink)."""
-        return self.bridge or self.interface or ""  # type: ignore[attr-defined]
+        """What is captured on: a bridge, an uplink, or a link (VM.NIC)."""
+        return self.bridge or self.interface or self.link or ""  # type: ignore[attr-defined]
 
 
 class _CheckMethods:

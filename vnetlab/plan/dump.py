@@ -16,12 +16,13 @@ def plan_data(plan: Plan) -> dict:
         "lab_dir": str(plan.lab_dir),
         "management_gateway": plan.mgmt_gateway,
         "bridges": [
-            {"name": b.name, "type": b.type, "mac": b.mac, **({"address": b.cidr} if b.cidr else {}), **({"capture_port": b.capture_port} if b.capture_port else {})}
+            {"name": b.name, "type": b.type, "mac": b.mac, **({"address": b.cidr} if b.cidr else {}), **({"capture_port": b.capture_port} if b.capture_port else {}), **({"in_guest": b.guest} if b.guest else {})}
             for b in plan.bridges
         ],
         "vms": [
             {
                 "name": vm.name,
+                **({"role": vm.role} if vm.role != "vm" else {}),
                 "domain": vm.domain,
                 "image": vm.image.label(),
                 "memory_mib": vm.memory,
@@ -30,7 +31,7 @@ def plan_data(plan: Plan) -> dict:
                 **({"disk": str(vm.disk), "base_disk": str(vm.boot.disk)} if vm.disk and vm.boot else {}),
                 **({"seed": str(vm.seed)} if vm.seed else {}),
                 "nics": [
-                    {"guest": n.guest_name, "bridge": n.bridge, "tap": n.tap, "mac": n.mac, "address": n.cidr}
+                    {"guest": n.guest_name, "bridge": n.bridge, **({"port_of": n.attach} if n.attach else {}), "tap": n.tap, "mac": n.mac, "address": n.cidr}
                     for n in vm.all_nics
                 ],
             }

@@ -36,6 +36,7 @@ class PlanOptions:
     kernel: Path = Path("/var/lib/vnetlab/images/current/vmlinux")
     layout: Layout = field(default_factory=Layout)
     images: Mapping[ImageRef, ResolvedImage] = field(default_factory=dict)  # built images; else placeholders beside `kernel`
+    host_kernel: frozenset[str] = frozenset()  # what the host kernel can do (kernel_probe keys); empty: nothing beyond what every lab uses
 
     def image(self, ref: ImageRef) -> ResolvedImage:
         return self.images.get(ref) or placeholder(ref, self.kernel)
@@ -49,10 +50,16 @@ class PlannedNic:
     tap: str  # host-side tap name (created in the root namespace, moved into the lab's)
     mac: str
     cidr: str | None  # address with prefix, None for an unaddressed NIC
+    attach: str | None = None  # the host bridge its tap joins when `bridge` runs elsewhere (a switch guest's link)
 
     @property
     def ip(self) -> str | None:
         return self.cidr.split("/")[0] if self.cidr else None
+
+    @property
+    def port_of(self) -> str:
+        """The lab-namespace bridge its tap is a port of."""
+        return self.attach or self.bridge
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,7 @@ class PlannedVM:
     boot: ResolvedImage | None = None  # the image's files: kernel, base initramfs, base disk
     disk: Path | None = None  # this guest's qcow2 overlay of boot.disk
     seed: Path | None = None  # this guest's cloud-init NoCloud seed (file kind)
+    role: str = "vm"  # "vm": the scenario's; else a guest a feature adds to run part of the network (e.g. "switch")
 
     @property
     def all_nics(self) -> tuple[PlannedNic, ...]:
@@ -97,6 +105,7 @@ class PlannedBridge:
     mac: str
     cidr: str | None = None  # the management bridge, and bridges with a gateway, carry an address (inside the namespace)
     capture_port: str | None = None  # OVS: internal port that mirrors every frame of the bridge (captures listen there)
+    guest: str | None = None  # the switch guest that runs this bridge: then nothing of it is on the host
 
     @property
     def capture_iface(self) -> str:
@@ -151,6 +160,8 @@ class Plan:
     nodes: tuple[PlannedNode, ...] = ()  # namespace nodes the features add (containers, outside hosts)
     parts: Mapping[str, Any] = field(default_factory=dict)  # each feature's own records, by feature name
     features: tuple[Any, ...] = field(default=(), compare=False, repr=False)  # they made this plan; later steps call them
+    host_kernel: frozenset[str] = frozenset()  # PlanOptions.host_kernel (recorded in the lab's state)
+    notes: tuple[str, ...] = ()  # what the features decided from the host kernel (e.g. a bridge moved into a switch guest): said by run/up
 
     def vm(self, name: str) -> PlannedVM:
         return next(v for v in self.vms if v.name == name)
@@ -177,6 +188,7 @@ class PlanContext:
     lab_dir: Path
     take_mac: Callable[..., str]
     vms: tuple[PlannedVM, ...] = ()  # the guests as planned so far (names, NICs, MACs; no XML yet)
+    host_kernel: frozenset[str] = frozenset()  # PlanOptions.host_kernel
 
 
 @dataclass(frozen=True)
@@ -188,6 +200,21 @@ class PlanPart:
     resources: tuple[Resource, ...] = ()  # what its apply hook creates, recorded after the bridges
     bridge_addresses: Mapping[str, str] = field(default_factory=dict)  # bridge → the lab namespace's address on it
     vm_shares: Mapping[str, tuple[PlannedShare, ...]] = field(default_factory=dict)  # VM → host folders in its domain XML
+    guests: tuple[GuestRequest, ...] = ()  # guests it adds (tiny image), planned and booted like the scenario's
+    placed: Mapping[str, str] = field(default_factory=dict)  # scenario bridge → the guest that runs it (not made on the host)
+    links: tuple[str, ...] = ()  # host bridges it adds in the lab namespace (e.g. point-to-point links to a switch guest)
+    attach: Mapping[str, str] = field(default_factory=dict)  # tap of a scenario NIC → the host bridge it joins instead of its own
+    notes: tuple[str, ...] = ()  # lines for the user: where it put what, and why
+
+
+@dataclass(frozen=True)
+class GuestRequest:
+    """A guest a feature needs (a switch guest): tiny image, unaddressed NICs each joined to a host bridge."""
+
+    name: str
+    memory: int
+    nics: tuple[tuple[str, str], ...]  # (interface name in the guest, host bridge its tap joins)
+    role: str
 
 
 class SwitchPlanning(Protocol):
@@ -261,43 +288,49 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
     bridge_macs = {MGMT_BRIDGE: macs.take("02:00:00", "bridge", MGMT_BRIDGE)} | {b.name: macs.take("02:00:00", "bridge", b.name) for b in scenario.bridges}
 
     taps = iter(f"{tap_prefix(lab)}-{i}" for i in range(10_000))
-    vms: list[PlannedVM] = []
-    for index, vm in enumerate(scenario.vms):
+
+    def plan_vm(index: int, name: str, nics: list[tuple[str, str, str | None]], ref: ImageRef, memory: int, vcpus: int, role: str = "vm") -> PlannedVM:
+        """nics: (name in the guest, bridge, address) in order."""
         mgmt_ip = mgmt_net.network_address + 2 + index
-        mgmt = PlannedNic(vm.name, "mgmt0", MGMT_BRIDGE, next(taps), macs.take("52:54:00", vm.name, "mgmt0"), f"{mgmt_ip}/{mgmt_net.prefixlen}")
-        nics = tuple(
-            PlannedNic(vm.name, vm.nic_name(j), nic.bridge, next(taps), macs.take("52:54:00", vm.name, vm.nic_name(j)), nic.address)
-            for j, nic in enumerate(vm.nics)
-        )
-        guest_dir = lab_dir / "guests" / vm.name
-        ref = vm_image(scenario, vm)
+        mgmt = PlannedNic(name, "mgmt0", MGMT_BRIDGE, next(taps), macs.take("52:54:00", name, "mgmt0"), f"{mgmt_ip}/{mgmt_net.prefixlen}")
+        planned = tuple(PlannedNic(name, guest, bridge, next(taps), macs.take("52:54:00", name, guest), cidr) for guest, bridge, cidr in nics)
+        guest_dir = lab_dir / "guests" / name
         boots_kernel, has_disk = ref.info.boots_kernel, ref.info.has_disk
-        vms.append(
-            PlannedVM(
-                name=vm.name,
-                domain=domain_name(lab, vm.name),
-                memory=vm_memory(scenario, vm),
-                vcpus=vm.vcpus,
-                mgmt=mgmt,
-                nics=nics,
-                initrd=guest_dir / "initrd.img",
-                console_log=guest_dir / "console.log",
-                cmdline=kernel_cmdline(vm.name, mgmt.mac, mgmt.cidr or "", [(n.mac, n.guest_name) for n in nics], disk_root=ref.kind == DEBIAN)
-                if boots_kernel else "",
-                image=ref,
-                boot=options.image(ref),
-                disk=guest_dir / "disk.qcow2" if has_disk else None,
-                seed=None if boots_kernel else guest_dir / "seed.iso",
-            )
+        return PlannedVM(
+            name=name,
+            domain=domain_name(lab, name),
+            memory=memory,
+            vcpus=vcpus,
+            mgmt=mgmt,
+            nics=planned,
+            initrd=guest_dir / "initrd.img",
+            console_log=guest_dir / "console.log",
+            cmdline=kernel_cmdline(name, mgmt.mac, mgmt.cidr or "", [(n.mac, n.guest_name) for n in planned], disk_root=ref.kind == DEBIAN)
+            if boots_kernel else "",
+            image=ref,
+            boot=options.image(ref),
+            disk=guest_dir / "disk.qcow2" if has_disk else None,
+            seed=None if boots_kernel else guest_dir / "seed.iso",
+            role=role,
         )
 
+    vms: list[PlannedVM] = [
+        plan_vm(index, vm.name, [(vm.nic_name(j), nic.bridge, nic.address) for j, nic in enumerate(vm.nics)], vm_image(scenario, vm), vm_memory(scenario, vm), vm.vcpus)
+        for index, vm in enumerate(scenario.vms)
+    ]
+
     namespace = f"vnl-{lab}"
-    ctx = PlanContext(scenario, lab, namespace, lab_dir, macs.take, tuple(vms))
+    ctx = PlanContext(scenario, lab, namespace, lab_dir, macs.take, tuple(vms), options.host_kernel)
     parts: dict[str, Any] = {}
     nodes: list[PlannedNode] = []
     feature_resources: list[Resource] = []
     addresses: dict[str, str] = {}
     shares: dict[str, tuple[PlannedShare, ...]] = {}
+    guests: list[GuestRequest] = []
+    placed: dict[str, str] = {}
+    links: list[str] = []
+    attach: dict[str, str] = {}
+    notes: list[str] = []
     for feature in features:
         part = feature.plan(ctx)
         if part is None:
@@ -309,6 +342,13 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
         addresses.update(part.bridge_addresses)
         for vm_name, more in part.vm_shares.items():
             shares[vm_name] = (*shares.get(vm_name, ()), *more)
+        guests += part.guests
+        placed.update(part.placed)
+        links += part.links
+        attach.update(part.attach)
+        notes += part.notes
+    vms = [dataclasses.replace(v, nics=tuple(dataclasses.replace(n, attach=attach.get(n.tap)) for n in v.nics)) for v in vms]
+    vms += [plan_vm(len(vms), g.name, [(nic, bridge, None) for nic, bridge in g.nics], ImageRef("tiny"), g.memory, 1, g.role) for g in guests]
     env = _template_env()
     rendered = tuple(
         _with_xml(v, env.get_template("domain.xml.j2").render(
@@ -319,15 +359,16 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
     )
     bridges = [PlannedBridge(MGMT_BRIDGE, "linux", bridge_macs[MGMT_BRIDGE], gateway)]
     bridges += [
-        PlannedBridge(b.name, b.type, bridge_macs[b.name], addresses.get(b.name), capture_port=switches[b.type].capture_port(i) if b.type in switches else None)
+        PlannedBridge(b.name, b.type, bridge_macs[b.name], addresses.get(b.name), capture_port=switches[b.type].capture_port(i) if b.type in switches else None, guest=placed.get(b.name))
         for i, b in enumerate(scenario.bridges)
     ]
+    bridges += [PlannedBridge(name, "linux", macs.take("02:00:00", "bridge", name)) for name in links]
 
     resources = [Resource("namespace", namespace)]
     for kind in dict.fromkeys(b.type for b in bridges):
         if kind in switches:
             resources += [Resource("process", daemon) for daemon in switches[kind].setup_resources()]
-    resources += [Resource(switches[b.type].bridge_resource if b.type in switches else "bridge", b.name) for b in bridges]
+    resources += [Resource(switches[b.type].bridge_resource if b.type in switches else "bridge", b.name) for b in bridges if b.guest is None]
     resources += feature_resources
     for v in rendered:
         resources += [Resource("tap", n.tap, v.name) for n in v.all_nics]
@@ -346,6 +387,8 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
         nodes=tuple(nodes),
         parts=parts,
         features=features,
+        host_kernel=options.host_kernel,
+        notes=tuple(notes),
     )
 
 

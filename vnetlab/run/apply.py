@@ -172,6 +172,11 @@ def create_recorded(plan: Plan, state: LabState, kind: str, name: str, vm: str |
         raise ResourceTaken(f"{kind} {name!r} was created in {where} by someone else while this lab was creating it ({exc}): not recorded, so it is left alone; pick another lab name") from exc
 
 
+def host_bridges(plan: Plan) -> list[PlannedBridge]:
+    """The bridges made in the lab namespace (not those a switch guest runs)."""
+    return [b for b in plan.bridges if b.guest is None]
+
+
 def create_network(plan: Plan, state: LabState) -> None:
     """The lab namespace, its switches and bridges, then what the features add to the network."""
     # Checked before recording: a recorded name is removed by teardown, and this one is not ours.
@@ -180,7 +185,7 @@ def create_network(plan: Plan, state: LabState) -> None:
     create_recorded(plan, state, "namespace", plan.namespace, None, lambda: netns.create_namespace(plan.namespace), lambda: netns.namespace_exists(plan.namespace), "/run/netns")
     for kind in dict.fromkeys(b.type for b in plan.bridges):
         switch_for(plan, kind).start(plan, lambda name: state.record(plan.lab_dir, "process", name))
-    for bridge in plan.bridges:
+    for bridge in host_bridges(plan):
         switch = plan.switch(bridge.type)
         state.record(plan.lab_dir, switch.bridge_resource if switch else "bridge", bridge.name)
         switch_for(plan, bridge.type).create_bridge(plan, bridge)
@@ -216,7 +221,7 @@ def boot_vm(plan: Plan, state: LabState, conn: libvirt.virConnect, vm: PlannedVM
     hv.start_paused(dom)
     for nic in vm.all_nics:
         linux_bridge.move_link(nic.tap, plan.namespace)
-        switch_for(plan, plan.bridge(nic.bridge).type).attach_port(plan, nic.tap, nic.bridge)
+        switch_for(plan, plan.bridge(nic.port_of).type).attach_port(plan, nic.tap, nic.port_of)
     hv.resume(dom)
 
 
@@ -234,7 +239,7 @@ def _owner(dom: libvirt.virDomain) -> str:
 def apply(plan: Plan, state: LabState, conn: libvirt.virConnect, image: GuestImage, progress: Progress) -> None:
     with progress.step("prepare", "Keys and guest initrds"):
         prepare_files(plan, image, hv.qemu_group(conn, plan.domain_type))
-    with progress.step("network", f"Namespace {plan.namespace} with bridges {', '.join(b.name for b in plan.bridges)}"):
+    with progress.step("network", f"Namespace {plan.namespace} with bridges {', '.join(b.name for b in host_bridges(plan))}"):
         create_network(plan, state)
     with progress.step("boot", f"Starting {len(plan.vms)} guest(s) ({plan.domain_type})"):
 

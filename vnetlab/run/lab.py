@@ -26,6 +26,7 @@ from rich.markup import escape
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import netns
 from vnetlab.backends.accel import AccelChoice, choose_accel
+from vnetlab.backends.kernel_probe import host_capabilities
 from vnetlab.backends.image import GuestImage
 from vnetlab.backends.image_kinds import ImageRef, ResolvedImage, ensure_images
 from vnetlab.model.validate import vm_image
@@ -363,14 +364,16 @@ class LabRunner:
             refuse_domain_clashes(self.options.layout, lab, {domain_name(lab, vm.name): vm.name for vm in scenario.vms})
             image, images = self._images(scenario)
             outcome.accel = self._accel(image)
-            plan = make_plan(scenario, lab, PlanOptions(outcome.accel.domain_type, image.kernel, self.options.layout, images))
+            plan = make_plan(scenario, lab, PlanOptions(outcome.accel.domain_type, image.kernel, self.options.layout, images, host_capabilities()))
+            for note in plan.notes:  # where features run when the host kernel decides it: never silently
+                self.progress.say(f"  {escape(note)}")
             if self.options.before_apply is not None:
                 self.options.before_apply(plan)
             run_dir = new_run_dir(self.options.layout, lab)
             outcome.artifacts["dir"] = str(run_dir)
             make_private_dir(plan.lab_dir)  # apply() lets libvirt's qemu group through to the initrds
             (plan.lab_dir / SCENARIO_COPY).write_text(path.read_text())
-            state = LabState(lab, scenario.name, str(path.resolve()), plan.namespace, plan.domain_type, str(image.kernel), os.getpid())
+            state = LabState(lab, scenario.name, str(path.resolve()), plan.namespace, plan.domain_type, str(image.kernel), os.getpid(), host_kernel=sorted(plan.host_kernel))
             state.save(plan.lab_dir)
             self.outcome = outcome
             sessions: dict[str, GuestSSH] = {}
@@ -451,7 +454,7 @@ class LabRunner:
 def plan_from_state(paths: LabPaths, state: LabState, model: ScenarioModel) -> Plan:
     """The plan of an existing lab: re-planned from its copy of the scenario (the plan is pure, so names match)."""
     scenario = parse_scenario((paths.dir / SCENARIO_COPY).read_text(), state.scenario_file, model)
-    return make_plan(scenario, paths.lab, PlanOptions(state.domain_type, Path(state.kernel), paths.layout))
+    return make_plan(scenario, paths.lab, PlanOptions(state.domain_type, Path(state.kernel), paths.layout, host_kernel=frozenset(state.host_kernel)))
 
 
 def only_check(plan: Plan, name: str) -> Plan:

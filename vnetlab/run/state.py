@@ -39,6 +39,7 @@ class LabState:
     phase: str = "creating"  # creating | up | tearing-down
     resources: list[RecordedResource] = field(default_factory=list)
     held: bool = True  # its owner (pid) still has work on it: a `run` until teardown; False once `up`/`--keep` hands it over
+    host_kernel: list[str] = field(default_factory=list)  # the kernel probe's capabilities the plan was made with (re-planning must match)
 
     def record(self, lab_dir: Path, kind: str, name: str, vm: str | None = None) -> None:
         with _WRITE_LOCK:

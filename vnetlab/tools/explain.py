@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from typing import Any, Literal
 
+from vnetlab.checks.base import capture_iface
 from vnetlab.checks.ping import ping_argv, ping_target
 from vnetlab.plan.planner import MGMT_BRIDGE, Plan, PlannedBridge, PlannedVM
 
@@ -60,6 +61,9 @@ def bridges_section(plan: Plan) -> Section:
         if switch is not None:
             lines += switch.explain_setup(plan)
     for b in plan.bridges:
+        if b.guest is not None:
+            lines.append(f"# {b.name}: runs inside switch guest {b.guest} (see its section below)")
+            continue
         switch = plan.switch(b.type)
         lines += switch.explain_bridge(plan, b) if switch is not None else _linux_bridge(plan, b)
     return Section(f"Bridges ({MGMT_BRIDGE} is vnetlab's management bridge: SSH to the guests)", tuple(lines))
@@ -82,7 +86,7 @@ def guests_section(plan: Plan) -> Section:
         lines += [f"virsh define {vm.initrd.parent / 'domain.xml'}    # `vnetlab plan --xml` prints it", f"virsh start --paused {vm.domain}"]
         for n in vm.all_nics:
             lines.append(f"ip link set {n.tap} netns {ns}")
-            lines += _attach(plan, n.tap, n.bridge)
+            lines += _attach(plan, n.tap, n.port_of)
         lines.append(f"virsh resume {vm.domain}")
     return Section("Guests: taps and domains", tuple(lines))
 
@@ -128,9 +132,9 @@ def checks_section(plan: Plan) -> Section | None:
     if not plan.scenario.checks:
         return None
     lines: list[str] = []
-    captured = sorted({c.capture.bridge for c in plan.scenario.checks if c.capture is not None and c.capture.bridge})
+    captured = sorted({c.capture.on for c in plan.scenario.checks if c.capture is not None and (c.capture.bridge or c.capture.link)})
     for br in captured:
-        iface = plan.bridge(br).capture_iface
+        iface = capture_iface(plan, br)
         lines.append(f"ip netns exec {plan.namespace} tcpdump -ni {iface} -w {br}.pcap &    # for the whole check phase")
     for check in plan.scenario.checks:
         if check.kind != "capture":

@@ -89,11 +89,15 @@ def topology(plan: Plan, *, management: bool = True) -> Topology:
         if mgmt and not management:
             continue
         lines = [br.name, br.type + (f" · {subnets[br.name]}" if subnets.get(br.name) else "")]
+        if br.guest is not None:
+            lines.append(f"in switch guest {br.guest}")
         if br.cidr:
             lines.append(f"gateway {br.cidr}")
         topo.bridges.append(Node(_node_id("bridge", br.name), "bridge", lines, mgmt))
     drawing = Drawing(topo, {n.label[0]: n.id for n in topo.bridges})
     for vm in plan.vms:
+        if vm.role != "vm":  # a guest that runs part of the network: its feature draws it (e.g. as a bridge's label)
+            continue
         nid = _node_id("vm", vm.name)
         drawing.node(Node(nid, "vm", [vm.name, "vm", f"{vm.vcpus} vCPU · {vm.memory} MiB"]))
         for nic in vm.all_nics:

@@ -165,7 +165,7 @@ def _guest_view(plan: Plan, vm: PlannedVM) -> tuple[dict[str, tuple[str, str, li
 
 
 def _inspect_nic(nic: PlannedNic, macs: dict[str, str], fds: dict[str, int], links: dict[str, dict], ports: dict, guest: dict | None) -> NicChain:
-    c = NicChain(nic.guest_name, nic.mac, nic.tap, nic.bridge, nic.cidr)
+    c = NicChain(nic.guest_name, nic.mac, nic.tap, nic.port_of, nic.cidr)
     c.in_domain_xml = macs.get(nic.mac) == nic.tap
     if not c.in_domain_xml:
         c.problems.append(f"the live domain XML has no interface {nic.mac} on tap {nic.tap}" + (f" (it names {macs[nic.mac]!r})" if nic.mac in macs else ""))
@@ -179,9 +179,9 @@ def _inspect_nic(nic: PlannedNic, macs: dict[str, str], fds: dict[str, int], lin
         c.tap_state, c.bridge = link["state"], link["master"]
         c.tap_oper, c.port_state = ports.get(nic.tap, (None, None))
         if c.bridge is None:
-            c.problems.append(f"tap {nic.tap} is detached: it is a port of no bridge (planned: {nic.bridge})")
-        elif c.bridge != nic.bridge:
-            c.problems.append(f"tap {nic.tap} is a port of {c.bridge}, planned {nic.bridge}")
+            c.problems.append(f"tap {nic.tap} is detached: it is a port of no bridge (planned: {nic.port_of})")
+        elif c.bridge != nic.port_of:
+            c.problems.append(f"tap {nic.tap} is a port of {c.bridge}, planned {nic.port_of}")
         else:
             c.bridge_state = links[c.bridge]["state"] if c.bridge in links else None
             if c.bridge_state != "up":
@@ -210,6 +210,8 @@ def inspect_lab(lab: str, model: ScenarioModel, *, guests: bool = True, layout: 
     ports = _port_details(plan.namespace) if present else {}
     bridges = []
     for br in plan.bridges:
+        if br.guest is not None:  # nothing of it on the host: its feature's rows read it from the switch guest
+            continue
         link = links.get(br.name)
         problems = [] if link and link["state"] == "up" else [f"bridge {br.name} is " + ("missing" if link is None else link["state"])]
         ports_of = sorted(name for name, li in links.items() if li["master"] == br.name)
