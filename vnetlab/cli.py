@@ -150,7 +150,8 @@ def add_tool_commands(sub) -> None:
     ne = sub.add_parser(
         "netem", help="show, change or clear the impairment of a guest NIC on a running lab (delay, jitter, loss, rate)",
         description="Without options, print the netem qdisc of NIC inside VM as the guest's tc shows it. With --delay/--jitter/--loss/--rate, "
-        "replace it (the options not given are left out, not kept); with --clear, remove it. Runs inside the guest, like the scenario's netem:.",
+        "replace it (the options not given are left out, not kept); with --clear, remove it. Runs where the lab's netem runs: on the host "
+        "(the tap's ingress, redirected to an ifb device) for a NIC impaired there, else inside the guest.",
     )
     ne.add_argument("lab", metavar="LAB")
     ne.add_argument("vm", metavar="VM")

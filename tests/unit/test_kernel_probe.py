@@ -111,9 +111,9 @@ def test_doctor_shows_one_row_per_capability():
     assert by_name["kernel: VXLAN devices"] == doctor.Finding("kernel: VXLAN devices", "ok", "supported (probed in a scratch namespace earlier in this host boot)")
     assert by_name["kernel: 802.1Q VLAN devices"] == doctor.Finding(
         "kernel: 802.1Q VLAN devices", "warn",
-        "not supported by this host kernel (vlan refused): labs needing it run it inside a guest or on Open vSwitch (coming); nothing but doctor uses this probe yet",
+        "not supported by this host kernel (vlan refused): 802.1Q sub-interfaces are made inside the guests only, as always",
     )
-    assert by_name["kernel: netem qdisc"].detail == "not supported by this host kernel (netem refused): labs needing it run it inside a guest; nothing but doctor uses this probe yet"
+    assert by_name["kernel: netem qdisc"].detail == "not supported by this host kernel (netem refused): netem runs inside the guests"
     assert all(r.status in ("ok", "warn") for r in rows)  # a missing capability never fails doctor
     fresh = doctor.kernel_findings(lambda: kp.KernelProbe("b", FAKE))
     assert fresh[2].detail == "supported (probed in a scratch namespace just now)"

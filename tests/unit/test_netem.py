@@ -82,7 +82,7 @@ def test_the_plan_puts_netem_in_the_guests_and_explain_shows_the_commands() -> N
     ]
     text = explain(plan)
     assert "vm1$ modprobe sch_netem 2>/dev/null; /usr/sbin/tc qdisc del dev eth0 root 2>/dev/null; /usr/sbin/tc qdisc add dev eth0 root netem delay 40ms 5ms rate 20mbit" in text
-    assert "the host kernel has no netem qdisc" in text
+    assert "inside the guests (this host's kernel lacks the netem qdisc (CONFIG_NET_SCH_NETEM)" in text
 
 
 # -- the ping check's round-trip and loss assertions -------------------------------------------
@@ -128,3 +128,29 @@ def test_loss_max_allows_that_much_loss_and_no_more() -> None:
     assert within.detail.startswith("expected at most 25% of 10 echo requests to 10.1.1.3 lost, lost 20% (8/10 replies)")
     assert not _ping(", loss-max: 10", LOSSY).ok
     assert not _ping(", loss-max: 100", LOSSY.replace("8 received", "0 received")).ok  # nothing came back: not a path
+
+
+FULL_KERNEL = frozenset({"netem", "ifb", "mirred", "tbf", "stp", "vxlan", "vlan_filtering", "vlan", "mtu_9000"})
+
+
+def test_where_the_host_kernel_has_netem_ifb_and_mirred_the_taps_are_impaired_on_the_host() -> None:
+    scenario = load_scenario(SCENARIOS_DIR / "impaired-link.yaml")
+    host = make_plan(scenario, "impaired-link", PlanOptions(kernel=KERNEL, host_kernel=FULL_KERNEL))
+    links = host.part("netem").links
+    assert [(link.vm, link.nic, link.where, link.ifb) for link in links] == [("vm1", "eth0", "host", "nq_0"), ("vm2", "eth0", "host", "nq_1")]
+    assert [link.tap for link in links] == [host.vm("vm1").nics[0].tap, host.vm("vm2").nics[0].tap]
+    assert host.notes == ("netem (vm1 eth0, vm2 eth0) runs on the host: each tap's ingress is redirected to an ifb device with the netem qdisc",)
+    assert [r.name for r in host.resources if r.kind == "ifb"] == ["nq_0", "nq_1"]
+    text = explain(host)
+    tap = links[0].tap
+    assert f"tc -n vnl-impaired-link filter add dev {tap} parent ffff: protocol all prio 1 u32 match u32 0 0 action mirred egress redirect dev nq_0" in text
+    assert "tc -n vnl-impaired-link qdisc add dev nq_0 root handle 1: netem delay 40ms 5ms\n" in text
+    assert "tc -n vnl-impaired-link qdisc add dev nq_0 parent 1: handle 2: tbf rate 20mbit burst 16000 latency 400ms" in text
+    assert "tc -n vnl-impaired-link qdisc add dev nq_1 root handle 1: netem loss 20%\n" in text
+    assert "vm1$ modprobe sch_netem" not in text
+    assert plan_data(host)["netem"][0]["where"] == "host"
+    # One capability missing and every NIC goes back into its guest, saying which.
+    for missing in ("netem", "ifb", "mirred"):
+        guest = make_plan(scenario, "impaired-link", PlanOptions(kernel=KERNEL, host_kernel=FULL_KERNEL - {missing}))
+        assert {link.where for link in guest.part("netem").links} == {"guest"} and not [r for r in guest.resources if r.kind == "ifb"]
+        assert guest.notes[0].startswith("netem (vm1 eth0, vm2 eth0) runs inside the guests: this host's kernel lacks ") and missing.upper()[:3] in guest.notes[0].upper()

@@ -7,8 +7,9 @@ capability through netlink (pyroute2) and records whether the kernel did it, or 
 it refused. Nothing is created outside that namespace.
 
 The result is cached in CACHE_FILE, keyed by the host's boot id (/proc/sys/kernel/random/boot_id):
-the kernel cannot change without a reboot, so one probe per boot is enough. Only `vnetlab doctor`
-reads it so far.
+the kernel cannot change without a reboot, so one probe per boot is enough. `vnetlab doctor` shows
+it; `run`/`up`/`plan` give its keys to the plan (PlanOptions.host_kernel), where features choose
+their path by it (a switch guest for VLAN filtering, netem on the host or in the guests).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ CAPABILITIES: tuple[tuple[str, str], ...] = (
     ("vlan", "802.1Q VLAN devices"),
     ("vxlan", "VXLAN devices"),
     ("netem", "netem qdisc"),
+    ("ifb", "ifb devices"),
+    ("mirred", "tc mirred redirect (u32 filter)"),
     ("tbf", "tbf qdisc"),
     ("stp", "bridge STP"),
     ("mtu_9000", "veth MTU 9000"),
@@ -110,11 +113,15 @@ def _probe_inside() -> tuple[Capability, ...]:
         def veth() -> None:
             ipr.link("add", ifname="kp-v0", kind="veth", peer="kp-v1")
 
+        def ifb() -> None:
+            ipr.link("add", ifname="kp-ifb", kind="ifb")
+
         results["vlan_filtering"] = _attempt(lambda: bridge("kp-vf", "IFLA_BR_VLAN_FILTERING", br_vlan_filtering=1))
         results["stp"] = _attempt(lambda: bridge("kp-stp", "IFLA_BR_STP_STATE", br_stp_state=1))
+        results["ifb"] = _attempt(ifb)
         veth_ok, veth_error = _attempt(veth)
         if not veth_ok:  # everything below needs a link to work on
-            for key in ("vlan", "vxlan", "netem", "tbf", "mtu_9000"):
+            for key in ("vlan", "vxlan", "netem", "tbf", "mtu_9000", "mirred"):
                 results[key] = (False, f"no veth to try it on: {veth_error}")
             return tuple(Capability(key, *results[key]) for key, _ in CAPABILITIES)
         v0, v1 = ipr.link_lookup(ifname="kp-v0")[0], ipr.link_lookup(ifname="kp-v1")[0]
@@ -141,6 +148,13 @@ def _probe_inside() -> tuple[Capability, ...]:
         results["netem"] = _attempt(netem, qdisc=True)
         results["tbf"] = _attempt(tbf, qdisc=True)
         results["mtu_9000"] = _attempt(mtu)
+
+        def mirred() -> None:  # what host netem does to a tap: its ingress redirected (to the other veth end here)
+            ipr.tc("add", "ingress", index=v1, handle="ffff:")
+            action = {"kind": "mirred", "direction": "egress", "action": "redirect", "ifindex": v0}
+            ipr.tc("add-filter", "u32", index=v1, parent="ffff:", protocol=0x0003, prio=1, target=0, keys=["0x0/0x0+0"], action=action)
+
+        results["mirred"] = _attempt(mirred, qdisc=True)
     return tuple(Capability(key, *results[key]) for key, _ in CAPABILITIES)
 
 

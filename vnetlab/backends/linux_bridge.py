@@ -85,6 +85,9 @@ def _index(ipr: IPRoute, name: str, ns: str | None) -> int:
     return found[0]
 
 
+link_index = _index  # for the other netlink backends (e.g. host_netem)
+
+
 @contextmanager
 def _ns_fd(ns: str) -> Iterator[int]:
     """An fd of namespace ns for IFLA_NET_NS_FD, owned and closed here rather than inside pyroute2."""

@@ -3,12 +3,13 @@
     nics:
       - {bridge: br0, address: 10.1.1.2/24, netem: {delay: 40ms, jitter: 5ms, loss: 1%, rate: 20mbit}}
 
-Where it runs: inside the guest, as a netem qdisc at the root of that NIC (`tc qdisc replace dev
-eth0 root netem …`); the tiny image carries iproute2's tc and the sch_netem module, the debian kind
-has both. The host-side place for "the frames this NIC sends" would be the ingress of its tap,
-which needs the netem qdisc and an ifb device; this machine's kernel (and CI's) has neither (`vnetlab
-doctor` shows the probe), so the guest is the one place that works on every host, and the run's
-progress line says so. `vnetlab netem LAB VM NIC` changes or clears it on a running lab and prints
+Where it runs, by the kernel probe: on the host when its kernel has the netem qdisc, ifb devices
+and the mirred action — the frames a NIC sends arrive on its tap's ingress, which is redirected to
+an ifb device carrying the netem qdisc (backends/host_netem.py) — else inside the guest, as a netem
+qdisc at the root of that NIC (`tc qdisc add dev eth0 root netem …`; the tiny image carries
+iproute2's tc and the sch_netem module, the debian kind has both). This machine's kernel (and
+CI's) has ifb and mirred but no netem, so its labs impair inside the guests; the run says where and
+why (a plan note). `vnetlab netem LAB VM NIC` changes or clears it on a running lab and prints
 the qdisc read back; `inspect` reads it back too. Ping checks can then assert the round-trip time
 and the loss they measured (`rtt-min-ms`, `rtt-max-ms`, `loss-max`).
 """
@@ -20,21 +21,32 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from vnetlab.backends import host_netem
+from vnetlab.backends.linux_bridge import delete_link, link_exists
+from vnetlab.backends.netns import namespace_exists
 from vnetlab.backends.ssh import GuestSSH
 from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules
-from vnetlab.plan.planner import Plan, PlanContext, PlanPart
+from vnetlab.plan.planner import Plan, PlanContext, PlanPart, Resource
 from vnetlab.run.configure import open_ssh
 from vnetlab.tools.explain import Section, guest_line
 from vnetlab.tools.inspect import InspectRow
-from vnetlab.tools.netem import Netem, apply_in_guest, apply_script, netem_problems, parse_netem, read_back
 
-WHERE = "inside the guest (this host kernel has no netem qdisc for its taps)"
+if TYPE_CHECKING:
+    from vnetlab.run.apply import ApplyContext
+    from vnetlab.run.state import LabState, RecordedResource
+from vnetlab.tools.netem import Netem, tc_rate, apply_in_guest, apply_script, netem_problems, parse_netem, read_back
+
+HOST_NEEDS = {  # kernel-probe key → what the host path needs of the host kernel
+    "netem": "the netem qdisc (CONFIG_NET_SCH_NETEM)",
+    "ifb": "ifb devices (CONFIG_IFB)",
+    "mirred": "the mirred action (CONFIG_NET_ACT_MIRRED)",
+}
 
 
 @dataclass(frozen=True)
@@ -71,41 +83,82 @@ MODEL = ModelExtension(
 
 
 @dataclass(frozen=True)
-class GuestNetem:
+class NicNetem:
     vm: str
     nic: str  # the interface name inside the guest
     netem: Netem
+    tap: str = ""
+    ifb: str | None = None  # on the host: the ifb device the tap's ingress is redirected to; None: inside the guest
+
+    @property
+    def where(self) -> str:
+        return "host" if self.ifb else "guest"
 
 
 @dataclass(frozen=True)
 class NetemPart:
-    links: tuple[GuestNetem, ...]
+    links: tuple[NicNetem, ...]
+    why: str  # why it runs where it does
 
 
-def plan_netem(ctx: PlanContext) -> NetemPart | None:
+def ifb_name(index: int) -> str:
+    """'_' is in no scenario name: no bridge or node of the lab namespace is called so."""
+    return f"nq_{index}"
+
+
+def plan_netem(ctx: PlanContext) -> tuple[NetemPart, tuple[str, ...]] | None:
+    lacking = [words for key, words in HOST_NEEDS.items() if key not in ctx.host_kernel]
     links = []
     for _i, j, vm, nic in _nics(ctx.scenario):
         n = nic.netem
-        links.append(GuestNetem(vm.name, vm.nic_name(j), parse_netem(n.delay, n.jitter, n.loss, n.rate)))
-    return NetemPart(tuple(links)) if links else None
+        tap = next(p for p in ctx.vms if p.name == vm.name).nics[j].tap
+        links.append(NicNetem(vm.name, vm.nic_name(j), parse_netem(n.delay, n.jitter, n.loss, n.rate), tap, None if lacking else ifb_name(len(links))))
+    if not links:
+        return None
+    which = ", ".join(f"{link.vm} {link.nic}" for link in links)
+    if lacking:
+        why = f"this host's kernel lacks {', '.join(lacking)}"
+        note = f"netem ({which}) runs inside the guests: {why}"
+    else:
+        why = "the host kernel has the netem qdisc, ifb devices and the mirred action"
+        note = f"netem ({which}) runs on the host: each tap's ingress is redirected to an ifb device with the netem qdisc"
+    return NetemPart(tuple(links), why), (note,)
 
 
 def _part(plan: Plan) -> NetemPart | None:
     return plan.part("netem")
 
 
-def _by_vm(part: NetemPart | None) -> dict[str, list[GuestNetem]]:
-    by_vm: dict[str, list[GuestNetem]] = {}
-    for link in part.links if part else ():
+def _links(plan: Plan, where: str) -> list[NicNetem]:
+    part = _part(plan)
+    return [link for link in part.links if link.where == where] if part else []
+
+
+def _by_vm(links: list[NicNetem]) -> dict[str, list[NicNetem]]:
+    by_vm: dict[str, list[NicNetem]] = {}
+    for link in links:
         by_vm.setdefault(link.vm, []).append(link)
     return by_vm
 
 
-# -- configure, and reading it back ------------------------------------------------------------
+# -- apply and configure, and reading it back --------------------------------------------------
 
 
-def configure_guests(plan: Plan, sessions: dict[str, GuestSSH]) -> None:
-    by_vm = _by_vm(_part(plan))
+def create_ifbs(plan: Plan, ctx: ApplyContext) -> None:
+    for link in _links(plan, "host"):
+        ctx.record("ifb", link.ifb)
+        host_netem.create_ifb(plan.namespace, link.ifb)
+
+
+def remove_ifb(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
+    if namespace_exists(state.namespace) and link_exists(state.namespace, resource.name):
+        delete_link(state.namespace, resource.name)
+
+
+def configure_links(plan: Plan, sessions: dict[str, GuestSSH]) -> None:
+    for link in _links(plan, "host"):
+        host_netem.impair(plan.namespace, link.tap, link.ifb, link.netem)
+    by_vm = _by_vm(_links(plan, "guest"))
 
     def one(vm: str) -> None:
         for link in by_vm[vm]:
@@ -118,7 +171,15 @@ def configure_guests(plan: Plan, sessions: dict[str, GuestSSH]) -> None:
 
 def inspect_rows(plan: Plan) -> list[InspectRow]:
     rows = []
-    for vm, links in _by_vm(_part(plan)).items():
+    for link in _links(plan, "host"):
+        label = f"netem on {link.vm} {link.nic} (host: tap {link.tap} → {link.ifb})"
+        try:
+            line = host_netem.read_netem(plan.namespace, link.ifb) if namespace_exists(plan.namespace) else None
+        except VnetlabError as exc:
+            rows.append(InspectRow(label, link.netem.describe(), "unknown", [str(exc)]))
+            continue
+        rows.append(InspectRow(label, link.netem.describe(), line or "no netem qdisc", [] if line else [f"{link.ifb} has no netem qdisc"]))
+    for vm, links in _by_vm(_links(plan, "guest")).items():
         try:
             ssh = open_ssh(plan, plan.vm(vm), time.monotonic() + 10.0)
         except VnetlabError as exc:
@@ -133,36 +194,72 @@ def inspect_rows(plan: Plan) -> list[InspectRow]:
     return rows
 
 
-def explain_lines(plan: Plan) -> list[str]:
-    return [guest_line(link.vm, apply_script(link.nic, link.netem)) for link in (_part(plan).links if _part(plan) else ())]
+def host_lines(plan: Plan, link: NicNetem) -> list[str]:
+    ns, tap, ifb, n = plan.namespace, link.tap, link.ifb, link.netem
+    netem = [a for a in n.tc_args() if a not in ("rate",)]
+    if n.rate_bits is not None:
+        netem = netem[: netem.index(tc_rate(n.rate_bits))]
+    lines = [
+        f"ip -n {ns} link add {ifb} type ifb && ip -n {ns} link set {ifb} up",
+        f"tc -n {ns} qdisc add dev {tap} ingress    # {link.vm} {link.nic}: the frames it sends arrive here",
+        f"tc -n {ns} filter add dev {tap} parent ffff: protocol all prio 1 u32 match u32 0 0 action mirred egress redirect dev {ifb}",
+        f"tc -n {ns} qdisc add dev {ifb} root handle 1: netem {' '.join(netem)}".rstrip(),
+    ]
+    if n.rate_bits is not None:
+        lines.append(f"tc -n {ns} qdisc add dev {ifb} parent 1: handle 2: tbf rate {tc_rate(n.rate_bits)} burst {host_netem.tbf_burst(n.rate_bits)} latency {host_netem.TBF_LATENCY_US // 1000}ms")
+    return lines
+
+
+def explain_sections(plan: Plan) -> list[Section]:
+    part = _part(plan)
+    if not part:
+        return []
+    sections = []
+    if host := _links(plan, "host"):
+        sections.append(Section(f"Link impairment (netem) on the host ({part.why})", tuple(line for link in host for line in host_lines(plan, link)), stage="configure"))
+    if guest := _links(plan, "guest"):
+        sections.append(Section(f"Link impairment (netem) inside the guests ({part.why})", tuple(guest_line(link.vm, apply_script(link.nic, link.netem)) for link in guest), stage="configure"))
+    return sections
 
 
 class NetemFeature(Feature):
     name = "netem"
     model = MODEL
 
+    removers = {"ifb": remove_ifb}
+
     def plan(self, ctx: PlanContext) -> PlanPart | None:
-        part = plan_netem(ctx)
-        return PlanPart(data=part) if part else None
+        planned = plan_netem(ctx)
+        if planned is None:
+            return None
+        part, notes = planned
+        return PlanPart(data=part, notes=notes, resources=tuple(Resource("ifb", link.ifb) for link in part.links if link.ifb))
 
     def dump(self, plan: Plan) -> dict[str, Any]:
         part = _part(plan)
         if not part:
             return {}
-        return {"netem": [{"vm": link.vm, "nic": link.nic, "netem": link.netem.describe(), "where": "guest", "tc": apply_script(link.nic, link.netem)} for link in part.links]}
+        return {"netem": [
+            {"vm": link.vm, "nic": link.nic, "netem": link.netem.describe(), "where": link.where,
+             **({"ifb": link.ifb, "tc": host_lines(plan, link)} if link.ifb else {"tc": apply_script(link.nic, link.netem)})}
+            for link in part.links
+        ]}
+
+    def apply(self, plan: Plan, ctx: ApplyContext) -> None:
+        create_ifbs(plan, ctx)
 
     def configure_label(self, plan: Plan) -> str | None:
         part = _part(plan)
         if not part:
             return None
-        return "netem " + WHERE + ": " + "; ".join(f"{link.vm} {link.nic} {link.netem.describe()}" for link in part.links)
+        where = "on the host taps" if part.links[0].ifb else "inside the guests"
+        return f"netem {where}: " + "; ".join(f"{link.vm} {link.nic} {link.netem.describe()}" for link in part.links)
 
     def configure(self, plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> None:
-        configure_guests(plan, sessions)
+        configure_links(plan, sessions)
 
     def explain(self, plan: Plan) -> list[Section]:
-        lines = explain_lines(plan)
-        return [Section("Link impairment (netem) inside the guests: the host kernel has no netem qdisc", tuple(lines), stage="configure")] if lines else []
+        return explain_sections(plan)
 
     def graph(self, plan: Plan, drawing: Any) -> None:
         """Each impaired guest NIC's edge says how."""

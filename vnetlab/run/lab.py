@@ -100,6 +100,7 @@ class Outcome:
     kept: bool = False
     guests: dict[str, GuestTiming] = field(default_factory=dict)  # VM → its image and how long it took to come up
     memory_kib: dict[str, dict[str, int]] = field(default_factory=dict)  # VM → the highest Pss/Rss sampled of its qemu
+    placement: list[str] = field(default_factory=list)  # where features run on this host, and why (the plan's notes)
 
     def memory_json(self) -> dict[str, object]:
         """Per guest and in all, in MiB: what the run's qemu processes held at most when sampled."""
@@ -365,6 +366,7 @@ class LabRunner:
             image, images = self._images(scenario)
             outcome.accel = self._accel(image)
             plan = make_plan(scenario, lab, PlanOptions(outcome.accel.domain_type, image.kernel, self.options.layout, images, host_capabilities()))
+            outcome.placement = list(plan.notes)
             for note in plan.notes:  # where features run when the host kernel decides it: never silently
                 self.progress.say(f"  {escape(note)}")
             if self.options.before_apply is not None:

@@ -61,14 +61,22 @@ def diagnose() -> list[Finding]:
     return out
 
 
-# What a lab needing a missing capability can do instead. Open vSwitch's userspace datapath tags VLANs
-# and ends VXLAN tunnels without the host kernel; the guests' kernel (Debian's) has everything.
-ON_OVS_TOO = {"vlan_filtering", "vlan", "vxlan"}
+# What vnetlab does on a host kernel without the capability (the guests' kernel, Debian's, has everything).
+WITHOUT = {
+    "vlan_filtering": "VLANs on a Linux bridge run in a switch guest (or use type: ovs)",
+    "vlan": "802.1Q sub-interfaces are made inside the guests only, as always",
+    "netem": "netem runs inside the guests",
+    "ifb": "netem runs inside the guests",
+    "mirred": "netem runs inside the guests",
+    "vxlan": "labs with vxlan: cannot run on this host",
+    "tbf": "no lab needs it",
+    "stp": "labs with stp: true cannot run on this host",
+    "mtu_9000": "labs with an MTU above 1500 cannot run on this host",
+}
 
 
 def kernel_missing(key: str, error: str) -> str:
-    where = "inside a guest or on Open vSwitch (coming)" if key in ON_OVS_TOO else "inside a guest"
-    return f"not supported by this host kernel ({error}): labs needing it run it {where}; nothing but doctor uses this probe yet"
+    return f"not supported by this host kernel ({error}): {WITHOUT.get(key, 'no lab uses it')}"
 
 
 def kernel_findings(probe: Callable[[], kernel_probe.KernelProbe] = kernel_probe.probe_kernel) -> list[Finding]:

@@ -13,6 +13,7 @@ import shlex
 import time
 from dataclasses import dataclass
 
+from vnetlab.backends import host_netem
 from vnetlab.backends.ssh import GuestSSH
 from vnetlab.checks.parse import excerpt
 from vnetlab.errors import VnetlabError
@@ -60,7 +61,7 @@ class Netem:
         if self.loss_percent is not None:
             args += ["loss", f"{self.loss_percent:g}%"]
         if self.rate_bits is not None:
-            args += ["rate", _tc_rate(self.rate_bits)]
+            args += ["rate", tc_rate(self.rate_bits)]
         return args
 
     def describe(self) -> str:
@@ -78,7 +79,7 @@ def _tc_time(us: int) -> str:
     return f"{us // 1000}ms" if us % 1000 == 0 else f"{us}us"
 
 
-def _tc_rate(bits: int) -> str:
+def tc_rate(bits: int) -> str:
     unit = next((u for u in ("gbit", "mbit", "kbit") if bits % _BITS[u] == 0), "bit")
     return f"{bits // _BITS[unit]}{unit}"
 
@@ -193,13 +194,21 @@ def read_back(ssh: GuestSSH, nic: str) -> str | None:
 
 
 def change_live(plan: Plan, vm: str, nic: str, netem: Netem | None, *, clear: bool = False) -> str:
-    """`vnetlab netem`: set (netem), clear, or only read the impairment of a running lab's guest NIC;
-    returns what the guest's `tc` shows afterwards."""
+    """`vnetlab netem`: set (netem), clear, or only read the impairment of a running lab's guest NIC,
+    where the lab's netem runs (the host for a NIC it impairs there, else inside the guest);
+    returns what the kernel shows afterwards."""
     if vm not in {v.name for v in plan.vms}:
-        raise NetemError(f"lab {plan.lab} has no VM {vm!r} (VMs: {', '.join(v.name for v in plan.vms)}); netem runs inside guests")
+        raise NetemError(f"lab {plan.lab} has no VM {vm!r} (VMs: {', '.join(v.name for v in plan.vms)})")
     names = {n.guest_name for n in plan.vm(vm).nics}
     if nic not in names:
         raise NetemError(f"{vm} has no data NIC {nic!r} (NICs: {', '.join(sorted(names))})")
+    on_host = next((link for link in plan.part("netem", None).links if (link.vm, link.nic) == (vm, nic) and link.ifb), None) if plan.part("netem", None) else None
+    if on_host is not None:
+        if netem is not None:
+            return f"host {on_host.ifb} (tap {on_host.tap}): " + host_netem.impair(plan.namespace, on_host.tap, on_host.ifb, netem)
+        if clear:
+            host_netem.clear_netem(plan.namespace, on_host.ifb)
+        return f"host {on_host.ifb} (tap {on_host.tap}): " + (host_netem.read_netem(plan.namespace, on_host.ifb) or "no netem qdisc")
     ssh = open_ssh(plan, plan.vm(vm), time.monotonic() + 20.0)
     try:
         if netem is not None:

@@ -26,6 +26,7 @@ def report_json(outcome: Outcome, steps: list[StepTiming], events: Sequence[VMEv
         "accel": accel.name if accel else None,
         "accel_detail": {"domain_type": accel.domain_type, "reason": accel.reason} if accel else None,
         "error": outcome.error,
+        "placement": outcome.placement,
         "kept": outcome.kept,
         "steps": [{"name": s.name, "seconds": s.seconds, "ok": s.ok} for s in steps],
         "guests": {name: timing.to_json() for name, timing in outcome.guests.items()},
