@@ -30,12 +30,13 @@ docs: setup
 wheel: setup
 	.venv/bin/python -m build --no-isolation --outdir dist .
 
-## make bench [VMS=N]: raw qemu boot vs `vnetlab run two-vm-ping` (a ratio); a debian guest's boot to SSH vs a raw boot of its disk to the login prompt; N guests (default 10) vs N raw boots together, with memory
+## make bench [VMS=N]: raw qemu boot vs `vnetlab run two-vm-ping` (a ratio); a debian guest's boot to SSH vs a raw boot of its disk to the login prompt; N guests (default 10) vs N raw boots together, with memory; boot admission (K at a time vs all at once)
 VMS ?= 10
 bench: image
 	.venv/bin/python bench/boot_vs_run.py
 	.venv/bin/python bench/debian_boot.py
 	.venv/bin/python bench/scale.py --vms $(VMS)
+	.venv/bin/python bench/admission.py --vms $(VMS)
 	.venv/bin/python bench/table.py
 
 ## make soak: 20 consecutive `vnetlab run two-vm-ping`, then 3 at once; fails if anything of them remains

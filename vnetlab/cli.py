@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--name", metavar="LAB", help="lab name (default: the scenario's name); `auto`: <scenario>-<random>, printed first, for labs side by side")
         sp.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto", help="kvm, tcg (software emulation), or auto: probe whether KVM really boots a guest (default)")
         sp.add_argument("--boot-timeout", type=float, default=180.0, metavar="S", help="seconds a guest may take to become reachable (default 180)")
+        sp.add_argument("--boot-parallel", type=int, default=None, metavar="N", help="boot at most N guests at a time, the next when one's console says it is ready; 0: all at once (default: the host's cores + 1, the fastest measured; see docs/benchmark.md)")
         sp.add_argument("--report", type=Path, metavar="PATH", help="write the JSON report here (it is always kept in the run's artifact folder too)")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
         sp.add_argument("--junit", type=Path, metavar="PATH", help="also write a JUnit XML report here (one testcase per check; always kept in the artifact folder)")
@@ -253,7 +254,7 @@ def _runner(args, err: Console):
     from vnetlab.run.progress import Progress
 
     before_apply = _print_explain if getattr(args, "explain", False) else None
-    options = Options(lab=getattr(args, "name", None), accel=getattr(args, "accel", "auto"), boot_timeout=getattr(args, "boot_timeout", 180.0), before_apply=before_apply, scenario_dirs=getattr(args, "scenarios", []))
+    options = Options(lab=getattr(args, "name", None), accel=getattr(args, "accel", "auto"), boot_timeout=getattr(args, "boot_timeout", 180.0), boot_parallel=None if getattr(args, "boot_parallel", None) is None else max(0, args.boot_parallel), before_apply=before_apply, scenario_dirs=getattr(args, "scenarios", []))
     return LabRunner(options, Progress(err, quiet=getattr(args, "quiet", False)), registry())
 
 

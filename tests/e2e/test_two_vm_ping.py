@@ -98,3 +98,16 @@ def test_a_failing_check_fails_the_run_and_says_what_it_saw(tmp_path, lab_name):
     assert must_succeed["ok"] is False and "expected 2/2 echo replies from 10.1.1.99, got 0/2" in must_succeed["detail"]
     assert "FAIL" in result.stdout
     assert leftovers(lab_name) == []
+
+
+def test_boot_admission_starts_the_next_guest_when_one_is_ready(tmp_path, lab_name):
+    """--boot-parallel 1: the second guest's domain starts only after the first one's console said it
+    was ready (the report's timeline shows it); the lab passes as usual."""
+    result, report = run_report(tmp_path, "two-vm-ping", lab_name, "--boot-parallel", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    boot = next(s for s in report["timeline"]["steps"] if s["name"] == "boot")
+    assert boot["label"].endswith("(qemu, at most 1 booting at a time)") or boot["label"].endswith("(kvm, at most 1 booting at a time)"), boot
+    stages = {vm: {e["stage"]: e["at"] for e in events} for vm, events in report["timeline"]["guests"].items()}
+    first, second = sorted(stages, key=lambda vm: stages[vm]["starting"])
+    assert stages[second]["starting"] >= stages[first]["console ready"], stages
+    assert leftovers(lab_name) == []

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -236,19 +237,48 @@ def _owner(dom: libvirt.virDomain) -> str:
     return f"it is lab {owner!r}'s: domain names join lab and VM with '-', so two labs can clash (e.g. lab 'a' VM 'b-c' and lab 'a-b' VM 'c')"
 
 
-def apply(plan: Plan, state: LabState, conn: libvirt.virConnect, image: GuestImage, progress: Progress) -> None:
+@dataclass(frozen=True)
+class Admission:
+    """How many guests boot at once (0: all), and how a started guest is waited for before the next
+    one starts (its console's readiness marker); `stop` is set when a guest failed, so the waiting
+    ones do not start."""
+
+    limit: int = 0
+    until_ready: Callable[[PlannedVM], None] | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def apply(plan: Plan, state: LabState, conn: libvirt.virConnect, image: GuestImage, progress: Progress, admission: Admission | None = None) -> None:
     with progress.step("prepare", "Keys and guest initrds"):
         prepare_files(plan, image, hv.qemu_group(conn, plan.domain_type))
     with progress.step("network", f"Namespace {plan.namespace} with bridges {', '.join(b.name for b in host_bridges(plan))}"):
         create_network(plan, state)
-    with progress.step("boot", f"Starting {len(plan.vms)} guest(s) ({plan.domain_type})"):
+    admission = admission or Admission()
+    bounded = 0 < admission.limit < len(plan.vms)
+    slots = threading.BoundedSemaphore(admission.limit) if bounded else None
+    how = f", at most {admission.limit} booting at a time" if bounded else ""
+    with progress.step("boot", f"Starting {len(plan.vms)} guest(s) ({plan.domain_type}{how})"):
 
         def boot(vm: PlannedVM) -> None:
-            progress.vm_stage(vm.name, "starting")
-            boot_vm(plan, state, conn, vm)
-            progress.vm_stage(vm.name, "started")
-            progress.detail(f"{vm.name}: domain {vm.domain} started, taps {', '.join(n.tap for n in vm.all_nics)} in {plan.namespace}")
+            if slots is not None:
+                slots.acquire()
+            try:
+                if admission.stop.is_set():
+                    return  # another guest failed: the lab is being abandoned
+                progress.vm_stage(vm.name, "starting")
+                boot_vm(plan, state, conn, vm)
+                progress.vm_stage(vm.name, "started")
+                progress.detail(f"{vm.name}: domain {vm.domain} started, taps {', '.join(n.tap for n in vm.all_nics)} in {plan.namespace}")
+                if slots is not None and admission.until_ready is not None:
+                    admission.until_ready(vm)
+            finally:
+                if slots is not None:
+                    slots.release()
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(plan.vms)) as pool:
-            for future in [pool.submit(boot, vm) for vm in plan.vms]:
-                future.result()
+            try:
+                for future in [pool.submit(boot, vm) for vm in plan.vms]:
+                    future.result()
+            except BaseException:
+                admission.stop.set()  # before the pool waits for the others: they stop waiting and starting
+                raise

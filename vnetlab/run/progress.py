@@ -89,6 +89,8 @@ class Progress:
         now = time.monotonic()
         with self._vm_lock:
             first = self.vms.get(vm)
+            if any(e.vm == vm and e.stage == stage for e in self.events):
+                return  # seen already (a guest admitted one at a time is seen ready while booting, then again by the wait)
             since = first.since if first else now
             self.vms[vm] = VMProgress(stage, since, now - since)
             self.events.append(VMEvent(vm, stage, round(now - self.started, 3)))
