@@ -257,20 +257,24 @@ def apply(plan: Plan, state: LabState, conn: libvirt.virConnect, image: GuestIma
     bounded = 0 < admission.limit < len(plan.vms)
     slots = threading.BoundedSemaphore(admission.limit) if bounded else None
     how = f", at most {admission.limit} booting at a time" if bounded else ""
+    gate = BootGate()
     with progress.step("boot", f"Starting {len(plan.vms)} guest(s) ({plan.domain_type}{how})"):
 
         def boot(vm: PlannedVM) -> None:
             if slots is not None:
                 slots.acquire()
             try:
-                if admission.stop.is_set():
-                    return  # another guest failed: the lab is being abandoned
-                progress.vm_stage(vm.name, "starting")
-                boot_vm(plan, state, conn, vm)
-                progress.vm_stage(vm.name, "started")
-                progress.detail(f"{vm.name}: domain {vm.domain} started, taps {', '.join(n.tap for n in vm.all_nics)} in {plan.namespace}")
-                if slots is not None and admission.until_ready is not None:
-                    admission.until_ready(vm)
+                if admission.stop.is_set() or not gate.enter():
+                    return  # the lab is being abandoned (a guest failed, or an interrupt)
+                try:
+                    progress.vm_stage(vm.name, "starting")
+                    boot_vm(plan, state, conn, vm)
+                    progress.vm_stage(vm.name, "started")
+                    progress.detail(f"{vm.name}: domain {vm.domain} started, taps {', '.join(n.tap for n in vm.all_nics)} in {plan.namespace}")
+                    if slots is not None and admission.until_ready is not None:
+                        admission.until_ready(vm)
+                finally:
+                    gate.leave()
             finally:
                 if slots is not None:
                     slots.release()
@@ -280,5 +284,36 @@ def apply(plan: Plan, state: LabState, conn: libvirt.virConnect, image: GuestIma
                 for future in [pool.submit(boot, vm) for vm in plan.vms]:
                     future.result()
             except BaseException:
-                admission.stop.set()  # before the pool waits for the others: they stop waiting and starting
+                admission.stop.set()  # the waiting ones stop waiting
+                gate.close_and_wait()  # and no guest starts after this: teardown must see every record
                 raise
+
+
+class BootGate:
+    """Who may still create resources. An interrupt raised in this thread can land inside the pool's
+    own bookkeeping (e.g. in Thread.start(), after the thread began but before the pool tracks it):
+    the pool would then not wait for that thread, and a tap it made after teardown had read the
+    state would be left behind. Closing the gate stops every worker that has not begun and waits
+    for those that have."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._closed = False
+
+    def enter(self) -> bool:
+        with self._cond:
+            if self._closed:
+                return False
+            self._active += 1
+            return True
+
+    def leave(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+    def close_and_wait(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.wait_for(lambda: self._active == 0)
