@@ -429,8 +429,7 @@ class Mtu(Feature):
             if node is not None:
                 node.label.append(f"mtu {b.mtu}")
         for g in part.guests:
-            vm_id = drawing.node_ids.get(g.vm)
-            edge = next((e for e in drawing.topo.edges if e.a == vm_id and e.label and e.label[0].split(" ")[0] == g.nic), None)
+            edge = drawing.nic_edge(g.vm, g.nic)
             if edge is not None:
                 edge.label.append(f"mtu {g.mtu}")
 

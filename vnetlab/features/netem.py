@@ -264,8 +264,7 @@ class NetemFeature(Feature):
     def graph(self, plan: Plan, drawing: Any) -> None:
         """Each impaired guest NIC's edge says how."""
         for link in _part(plan).links if _part(plan) else ():
-            vm_id = drawing.node_ids.get(link.vm)
-            edge = next((e for e in drawing.topo.edges if e.a == vm_id and e.label and e.label[0].split(" ")[0] == link.nic), None)
+            edge = drawing.nic_edge(link.vm, link.nic)
             if edge is not None:
                 edge.label.append(f"netem {link.netem.describe()}")
 

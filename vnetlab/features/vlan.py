@@ -556,8 +556,7 @@ class Vlan(Feature):
         """Each VLAN NIC's edge names its VLAN (access) or VLANs (trunk), and a trunk's sub-interfaces."""
         part = _part(plan)
         for p in part.ports if part else ():
-            vm_id = drawing.node_ids.get(p.vm)
-            edge = next((e for e in drawing.topo.edges if e.a == vm_id and e.label and e.label[0].split(" ")[0] == p.nic), None)
+            edge = drawing.nic_edge(p.vm, p.nic)
             if edge is not None:
                 edge.label.append(_label(p))
                 edge.label.extend(f"{s.name} {s.cidr}" for s in part.subs if (s.vm, s.parent) == (p.vm, p.nic) and s.cidr)

@@ -79,6 +79,11 @@ class Drawing:
     def edge(self, a: str, b: str, label: list[str], *, management: bool = False, overlay: bool = False) -> None:
         self.topo.edges.append(Edge(a, b, label, management, overlay))
 
+    def nic_edge(self, vm: str, nic: str) -> Edge | None:
+        """The edge of a VM's NIC (its label starts with the NIC's name), for a feature to label."""
+        vm_id = self.node_ids.get(vm)
+        return next((e for e in self.topo.edges if e.a == vm_id and e.label and e.label[0].split(" ")[0] == nic), None)
+
 
 def topology(plan: Plan, *, management: bool = True) -> Topology:
     """The lab's nodes and links; management=False leaves out vnetlab's own SSH network."""
