@@ -46,6 +46,14 @@ def create_ifb(ns: str, name: str) -> None:
     with_netlink(ns, f"create ifb device {name!r}", lambda ipr: ipr.link("add", ifname=name, kind="ifb", state="up"), HostNetemError)
 
 
+def add_redirect(ipr: IPRoute, index: int, to_index: int) -> None:
+    """An ingress qdisc on link `index` whose match-all filter redirects every frame out of `to_index`
+    (also what the kernel probe tries)."""
+    ipr.tc("add", "ingress", index=index, handle=INGRESS)
+    action = {"kind": "mirred", "direction": "egress", "action": "redirect", "ifindex": to_index}
+    ipr.tc("add-filter", "u32", index=index, parent=INGRESS, protocol=ETH_P_ALL, prio=1, target=0, keys=[MATCH_ALL], action=action)
+
+
 def redirect_ingress(ns: str, tap: str, ifb: str) -> None:
     """Every frame arriving on the tap (sent by the guest) goes out of the ifb device instead, and on from there."""
 
@@ -55,9 +63,7 @@ def redirect_ingress(ns: str, tap: str, ifb: str) -> None:
             ipr.tc("del", "ingress", index=index, handle=INGRESS)
         except NetlinkError:
             pass  # none yet
-        ipr.tc("add", "ingress", index=index, handle=INGRESS)
-        action = {"kind": "mirred", "direction": "egress", "action": "redirect", "ifindex": link_index(ipr, ifb, ns)}
-        ipr.tc("add-filter", "u32", index=index, parent=INGRESS, protocol=ETH_P_ALL, prio=1, target=0, keys=[MATCH_ALL], action=action)
+        add_redirect(ipr, index, link_index(ipr, ifb, ns))
 
     with_netlink(ns, f"redirect the frames arriving on {tap!r} to {ifb!r}", op, HostNetemError)
 

@@ -27,6 +27,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from vnetlab.backends import netns
+from vnetlab.backends.host_netem import add_redirect
 from vnetlab.backends.keys import make_dirs
 
 CACHE_FILE = Path("/run/vnetlab/kernel-probe.json")
@@ -149,12 +150,8 @@ def _probe_inside() -> tuple[Capability, ...]:
         results["tbf"] = _attempt(tbf, qdisc=True)
         results["mtu_9000"] = _attempt(mtu)
 
-        def mirred() -> None:  # what host netem does to a tap: its ingress redirected (to the other veth end here)
-            ipr.tc("add", "ingress", index=v1, handle="ffff:")
-            action = {"kind": "mirred", "direction": "egress", "action": "redirect", "ifindex": v0}
-            ipr.tc("add-filter", "u32", index=v1, parent="ffff:", protocol=0x0003, prio=1, target=0, keys=["0x0/0x0+0"], action=action)
-
-        results["mirred"] = _attempt(mirred, qdisc=True)
+        # what host netem does to a tap: its ingress redirected (to the other veth end here)
+        results["mirred"] = _attempt(lambda: add_redirect(ipr, v1, v0), qdisc=True)
     return tuple(Capability(key, *results[key]) for key, _ in CAPABILITIES)
 
 

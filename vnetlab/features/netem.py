@@ -196,9 +196,7 @@ def inspect_rows(plan: Plan) -> list[InspectRow]:
 
 def host_lines(plan: Plan, link: NicNetem) -> list[str]:
     ns, tap, ifb, n = plan.namespace, link.tap, link.ifb, link.netem
-    netem = [a for a in n.tc_args() if a not in ("rate",)]
-    if n.rate_bits is not None:
-        netem = netem[: netem.index(tc_rate(n.rate_bits))]
+    netem = n.tc_args(rate=False)
     lines = [
         f"ip -n {ns} link add {ifb} type ifb && ip -n {ns} link set {ifb} up",
         f"tc -n {ns} qdisc add dev {tap} ingress    # {link.vm} {link.nic}: the frames it sends arrive here",

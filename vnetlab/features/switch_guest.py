@@ -120,7 +120,7 @@ def unsupported(scenario: Any, bridge: Any) -> list[tuple[str, str]]:
         out.append(("", "bridge-links cannot join a bridge in a switch guest yet"))
     if any(name in v.bridges for v in getattr(scenario, "vxlan", ())):
         out.append(("", "a VXLAN cannot join a bridge in a switch guest yet"))
-    if any(vm.nics[j].mtu is not None for vm in scenario.vms for j in range(len(vm.nics)) if vm.nics[j].bridge == name and hasattr(vm.nics[j], "mtu")):
+    if any(getattr(nic, "mtu", None) is not None for vm in scenario.vms for nic in vm.nics if nic.bridge == name):  # the mtu feature's NIC field
         out.append(("", "NIC MTUs on a bridge in a switch guest are not supported yet (its links stay at 1500)"))
     return out
 

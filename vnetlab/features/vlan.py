@@ -507,17 +507,16 @@ def inspect_rows(plan: Plan) -> list[InspectRow]:
 
 def _host_row(plan: Plan, p: PortVlans) -> InspectRow:
     """A host-kernel bridge port's VLANs as the kernel reports them."""
-    want = [(p.tag, linux_bridge.BRIDGE_VLAN_INFO_PVID | linux_bridge.BRIDGE_VLAN_INFO_UNTAGGED)] if p.tag is not None else [(v, 0) for v in sorted(p.trunks)]
+    mask = linux_bridge.BRIDGE_VLAN_INFO_PVID | linux_bridge.BRIDGE_VLAN_INFO_UNTAGGED  # an access port's flags
+    want = [(p.tag, mask)] if p.tag is not None else [(v, 0) for v in sorted(p.trunks)]
     try:
         got = sorted(linux_bridge.port_vlans(plan.namespace, p.tap)) if namespace_exists(plan.namespace) else None
     except VnetlabError as exc:
         return InspectRow(f"VLANs of {p.vm} {p.nic} (bridge port {p.tap})", _label(p), "unknown", [str(exc)])
 
     def words(pairs: list[tuple[int, int]]) -> str:
-        flag = linux_bridge.BRIDGE_VLAN_INFO_PVID | linux_bridge.BRIDGE_VLAN_INFO_UNTAGGED
-        return ", ".join(f"{vid}" + (" pvid untagged" if flags & flag == flag else "") for vid, flags in pairs) or "none"
+        return ", ".join(f"{vid}" + (" pvid untagged" if flags & mask == mask else "") for vid, flags in pairs) or "none"
 
-    mask = linux_bridge.BRIDGE_VLAN_INFO_PVID | linux_bridge.BRIDGE_VLAN_INFO_UNTAGGED
     same = got is not None and [(v, f & mask) for v, f in got] == want
     state = "missing" if got is None else words(got)
     return InspectRow(f"VLANs of {p.vm} {p.nic} (bridge port {p.tap})", words(want), state, [] if same else [f"port {p.tap} has {state}"])

@@ -382,30 +382,22 @@ def _expectations(scenario: Any) -> dict[str, Any]:
     return {x.name: x for e in scenario.model.extensions for x in e.expectations}
 
 
-def capture_bridge(scenario: Any, cap: Any) -> str | None:
-    """The bridge a capture is on: its bridge, or the bridge of the NIC its link names."""
-    if cap.link is None:
-        return cap.bridge
-    vm_name, nic_name = split_link(cap.link)
-    vm = next((v for v in scenario.vms if v.name == vm_name), None)
-    return next((n.bridge for j, n in enumerate(vm.nics) if vm.nic_name(j) == nic_name), None) if vm else None
-
-
-def _link(r: Rules, cap: Any, path: str) -> bool:
-    """A link names an existing VM NIC of one of the two nodes (only their own frames cross it)."""
+def _link_bridge(r: Rules, cap: Any, path: str) -> str | None:
+    """The bridge of the VM NIC a link names; None (with the problem added) unless it is an existing
+    NIC of one of the two nodes (only their own frames cross it)."""
     vm_name, nic_name = split_link(cap.link)
     vm = next((v for v in r.scenario.vms if v.name == vm_name), None)
     if vm is None:
         r.add(f"{path}.link", f"no VM named {vm_name!r} (link is VM.NIC, e.g. vm1.eth0)")
-        return False
+        return None
     names = [vm.nic_name(j) for j in range(len(vm.nics))]
     if nic_name not in names:
         r.add(f"{path}.link", f"VM {vm_name!r} has no NIC named {nic_name!r} (its NICs: {', '.join(names)})")
-        return False
+        return None
     if vm_name not in cap.between:
         r.add(f"{path}.link", f"the link of {vm_name!r} carries its own frames only: name it in between, e.g. between: [{vm_name}, …]")
-        return False
-    return True
+        return None
+    return vm.nics[names.index(nic_name)].bridge
 
 
 def _capture(r: Rules, cap: Any, path: str) -> None:
@@ -413,9 +405,10 @@ def _capture(r: Rules, cap: Any, path: str) -> None:
     known = _expectations(scenario)
     vm_names = {v.name for v in scenario.vms}
     if cap.link is not None:
-        if not _link(r, cap, path):
+        bridge = _link_bridge(r, cap, path)
+        if bridge is None:
             return
-        cap = dataclasses.replace(cap, bridge=capture_bridge(scenario, cap))  # judged as on its bridge, seen from one port
+        cap = dataclasses.replace(cap, bridge=bridge)  # judged as on its bridge, seen from one port
     if cap.expect and all(e in known and known[e].across_segments for e in cap.expect):
         _across_segments(r, cap, path, known)
         return

@@ -264,8 +264,8 @@ def apply(plan: Plan, state: LabState, conn: libvirt.virConnect, image: GuestIma
             if slots is not None:
                 slots.acquire()
             try:
-                if admission.stop.is_set() or not gate.enter():
-                    return  # the lab is being abandoned (a guest failed, or an interrupt)
+                if not gate.enter():
+                    return  # the lab is being abandoned (a guest failed, or an interrupt): closed with `stop` set
                 try:
                     progress.vm_stage(vm.name, "starting")
                     boot_vm(plan, state, conn, vm)

@@ -53,14 +53,15 @@ class Netem:
     loss_percent: float | None = None
     rate_bits: int | None = None
 
-    def tc_args(self) -> list[str]:
-        """The netem part of a `tc qdisc replace … netem` command (units tc reads exactly)."""
+    def tc_args(self, *, rate: bool = True) -> list[str]:
+        """The netem part of a `tc qdisc replace … netem` command (units tc reads exactly); rate=False
+        leaves the rate out (on the host, a tbf under netem limits the rate)."""
         args: list[str] = []
         if self.delay_us is not None:
             args += ["delay", _tc_time(self.delay_us)] + ([_tc_time(self.jitter_us)] if self.jitter_us else [])
         if self.loss_percent is not None:
             args += ["loss", f"{self.loss_percent:g}%"]
-        if self.rate_bits is not None:
+        if rate and self.rate_bits is not None:
             args += ["rate", tc_rate(self.rate_bits)]
         return args
 
