@@ -44,6 +44,14 @@ def scenario_with_checks(tmp_path: Path, scenario: str, checks: str | None, *, n
     return path
 
 
+def run_failing(tmp_path: Path, scenario: str, checks: str, name: str, lab: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """`vnetlab run` of a shipped scenario renamed `name` with `checks` instead of its own, which
+    must fail the run (exit 1); returns the process and the parsed report."""
+    result, report = run_report(tmp_path, str(scenario_with_checks(tmp_path, scenario, checks, name=name)), lab)
+    assert result.returncode == 1, result.stdout + result.stderr
+    return result, report
+
+
 def lab_name_for(request, prefix: str) -> str:
     """A lab name unique to this test process and test, within the 24-character limit."""
     test = request.node.name.removeprefix("test_").split("[")[0][:8].strip("_").replace("_", "-")

@@ -4,7 +4,7 @@ must-fail ones fail for the reason the lesson says; a wrong expectation fails th
 from __future__ import annotations
 
 import pytest
-from labtools import run_report, scenario_with_checks
+from labtools import run_failing, run_report
 
 pytestmark = pytest.mark.e2e
 LAB_PREFIX = "m-"
@@ -36,9 +36,7 @@ def test_a_wrong_pmtu_expectation_fails_the_run_with_a_readable_detail(tmp_path,
         "  - pmtu: {from: small1, to: router, size: 1373}\n"  # wrong: one byte above the bridge's MTU
         "  - pmtu: {from: jumbo1, to: router, size: 8972, expect: failure}\n"  # wrong: exactly the MTU crosses
     )
-    path = scenario_with_checks(tmp_path, "mtu-pmtu", checks, name="mtu-wrong")
-    result, report = run_report(tmp_path, str(path), lab_name)
-    assert result.returncode == 1, result.stdout + result.stderr
+    result, report = run_failing(tmp_path, "mtu-pmtu", checks, "mtu-wrong", lab_name)
     too_big, fits = report["checks"]
     assert not too_big["ok"] and not fits["ok"]
     assert too_big["detail"] == (

@@ -19,7 +19,7 @@ import libvirt
 import pytest
 from pyroute2 import IPRoute
 
-from labtools import LineWatcher, leftovers, run_report, scenario_with_checks, start, state_of, vnetlab, wait_until
+from labtools import LineWatcher, leftovers, run_failing, scenario_with_checks, start, state_of, vnetlab, wait_until
 
 from vnetlab.backends import netns
 from vnetlab.checks.ping import ping_argv
@@ -448,9 +448,7 @@ def test_a_hung_command_in_a_check_fails_within_its_bound_naming_command_and_out
 def test_a_capture_that_sees_nothing_fails_at_once_saying_what_it_saw(tmp_path, labs):
     lab = "r-quiet"
     labs.append(lab)
-    path = scenario_with_checks(tmp_path, "two-vm-ping", name="r-quiet", checks="  - capture: {bridge: br0, between: [vm1, vm2], expect: [arp, icmp-echo]}\n")
-    result, report = run_report(tmp_path, str(path), lab)
-    assert result.returncode == 1, result.stdout + result.stderr
+    result, report = run_failing(tmp_path, "two-vm-ping", "  - capture: {bridge: br0, between: [vm1, vm2], expect: [arp, icmp-echo]}\n", "r-quiet", lab)
     [capture] = report["checks"]
     assert capture["ok"] is False
     assert "saw 0 ARP request(s), 0 reply(ies); 0 request(s), 0 reply(ies), 0 pair(s)" in capture["detail"]

@@ -4,7 +4,7 @@ port blocks (read from the kernel that runs the bridges), and the broadcasts on 
 from __future__ import annotations
 
 import pytest
-from labtools import run_report, scenario_with_checks
+from labtools import run_failing, run_report
 
 pytestmark = pytest.mark.e2e
 LAB_PREFIX = "s-"
@@ -26,9 +26,7 @@ def test_stp_loop(tmp_path, lab_name):
 
 
 def test_a_wrong_blocking_count_fails_the_run_with_a_readable_detail(tmp_path, lab_name):
-    path = scenario_with_checks(tmp_path, "stp-loop", "  - stp: {blocking: 0}\n", name="stp-wrong")
-    result, report = run_report(tmp_path, str(path), lab_name)
-    assert result.returncode == 1, result.stdout + result.stderr
+    result, report = run_failing(tmp_path, "stp-loop", "  - stp: {blocking: 0}\n", "stp-wrong", lab_name)
     (stp,) = report["checks"]
     assert not stp["ok"]
     assert stp["detail"].startswith("expected 0 blocking port(s) and every other of the 10 bridge ports forwarding; saw 1 blocking: "), stp["detail"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from labtools import leftovers, run_report, scenario_with_checks, vnetlab
+from labtools import leftovers, run_failing, run_report, vnetlab
 
 from vnetlab.backends.kernel_probe import host_capabilities
 
@@ -69,9 +69,7 @@ def test_vlan_trunk_on_open_vswitch(tmp_path, lab_name):
 
 
 def test_a_ping_across_vlans_fails_the_run(tmp_path, lab_name):
-    path = scenario_with_checks(tmp_path, "vlan-trunk", "  - ping: {from: vm2, to: 10.0.10.2}\n", name="vlan-across")
-    result, report = run_report(tmp_path, str(path), lab_name)
-    assert result.returncode == 1, result.stdout + result.stderr
+    result, report = run_failing(tmp_path, "vlan-trunk", "  - ping: {from: vm2, to: 10.0.10.2}\n", "vlan-across", lab_name)
     (ping,) = report["checks"]
     assert not ping["ok"], ping["detail"]
     assert "FAIL" in result.stdout

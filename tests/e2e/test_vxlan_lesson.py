@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from labtools import leftovers, run_report, scenario_with_checks, vnetlab
+from labtools import leftovers, run_failing, run_report, vnetlab
 
 pytestmark = pytest.mark.e2e
 LAB_PREFIX = "x-"
@@ -35,9 +35,7 @@ def test_vxlan_overlay(tmp_path, lab_name):
 
 
 def test_no_pings_through_the_tunnel_fail_the_vxlan_capture_readably(tmp_path, lab_name):
-    path = scenario_with_checks(tmp_path, "vxlan-overlay", "  - capture: {interface: vx10-u, between: [vm1, vm2], expect: [vxlan]}\n", name="vxlan-silent")
-    result, report = run_report(tmp_path, str(path), lab_name)
-    assert result.returncode == 1, result.stdout + result.stderr
+    result, report = run_failing(tmp_path, "vxlan-overlay", "  - capture: {interface: vx10-u, between: [vm1, vm2], expect: [vxlan]}\n", "vxlan-silent", lab_name)
     (capture,) = report["checks"]
     assert not capture["ok"]
     assert capture["detail"].startswith("expected UDP 4789 datagrams between 192.168.100.1 and 192.168.100.2 with VNI 10, carrying ≥1 ICMP echo"), capture["detail"]
