@@ -24,7 +24,7 @@ import paramiko
 import pytest
 
 from vnetlab.backends.accel import choose_accel
-from vnetlab.backends.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER, GuestImage, ensure_image, kernel_cmdline, write_guest_initrd
+from vnetlab.backends.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER, GuestImage, console_says, ensure_image, kernel_cmdline, write_guest_initrd
 from vnetlab.backends.keys import generate_client_key, generate_host_key
 
 pytestmark = [
@@ -85,7 +85,7 @@ def wait_for_marker(log: Path, qemu: subprocess.Popen[bytes], timeout: float) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         text = log.read_text(errors="replace") if log.exists() else ""
-        if GUEST_READY_MARKER in text or GUEST_FAILED_MARKER in text:
+        if console_says(text, GUEST_READY_MARKER, HOST) or console_says(text, GUEST_FAILED_MARKER, HOST):
             return text
         if qemu.poll() is not None:
             pytest.fail(f"qemu exited with status {qemu.returncode}; serial log:\n{text}")

@@ -14,7 +14,7 @@ import pytest
 
 from vnetlab.run import configure
 from vnetlab.run.configure import GuestError, wait_for_marker
-from vnetlab.backends.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER
+from vnetlab.backends.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER, console_says
 from vnetlab.compose import load_scenario
 from vnetlab.paths import SCENARIOS_DIR, Layout
 from vnetlab.plan.planner import PlanOptions, make_plan
@@ -105,3 +105,23 @@ def test_console_tail_reads_only_the_end_of_a_huge_log(vm) -> None:
     with vm.console_log.open("wb") as f:
         f.write(b"x" * (8 * configure.CONSOLE_TAIL_BYTES) + b"\nlast line\n")
     assert configure.console_tail(vm.console_log).endswith("last line")
+
+
+@pytest.mark.parametrize(
+    ("text", "ready"),
+    [
+        (f"{GUEST_READY_MARKER} host=v", False),  # the read ended inside the line
+        (f"{GUEST_READY_MARKER} host=vm1", False),  # not yet ended: it could still be host=vm10
+        (f"{GUEST_READY_MARKER} host=vm10\r\n", False),
+        (f"{GUEST_READY_MARKER} host=vm1\r\n", True),
+        (f"boot\n{GUEST_READY_MARKER} host=vm1\n", True),
+    ],
+)
+def test_only_a_whole_marker_line_counts(text: str, ready: bool) -> None:
+    assert console_says(text, GUEST_READY_MARKER, "vm1") is ready
+
+
+def test_a_failure_line_with_its_reason_counts_once_whole() -> None:
+    line = f"{GUEST_FAILED_MARKER} host=vm1 reason=no data NIC eth1\n"
+    assert console_says(line, GUEST_FAILED_MARKER, "vm1")
+    assert not console_says(line[:-1], GUEST_FAILED_MARKER, "vm1")

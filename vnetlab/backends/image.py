@@ -58,6 +58,12 @@ _COMMAND_LINE_SIZE = 2048  # x86 limit, including the terminating NUL
 _XEN_ELFNOTE_PHYS32_ENTRY = 18  # the ELF note that marks a PVH entry point
 
 
+def console_says(text: str, marker: str, host: str) -> bool:
+    """Whether the console holds `marker` for `host` (and perhaps a " reason=…") as a whole line: the
+    serial log is written as the guest prints, so a read can end inside it ("host=v" of "host=vm1")."""
+    return re.search(rf"{re.escape(marker)} host={re.escape(host)}(?: [^\n]*)?\r*\n", text) is not None
+
+
 class ImageError(VnetlabError):
     """The guest image cannot be built; the message says what is missing and how to get it."""
 

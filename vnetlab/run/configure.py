@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vnetlab.errors import VnetlabError
 from vnetlab.run.apply import CLIENT_KEY, host_key_file, secrets_dir
-from vnetlab.backends.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER
+from vnetlab.backends.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER, console_says
 from vnetlab.backends.keys import load_client_key
 from vnetlab.plan.planner import Plan, PlannedVM
 from vnetlab.run.progress import Progress
@@ -78,15 +78,13 @@ class ConsoleFollower:
 
 def wait_for_marker(vm: PlannedVM, deadline: float, is_running, stop: threading.Event) -> None:
     """Poll the serial log (written by virtlogd) for the guest's readiness line; `stop` abandons the wait."""
-    marker = f"{GUEST_READY_MARKER} host={vm.name}"
-    failed = f"{GUEST_FAILED_MARKER} host={vm.name}"
     console = ConsoleFollower(vm.console_log)
     next_liveness_check = 0.0
     while True:
         text = console.new_text()
-        if marker in text:
+        if console_says(text, GUEST_READY_MARKER, vm.name):
             return
-        if failed in text:
+        if console_says(text, GUEST_FAILED_MARKER, vm.name):
             raise GuestError(f"{vm.name}: the guest's init failed. Last console lines:\n{console_tail(vm.console_log)}")
         now = time.monotonic()
         if now >= next_liveness_check:
