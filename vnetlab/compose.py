@@ -15,6 +15,7 @@ from typing import Any
 from vnetlab.features.base import Feature
 from vnetlab.features.commands import Commands
 from vnetlab.features.containers import Containers
+from vnetlab.features.hypervisors import Hypervisors
 from vnetlab.features.mtu import Mtu
 from vnetlab.features.netem import NetemFeature
 from vnetlab.features.nat import Nat
@@ -32,7 +33,7 @@ from vnetlab.model.scenario import ScenarioModel, compose_model
 
 
 def default_features() -> tuple[Feature, ...]:
-    return (Containers(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), Vxlan(), Vlan(), SwitchGuestFeature(), Commands())
+    return (Containers(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), Vxlan(), Vlan(), SwitchGuestFeature(), Hypervisors(), Commands())
 
 
 def check_order(features: tuple[Feature, ...]) -> None:

@@ -147,6 +147,17 @@ def vl_lab(*vms: dict, bridge: dict | None = None, **changes: Any) -> dict:
     return lab(bridges=[bridge or vl_br()], vms=list(vms), **changes)
 
 
+HV_SIM = {"hv1": {}, "hv2": {"simulate": True}}
+UNDERLAY1, UNDERLAY2 = {"address": "192.0.2.1", "device": "eth1"}, {"address": "192.0.2.2", "device": "eth1"}
+HV_REAL = {"hv1": {"underlay": UNDERLAY1}, "hv2": {"uri": "qemu+ssh://root@192.0.2.2/system", "underlay": UNDERLAY2}}
+
+
+def hv_lab(hosts: dict | None = None, *, vm2: dict | None = None, **changes: Any) -> dict:
+    """vm1 on this machine (hv1), vm2 on hv2 (simulated unless `hosts` says otherwise)."""
+    vms = [vm("vm1", nic("br0", "10.1.1.2/24")), vm2 or vm("vm2", nic("br0", "10.1.1.3/24"), on="hv2")]
+    return lab(vms=vms, hypervisors=copy.deepcopy(hosts or HV_SIM), **changes)
+
+
 @dataclass(frozen=True)
 class Case:
     """A scenario (in a folder of its own, with `files`: name → text, bytes, a size for a sparse
@@ -385,6 +396,20 @@ CASES = [
     case("in-guest-with-container", lab(bridges=[br(**{"in": "guest"})], containers=[container("c1", "10.1.1.9/24")]), ("bridges[0].in", E("containers and hosts cannot join a bridge in a switch guest yet (their veths end in the lab namespace)"))),
     case("in-guest-bridge-capture", lab(bridges=[br(**{"in": "guest"})], checks=[capture(["vm1", "vm2"], ["arp"])]), (f"{C0}.capture.bridge", E("bridge 'br0' runs in a switch guest (in: guest): no host interface sees every frame of a bridge in a switch guest: capture on a member's link instead (link: VM.NIC)"))),
     case("vm-named-like-a-switch-guest", lab(vms=[vm("sw-br0", nic("br0", "10.1.1.2/24")), vm("vm2", nic("br0", "10.1.1.3/24"))]), ("vms[0].name", E("'sw-br0' is the name of bridge 'br0''s switch guest (when one runs it): pick another"))),
+    # -- hypervisors ------------------------------------------------------------------------------
+    case("on-without-hypervisors", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24"), on="hv2"), vm("vm2", nic("br0", "10.1.1.3/24"))]), ("vms[0].on", E("on: 'hv2' names a hypervisor, but there is no hypervisors: section"))),
+    case("hypervisors-none-local", hv_lab({"hv2": {"simulate": True}}), ("hypervisors", E("exactly one hypervisor must be this machine (no uri, or qemu:///system); found 0"))),
+    case("hypervisors-simulated-and-real", hv_lab({**HV_REAL, "hv3": {"simulate": True}}), ("hypervisors", E("simulated (hv3) and real (hv2) hypervisors cannot share a lab: the simulated underlay exists only on this machine"))),
+    case("hypervisor-simulated-with-uri", hv_lab({"hv1": {}, "hv2": {"simulate": True, "uri": "qemu+ssh://root@192.0.2.2/system"}}), ("hypervisors.hv2", E("simulate: true makes its URI, underlay and host key itself: drop uri, underlay and host-key"))),
+    case("hypervisor-uri-not-ssh", hv_lab({**HV_REAL, "hv2": {"uri": "qemu+tcp://192.0.2.2/system", "underlay": UNDERLAY2}}), ("hypervisors.hv2.uri", E("expected a qemu+ssh:// URI (vnetlab also runs its host commands over that SSH), got 'qemu+tcp://192.0.2.2/system'"))),
+    case("hypervisor-without-underlay", hv_lab({**HV_REAL, "hv2": {"uri": "qemu+ssh://root@192.0.2.2/system"}}), ("hypervisors.hv2.underlay", E("a real hypervisor needs underlay: {address, device}: where its VXLAN traffic leaves"))),
+    case("hypervisor-underlay-address", hv_lab({**HV_REAL, "hv2": {"uri": "qemu+ssh://root@192.0.2.2/system", "underlay": {"address": "eth1", "device": "eth1"}}}), ("hypervisors.hv2.underlay.address", E("expected an IPv4 address, got 'eth1'"))),
+    case("this-machine-without-underlay", hv_lab({**HV_REAL, "hv1": {}}), ("hypervisors.hv1.underlay", E("with real hypervisors, this machine needs underlay: {address, device} too"))),
+    case("too-many-simulated", hv_lab({"hv1": {}, **{f"s{i}": {"simulate": True} for i in range(254)}}, vm2=vm("vm2", nic("br0", "10.1.1.3/24"), on="s0")), ("hypervisors", E("at most 253 simulated hypervisors"))),
+    case("on-unknown-hypervisor", hv_lab(vm2=vm("vm2", nic("br0", "10.1.1.3/24"), on="hv9")), ("vms[1].on", E("no hypervisor named 'hv9' (hypervisors: hv1, hv2)"))),
+    case("remote-debian-guest", hv_lab(vm2=vm("vm2", nic("br0", "10.1.1.3/24"), on="hv2", image="debian", memory=256)), ("vms[1].image", r"on another hypervisor a guest boots the tiny image \(kernel and initramfs staged there\); debian\S* is not supported there yet$")),
+    case("stretched-ovs-bridge", hv_lab(bridges=[br(type="ovs")]), ("bridges[0].type", E("bridge 'br0' has guests on another hypervisor: only Linux bridges are stretched there (got ovs)"))),
+    case("overlay-capture-on-a-bridge", hv_lab(checks=[capture(["vm1", "vm2"], ["overlay"])]), (f"{C0}.capture.interface", E("the overlay expectation judges the simulated underlay: capture on interface vnl-ul"))),
     case("vlan-tagged-not-on-the-bridge", lab(bridges=[vl_br(), br("br1")], vms=[*vl_lab()["vms"], vm("vm3", nic("br1", "10.1.1.3/24"))], checks=[capture(["vm1", "vm3"], ["vlan-tagged"])]), (f"{C0}.capture.between[1]", E("expected a VM with a NIC on bridge 'br0', got 'vm3'"))),
     case("vlan-tagged-no-shared-vlan", vl_lab(vm("vm1", nic(address="10.0.10.2/24", vlan=10)), vm("vm2", nic(address="10.0.20.2/24", vlan=20)), checks=[capture(["vm1", "vm2"], ["vlan-tagged"])]), (f"{C0}.capture.between", E("'vm1' and 'vm2' share no VLAN on bridge 'br0': there is no exchange between them to capture"))),
 ]

@@ -41,6 +41,10 @@ LOADER_ONLY = {
     "VLANs: declared on the bridge, access or trunk": r"declares no vlans|is not one of bridge '[^']*''s vlans|has vlans: this NIC needs|expected one of vlan \(an access port\) or trunk|a trunk's own interface stays unaddressed|sub-interface '[^']*' would be longer|share no VLAN|a bridge with vlans has one subnet per VLAN",
     "a bridge in a switch guest: what it cannot have yet, its guest's name": r"in a switch guest|is the name of bridge '[^']*''s switch guest|in: is where a Linux bridge runs",
     "a capture's link: an existing NIC of one of the two": r"link is VM\.NIC|has no NIC named|carries its own frames only",
+    "hypervisors: one is this machine, simulated or real, what each needs, what runs elsewhere": (
+        r"there is no hypervisors: section|no hypervisor named|exactly one hypervisor must be this machine|cannot share a lab|simulate: true makes|"
+        r"expected a qemu\+ssh://|needs underlay|this machine needs underlay|simulated hypervisors|on another hypervisor a guest boots|only Linux bridges are stretched|overlay expectation judges"
+    ),
     # value formats the model leaves to Python's ipaddress (no regex in the spec) -----------------
     "IPv4 network and address formats": r"expected an IPv4 (network|address)|expected a VM(, container or host)? name or an IPv4 address",
     # the host's files, and what needs rendering or compiling (users' own labs) ------------------
@@ -59,6 +63,17 @@ VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 # YAML-safe text; no trailing newline: Python's `$` (used by jsonschema) accepts one, ECMA's and re.fullmatch do not
 _TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=30)
 _JUNK = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False, allow_infinity=False, width=32), _TEXT, st.just([]), st.just({}), st.just({"x": 1}))
+
+
+class Yaml12Booleans(yaml.SafeLoader):
+    """As editors read a scenario (YAML 1.2): only true/false are booleans, so a VM's `on:` key
+    stays the string "on" (PyYAML's YAML 1.1 would make it True; vnetlab's loader reads keys as written)."""
+
+
+Yaml12Booleans.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"] for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Yaml12Booleans.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def _resolve(schema: dict) -> dict:
@@ -115,6 +130,9 @@ def instance(draw, schema: dict, rate: int, depth: int = 0):
         if broken():
             low = max(0, low - 1)
         return draw(st.lists(instance(schema["items"], rate, depth + 1), min_size=low, max_size=low + 3))
+    if kind == "object" and "additionalProperties" in schema and "properties" not in schema:  # entries by name
+        names = draw(st.lists(st.sampled_from(["hv1", "hv2", "hv3"]) if not broken() else _TEXT, max_size=3, unique=True))
+        return {name: draw(instance(schema["additionalProperties"], rate, depth + 1)) for name in names}
     if kind == "object":
         props: dict = schema["properties"]
         required = set(schema.get("required", []))
@@ -188,7 +206,7 @@ def _objects_at(problems: list[Problem], fields: set[str], or_below: bool) -> bo
 @pytest.mark.parametrize("path", scenario_files(), ids=lambda p: p.stem)
 def test_every_shipped_scenario_validates_against_the_schema(path):
     load_scenario(path)
-    VALIDATOR.validate(yaml.safe_load(path.read_text()))
+    VALIDATOR.validate(yaml.load(path.read_text(), Yaml12Booleans))
 
 
 def test_schema_is_a_valid_draft_2020_12_schema():

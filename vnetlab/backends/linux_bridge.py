@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -225,6 +225,38 @@ def create_veth(ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
             f"create veth {name_a!r} <-> {name_b!r} (namespace {ns_b!r})",
             lambda ipr: ipr.link("add", ifname=name_a, kind="veth", peer={"ifname": name_b, "net_ns_fd": fd_b}),
         )
+
+
+def create_vxlan(ns: str | None, name: str, vni: int, local: str, port: int, underlay: str, mtu: int, *, remote: str | None = None, mac: str | None = None, learning: bool = True) -> None:
+    """`ip link add NAME type vxlan id VNI local L [remote R] dstport PORT dev UNDERLAY [nolearning]`:
+    its UDP socket stays in `ns` (the underlay's namespace) wherever the device is moved to."""
+    _check_ifname(name)
+
+    def op(ipr: IPRoute) -> None:
+        extra: dict[str, Any] = {"vxlan_group": remote} if remote else {}
+        if mac:
+            extra["address"] = mac
+        ipr.link(
+            "add", ifname=name, kind="vxlan", mtu=mtu, vxlan_id=vni, vxlan_local=local, vxlan_port=port,
+            vxlan_link=_index(ipr, underlay, ns), vxlan_learning=1 if learning else 0, **extra,
+        )
+
+    with_netlink(ns, f"create VXLAN device {name!r} (VNI {vni})", op)
+
+
+def add_fdb(ns: str, device: str, mac: str, dst: str) -> None:
+    """A VXLAN forwarding entry: frames to `mac` go to the VTEP at `dst`; the all-zero MAC (appended
+    once per peer) is where broadcasts and unknown destinations are flooded."""
+    flood = mac == "00:00:00:00:00:00"
+
+    def op(ipr: IPRoute) -> None:
+        ipr.fdb("append" if flood else "add", ifindex=_index(ipr, device, ns), lladdr=mac, dst=dst, state=0x80)  # NUD_PERMANENT
+
+    with_netlink(ns, f"forwarding entry {mac} → {dst} on {device!r}", op)
+
+
+def set_mtu(ns: str, ifname: str, mtu: int) -> None:
+    with_netlink(ns, f"set MTU {mtu} on {ifname!r}", lambda ipr: ipr.link("set", index=_index(ipr, ifname, ns), mtu=mtu))
 
 
 def add_address(ns: str, ifname: str, cidr: str) -> None:

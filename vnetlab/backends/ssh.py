@@ -118,7 +118,7 @@ class GuestSSH:
 
     def __init__(
         self,
-        ns: str,
+        ns: str | None,
         host: str,
         pkey: paramiko.PKey,
         host_key_line: str,
@@ -184,7 +184,7 @@ class GuestSSH:
 
     def _attempt(self, deadline: float) -> paramiko.Transport:
         family, kind, proto, _, address = self._addrinfo
-        sock = run_in_namespace(self.ns, socket.socket, family, kind, proto)
+        sock = run_in_namespace(self.ns, socket.socket, family, kind, proto) if self.ns else socket.socket(family, kind, proto)
         try:
             sock.settimeout(max(0.01, min(_CONNECT_ATTEMPT_TIMEOUT, deadline - time.monotonic())))
             sock.connect(address)
@@ -358,6 +358,14 @@ class GuestSSH:
         if not drain():  # data may still come after EOF from a guest that ignores the protocol
             return False
         return channel.status_event.wait(max(0.0, deadline - time.monotonic()))
+
+    def open_sftp(self) -> paramiko.SFTPClient:
+        if self._transport is None:
+            raise SSHError(f"not connected to {self._where}")
+        client = paramiko.SFTPClient.from_transport(self._transport)
+        if client is None:
+            raise SSHError(f"{self._where} offers no SFTP")
+        return client
 
     def close(self) -> None:
         if self._transport is not None:

@@ -458,3 +458,42 @@ def count_ipv4(
             continue
         count += 1
     return count
+
+
+@dataclass
+class VxlanSeen:
+    inner: list[Packet]  # frames carried with one of the VNIs between the endpoints
+    datagrams: int  # VXLAN datagrams between the endpoints
+    strays: int  # VXLAN datagrams to or from any other address
+    plain: list[Packet]  # every frame that is not a VXLAN datagram
+
+
+def vxlan_payloads(packets: Iterable[Packet], port: int, vnis: set[int], endpoints: set[str]) -> VxlanSeen:
+    """What a capture on an underlay saw: the inner frames of VXLAN datagrams (UDP to `port`)
+    between `endpoints` whose VNI is one of `vnis`, and the rest."""
+    from scapy.layers.vxlan import VXLAN  # also binds UDP 4789 to VXLAN in scapy's dissectors
+
+    inner: list[Packet] = []
+    plain: list[Packet] = []
+    datagrams = strays = 0
+    for packet in packets:
+        ip = packet.getlayer(IP)
+        udp = ip.payload if ip is not None else None
+        if not isinstance(udp, UDP) or udp.dport != port:
+            plain.append(packet)
+            continue
+        if not {ip.src, ip.dst} <= endpoints:
+            strays += 1
+            continue
+        datagrams += 1
+        header = udp.payload if isinstance(udp.payload, VXLAN) else _as_vxlan(bytes(udp.payload), VXLAN)
+        if header is not None and header.vni in vnis:
+            inner.append(header.payload)
+    return VxlanSeen(inner, datagrams, strays, plain)
+
+
+def _as_vxlan(data: bytes, vxlan: type) -> Packet | None:
+    try:
+        return vxlan(data)
+    except Exception:  # noqa: BLE001 — a datagram scapy cannot dissect carries no VNI we could judge
+        return None

@@ -12,7 +12,8 @@ Hooks, by step:
 - model: `model` (a ModelExtension: its scenario keys, rules, nodes, routes, overlays)
 - plan: `plan(ctx) -> PlanPart` (its records, namespace nodes, resources), `dump(plan)`
   (its part of `vnetlab plan`'s YAML); `switches` (switch backends for bridge types)
-- apply: `apply(plan, ctx)`, recording each resource in the state before it exists;
+- apply: `apply(plan, ctx)`, recording each resource in the state before it exists; `boot` for
+  guests it placed on another hypervisor (and `console` to read their serial logs there);
   `removers` for resource kinds it introduces (teardown works from the state file alone)
 - configure: `configure_label(plan)` and `configure(plan, sessions, run_dir)` over SSH
 - checks: `check_runners` (kind → runner), `judges` (capture expectation → judge)
@@ -23,15 +24,16 @@ Hooks, by step:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from vnetlab.model.scenario import ModelExtension
 
 if TYPE_CHECKING:
     from vnetlab.backends.ssh import GuestSSH
     from vnetlab.checks.base import CheckResult, Judge, Runner
-    from vnetlab.plan.planner import Plan, PlanContext, PlanPart
+    from vnetlab.plan.planner import Plan, PlanContext, PlannedVM, PlanPart
     from vnetlab.run.apply import ApplyContext, SwitchBackend
     from vnetlab.run.state import LabState, RecordedResource
     from vnetlab.tools.explain import Section
@@ -60,6 +62,15 @@ class Feature:
         return {}
 
     def apply(self, plan: Plan, ctx: ApplyContext) -> None:
+        return None
+
+    def boot(self, plan: Plan, state: LabState, conn: Any, vm: PlannedVM) -> bool:
+        """Boot a guest this feature placed on another hypervisor (its files, taps and domain, each
+        recorded before it exists); False: not one of its guests."""
+        return False
+
+    def console(self, plan: Plan, vm: PlannedVM) -> AbstractContextManager[Callable[[], BinaryIO]] | None:
+        """How to open a guest's console log when it is not a file on this machine; None: not one of its guests."""
         return None
 
     def configure_label(self, plan: Plan) -> str | None:

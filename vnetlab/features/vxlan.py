@@ -34,12 +34,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
-from scapy.layers.inet import IP, UDP
-from scapy.layers.vxlan import VXLAN  # also binds UDP 4789 to VXLAN in scapy's dissectors
 
 from vnetlab.backends import linux_bridge, netns
 from vnetlab.checks.base import CaptureSubject, Judgement, expected_echo_pairs
-from vnetlab.checks.capture import count_arp_icmp
+from vnetlab.checks.capture import count_arp_icmp, vxlan_payloads
 from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import IFACE_MAX, NAME, Expectation, ModelExtension, decl
@@ -370,14 +368,10 @@ def _netlink(ns: str, what: str, fn: Callable[[IPRoute], T]) -> T:
 
 def _add_device(ns: str, vx: PlannedVxlan, side: Side, remote: Side) -> None:
     """`ip -n NS link add DEV address MAC mtu N type vxlan id VNI local L remote R dstport 4789 dev UNDERLAY`."""
-
-    def op(ipr: IPRoute) -> None:
-        ipr.link(
-            "add", ifname=side.device, kind="vxlan", address=side.device_mac, mtu=vx.mtu,
-            vxlan_id=vx.vni, vxlan_local=side.ip, vxlan_group=remote.ip, vxlan_port=vx.port, vxlan_link=ipr.link("get", ifname=vx.underlay_iface)[0]["index"],
-        )
-
-    _netlink(ns, f"creating VXLAN device {side.device} (VNI {vx.vni})", op)
+    try:
+        linux_bridge.create_vxlan(ns, side.device, vx.vni, side.ip, vx.port, vx.underlay_iface, vx.mtu, remote=remote.ip, mac=side.device_mac)
+    except linux_bridge.LinkError as exc:
+        raise VxlanError(str(exc)) from None
 
 
 def _move(source: str, name: str, target: str) -> None:
@@ -444,39 +438,13 @@ def _endpoints(plan: Plan, vx: PlannedVxlan, s: CaptureSubject) -> tuple[Planned
     return _on_sides(plan, vx, s.name_a, s.nic_a), _on_sides(plan, vx, s.name_b, s.nic_b)
 
 
-def _to_port(packet: Any, port: int) -> Any:
-    """The outer UDP header of a datagram to `port`, else None."""
-    ip = packet.getlayer(IP)
-    udp = ip.payload if ip is not None else None
-    return udp if isinstance(udp, UDP) and udp.dport == port else None
-
-
-def _vxlan_header(udp: Any) -> Any:
-    """The VXLAN header a UDP datagram carries (scapy binds port 4789 to it), or None if unreadable."""
-    if isinstance(udp.payload, VXLAN):
-        return udp.payload
-    try:
-        return VXLAN(bytes(udp.payload))
-    except Exception:  # noqa: BLE001 — a datagram scapy cannot dissect carries no VNI we could judge
-        return None
-
-
 def judge_vxlan(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
     """On the underlay: UDP 4789 between the two hypervisors, with the VNI, the ICMP echo inside."""
     vx = _planned_of(plan, check)
     a, b = _endpoints(plan, vx, s)
     assert a.ip and b.ip  # model validation: both addressed on the VXLAN's bridges
-    outer = {vx.a.ip, vx.b.ip}
-    datagrams = 0
-    inner = []
-    for packet in s.packets:
-        udp = _to_port(packet, vx.port)
-        if udp is None or {udp.underlayer.src, udp.underlayer.dst} != outer:
-            continue
-        datagrams += 1
-        header = _vxlan_header(udp)
-        if header is not None and header.vni == vx.vni:
-            inner.append(header.payload)
+    seen = vxlan_payloads(s.packets, vx.port, {vx.vni}, {vx.a.ip, vx.b.ip})
+    inner, datagrams = seen.inner, seen.datagrams
     c = count_arp_icmp(inner, a.mac, a.ip, b.mac, b.ip)
     want = max(1, expected_echo_pairs(plan, s.name_a, s.name_b))
     return Judgement(
@@ -496,7 +464,7 @@ def judge_unencapsulated(plan: Plan, check: Any, s: CaptureSubject) -> Judgement
     vx = _planned_of(plan, check)
     a, b = _endpoints(plan, vx, s)
     assert a.ip and b.ip  # model validation
-    encapsulated = sum(1 for packet in s.packets if _to_port(packet, vx.port) is not None)
+    encapsulated = vxlan_payloads(s.packets, vx.port, set(), set()).strays
     c = count_arp_icmp(s.packets, a.mac, a.ip, b.mac, b.ip)
     want = max(1, expected_echo_pairs(plan, s.name_a, s.name_b))
     return Judgement(

@@ -75,6 +75,9 @@ class _Builder:
             if meta.get("min_items"):
                 out["minItems"] = meta["min_items"]
             return out
+        if origin is dict:
+            names = self.type_schema(str, meta)
+            return {"type": "object", "propertyNames": names, "additionalProperties": self.type_schema(typing.get_args(tp)[1], {})}
         if origin is Literal:
             return {"enum": list(typing.get_args(tp))}
         if tp is bool:

@@ -86,6 +86,8 @@ def describe(tp: Any) -> str:
         return "one of: " + ", ".join(str(a) for a in typing.get_args(tp))
     if origin is list:
         return "a list"
+    if origin is dict:
+        return "a mapping of names to entries"
     if dataclasses.is_dataclass(tp):
         return "a mapping"
     if origin in (Union, types.UnionType):
@@ -124,6 +126,8 @@ class _Converter:
             return self.convert_dataclass(node, tp, path)
         if origin is list:
             return self.convert_list(node, typing.get_args(tp)[0], path, meta)
+        if origin is dict:
+            return self.convert_named(node, typing.get_args(tp)[1], path, meta)
         return self.convert_scalar(node, tp, path, meta)
 
     def convert_alternatives(self, node: yaml.Node, args: list[Any], path: str, meta: typing.Mapping[str, Any]) -> Any:
@@ -155,6 +159,25 @@ class _Converter:
         if min_items and len(node.value) < min_items:
             self.problem(node, path, f"expected at least {min_items} item(s), got {len(node.value)}")
         return [self.convert(child, item, _join(path, i), {}) for i, child in enumerate(node.value)]
+
+    def convert_named(self, node: yaml.Node, item: Any, path: str, meta: typing.Mapping[str, Any]) -> Any:
+        """`dict[str, Spec]`: entries named by their keys (e.g. `hypervisors: {hv1: {...}}`); the field's
+        pattern and max_length apply to the keys."""
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, path, f"expected a mapping of names to entries, got {self._kind(node)}")
+            return None
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:str" else None
+            if not isinstance(key, str):
+                self.problem(key_node, path, "names must be plain strings")
+                continue
+            if key in out:
+                self.problem(key_node, _join(path, key), "duplicate name")
+                continue
+            self.convert_scalar(key_node, str, _join(path, key), meta)  # the name's own pattern and length
+            out[key] = self.convert(value_node, item, _join(path, key), {})
+        return out
 
     def convert_dataclass(self, node: yaml.Node, cls: Any, path: str) -> Any:
         if not isinstance(node, yaml.MappingNode):

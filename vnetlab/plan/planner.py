@@ -89,6 +89,24 @@ class PlannedVM:
     disk: Path | None = None  # this guest's qcow2 overlay of boot.disk
     seed: Path | None = None  # this guest's cloud-init NoCloud seed (file kind)
     role: str = "vm"  # "vm": the scenario's; else a guest a feature adds to run part of the network (e.g. "switch")
+    host: str | None = None  # the hypervisor it runs on when the lab spans several (None: this machine)
+    uri: str | None = None  # that hypervisor's libvirt URI (None: qemu:///system here)
+    staged: Path | None = None  # its folder on that hypervisor: kernel, initrd and console log there (no shared file system)
+
+    @property
+    def kernel_path(self) -> Path | None:
+        """The kernel as the hypervisor sees it (domain XML)."""
+        if self.boot is None:
+            return None
+        return self.staged.parent / self.boot.kernel.name if self.staged is not None else self.boot.kernel
+
+    @property
+    def initrd_path(self) -> Path:
+        return self.staged / self.initrd.name if self.staged is not None else self.initrd
+
+    @property
+    def console_path(self) -> Path:
+        return self.staged / self.console_log.name if self.staged is not None else self.console_log
 
     @property
     def all_nics(self) -> tuple[PlannedNic, ...]:
@@ -205,6 +223,16 @@ class PlanPart:
     links: tuple[str, ...] = ()  # host bridges it adds in the lab namespace (e.g. point-to-point links to a switch guest)
     attach: Mapping[str, str] = field(default_factory=dict)  # tap of a scenario NIC → the host bridge it joins instead of its own
     notes: tuple[str, ...] = ()  # lines for the user: where it put what, and why
+    hosted: Mapping[str, HostedVM] = field(default_factory=dict)  # VM → the other hypervisor it runs on
+
+
+@dataclass(frozen=True)
+class HostedVM:
+    """Where a guest runs when not on this machine: the hypervisor's name, its libvirt URI, the guest's folder there."""
+
+    host: str
+    uri: str
+    folder: Path
 
 
 @dataclass(frozen=True)
@@ -331,6 +359,7 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
     links: list[str] = []
     attach: dict[str, str] = {}
     notes: list[str] = []
+    hosted: dict[str, HostedVM] = {}
     for feature in features:
         part = feature.plan(ctx)
         if part is None:
@@ -347,7 +376,9 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
         links += part.links
         attach.update(part.attach)
         notes += part.notes
+        hosted.update(part.hosted)
     vms = [dataclasses.replace(v, nics=tuple(dataclasses.replace(n, attach=attach.get(n.tap)) for n in v.nics)) for v in vms]
+    vms = [dataclasses.replace(v, host=h.host, uri=h.uri, staged=h.folder) if (h := hosted.get(v.name)) else v for v in vms]
     vms += [plan_vm(len(vms), g.name, [(nic, bridge, None) for nic, bridge in g.nics], ImageRef("tiny"), g.memory, 1, g.role) for g in guests]
     env = _template_env()
     rendered = tuple(
@@ -371,6 +402,8 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
     resources += [Resource(switches[b.type].bridge_resource if b.type in switches else "bridge", b.name) for b in bridges if b.guest is None]
     resources += feature_resources
     for v in rendered:
+        if v.host is not None:
+            continue  # its taps and domain are on another hypervisor: the feature that put it there plans them
         resources += [Resource("tap", n.tap, v.name) for n in v.all_nics]
         resources.append(Resource("domain", v.domain, v.name))
     return Plan(

@@ -26,6 +26,7 @@ from vnetlab.backends.image import GuestImage, write_guest_initrd
 from vnetlab.backends.keys import ClientKey, HostKey, generate_client_key, generate_host_key, write_secret
 from vnetlab.errors import VnetlabError
 from vnetlab.plan.planner import METADATA_NS, Plan, PlannedBridge, PlannedVM
+from vnetlab.run.connections import Connections
 from vnetlab.run.progress import Progress
 from vnetlab.run.state import LabState, make_private_dir
 
@@ -198,6 +199,10 @@ def create_network(plan: Plan, state: LabState) -> None:
 
 
 def boot_vm(plan: Plan, state: LabState, conn: libvirt.virConnect, vm: PlannedVM) -> None:
+    if vm.host is not None:  # on another hypervisor: the feature that placed it there boots it
+        if not any(feature.boot(plan, state, conn, vm) for feature in plan.features):
+            raise hv.HypervisorError(f"{vm.name}: no feature of this lab boots guests on hypervisor {vm.host!r}")
+        return
     for nic in vm.all_nics:
         if linux_bridge.link_exists(None, nic.tap):  # someone else's link: never record (= remove) it
             raise linux_bridge.LinkError(f"a link named {nic.tap!r} already exists in the root namespace and no lab state records it: left alone; pick another lab name")
@@ -248,9 +253,9 @@ class Admission:
     stop: threading.Event = field(default_factory=threading.Event)
 
 
-def apply(plan: Plan, state: LabState, conn: libvirt.virConnect, image: GuestImage, progress: Progress, admission: Admission | None = None) -> None:
+def apply(plan: Plan, state: LabState, connections: Connections, image: GuestImage, progress: Progress, admission: Admission | None = None) -> None:
     with progress.step("prepare", "Keys and guest initrds"):
-        prepare_files(plan, image, hv.qemu_group(conn, plan.domain_type))
+        prepare_files(plan, image, hv.qemu_group(connections.get(), plan.domain_type))
     with progress.step("network", f"Namespace {plan.namespace} with bridges {', '.join(b.name for b in host_bridges(plan))}"):
         create_network(plan, state)
     admission = admission or Admission()
@@ -268,9 +273,10 @@ def apply(plan: Plan, state: LabState, conn: libvirt.virConnect, image: GuestIma
                     return  # the lab is being abandoned (a guest failed, or an interrupt): closed with `stop` set
                 try:
                     progress.vm_stage(vm.name, "starting")
-                    boot_vm(plan, state, conn, vm)
+                    boot_vm(plan, state, connections.get(vm.uri), vm)
                     progress.vm_stage(vm.name, "started")
-                    progress.detail(f"{vm.name}: domain {vm.domain} started, taps {', '.join(n.tap for n in vm.all_nics)} in {plan.namespace}")
+                    where = plan.namespace if vm.host is None else f"hypervisor {vm.host}'s lab namespace"
+                    progress.detail(f"{vm.name}: domain {vm.domain} started, taps {', '.join(n.tap for n in vm.all_nics)} in {where}")
                     if slots is not None and admission.until_ready is not None:
                         admission.until_ready(vm)
                 finally:

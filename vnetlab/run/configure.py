@@ -6,8 +6,11 @@ import concurrent.futures
 import shlex
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from vnetlab.errors import VnetlabError
 from vnetlab.run.apply import CLIENT_KEY, host_key_file, secrets_dir
@@ -27,11 +30,31 @@ class GuestError(VnetlabError):
 CONSOLE_TAIL_BYTES = 64 * 1024  # what is read back of a console log for an error message
 
 
-def console_tail(path: Path, lines: int = CONSOLE_TAIL_LINES) -> str:
+Console = Callable[[], BinaryIO]  # opens a guest's serial log for reading (a file here, or over SFTP on its hypervisor)
+
+
+def _opener(source: Path | Console) -> Console:
+    return (lambda: source.open("rb")) if isinstance(source, Path) else source
+
+
+@contextmanager
+def console_of(plan: Plan, vm: PlannedVM) -> Iterator[Console]:
+    """How to read a guest's serial log: the file here, unless a feature placed the guest on another hypervisor."""
+    for feature in plan.features:
+        source = feature.console(plan, vm)
+        if source is not None:
+            with source as console:
+                yield console
+            return
+    yield _opener(vm.console_log)
+
+
+def console_tail(source: Path | Console, lines: int = CONSOLE_TAIL_LINES) -> str:
     """The last lines of a serial log, reading at most its last CONSOLE_TAIL_BYTES (the guest writes it)."""
     try:
-        with path.open("rb") as f:
-            f.seek(max(0, f.seek(0, 2) - CONSOLE_TAIL_BYTES))
+        with _opener(source)() as f:
+            f.seek(0, 2)  # seek's return value: paramiko's SFTP files give none
+            f.seek(max(0, f.tell() - CONSOLE_TAIL_BYTES))
             text = f.read(CONSOLE_TAIL_BYTES).decode(errors="replace")
     except OSError:
         return "(no console output yet)"
@@ -52,8 +75,8 @@ class ConsoleFollower:
     bytes before the new ones that a marker split across two reads is still found.
     """
 
-    def __init__(self, path: Path, keep: int = 4096):
-        self.path = path
+    def __init__(self, source: Path | Console, keep: int = 4096):
+        self.open = _opener(source)
         self.keep = keep
         self.offset = 0
         self.window = ""
@@ -61,8 +84,9 @@ class ConsoleFollower:
     def new_text(self) -> str:
         """The window with what was appended since the last call (from the start again if the log was rotated)."""
         try:
-            with self.path.open("rb") as f:
-                size = f.seek(0, 2)
+            with self.open() as f:
+                f.seek(0, 2)  # seek's return value: paramiko's SFTP files give none
+                size = f.tell()
                 if size < self.offset:  # rotated or truncated by virtlogd
                     self.offset = 0
                     self.window = ""
@@ -76,23 +100,24 @@ class ConsoleFollower:
         return text
 
 
-def wait_for_marker(vm: PlannedVM, deadline: float, is_running, stop: threading.Event) -> None:
+def wait_for_marker(vm: PlannedVM, deadline: float, is_running, stop: threading.Event, source: Path | Console | None = None) -> None:
     """Poll the serial log (written by virtlogd) for the guest's readiness line; `stop` abandons the wait."""
-    console = ConsoleFollower(vm.console_log)
+    source = vm.console_log if source is None else source
+    console = ConsoleFollower(source)
     next_liveness_check = 0.0
     while True:
         text = console.new_text()
         if console_says(text, GUEST_READY_MARKER, vm.name):
             return
         if console_says(text, GUEST_FAILED_MARKER, vm.name):
-            raise GuestError(f"{vm.name}: the guest's init failed. Last console lines:\n{console_tail(vm.console_log)}")
+            raise GuestError(f"{vm.name}: the guest's init failed. Last console lines:\n{console_tail(source)}")
         now = time.monotonic()
         if now >= next_liveness_check:
             if not is_running(vm):
-                raise GuestError(f"{vm.name}: the guest stopped before it was ready. Last console lines:\n{console_tail(vm.console_log)}")
+                raise GuestError(f"{vm.name}: the guest stopped before it was ready. Last console lines:\n{console_tail(source)}")
             next_liveness_check = now + LIVENESS_POLL
         if now > deadline:
-            raise GuestError(f"{vm.name}: no readiness marker on the serial console within the boot timeout (--boot-timeout). Last console lines:\n{console_tail(vm.console_log)}")
+            raise GuestError(f"{vm.name}: no readiness marker on the serial console within the boot timeout (--boot-timeout). Last console lines:\n{console_tail(source)}")
         if stop.wait(CONSOLE_POLL):
             raise GuestError(f"{vm.name}: waiting abandoned")
 
@@ -184,7 +209,8 @@ def wait_for_guests(
                 f"cloud-init done {time.monotonic() - trusted:.1f} s later"
             )
             return ssh
-        wait_for_marker(vm, deadline, is_running, stop)
+        with console_of(plan, vm) as console:
+            wait_for_marker(vm, deadline, is_running, stop, console)
         if stop.is_set():
             raise GuestError(f"{vm.name}: waiting abandoned")
         booted = time.monotonic()

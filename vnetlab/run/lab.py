@@ -38,7 +38,8 @@ from vnetlab.model.scenario import ScenarioModel
 from vnetlab.model.validate import load_scenario, parse_scenario
 from vnetlab.paths import Layout, resolve_scenario, search_path
 from vnetlab.run.apply import Admission, apply
-from vnetlab.run.configure import GuestTiming, address_nics, open_ssh, wait_for_guests, wait_for_marker
+from vnetlab.run.connections import Connections
+from vnetlab.run.configure import GuestTiming, address_nics, console_of, open_ssh, wait_for_guests, wait_for_marker
 from vnetlab.plan.planner import LAB_NAME, LAB_NAME_MAX, METADATA_NS, Plan, PlanOptions, domain_name, make_plan
 from vnetlab.run.progress import Progress
 from vnetlab.backends.ssh import GuestSSH
@@ -302,10 +303,10 @@ class LabRunner:
         return choice
 
     def _bring_up(self, plan: Plan, state: LabState, image: GuestImage, run_dir: Path) -> dict[str, GuestSSH]:
-        conn = hv.connect()
+        connections = Connections()
         try:
             def is_running(vm) -> bool:
-                dom = hv.lookup_of_lab(conn, vm.domain, plan.lab, METADATA_NS)  # never another lab's same-named domain
+                dom = hv.lookup_of_lab(connections.get(vm.uri), vm.domain, plan.lab, METADATA_NS)  # never another lab's same-named domain
                 return dom is not None and hv.is_running(dom)
 
             stop = threading.Event()
@@ -313,16 +314,17 @@ class LabRunner:
 
             def until_ready(vm) -> None:  # a booting guest holds its slot until its console says it is ready
                 if vm.image.info.ready_on_console:
-                    wait_for_marker(vm, deadline, is_running, stop)
+                    with console_of(plan, vm) as console:
+                        wait_for_marker(vm, deadline, is_running, stop, console)
                     self.progress.vm_stage(vm.name, "console ready")
 
             limit = default_admission() if self.options.boot_parallel is None else self.options.boot_parallel
-            apply(plan, state, conn, image, self.progress, Admission(limit, until_ready, stop))
+            apply(plan, state, connections, image, self.progress, Admission(limit, until_ready, stop))
 
             with self.progress.step("wait", "Waiting for guests (console marker, then SSH)"):
                 sessions = wait_for_guests(plan, self.progress, self.options.boot_timeout, is_running, self.outcome.guests if self.outcome else None)
         finally:
-            conn.close()
+            connections.close()
         try:
             with self.progress.step("configure", "Addressing data NICs over SSH"):
                 address_nics(plan, sessions, self.progress)

@@ -21,6 +21,7 @@ from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import linux_bridge, netns
 from vnetlab.errors import VnetlabError
 from vnetlab.plan.planner import METADATA_NS
+from vnetlab.run.connections import Connections
 from vnetlab.run.state import LabState, RecordedResource
 
 Remover = Callable[[RecordedResource, LabState, Path], None]
@@ -41,36 +42,6 @@ class TeardownResult:
     removed: list[RecordedResource] = field(default_factory=list)
     left: list[RecordedResource] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-
-
-class _Connection:
-    """One libvirt connection for the whole teardown, made on first use. A failure to connect is
-    remembered: every domain then fails at once with the same reason (no 15 s wait per domain),
-    and the other resources are removed all the same."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._conn = None
-        self._error: str | None = None
-
-    def get(self):
-        with self._lock:
-            if self._error is not None:  # a new exception per domain: they fail in parallel threads
-                raise hv.HypervisorError(self._error)
-            if self._conn is None:
-                try:
-                    self._conn = hv.connect()
-                except Exception as exc:
-                    self._error = str(exc)
-                    raise
-            return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # noqa: BLE001 — the daemon may have died meanwhile; nothing to keep
-                pass
 
 
 def _remove(resource: RecordedResource, state: LabState, conn_factory, lab_dir: Path, links_ns: str | None, removers: Mapping[str, Remover]) -> None:
@@ -110,7 +81,7 @@ def teardown_lab(lab_dir: Path, state: LabState, removers: Mapping[str, Remover]
 
     `removers`: how to remove the resource kinds features add, by kind."""
     removers = removers or {}
-    conn = _Connection()
+    conn = Connections()
     conn_factory = conn.get
 
     state.set_phase(lab_dir, "tearing-down")

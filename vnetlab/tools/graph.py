@@ -36,6 +36,15 @@ class Edge:
     overlay: bool = False  # a tunnel between nodes (e.g. WireGuard), not a wire to a bridge
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """Nodes drawn together in a labelled box (e.g. the guests of one hypervisor)."""
+
+    id: str
+    label: str
+    members: tuple[str, ...]
+
+
 @dataclass
 class Topology:
     title: str
@@ -43,6 +52,10 @@ class Topology:
     bridges: list[Node] = field(default_factory=list)
     nodes: list[Node] = field(default_factory=list)
     edges: list[Edge] = field(default_factory=list)
+    clusters: list[Cluster] = field(default_factory=list)
+
+    def cluster_of(self, node_id: str) -> Cluster | None:
+        return next((c for c in self.clusters if node_id in c.members), None)
 
 
 def _node_id(kind: str, name: str) -> str:
@@ -78,6 +91,11 @@ class Drawing:
 
     def edge(self, a: str, b: str, label: list[str], *, management: bool = False, overlay: bool = False) -> None:
         self.topo.edges.append(Edge(a, b, label, management, overlay))
+
+    def cluster(self, name: str, label: str, members: list[str]) -> None:
+        """Draw these nodes (ids) together in a labelled box; a node is in one box at most."""
+        taken = {m for c in self.topo.clusters for m in c.members}
+        self.topo.clusters.append(Cluster(_node_id("cluster", name), label, tuple(m for m in members if m not in taken)))
 
     def nic_edge(self, vm: str, nic: str) -> Edge | None:
         """The edge of a VM's NIC (its label starts with the NIC's name), for a feature to label."""
@@ -150,8 +168,15 @@ def to_dot(topo: Topology) -> str:
         style = "style=\"rounded,dashed\", color=gray50" if b.management else "style=\"rounded,filled\", fillcolor=\"#dbe9f6\""
         out.append(f"    {b.id} [shape=box, {style}, label={_dot_label(b.label)}];")
     out.append("  }")
-    for n in topo.nodes:
-        out.append(f"  {n.id} [shape={_DOT_SHAPES.get(n.kind, 'ellipse')}, label={_dot_label(n.label)}];")
+
+    def dot_node(n: Node, indent: str) -> str:
+        return f"{indent}{n.id} [shape={_DOT_SHAPES.get(n.kind, 'ellipse')}, label={_dot_label(n.label)}];"
+
+    for c in topo.clusters:
+        out += [f"  subgraph {c.id} {{", f"    label={_dot_quote(c.label)}; style=rounded; color=\"#8e6c1f\";"]
+        out += [dot_node(n, "    ") for n in topo.nodes if n.id in c.members]
+        out.append("  }")
+    out += [dot_node(n, "  ") for n in topo.nodes if topo.cluster_of(n.id) is None]
     for e in topo.edges:
         style = ", style=dashed, color=gray50" if e.management else (", style=bold, color=\"#2e7d32\", fontcolor=\"#2e7d32\"" if e.overlay else "")
         out.append(f"  {e.a} -- {e.b} [label={_dot_label(e.label)}{style}];")
@@ -186,9 +211,16 @@ def to_mermaid(topo: Topology) -> str:
         left, right = _MERMAID_SHAPES.get(b.kind, ("[[", "]]"))
         out.append(f"    {b.id}{left}{_mermaid_label(b.label)}{right}")
     out.append("  end")
-    for n in topo.nodes:
+
+    def mermaid_node(n: Node, indent: str) -> str:
         left, right = _MERMAID_SHAPES.get(n.kind, ("[", "]"))
-        out.append(f"  {n.id}{left}{_mermaid_label(n.label)}{right}")
+        return f"{indent}{n.id}{left}{_mermaid_label(n.label)}{right}"
+
+    for c in topo.clusters:
+        out.append(f"  subgraph {c.id}[{_mermaid_label([c.label])}]")
+        out += [mermaid_node(n, "    ") for n in topo.nodes if n.id in c.members]
+        out.append("  end")
+    out += [mermaid_node(n, "  ") for n in topo.nodes if topo.cluster_of(n.id) is None]
     for e in topo.edges:
         link = "-.-" if e.management else ("===" if e.overlay else "---")
         out.append(f"  {e.a} {link}|{_mermaid_label(e.label)}| {e.b}")

@@ -58,11 +58,16 @@ _HYPERVISOR = ("qemu-system-x86", "qemu-utils", "libvirt-daemon-system", "libvir
 _IMAGE_BUILD = ("mmdebstrap", "debian-archive-keyring", "e2fsprogs", "kmod", "extlinux", "syslinux-common", "fdisk")
 # busybox and iperf3 also run on the host: container and host nodes are namespaces running the
 # host's programs (`busybox wget` in a check, the perf lesson's iperf3 server); dropbear-bin is the
-# SSH server of the test suite's SSH tests.
+# SSH server of the test suite's SSH tests. openssh-server is the sshd of simulated hypervisors
+# (multi-host labs on one machine): installed without starting or enabling its service, since
+# vnetlab runs one sshd per simulated hypervisor inside that hypervisor's namespace only.
 _HOST_TOOLS = (
     "iproute2", "iputils-ping", "tcpdump", "nftables", "openvswitch-switch", "graphviz", "libxml2-utils", "openssh-client",
-    "busybox-static", "iperf3", "dropbear-bin",
+    "busybox-static", "iperf3", "dropbear-bin", "openssh-server",
 )
+# Packages whose service must never start or be enabled by vnetlab's install: an sshd listening
+# in the root namespace is what the simulated hypervisors exist to avoid.
+_QUIET_PACKAGES = {"openssh-server": "ssh"}
 _RUNTIME = (*_HYPERVISOR, *_IMAGE_BUILD, *_HOST_TOOLS)
 # The same names on all four releases: checked with apt-cache on Debian 12 and in a Debian 13
 # chroot (scripts/prove-debian13 installs them); the Ubuntu names are from the Ubuntu archive's
@@ -210,13 +215,27 @@ def install_packages(missing: list[str], say: Callable[[str], None], *, start_se
     """apt-get update and install; with start_services=False the maintainer scripts start nothing."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     say(f"installing {' '.join(missing)}")
+    quiet = [p for p in missing if p in _QUIET_PACKAGES]
+    loud = [p for p in missing if p not in _QUIET_PACKAGES]
     with contextlib.nullcontext() if start_services else _NoServiceStarts():
-        for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]):
-            done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                output = done.stdout[-1500:] + done.stderr[-1500:]
-                hint = "\n(on Ubuntu, mmdebstrap and debian-archive-keyring are in the universe component: `add-apt-repository universe`)" if ubuntu and "Unable to locate package" in output else ""
-                raise SetupError(f"`{' '.join(argv)}` failed (exit {done.returncode}):\n{output}{hint}")
+        _apt(env, ubuntu, ["apt-get", "update", "-q"], *([["apt-get", "install", "-y", "-q", "--no-install-recommends", *loud]] if loud else []))
+    if quiet:
+        with _NoServiceStarts():
+            _apt(env, ubuntu, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *quiet])
+        for package in quiet:  # its service stays off at the next boot too
+            unit = _QUIET_PACKAGES[package]
+            argv = ["systemctl", "disable", "--quiet", f"{unit}.service"] if _systemd() else ["update-rc.d", unit, "disable"]
+            subprocess.run(argv, capture_output=True, check=False)
+            say(f"{package}: its {unit} service is left stopped and disabled (vnetlab starts sshd only inside simulated hypervisors' namespaces)")
+
+
+def _apt(env: dict[str, str], ubuntu: bool, *commands: list[str]) -> None:
+    for argv in commands:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            output = done.stdout[-1500:] + done.stderr[-1500:]
+            hint = "\n(on Ubuntu, mmdebstrap and debian-archive-keyring are in the universe component: `add-apt-repository universe`)" if ubuntu and "Unable to locate package" in output else ""
+            raise SetupError(f"`{' '.join(argv)}` failed (exit {done.returncode}):\n{output}{hint}")
 
 
 def ensure_packages(report: SetupReport, say: Callable[[str], None], *, os_release: Path | None = None, start_services: bool = True) -> Release:
