@@ -6,10 +6,13 @@ hypervisor as a cluster, and kill -9 mid-boot then `down` leaves nothing on any 
 
 from __future__ import annotations
 
+import json
 import signal
 
 import pytest
 from labtools import leftovers, run_report, start, state_of, vnetlab, wait_until
+
+from vnetlab.backends.linux_bridge import set_link_down, set_link_up
 
 pytestmark = pytest.mark.e2e
 LAB_PREFIX = "h-"
@@ -25,7 +28,16 @@ def test_two_hosts_ping(tmp_path, lab_name):
         assert underlay["inner_icmp_echo_pairs"] >= 6 and underlay["stray_datagrams"] == 0 and underlay["plain_icmp_echo"] == 0, checks[3]["detail"]
         assert report["placement"] == ["hypervisor hv1: vm1 (this machine)", "hypervisor hv2: vm2 (simulated)"], report["placement"]
         status = vnetlab("status")
-        assert lab_name in status.stdout, status.stdout
+        assert lab_name in status.stdout and "running" in status.stdout, status.stdout
+        inspected = vnetlab("inspect", lab_name, "--format", "json")
+        assert inspected.returncode == 0, inspected.stdout + inspected.stderr
+        view = json.loads(inspected.stdout)
+        vm2 = next(v for v in view["vms"] if v["name"] == "vm2")  # its taps read on hv2, over SSH
+        assert vm2["state"] == "running" and not vm2["problems"] and not any(n["problems"] for n in vm2["nics"]), vm2
+        assert [n["bridge"] for n in vm2["nics"]] == ["vnl-mgmt", "br0"], vm2
+        rows = {r["what"]: r for r in view["others"] if r["what"].startswith("hypervisor")}
+        assert set(rows) == {"hypervisor hv1 (this machine)", f"hypervisor hv2 namespace vnl-{lab_name}.hv2-lab"}, rows
+        assert not any(r["problems"] for r in rows.values()), rows
         dot = vnetlab("graph", lab_name, "--format", "dot")
         assert dot.returncode == 0, dot.stderr
         assert 'subgraph cluster_hv_hv2 {\n    label="hypervisor hv2 (simulated)"' in dot.stdout, dot.stdout
@@ -46,12 +58,32 @@ def test_three_hosts_vxlan_any_to_any(tmp_path, lab_name):
 
 def test_kill_9_while_a_remote_guest_boots_then_down_leaves_nothing(lab_name):
     proc = start("run", "two-hosts-ping", "--name", lab_name)
-    wait_until("the remote guest's domain to be recorded", lambda: (s := state_of(lab_name)) is not None and any(r["kind"] == "host-domain" for r in s["resources"]), proc)
+    wait_until("the remote guest's domain to be recorded", lambda: (s := state_of(lab_name)) is not None and any(r["kind"] == "domain" and r.get("uri") for r in s["resources"]), proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     kinds = [r["kind"] for r in state_of(lab_name)["resources"]]
-    assert {"sim-sshd", "host-namespace", "host-taps", "host-domain"} <= set(kinds), kinds
+    assert {"sim-sshd", "host-namespace", "host-taps", "domain"} <= set(kinds), kinds
     down = vnetlab("down", lab_name)
     assert down.returncode == 0, down.stdout + down.stderr
+    assert leftovers(lab_name) == []
+
+
+def test_a_hypervisor_that_does_not_answer_at_down_keeps_its_records_until_a_later_down(lab_name):
+    up = vnetlab("up", "two-hosts-ping", "--name", lab_name)
+    assert up.returncode == 0, up.stdout + up.stderr
+    stack = f"vnl-{lab_name}.hv2"
+    set_link_down(stack, "ul0")  # hv2 stops answering on the underlay
+    try:
+        down = vnetlab("down", lab_name)
+        assert down.returncode != 0, down.stdout + down.stderr
+        assert f"run `vnetlab down {lab_name}` again once it answers" in down.stdout + down.stderr, down.stdout + down.stderr
+        resources = state_of(lab_name)["resources"]
+        left = {r["kind"] for r in resources}
+        assert {"host-namespace", "host-files", "sim-sshd", "sim-host", "namespace"} <= left, left  # hv2's, and what reaches it
+        assert [r["name"] for r in resources if r["kind"] == "domain"] == [f"vnl-{lab_name}-vm2"], resources  # vm1's went
+    finally:
+        set_link_up(stack, "ul0")
+    again = vnetlab("down", lab_name)
+    assert again.returncode == 0, again.stdout + again.stderr
     assert leftovers(lab_name) == []

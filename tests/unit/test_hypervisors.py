@@ -23,7 +23,7 @@ def test_each_guest_runs_where_on_says_and_a_remote_one_boots_from_staged_files(
     assert "<log file='/var/lib/vnetlab/hosted/two-hosts-ping.hv2/vm2/console.log'" in vm2.xml
     assert str(vm1.initrd) in vm1.xml
     kinds = [r.kind for r in plan.resources]
-    assert kinds.count("domain") == 1 and kinds.count("host-domain") == 1 and kinds.count("tap") == 2  # vm2's taps are on hv2
+    assert kinds.count("domain") == 2 and kinds.count("tap") == 2 and kinds.count("host-taps") == 1  # vm2's taps are on hv2
 
 
 def test_every_stretched_bridge_gets_a_vxlan_port_per_hypervisor_with_peers_and_remote_macs():

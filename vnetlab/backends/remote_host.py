@@ -174,6 +174,27 @@ def vxlan_commands(ns: str, device: str, vni: int, local: str, underlay_device: 
     return out
 
 
+def links_command(ns: str) -> str:
+    return f"ip -j -d -n {q(ns)} addr show"
+
+
+def parse_links(text: str) -> dict[str, dict]:
+    """`ip -j -d addr show` → name → {state (administrative up/down), master, addresses, kind, vni, mtu}."""
+    out: dict[str, dict] = {}
+    for link in json.loads(text or "[]"):
+        info = link.get("linkinfo", {})
+        out[link["ifname"]] = {
+            "name": link["ifname"],
+            "state": "up" if "UP" in link.get("flags", []) else "down",
+            "master": link.get("master"),
+            "addresses": [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []) if a.get("family") == "inet"],
+            "kind": info.get("info_kind"),
+            "vni": info.get("info_data", {}).get("id"),
+            "mtu": link.get("mtu"),
+        }
+    return out
+
+
 def files_commands(folder: PurePosixPath) -> list[str]:
     """The lab's folder on the host: traversable by libvirt's qemu user (files are 0600; libvirt hands them over)."""
     return [f"mkdir -p {q(str(folder))}", f"chmod 0711 {q(str(folder.parent))} {q(str(folder))}"]

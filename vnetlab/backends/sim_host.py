@@ -92,7 +92,7 @@ def write_files(lab_dir: Path, host: str, address: str, namespace: str, host_key
             "#!/bin/sh\n"
             f"# libvirt's ssh client for simulated hypervisor {host}: run in the lab namespace, its host key pinned\n"
             f"exec ip netns exec {namespace} {SSH} -o UserKnownHostsFile={known_hosts(lab_dir, host)} -o GlobalKnownHostsFile=/dev/null "
-            "-o StrictHostKeyChecking=yes -o BatchMode=yes \"$@\"\n"
+            "-o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=5 \"$@\"\n"
         ).encode(), 0o700),
     ):
         path = here / name

@@ -73,6 +73,11 @@ class Feature:
         """How to open a guest's console log when it is not a file on this machine; None: not one of its guests."""
         return None
 
+    def links_of(self, plan: Plan, vm: PlannedVM) -> dict[str, dict] | None:
+        """For inspect: the links of the lab namespace a guest it placed on another hypervisor is
+        in (name → state, master, addresses), read there; None: not one of its guests."""
+        return None
+
     def configure_label(self, plan: Plan) -> str | None:
         """The progress line of its configure step; None: nothing to configure in this lab."""
         return None

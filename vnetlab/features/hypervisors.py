@@ -46,7 +46,9 @@ from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules, vm_image
 from vnetlab.plan.planner import METADATA_NS, MGMT_BRIDGE, HostedVM, domain_name, Plan, PlanContext, PlannedVM, PlanPart, Resource
 from vnetlab.run.state import LabState, RecordedResource
+from vnetlab.run.teardown import KeepsLabNamespace
 from vnetlab.tools.explain import Section
+from vnetlab.tools.inspect import InspectRow
 
 LOCAL_URI = hv.DEFAULT_URI
 UNDERLAY_BRIDGE = "vnl-ul"
@@ -210,6 +212,20 @@ class HostsPlan:
         return tuple(h for h in self.hosts if not h.local)
 
 
+def sim_stack_namespace(lab_namespace: str, host: str) -> str:
+    """A simulated hypervisor's own namespace (its shell, sshd and underlay end). Lab names have no '.'."""
+    return f"{lab_namespace}.{host}"
+
+
+def sim_lab_namespace(lab_namespace: str, host: str) -> str:
+    """A simulated hypervisor's lab namespace (on a real host it is named like this machine's)."""
+    return f"{sim_stack_namespace(lab_namespace, host)}-lab"
+
+
+def hosted_folder(lab: str, host: str) -> str:
+    return f"{lab}.{host}"
+
+
 def device_name(index: int) -> str:
     return f"vnl-vx{index}"
 
@@ -244,12 +260,11 @@ def plan_hosts(ctx: PlanContext) -> HostsPlan | None:
             continue
         used = [MGMT_BRIDGE] + [b.name for b in s.bridges if any(n.bridge == b.name for v in vms for n in by_vm[v].nics)]
         bridges = tuple((b, ctx.take_mac("02:00:00", "bridge", name, b)) for b in used)
-        folder = HOSTED_ROOT / f"{ctx.lab}.{name}"
+        folder = HOSTED_ROOT / hosted_folder(ctx.lab, name)
         if h.simulate:
             ip = sim_ips[name]
-            stack = f"{ctx.namespace}.{name}"
             hosts.append(PlannedHost(
-                name, False, True, sim_host.uri(ctx.lab_dir, name, ip), ip, ip, "ul0", f"{stack}-lab", stack, folder, bridges, vms,
+                name, False, True, sim_host.uri(ctx.lab_dir, name, ip), ip, ip, "ul0", sim_lab_namespace(ctx.namespace, name), sim_stack_namespace(ctx.namespace, name), folder, bridges, vms,
                 underlay_veth=f"vnl-ul{simulated.index(name)}",
             ))
         else:
@@ -304,7 +319,7 @@ def resources(plan_part: HostsPlan, lab: str, vms: tuple[PlannedVM, ...], placed
     for v in vms:
         if v.name in placed:
             host = placed[v.name].host
-            out += [Resource("host-taps", f"{host}:{','.join(n.tap for n in v.all_nics)}", v.name), Resource("host-domain", f"{host}:{domain_name(lab, v.name)}", v.name)]
+            out += [Resource("host-taps", f"{host}:{','.join(n.tap for n in v.all_nics)}", v.name), Resource("domain", domain_name(lab, v.name), v.name)]
     return tuple(out)
 
 
@@ -453,7 +468,7 @@ def boot_hosted(plan: Plan, state: LabState, conn: Any, vm: PlannedVM) -> None:
                 raise HypervisorError(f"{vm.name}: tap {tap} on hypervisor {h.name}: {exc} (a link of that name may be someone else's: pick another lab name)") from None
         if hv.lookup(conn, vm.domain) is not None:
             raise hv.HypervisorError(f"a libvirt domain named {vm.domain!r} already exists on hypervisor {h.name} and no lab state records it: left alone; pick another lab name")
-        state.record(plan.lab_dir, "host-domain", f"{h.name}:{vm.domain}", vm.name)
+        state.record(plan.lab_dir, "domain", vm.domain, vm.name, uri=vm.uri)  # removed by the core, through its URI
         dom = hv.define(conn, vm.xml)
         hv.start_paused(dom)
         for nic in vm.all_nics:
@@ -483,27 +498,48 @@ def _split(resource: RecordedResource) -> tuple[str, str]:
     return host, name
 
 
-def _run_on(lab_dir: Path, host: str, command: str) -> None:
-    with remote_host.shell(_access(lab_dir, host)) as sh:
+REMOVAL_CONNECT = 3.0  # s: a hypervisor that does not answer at teardown is reported at once, not waited for
+
+
+def _unreachable(state: LabState, access: HostAccess, exc: Exception) -> Exception:
+    later = f"its resources stay recorded: run `vnetlab down {state.lab}` again once it answers"
+    if access.client_namespace == state.namespace:  # reached over the lab's own underlay: keep that too
+        return KeepsLabNamespace(f"{exc}; {later}")
+    return HypervisorError(f"{exc}; {later}")
+
+
+@contextlib.contextmanager
+def _shell_for_removal(lab_dir: Path, host: str, state: LabState) -> Iterator[HostShell]:
+    access = _access(lab_dir, host)
+    sh = HostShell(access)
+    try:
+        sh.connect(REMOVAL_CONNECT)
+    except VnetlabError as exc:  # no answer, or the namespace it is reached from is gone
+        raise _unreachable(state, access, exc) from None
+    with sh:
+        yield sh
+
+
+def _run_on(lab_dir: Path, host: str, state: LabState, command: str) -> None:
+    with _shell_for_removal(lab_dir, host, state) as sh:
         sh.run(command)
 
 
 def remove_host_namespace(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
     host, ns = _split(resource)
-    _run_on(lab_dir, host, f"[ ! -e /run/netns/{q(ns)} ] || ip netns del {q(ns)}")
+    _run_on(lab_dir, host, state, f"[ ! -e /run/netns/{q(ns)} ] || ip netns del {q(ns)}")
 
 
 def remove_host_taps(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
     host, taps = _split(resource)
-    access = _access(lab_dir, host)
-    with remote_host.shell(access) as sh:
-        sh.run(remote_host.tap_removal_command(access, taps.split(",")))
+    with _shell_for_removal(lab_dir, host, state) as sh:
+        sh.run(remote_host.tap_removal_command(sh.access, taps.split(",")))
 
 
 def remove_host_vxlan(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
     """Only while it is still where it was made (moved into the lab namespace, it goes with it)."""
     host, device = _split(resource)
-    _run_on(lab_dir, host, f"ip link del dev {q(device)} 2>/dev/null; true")
+    _run_on(lab_dir, host, state, f"ip link del dev {q(device)} 2>/dev/null; true")
 
 
 def remove_host_files(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
@@ -511,21 +547,7 @@ def remove_host_files(resource: RecordedResource, state: LabState, lab_dir: Path
     path = PurePosixPath(folder)
     if path.parent != HOSTED_ROOT:  # never anything but the lab's own folder there
         raise HypervisorError(f"refusing to remove {folder!r} on {host}: not a folder of {HOSTED_ROOT}")
-    _run_on(lab_dir, host, f"rm -rf {q(str(path))}")
-
-
-def remove_host_domain(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
-    host, domain = _split(resource)
-    conn = hv.connect(_access(lab_dir, host).uri)
-    try:
-        try:
-            dom = hv.lookup_of_lab(conn, domain, state.lab, METADATA_NS)
-        except hv.ForeignDomain:
-            return
-        if dom is not None:
-            hv.remove(conn, domain, dom)
-    finally:
-        conn.close()
+    _run_on(lab_dir, host, state, f"rm -rf {q(str(path))}")
 
 
 def remove_overlay_vxlan(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
@@ -534,11 +556,25 @@ def remove_overlay_vxlan(resource: RecordedResource, state: LabState, lab_dir: P
         linux_bridge.delete_link(state.namespace, resource.name)
 
 
+def _keep_while_it_holds_the_lab(state: LabState, host: str) -> None:
+    """A simulated hypervisor stays (its namespace, its sshd) while its lab namespace or the lab's
+    files on it are left: they were not removed because it did not answer, and a later `down`
+    must reach it the same way. It is on this machine, so that is seen here."""
+    left = [what for what, there in (
+        (f"namespace {sim_lab_namespace(state.namespace, host)}", netns.namespace_exists(sim_lab_namespace(state.namespace, host))),
+        (f"folder {HOSTED_ROOT / hosted_folder(state.lab, host)}", Path(str(HOSTED_ROOT / hosted_folder(state.lab, host))).exists()),
+    ) if there]
+    if left:
+        raise KeepsLabNamespace(f"simulated hypervisor {host} still holds {' and '.join(left)}: kept so that a later `vnetlab down {state.lab}` can reach it")
+
+
 def remove_sim_host(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
+    _keep_while_it_holds_the_lab(state, resource.name.rpartition(".")[2])
     netns.delete_namespace(resource.name)
 
 
 def stop_sim_sshd(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
+    _keep_while_it_holds_the_lab(state, resource.name.rpartition(":")[0])
     sim_host.stop_sshd(lab_dir, resource.name)
 
 
@@ -608,6 +644,33 @@ def explain_sections(plan: Plan) -> list[Section]:
     return out
 
 
+def read_links(plan: Plan, h: PlannedHost) -> dict[str, dict]:
+    with remote_host.shell(_access(plan.lab_dir, h.name)) as sh:
+        return remote_host.parse_links(sh.run(remote_host.links_command(h.lab_namespace)))
+
+
+def inspect_rows(plan: Plan) -> list[InspectRow]:
+    """Per hypervisor: its lab namespace's bridges and VXLAN ports, read there (this machine's from netlink)."""
+    part = _part(plan)
+    if part is None:
+        return []
+    rows: list[InspectRow] = []
+    for h in part.hosts:
+        tunnels = [t for t in part.tunnels if t.host == h.name]
+        bridges = [b for b, _ in h.bridges] if not h.local else []
+        planned = ", ".join([f"bridge {b}" for b in bridges] + [f"{t.device} VNI {t.vni} on {t.bridge}" for t in tunnels]) or "nothing stretched"
+        try:
+            links = {link["name"]: link for link in linux_bridge.list_links(h.lab_namespace)} if h.local else read_links(plan, h)
+        except VnetlabError as exc:
+            rows.append(InspectRow(f"hypervisor {h.name}", planned, "unreachable", [str(exc)]))
+            continue
+        problems = [f"bridge {b} is {'missing' if b not in links else links[b]['state']}" for b in bridges if links.get(b, {}).get("state") != "up"]
+        problems += [f"VXLAN {t.device} is missing or not a port of {t.bridge}" for t in tunnels if links.get(t.device, {}).get("master") != t.bridge]
+        state = ", ".join([f"bridge {b} {links[b]['state']}" for b in bridges if b in links] + [f"{t.device} → {links[t.device]['master']} {links[t.device]['state']}" for t in tunnels if t.device in links]) or "—"
+        rows.append(InspectRow(f"hypervisor {h.name}" + (" (this machine)" if h.local else f" namespace {h.lab_namespace}"), planned, state, problems))
+    return rows
+
+
 def graph_hosts(plan: Plan, drawing: Any) -> None:
     part = _part(plan)
     if part is None:
@@ -627,7 +690,7 @@ class Hypervisors(Feature):
     removers = {
         "sim-sshd": stop_sim_sshd, "sim-host": remove_sim_host, "overlay-vxlan": remove_overlay_vxlan,
         "host-files": remove_host_files, "host-namespace": remove_host_namespace, "host-vxlan": remove_host_vxlan,
-        "host-taps": remove_host_taps, "host-domain": remove_host_domain,
+        "host-taps": remove_host_taps,
     }
 
     def plan(self, ctx: PlanContext) -> PlanPart | None:
@@ -669,6 +732,15 @@ class Hypervisors(Feature):
         if part is None or vm.host is None:
             return None
         return console_over_sftp(plan, vm)
+
+    def links_of(self, plan: Plan, vm: PlannedVM) -> dict[str, dict] | None:
+        part = _part(plan)
+        if part is None or vm.host is None:
+            return None
+        return read_links(plan, part.host(vm.host))
+
+    def inspect(self, plan: Plan) -> list[InspectRow]:
+        return inspect_rows(plan)
 
     def configure_label(self, plan: Plan) -> str | None:
         part = _part(plan)

@@ -15,8 +15,13 @@ import libvirt
 from vnetlab.backends import libvirt_domains as hv
 
 
+def _connect(uri: str) -> libvirt.virConnect:
+    # Looked up at each call, and this machine's with no argument (tests replace hv.connect).
+    return hv.connect() if uri == hv.DEFAULT_URI else hv.connect(uri)
+
+
 class Connections:
-    def __init__(self, connect: Callable[[str], libvirt.virConnect] = hv.connect) -> None:
+    def __init__(self, connect: Callable[[str], libvirt.virConnect] = _connect) -> None:
         self._connect = connect
         self._lock = threading.Lock()
         self._open: dict[str, libvirt.virConnect] = {}

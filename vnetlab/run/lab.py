@@ -40,7 +40,7 @@ from vnetlab.paths import Layout, resolve_scenario, search_path
 from vnetlab.run.apply import Admission, apply
 from vnetlab.run.connections import Connections
 from vnetlab.run.configure import GuestTiming, address_nics, console_of, open_ssh, wait_for_guests, wait_for_marker
-from vnetlab.plan.planner import LAB_NAME, LAB_NAME_MAX, METADATA_NS, Plan, PlanOptions, domain_name, make_plan
+from vnetlab.plan.planner import LAB_NAME, LAB_NAME_MAX, METADATA_NS, Plan, PlannedVM, PlanOptions, domain_name, make_plan
 from vnetlab.run.progress import Progress
 from vnetlab.backends.ssh import GuestSSH
 from vnetlab.run.state import STATE_FILE, LabState, RecordedResource, make_private_dir, owner_alive
@@ -126,6 +126,8 @@ class Outcome:
 def sample_memory(plan: Plan, outcome: Outcome) -> None:
     """Keep each guest's highest qemu Pss and Rss seen so far (smaps_rollup; guests that are gone are skipped)."""
     for vm in plan.vms:
+        if vm.host is not None:  # its qemu runs on another hypervisor
+            continue
         pid = hv.qemu_pid(vm.domain)
         figures = hv.qemu_memory_kib(pid) if pid is not None else None
         if figures is None:
@@ -259,13 +261,28 @@ def _write_private(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def _console_text(plan: Plan, vm: PlannedVM) -> bytes | None:
+    """Its serial log, here or on its hypervisor (None when there is none, or it cannot be read)."""
+    if vm.host is None:
+        return vm.console_log.read_bytes() if vm.console_log.exists() else None
+    try:
+        with console_of(plan, vm) as console, console() as f:
+            return f.read(CONSOLE_KEEP_MAX)
+    except Exception:  # noqa: BLE001 — an artifact missing is no reason to fail the run or its teardown
+        return None
+
+
+CONSOLE_KEEP_MAX = 16 * 1024 * 1024  # bytes of a remote guest's console kept as an artifact
+
+
 def collect_artifacts(plan: Plan, run_dir: Path, pcaps: dict[str, Path]) -> dict[str, object]:
     consoles: dict[str, str] = {}
     xmls: dict[str, str] = {}
     for vm in plan.vms:
-        if vm.console_log.exists():
+        console = _console_text(plan, vm)
+        if console is not None:
             dest = run_dir / f"{vm.name}.console.log"
-            _write_private(dest, vm.console_log.read_bytes())
+            _write_private(dest, console)
             consoles[vm.name] = str(dest)
         xml = run_dir / f"{vm.name}.domain.xml"
         _write_private(xml, vm.xml.encode())
@@ -531,23 +548,24 @@ class LabStatus:
 
 
 class _StatusConnection:
-    """libvirt for `status` and `down --all`: connected once, on first need. libvirtd down or wedged
-    makes every domain 'unknown (why)', and the listing goes on (it must, for `down --all`)."""
+    """libvirt for `status` and `down --all`: connected once per hypervisor, on first need. A
+    libvirtd down or wedged makes its domains 'unknown (why)', and the listing goes on (it must,
+    for `down --all`)."""
 
     def __init__(self) -> None:
-        self.conn = None
-        self.error: str | None = None
+        self.connections = Connections()
+        self.error: str | None = None  # this machine's libvirtd's
 
-    def domain_state(self, name: str, lab: str) -> str:
-        if self.conn is None and self.error is None:
-            try:
-                self.conn = hv.connect()
-            except Exception as exc:  # noqa: BLE001 — shown per domain instead
-                self.error = str(exc)
-        if self.error is not None:
-            return "unknown (libvirtd not answering)"
+    def domain_state(self, name: str, lab: str, uri: str | None = None) -> str:
         try:
-            dom = hv.lookup_of_lab(self.conn, name, lab, METADATA_NS)
+            conn = self.connections.get(uri)
+        except Exception as exc:  # noqa: BLE001 — shown per domain instead
+            if uri is None:
+                self.error = str(exc)
+                return "unknown (libvirtd not answering)"
+            return "unknown (its hypervisor does not answer)"
+        try:
+            dom = hv.lookup_of_lab(conn, name, lab, METADATA_NS)
             return "missing" if dom is None else ("running" if hv.is_running(dom) else "stopped")
         except hv.ForeignDomain as exc:
             return f"not this lab's ({'lab ' + repr(exc.owner) if exc.owner else 'no vnetlab metadata'})"
@@ -555,11 +573,7 @@ class _StatusConnection:
             return f"unknown ({exc})"
 
     def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except Exception:  # noqa: BLE001
-                pass
+        self.connections.close()
 
 
 def lab_statuses(layout: Layout) -> list[LabStatus]:
@@ -576,7 +590,7 @@ def lab_statuses(layout: Layout) -> list[LabStatus]:
                 state = LabState.load(lab_dir)
             except (ValueError, TypeError, KeyError):
                 continue
-            domains = {r.name: libvirt_view.domain_state(r.name, state.lab) for r in state.resources if r.kind == "domain"}
+            domains = {r.name: libvirt_view.domain_state(r.name, state.lab, r.uri) for r in state.resources if r.kind == "domain"}
             out.append(LabStatus(state.lab, state.scenario, state.phase, owner_alive(state), domains, netns.namespace_exists(state.namespace), state.pid, libvirt_view.error, state.held))
     finally:
         libvirt_view.close()

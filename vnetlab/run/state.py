@@ -24,6 +24,7 @@ class RecordedResource:
     kind: str
     name: str
     vm: str | None = None
+    uri: str | None = None  # a domain on another hypervisor: its libvirt URI (None: this machine's)
 
 
 @dataclass
@@ -41,10 +42,10 @@ class LabState:
     held: bool = True  # its owner (pid) still has work on it: a `run` until teardown; False once `up`/`--keep` hands it over
     host_kernel: list[str] = field(default_factory=list)  # the kernel probe's capabilities the plan was made with (re-planning must match)
 
-    def record(self, lab_dir: Path, kind: str, name: str, vm: str | None = None) -> None:
+    def record(self, lab_dir: Path, kind: str, name: str, vm: str | None = None, uri: str | None = None) -> None:
         with _WRITE_LOCK:
             if not any(r.kind == kind and r.name == name for r in self.resources):
-                self.resources.append(RecordedResource(kind, name, vm))
+                self.resources.append(RecordedResource(kind, name, vm, uri))
                 self.save(lab_dir)
 
     def forget(self, lab_dir: Path, kind: str, name: str) -> None:

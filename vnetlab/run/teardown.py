@@ -35,6 +35,11 @@ class TeardownError(VnetlabError):
     pass
 
 
+class KeepsLabNamespace(TeardownError):
+    """A resource that could not be removed and is reached only through the lab namespace (e.g. a
+    simulated hypervisor on the lab's underlay): the namespace stays too, so a later `down` can."""
+
+
 @dataclass
 class TeardownResult:
     """What a teardown removed, and what it could not (kept in the state file), with why."""
@@ -48,7 +53,7 @@ def _remove(resource: RecordedResource, state: LabState, conn_factory, lab_dir: 
     """`links_ns`: where links recorded in the lab namespace are deleted one by one; None when the
     namespace itself is removed (last), since the kernel then destroys them with it."""
     if resource.kind == "domain":
-        conn = conn_factory()
+        conn = conn_factory(resource.uri)
         # Only a domain whose metadata names this lab: a same-named domain of someone else stays
         # (and is no longer ours to track). "Could not tell" raises, and the record stays.
         try:
@@ -93,13 +98,19 @@ def teardown_lab(lab_dir: Path, state: LabState, removers: Mapping[str, Remover]
     lab_ns = next((r for r in state.resources if r.kind == "namespace" and r.name == state.namespace), None)
     links_ns = None if lab_ns is not None else state.namespace
 
+    needed_by: list[str] = []  # what is left behind and reached only through the lab namespace
+
     def remove(resource: RecordedResource) -> None:
         try:
+            if resource is lab_ns and needed_by:
+                raise TeardownError(f"kept: {', '.join(needed_by)} could not be removed and can only be reached through it")
             _remove(resource, state, conn_factory, lab_dir, links_ns, removers)
         except Exception as exc:  # noqa: BLE001 — keep removing the rest, report every failure
             with lock:
                 failed.append(resource)
                 result.problems.append(f"{resource.kind} {resource.name}: {exc}")
+                if isinstance(exc, KeepsLabNamespace):
+                    needed_by.append(f"{resource.kind} {resource.name}")
 
     newest_first = list(reversed(state.resources))
     # Domains are independent of each other and libvirt takes ~1-2 s to reap each one:

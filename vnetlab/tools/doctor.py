@@ -57,6 +57,7 @@ def diagnose() -> list[Finding]:
             out.append(Finding("qemu:///system", "fail", str(exc), "libvirtd -d; virtlogd -d"))
     out.append(_kvm())
     out.append(_ovs())
+    out.append(_sshd())
     out += kernel_findings()
     return out
 
@@ -109,6 +110,13 @@ def _ovs() -> Finding:
     if missing:
         return Finding("Open vSwitch", "warn", f"{', '.join(missing)} not installed: only labs with `type: ovs` bridges need it", _apt("openvswitch-switch"))
     return Finding("Open vSwitch", "ok", f"{shutil.which('ovs-vswitchd')} (labs run their own daemons, userspace datapath)")
+
+
+def _sshd() -> Finding:
+    """Only labs with simulated hypervisors need OpenSSH's sshd (one per simulated hypervisor, in its namespace)."""
+    if not os.path.exists("/usr/sbin/sshd"):
+        return Finding("sshd", "warn", "/usr/sbin/sshd missing: only labs with `simulate: true` hypervisors need it", _apt("openssh-server") + " (then keep its own service stopped)")
+    return Finding("sshd", "ok", "/usr/sbin/sshd (simulated hypervisors run their own, each in its namespace)")
 
 
 def _kvm() -> Finding:

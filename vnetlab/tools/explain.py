@@ -151,7 +151,9 @@ def teardown_section(plan: Plan) -> Section:
     switch_kinds = {kind: s for s in switches for kind in (s.bridge_resource, "process")}
     for r in reversed(plan.resources):
         if r.kind == "domain":
-            lines.append(f"virsh destroy {r.name}; virsh undefine {r.name}")
+            uri = plan.vm(r.vm).uri if r.vm else None
+            virsh = f"virsh -c '{uri}'" if uri else "virsh"
+            lines.append(f"{virsh} destroy {r.name}; {virsh} undefine {r.name}")
         elif r.kind in ("tap", "bridge", "veth"):
             continue  # they go with the namespace, as in vnetlab.run.teardown
         elif r.kind in switch_kinds:

@@ -19,6 +19,7 @@ from pathlib import Path
 import libvirt
 
 from vnetlab.backends import libvirt_domains as hv
+from vnetlab.run.connections import Connections
 from vnetlab.backends import netns
 from vnetlab.backends import linux_bridge
 from vnetlab.backends.linux_bridge import list_links
@@ -164,17 +165,18 @@ def _guest_view(plan: Plan, vm: PlannedVM) -> tuple[dict[str, tuple[str, str, li
     return parse_guest_ip(link_text, addr_text), None
 
 
-def _inspect_nic(nic: PlannedNic, macs: dict[str, str], fds: dict[str, int], links: dict[str, dict], ports: dict, guest: dict | None) -> NicChain:
+def _inspect_nic(nic: PlannedNic, macs: dict[str, str], fds: dict[str, int] | None, links: dict[str, dict], ports: dict, guest: dict | None) -> NicChain:
+    """fds: the tun fds its qemu holds (None: qemu runs on another hypervisor, not read from here)."""
     c = NicChain(nic.guest_name, nic.mac, nic.tap, nic.port_of, nic.cidr)
     c.in_domain_xml = macs.get(nic.mac) == nic.tap
     if not c.in_domain_xml:
         c.problems.append(f"the live domain XML has no interface {nic.mac} on tap {nic.tap}" + (f" (it names {macs[nic.mac]!r})" if nic.mac in macs else ""))
-    c.tun_fd = fds.get(nic.tap)
-    if c.tun_fd is None:
+    c.tun_fd = fds.get(nic.tap) if fds is not None else None
+    if fds is not None and c.tun_fd is None:
         c.problems.append(f"qemu holds no /dev/net/tun fd attached to {nic.tap} (missing fd)")
     link = links.get(nic.tap)
     if link is None:
-        c.problems.append(f"tap {nic.tap} is not in the lab namespace")
+        c.problems.append(f"tap {nic.tap} is not in its lab namespace")
     else:
         c.tap_state, c.bridge = link["state"], link["master"]
         c.tap_oper, c.port_state = ports.get(nic.tap, (None, None))
@@ -217,16 +219,18 @@ def inspect_lab(lab: str, model: ScenarioModel, *, guests: bool = True, layout: 
         ports_of = sorted(name for name, li in links.items() if li["master"] == br.name)
         bridges.append({"name": br.name, "type": br.type, "state": link["state"] if link else None, "addresses": link["addresses"] if link else [], "ports": ports_of, "problems": problems})
     vms: list[VMChain] = []
-    conn = hv.connect()
+    connections = Connections()
     try:
         for vm in plan.vms:
             foreign = None
+            # On another hypervisor its qemu and taps are there: its feature reads the taps' links.
+            elsewhere = next((found for f in plan.features if (found := f.links_of(plan, vm)) is not None), None) if vm.host else None
             try:
-                dom = hv.lookup_of_lab(conn, vm.domain, lab, METADATA_NS)  # a same-named domain of another lab is not this guest
+                dom = hv.lookup_of_lab(connections.get(vm.uri), vm.domain, lab, METADATA_NS)  # a same-named domain of another lab is not this guest
             except hv.ForeignDomain as exc:
                 dom, foreign = None, exc
             state = ("not this lab's" if foreign else "missing") if dom is None else _DOMAIN_STATES.get(hv.bounded(f"state of {vm.domain}", dom.state)[0], "unknown")
-            pid = hv.qemu_pid(vm.domain) if dom is not None else None
+            pid = hv.qemu_pid(vm.domain) if dom is not None and vm.host is None else None
             chain = VMChain(vm.name, vm.domain, state, pid, [])
             if foreign is not None:
                 chain.problems.append(str(foreign))
@@ -234,16 +238,16 @@ def inspect_lab(lab: str, model: ScenarioModel, *, guests: bool = True, layout: 
                 chain.problems.append(f"libvirt has no domain {vm.domain}")
             elif state != "running":
                 chain.problems.append(f"domain {vm.domain} is {state}")
-            if dom is not None and pid is None:
+            if dom is not None and pid is None and vm.host is None:
                 chain.problems.append(f"no qemu process for {vm.domain} (pid file missing or process gone)")
             guest, why = _guest_view(plan, vm) if guests and state == "running" else (None, None)
             if why:
                 chain.problems.append(why)
             macs = _domain_macs(dom) if dom is not None else {}
-            fds = tun_fds(pid) if pid is not None else {}
-            chain.nics = [_inspect_nic(n, macs, fds, links, ports, guest) for n in vm.all_nics]
+            fds = (tun_fds(pid) if pid is not None else {}) if vm.host is None else None
+            chain.nics = [_inspect_nic(n, macs, fds, links if elsewhere is None else elsewhere, ports if elsewhere is None else {}, guest) for n in vm.all_nics]
             vms.append(chain)
     finally:
-        conn.close()
+        connections.close()
     others = [row for feature in plan.features for row in feature.inspect(plan)]
     return LabInspection(lab, plan.scenario.name, plan.namespace, present, bridges, vms, others)

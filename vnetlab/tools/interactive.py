@@ -128,7 +128,7 @@ def console_stream(plan: Plan, vm_name: str) -> Iterator[libvirt.virStream]:
     """A blocking libvirt stream on the guest's serial console (taken over if someone else holds it)."""
     lab = plan.lab
     vm = _vm(plan, vm_name)
-    conn = hv.connect()
+    conn = hv.connect(vm.uri) if vm.uri else hv.connect()  # on its own hypervisor
     stream = None
     try:
         try:
