@@ -76,12 +76,14 @@ def main() -> int:
     print(f"median {args.vms} raw boots together: {statistics.median(raws):6.2f} s")
     median_report = median_run(runs, f"vnetlab run of {args.vms} guests")
     pss = sorted(m["pss"] for m in median_report["memory"]["guests_mib"].values())
-    print(f"Pss per guest: median {statistics.median(pss):.0f} MiB (range {pss[0]:.0f}-{pss[-1]:.0f}); total {median_report['memory']['total_pss_mib']:.0f} MiB")
+    settled = sorted(m["pss_last"] for m in median_report["memory"]["guests_mib"].values())
+    print(f"Pss per guest: median {statistics.median(pss):.0f} MiB at most (range {pss[0]:.0f}-{pss[-1]:.0f}), {statistics.median(settled):.0f} MiB after the checks "
+          f"(range {settled[0]:.0f}-{settled[-1]:.0f}); total {median_report['memory']['total_pss_mib']:.0f} MiB at most")
     ratio = statistics.median(ratios)
     print(f"ratio (median of {len(ratios)} rounds): {ratio:.2f}x, range {min(ratios):.2f}-{max(ratios):.2f}x (issue 14's target: at most 1.10x)")
     record(f"{args.vms} guests vs {args.vms} raw boots together", f"{statistics.median(t for t, _ in runs):.2f} s", f"{statistics.median(raws):.2f} s",
            f"{ratio:.2f}× ({min(ratios):.2f}–{max(ratios):.2f}×)", len(ratios),
-           f"Pss {statistics.median(pss):.0f} MiB per guest, {median_report['memory']['total_pss_mib']:.0f} MiB in all")
+           f"Pss {statistics.median(pss):.0f} MiB per guest at most, {statistics.median(settled):.0f} MiB after the checks; {median_report['memory']['total_pss_mib']:.0f} MiB in all")
     return 0
 
 

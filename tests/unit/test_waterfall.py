@@ -44,6 +44,7 @@ def test_an_empty_run_still_draws() -> None:
 def test_memory_is_reported_per_guest_and_in_all() -> None:
     from vnetlab.run.lab import Outcome
 
-    outcome = Outcome("s", "l", memory_kib={"vm1": {"pss": 102400, "rss": 204800}, "vm2": {"pss": 51200, "rss": 60000}})
-    assert outcome.memory_json()["guests_mib"] == {"vm1": {"pss": 100.0, "rss": 200.0}, "vm2": {"pss": 50.0, "rss": 58.6}}
+    outcome = Outcome("s", "l", memory_kib={"vm1": {"pss": 102400, "rss": 204800, "pss_last": 81920}, "vm2": {"pss": 51200, "rss": 60000, "pss_last": 51200}})
+    assert outcome.memory_json()["guests_mib"] == {"vm1": {"pss": 100.0, "rss": 200.0, "pss_last": 80.0}, "vm2": {"pss": 50.0, "rss": 58.6, "pss_last": 50.0}}
+    assert outcome.memory_json()["total_pss_last_mib"] == 130.0
     assert outcome.memory_json()["total_pss_mib"] == 150.0

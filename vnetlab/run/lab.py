@@ -109,14 +109,16 @@ class Outcome:
     error: str | None = None
     kept: bool = False
     guests: dict[str, GuestTiming] = field(default_factory=dict)  # VM → its image and how long it took to come up
-    memory_kib: dict[str, dict[str, int]] = field(default_factory=dict)  # VM → the highest Pss/Rss sampled of its qemu
+    memory_kib: dict[str, dict[str, int]] = field(default_factory=dict)  # VM → the highest Pss/Rss sampled of its qemu, and the last Pss
     placement: list[str] = field(default_factory=list)  # where features run on this host, and why (the plan's notes)
 
     def memory_json(self) -> dict[str, object]:
-        """Per guest and in all, in MiB: what the run's qemu processes held at most when sampled."""
+        """Per guest and in all, in MiB: what the run's qemu processes held at most when sampled, and
+        at the last sample (pss_last: after the guests handed their free pages back)."""
         guests = {vm: {k: round(v / 1024, 1) for k, v in kib.items()} for vm, kib in self.memory_kib.items()}
         total = round(sum(kib["pss"] for kib in self.memory_kib.values()) / 1024, 1)
-        return {"sampled": "once all guests were addressed, and after the checks", "guests_mib": guests, "total_pss_mib": total}
+        last = round(sum(kib.get("pss_last", 0) for kib in self.memory_kib.values()) / 1024, 1)
+        return {"sampled": "once all guests were addressed, and after the checks", "guests_mib": guests, "total_pss_mib": total, "total_pss_last_mib": last}
 
     @property
     def ok(self) -> bool:
@@ -132,9 +134,10 @@ def sample_memory(plan: Plan, outcome: Outcome) -> None:
         figures = hv.qemu_memory_kib(pid) if pid is not None else None
         if figures is None:
             continue
-        seen = outcome.memory_kib.setdefault(vm.name, {"pss": 0, "rss": 0})
+        seen = outcome.memory_kib.setdefault(vm.name, {"pss": 0, "rss": 0, "pss_last": 0})
         for key in ("pss", "rss"):
             seen[key] = max(seen[key], figures[key])
+        seen["pss_last"] = figures["pss"]
 
 
 def unique_lab_name(scenario: str) -> str:
