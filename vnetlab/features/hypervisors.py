@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from vnetlab.backends import libvirt_domains as hv
@@ -54,7 +54,6 @@ LOCAL_URI = hv.DEFAULT_URI
 UNDERLAY_BRIDGE = "vnl-ul"
 SIM_UNDERLAY = ipaddress.IPv4Network("192.0.2.0/24")  # TEST-NET-1: only ever inside the lab's namespaces
 HOSTED_ROOT = PurePosixPath("/var/lib/vnetlab/hosted")  # on each other hypervisor
-VNI_MAX = (1 << 24) - 1
 OVERHEAD = 50  # VXLAN over IPv4: outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
 
 
@@ -80,13 +79,18 @@ class HypervisorSpec:
 
 
 @dataclass(frozen=True)
-class OverlaySpec:
-    dstport: int = spec("UDP port of the VXLAN between hypervisors", default=4789, minimum=1, maximum=65535)
-    vni_base: int = spec("VNI of the management network; bridge k (from 1) gets vni-base + k", default=100000, minimum=1, maximum=VNI_MAX - 4096, key="vni-base")
-    mtu: Literal["guest-1450", "underlay-jumbo"] = spec(
-        "guest-1450: the guests' NICs on stretched bridges get MTU 1450 (any underlay); underlay-jumbo: they keep 1500, the underlay must carry 1550",
-        default="guest-1450",
-    )
+class OverlaySettings:
+    """The defaults of `vxlan:` written as a mapping (that key is the vxlan feature's: read by name)."""
+
+    dstport: int = 4789
+    vni_base: int = 100000
+    mtu: str = "guest-1450"
+
+
+def overlay_settings(scenario: Any) -> Any:
+    """`vxlan:` as a mapping (dstport, vni_base, mtu), else the defaults."""
+    given = getattr(scenario, "vxlan", None)
+    return given if given is not None and not isinstance(given, list) else OverlaySettings()
 
 
 def _is_local(h: HypervisorSpec) -> bool:
@@ -96,11 +100,16 @@ def _is_local(h: HypervisorSpec) -> bool:
 def _validate(r: Rules) -> None:
     s = r.scenario
     hosts = s.hypervisors or {}
+    settings = getattr(s, "vxlan", None)
     if not hosts:
         for i, vm in enumerate(s.vms):
             if vm.on is not None:
                 r.add(f"vms[{i}].on", f"on: {vm.on!r} names a hypervisor, but there is no hypervisors: section")
+        if settings is not None and not isinstance(settings, list):
+            r.add("vxlan", "a mapping of vxlan: settings is for labs over several hypervisors (add hypervisors:); the VXLAN overlay lesson takes a list")
         return
+    if isinstance(settings, list) and settings:
+        r.add("vxlan", "a lab over several hypervisors stretches its bridges with VXLAN itself: vxlan: here is a mapping of settings (dstport, vni-base, mtu), not a list of overlays")
     local = [name for name, h in hosts.items() if _is_local(h)]
     if len(local) != 1:
         r.add("hypervisors", f"exactly one hypervisor must be this machine (no uri, or {LOCAL_URI}); found {len(local)}" + (f": {', '.join(local)}" if local else ""))
@@ -149,8 +158,7 @@ def _validate_overlay_capture(r: Rules, cap: Any, path: str) -> None:
 
 MODEL = ModelExtension(
     sections=(
-        decl("hypervisors", dict[str, HypervisorSpec] | None, spec("hypervisors the lab spans, by name (absent: this machine only)", default=None, pattern=NAME, max_length=16)),
-        decl("overlay", OverlaySpec | None, spec("the VXLAN between hypervisors: UDP port, VNI base, MTU policy", default=None)),
+        decl("hypervisors", dict[str, HypervisorSpec] | None, spec("hypervisors the lab spans, by name (absent: this machine only); `vxlan:` as a mapping sets the VXLAN between them", default=None, pattern=NAME, max_length=16)),
     ),
     vm_fields=(decl("on", str | None, spec("the hypervisor it runs on (default: this machine)", default=None, pattern=NAME, max_length=16)),),
     expectations=(Expectation("overlay", _validate_overlay_capture, node_scoped=True),),
@@ -242,7 +250,7 @@ def plan_hosts(ctx: PlanContext) -> HostsPlan | None:
     specs: dict[str, HypervisorSpec] = s.hypervisors or {}
     if not specs:
         return None
-    overlay = s.overlay or OverlaySpec()
+    overlay = overlay_settings(s)
     local_name = next(n for n, h in specs.items() if _is_local(h))
     on = {vm.name: vm.on or local_name for vm in s.vms}
     mtu = 1450 if overlay.mtu == "guest-1450" else 1500

@@ -31,7 +31,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pyroute2 import IPRoute
 
@@ -87,6 +87,24 @@ class VxlanSpec:
         return [] if n == 2 else [f"bridges: expected exactly two different bridge names (one per side of the tunnel), got {n}"]
 
 
+@dataclass(frozen=True)
+class HostsVxlanSpec:
+    """`vxlan:` written as a mapping: the VXLAN between the hypervisors of a lab over several
+    machines (`hypervisors:`; the hypervisors feature makes it)."""
+
+    dstport: int = spec("UDP port of the VXLAN between hypervisors", default=PORT, minimum=1, maximum=65535)
+    vni_base: int = spec("VNI of the management network; bridge k (from 1) gets vni-base + k", default=100000, minimum=1, maximum=VNI_MAX - 4096, key="vni-base")
+    mtu: Literal["guest-1450", "underlay-jumbo"] = spec(
+        "guest-1450: the guests' NICs on stretched bridges get MTU 1450 (any underlay); underlay-jumbo: they keep 1500, the underlay must carry 1550",
+        default="guest-1450",
+    )
+
+
+def tunnels(scenario: Any) -> list[Any]:
+    """The tunnels of `vxlan:` as a list (this lesson's); none when it is the mapping of a multi-host lab."""
+    return scenario.vxlan if isinstance(scenario.vxlan, list) else []
+
+
 def devices(name: str) -> tuple[str, str, str]:
     """(side A's VXLAN device, side B's, the underlay veth: the same name at both ends)."""
     return f"{name}-a", f"{name}-b", f"{name}-u"
@@ -111,7 +129,7 @@ def _link_pairs(scenario: Any) -> list[tuple[str, str]]:
 
 def _bridge_pairs(scenario: Any) -> list[tuple[str, str]]:
     """Bridges joined into one Ethernet segment: by bridge-links and by the VXLANs."""
-    return _link_pairs(scenario) + _pairs(scenario, (v.bridges for v in scenario.vxlan))
+    return _link_pairs(scenario) + _pairs(scenario, (v.bridges for v in tunnels(scenario)))
 
 
 def _segments(pairs: list[tuple[str, str]]) -> Callable[[str], str]:
@@ -141,10 +159,10 @@ def _taken_networks(scenario: Any) -> list[tuple[ipaddress.IPv4Network, str]]:
 def underlays(scenario: Any) -> list[ipaddress.IPv4Network | None]:
     """Each VXLAN's underlay: its own `underlay:` (None if not a network), else the first default
     that overlaps neither the lab's subnets nor another underlay (None if all do)."""
-    given = [network(v.underlay) if v.underlay is not None else None for v in scenario.vxlan]
+    given = [network(v.underlay) if v.underlay is not None else None for v in tunnels(scenario)]
     taken = [net for net, _ in _taken_networks(scenario)] + [n for n in given if n is not None]
     out: list[ipaddress.IPv4Network | None] = []
-    for spec_, net in zip(scenario.vxlan, given):
+    for spec_, net in zip(tunnels(scenario), given):
         if spec_.underlay is None:
             net = next((d for d in DEFAULT_UNDERLAYS if not any(d.overlaps(t) for t in taken)), None)
             if net is not None:
@@ -159,7 +177,7 @@ def _validate(rules: Rules) -> None:
     nodes = {n.name for n in feature_nodes(scenario)}
     names: set[str] = set()
     vnis: dict[int, int] = {}
-    for i, vx in enumerate(scenario.vxlan):
+    for i, vx in enumerate(tunnels(scenario)):
         path = f"vxlan[{i}]"
         if vx.name in names:
             rules.add(f"{path}.name", f"duplicate VXLAN name {vx.name!r}")
@@ -189,7 +207,7 @@ def _validate_loops(rules: Rules) -> None:
     """A second path between two bridges closes a loop: each VXLAN is checked against the bridge-links and the VXLANs before it."""
     scenario = rules.scenario
     pairs = _link_pairs(scenario)
-    for i, vx in enumerate(scenario.vxlan):
+    for i, vx in enumerate(tunnels(scenario)):
         for a, b in _pairs(scenario, [vx.bridges]):
             segment = _segments(pairs)
             if segment(a) == segment(b):
@@ -206,7 +224,7 @@ def _validate_underlays(rules: Rules) -> None:
     scenario = rules.scenario
     taken = _taken_networks(scenario)
     chosen = underlays(scenario)
-    for i, (vx, net) in enumerate(zip(scenario.vxlan, chosen)):
+    for i, (vx, net) in enumerate(zip(tunnels(scenario), chosen)):
         path = f"vxlan[{i}].underlay"
         if vx.underlay is None:
             if net is None:
@@ -225,7 +243,7 @@ def _validate_underlays(rules: Rules) -> None:
 
 def _vxlan_of(scenario: Any, cap: Any) -> Any:
     """The VXLAN a capture is about: the one whose underlay it listens on, or one of whose bridges."""
-    for vx in scenario.vxlan:
+    for vx in tunnels(scenario):
         if cap.interface == devices(vx.name)[2] or (cap.bridge is not None and cap.bridge in vx.bridges):
             return vx
     return None
@@ -247,7 +265,7 @@ def _validate_sides(rules: Rules, vx: Any, cap: Any, path: str) -> None:
 def _validate_vxlan_capture(rules: Rules, cap: Any, path: str) -> None:
     vx = _vxlan_of(rules.scenario, cap) if cap.interface is not None else None
     if vx is None:
-        found = ", ".join(devices(v.name)[2] for v in rules.scenario.vxlan) or "none"
+        found = ", ".join(devices(v.name)[2] for v in tunnels(rules.scenario)) or "none"
         rules.add(f"{path}.expect", f"vxlan is judged on the underlay of a VXLAN (interface: {found})")
         return
     _validate_sides(rules, vx, cap, path)
@@ -256,7 +274,7 @@ def _validate_vxlan_capture(rules: Rules, cap: Any, path: str) -> None:
 def _validate_unencapsulated(rules: Rules, cap: Any, path: str) -> None:
     vx = _vxlan_of(rules.scenario, cap) if cap.bridge is not None else None
     if vx is None:
-        found = ", ".join(dict.fromkeys(b for v in rules.scenario.vxlan for b in v.bridges)) or "none"
+        found = ", ".join(dict.fromkeys(b for v in tunnels(rules.scenario) for b in v.bridges)) or "none"
         rules.add(f"{path}.expect", f"unencapsulated is judged on a bridge a VXLAN joins (bridge: {found})")
         return
     _validate_sides(rules, vx, cap, path)
@@ -265,18 +283,22 @@ def _validate_unencapsulated(rules: Rules, cap: Any, path: str) -> None:
 def _route(scenario: Any, source: str, target: str) -> Any:
     """Bridges a VXLAN joins (with bridge-links, if any) are one Ethernet segment: the target's
     address on a subnet the source shares across them."""
-    if not scenario.vxlan:
+    if not tunnels(scenario):
         return None
     segment = _segments(_bridge_pairs(scenario))
     return route_across(scenario, source, target, lambda a, b: segment(a) == segment(b))
 
 
 def _underlay_ifaces(scenario: Any) -> list[str]:
-    return [devices(v.name)[2] for v in scenario.vxlan]
+    return [devices(v.name)[2] for v in tunnels(scenario)]
 
 
 MODEL = ModelExtension(
-    sections=(decl("vxlan", list[VxlanSpec], spec("VXLAN overlays: each joins two bridges, each behind its own hypervisor stack, over a veth underlay (UDP 4789)", default_factory=list)),),
+    sections=(decl("vxlan", list[VxlanSpec] | HostsVxlanSpec, spec(
+        "VXLAN: a list of overlays, each joining two bridges behind their own hypervisor stacks over a veth underlay (UDP 4789); "
+        "or, in a lab over several hypervisors (hypervisors:), a mapping of the settings of the VXLAN between them",
+        default_factory=list,
+    )),),
     expectations=(
         Expectation("vxlan", _validate_vxlan_capture, node_scoped=True),
         Expectation("unencapsulated", _validate_unencapsulated, across_segments=True),
@@ -333,7 +355,7 @@ def _inner_mtu(scenario: Any, names: list[str]) -> int:
 
 def plan_vxlan(ctx: PlanContext) -> tuple[PlannedVxlan, ...]:
     out = []
-    for vx, net in zip(ctx.scenario.vxlan, underlays(ctx.scenario)):
+    for vx, net in zip(tunnels(ctx.scenario), underlays(ctx.scenario)):
         assert net is not None  # model validation
         dev_a, dev_b, under = devices(vx.name)
         hosts = [f"{net.network_address + k}/{net.prefixlen}" for k in (1, 2)]

@@ -131,12 +131,16 @@ class _Converter:
         return self.convert_scalar(node, tp, path, meta)
 
     def convert_alternatives(self, node: yaml.Node, args: list[Any], path: str, meta: typing.Mapping[str, Any]) -> Any:
-        """`str | Step`, `int | Literal["nonzero"]`: a mapping takes the dataclass, a scalar the first
-        alternative it converts to (their problems are kept only if none fits)."""
+        """`str | Step`, `int | Literal["nonzero"]`, `list[Spec] | Spec`: a mapping takes the dataclass, a
+        list the list, a scalar the first alternative it converts to (their problems are kept only if none fits)."""
         if isinstance(node, yaml.MappingNode):
             mapping = next((a for a in args if dataclasses.is_dataclass(a)), None)
             if mapping is not None:
                 return self.convert(node, mapping, path, meta)
+        if isinstance(node, yaml.SequenceNode):  # `list[Spec] | Spec`: a list takes the list, with its items' own problems
+            listed = next((a for a in args if typing.get_origin(a) is list), None)
+            if listed is not None:
+                return self.convert(node, listed, path, meta)
         for arg in args:
             if dataclasses.is_dataclass(arg):
                 continue
