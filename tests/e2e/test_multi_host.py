@@ -56,6 +56,30 @@ def test_three_hosts_vxlan_any_to_any(tmp_path, lab_name):
     assert leftovers(lab_name) == []
 
 
+DEBIAN_ON_HV2 = """\
+name: debian-elsewhere
+description: a tiny guest here, a debian guest (disk overlay over a staged base) on a simulated hypervisor
+hypervisors: {hv1: {}, hv2: {simulate: true}}
+bridges: [{name: br0, subnet: 10.1.1.0/24}]
+vms:
+  - {name: vm1, nics: [{bridge: br0, address: 10.1.1.2/24}]}
+  - {name: vm2, on: hv2, image: debian, memory: 256, nics: [{bridge: br0, address: 10.1.1.3/24}]}
+checks:
+  - ping: {from: vm1, to: vm2}
+  - ping: {from: vm2, to: vm1}
+"""
+
+
+def test_a_disk_guest_on_another_hypervisor_boots_from_an_overlay_made_there(tmp_path, lab_name):
+    path = tmp_path / "debian-elsewhere.yaml"
+    path.write_text(DEBIAN_ON_HV2)
+    result, report = run_report(tmp_path, str(path), lab_name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [c["ok"] for c in report["checks"]] == [True, True], [c["detail"] for c in report["checks"]]
+    assert report["guests"]["vm2"]["image"].startswith("debian"), report["guests"]
+    assert leftovers(lab_name) == []
+
+
 def test_kill_9_while_a_remote_guest_boots_then_down_leaves_nothing(lab_name):
     proc = start("run", "two-hosts-ping", "--name", lab_name)
     wait_until("the remote guest's domain to be recorded", lambda: (s := state_of(lab_name)) is not None and any(r["kind"] == "domain" and r.get("uri") for r in s["resources"]), proc)

@@ -60,3 +60,22 @@ def test_a_remote_hypervisor_gets_only_the_bridges_its_guests_use_and_its_comman
 
 def test_the_plan_is_pure():
     assert plan_of("three-hosts-vxlan").resources == plan_of("three-hosts-vxlan").resources
+
+
+def test_a_disk_guest_elsewhere_gets_an_overlay_made_there_over_a_staged_base(tmp_path):
+    from vnetlab.features.hypervisors import guest_file_commands, guest_files, staged_images
+
+    path = tmp_path / "lab.yaml"
+    path.write_text(
+        "name: elsewhere\ndescription: d\nhypervisors: {hv1: {}, hv2: {simulate: true}}\nbridges: [{name: br0, subnet: 10.1.1.0/24}]\n"
+        "vms:\n  - {name: vm1, nics: [{bridge: br0, address: 10.1.1.2/24}]}\n"
+        "  - {name: vm2, on: hv2, image: debian, memory: 256, nics: [{bridge: br0, address: 10.1.1.3/24}]}\n"
+    )
+    plan = make_plan(load_scenario(path), "elsewhere")
+    vm2 = plan.vm("vm2")
+    folder = "/var/lib/vnetlab/hosted/elsewhere.hv2"
+    base = f"{folder}/{vm2.boot.disk.parent.name}.qcow2"
+    assert f"<source file='{folder}/vm2/disk.qcow2'/>" in vm2.xml and f"<source file='{base}'>" in vm2.xml
+    assert guest_file_commands(vm2) == [f"qemu-img create -q -f qcow2 -F qcow2 -b {base} {folder}/vm2/disk.qcow2", f"chmod 0600 {folder}/vm2/disk.qcow2"]
+    assert {str(p) for p in staged_images(plan, plan.part("hypervisors").host("hv2")).values()} == {f"{folder}/vmlinux", base}
+    assert [str(p) for p in guest_files(vm2).values()] == [f"{folder}/vm2/initrd.img"]

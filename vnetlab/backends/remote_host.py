@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shlex
 import stat
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -93,6 +94,10 @@ class HostShell:
             raise HostError(f"hypervisor {self.access.name}: `{command}` exited {result.exit_code}: {(result.stderr or result.stdout).strip()}")
         return result.stdout
 
+    @property
+    def connected(self) -> bool:
+        return self._ssh.connected
+
     def sftp(self) -> paramiko.SFTPClient:
         if self._sftp is None:
             self._sftp = self._ssh.open_sftp()
@@ -124,6 +129,36 @@ class HostShell:
 
 def shell(access: HostAccess) -> HostShell:
     return HostShell(access).connect()
+
+
+class Shells:
+    """Connections kept open across calls (a teardown's removals: each would otherwise cost a
+    handshake), one per hypervisor; a connection that broke is made anew."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[tuple[str, str, str | None], HostShell] = {}
+
+    def get(self, access: HostAccess, timeout: float) -> HostShell:
+        key = (access.name, access.address, access.client_namespace)
+        with self._lock:
+            found = self._open.pop(key, None)
+        if found is not None and found.connected:
+            with self._lock:
+                self._open[key] = found
+            return found
+        if found is not None:
+            found.close()
+        made = HostShell(access).connect(timeout)
+        with self._lock:
+            self._open[key] = made
+        return made
+
+    def drop(self, access: HostAccess) -> None:
+        with self._lock:
+            found = self._open.pop((access.name, access.address, access.client_namespace), None)
+        if found is not None:
+            found.close()
 
 
 # -- the commands (also what `vnetlab explain` prints) ------------------------------------------

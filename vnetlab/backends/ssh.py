@@ -367,6 +367,10 @@ class GuestSSH:
             raise SSHError(f"{self._where} offers no SFTP")
         return client
 
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None and self._transport.is_active()
+
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()

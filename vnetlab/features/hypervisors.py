@@ -24,7 +24,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import functools
 import ipaddress
 import threading
 from collections.abc import Iterator
@@ -36,14 +38,14 @@ from urllib.parse import parse_qs, urlparse
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import linux_bridge, netns, remote_host, sim_host
 from vnetlab.backends.keys import generate_client_key, generate_host_key, write_secret
-from vnetlab.backends.remote_host import HostAccess, HostError, HostShell, q
+from vnetlab.backends.remote_host import HostAccess, HostError, HostShell, Shells, q
 from vnetlab.checks.base import CaptureSubject, Judgement, expected_echo_pairs
 from vnetlab.checks.capture import count_arp_icmp, vxlan_payloads
 from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import IFACE_MAX, NAME, Expectation, ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
-from vnetlab.model.validate import Rules, vm_image
+from vnetlab.model.validate import Rules
 from vnetlab.plan.planner import METADATA_NS, MGMT_BRIDGE, HostedVM, domain_name, Plan, PlanContext, PlannedVM, PlanPart, Resource
 from vnetlab.run.state import LabState, RecordedResource
 from vnetlab.run.teardown import KeepsLabNamespace
@@ -137,10 +139,8 @@ def _validate(r: Rules) -> None:
     for i, vm in enumerate(s.vms):
         if vm.on is not None and vm.on not in hosts:
             r.add(f"vms[{i}].on", f"no hypervisor named {vm.on!r} (hypervisors: {', '.join(hosts)})")
-        elif vm.on is not None and not _is_local(hosts[vm.on]):
-            ref = vm_image(s, vm)
-            if not ref.info.boots_kernel or ref.info.has_disk:
-                r.add(f"vms[{i}].image", f"on another hypervisor a guest boots the tiny image (kernel and initramfs staged there); {ref.label()} is not supported there yet")
+        elif vm.on is not None and not _is_local(hosts[vm.on]) and getattr(vm, "shares", None):
+            r.add(f"vms[{i}].shares", f"shares: are folders of this machine, exported by its hypervisor: {vm.name} runs on {vm.on} (copy them in with files: instead)")
     elsewhere = {n.bridge for vm in s.vms if vm.on is not None and vm.on in hosts and not _is_local(hosts[vm.on]) for n in vm.nics}
     for i, b in enumerate(s.bridges):
         if b.name in elsewhere and b.type != "linux":
@@ -417,9 +417,8 @@ def _prepare_host(plan: Plan, ctx: Any, part: HostsPlan, h: PlannedHost, access:
         ctx.record("host-files", f"{h.name}:{h.folder}")
         for command in remote_host.files_commands(h.folder):
             sh.run(command)
-        kernels = {v.boot.kernel for v in plan.vms if v.host == h.name and v.boot is not None}
-        for kernel in kernels:
-            sh.put(kernel, h.folder / kernel.name, 0o644)
+        for local, there in staged_images(plan, h).items():  # each once per hypervisor, before its guests boot
+            sh.put(local, there, 0o644)
         ctx.record("host-namespace", f"{h.name}:{h.lab_namespace}")
         if sh.run(f"[ -e /run/netns/{q(h.lab_namespace)} ] && echo taken || true").strip() == "taken":
             ctx.state.forget(plan.lab_dir, "host-namespace", f"{h.name}:{h.lab_namespace}")
@@ -445,8 +444,9 @@ def apply_hosts(plan: Plan, ctx: Any) -> None:
             access[h.name] = HostAccess(h.name, h.address, None, h.key or "/root/.ssh/id_ed25519", h.host_key or _known_host_key(h.address), h.uri, "", h.user)
     remote_host.save_hosts(plan.lab_dir, list(access.values()))
     _local_tunnels(plan, ctx, part)
-    for h in part.remote:
-        _prepare_host(plan, ctx, part, h, access[h.name])
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(part.remote)) as pool:  # each waits on its own SSH and SFTP
+        for done in [pool.submit(_prepare_host, plan, ctx, part, h, access[h.name]) for h in part.remote]:
+            done.result()
 
 
 def _access(lab_dir: Path, host: str) -> HostAccess:
@@ -454,6 +454,36 @@ def _access(lab_dir: Path, host: str) -> HostAccess:
     if found is None:
         raise HypervisorError(f"how to reach hypervisor {host!r} is not recorded ({lab_dir / remote_host.HOSTS_FILE})")
     return found
+
+
+def staged_images(plan: Plan, h: PlannedHost) -> dict[Path, PurePosixPath]:
+    """What the guests on a hypervisor share there: their kernels, their disk images' bases (read-only)."""
+    out: dict[Path, PurePosixPath] = {}
+    for vm in (v for v in plan.vms if v.host == h.name and v.boot is not None):
+        if vm.image.info.boots_kernel and vm.kernel_path is not None:
+            out[vm.boot.kernel] = PurePosixPath(str(vm.kernel_path))
+        if vm.boot.disk is not None and vm.base_disk_path is not None:
+            out[vm.boot.disk] = PurePosixPath(str(vm.base_disk_path))
+    return out
+
+
+def guest_files(vm: PlannedVM) -> dict[Path, PurePosixPath]:
+    """A guest's own files, made here (they carry its keys) and copied to its folder there: its
+    initrd, its cloud-init seed."""
+    out = {}
+    if vm.image.info.boots_kernel:
+        out[vm.initrd] = PurePosixPath(str(vm.initrd_path))
+    if vm.seed is not None and vm.seed_path is not None:
+        out[vm.seed] = PurePosixPath(str(vm.seed_path))
+    return out
+
+
+def guest_file_commands(vm: PlannedVM) -> list[str]:
+    """Its disk: an overlay made there over the staged base (never written)."""
+    if vm.disk_path is None or vm.base_disk_path is None:
+        return []
+    disk = q(str(vm.disk_path))
+    return [f"qemu-img create -q -f qcow2 -F qcow2 -b {q(str(vm.base_disk_path))} {disk}", f"chmod 0600 {disk}"]
 
 
 def boot_hosted(plan: Plan, state: LabState, conn: Any, vm: PlannedVM) -> None:
@@ -466,7 +496,10 @@ def boot_hosted(plan: Plan, state: LabState, conn: Any, vm: PlannedVM) -> None:
     folder = PurePosixPath(str(vm.staged))
     with remote_host.shell(access) as sh:
         sh.run(f"mkdir -p {q(str(folder))} && chmod 0711 {q(str(folder))}")
-        sh.put(vm.initrd, folder / vm.initrd.name)
+        for command in guest_file_commands(vm):
+            sh.run(command)
+        for local, there in guest_files(vm).items():
+            sh.put(local, there)
         taps = [n.tap for n in vm.all_nics]
         state.record(plan.lab_dir, "host-taps", f"{h.name}:{','.join(taps)}", vm.name)
         for tap in taps:
@@ -516,46 +549,43 @@ def _unreachable(state: LabState, access: HostAccess, exc: Exception) -> Excepti
     return HypervisorError(f"{exc}; {later}")
 
 
-@contextlib.contextmanager
-def _shell_for_removal(lab_dir: Path, host: str, state: LabState) -> Iterator[HostShell]:
+def _shell_for_removal(shells: Shells, lab_dir: Path, host: str, state: LabState) -> HostShell:
     access = _access(lab_dir, host)
-    sh = HostShell(access)
     try:
-        sh.connect(REMOVAL_CONNECT)
+        return shells.get(access, REMOVAL_CONNECT)
     except VnetlabError as exc:  # no answer, or the namespace it is reached from is gone
         raise _unreachable(state, access, exc) from None
-    with sh:
-        yield sh
 
 
-def _run_on(lab_dir: Path, host: str, state: LabState, command: str) -> None:
-    with _shell_for_removal(lab_dir, host, state) as sh:
-        sh.run(command)
+def _run_on(shells: Shells, lab_dir: Path, host: str, state: LabState, command: str) -> None:
+    _shell_for_removal(shells, lab_dir, host, state).run(command)
 
 
-def remove_host_namespace(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
+def remove_host_namespace(shells: Shells, resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
     host, ns = _split(resource)
-    _run_on(lab_dir, host, state, f"[ ! -e /run/netns/{q(ns)} ] || ip netns del {q(ns)}")
+    _run_on(shells, lab_dir, host, state, f"[ ! -e /run/netns/{q(ns)} ] || ip netns del {q(ns)}")
 
 
-def remove_host_taps(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
+def remove_host_taps(shells: Shells, resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
     host, taps = _split(resource)
-    with _shell_for_removal(lab_dir, host, state) as sh:
-        sh.run(remote_host.tap_removal_command(sh.access, taps.split(",")))
+    sh = _shell_for_removal(shells, lab_dir, host, state)
+    sh.run(remote_host.tap_removal_command(sh.access, taps.split(",")))
 
 
-def remove_host_vxlan(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
+def remove_host_vxlan(shells: Shells, resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
     """Only while it is still where it was made (moved into the lab namespace, it goes with it)."""
     host, device = _split(resource)
-    _run_on(lab_dir, host, state, f"ip link del dev {q(device)} 2>/dev/null; true")
+    _run_on(shells, lab_dir, host, state, f"ip link del dev {q(device)} 2>/dev/null; true")
 
 
-def remove_host_files(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
+def remove_host_files(shells: Shells, resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
+    """The first record made on a host, so the last removed: its connection is closed after."""
     host, folder = _split(resource)
     path = PurePosixPath(folder)
     if path.parent != HOSTED_ROOT:  # never anything but the lab's own folder there
         raise HypervisorError(f"refusing to remove {folder!r} on {host}: not a folder of {HOSTED_ROOT}")
-    _run_on(lab_dir, host, state, f"rm -rf {q(str(path))}")
+    _run_on(shells, lab_dir, host, state, f"rm -rf {q(str(path))}")
+    shells.drop(_access(lab_dir, host))
 
 
 def remove_overlay_vxlan(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
@@ -641,8 +671,10 @@ def explain_sections(plan: Plan) -> list[Section]:
     for h in part.remote:
         access = HostAccess(h.name, h.address, None, "", "", h.uri, sim_host.LIBVIRT_NETNS if h.simulated else "")
         lines = [f"# over SSH to root@{h.address}; libvirt: {h.uri}", *host_commands(part, h)]
+        lines += [f"# over SFTP: {local} to {there}" for local, there in staged_images(plan, h).items()]
         for vm in (plan.vm(v) for v in h.vms):
-            lines.append(f"# {vm.name}: initrd to {vm.initrd_path}, then")
+            lines.append(f"# {vm.name}: " + ", ".join(f"{local.name} to {there}" for local, there in guest_files(vm).items()) + ", then")
+            lines += guest_file_commands(vm)
             lines += [remote_host.tap_command(access, n.tap) for n in vm.all_nics]
             lines.append(f"virsh -c '{h.uri}' define domain.xml && virsh start --paused {vm.domain}")
             for n in vm.all_nics:
@@ -695,11 +727,15 @@ class Hypervisors(Feature):
     name = "hypervisors"
     model = MODEL
     judges = {"overlay": judge_overlay}
-    removers = {
-        "sim-sshd": stop_sim_sshd, "sim-host": remove_sim_host, "overlay-vxlan": remove_overlay_vxlan,
-        "host-files": remove_host_files, "host-namespace": remove_host_namespace, "host-vxlan": remove_host_vxlan,
-        "host-taps": remove_host_taps,
-    }
+
+    def __init__(self) -> None:
+        shells = Shells()  # this feature object's: one connection per hypervisor across a teardown's removals
+        self.removers = {
+            "sim-sshd": stop_sim_sshd, "sim-host": remove_sim_host, "overlay-vxlan": remove_overlay_vxlan,
+            **{kind: functools.partial(remover, shells) for kind, remover in (
+                ("host-files", remove_host_files), ("host-namespace", remove_host_namespace), ("host-vxlan", remove_host_vxlan), ("host-taps", remove_host_taps),
+            )},
+        }
 
     def plan(self, ctx: PlanContext) -> PlanPart | None:
         part = plan_hosts(ctx)

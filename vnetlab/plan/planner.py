@@ -96,17 +96,36 @@ class PlannedVM:
     @property
     def kernel_path(self) -> Path | None:
         """The kernel as the hypervisor sees it (domain XML)."""
-        if self.boot is None:
+        if self.boot is None or self.boot.kernel is None:
             return None
         return self.staged.parent / self.boot.kernel.name if self.staged is not None else self.boot.kernel
 
+    def there(self, own: Path) -> Path:
+        """One of this guest's own files as its hypervisor sees it: in its folder there, when elsewhere."""
+        return self.staged / own.name if self.staged is not None else own
+
     @property
     def initrd_path(self) -> Path:
-        return self.staged / self.initrd.name if self.staged is not None else self.initrd
+        return self.there(self.initrd)
 
     @property
     def console_path(self) -> Path:
-        return self.staged / self.console_log.name if self.staged is not None else self.console_log
+        return self.there(self.console_log)
+
+    @property
+    def disk_path(self) -> Path | None:
+        return None if self.disk is None else self.there(self.disk)
+
+    @property
+    def base_disk_path(self) -> Path | None:
+        """Its overlay's backing image as the hypervisor sees it: there, one per image (named by the image's cache entry)."""
+        if self.boot is None or self.boot.disk is None:
+            return None
+        return self.staged.parent / f"{self.boot.disk.parent.name}.qcow2" if self.staged is not None else self.boot.disk
+
+    @property
+    def seed_path(self) -> Path | None:
+        return None if self.seed is None else self.there(self.seed)
 
     @property
     def all_nics(self) -> tuple[PlannedNic, ...]:

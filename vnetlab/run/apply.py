@@ -76,7 +76,7 @@ def prepare_files(plan: Plan, image: GuestImage, qemu_gid: int | None) -> None:
 
 def _guest_boot_files(vm: PlannedVM, image: GuestImage, client: ClientKey, host: HostKey) -> None:
     authorized = (client.public_line + "\n").encode()
-    if vm.disk is not None and vm.boot is not None and vm.boot.disk is not None:
+    if vm.disk is not None and vm.boot is not None and vm.boot.disk is not None and vm.host is None:  # elsewhere: made there
         try:
             qcow2.create_overlay(vm.boot.disk, vm.disk)
         except qcow2.DiskError as exc:
