@@ -550,9 +550,9 @@ def cmd_inspect(args, out: Console, err: Console) -> int:
             chain.add_row(
                 "[red]✗[/]" if bad else "[green]✓[/]",
                 vm.name if vm.state == "running" else f"{vm.name} [red]({vm.state})[/]",
-                str(vm.pid) if vm.pid else "[red]—[/]",
-                str(nic.tun_fd) if nic.tun_fd is not None else "[red]none[/]",
-                nic.tap + ("" if (nic.tap_state, nic.tap_oper) == ("up", "UP") else f" [red]({nic.tap_state or 'missing'}/{nic.tap_oper or '—'})[/]"),
+                str(vm.pid) if vm.pid else (f"[dim]on {vm.host}[/]" if vm.host else "[red]—[/]"),
+                str(nic.tun_fd) if nic.tun_fd is not None else ("[dim]there[/]" if vm.host else "[red]none[/]"),
+                nic.tap + ("" if (nic.tap_state, nic.tap_oper) == ("up", "UP") or (vm.host and nic.tap_state == "up") else f" [red]({nic.tap_state or 'missing'}/{nic.tap_oper or '—'})[/]"),
                 (nic.bridge or "[red]none[/]") + ("" if nic.port_state in (None, "forwarding") else f" [red]({nic.port_state})[/]") + ("" if nic.bridge in (None, nic.bridge_planned) else f" [red]≠ {nic.bridge_planned}[/]"),
                 nic.guest_iface or nic.guest_name,
                 nic.mac,

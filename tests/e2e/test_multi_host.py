@@ -34,6 +34,7 @@ def test_two_hosts_ping(tmp_path, lab_name):
         view = json.loads(inspected.stdout)
         vm2 = next(v for v in view["vms"] if v["name"] == "vm2")  # its taps read on hv2, over SSH
         assert vm2["state"] == "running" and not vm2["problems"] and not any(n["problems"] for n in vm2["nics"]), vm2
+        assert vm2["host"] == "hv2" and vm2["pid"] is None, vm2  # its qemu runs there
         assert [n["bridge"] for n in vm2["nics"]] == ["vnl-mgmt", "br0"], vm2
         rows = {r["what"]: r for r in view["others"] if r["what"].startswith("hypervisor")}
         assert set(rows) == {"hypervisor hv1 (this machine)", f"hypervisor hv2 namespace vnl-{lab_name}.hv2-lab"}, rows

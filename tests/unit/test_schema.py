@@ -43,7 +43,7 @@ LOADER_ONLY = {
     "a capture's link: an existing NIC of one of the two": r"link is VM\.NIC|has no NIC named|carries its own frames only",
     "hypervisors: one is this machine, simulated or real, what each needs, what runs elsewhere": (
         r"there is no hypervisors: section|no hypervisor named|exactly one hypervisor must be this machine|cannot share a lab|simulate: true makes|"
-        r"expected a qemu\+ssh://|needs underlay|this machine needs underlay|simulated hypervisors|shares: are folders of this machine|only Linux bridges are stretched|overlay expectation judges|a mapping of vxlan: settings is for labs|stretches its bridges with VXLAN itself"
+        r"expected a qemu\+ssh://|needs underlay|this machine needs underlay|simulated hypervisors|shares: are folders of this machine|only Linux bridges are stretched|overlay expectation judges|a mapping of vxlan: settings is for labs|stretches its bridges with VXLAN itself|a stretched bridge runs on each hypervisor|VLANs on a bridge stretched over hypervisors"
     ),
     # value formats the model leaves to Python's ipaddress (no regex in the spec) -----------------
     "IPv4 network and address formats": r"expected an IPv4 (network|address)|expected a VM(, container or host)? name or an IPv4 address",

@@ -145,6 +145,12 @@ def _validate(r: Rules) -> None:
     for i, b in enumerate(s.bridges):
         if b.name in elsewhere and b.type != "linux":
             r.add(f"bridges[{i}].type", f"bridge {b.name!r} has guests on another hypervisor: only Linux bridges are stretched there (got {b.type})")
+        elif b.name in elsewhere and getattr(b, "placement", None) == "guest":  # the switch guest feature's `in:`
+            r.add(f"bridges[{i}].in", f"bridge {b.name!r} has guests on another hypervisor: a stretched bridge runs on each hypervisor's host, not in a switch guest")
+    for i, vm in enumerate(s.vms):
+        for j, n in enumerate(vm.nics):
+            if n.bridge in elsewhere and (getattr(n, "vlan", None) is not None or getattr(n, "trunk", None)):  # the vlan feature's NIC fields
+                r.add(f"vms[{i}].nics[{j}]", f"VLANs on a bridge stretched over hypervisors ({n.bridge!r}) are not supported yet")
 
 
 def _underlay_interfaces(scenario: Any) -> list[str]:

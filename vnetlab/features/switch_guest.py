@@ -118,7 +118,8 @@ def unsupported(scenario: Any, bridge: Any) -> list[tuple[str, str]]:
         out.append(("", "containers and hosts cannot join a bridge in a switch guest yet (their veths end in the lab namespace)"))
     if any(name in link.between for link in getattr(scenario, "bridge_links", ())):
         out.append(("", "bridge-links cannot join a bridge in a switch guest yet"))
-    if any(name in v.bridges for v in getattr(scenario, "vxlan", ())):
+    overlays = getattr(scenario, "vxlan", ())  # the vxlan feature's list (a mapping there is a multi-host lab's settings)
+    if isinstance(overlays, list) and any(name in v.bridges for v in overlays):
         out.append(("", "a VXLAN cannot join a bridge in a switch guest yet"))
     if any(getattr(nic, "mtu", None) is not None for vm in scenario.vms for nic in vm.nics if nic.bridge == name):  # the mtu feature's NIC field
         out.append(("", "NIC MTUs on a bridge in a switch guest are not supported yet (its links stay at 1500)"))

@@ -75,6 +75,7 @@ class VMChain:
     pid: int | None
     nics: list[NicChain]
     problems: list[str] = field(default_factory=list)
+    host: str | None = None  # the hypervisor it runs on when not this machine (its qemu PID and fds are not read from here)
 
     @property
     def ok(self) -> bool:
@@ -231,7 +232,7 @@ def inspect_lab(lab: str, model: ScenarioModel, *, guests: bool = True, layout: 
                 dom, foreign = None, exc
             state = ("not this lab's" if foreign else "missing") if dom is None else _DOMAIN_STATES.get(hv.bounded(f"state of {vm.domain}", dom.state)[0], "unknown")
             pid = hv.qemu_pid(vm.domain) if dom is not None and vm.host is None else None
-            chain = VMChain(vm.name, vm.domain, state, pid, [])
+            chain = VMChain(vm.name, vm.domain, state, pid, [], host=vm.host)
             if foreign is not None:
                 chain.problems.append(str(foreign))
             elif dom is None:
