@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import stat
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -113,12 +112,6 @@ class HostShell:
             while chunk := src.read(1 << 20):
                 dst.write(chunk)
         sftp.posix_rename(partial, str(remote))
-
-    def exists(self, remote: PurePosixPath) -> bool:
-        try:
-            return stat.S_ISREG(self.sftp().stat(str(remote)).st_mode or 0)
-        except FileNotFoundError:
-            return False
 
     def close(self) -> None:
         if self._sftp is not None:

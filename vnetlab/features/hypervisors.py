@@ -222,8 +222,16 @@ class HostsPlan:
         return next(h for h in self.hosts if h.name == name)
 
     @property
+    def local(self) -> PlannedHost:
+        """This machine (validation: exactly one)."""
+        return next(h for h in self.hosts if h.local)
+
+    @property
     def remote(self) -> tuple[PlannedHost, ...]:
         return tuple(h for h in self.hosts if not h.local)
+
+    def tunnels_on(self, host: str) -> list[PlannedTunnel]:
+        return [t for t in self.tunnels if t.host == host]
 
 
 def sim_stack_namespace(lab_namespace: str, host: str) -> str:
@@ -265,7 +273,7 @@ def plan_hosts(ctx: PlanContext) -> HostsPlan | None:
     controller_ip = str(SIM_UNDERLAY.network_address + 1)
     by_vm = {v.name: v for v in ctx.vms}
     hosts: list[PlannedHost] = []
-    for k, (name, h) in enumerate(specs.items()):
+    for name, h in specs.items():
         vms = tuple(v for v, host in on.items() if host == name)
         if name == local_name:
             ip = controller_ip if simulated else h.underlay.address if h.underlay else ""
@@ -324,12 +332,10 @@ def resources(plan_part: HostsPlan, lab: str, vms: tuple[PlannedVM, ...], placed
     for h in plan_part.remote:
         if h.simulated:
             out += [Resource("sim-host", h.stack_namespace or ""), Resource("veth", h.underlay_veth or ""), Resource("sim-sshd", f"{h.name}:<pid>")]
-    for t in plan_part.tunnels:
-        if t.host == next(h.name for h in plan_part.hosts if h.local):
-            out.append(Resource("overlay-vxlan", t.device))
+    out += [Resource("overlay-vxlan", t.device) for t in plan_part.tunnels_on(plan_part.local.name)]
     for h in plan_part.remote:
         out += [Resource("host-files", f"{h.name}:{h.folder}"), Resource("host-namespace", f"{h.name}:{h.lab_namespace}")]
-        out += [Resource("host-vxlan", f"{h.name}:{t.device}") for t in plan_part.tunnels if t.host == h.name]
+        out += [Resource("host-vxlan", f"{h.name}:{t.device}") for t in plan_part.tunnels_on(h.name)]
     for v in vms:
         if v.name in placed:
             host = placed[v.name].host
@@ -360,7 +366,7 @@ def _setup_simulation(plan: Plan, ctx: Any, part: HostsPlan) -> dict[str, HostAc
     """The lab underlay in the lab namespace, each simulated host's namespace on it with its sshd."""
     lab_dir = plan.lab_dir
     ns = plan.namespace
-    controller = next(h for h in part.hosts if h.local)
+    controller = part.local
     ctx.record("bridge", UNDERLAY_BRIDGE)
     linux_bridge.create_bridge(ns, UNDERLAY_BRIDGE, part.underlay_mac)
     linux_bridge.set_mtu(ns, UNDERLAY_BRIDGE, part.underlay_mtu)
@@ -393,9 +399,9 @@ def _setup_simulation(plan: Plan, ctx: Any, part: HostsPlan) -> dict[str, HostAc
 def _local_tunnels(plan: Plan, ctx: Any, part: HostsPlan) -> None:
     """This machine's VXLAN devices: made against its underlay (the lab underlay here when simulated,
     else its own device), moved into the lab namespace when made elsewhere."""
-    local = next(h for h in part.hosts if h.local)
+    local = part.local
     made_in = plan.namespace if part.underlay_mtu is not None else None
-    for t in (t for t in part.tunnels if t.host == local.name):
+    for t in part.tunnels_on(local.name):
         ctx.record("overlay-vxlan", t.device)
         linux_bridge.create_vxlan(made_in, t.device, t.vni, t.local_ip, part.port, local.underlay_device, t.mtu, learning=False)
         if made_in is None:
@@ -407,14 +413,18 @@ def _local_tunnels(plan: Plan, ctx: Any, part: HostsPlan) -> None:
             linux_bridge.add_fdb(plan.namespace, t.device, mac, dst)
 
 
-def host_commands(part: HostsPlan, h: PlannedHost, access: HostAccess | None = None) -> list[str]:
+def tunnel_commands(part: HostsPlan, h: PlannedHost, t: PlannedTunnel) -> list[str]:
+    return remote_host.vxlan_commands(h.lab_namespace, t.device, t.vni, t.local_ip, h.underlay_device, part.port, t.mtu, t.bridge, list(t.peers), list(t.macs))
+
+
+def host_commands(part: HostsPlan, h: PlannedHost) -> list[str]:
     """What is run on a remote hypervisor before its guests boot (also `vnetlab explain`)."""
     out = remote_host.files_commands(h.folder) if h.folder else []
     out += remote_host.namespace_commands(h.lab_namespace)
     for bridge, mac in h.bridges:
         out += remote_host.bridge_commands(h.lab_namespace, bridge, mac)
-    for t in (t for t in part.tunnels if t.host == h.name):
-        out += remote_host.vxlan_commands(h.lab_namespace, t.device, t.vni, t.local_ip, h.underlay_device, part.port, t.mtu, t.bridge, list(t.peers), list(t.macs))
+    for t in part.tunnels_on(h.name):
+        out += tunnel_commands(part, h, t)
     return out
 
 
@@ -425,18 +435,18 @@ def _prepare_host(plan: Plan, ctx: Any, part: HostsPlan, h: PlannedHost, access:
             sh.run(command)
         for local, there in staged_images(plan, h).items():  # each once per hypervisor, before its guests boot
             sh.put(local, there, 0o644)
-        ctx.record("host-namespace", f"{h.name}:{h.lab_namespace}")
+        # Checked before recording: a recorded name is removed by teardown, and this one is not ours.
         if sh.run(f"[ -e /run/netns/{q(h.lab_namespace)} ] && echo taken || true").strip() == "taken":
-            ctx.state.forget(plan.lab_dir, "host-namespace", f"{h.name}:{h.lab_namespace}")
             raise HypervisorError(f"hypervisor {h.name}: namespace {h.lab_namespace!r} already exists there and no lab state records it: left alone; pick another lab name")
+        ctx.record("host-namespace", f"{h.name}:{h.lab_namespace}")
         for command in remote_host.namespace_commands(h.lab_namespace):
             sh.run(command)
         for bridge, mac in h.bridges:
             for command in remote_host.bridge_commands(h.lab_namespace, bridge, mac):
                 sh.run(command)
-        for t in (t for t in part.tunnels if t.host == h.name):
+        for t in part.tunnels_on(h.name):
             ctx.record("host-vxlan", f"{h.name}:{t.device}")
-            for command in remote_host.vxlan_commands(h.lab_namespace, t.device, t.vni, t.local_ip, h.underlay_device, part.port, t.mtu, t.bridge, list(t.peers), list(t.macs)):
+            for command in tunnel_commands(part, h, t):
                 sh.run(command)
 
 
@@ -501,8 +511,7 @@ def boot_hosted(plan: Plan, state: LabState, conn: Any, vm: PlannedVM) -> None:
     access = _access(plan.lab_dir, h.name)
     folder = PurePosixPath(str(vm.staged))
     with remote_host.shell(access) as sh:
-        sh.run(f"mkdir -p {q(str(folder))} && chmod 0711 {q(str(folder))}")
-        for command in guest_file_commands(vm):
+        for command in remote_host.files_commands(folder) + guest_file_commands(vm):
             sh.run(command)
         for local, there in guest_files(vm).items():
             sh.put(local, there)
@@ -654,7 +663,7 @@ def explain_sections(plan: Plan) -> list[Section]:
     if part is None:
         return []
     out: list[Section] = []
-    local = next(h for h in part.hosts if h.local)
+    local = part.local
     if part.underlay_mtu is not None:
         lines = [f"ip -n {plan.namespace} link add {UNDERLAY_BRIDGE} type bridge && ip -n {plan.namespace} link set {UNDERLAY_BRIDGE} mtu {part.underlay_mtu} up",
                  f"ip -n {plan.namespace} addr add {local.underlay_ip}/{SIM_UNDERLAY.prefixlen} dev {UNDERLAY_BRIDGE}"]
@@ -667,7 +676,7 @@ def explain_sections(plan: Plan) -> list[Section]:
             ]
         out.append(Section("Simulated hypervisors: namespaces on a lab underlay, each with its own sshd", tuple(lines)))
     lines = []
-    for t in (t for t in part.tunnels if t.host == local.name):
+    for t in part.tunnels_on(local.name):
         lines += [f"ip link add {t.device} type vxlan id {t.vni} local {t.local_ip} dev {local.underlay_device} dstport {part.port} nolearning   # in {plan.namespace if part.underlay_mtu else 'the root namespace, then moved into ' + plan.namespace}",
                   f"ip -n {plan.namespace} link set {t.device} mtu {t.mtu} master {t.bridge} up"]
         lines += [f"bridge -n {plan.namespace} fdb append 00:00:00:00:00:00 dev {t.device} dst {p}" for p in t.peers]
@@ -702,7 +711,7 @@ def inspect_rows(plan: Plan) -> list[InspectRow]:
         return []
     rows: list[InspectRow] = []
     for h in part.hosts:
-        tunnels = [t for t in part.tunnels if t.host == h.name]
+        tunnels = part.tunnels_on(h.name)
         bridges = [b for b, _ in h.bridges] if not h.local else []
         planned = ", ".join([f"bridge {b}" for b in bridges] + [f"{t.device} VNI {t.vni} on {t.bridge}" for t in tunnels]) or "nothing stretched"
         try:
