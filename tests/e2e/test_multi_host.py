@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 
 import pytest
 from labtools import leftovers, run_report, start, state_of, vnetlab, wait_until
 
 from vnetlab.backends.linux_bridge import set_link_down, set_link_up
+from vnetlab.backends.netns import run_in_namespace
+from vnetlab.paths import Layout
 
 pytestmark = pytest.mark.e2e
 LAB_PREFIX = "h-"
@@ -55,6 +58,16 @@ def test_three_hosts_vxlan_any_to_any(tmp_path, lab_name):
     underlay = report["checks"][6]
     assert underlay["counts"]["inner_icmp_echo_pairs"] >= 6, underlay["detail"]  # vm2 ↔ vm3: hv2 ↔ hv3 directly
     assert leftovers(lab_name) == []
+
+
+def _answers(namespace: str, address: str) -> bool:
+    """Whether sshd accepts a TCP connection at address:22 from the namespace."""
+    sock = run_in_namespace(namespace, socket.socket)
+    try:
+        sock.settimeout(1.0)
+        return sock.connect_ex((address, 22)) == 0
+    finally:
+        sock.close()
 
 
 DEBIAN_ON_HV2 = """\
@@ -109,6 +122,30 @@ def test_a_hypervisor_that_does_not_answer_at_down_keeps_its_records_until_a_lat
         assert [r["name"] for r in resources if r["kind"] == "domain"] == [f"vnl-{lab_name}-vm2"], resources  # vm1's went
     finally:
         set_link_up(stack, "ul0")
+    wait_until("hv2 to answer on its underlay again", lambda: _answers(f"vnl-{lab_name}", "192.0.2.2"), timeout=30)  # "once it answers"
+    again = vnetlab("down", lab_name)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert leftovers(lab_name) == []
+
+
+def test_a_guest_left_on_a_simulated_hypervisor_keeps_that_hypervisor_for_a_later_down(lab_name):
+    """libvirt cannot reach hv2 (its ssh wrapper is gone) while the shell still can: hv2's network
+    and files go, its guest stays, and so do hv2's sshd and namespace, through which a later down
+    removes the guest."""
+    up = vnetlab("up", "two-hosts-ping", "--name", lab_name)
+    assert up.returncode == 0, up.stdout + up.stderr
+    wrapper = Layout().lab_dir(lab_name) / "hosts" / "hv2" / "ssh"
+    aside = wrapper.with_name("ssh.aside")
+    wrapper.rename(aside)
+    try:
+        down = vnetlab("down", lab_name)
+        assert down.returncode != 0, down.stdout + down.stderr
+        left = {(r["kind"], r["name"]) for r in state_of(lab_name)["resources"]}
+        assert ("domain", f"vnl-{lab_name}-vm2") in left, left
+        assert {"sim-sshd", "sim-host", "namespace"} <= {kind for kind, _ in left}, left
+        assert not {"host-namespace", "host-files"} & {kind for kind, _ in left}, left  # the shell still reached hv2
+    finally:
+        aside.rename(wrapper)
     again = vnetlab("down", lab_name)
     assert again.returncode == 0, again.stdout + again.stderr
     assert leftovers(lab_name) == []

@@ -609,25 +609,52 @@ def remove_overlay_vxlan(resource: RecordedResource, state: LabState, lab_dir: P
         linux_bridge.delete_link(state.namespace, resource.name)
 
 
-def _keep_while_it_holds_the_lab(state: LabState, host: str) -> None:
-    """A simulated hypervisor stays (its namespace, its sshd) while its lab namespace or the lab's
-    files on it are left: they were not removed because it did not answer, and a later `down`
-    must reach it the same way. It is on this machine, so that is seen here."""
+def _domains_still_there(state: LabState, lab_dir: Path, host: str) -> list[str]:
+    """The lab's domains recorded on a simulated hypervisor that libvirt still has. Its libvirtd is
+    this machine's, so they are looked up here; "could not tell" counts as still there."""
+    access = remote_host.load_hosts(lab_dir).get(host)
+    names = [r.name for r in state.resources if r.kind == "domain" and access is not None and r.uri == access.uri]
+    if not names:
+        return []
+    try:
+        conn = hv.connect()
+    except hv.HypervisorError:
+        return names
+    try:
+        left = []
+        for name in names:
+            try:
+                if hv.lookup_of_lab(conn, name, state.lab, METADATA_NS) is not None:
+                    left.append(name)
+            except hv.ForeignDomain:
+                continue  # someone else's now: not ours to wait for
+            except hv.HypervisorError:
+                left.append(name)
+        return left
+    finally:
+        conn.close()
+
+
+def _keep_while_it_holds_the_lab(state: LabState, lab_dir: Path, host: str) -> None:
+    """A simulated hypervisor stays (its namespace, its sshd) while its lab namespace, the lab's
+    files or a guest on it are left: they were not removed because it did not answer, and a later
+    `down` must reach it the same way. It is on this machine, so that is seen here."""
     left = [what for what, there in (
         (f"namespace {sim_lab_namespace(state.namespace, host)}", netns.namespace_exists(sim_lab_namespace(state.namespace, host))),
         (f"folder {HOSTED_ROOT / hosted_folder(state.lab, host)}", Path(str(HOSTED_ROOT / hosted_folder(state.lab, host))).exists()),
     ) if there]
+    left += [f"domain {name}" for name in _domains_still_there(state, lab_dir, host)]
     if left:
         raise KeepsLabNamespace(f"simulated hypervisor {host} still holds {' and '.join(left)}: kept so that a later `vnetlab down {state.lab}` can reach it")
 
 
 def remove_sim_host(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
-    _keep_while_it_holds_the_lab(state, resource.name.rpartition(".")[2])
+    _keep_while_it_holds_the_lab(state, lab_dir, resource.name.rpartition(".")[2])
     netns.delete_namespace(resource.name)
 
 
 def stop_sim_sshd(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
-    _keep_while_it_holds_the_lab(state, resource.name.rpartition(":")[0])
+    _keep_while_it_holds_the_lab(state, lab_dir, resource.name.rpartition(":")[0])
     sim_host.stop_sshd(lab_dir, resource.name)
 
 
