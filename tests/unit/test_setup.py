@@ -37,3 +37,4 @@ def test_a_stale_pid_file_is_not_a_running_daemon(tmp_path: Path):
     pidfile.write_text("not a pid\n")
     assert not _pid_alive(pidfile, "virtlogd")
     assert not _pid_alive(tmp_path / "missing.pid", "virtlogd")
+

@@ -15,7 +15,11 @@ install scripts from starting their services (a policy-rc.d that says no, for th
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
+import pwd
+import re
+import stat
 import shutil
 import subprocess
 import sys
@@ -86,6 +90,9 @@ BUILD_PACKAGES: dict[Release, tuple[str, ...]] = {
 OS_RELEASE = Path("/etc/os-release")
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")  # invoke-rc.d and deb-systemd-invoke ask it before starting a service
 LIBVIRTD_LOG = Path("/var/log/vnetlab-libvirtd.log")
+KVM_DEVICE = Path("/dev/kvm")
+QEMU_CONF = Path("/etc/libvirt/qemu.conf")
+QEMU_USER = "libvirt-qemu"  # Debian's and Ubuntu's libvirt run qemu as this user, in group kvm
 READY_TIMEOUT = 20.0
 
 
@@ -96,14 +103,16 @@ class SetupError(VnetlabError):
 @dataclass
 class SetupReport:
     installed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"installed: {' '.join(self.installed)}"] if self.installed else []
+        out += [f"changed: {c}" for c in self.changed]
         out += [f"started: {s}" for s in self.started]
-        if not (self.installed or self.started):
+        if not (self.installed or self.changed or self.started):
             out.append("nothing to change: " + "; ".join(self.already))
         out += [f"skipped: {s}" for s in self.skipped]
         return out
@@ -278,8 +287,56 @@ def libvirt_answers() -> bool:
     return True
 
 
+def qemu_account(conf: Path = QEMU_CONF) -> tuple[str, str | None]:
+    """The user (and group, None: the user's own) libvirt runs qemu as: qemu.conf's, else the distribution's."""
+    try:
+        text = conf.read_text()
+    except OSError:
+        text = ""
+    found = dict(re.findall(r'^\s*(user|group)\s*=\s*"([^"]+)"', text, re.MULTILINE))
+    return found.get("user", QEMU_USER), found.get("group")
+
+
+def kvm_reachable_by(device: Path, user: str, group: str | None = None) -> bool | None:
+    """Whether `user` may open `device` read-write, from its owner, group and mode (None: no such
+    device or user). libvirt asks the same; when its answer differs from what its capabilities
+    probe saw, it probes qemu again on every call (seen: 17 s to start two domains)."""
+    try:
+        st = device.stat()
+        account = pwd.getpwnam(user)
+        gid = grp.getgrnam(group).gr_gid if group else account.pw_gid
+    except (OSError, KeyError):
+        return None
+    if account.pw_uid in (0, st.st_uid):
+        return account.pw_uid == 0 or st.st_mode & 0o600 == 0o600
+    if st.st_gid == gid or st.st_gid in os.getgrouplist(user, gid):
+        return st.st_mode & 0o060 == 0o060
+    return st.st_mode & 0o006 == 0o006
+
+
+def grant_kvm_to_qemu(report: SetupReport, device: Path = KVM_DEVICE, conf: Path = QEMU_CONF) -> None:
+    """Give /dev/kvm to group kvm, read-write, as udev's rule does, when qemu's user cannot open it.
+
+    Hosts without udev (containers, some CI sandboxes) keep the kernel's root-only node; libvirt then
+    finds KVM unusable although its probe (run with more rights) used it, and re-probes each call.
+    """
+    user, group = qemu_account(conf)
+    if kvm_reachable_by(device, user, group) is not False:
+        return
+    try:
+        kvm_gid = grp.getgrnam("kvm").gr_gid
+    except KeyError:
+        report.skipped.append(f"{device} is not open to qemu's user {user} and there is no group kvm to give it to")
+        return
+    mode = stat.S_IMODE(device.stat().st_mode) | 0o060
+    os.chown(device, -1, kvm_gid)
+    os.chmod(device, mode)
+    report.changed.append(f"{device} to group kvm, mode {mode:04o}, so that qemu's user {user} opens it (as udev's rule does)")
+
+
 def start_daemons(report: SetupReport, say: Callable[[str], None]) -> None:
     """virtlogd and libvirtd, each only if it is not running already; then wait until libvirtd answers."""
+    grant_kvm_to_qemu(report)
     if _systemd():
         for unit in ("virtlogd", "libvirtd"):
             active = subprocess.run(["systemctl", "is-active", "--quiet", unit], check=False).returncode == 0
