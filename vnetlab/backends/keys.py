@@ -13,9 +13,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import paramiko
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+from vnetlab.lazy import LazyModule
+
+paramiko = LazyModule("paramiko")  # imported at the first SSH use, or while the guests boot (vnetlab.lazy)
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-import paramiko
 
 from vnetlab.backends.keys import load_client_key
 from vnetlab.backends.ssh import GuestSSH, SSHError
 from vnetlab.errors import VnetlabError
+from vnetlab.lazy import LazyModule
+
+paramiko = LazyModule("paramiko")  # imported at the first SSH use, or while the guests boot (vnetlab.lazy)
 
 CONNECT_TIMEOUT = 20.0
 HOSTS_FILE = "hosts.json"  # in the lab folder: how teardown reaches each hypervisor without the scenario

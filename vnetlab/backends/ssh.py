@@ -16,10 +16,12 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 
-import paramiko
 
 from vnetlab.errors import VnetlabError
 from vnetlab.backends.netns import run_in_namespace
+from vnetlab.lazy import LazyModule
+
+paramiko = LazyModule("paramiko")  # imported at the first SSH use, or while the guests boot (vnetlab.lazy)
 
 MAX_OUTPUT = 8 << 20
 """Bytes kept per output stream of one command (the guest is hostile: `yes` must not fill host memory).

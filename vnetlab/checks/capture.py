@@ -30,14 +30,20 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scapy.arch.linux import L2ListenSocket
-from scapy.config import conf
-from scapy.interfaces import NetworkInterface
-from scapy.layers.inet import ICMP, IP, UDP
-from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import ARP, Ether
-from scapy.packet import Packet
-from scapy.utils import PcapWriter
+from typing import TYPE_CHECKING
+
+from vnetlab.lazy import LazyModule
+
+if TYPE_CHECKING:
+    from scapy.arch.linux import L2ListenSocket
+    from scapy.packet import Packet
+    from scapy.utils import PcapWriter
+
+# scapy is imported at the first capture or judgement (or by vnetlab.lazy.preload while guests boot),
+# its layers all at once so that every frame is dissected into all of them.
+SCAPY_LAYERS = ("scapy.layers.l2", "scapy.layers.inet", "scapy.layers.inet6")
+_linux, _config, _interfaces, _utils = (LazyModule(name, *SCAPY_LAYERS) for name in ("scapy.arch.linux", "scapy.config", "scapy.interfaces", "scapy.utils"))
+_l2, _inet, _inet6 = (LazyModule(name, *SCAPY_LAYERS) for name in SCAPY_LAYERS)
 
 from vnetlab.backends.netns import run_in_namespace
 
@@ -77,8 +83,8 @@ def open_listen_socket(iface: str) -> L2ListenSocket:
     bridge pass up the frames it forwards between its ports.
     """
     index = socket.if_nametoindex(iface)
-    nic = NetworkInterface(None, data={"name": iface, "network_name": iface, "description": iface, "index": index})
-    sock = L2ListenSocket(iface=nic, promisc=False)
+    nic = _interfaces.NetworkInterface(None, data={"name": iface, "network_name": iface, "description": iface, "index": index})
+    sock = _linux.L2ListenSocket(iface=nic, promisc=False)
     try:
         sock.ins.setsockopt(_SOL_PACKET, _PACKET_ADD_MEMBERSHIP, struct.pack("IHH8s", index, _PACKET_MR_PROMISC, 0, b""))
         sock.ins.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
@@ -94,7 +100,7 @@ def _parse(cls: type[Packet], data: bytes) -> Packet:
     try:
         return cls(data)
     except Exception:
-        return conf.raw_layer(data)
+        return _config.conf.raw_layer(data)
 
 
 class Frames:
@@ -115,12 +121,12 @@ class Frames:
         *,
         seen: int,
         written: int,
-        parse_as: type[Packet] = Ether,
+        parse_as: type[Packet] | None = None,
     ) -> None:
         if len(ends) != len(times) or seen < len(ends):
             raise ValueError("inconsistent frames")
         self._data, self._ends, self._times = data, ends, times
-        self._parse_as = parse_as
+        self._parse_as = parse_as or _l2.Ether
         self.seen = seen
         self.written = written
 
@@ -172,14 +178,14 @@ class _Recorder:
         self,
         pcap_path: Path,
         *,
-        parse_as: type[Packet] = Ether,
+        parse_as: type[Packet] | None = None,
         max_kept_bytes: int = MAX_KEPT_BYTES,
         max_kept_frames: int = MAX_KEPT_FRAMES,
         max_pcap_bytes: int = MAX_PCAP_BYTES,
     ) -> None:
         self._max_kept_bytes, self._max_kept_frames, self._max_pcap_bytes = max_kept_bytes, max_kept_frames, max_pcap_bytes
-        self._parse_as = parse_as
-        self._writer: PcapWriter | None = PcapWriter(str(pcap_path), linktype=_DLT_EN10MB)
+        self._parse_as = parse_as or _l2.Ether
+        self._writer: PcapWriter | None = _utils.PcapWriter(str(pcap_path), linktype=_DLT_EN10MB)
         try:
             self._writer.write_header(None)  # an empty capture is still a valid pcap
         except BaseException:
@@ -356,13 +362,13 @@ def _ip_layers(packet: Packet) -> Iterator[Packet]:
     copies quoted inside ICMP errors (scapy's IPerror/IPerror6 are other classes)."""
     layer = packet
     while layer:
-        if type(layer) in (IP, IPv6):
+        if type(layer) in (_inet.IP, _inet6.IPv6):
             yield layer
         layer = layer.payload
 
 
 def _carries(layer: Packet, proto: int) -> bool:
-    return (layer.proto if isinstance(layer, IP) else layer.nh) == proto
+    return (layer.proto if isinstance(layer, _inet.IP) else layer.nh) == proto
 
 
 def count_arp_icmp(packets: Iterable[Packet], mac_a: str, ip_a: str, mac_b: str, ip_b: str) -> TrafficCounts:
@@ -377,7 +383,7 @@ def count_arp_icmp(packets: Iterable[Packet], mac_a: str, ip_a: str, mac_b: str,
     arp_request = arp_reply = echo_request = echo_reply = pairs = 0
     waiting: Counter[tuple[str, str, int, int]] = Counter()
     for packet in packets:
-        arp = packet.getlayer(ARP)
+        arp = packet.getlayer(_l2.ARP)
         if arp is not None:
             sender = str(arp.hwsrc).lower()
             if arp.op == _ARP_REQUEST and asks_for.get(sender) == arp.pdst:
@@ -385,7 +391,7 @@ def count_arp_icmp(packets: Iterable[Packet], mac_a: str, ip_a: str, mac_b: str,
             elif arp.op == _ARP_REPLY and answers_to.get((sender, arp.psrc)) == str(arp.hwdst).lower():
                 arp_reply += 1
         for ip in _ip_layers(packet):
-            if not isinstance(ip, IP) or {ip.src, ip.dst} != {ip_a, ip_b} or not isinstance(ip.payload, ICMP):
+            if not isinstance(ip, _inet.IP) or {ip.src, ip.dst} != {ip_a, ip_b} or not isinstance(ip.payload, _inet.ICMP):
                 continue
             icmp = ip.payload
             if icmp.type == _ICMP_ECHO_REQUEST:
@@ -408,7 +414,7 @@ def count_udp(packets: Iterable[Packet], src_ip: str, dst_ip: str, port: int) ->
             udp = ip.payload
             if (
                 {ip.src, ip.dst} == {src_ip, dst_ip}
-                and isinstance(udp, UDP)
+                and isinstance(udp, _inet.UDP)
                 and port in (udp.sport, udp.dport)
             ):
                 count += 1
@@ -447,7 +453,7 @@ def count_ipv4(
     network = ipaddress.ip_network(within, strict=False) if within else None
     count = 0
     for packet in packets:
-        ip = packet.getlayer(IP)
+        ip = packet.getlayer(_inet.IP)
         if ip is None:
             continue
         if (src is not None and ip.src != src) or (dst is not None and ip.dst != dst):
@@ -477,9 +483,9 @@ def vxlan_payloads(packets: Iterable[Packet], port: int, vnis: set[int], endpoin
     plain: list[Packet] = []
     datagrams = strays = 0
     for packet in packets:
-        ip = packet.getlayer(IP)
+        ip = packet.getlayer(_inet.IP)
         udp = ip.payload if ip is not None else None
-        if not isinstance(udp, UDP) or udp.dport != port:
+        if not isinstance(udp, _inet.UDP) or udp.dport != port:
             plain.append(packet)
             continue
         if not {ip.src, ip.dst} <= endpoints:

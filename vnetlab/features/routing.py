@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from scapy.layers.inet import ICMP, IP
-
 from vnetlab.checks.base import CaptureSubject, Judgement, expected_echo_pairs
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import Expectation, ModelExtension
@@ -22,6 +20,8 @@ SOURCE_TTL = 64  # what Linux (and busybox ping) sends
 
 def judge_routed(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
     """Echo requests a → b on this bridge: at least the pings' count, every one with TTL < 64."""
+    from scapy.layers.inet import ICMP, IP  # loaded by the capture that made s.packets
+
     want = max(1, expected_echo_pairs(plan, s.name_a, s.name_b))
     ttls: list[int] = []
     for packet in s.packets:

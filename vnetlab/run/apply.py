@@ -23,6 +23,7 @@ from vnetlab.backends import linux_bridge, netns
 from vnetlab.backends import qcow2
 from vnetlab.backends.cloud_seed import CloudSeed, write_seed_iso
 from vnetlab.backends.image import GuestImage, write_guest_initrd
+from vnetlab.lazy import preload
 from vnetlab.backends.keys import ClientKey, HostKey, generate_client_key, generate_host_key, write_secret
 from vnetlab.errors import VnetlabError
 from vnetlab.plan.planner import METADATA_NS, Plan, PlannedBridge, PlannedVM
@@ -264,6 +265,7 @@ def apply(plan: Plan, state: LabState, connections: Connections, image: GuestIma
     how = f", at most {admission.limit} booting at a time" if bounded else ""
     gate = BootGate()
     with progress.step("boot", f"Starting {len(plan.vms)} guest(s) ({plan.domain_type}{how})"):
+        preload()  # SSH's and the capture's libraries, imported while libvirt starts the guests
 
         def boot(vm: PlannedVM) -> None:
             if slots is not None:
