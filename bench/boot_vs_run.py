@@ -1,6 +1,6 @@
 """How much does vnetlab add on top of booting its guest?
 
-In one run: (1) a raw qemu boot of the very same image (kernel, initrd with keys, two
+In one run: (1) a raw qemu boot of the very same image (kernel, initramfs, keys through fw_cfg, two
 virtio NICs on an isolated qemu hub) until the readiness marker, and (2) a complete
 `vnetlab run two-vm-ping` (image check, accel probe, two guests, SSH, addresses,
 pings, capture, teardown), and (3) two raw boots started together: the floor, since the lab boots
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from vnetlab.backends.image import GUEST_READY_MARKER, ensure_image, write_guest_initrd
+from vnetlab.backends.image import GUEST_READY_MARKER, ensure_image, write_guest_secrets
 from vnetlab.backends.keys import generate_client_key, generate_host_key
 from vnetlab.paths import SCENARIOS_DIR, Layout
 
@@ -33,12 +33,12 @@ def raw_boot(accel_name: str) -> float:
     image = ensure_image(Layout().images)
     host, client = generate_host_key(), generate_client_key("bench")
     with tempfile.TemporaryDirectory() as tmp:
-        initrd = Path(tmp) / "initrd.img"
-        write_guest_initrd(image, initrd, {
+        secrets = Path(tmp) / "secrets.cpio"
+        write_guest_secrets(image, secrets, {
             "/root/.ssh/authorized_keys": (client.public_line.encode() + b"\n", 0o600),
             "/etc/dropbear/dropbear_ed25519_host_key": (host.dropbear_blob, 0o600),
         })
-        return raw_boot_seconds(image, initrd, accel_name, GUEST_READY_MARKER.encode(), memory=128, timeout=120.0)
+        return raw_boot_seconds(image, secrets, accel_name, GUEST_READY_MARKER.encode(), memory=128, timeout=120.0)
 
 
 def vnetlab_run(accel: str) -> tuple[float, dict]:

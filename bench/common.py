@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from vnetlab.backends.accel import AccelChoice, choose_accel
-from vnetlab.backends.image import GuestImage, ensure_image, kernel_cmdline
+from vnetlab.backends.image import SECRETS_FW_CFG, GuestImage, ensure_image, kernel_cmdline
 from vnetlab.paths import Layout
 
 
@@ -30,13 +30,15 @@ def bench_setup(doc: str | None, *, vms: bool = False) -> tuple[argparse.Namespa
     return args, accel
 
 
-def raw_boot_seconds(image: GuestImage, initrd: Path, accel_name: str, needle: bytes, *, memory: int, disk: Path | None = None, timeout: float = 180.0) -> float:
-    """Boot `image`'s kernel with `initrd` (and `disk` as the root of a debian guest) in a bare qemu,
+def raw_boot_seconds(image: GuestImage, secrets: Path, accel_name: str, needle: bytes, *, memory: int, disk: Path | None = None, timeout: float = 180.0) -> float:
+    """Boot `image`'s kernel and initramfs with `secrets` (the guest's keys, through fw_cfg as a lab
+    guest gets them; and `disk` as the root of a debian guest) in a bare qemu,
     two virtio NICs on isolated hubs and the devices of a lab guest's domain, until `needle` appears on the serial console; the seconds it took."""
     macs = ("52:54:00:00:00:01", "52:54:00:00:00:02")
     argv = [
         "qemu-system-x86_64", "-accel", "tcg,tb-size=32" if accel_name == "tcg" else "kvm", "-machine", "pc", "-m", str(memory), "-nodefaults", "-nographic",
-        "-no-reboot", "-serial", "stdio", "-kernel", str(image.kernel), "-initrd", str(initrd),
+        "-no-reboot", "-serial", "stdio", "-kernel", str(image.kernel), "-initrd", str(image.initrd),
+        "-fw_cfg", f"name={SECRETS_FW_CFG},file={secrets}",
         "-append", kernel_cmdline("bench", macs[0], "172.30.255.2/24", [(macs[1], "eth0")], disk_root=disk is not None),
         "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0",
         "-device", "virtio-balloon-pci,free-page-reporting=on",  # as in the domain XML: the guest reports its free pages

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from vnetlab.backends import qcow2
 from vnetlab.backends.debian_image import ensure_disk
-from vnetlab.backends.image import ensure_image, write_guest_initrd
+from vnetlab.backends.image import ensure_image, write_guest_secrets
 from vnetlab.backends.keys import generate_client_key, generate_host_key
 from vnetlab.paths import Layout
 
@@ -37,14 +37,14 @@ def raw_boot_to_login(accel_name: str) -> float:
     disk = ensure_disk(image, (), Layout().images)
     host, client = generate_host_key(), generate_client_key("bench")
     with tempfile.TemporaryDirectory() as tmp:
-        initrd, overlay = Path(tmp) / "initrd.img", Path(tmp) / "disk.qcow2"
-        write_guest_initrd(image, initrd, {
+        secrets, overlay = Path(tmp) / "secrets.cpio", Path(tmp) / "disk.qcow2"
+        write_guest_secrets(image, secrets, {
             "/root/.ssh/authorized_keys": (client.public_line.encode() + b"\n", 0o600),
             "/etc/vnetlab/ssh_host_ed25519_key": (host.openssh_private, 0o600),
             "/etc/vnetlab/ssh_host_ed25519_key.pub": (host.public_line.encode() + b"\n", 0o644),
         })
         qcow2.create_overlay(disk.disk, overlay)
-        return raw_boot_seconds(image, initrd, accel_name, LOGIN_PROMPT, memory=256, disk=overlay)
+        return raw_boot_seconds(image, secrets, accel_name, LOGIN_PROMPT, memory=256, disk=overlay)
 
 
 def vnetlab_run(accel: str) -> tuple[float, float, float]:

@@ -1,7 +1,8 @@
 """N tiny guests on one bridge: how close is a lab to N raw boots started together?
 
-Each round: (1) N raw qemu boots of the tiny guest (kernel, a per-guest initrd with keys, two
-virtio NICs on isolated hubs) started at once, timed until the last readiness marker; (2)
+Each round: (1) N raw qemu boots of the tiny guest (kernel, the initramfs, a per-guest keys
+archive through fw_cfg, two virtio NICs on isolated hubs) started at once, timed until the last
+readiness marker; (2)
 `vnetlab run` of a generated lab with N VMs on one bridge and chained pings (vm1 → vm2 → … → vmN),
 whose report adds the per-guest memory (Pss of each qemu). Prints each round, the medians, the
 ratio (issue 14's target: at most 1.10×), and the lab's peak total Pss.
@@ -16,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from vnetlab.backends.image import GUEST_READY_MARKER, ensure_image, write_guest_initrd
+from vnetlab.backends.image import GUEST_READY_MARKER, ensure_image, write_guest_secrets
 from vnetlab.backends.keys import generate_client_key, generate_host_key
 from vnetlab.paths import Layout
 
@@ -34,21 +35,21 @@ def raw_boots_together(n: int, accel_name: str) -> float:
     image = ensure_image(Layout().images)
     client = generate_client_key("bench")
     with tempfile.TemporaryDirectory() as tmp:
-        initrds = []
+        keys = []
         for i in range(n):
-            initrd = Path(tmp) / f"initrd-{i}.img"
-            write_guest_initrd(image, initrd, {
+            secrets = Path(tmp) / f"secrets-{i}.cpio"
+            write_guest_secrets(image, secrets, {
                 "/root/.ssh/authorized_keys": (client.public_line.encode() + b"\n", 0o600),
                 "/etc/dropbear/dropbear_ed25519_host_key": (generate_host_key().dropbear_blob, 0o600),
             })
-            initrds.append(initrd)
+            keys.append(secrets)
         times: list[float] = []
         start = time.monotonic()
 
-        def one(initrd: Path) -> None:
-            times.append(raw_boot_seconds(image, initrd, accel_name, GUEST_READY_MARKER.encode(), memory=128, timeout=600.0))
+        def one(secrets: Path) -> None:
+            times.append(raw_boot_seconds(image, secrets, accel_name, GUEST_READY_MARKER.encode(), memory=128, timeout=600.0))
 
-        threads = [threading.Thread(target=one, args=(initrd,)) for initrd in initrds]
+        threads = [threading.Thread(target=one, args=(secrets,)) for secrets in keys]
         for t in threads:
             t.start()
         for t in threads:

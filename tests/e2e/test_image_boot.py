@@ -24,7 +24,7 @@ import paramiko
 import pytest
 
 from vnetlab.backends.accel import choose_accel
-from vnetlab.backends.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER, GuestImage, console_says, ensure_image, kernel_cmdline, write_guest_initrd
+from vnetlab.backends.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER, GuestImage, console_says, ensure_image, kernel_cmdline, write_guest_secrets, SECRETS_FW_CFG
 from vnetlab.backends.keys import generate_client_key, generate_host_key
 
 pytestmark = [
@@ -103,10 +103,10 @@ def run(client: paramiko.SSHClient, command: str) -> str:
 
 def test_guest_boots_and_accepts_pinned_ssh(image: GuestImage, netns: str, tmp_path: Path) -> None:
     host_key, client_key = generate_host_key(), generate_client_key("vnetlab-e2e")
-    initrd = tmp_path / "initrd.img"
-    write_guest_initrd(
+    secrets = tmp_path / "secrets.cpio"
+    write_guest_secrets(
         image,
-        initrd,
+        secrets,
         {
             "/etc/dropbear/dropbear_ed25519_host_key": (host_key.dropbear_blob, 0o600),
             "/root/.ssh/authorized_keys": (f"{client_key.public_line}\n".encode(), 0o600),
@@ -124,7 +124,8 @@ def test_guest_boots_and_accepts_pinned_ssh(image: GuestImage, netns: str, tmp_p
     command = [
         "ip", "netns", "exec", netns,  # execs qemu in place: the PID below is qemu's
         "qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot", "-m", "128",
-        "-kernel", str(image.kernel), "-initrd", str(initrd), "-append", cmdline, "-serial", f"file:{log}",
+        "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", cmdline, "-serial", f"file:{log}",
+        "-fw_cfg", f"name={SECRETS_FW_CFG},file={secrets}",
         "-netdev", "tap,id=mgmt,ifname=vnltap0,script=no,downscript=no",
         "-device", f"virtio-net-pci,netdev=mgmt,mac={MGMT_MAC}",
         "-netdev", "tap,id=data,ifname=vnltap1,script=no,downscript=no",
@@ -167,6 +168,26 @@ def test_guest_boots_and_accepts_pinned_ssh(image: GuestImage, netns: str, tmp_p
             assert run(client, "wg --version").startswith("wireguard-tools")
             assert "iperf 3" in run(client, "iperf3 --version")
         print(f"\nTCG boot to readiness marker: {booted - started:.2f} s; marker to authenticated SSH: {connected - booted:.2f} s")
+    finally:
+        qemu.kill()
+        qemu.wait()
+        qemu.stderr.close()  # type: ignore[union-attr]
+
+
+def test_a_guest_without_its_keys_says_so_at_once(image: GuestImage, tmp_path: Path) -> None:
+    """No fw_cfg file with its keys (a raw boot, a template without it): one failure line naming
+    what is missing, not a guest whose SSH never answers until the boot timeout."""
+    log = tmp_path / "serial.log"
+    command = [
+        "qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot", "-m", "128",
+        "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-serial", f"file:{log}",
+        "-append", kernel_cmdline(HOST, MGMT_MAC, f"{GUEST_ADDRESS}/24", []),
+    ]  # fmt: skip
+    qemu = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        serial = wait_for_marker(log, qemu, MARKER_TIMEOUT)
+        markers = [line for line in serial.splitlines() if "VNETLAB" in line]
+        assert markers == [f"{GUEST_FAILED_MARKER} host={HOST} reason=no fw_cfg file {SECRETS_FW_CFG} (this guest's keys)"], serial
     finally:
         qemu.kill()
         qemu.wait()

@@ -481,9 +481,10 @@ def test_secrets_are_private_and_a_swapped_host_key_is_refused(labs):
         assert folder.stat().st_uid == 0 and folder.stat().st_gid != 0
         qemu_gid = folder.stat().st_gid
     for vm in ("vm1", "vm2"):
-        initrd = lab_dir / "guests" / vm / "initrd.img"
-        assert _mode(initrd) == 0o600  # it embeds the guest's private host key
-        assert initrd.stat().st_gid == qemu_gid  # libvirt handed it to qemu for the guest's lifetime
+        keys = lab_dir / "guests" / vm / "secrets.cpio"
+        assert _mode(keys) == 0o600  # it holds the guest's private host key
+        assert keys.stat().st_gid == qemu_gid  # libvirt handed it to qemu for the guest's lifetime
+        assert not (lab_dir / "guests" / vm / "initrd.img").exists()  # the guests share the image's initramfs
     # Others cannot enter any folder of the lab, so no file below is reachable for them.
     assert not [d for d in (lab_dir, *lab_dir.rglob("*")) if d.is_dir() and _mode(d) & 0o007]
 

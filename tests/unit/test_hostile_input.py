@@ -586,7 +586,8 @@ def test_odd_but_valid_values_round_trip_through_the_domain_xml(case: tuple[str,
         assert meta is not None
         assert (meta.get("name"), meta.get("scenario"), meta.get("vm"), meta.get("namespace")) == (lab, scenario.name, vm.name, f"vnl-{lab}")
         assert dom.findtext("os/kernel") == str(kernel)
-        assert dom.findtext("os/initrd") == str(vm.initrd) and str(vm.initrd).startswith(str(root))
+        assert dom.findtext("os/initrd") == str(vm.boot.initrd)  # the image's, shared by every guest
+        assert dom.find("sysinfo/entry").get("file") == str(vm.secrets) and str(vm.secrets).startswith(str(root))
         assert dom.findtext("os/cmdline") == vm.cmdline
         assert dom.find("devices/serial/log").get("file") == str(vm.console_log)
         assert dom.findtext("memory") == str(next(v.memory for v in scenario.vms if v.name == vm.name))

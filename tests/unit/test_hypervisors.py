@@ -18,10 +18,11 @@ def test_each_guest_runs_where_on_says_and_a_remote_one_boots_from_staged_files(
     vm1, vm2 = plan.vms
     assert (vm1.host, vm1.uri) == (None, None)
     assert vm2.host == "hv2" and vm2.uri.startswith("qemu+ssh://root@192.0.2.2/system?keyfile=") and "&command=" in vm2.uri
-    assert "<initrd>/var/lib/vnetlab/hosted/two-hosts-ping.hv2/vm2/initrd.img</initrd>" in vm2.xml
+    assert f"<initrd>/var/lib/vnetlab/hosted/two-hosts-ping.hv2/{vm2.boot.initrd.parent.name}.initrd</initrd>" in vm2.xml  # one per image there
+    assert "<entry name='opt/vnetlab/secrets' file='/var/lib/vnetlab/hosted/two-hosts-ping.hv2/vm2/secrets.cpio'/>" in vm2.xml
     assert "<kernel>/var/lib/vnetlab/hosted/two-hosts-ping.hv2/vmlinux</kernel>" in vm2.xml
     assert "<log file='/var/lib/vnetlab/hosted/two-hosts-ping.hv2/vm2/console.log'" in vm2.xml
-    assert str(vm1.initrd) in vm1.xml
+    assert f"<initrd>{vm1.boot.initrd}</initrd>" in vm1.xml and f"file='{vm1.secrets}'" in vm1.xml
     kinds = [r.kind for r in plan.resources]
     assert kinds.count("domain") == 2 and kinds.count("tap") == 2 and kinds.count("host-taps") == 1  # vm2's taps are on hv2
 
@@ -77,5 +78,6 @@ def test_a_disk_guest_elsewhere_gets_an_overlay_made_there_over_a_staged_base(tm
     base = f"{folder}/{vm2.boot.disk.parent.name}.qcow2"
     assert f"<source file='{folder}/vm2/disk.qcow2'/>" in vm2.xml and f"<source file='{base}'>" in vm2.xml
     assert guest_file_commands(vm2) == [f"qemu-img create -q -f qcow2 -F qcow2 -b {base} {folder}/vm2/disk.qcow2", f"chmod 0600 {folder}/vm2/disk.qcow2"]
-    assert {str(p) for p in staged_images(plan, plan.part("hypervisors").host("hv2")).values()} == {f"{folder}/vmlinux", base}
-    assert [str(p) for p in guest_files(vm2).values()] == [f"{folder}/vm2/initrd.img"]
+    initramfs = f"{folder}/{vm2.boot.initrd.parent.name}.initrd"
+    assert {str(p) for p in staged_images(plan, plan.part("hypervisors").host("hv2")).values()} == {f"{folder}/vmlinux", initramfs, base}
+    assert [str(p) for p in guest_files(vm2).values()] == [f"{folder}/vm2/secrets.cpio"]

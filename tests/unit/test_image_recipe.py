@@ -24,7 +24,7 @@ from vnetlab.backends.image import (
     ImageError,
     kernel_cmdline,
     recipe_hash,
-    write_guest_initrd,
+    write_guest_secrets,
 )
 
 needs_cpio = pytest.mark.skipif(shutil.which("cpio") is None, reason="needs GNU cpio to read archives independently")
@@ -199,31 +199,29 @@ def test_guest_archive_adds_files_and_only_the_folders_the_base_lacks(tmp_path: 
     base = gzip.compress(subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=tree, input=b"etc\netc/passwd\nroot\n", capture_output=True, check=True).stdout)
     (tmp_path / "initrd.img").write_bytes(base)
     image = GuestImage(tmp_path / "vmlinux", tmp_path / "initrd.img", "6.1.0-test", "0" * 16)
-    dest = tmp_path / "guest" / "initrd.img"
+    dest = tmp_path / "guest" / "secrets.cpio"
     dest.parent.mkdir()
 
-    write_guest_initrd(image, dest, {"/root/.ssh/authorized_keys": (b"ssh-ed25519 AAAA\n", 0o600), "etc/dropbear/key": (b"\x00\x01", 0o600)})
+    write_guest_secrets(image, dest, {"/root/.ssh/authorized_keys": (b"ssh-ed25519 AAAA\n", 0o600), "etc/dropbear/key": (b"\x00\x01", 0o600)})
 
-    data = dest.read_bytes()
+    archive = dest.read_bytes()
     assert stat.S_IMODE(dest.stat().st_mode) == 0o600
-    assert data.startswith(base)
-    appended = data[len(base) :].lstrip(b"\0")
-    assert len(data) - len(appended) == len(base) + (-len(base) % 4)  # starts 4-aligned, as the kernel requires
-    assert cpio_listing(appended) == {
+    assert (tmp_path / "initrd.img").read_bytes() == base  # the image's initramfs, shared by every guest, is untouched
+    assert cpio_listing(archive) == {
         "etc/dropbear": "drwxr-xr-x",
         "etc/dropbear/key": "-rw-------",
         "root/.ssh": "drwxr-xr-x",
         "root/.ssh/authorized_keys": "-rw-------",
     }  # no "root" or "etc": repeating them would reset the base image's modes
-    assert cpio_member(appended, "root/.ssh/authorized_keys") == b"ssh-ed25519 AAAA\n"
-    assert cpio_member(appended, "etc/dropbear/key") == b"\x00\x01"
+    assert cpio_member(archive, "root/.ssh/authorized_keys") == b"ssh-ed25519 AAAA\n"
+    assert cpio_member(archive, "etc/dropbear/key") == b"\x00\x01"
 
 
 def test_guest_paths_cannot_leave_the_guest_root(tmp_path: Path) -> None:
     (tmp_path / "initrd.img").write_bytes(gzip.compress(b""))
     image = GuestImage(tmp_path / "vmlinux", tmp_path / "initrd.img", "6.1.0-test", "0" * 16)
     with pytest.raises(ValueError, match="invalid path"):
-        write_guest_initrd(image, tmp_path / "out", {"/etc/../../x": (b"", 0o600)})
+        write_guest_secrets(image, tmp_path / "out", {"/etc/../../x": (b"", 0o600)})
 
 
 def test_a_rebuild_is_swapped_in_before_the_old_entry_goes(tmp_path, monkeypatch):

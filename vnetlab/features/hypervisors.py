@@ -3,7 +3,7 @@
 - One hypervisor is this machine (no `uri`, or qemu:///system): the lab namespace here keeps every
   bridge, the management gateway and the captures. Every other one is reached through libvirt's
   own remote transport (`qemu+ssh://…`) for its domains and an SSH shell for its network (the
-  commands `vnetlab explain` prints) and files (SFTP: kernel, initrds; nothing assumes a shared
+  commands `vnetlab explain` prints) and files (SFTP: kernel, initramfs, keys; nothing assumes a shared
   file system). There, a lab namespace holds only the bridges its guests use, the management
   bridge included.
 - Every bridge with members on another hypervisor gets one VXLAN device per hypervisor (VNI =
@@ -473,11 +473,13 @@ def _access(lab_dir: Path, host: str) -> HostAccess:
 
 
 def staged_images(plan: Plan, h: PlannedHost) -> dict[Path, PurePosixPath]:
-    """What the guests on a hypervisor share there: their kernels, their disk images' bases (read-only)."""
+    """What the guests on a hypervisor share there: their kernels and initramfs, their disk images' bases (read-only)."""
     out: dict[Path, PurePosixPath] = {}
     for vm in (v for v in plan.vms if v.host == h.name and v.boot is not None):
         if vm.image.info.boots_kernel and vm.kernel_path is not None:
             out[vm.boot.kernel] = PurePosixPath(str(vm.kernel_path))
+        if vm.image.info.boots_kernel and vm.boot.initrd is not None and vm.initrd_path is not None:
+            out[vm.boot.initrd] = PurePosixPath(str(vm.initrd_path))
         if vm.boot.disk is not None and vm.base_disk_path is not None:
             out[vm.boot.disk] = PurePosixPath(str(vm.base_disk_path))
     return out
@@ -485,10 +487,10 @@ def staged_images(plan: Plan, h: PlannedHost) -> dict[Path, PurePosixPath]:
 
 def guest_files(vm: PlannedVM) -> dict[Path, PurePosixPath]:
     """A guest's own files, made here (they carry its keys) and copied to its folder there: its
-    initrd, its cloud-init seed."""
+    keys' archive (fw_cfg), its cloud-init seed."""
     out = {}
     if vm.image.info.boots_kernel:
-        out[vm.initrd] = PurePosixPath(str(vm.initrd_path))
+        out[vm.secrets] = PurePosixPath(str(vm.secrets_path))
     if vm.seed is not None and vm.seed_path is not None:
         out[vm.seed] = PurePosixPath(str(vm.seed_path))
     return out
@@ -503,7 +505,7 @@ def guest_file_commands(vm: PlannedVM) -> list[str]:
 
 
 def boot_hosted(plan: Plan, state: LabState, conn: Any, vm: PlannedVM) -> None:
-    """On its hypervisor: its initrd staged, its taps made where libvirtd opens them, its domain
+    """On its hypervisor: its keys staged, its taps made where libvirtd opens them, its domain
     defined and started paused, the taps moved into the host's lab namespace, then resumed."""
     part = _part(plan)
     assert part is not None and vm.host is not None and vm.staged is not None

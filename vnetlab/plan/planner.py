@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import jinja2
 
-from vnetlab.backends.image import kernel_cmdline
+from vnetlab.backends.image import SECRETS_FW_CFG, kernel_cmdline
 from vnetlab.backends.image_kinds import DEBIAN, ImageRef, ResolvedImage, placeholder
 from vnetlab.model.validate import vm_image, vm_memory
 from vnetlab.paths import TEMPLATES_DIR, Layout
@@ -79,7 +79,7 @@ class PlannedVM:
     vcpus: int
     mgmt: PlannedNic
     nics: tuple[PlannedNic, ...]
-    initrd: Path  # this guest's initramfs (base image + its keys); unused when the image boots by its own bootloader
+    secrets: Path  # this guest's keys, a cpio its init unpacks from fw_cfg; unused when the image boots by its own bootloader
     console_log: Path
     cmdline: str
     xml: str = ""
@@ -91,7 +91,7 @@ class PlannedVM:
     role: str = "vm"  # "vm": the scenario's; else a guest a feature adds to run part of the network (e.g. "switch")
     host: str | None = None  # the hypervisor it runs on when the lab spans several (None: this machine)
     uri: str | None = None  # that hypervisor's libvirt URI (None: qemu:///system here)
-    staged: Path | None = None  # its folder on that hypervisor: kernel, initrd and console log there (no shared file system)
+    staged: Path | None = None  # its folder on that hypervisor: its keys and console log there (no shared file system)
 
     @property
     def kernel_path(self) -> Path | None:
@@ -105,8 +105,15 @@ class PlannedVM:
         return self.staged / own.name if self.staged is not None else own
 
     @property
-    def initrd_path(self) -> Path:
-        return self.there(self.initrd)
+    def initrd_path(self) -> Path | None:
+        """The image's initramfs, one for every guest, as the hypervisor sees it (there: one per image)."""
+        if self.boot is None or self.boot.initrd is None:
+            return None
+        return self.staged.parent / f"{self.boot.initrd.parent.name}.initrd" if self.staged is not None else self.boot.initrd
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.there(self.secrets)
 
     @property
     def console_path(self) -> Path:
@@ -350,7 +357,7 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
             vcpus=vcpus,
             mgmt=mgmt,
             nics=planned,
-            initrd=guest_dir / "initrd.img",
+            secrets=guest_dir / "secrets.cpio",
             console_log=guest_dir / "console.log",
             cmdline=kernel_cmdline(name, mgmt.mac, mgmt.cidr or "", [(n.mac, n.guest_name) for n in planned], disk_root=ref.kind == DEBIAN)
             if boots_kernel else "",
@@ -403,7 +410,7 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
     rendered = tuple(
         _with_xml(v, env.get_template("domain.xml.j2").render(
             vm=v, lab=lab, scenario=scenario.name, namespace=namespace, domain_type=options.domain_type,
-            metadata_ns=METADATA_NS,
+            metadata_ns=METADATA_NS, secrets_fw_cfg=SECRETS_FW_CFG,
         ))
         for v in (dataclasses.replace(vm, shares=shares.get(vm.name, ())) for vm in vms)
     )

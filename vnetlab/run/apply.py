@@ -22,7 +22,7 @@ from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import linux_bridge, netns
 from vnetlab.backends import qcow2
 from vnetlab.backends.cloud_seed import CloudSeed, write_seed_iso
-from vnetlab.backends.image import GuestImage, write_guest_initrd
+from vnetlab.backends.image import GuestImage, write_guest_secrets
 from vnetlab.lazy import preload
 from vnetlab.backends.keys import ClientKey, HostKey, generate_client_key, generate_host_key, write_secret
 from vnetlab.errors import VnetlabError
@@ -47,7 +47,7 @@ def host_key_file(plan: Plan, vm: str) -> Path:
 
 
 def qemu_passage(path: Path, qemu_gid: int | None) -> None:
-    """A folder on the way to an initrd: 0710 root:<qemu group> so libvirt's qemu user can pass
+    """A folder on the way to a guest's own files: 0710 root:<qemu group> so libvirt's qemu user can pass
     through (not list), and nobody else can enter; 0700 when qemu runs as root."""
     make_private_dir(path)
     if qemu_gid is not None:
@@ -56,14 +56,14 @@ def qemu_passage(path: Path, qemu_gid: int | None) -> None:
 
 
 def prepare_files(plan: Plan, image: GuestImage, qemu_gid: int | None) -> None:
-    """Per-lab client key, per-guest host keys, and what each guest boots from: its initrd (base
-    image + a small secrets archive), its qcow2 overlay, its cloud-init seed.
+    """Per-lab client key, per-guest host keys, and what each guest boots from besides the image's
+    kernel and initramfs: its keys' archive (fw_cfg), its qcow2 overlay, its cloud-init seed.
 
-    Keys are 0600 in the 0700 secrets folder. Initrds and seeds embed the guests' private host
+    Keys are 0600 in the 0700 secrets folder. Keys' archives and seeds embed the guests' private host
     keys: they are 0600 (libvirt's DAC driver hands them to qemu's user while the guest runs)
     below folders only root and qemu's group may traverse.
     """
-    for folder in (plan.lab_dir, plan.lab_dir / "guests", *(vm.initrd.parent for vm in plan.vms)):
+    for folder in (plan.lab_dir, plan.lab_dir / "guests", *(vm.secrets.parent for vm in plan.vms)):
         qemu_passage(folder, qemu_gid)
     make_private_dir(secrets_dir(plan))
     client: ClientKey = generate_client_key(f"vnetlab-{plan.lab}")
@@ -72,7 +72,7 @@ def prepare_files(plan: Plan, image: GuestImage, qemu_gid: int | None) -> None:
         host: HostKey = generate_host_key()
         write_secret(host_key_file(plan, vm.name), host.public_line.encode())
         _guest_boot_files(vm, image, client, host)
-        (vm.initrd.parent / "domain.xml").write_text(vm.xml)
+        (vm.secrets.parent / "domain.xml").write_text(vm.xml)
 
 
 def _guest_boot_files(vm: PlannedVM, image: GuestImage, client: ClientKey, host: HostKey) -> None:
@@ -98,7 +98,7 @@ def _guest_boot_files(vm: PlannedVM, image: GuestImage, client: ClientKey, host:
         }
     else:
         secrets = {GUEST_HOST_KEY: (host.dropbear_blob, 0o600)}
-    write_guest_initrd(image, vm.initrd, {AUTHORIZED_KEYS: (authorized, 0o600), **secrets})
+    write_guest_secrets(image, vm.secrets, {AUTHORIZED_KEYS: (authorized, 0o600), **secrets})
 
 
 class Switch(Protocol):
@@ -255,7 +255,7 @@ class Admission:
 
 
 def apply(plan: Plan, state: LabState, connections: Connections, image: GuestImage, progress: Progress, admission: Admission | None = None) -> None:
-    with progress.step("prepare", "Keys and guest initrds"):
+    with progress.step("prepare", "Keys and guest files"):
         prepare_files(plan, image, hv.qemu_group(connections.get(), plan.domain_type))
     with progress.step("network", f"Namespace {plan.namespace} with bridges {', '.join(b.name for b in host_bridges(plan))}"):
         create_network(plan, state)

@@ -413,7 +413,7 @@ class LabRunner:
                 self.options.before_apply(plan)
             run_dir = new_run_dir(self.options.layout, lab)
             outcome.artifacts["dir"] = str(run_dir)
-            make_private_dir(plan.lab_dir)  # apply() lets libvirt's qemu group through to the initrds
+            make_private_dir(plan.lab_dir)  # apply() lets libvirt's qemu group through to the guests' files
             (plan.lab_dir / SCENARIO_COPY).write_text(path.read_text())
             state = LabState(lab, scenario.name, str(path.resolve()), plan.namespace, plan.domain_type, str(image.kernel), os.getpid(), host_kernel=sorted(plan.host_kernel))
             state.save(plan.lab_dir)

@@ -83,7 +83,7 @@ def guests_section(plan: Plan) -> Section:
     for vm in plan.vms:
         lines.append(f"# {vm.name}")
         lines += [f"tunctl -t {n.tap}    # or: ip tuntap add dev {n.tap} mode tap" for n in vm.all_nics]
-        lines += [f"virsh define {vm.initrd.parent / 'domain.xml'}    # `vnetlab plan --xml` prints it", f"virsh start --paused {vm.domain}"]
+        lines += [f"virsh define {vm.secrets.parent / 'domain.xml'}    # `vnetlab plan --xml` prints it", f"virsh start --paused {vm.domain}"]
         for n in vm.all_nics:
             lines.append(f"ip link set {n.tap} netns {ns}")
             lines += _attach(plan, n.tap, n.port_of)

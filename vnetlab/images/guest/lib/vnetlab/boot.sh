@@ -19,6 +19,15 @@ mount_kernel_filesystems() {
 	mount -t devpts devpts /dev/pts
 }
 
+# This guest's own files (its SSH host key, the lab's authorized key): a cpio archive that qemu
+# passes as the fw_cfg file opt/vnetlab/secrets, so that every guest boots the same initramfs.
+unpack_secrets() {
+	modprobe qemu_fw_cfg || fail "cannot load qemu_fw_cfg"
+	secrets=/sys/firmware/qemu_fw_cfg/by_name/opt/vnetlab/secrets/raw
+	[ -r "$secrets" ] || fail "no fw_cfg file opt/vnetlab/secrets (this guest's keys)"
+	(cd / && cpio -i -d -m -u < "$secrets" 2>/dev/null) || fail "cannot unpack this guest's keys"
+}
+
 read_command_line() {
 	set -f
 	for arg in $(cat /proc/cmdline); do
