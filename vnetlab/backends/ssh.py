@@ -278,6 +278,19 @@ class GuestSSH:
             )
         return result
 
+    def start(self, command: str, *, timeout: float = 5.0) -> None:
+        """Start a shell command and return once the guest has accepted it, without waiting for it to
+        end: for a command after which no exit status ever comes (the guest powering itself off)."""
+        if self._transport is None or not self._transport.is_active():
+            raise SSHError(f"not connected to {self._where} (starting {command!r})")
+        deadline = time.monotonic() + timeout
+        try:
+            channel = self._transport.open_session(timeout=timeout)
+            if not self._exec(channel, command, deadline):
+                raise SSHError(f"command {command!r} on {self._where}: no answer to the exec request within {timeout:g}s")
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise SSHError(f"cannot start {command!r} on {self._where}: {exc}") from exc
+
     @staticmethod
     def _exec(channel: paramiko.Channel, command: str, deadline: float) -> bool:
         """Send the exec request; False if the guest has not answered it by `deadline`.

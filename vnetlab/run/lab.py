@@ -39,7 +39,7 @@ from vnetlab.model.validate import load_scenario, parse_scenario
 from vnetlab.paths import Layout, resolve_scenario, search_path
 from vnetlab.run.apply import Admission, apply
 from vnetlab.run.connections import Connections
-from vnetlab.run.configure import GuestTiming, address_nics, console_of, open_ssh, wait_for_guests, wait_for_marker
+from vnetlab.run.configure import GuestTiming, address_nics, console_of, open_ssh, power_off, wait_for_guests, wait_for_marker
 from vnetlab.plan.planner import LAB_NAME, LAB_NAME_MAX, METADATA_NS, Plan, PlannedVM, PlanOptions, domain_name, make_plan
 from vnetlab.run.progress import Progress
 from vnetlab.backends.ssh import GuestSSH
@@ -371,14 +371,11 @@ class LabRunner:
                 raise TeardownIncomplete(state.lab, result)
         return result
 
-    def _collect(self, plan: Plan, run_dir: Path, outcome: Outcome, sessions: dict[str, GuestSSH]) -> None:
-        """Close the sessions and keep the artifacts, signals held off. A failure here (a full disk)
-        is reported in the outcome; it never keeps the teardown that follows from running."""
+    def _collect(self, plan: Plan, run_dir: Path, outcome: Outcome, sessions: dict[str, GuestSSH], *, stop_guests: bool = False) -> None:
+        """Keep the artifacts, then (stop_guests: the lab is torn down next) let the guests power
+        themselves off, then close the sessions; signals held off. A failure here (a full disk) is
+        reported in the outcome; it never keeps the teardown that follows from running."""
         with shielded():
-            try:
-                close_all(sessions)
-            except Exception:  # noqa: BLE001 — a session that will not close is no reason to keep the lab
-                pass
             try:
                 pcaps = {br: Path(p) for br, p in outcome.artifacts.get("pcap", {}).items()}  # type: ignore[union-attr]
                 outcome.artifacts.update(collect_artifacts(plan, run_dir, pcaps))
@@ -386,6 +383,30 @@ class LabRunner:
                 problem = f"could not keep the run's artifacts in {run_dir}: {exc}"
                 outcome.error = problem if outcome.error is None else f"{outcome.error}; {problem}"
                 self.progress.say(f"[yellow]warning:[/] {escape(problem)}")
+            try:
+                if stop_guests:
+                    self._power_off(plan, sessions)
+            finally:
+                try:
+                    close_all(sessions)
+                except Exception:  # noqa: BLE001 — a session that will not close is no reason to keep the lab
+                    pass
+
+    @staticmethod
+    def _power_off(plan: Plan, sessions: dict[str, GuestSSH]) -> None:
+        """The guests power themselves off before teardown (best effort: any error leaves them to it)."""
+        connections = Connections()
+
+        def running(vm: PlannedVM) -> bool:
+            dom = hv.lookup(connections.get(vm.uri), vm.domain)
+            return dom is not None and hv.is_running(dom)
+
+        try:
+            power_off(plan, sessions, running)
+        except VnetlabError:
+            pass  # libvirt did not answer: teardown says so, with what it could not remove
+        finally:
+            connections.close()
 
     # -- commands --------------------------------------------------------
 
@@ -435,7 +456,7 @@ class LabRunner:
                 raise
             finally:
                 try:
-                    self._collect(plan, run_dir, outcome, sessions)
+                    self._collect(plan, run_dir, outcome, sessions, stop_guests=not keep)
                 finally:  # even if a signal came before the shield: teardown is never skipped
                     if keep:
                         outcome.kept = True
