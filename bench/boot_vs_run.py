@@ -76,8 +76,8 @@ def breakdown(total: float, report: dict, one: float, two: float) -> None:
     parts = [
         ("process start-up and exit (Python, imports)", total - end),
         ("before the guests (image, accel, keys, network)", sum(seconds(n) for n in ("image", "accel", "prepare", "network"))),
-        (f"starting, booting, SSH beyond the floor (libvirt's start {seconds('boot'):.2f} s)", seconds("wait") + seconds("boot") - two),
-        ("addressing and configuring", sum(s["seconds"] for n, s in steps.items() if n not in ("image", "accel", "prepare", "network", "boot", "wait", "checks", "teardown"))),
+        (f"starting, booting, SSH, addresses beyond the floor (libvirt's start {seconds('boot'):.2f} s)", seconds("wait") + seconds("boot") - two),
+        ("configuring (features)", sum(s["seconds"] for n, s in steps.items() if n not in ("image", "accel", "prepare", "network", "boot", "wait", "checks", "teardown"))),
         ("checks", seconds("checks")),
         ("teardown", seconds("teardown")),
     ]

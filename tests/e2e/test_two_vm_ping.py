@@ -21,7 +21,7 @@ def test_run_two_vm_ping_passes_and_leaves_nothing(tmp_path, lab_name):
     assert result.returncode == 0, result.stdout + result.stderr
     assert report["ok"] is True and report["scenario"] == "two-vm-ping" and report["lab"] == lab_name
     assert report["accel"] in ("kvm", "tcg")
-    assert [s["name"] for s in report["steps"]] == ["image", "accel", "prepare", "network", "boot", "wait", "configure", "checks", "teardown"]
+    assert [s["name"] for s in report["steps"]] == ["image", "accel", "prepare", "network", "boot", "wait", "checks", "teardown"]
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["ping vm1 → vm2"]["ok"] and checks["ping vm2 → vm1"]["ok"]
     [capture] = [c for c in report["checks"] if c["kind"] == "capture"]

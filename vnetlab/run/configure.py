@@ -187,10 +187,16 @@ class GuestTiming:
 
 
 def wait_for_guests(
-    plan: Plan, progress: Progress, boot_timeout: float, is_running, timings: dict[str, GuestTiming] | None = None
+    plan: Plan,
+    progress: Progress,
+    boot_timeout: float,
+    is_running,
+    timings: dict[str, GuestTiming] | None = None,
+    then: Callable[[PlannedVM, GuestSSH], None] | None = None,
 ) -> dict[str, GuestSSH]:
     """Wait for every guest in parallel; the first failure is raised after the others are closed.
-    Each guest's times are added to `timings` as it becomes ready."""
+    Each guest's times are added to `timings` as it becomes ready. `then` runs on each guest as soon
+    as its SSH session is open (its addresses): a guest ready early is set up while others boot."""
     timings = {} if timings is None else timings
     start = time.monotonic()
     deadline = start + boot_timeout
@@ -221,10 +227,20 @@ def wait_for_guests(
         progress.detail(f"{vm.name} ({vm.image.label()}): ready in {booted - start:.1f} s, SSH after {time.monotonic() - booted:.1f} s more")
         return ssh
 
+    def one_then(vm: PlannedVM) -> GuestSSH:
+        ssh = one(vm)
+        if then is not None:
+            try:
+                then(vm, ssh)
+            except BaseException:
+                ssh.close()
+                raise
+        return ssh
+
     sessions: dict[str, GuestSSH] = {}
     errors: list[BaseException] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(plan.vms))) as pool:
-        futures = {pool.submit(one, vm): vm.name for vm in plan.vms}
+        futures = {pool.submit(one_then, vm): vm.name for vm in plan.vms}
         try:
             for future in concurrent.futures.as_completed(futures):
                 try:
@@ -274,25 +290,19 @@ def power_off(plan: Plan, sessions: dict[str, GuestSSH], running: Callable[[Plan
             time.sleep(0.01)
 
 
-def address_nics(plan: Plan, sessions: dict[str, GuestSSH], progress: Progress | None = None) -> None:
-    """Find each data NIC by its MAC (not its name or PCI order) and give it the scenario's address.
-
-    Guests are addressed in parallel (each is a few SSH round trips to a slow TCG guest).
-    """
-
-    def one(vm: PlannedVM) -> None:
-        for nic in vm.nics:
-            script = (
-                f"mac={shlex.quote(nic.mac)}; dev=; "
-                'for d in /sys/class/net/*; do read -r a < "$d/address"; [ "$a" = "$mac" ] && dev=${d##*/}; done; '  # no fork per NIC
-                '[ -n "$dev" ] || { echo "no interface with MAC $mac" >&2; exit 1; }; '
-                + (f"ip addr add {shlex.quote(nic.cidr)} dev $dev && " if nic.cidr else "")
-                + 'ip link set "$dev" up && echo "$dev"'
-            )
-            sessions[vm.name].run(script, timeout=20.0)
-        if progress is not None:
-            progress.vm_stage(vm.name, "addressed")
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(plan.vms))) as pool:
-        for future in [pool.submit(one, vm) for vm in plan.vms]:
-            future.result()
+def address_vm(vm: PlannedVM, ssh: GuestSSH, progress: Progress | None = None) -> None:
+    """Find each data NIC of the guest by its MAC (not its name or PCI order) and give it the
+    scenario's address: one SSH round trip for all of them (a slow TCG guest forks one shell)."""
+    steps = []
+    for nic in vm.nics:
+        steps.append(
+            f"mac={shlex.quote(nic.mac)}; dev=; "
+            'for d in /sys/class/net/*; do read -r a < "$d/address"; [ "$a" = "$mac" ] && dev=${d##*/}; done; '  # no fork per NIC
+            '[ -n "$dev" ] || { echo "no interface with MAC $mac" >&2; exit 1; }; '
+            + (f"ip addr add {shlex.quote(nic.cidr)} dev $dev && " if nic.cidr else "")
+            + 'ip link set "$dev" up && echo "$dev" || exit 1'
+        )
+    if steps:
+        ssh.run("; ".join(steps), timeout=20.0)
+    if progress is not None:
+        progress.vm_stage(vm.name, "addressed")

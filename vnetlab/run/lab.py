@@ -39,7 +39,7 @@ from vnetlab.model.validate import load_scenario, parse_scenario
 from vnetlab.paths import Layout, resolve_scenario, search_path
 from vnetlab.run.apply import Admission, apply
 from vnetlab.run.connections import Connections
-from vnetlab.run.configure import GuestTiming, address_nics, console_of, open_ssh, power_off, wait_for_guests, wait_for_marker
+from vnetlab.run.configure import GuestTiming, address_vm, console_of, open_ssh, power_off, wait_for_guests, wait_for_marker
 from vnetlab.plan.planner import LAB_NAME, LAB_NAME_MAX, METADATA_NS, Plan, PlannedVM, PlanOptions, domain_name, make_plan
 from vnetlab.run.progress import Progress
 from vnetlab.backends.ssh import GuestSSH
@@ -341,13 +341,14 @@ class LabRunner:
             limit = default_admission() if self.options.boot_parallel is None else self.options.boot_parallel
             apply(plan, state, connections, image, self.progress, Admission(limit, until_ready, stop))
 
-            with self.progress.step("wait", "Waiting for guests (console marker, then SSH)"):
-                sessions = wait_for_guests(plan, self.progress, self.options.boot_timeout, is_running, self.outcome.guests if self.outcome else None)
+            with self.progress.step("wait", "Waiting for guests (console marker, SSH, data NIC addresses)"):
+                sessions = wait_for_guests(
+                    plan, self.progress, self.options.boot_timeout, is_running, self.outcome.guests if self.outcome else None,
+                    then=lambda vm, ssh: address_vm(vm, ssh, self.progress),
+                )
         finally:
             connections.close()
         try:
-            with self.progress.step("configure", "Addressing data NICs over SSH"):
-                address_nics(plan, sessions, self.progress)
             for feature in plan.features:
                 label = feature.configure_label(plan)
                 if label is not None:

@@ -1,6 +1,6 @@
 """The boot waterfall: where a run's time went, as an SVG picture in its artifacts.
 
-One row per step of the run (image, accelerator, network, boot, wait, configure, checks,
+One row per step of the run (image, accelerator, network, boot, wait, features' set-up, checks,
 teardown) and one row per guest, whose bar is split at each stage it reached: domain start →
 started (taps moved, resumed) → readiness marker on the console → SSH → addressed. All times are
 seconds from the start of the run, the same numbers report.json carries under "timeline".
