@@ -38,3 +38,14 @@ def test_a_stale_pid_file_is_not_a_running_daemon(tmp_path: Path):
     assert not _pid_alive(pidfile, "virtlogd")
     assert not _pid_alive(tmp_path / "missing.pid", "virtlogd")
 
+
+
+def test_doctor_reports_same_page_merging_as_the_hosts_choice(tmp_path):
+    from vnetlab.tools.doctor import _ksm
+
+    run = tmp_path / "run"
+    run.write_text("0\n")
+    assert _ksm(run).status == "ok" and _ksm(run).detail.startswith("off (vnetlab never turns it on)")
+    run.write_text("1\n")
+    assert _ksm(run).detail.startswith("on: guests share their identical pages")
+    assert "no same-page merging" in _ksm(tmp_path / "absent").detail
