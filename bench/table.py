@@ -1,6 +1,6 @@
-"""Publish the latest benchmark figures (bench/results.json) as the table at the top of
-docs/benchmark.md, between its `<!-- bench:begin -->` and `<!-- bench:end -->` lines: the table is
-always what `make bench` last measured, never typed by hand."""
+"""Publish the latest benchmark figures (bench/results.json) as the table in README.md and at the
+top of docs/benchmark.md, between their `<!-- bench:begin -->` and `<!-- bench:end -->` lines: the
+table is always what `make bench` last measured, never typed by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 from common import RESULTS
 
-PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmark.md"
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = (ROOT / "README.md", ROOT / "docs" / "benchmark.md")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -29,14 +30,16 @@ def main() -> int:
         results = json.loads(RESULTS.read_text())
     except OSError:
         raise SystemExit(f"no {RESULTS}: run `make bench` first") from None
-    text = PAGE.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{PAGE} has no {BEGIN} … {END} block")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    PAGE.write_text(f"{head}{BEGIN}\n{table(results)}\n{END}{tail}")
-    print(f"wrote the table of {len(results)} benchmark(s) into {PAGE}")
+    for page in PAGES:
+        text = page.read_text()
+        if BEGIN not in text or END not in text:
+            raise SystemExit(f"{page} has no {BEGIN} … {END} block")
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        page.write_text(f"{head}{BEGIN}\n{table(results)}\n{END}{tail}")
+        print(f"wrote the table of {len(results)} benchmark(s) into {page}")
     return 0
+
 
 
 if __name__ == "__main__":
