@@ -399,9 +399,9 @@ def _module_entries(root: Path, kernel_version: str, names: Sequence[str]) -> di
         depmod(Path(stage), kernel_version)
         entries: dict[str, _Entry] = {}
         for path in stage_root.rglob("*"):
-            name, data = path.relative_to(stage).as_posix(), path.read_bytes() if path.is_file() else None
-            if data is None or name.endswith(".bin"):  # kmod's binary indexes: busybox's modprobe reads the text ones
+            if not path.is_file() or path.suffix == ".bin":  # kmod's binary indexes: busybox's modprobe reads the text ones
                 continue
+            name, data = path.relative_to(stage).as_posix(), path.read_bytes()
             if name.endswith(".ko"):
                 name, data = name + ".gz", gzip.compress(data, compresslevel=9, mtime=0)
             elif path.name == "modules.dep":

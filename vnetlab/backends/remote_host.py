@@ -21,7 +21,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-
 from vnetlab.backends.keys import load_client_key
 from vnetlab.backends.ssh import GuestSSH, SSHError
 from vnetlab.errors import VnetlabError

@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 
-
 from vnetlab.errors import VnetlabError
 from vnetlab.backends.netns import run_in_namespace
 from vnetlab.lazy import LazyModule
@@ -245,21 +244,11 @@ class GuestSSH:
         since the guest's sshd may be hostile; each stream keeps at most
         MAX_OUTPUT bytes. A non-zero exit raises SSHError when `check`.
         """
-        if self._transport is None or not self._transport.is_active():
-            raise SSHError(f"not connected to {self._where} (running {command!r})")
         deadline = time.monotonic() + timeout
-        try:
-            channel = self._transport.open_session(timeout=max(0.0, deadline - time.monotonic()))
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise SSHError(
-                f"cannot open a session to {self._where} for {command!r} within {timeout:g}s: {exc}"
-            ) from exc
+        channel = self._session(command, deadline, timeout, "running")
         out, err = _CappedOutput(), _CappedOutput()
         try:
-            if not self._exec(channel, command, deadline):
-                raise SSHError(
-                    f"command {command!r} on {self._where}: no answer to the exec request within {timeout:g}s"
-                )
+            self._exec_or_raise(channel, command, deadline, timeout)
             finished = self._exchange(channel, stdin or b"", out, err, deadline)
             if not finished:
                 raise SSHError(
@@ -281,15 +270,27 @@ class GuestSSH:
     def start(self, command: str, *, timeout: float = 5.0) -> None:
         """Start a shell command and return once the guest has accepted it, without waiting for it to
         end: for a command after which no exit status ever comes (the guest powering itself off)."""
-        if self._transport is None or not self._transport.is_active():
-            raise SSHError(f"not connected to {self._where} (starting {command!r})")
         deadline = time.monotonic() + timeout
+        channel = self._session(command, deadline, timeout, "starting")
         try:
-            channel = self._transport.open_session(timeout=timeout)
-            if not self._exec(channel, command, deadline):
-                raise SSHError(f"command {command!r} on {self._where}: no answer to the exec request within {timeout:g}s")
+            self._exec_or_raise(channel, command, deadline, timeout)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise SSHError(f"cannot start {command!r} on {self._where}: {exc}") from exc
+
+    def _session(self, command: str, deadline: float, timeout: float, doing: str) -> paramiko.Channel:
+        """A new channel for `command`, opened by `deadline` (`timeout` after the call began)."""
+        if self._transport is None or not self._transport.is_active():
+            raise SSHError(f"not connected to {self._where} ({doing} {command!r})")
+        try:
+            return self._transport.open_session(timeout=max(0.0, deadline - time.monotonic()))
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise SSHError(
+                f"cannot open a session to {self._where} for {command!r} within {timeout:g}s: {exc}"
+            ) from exc
+
+    def _exec_or_raise(self, channel: paramiko.Channel, command: str, deadline: float, timeout: float) -> None:
+        if not self._exec(channel, command, deadline):
+            raise SSHError(f"command {command!r} on {self._where}: no answer to the exec request within {timeout:g}s")
 
     @staticmethod
     def _exec(channel: paramiko.Channel, command: str, deadline: float) -> bool:

@@ -29,9 +29,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
+from vnetlab.backends.netns import run_in_namespace
 from vnetlab.lazy import LazyModule
 
 if TYPE_CHECKING:
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 SCAPY_LAYERS = ("scapy.layers.l2", "scapy.layers.inet", "scapy.layers.inet6")
 _linux, _config, _interfaces, _utils = (LazyModule(name, *SCAPY_LAYERS) for name in ("scapy.arch.linux", "scapy.config", "scapy.interfaces", "scapy.utils"))
 _l2, _inet, _inet6 = (LazyModule(name, *SCAPY_LAYERS) for name in SCAPY_LAYERS)
-
-from vnetlab.backends.netns import run_in_namespace
 
 # Bounds of one capture (see the module docstring). Kept bytes count each frame's bytes plus
 # _KEPT_OVERHEAD of bookkeeping. The frame bound caps the judges' time: scapy parses a frame

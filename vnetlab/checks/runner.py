@@ -123,12 +123,13 @@ def check_batches(checks: list) -> list[list[int]]:
     for i, check in enumerate(checks):
         if check.kind == "capture":
             continue
-        if _independent_ping(check) and batches and sources and check.spec.source not in sources:
+        independent = _independent_ping(check)
+        if independent and sources and check.spec.source not in sources:
             batches[-1].append(i)
             sources.add(check.spec.source)
             continue
         batches.append([i])
-        sources = {check.spec.source} if _independent_ping(check) else set()
+        sources = {check.spec.source} if independent else set()
     return batches
 
 

@@ -476,10 +476,10 @@ def staged_images(plan: Plan, h: PlannedHost) -> dict[Path, PurePosixPath]:
     """What the guests on a hypervisor share there: their kernels and initramfs, their disk images' bases (read-only)."""
     out: dict[Path, PurePosixPath] = {}
     for vm in (v for v in plan.vms if v.host == h.name and v.boot is not None):
-        if vm.image.info.boots_kernel and vm.kernel_path is not None:
-            out[vm.boot.kernel] = PurePosixPath(str(vm.kernel_path))
-        if vm.image.info.boots_kernel and vm.boot.initrd is not None and vm.initrd_path is not None:
-            out[vm.boot.initrd] = PurePosixPath(str(vm.initrd_path))
+        if vm.image.info.boots_kernel:
+            for file, there in ((vm.boot.kernel, vm.kernel_path), (vm.boot.initrd, vm.initrd_path)):
+                if file is not None and there is not None:
+                    out[file] = PurePosixPath(str(there))
         if vm.boot.disk is not None and vm.base_disk_path is not None:
             out[vm.boot.disk] = PurePosixPath(str(vm.base_disk_path))
     return out

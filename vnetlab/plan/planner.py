@@ -104,12 +104,17 @@ class PlannedVM:
         """One of this guest's own files as its hypervisor sees it: in its folder there, when elsewhere."""
         return self.staged / own.name if self.staged is not None else own
 
+    def image_there(self, image_file: Path | None, suffix: str) -> Path | None:
+        """A file of its image, shared by the guests, as its hypervisor sees it: the cached file here;
+        there, one copy per image beside the guests' folders, named by the image's cache entry."""
+        if image_file is None:
+            return None
+        return self.staged.parent / f"{image_file.parent.name}.{suffix}" if self.staged is not None else image_file
+
     @property
     def initrd_path(self) -> Path | None:
-        """The image's initramfs, one for every guest, as the hypervisor sees it (there: one per image)."""
-        if self.boot is None or self.boot.initrd is None:
-            return None
-        return self.staged.parent / f"{self.boot.initrd.parent.name}.initrd" if self.staged is not None else self.boot.initrd
+        """The image's initramfs, one for every guest."""
+        return None if self.boot is None else self.image_there(self.boot.initrd, "initrd")
 
     @property
     def secrets_path(self) -> Path:
@@ -125,10 +130,8 @@ class PlannedVM:
 
     @property
     def base_disk_path(self) -> Path | None:
-        """Its overlay's backing image as the hypervisor sees it: there, one per image (named by the image's cache entry)."""
-        if self.boot is None or self.boot.disk is None:
-            return None
-        return self.staged.parent / f"{self.boot.disk.parent.name}.qcow2" if self.staged is not None else self.boot.disk
+        """Its overlay's backing image."""
+        return None if self.boot is None else self.image_there(self.boot.disk, "qcow2")
 
     @property
     def seed_path(self) -> Path | None:

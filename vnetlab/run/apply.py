@@ -23,9 +23,9 @@ from vnetlab.backends import linux_bridge, netns
 from vnetlab.backends import qcow2
 from vnetlab.backends.cloud_seed import CloudSeed, write_seed_iso
 from vnetlab.backends.image import GuestImage, write_guest_secrets
-from vnetlab.lazy import preload
 from vnetlab.backends.keys import ClientKey, HostKey, generate_client_key, generate_host_key, write_secret
 from vnetlab.errors import VnetlabError
+from vnetlab.lazy import preload
 from vnetlab.plan.planner import METADATA_NS, Plan, PlannedBridge, PlannedVM
 from vnetlab.run.connections import Connections
 from vnetlab.run.progress import Progress

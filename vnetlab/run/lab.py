@@ -125,6 +125,12 @@ class Outcome:
         return self.error is None and all(c.ok for c in self.checks)
 
 
+def domain_running(connections: Connections, plan: Plan, vm: PlannedVM) -> bool:
+    """Whether libvirt counts the guest's domain as active; never another lab's same-named domain."""
+    dom = hv.lookup_of_lab(connections.get(vm.uri), vm.domain, plan.lab, METADATA_NS)
+    return dom is not None and hv.is_running(dom)
+
+
 def sample_memory(plan: Plan, outcome: Outcome) -> None:
     """Keep each guest's highest qemu Pss and Rss seen so far (smaps_rollup; guests that are gone are skipped)."""
     for vm in plan.vms:
@@ -326,8 +332,7 @@ class LabRunner:
         connections = Connections()
         try:
             def is_running(vm) -> bool:
-                dom = hv.lookup_of_lab(connections.get(vm.uri), vm.domain, plan.lab, METADATA_NS)  # never another lab's same-named domain
-                return dom is not None and hv.is_running(dom)
+                return domain_running(connections, plan, vm)
 
             stop = threading.Event()
             deadline = time.monotonic() + self.options.boot_timeout
@@ -397,13 +402,8 @@ class LabRunner:
     def _power_off(plan: Plan, sessions: dict[str, GuestSSH]) -> None:
         """The guests power themselves off before teardown (best effort: any error leaves them to it)."""
         connections = Connections()
-
-        def running(vm: PlannedVM) -> bool:
-            dom = hv.lookup(connections.get(vm.uri), vm.domain)
-            return dom is not None and hv.is_running(dom)
-
         try:
-            power_off(plan, sessions, running)
+            power_off(plan, sessions, lambda vm: domain_running(connections, plan, vm))
         except VnetlabError:
             pass  # libvirt did not answer: teardown says so, with what it could not remove
         finally:

@@ -12,7 +12,7 @@ from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import kernel_probe, netns
 from vnetlab.backends.image import cached_image
 from vnetlab.paths import Layout
-from vnetlab.tools.setup import KVM_DEVICE, kvm_reachable_by, qemu_account
+from vnetlab.tools.setup import qemu_reaches_kvm
 
 
 @dataclass(frozen=True)
@@ -140,8 +140,8 @@ def _ksm(run: Path = KSM_RUN) -> Finding:
 def _kvm() -> Finding:
     if not os.path.exists("/dev/kvm"):
         return Finding("KVM", "warn", "/dev/kvm missing: guests run under TCG (software emulation), several times slower", "enable virtualization (or nested virtualization) for this host")
-    user, group = qemu_account()
-    if kvm_reachable_by(KVM_DEVICE, user, group) is False:
+    user, reachable = qemu_reaches_kvm()
+    if reachable is False:
         return Finding("KVM", "warn", f"qemu's user {user} cannot open /dev/kvm, so libvirt probes qemu again on every call (seconds per domain start)", "vnetlab setup (gives /dev/kvm to group kvm, as udev does)")
     if os.path.exists("/sys/module/kvm_pvm"):
         return Finding("KVM", "warn", "/dev/kvm is the paravirtual kvm_pvm module, which hangs ordinary guest kernels: `--accel auto` probes it and falls back to TCG")

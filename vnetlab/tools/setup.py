@@ -314,14 +314,20 @@ def kvm_reachable_by(device: Path, user: str, group: str | None = None) -> bool 
     return st.st_mode & 0o006 == 0o006
 
 
+def qemu_reaches_kvm(device: Path = KVM_DEVICE, conf: Path = QEMU_CONF) -> tuple[str, bool | None]:
+    """qemu's user (libvirt's configuration) and whether it may open `device` (None: no device or user)."""
+    user, group = qemu_account(conf)
+    return user, kvm_reachable_by(device, user, group)
+
+
 def grant_kvm_to_qemu(report: SetupReport, device: Path = KVM_DEVICE, conf: Path = QEMU_CONF) -> None:
     """Give /dev/kvm to group kvm, read-write, as udev's rule does, when qemu's user cannot open it.
 
     Hosts without udev (containers, some CI sandboxes) keep the kernel's root-only node; libvirt then
     finds KVM unusable although its probe (run with more rights) used it, and re-probes each call.
     """
-    user, group = qemu_account(conf)
-    if kvm_reachable_by(device, user, group) is not False:
+    user, reachable = qemu_reaches_kvm(device, conf)
+    if reachable is not False:
         return
     try:
         kvm_gid = grp.getgrnam("kvm").gr_gid
