@@ -107,32 +107,6 @@ def forget_neighbours(ctx: CheckContext) -> None:
             future.result()  # best effort in the guest: a failed flush shows in the ARP verdict
 
 
-def _independent_ping(check: object) -> bool:
-    """A ping whose verdict is its replies alone: timing bounds could be skewed by a neighbour's load."""
-    spec = check.spec  # type: ignore[attr-defined]
-    return check.kind == "ping" and spec.loss_max is None and spec.rtt_min_ms is None and spec.rtt_max_ms is None  # type: ignore[attr-defined]
-
-
-def check_batches(checks: list) -> list[list[int]]:
-    """The order the checks run in, as batches of indices: consecutive pings from different sources
-    without timing bounds run at once (each is ~0.15 s of waiting for replies); everything else runs
-    alone and in scenario order, so a check that changes the lab still comes before the next one.
-    Capture checks are judged afterwards and belong to no batch."""
-    batches: list[list[int]] = []
-    sources: set[str] = set()
-    for i, check in enumerate(checks):
-        if check.kind == "capture":
-            continue
-        independent = _independent_ping(check)
-        if independent and sources and check.spec.source not in sources:
-            batches[-1].append(i)
-            sources.add(check.spec.source)
-            continue
-        batches.append([i])
-        sources = {check.spec.source} if independent else set()
-    return batches
-
-
 def run_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> tuple[list[CheckResult], dict[str, Path]]:
     """Returns the results in scenario order and the pcap of each captured bridge."""
     ctx = CheckContext(plan, sessions, run_dir)
@@ -147,13 +121,11 @@ def run_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> tupl
         for capture in captures.values():
             capture.start()
             started.append(capture)
-        for batch in check_batches(plan.scenario.checks):
-            if len(batch) == 1:
-                results[batch[0]] = run_one(table, ctx, plan.scenario.checks[batch[0]])
-                continue
-            with concurrent.futures.ThreadPoolExecutor(max_workers=len(batch)) as pool:
-                futures = {i: pool.submit(run_one, table, ctx, plan.scenario.checks[i]) for i in batch}
-            results.update({i: future.result() for i, future in futures.items()})
+        # One after another, in scenario order: two pings at once through a WireGuard tunnel make both
+        # peers start a handshake at the same moment, and neither completes within the pings' wait.
+        for i, check in enumerate(plan.scenario.checks):
+            if check.kind != "capture":
+                results[i] = run_one(table, ctx, check)
     finally:
         for br, capture in captures.items():
             if capture in started:
