@@ -23,13 +23,13 @@ from vnetlab.backends.image import GUEST_READY_MARKER, ensure_image, write_guest
 from vnetlab.backends.keys import generate_client_key, generate_host_key
 from vnetlab.paths import SCENARIOS_DIR, Layout
 
-from common import bench_setup, median_run, raw_boot_seconds, record, run_lab  # bench/common.py, beside this script
+from common import RawBoot, bench_setup, cpu_per_guest, median_run, raw_boot, record, run_lab  # bench/common.py, beside this script
 from scale import raw_boots_together  # bench/scale.py
 
 TARGET_RATIO = 1.40
 
 
-def raw_boot(accel_name: str) -> float:
+def one_raw_boot(accel_name: str) -> RawBoot:
     image = ensure_image(Layout().images)
     host, client = generate_host_key(), generate_client_key("bench")
     with tempfile.TemporaryDirectory() as tmp:
@@ -38,7 +38,7 @@ def raw_boot(accel_name: str) -> float:
             "/root/.ssh/authorized_keys": (client.public_line.encode() + b"\n", 0o600),
             "/etc/dropbear/dropbear_ed25519_host_key": (host.dropbear_blob, 0o600),
         })
-        return raw_boot_seconds(image, secrets, accel_name, GUEST_READY_MARKER.encode(), memory=128, timeout=120.0)
+        return raw_boot(image, secrets, accel_name, GUEST_READY_MARKER.encode(), memory=128, timeout=120.0)
 
 
 def vnetlab_run(accel: str) -> tuple[float, dict]:
@@ -48,11 +48,13 @@ def vnetlab_run(accel: str) -> tuple[float, dict]:
 def main() -> int:
     args, accel = bench_setup(__doc__)
     raws: list[float] = []
+    raw_cpus: list[float] = []
     pairs: list[float] = []
     runs: list[tuple[float, dict]] = []
     for n in range(1, args.rounds + 1):
-        raws.append(raw_boot(accel.name))
-        pairs.append(raw_boots_together(2, accel.name))
+        raws.append((boot := one_raw_boot(accel.name)).seconds)
+        raw_cpus.append(boot.qemu_cpu_s)
+        pairs.append(raw_boots_together(2, accel.name).seconds)
         runs.append(vnetlab_run(accel.name))
         print(f"round {n}: raw qemu boot to readiness marker {raws[-1]:5.2f} s, two together {pairs[-1]:5.2f} s, "
               f"vnetlab run two-vm-ping {runs[-1][0]:5.2f} s, ratio {runs[-1][0] / raws[-1]:.2f}x", flush=True)
@@ -61,6 +63,7 @@ def main() -> int:
     print(f"median raw qemu boot to readiness marker: {one:6.2f} s; two started together: {two:6.2f} s ({two / one:.2f}x one: the floor)")
     report = median_run(runs, "vnetlab run two-vm-ping")
     breakdown(sorted(runs, key=lambda run: run[0])[len(runs) // 2][0], report, one, two)
+    print(cpu_per_guest(statistics.median(raw_cpus), report))
     ratio = statistics.median(ratios)
     print(f"ratio (median of {len(ratios)} rounds): {ratio:.2f}x, range {min(ratios):.2f}-{max(ratios):.2f}x (target ≤ {TARGET_RATIO:.1f}x under TCG) — {'met' if ratio <= TARGET_RATIO else 'NOT met'}")
     record("two-vm-ping vs one raw boot", f"{statistics.median(t for t, _ in runs):.2f} s", f"{statistics.median(raws):.2f} s",

@@ -20,7 +20,7 @@ from vnetlab.backends.image import ensure_image, write_guest_secrets
 from vnetlab.backends.keys import generate_client_key, generate_host_key
 from vnetlab.paths import Layout
 
-from common import bench_setup, raw_boot_seconds, record, run_lab  # bench/common.py, beside this script
+from common import bench_setup, raw_boot, record, run_lab  # bench/common.py, beside this script
 
 TARGET_SSH_SECONDS = 20.0
 LOGIN_PROMPT = b" login:"
@@ -44,7 +44,7 @@ def raw_boot_to_login(accel_name: str) -> float:
             "/etc/vnetlab/ssh_host_ed25519_key.pub": (host.public_line.encode() + b"\n", 0o644),
         })
         qcow2.create_overlay(disk.disk, overlay)
-        return raw_boot_seconds(image, secrets, accel_name, LOGIN_PROMPT, memory=256, disk=overlay)
+        return raw_boot(image, secrets, accel_name, LOGIN_PROMPT, memory=256, disk=overlay).seconds
 
 
 def vnetlab_run(accel: str) -> tuple[float, float, float]:

@@ -21,7 +21,7 @@ from vnetlab.backends.image import GUEST_READY_MARKER, ensure_image, write_guest
 from vnetlab.backends.keys import generate_client_key, generate_host_key
 from vnetlab.paths import Layout
 
-from common import bench_setup, median_run, raw_boot_seconds, record, run_lab  # bench/common.py, beside this script
+from common import RawBoot, bench_setup, cpu_per_guest, median_run, raw_boot, record, run_lab  # bench/common.py, beside this script
 
 
 def scenario(n: int) -> str:
@@ -30,8 +30,9 @@ def scenario(n: int) -> str:
     return f"name: bench-scale\nbridges: [{{name: br0, subnet: 10.1.0.0/16}}]\nvms:\n{vms}checks:\n{pings}"
 
 
-def raw_boots_together(n: int, accel_name: str) -> float:
-    """Seconds until the last of n raw boots started at once prints its readiness marker."""
+def raw_boots_together(n: int, accel_name: str) -> RawBoot:
+    """Seconds until the last of n raw boots started at once prints its readiness marker, and the
+    median CPU one of them had used by its marker."""
     image = ensure_image(Layout().images)
     client = generate_client_key("bench")
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,20 +44,20 @@ def raw_boots_together(n: int, accel_name: str) -> float:
                 "/etc/dropbear/dropbear_ed25519_host_key": (generate_host_key().dropbear_blob, 0o600),
             })
             keys.append(secrets)
-        times: list[float] = []
+        boots: list[RawBoot] = []
         start = time.monotonic()
 
         def one(secrets: Path) -> None:
-            times.append(raw_boot_seconds(image, secrets, accel_name, GUEST_READY_MARKER.encode(), memory=128, timeout=600.0))
+            boots.append(raw_boot(image, secrets, accel_name, GUEST_READY_MARKER.encode(), memory=128, timeout=600.0))
 
         threads = [threading.Thread(target=one, args=(secrets,)) for secrets in keys]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        if len(times) != n:
-            raise SystemExit(f"raw boots: {n - len(times)} of {n} did not print the readiness marker")
-        return time.monotonic() - start
+        if len(boots) != n:
+            raise SystemExit(f"raw boots: {n - len(boots)} of {n} did not print the readiness marker")
+        return RawBoot(time.monotonic() - start, statistics.median(boot.qemu_cpu_s for boot in boots))
 
 
 def vnetlab_run(n: int, accel: str) -> tuple[float, dict]:
@@ -66,9 +67,11 @@ def vnetlab_run(n: int, accel: str) -> tuple[float, dict]:
 def main() -> int:
     args, accel = bench_setup(__doc__, vms=True)
     raws: list[float] = []
+    raw_cpus: list[float] = []
     runs: list[tuple[float, dict]] = []
     for r in range(1, args.rounds + 1):
-        raws.append(raw_boots_together(args.vms, accel.name))
+        raws.append((together := raw_boots_together(args.vms, accel.name)).seconds)
+        raw_cpus.append(together.qemu_cpu_s)
         runs.append(vnetlab_run(args.vms, accel.name))
         total, report = runs[-1]
         print(f"round {r}: {args.vms} raw boots together {raws[-1]:6.2f} s; vnetlab run {total:6.2f} s, ratio {total / raws[-1]:.2f}x; "
@@ -80,6 +83,7 @@ def main() -> int:
     settled = sorted(m["pss_last"] for m in median_report["memory"]["guests_mib"].values())
     print(f"Pss per guest: median {statistics.median(pss):.0f} MiB at most (range {pss[0]:.0f}-{pss[-1]:.0f}), {statistics.median(settled):.0f} MiB after the checks "
           f"(range {settled[0]:.0f}-{settled[-1]:.0f}); total {median_report['memory']['total_pss_mib']:.0f} MiB at most")
+    print(cpu_per_guest(statistics.median(raw_cpus), median_report))
     ratio = statistics.median(ratios)
     print(f"ratio (median of {len(ratios)} rounds): {ratio:.2f}x, range {min(ratios):.2f}-{max(ratios):.2f}x (issue 14's target: at most 1.10x)")
     record(f"{args.vms} guests vs {args.vms} raw boots together", f"{statistics.median(t for t, _ in runs):.2f} s", f"{statistics.median(raws):.2f} s",

@@ -41,6 +41,10 @@ def test_run_two_vm_ping_passes_and_leaves_nothing(tmp_path, lab_name):
         assert [s["at"] for s in stages] == sorted(s["at"] for s in stages)
     memory = report["memory"]["guests_mib"]
     assert sorted(memory) == ["vm1", "vm2"] and all(0 < m["pss"] <= m["rss"] for m in memory.values()), memory
+    cpu = report["cpu"]
+    assert sorted(cpu["qemu_s"]) == ["vm1", "vm2"], cpu
+    assert all(0 < c["started"] < c["up"] <= c["checked"] for c in cpu["qemu_s"].values()), cpu  # a booted guest has used more than its start
+    assert cpu["vnetlab_s"] > 0, cpu
     svg = Path(report["artifacts"]["waterfall"]).read_text()
     assert svg.startswith("<svg ") and "vm1: boot to the readiness marker" in svg
     assert "PASS" in result.stdout

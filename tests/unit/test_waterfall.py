@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 
 from vnetlab.run.progress import StepTiming, VMEvent
@@ -48,3 +49,25 @@ def test_memory_is_reported_per_guest_and_in_all() -> None:
     assert outcome.memory_json()["guests_mib"] == {"vm1": {"pss": 100.0, "rss": 200.0, "pss_last": 80.0}, "vm2": {"pss": 50.0, "rss": 58.6, "pss_last": 50.0}}
     assert outcome.memory_json()["total_pss_last_mib"] == 130.0
     assert outcome.memory_json()["total_pss_mib"] == 150.0
+
+
+def test_cpu_is_reported_per_guest_and_moment() -> None:
+    from vnetlab.run.lab import CPU_MOMENTS, Outcome
+
+    outcome = Outcome("s", "l", qemu_cpu_s={"vm1": {"started": 0.194, "up": 2.61}}, vnetlab_cpu_s=0.5549)
+    cpu = outcome.cpu_json()
+    assert cpu["qemu_s"] == {"vm1": {"started": 0.19, "up": 2.61}} and cpu["vnetlab_s"] == 0.55
+    assert list(cpu["moments"]) == [name for name, _ in CPU_MOMENTS] == ["started", "up", "checked"]
+    assert Outcome("s", "l").cpu_json()["vnetlab_s"] is None  # `vnetlab check` does not measure itself
+
+
+def test_a_process_cpu_time_is_read_and_a_gone_one_is_none() -> None:
+    import subprocess
+    import sys
+
+    from vnetlab.backends.libvirt_domains import qemu_cpu_seconds
+
+    busy = subprocess.run([sys.executable, "-c", "import os; sum(range(3_000_000)); print(os.getpid())"], capture_output=True, text=True, check=True)
+    assert qemu_cpu_seconds(int(busy.stdout)) is None  # it has exited: nothing to read
+    spent = qemu_cpu_seconds(os.getpid())
+    assert spent is not None and spent > 0

@@ -199,7 +199,7 @@ def create_network(plan: Plan, state: LabState) -> None:
         feature.apply(plan, ctx)
 
 
-def boot_vm(plan: Plan, state: LabState, conn: libvirt.virConnect, vm: PlannedVM) -> None:
+def boot_vm(plan: Plan, state: LabState, conn: libvirt.virConnect, vm: PlannedVM, before_resume: Callable[[PlannedVM], None] | None = None) -> None:
     if vm.host is not None:  # on another hypervisor: the feature that placed it there boots it
         if not any(feature.boot(plan, state, conn, vm) for feature in plan.features):
             raise hv.HypervisorError(f"{vm.name}: no feature of this lab boots guests on hypervisor {vm.host!r}")
@@ -229,6 +229,8 @@ def boot_vm(plan: Plan, state: LabState, conn: libvirt.virConnect, vm: PlannedVM
     for nic in vm.all_nics:
         linux_bridge.move_link(nic.tap, plan.namespace)
         switch_for(plan, plan.bridge(nic.port_of).type).attach_port(plan, nic.tap, nic.port_of)
+    if before_resume is not None:
+        before_resume(vm)
     hv.resume(dom)
 
 
@@ -254,7 +256,12 @@ class Admission:
     stop: threading.Event = field(default_factory=threading.Event)
 
 
-def apply(plan: Plan, state: LabState, connections: Connections, image: GuestImage, progress: Progress, admission: Admission | None = None) -> None:
+def apply(
+    plan: Plan, state: LabState, connections: Connections, image: GuestImage, progress: Progress,
+    admission: Admission | None = None, *, before_resume: Callable[[PlannedVM], None] | None = None,
+) -> None:
+    """Files, network, then the guests (`before_resume` is told of each local guest whose domain
+    libvirt has started, paused, with its taps on their bridges)."""
     with progress.step("prepare", "Keys and guest files"):
         prepare_files(plan, image, hv.qemu_group(connections.get(), plan.domain_type))
     with progress.step("network", f"Namespace {plan.namespace} with bridges {', '.join(b.name for b in host_bridges(plan))}"):
@@ -275,7 +282,7 @@ def apply(plan: Plan, state: LabState, connections: Connections, image: GuestIma
                     return  # the lab is being abandoned (a guest failed, or an interrupt): closed with `stop` set
                 try:
                     progress.vm_stage(vm.name, "starting")
-                    boot_vm(plan, state, connections.get(vm.uri), vm)
+                    boot_vm(plan, state, connections.get(vm.uri), vm, before_resume)
                     progress.vm_stage(vm.name, "started")
                     where = plan.namespace if vm.host is None else f"hypervisor {vm.host}'s lab namespace"
                     progress.detail(f"{vm.name}: domain {vm.domain} started, taps {', '.join(n.tap for n in vm.all_nics)} in {where}")

@@ -12,6 +12,7 @@ import errno
 import fcntl
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -49,6 +50,13 @@ from vnetlab.run.teardown import TeardownResult, teardown_lab
 SCENARIO_COPY = "scenario.yaml"
 AUTO_NAME = "auto"  # `--name auto` asks for a unique lab name
 LOCK_DIR = Path("/run/vnetlab/locks")
+
+
+CPU_MOMENTS = (  # when each guest's qemu CPU time is read, and what it has paid for by then
+    ("started", "libvirt had started the domain, paused: qemu's start-up and its answers to libvirt's queries"),
+    ("up", "the guest booted, its SSH session opened and its NICs addressed, the features configured"),
+    ("checked", "after the checks"),
+)
 
 
 class LabError(VnetlabError):
@@ -110,6 +118,8 @@ class Outcome:
     kept: bool = False
     guests: dict[str, GuestTiming] = field(default_factory=dict)  # VM → its image and how long it took to come up
     memory_kib: dict[str, dict[str, int]] = field(default_factory=dict)  # VM → the highest Pss/Rss sampled of its qemu, and the last Pss
+    qemu_cpu_s: dict[str, dict[str, float]] = field(default_factory=dict)  # VM → CPU seconds its qemu had used by each moment of CPU_MOMENTS
+    vnetlab_cpu_s: float | None = None  # CPU seconds of this vnetlab process (all its threads) over the whole command
     placement: list[str] = field(default_factory=list)  # where features run on this host, and why (the plan's notes)
 
     def memory_json(self) -> dict[str, object]:
@@ -119,6 +129,13 @@ class Outcome:
         total = round(sum(kib["pss"] for kib in self.memory_kib.values()) / 1024, 1)
         last = round(sum(kib.get("pss_last", 0) for kib in self.memory_kib.values()) / 1024, 1)
         return {"sampled": "once all guests were addressed, and after the checks", "guests_mib": guests, "total_pss_mib": total, "total_pss_last_mib": last}
+
+    def cpu_json(self) -> dict[str, object]:
+        """Where the CPU went, in seconds: each guest's qemu by each moment, and vnetlab itself. On 2
+        cores under TCG every second spent beside the guests' boots is a second they boot later."""
+        guests = {vm: {k: round(v, 2) for k, v in moments.items()} for vm, moments in self.qemu_cpu_s.items()}
+        vnetlab = None if self.vnetlab_cpu_s is None else round(self.vnetlab_cpu_s, 2)
+        return {"moments": dict(CPU_MOMENTS), "qemu_s": guests, "vnetlab_s": vnetlab}
 
     @property
     def ok(self) -> bool:
@@ -134,9 +151,7 @@ def domain_running(connections: Connections, plan: Plan, vm: PlannedVM) -> bool:
 def sample_memory(plan: Plan, outcome: Outcome) -> None:
     """Keep each guest's highest qemu Pss and Rss seen so far (smaps_rollup; guests that are gone are skipped)."""
     for vm in plan.vms:
-        if vm.host is not None:  # its qemu runs on another hypervisor
-            continue
-        pid = hv.qemu_pid(vm.domain)
+        pid = local_qemu_pid(vm)
         figures = hv.qemu_memory_kib(pid) if pid is not None else None
         if figures is None:
             continue
@@ -144,6 +159,25 @@ def sample_memory(plan: Plan, outcome: Outcome) -> None:
         for key in ("pss", "rss"):
             seen[key] = max(seen[key], figures[key])
         seen["pss_last"] = figures["pss"]
+
+
+def sample_cpu(vms: list[PlannedVM], moment: str, outcome: Outcome) -> None:
+    """Keep the CPU seconds each guest's qemu has used by `moment` (one of CPU_MOMENTS)."""
+    for vm in vms:
+        pid = local_qemu_pid(vm)
+        seconds = hv.qemu_cpu_seconds(pid) if pid is not None else None
+        if seconds is not None:
+            outcome.qemu_cpu_s.setdefault(vm.name, {})[moment] = seconds
+
+
+def local_qemu_pid(vm: PlannedVM) -> int | None:
+    """The PID of the guest's qemu on this machine; None when it runs on another hypervisor or is gone."""
+    return None if vm.host is not None else hv.qemu_pid(vm.domain)
+
+
+def process_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def unique_lab_name(scenario: str) -> str:
@@ -344,7 +378,8 @@ class LabRunner:
                     self.progress.vm_stage(vm.name, "console ready")
 
             limit = default_admission() if self.options.boot_parallel is None else self.options.boot_parallel
-            apply(plan, state, connections, image, self.progress, Admission(limit, until_ready, stop))
+            paused = (lambda vm: sample_cpu([vm], "started", self.outcome)) if self.outcome else None
+            apply(plan, state, connections, image, self.progress, Admission(limit, until_ready, stop), before_resume=paused)
 
             with self.progress.step("wait", "Waiting for guests (console marker, SSH, data NIC addresses)"):
                 sessions = wait_for_guests(
@@ -444,9 +479,11 @@ class LabRunner:
             try:
                 sessions = self._bring_up(plan, state, image, run_dir)
                 sample_memory(plan, outcome)
+                sample_cpu(plan.vms, "up", outcome)
                 if check:
                     self._check(plan, sessions, run_dir, outcome)
                     sample_memory(plan, outcome)
+                    sample_cpu(plan.vms, "checked", outcome)
             except Interrupted as exc:
                 outcome.error = f"interrupted ({exc}); the lab was torn down"
                 keep = False
@@ -464,6 +501,7 @@ class LabRunner:
                         state.release(plan.lab_dir)
                     else:
                         self._teardown(plan.lab_dir, state)
+                    outcome.vnetlab_cpu_s = process_cpu_seconds()
         return outcome
 
     def check(self, lab: str, only: str | None = None) -> Outcome:

@@ -32,6 +32,7 @@ def report_json(outcome: Outcome, steps: list[StepTiming], events: Sequence[VMEv
         "guests": {name: timing.to_json() for name, timing in outcome.guests.items()},
         "timeline": timeline(steps, events),
         "memory": outcome.memory_json(),
+        "cpu": outcome.cpu_json(),
         "checks": [c.to_json() for c in outcome.checks],
         "artifacts": outcome.artifacts,
     }
