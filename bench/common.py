@@ -109,7 +109,7 @@ def cpu_per_guest(raw_cpu: float, report: dict) -> str:
     lines = [
         f"qemu CPU per guest (median): a raw boot to its readiness marker {raw_cpu:.2f} s; a lab guest {median.get('started', 0.0):.2f} s when libvirt had started it, "
         f"{up:.2f} s once up ({up - raw_cpu:+.2f} s against the raw boot, libvirt's start, SSH and addresses included), {median.get('checked', up):.2f} s after the checks",
-        f"vnetlab's own CPU: {report['cpu']['vnetlab_s']:.2f} s for the whole run",
+        f"vnetlab's own CPU during the run: {report['cpu']['vnetlab_s']:.2f} s (its start-up and imports before it not counted)",
     ]
     return "\n".join(lines)
 

@@ -119,7 +119,7 @@ class Outcome:
     guests: dict[str, GuestTiming] = field(default_factory=dict)  # VM → its image and how long it took to come up
     memory_kib: dict[str, dict[str, int]] = field(default_factory=dict)  # VM → the highest Pss/Rss sampled of its qemu, and the last Pss
     qemu_cpu_s: dict[str, dict[str, float]] = field(default_factory=dict)  # VM → CPU seconds its qemu had used by each moment of CPU_MOMENTS
-    vnetlab_cpu_s: float | None = None  # CPU seconds of this vnetlab process (all its threads) over the whole command
+    vnetlab_cpu_s: float | None = None  # CPU seconds this process (all its threads) spent on the run, from loading the scenario to teardown
     placement: list[str] = field(default_factory=list)  # where features run on this host, and why (the plan's notes)
 
     def memory_json(self) -> dict[str, object]:
@@ -176,6 +176,7 @@ def local_qemu_pid(vm: PlannedVM) -> int | None:
 
 
 def process_cpu_seconds() -> float:
+    """This process's CPU seconds so far; a run takes the difference (under pytest the process is the test session)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
@@ -448,6 +449,7 @@ class LabRunner:
 
     def run(self, ref: str, *, keep: bool, check: bool = True) -> Outcome:
         """`vnetlab run` (check=True) and `vnetlab up` (check=False, keep=True)."""
+        cpu_at_start = process_cpu_seconds()
         path, scenario = load(ref, self.model, self.options.scenario_dirs, lambda note: self.progress.detail(note))
         lab = self.options.lab or scenario.name
         if lab == AUTO_NAME:
@@ -501,7 +503,7 @@ class LabRunner:
                         state.release(plan.lab_dir)
                     else:
                         self._teardown(plan.lab_dir, state)
-                    outcome.vnetlab_cpu_s = process_cpu_seconds()
+                    outcome.vnetlab_cpu_s = process_cpu_seconds() - cpu_at_start
         return outcome
 
     def check(self, lab: str, only: str | None = None) -> Outcome:
