@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     target = down.add_mutually_exclusive_group(required=True)
     target.add_argument("lab", metavar="LAB", nargs="?")
     target.add_argument("--all", action="store_true", help="every lab vnetlab knows of")
+    down.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only what was removed")
 
     sub.add_parser("status", help="labs that exist on this host, and whether their owner is alive")
     lst = sub.add_parser("list", help="scenarios and their descriptions: your folders' and the built-in ones", description="The scenarios of the search path: --scenarios DIR (repeatable), then $VNETLAB_PATH (folders separated by ':'), then the built-in ones. A name found in several folders is run from the first.")

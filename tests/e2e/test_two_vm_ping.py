@@ -71,10 +71,11 @@ def test_up_check_down(tmp_path, lab_name):
     assert "cannot start capture on 'br0'" in report["error"] and "cannot start capture on 'br0'" in failed.stdout
     assert "Traceback" not in failed.stdout + failed.stderr
 
-    down = vnetlab("down", lab_name)
-    assert down.returncode == 0 and "removed" in down.stdout
+    down = vnetlab("down", lab_name, "-q")
+    assert down.returncode == 0 and down.stdout == f"lab {lab_name}: removed\n" and "Tearing down" not in down.stderr, down.stdout + down.stderr
     assert leftovers(lab_name) == []
-    assert "nothing to remove" in vnetlab("down", lab_name).stdout
+    again = vnetlab("down", lab_name)
+    assert "nothing to remove" in again.stdout
 
 
 def test_ctrl_c_while_guests_boot_tears_down(lab_name):
