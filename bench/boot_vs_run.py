@@ -47,23 +47,22 @@ def vnetlab_run(accel: str) -> tuple[float, dict]:
 
 def main() -> int:
     args, accel = bench_setup(__doc__)
-    raws: list[float] = []
-    raw_cpus: list[float] = []
+    boots: list[RawBoot] = []
     pairs: list[float] = []
     runs: list[tuple[float, dict]] = []
     for n in range(1, args.rounds + 1):
-        raws.append((boot := one_raw_boot(accel.name)).seconds)
-        raw_cpus.append(boot.qemu_cpu_s)
+        boots.append(one_raw_boot(accel.name))
         pairs.append(raw_boots_together(2, accel.name).seconds)
         runs.append(vnetlab_run(accel.name))
-        print(f"round {n}: raw qemu boot to readiness marker {raws[-1]:5.2f} s, two together {pairs[-1]:5.2f} s, "
-              f"vnetlab run two-vm-ping {runs[-1][0]:5.2f} s, ratio {runs[-1][0] / raws[-1]:.2f}x", flush=True)
+        print(f"round {n}: raw qemu boot to readiness marker {boots[-1].seconds:5.2f} s, two together {pairs[-1]:5.2f} s, "
+              f"vnetlab run two-vm-ping {runs[-1][0]:5.2f} s, ratio {runs[-1][0] / boots[-1].seconds:.2f}x", flush=True)
+    raws = [boot.seconds for boot in boots]
     ratios = [total / raw for raw, (total, _) in zip(raws, runs)]
     one, two = statistics.median(raws), statistics.median(pairs)
     print(f"median raw qemu boot to readiness marker: {one:6.2f} s; two started together: {two:6.2f} s ({two / one:.2f}x one: the floor)")
     report = median_run(runs, "vnetlab run two-vm-ping")
     breakdown(sorted(runs, key=lambda run: run[0])[len(runs) // 2][0], report, one, two)
-    print(cpu_per_guest(statistics.median(raw_cpus), report))
+    print(cpu_per_guest(statistics.median(boot.qemu_cpu_s for boot in boots), report))
     ratio = statistics.median(ratios)
     print(f"ratio (median of {len(ratios)} rounds): {ratio:.2f}x, range {min(ratios):.2f}-{max(ratios):.2f}x (target ≤ {TARGET_RATIO:.1f}x under TCG) — {'met' if ratio <= TARGET_RATIO else 'NOT met'}")
     record("two-vm-ping vs one raw boot", f"{statistics.median(t for t, _ in runs):.2f} s", f"{statistics.median(raws):.2f} s",

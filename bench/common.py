@@ -14,8 +14,8 @@ from typing import NamedTuple
 
 from vnetlab.backends.accel import AccelChoice, choose_accel
 from vnetlab.backends.image import SECRETS_FW_CFG, GuestImage, ensure_image, kernel_cmdline
-from vnetlab.backends.libvirt_domains import qemu_cpu_seconds
 from vnetlab.paths import Layout
+from vnetlab.procfs import cpu_seconds
 
 
 def bench_setup(doc: str | None, *, vms: bool = False) -> tuple[argparse.Namespace, AccelChoice]:
@@ -65,7 +65,7 @@ def raw_boot(image: GuestImage, secrets: Path, accel_name: str, needle: bytes, *
                 break
             seen = (seen + chunk)[-512:]
             if needle in seen:
-                return RawBoot(time.monotonic() - start, qemu_cpu_seconds(proc.pid) or 0.0)
+                return RawBoot(time.monotonic() - start, cpu_seconds(proc.pid) or 0.0)
         raise SystemExit(f"raw boot: no {needle.decode()!r} on the serial console within {timeout:g} s")
     finally:
         proc.kill()

@@ -66,16 +66,15 @@ def vnetlab_run(n: int, accel: str) -> tuple[float, dict]:
 
 def main() -> int:
     args, accel = bench_setup(__doc__, vms=True)
-    raws: list[float] = []
-    raw_cpus: list[float] = []
+    boots: list[RawBoot] = []
     runs: list[tuple[float, dict]] = []
     for r in range(1, args.rounds + 1):
-        raws.append((together := raw_boots_together(args.vms, accel.name)).seconds)
-        raw_cpus.append(together.qemu_cpu_s)
+        boots.append(raw_boots_together(args.vms, accel.name))
         runs.append(vnetlab_run(args.vms, accel.name))
         total, report = runs[-1]
-        print(f"round {r}: {args.vms} raw boots together {raws[-1]:6.2f} s; vnetlab run {total:6.2f} s, ratio {total / raws[-1]:.2f}x; "
+        print(f"round {r}: {args.vms} raw boots together {boots[-1].seconds:6.2f} s; vnetlab run {total:6.2f} s, ratio {total / boots[-1].seconds:.2f}x; "
               f"total Pss {report['memory']['total_pss_mib']:.0f} MiB", flush=True)
+    raws = [boot.seconds for boot in boots]
     ratios = [total / raw for raw, (total, _) in zip(raws, runs)]
     print(f"median {args.vms} raw boots together: {statistics.median(raws):6.2f} s")
     median_report = median_run(runs, f"vnetlab run of {args.vms} guests")
@@ -83,7 +82,7 @@ def main() -> int:
     settled = sorted(m["pss_last"] for m in median_report["memory"]["guests_mib"].values())
     print(f"Pss per guest: median {statistics.median(pss):.0f} MiB at most (range {pss[0]:.0f}-{pss[-1]:.0f}), {statistics.median(settled):.0f} MiB after the checks "
           f"(range {settled[0]:.0f}-{settled[-1]:.0f}); total {median_report['memory']['total_pss_mib']:.0f} MiB at most")
-    print(cpu_per_guest(statistics.median(raw_cpus), median_report))
+    print(cpu_per_guest(statistics.median(boot.qemu_cpu_s for boot in boots), median_report))
     ratio = statistics.median(ratios)
     print(f"ratio (median of {len(ratios)} rounds): {ratio:.2f}x, range {min(ratios):.2f}-{max(ratios):.2f}x (issue 14's target: at most 1.10x)")
     record(f"{args.vms} guests vs {args.vms} raw boots together", f"{statistics.median(t for t, _ in runs):.2f} s", f"{statistics.median(raws):.2f} s",

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from labtools import leftovers, qemu_pids_of, state_of, vnetlab
 
+from vnetlab import procfs
 from vnetlab.backends.linux_bridge import list_links
 from vnetlab.backends.netns import list_namespaces
 from vnetlab.plan.planner import tap_prefix
@@ -38,10 +39,8 @@ def libvirt_answers() -> bool:
 
 
 def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    fields = procfs.stat_fields(pid)
+    return fields is not None and not procfs.is_zombie(fields)
 
 
 @contextmanager

@@ -181,15 +181,6 @@ def qemu_memory_kib(pid: int) -> dict[str, int] | None:
     return figures if len(figures) == 2 else None
 
 
-def qemu_cpu_seconds(pid: int) -> float | None:
-    """User and system CPU seconds a qemu process (all its threads) has used; None when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime and stime, the 14th and 15th fields
-
-
 def qemu_group(conn: libvirt.virConnect, domain_type: str) -> int | None:
     """The group libvirt's DAC driver runs qemu as for `domain_type`, from the host capabilities.
 

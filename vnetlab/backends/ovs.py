@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vnetlab import procfs
 from vnetlab.backends import linux_bridge
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
@@ -191,10 +192,10 @@ def _is_lab_daemon(pid: int, program: str, dir: Path) -> bool:
     """Whether pid still runs `program` with this lab's OVS folder on its command line (not a reused PID)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # exited; only its parent's wait() is missing
+    fields = procfs.stat_fields(pid)
+    if fields is None or procfs.is_zombie(fields):
         return False
     return bool(argv) and os.path.basename(argv[0].decode(errors="replace")).startswith(program) and any(str(dir).encode() in a for a in argv)
 
@@ -223,11 +224,10 @@ def stop_process(lab_dir: Path, name: str) -> None:
 
 def _reap_if_ours(pid: int) -> None:
     """Collect the exit status of a daemon this process started (`vnetlab run`), so no zombie lingers."""
-    try:
-        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
+    fields = procfs.stat_fields(pid)
+    if fields is None:
         return
-    if ppid == os.getpid():
+    if procfs.parent_pid(fields) == os.getpid():
         try:
             os.waitpid(pid, 0)  # it has been killed: this returns as soon as it has exited
         except ChildProcessError:

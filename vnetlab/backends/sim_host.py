@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from vnetlab import procfs
 from vnetlab.errors import VnetlabError
 
 SSHD = Path("/usr/sbin/sshd")
@@ -127,10 +128,10 @@ def is_lab_sshd(pid: int, lab_dir: Path, host: str) -> bool:
         # sshd rewrites its title ("sshd: /usr/sbin/sshd -D -e -f CONFIG [listener] …"): search the whole line
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
-    except (OSError, IndexError):
+    except OSError:
         return False
-    return state != "Z" and comm == "sshd" and f"-f {config(lab_dir, host)}".encode() in cmdline.replace(b"\0", b" ")
+    fields = procfs.stat_fields(pid)
+    return fields is not None and not procfs.is_zombie(fields) and comm == "sshd" and f"-f {config(lab_dir, host)}".encode() in cmdline.replace(b"\0", b" ")
 
 
 def stop_sshd(lab_dir: Path, name: str) -> None:

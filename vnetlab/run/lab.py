@@ -12,7 +12,6 @@ import errno
 import fcntl
 import os
 import re
-import resource
 import secrets
 import shutil
 import signal
@@ -25,6 +24,7 @@ from typing import Any, Callable, Iterator
 
 from rich.markup import escape
 
+from vnetlab import procfs
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import netns
 from vnetlab.backends.accel import AccelChoice, choose_accel
@@ -148,37 +148,23 @@ def domain_running(connections: Connections, plan: Plan, vm: PlannedVM) -> bool:
     return dom is not None and hv.is_running(dom)
 
 
-def sample_memory(plan: Plan, outcome: Outcome) -> None:
-    """Keep each guest's highest qemu Pss and Rss seen so far (smaps_rollup; guests that are gone are skipped)."""
-    for vm in plan.vms:
-        pid = local_qemu_pid(vm)
-        figures = hv.qemu_memory_kib(pid) if pid is not None else None
+def sample_guests(vms: list[PlannedVM], moment: str, outcome: Outcome, *, memory: bool = True) -> None:
+    """Keep the CPU seconds each local guest's qemu has used by `moment` (one of CPU_MOMENTS) and,
+    with `memory`, the highest Pss and Rss seen so far (smaps_rollup). Guests that are gone are skipped."""
+    for vm in vms:
+        pid = None if vm.host is not None else hv.qemu_pid(vm.domain)  # another hypervisor's qemu is not ours to read
+        if pid is None:
+            continue
+        seconds = procfs.cpu_seconds(pid)
+        if seconds is not None:
+            outcome.qemu_cpu_s.setdefault(vm.name, {})[moment] = seconds
+        figures = hv.qemu_memory_kib(pid) if memory else None
         if figures is None:
             continue
         seen = outcome.memory_kib.setdefault(vm.name, {"pss": 0, "rss": 0, "pss_last": 0})
         for key in ("pss", "rss"):
             seen[key] = max(seen[key], figures[key])
         seen["pss_last"] = figures["pss"]
-
-
-def sample_cpu(vms: list[PlannedVM], moment: str, outcome: Outcome) -> None:
-    """Keep the CPU seconds each guest's qemu has used by `moment` (one of CPU_MOMENTS)."""
-    for vm in vms:
-        pid = local_qemu_pid(vm)
-        seconds = hv.qemu_cpu_seconds(pid) if pid is not None else None
-        if seconds is not None:
-            outcome.qemu_cpu_s.setdefault(vm.name, {})[moment] = seconds
-
-
-def local_qemu_pid(vm: PlannedVM) -> int | None:
-    """The PID of the guest's qemu on this machine; None when it runs on another hypervisor or is gone."""
-    return None if vm.host is not None else hv.qemu_pid(vm.domain)
-
-
-def process_cpu_seconds() -> float:
-    """This process's CPU seconds so far; a run takes the difference (under pytest the process is the test session)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def unique_lab_name(scenario: str) -> str:
@@ -379,7 +365,7 @@ class LabRunner:
                     self.progress.vm_stage(vm.name, "console ready")
 
             limit = default_admission() if self.options.boot_parallel is None else self.options.boot_parallel
-            paused = (lambda vm: sample_cpu([vm], "started", self.outcome)) if self.outcome else None
+            paused = (lambda vm: sample_guests([vm], "started", self.outcome, memory=False)) if self.outcome else None
             apply(plan, state, connections, image, self.progress, Admission(limit, until_ready, stop), before_resume=paused)
 
             with self.progress.step("wait", "Waiting for guests (console marker, SSH, data NIC addresses)"):
@@ -449,7 +435,7 @@ class LabRunner:
 
     def run(self, ref: str, *, keep: bool, check: bool = True) -> Outcome:
         """`vnetlab run` (check=True) and `vnetlab up` (check=False, keep=True)."""
-        cpu_at_start = process_cpu_seconds()
+        cpu_at_start = procfs.cpu_seconds(os.getpid()) or 0.0  # under pytest this process is the whole test session: the run counts from here
         path, scenario = load(ref, self.model, self.options.scenario_dirs, lambda note: self.progress.detail(note))
         lab = self.options.lab or scenario.name
         if lab == AUTO_NAME:
@@ -480,12 +466,10 @@ class LabRunner:
             sessions: dict[str, GuestSSH] = {}
             try:
                 sessions = self._bring_up(plan, state, image, run_dir)
-                sample_memory(plan, outcome)
-                sample_cpu(plan.vms, "up", outcome)
+                sample_guests(plan.vms, "up", outcome)
                 if check:
                     self._check(plan, sessions, run_dir, outcome)
-                    sample_memory(plan, outcome)
-                    sample_cpu(plan.vms, "checked", outcome)
+                    sample_guests(plan.vms, "checked", outcome)
             except Interrupted as exc:
                 outcome.error = f"interrupted ({exc}); the lab was torn down"
                 keep = False
@@ -503,7 +487,7 @@ class LabRunner:
                         state.release(plan.lab_dir)
                     else:
                         self._teardown(plan.lab_dir, state)
-                    outcome.vnetlab_cpu_s = process_cpu_seconds() - cpu_at_start
+                    outcome.vnetlab_cpu_s = (procfs.cpu_seconds(os.getpid()) or 0.0) - cpu_at_start
         return outcome
 
     def check(self, lab: str, only: str | None = None) -> Outcome:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from vnetlab import procfs
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.errors import VnetlabError
 
@@ -268,9 +269,12 @@ def _pid_alive(pidfile: Path, program: str) -> bool:
     """Whether the pid file names a live `program` (a stale file's PID may belong to anything by now)."""
     try:
         pid = int(pidfile.read_text().strip())
-        return Path(f"/proc/{pid}/comm").read_text().strip() == program and Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, ValueError, IndexError):
+        if Path(f"/proc/{pid}/comm").read_text().strip() != program:
+            return False
+    except (OSError, ValueError):
         return False
+    fields = procfs.stat_fields(pid)
+    return fields is not None and not procfs.is_zombie(fields)
 
 
 def _systemd() -> bool:

@@ -1,0 +1,35 @@
+"""/proc/PID/stat, read in one place: whether a process is a zombie, its parent, its CPU time."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (the state first: field 3 in proc(5));
+    None when the process is gone. The name, in parentheses, may hold spaces and ')' itself, so
+    the fields start after the last ')'."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    _, closing, fields = text.rpartition(")")
+    return fields.split() if closing else None
+
+
+def is_zombie(fields: list[str]) -> bool:
+    """Exited, with only its parent's wait() missing."""
+    return fields[0] == "Z"
+
+
+def parent_pid(fields: list[str]) -> int:
+    return int(fields[1])
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU seconds the process (all its threads) has used; None when it is gone."""
+    fields = stat_fields(pid)
+    if fields is None:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime and stime, fields 14 and 15 in proc(5)
