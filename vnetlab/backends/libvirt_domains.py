@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -96,9 +97,25 @@ def define(conn: libvirt.virConnect, xml: str) -> libvirt.virDomain:
     return bounded("defining domain", lambda: conn.defineXML(xml))
 
 
-def start_paused(dom: libvirt.virDomain) -> None:
-    """Paused, so its taps can be moved into the lab namespace before the guest sends a frame."""
-    bounded(f"starting {dom.name()}", lambda: dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED), timeout=60.0)
+# The kernel refuses a bpf() program load with EAGAIN now and then (libbpf retries it; libvirt 9.0,
+# loading the cgroup device filter of every domain it starts, does not): the domain start failed
+# with "failed to load cgroup BPF prog: Resource temporarily unavailable" once in a day of make test.
+TRANSIENT_START_ERROR = "Resource temporarily unavailable"
+START_ATTEMPTS = 3
+
+
+def start_paused(dom: libvirt.virDomain, pause: float = 0.2) -> None:
+    """Paused, so its taps can be moved into the lab namespace before the guest sends a frame. A
+    start the kernel refused for the moment (EAGAIN) is tried again: libvirt has already stopped
+    the half-started qemu, and the domain stays defined."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            bounded(f"starting {dom.name()}", lambda: dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED), timeout=60.0)
+            return
+        except HypervisorError as exc:
+            if attempt == START_ATTEMPTS or TRANSIENT_START_ERROR not in str(exc):
+                raise
+        time.sleep(pause)
 
 
 def resume(dom: libvirt.virDomain) -> None:
