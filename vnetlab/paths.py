@@ -2,7 +2,9 @@
 
 The templates, the shipped scenarios, the guest image recipe and the JSON Schema are package
 data, found through importlib.resources: the same code works from a source checkout, an
-editable install and a wheel installed anywhere. Users' labs are found by path, or by name in
+editable install and a wheel installed anywhere. In the repository templates/, scenarios/ and
+images/ sit at the top level; the build maps them to vnetlab.templates, vnetlab.scenarios and
+vnetlab.images (pyproject.toml's package-dir). Users' labs are found by path, or by name in
 a search path: `--scenarios DIR` (repeatable), then VNETLAB_PATH (folders separated by ':'),
 then the built-in scenarios.
 """
@@ -15,9 +17,9 @@ from importlib.resources import files
 from pathlib import Path
 
 PACKAGE_DIR = Path(str(files("vnetlab")))
-TEMPLATES_DIR = PACKAGE_DIR / "templates"
-SCENARIOS_DIR = PACKAGE_DIR / "scenarios"
-RECIPE_DIR = PACKAGE_DIR / "images"
+TEMPLATES_DIR = Path(str(files("vnetlab.templates")))
+SCENARIOS_DIR = Path(str(files("vnetlab.scenarios")))
+RECIPE_DIR = Path(str(files("vnetlab.images")))
 SCHEMA_FILE = PACKAGE_DIR / "schema" / "scenario.schema.json"
 SEARCH_PATH_ENV = "VNETLAB_PATH"
 

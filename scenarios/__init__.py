@@ -1,0 +1,1 @@
+"""Package data: the built-in scenarios (lessons), read through importlib.resources."""

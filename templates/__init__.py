@@ -1,0 +1,1 @@
+"""Package data: the domain XML templates (jinja2), read through importlib.resources."""
