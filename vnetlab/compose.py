@@ -40,6 +40,8 @@ def check_order(features: tuple[Feature, ...]) -> None:
     """Each feature's `requires` must be registered before it; names must be unique."""
     seen: set[str] = set()
     for feature in features:
+        if getattr(feature, "check_runners", None):
+            raise ValueError(f"feature {feature.name!r} has check_runners: a kind of check is now a CheckKind in check_kinds (collect → evidence → judge; docs/features.md)")
         if feature.name in seen:
             raise ValueError(f"feature {feature.name!r} is registered twice")
         missing = [r for r in feature.requires if r not in seen]
