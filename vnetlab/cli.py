@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from vnetlab.errors import Interrupted
+from vnetlab.errors import InputError, Interrupted
 from vnetlab.model.typed_yaml import ValidationError
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -129,7 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     setup_what.add_argument("--no-packages", action="store_true", help="only start the daemons")
     setup_what.add_argument("--packages-only", action="store_true", help="only install the packages; start no daemon, and keep the packages' install scripts from starting theirs (for chroots, containers and image-building CI steps)")
     add_tool_commands(sub)
+    add_feature_commands(sub)
     return p
+
+
+def add_feature_commands(sub) -> None:
+    """The commands the registered features bring (their `cli_commands` hook): cli.py names none of them."""
+    for feature in registry().features:
+        for command in feature.cli_commands():
+            parser = sub.add_parser(command.name, help=command.help, description=command.description)
+            command.arguments(parser)
+            parser.set_defaults(feature_command=command)
 
 
 def add_tool_commands(sub) -> None:
@@ -221,10 +231,18 @@ def main(argv: list[str] | None = None) -> int:
     out = make_console()
     err = make_console(stderr=True)
     try:
+        feature_command = getattr(args, "feature_command", None)
+        if feature_command is not None:
+            from vnetlab.features.base import CliContext
+
+            return feature_command.run(args, CliContext(out, err, registry(), write_exact))
         return COMMANDS[args.command](args, out, err)
     except ValidationError as exc:
         for problem in exc.problems:
             err.print(f"[red]error:[/] {escape(str(problem))}", soft_wrap=True)
+        return EXIT_INPUT
+    except InputError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_INPUT
     except KeyboardInterrupt:
         err.print("interrupted")

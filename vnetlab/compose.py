@@ -15,6 +15,7 @@ from typing import Any
 from vnetlab.features.base import Feature
 from vnetlab.features.commands import Commands
 from vnetlab.features.containers import Containers
+from vnetlab.features.exercise import Exercise
 from vnetlab.features.hypervisors import Hypervisors
 from vnetlab.features.mtu import Mtu
 from vnetlab.features.netem import NetemFeature
@@ -33,7 +34,7 @@ from vnetlab.model.scenario import ScenarioModel, compose_model
 
 
 def default_features() -> tuple[Feature, ...]:
-    return (Containers(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), Vxlan(), Vlan(), SwitchGuestFeature(), Hypervisors(), Commands())
+    return (Containers(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), Vxlan(), Vlan(), SwitchGuestFeature(), Hypervisors(), Commands(), Exercise())
 
 
 def check_order(features: tuple[Feature, ...]) -> None:
@@ -61,9 +62,9 @@ def registry() -> ScenarioModel:
     return compose(default_features())
 
 
-def parse_scenario(text: str, file: str) -> Any:
-    return validate.parse_scenario(text, file, registry())
+def parse_scenario(text: str, file: str, student: str | None = None) -> Any:
+    return validate.parse_scenario(text, file, registry(), student)
 
 
-def load_scenario(path: Path) -> Any:
-    return validate.load_scenario(path, registry())
+def load_scenario(path: Path, student: str | None = None) -> Any:
+    return validate.load_scenario(path, registry(), student)

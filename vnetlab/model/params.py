@@ -252,7 +252,9 @@ def _scalars(node: yaml.Node, path: str, seen: set[int] | None = None) -> Iterat
 def _literal_networks(root: yaml.Node) -> list[ipaddress.IPv4Network]:
     """Subnets and addresses written out in the scenario (drawn subnets keep clear of them)."""
     out = []
-    for node, _ in _scalars(root, ""):
+    for node, path in _scalars(root, ""):
+        if path.startswith("params"):
+            continue  # a parent to draw from is no subnet of the lab
         if isinstance(node.value, str) and "/" in node.value and "{" not in node.value:
             try:
                 out.append(ipaddress.IPv4Interface(node.value.strip()).network)
