@@ -131,7 +131,8 @@ def instance(draw, schema: dict, rate: int, depth: int = 0):
             low = max(0, low - 1)
         return draw(st.lists(instance(schema["items"], rate, depth + 1), min_size=low, max_size=low + 3))
     if kind == "object" and "additionalProperties" in schema and "properties" not in schema:  # entries by name
-        names = draw(st.lists(st.sampled_from(["hv1", "hv2", "hv3"]) if not broken() else _TEXT, max_size=3, unique=True))
+        numbered = schema.get("propertyNames", {}).get("pattern") == "^[0-9]+$"  # a list written as a mapping {10: …} (vlans, trunk)
+        names = draw(st.lists(st.sampled_from(["10", "20", "30"] if numbered else ["hv1", "hv2", "hv3"]) if not broken() else _TEXT, max_size=3, unique=True))
         return {name: draw(instance(schema["additionalProperties"], rate, depth + 1)) for name in names}
     if kind == "object":
         props: dict = schema["properties"]
