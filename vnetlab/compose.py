@@ -17,6 +17,7 @@ from vnetlab.features.commands import Commands
 from vnetlab.features.containers import Containers
 from vnetlab.features.exercise import Exercise
 from vnetlab.features.hypervisors import Hypervisors
+from vnetlab.features.links import LinkFaults
 from vnetlab.features.mtu import Mtu
 from vnetlab.features.netem import NetemFeature
 from vnetlab.features.nat import Nat
@@ -34,7 +35,7 @@ from vnetlab.model.scenario import ScenarioModel, compose_model
 
 
 def default_features() -> tuple[Feature, ...]:
-    return (Containers(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), Vxlan(), Vlan(), SwitchGuestFeature(), Hypervisors(), Commands(), Exercise())
+    return (Containers(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), LinkFaults(), Vxlan(), Vlan(), SwitchGuestFeature(), Hypervisors(), Commands(), Exercise())
 
 
 def check_order(features: tuple[Feature, ...]) -> None:

@@ -54,6 +54,16 @@ LOADER_ONLY = {
     "templates and regular expressions": r"template (variable|syntax error|error|not allowed)|not a regular expression|the rendered text is|one attempt only",
     # shape rules in check_shape that the generated schema does not express ---------------------
     "exactly two peers / exactly one of two fields": r"expected exactly two (VM|node) names|expected exactly one of: \w+( \(.*\))?, \w+",
+    # link faults: the links a check list acts on, and pings that measure a recovery ---------------
+    "actions and recoveries": (
+        r"state: missing \(expected up or down|state goes with link|no bridge-link joins|a link between bridges is \[br1, br2\]|expected NODE\.NIC|has no interface named|"
+        r"is behind a routed uplink|netem impairs a VM NIC|clear takes no|recovery-max-s bounds a measured recovery|a recovery is measured on a ping|cannot see an outage|nothing after this ping acts"
+    ),
+    "exercise tasks: names, what grades them, what they are worth": (
+        r"has no checks: nothing would grade it|reads as a task number: name it with words|a time limit of no time|a hint costs .* at most its points|"
+        r"has no answer check to give it to|belongs in an exercise task|is not an answer of its kind|run needs node: the node|an answer is given to the task, not run on a node"
+    ),
+    "ping targets by NIC or across routers": r"has no addressed interface named|has no address to ping|\(to: is a node, NODE\.NIC or an IPv4 address\)|has no address: there is no exchange",
 }
 _LOADER_ONLY_RE = re.compile("|".join(f"(?:{r})" for r in LOADER_ONLY.values()))
 
@@ -112,6 +122,9 @@ def instance(draw, schema: dict, rate: int, depth: int = 0):
     if kind == "integer":
         lo, hi = schema.get("minimum", 0), schema.get("maximum", 1000)
         return draw(st.integers(lo - 2, hi + 2) if broken() else st.integers(lo, hi))
+    if kind == "number":
+        lo, hi = schema.get("minimum", 0), schema.get("maximum", 1000)
+        return draw(st.floats(lo - 2, hi + 2) if broken() else st.floats(lo, hi))
     if kind == "string":
         limit = schema.get("maxLength", 30)
         if broken():
@@ -225,7 +238,7 @@ def test_schema_carries_the_spec_metadata():
     assert vm["properties"]["name"]["maxLength"] == 20 and vm["properties"]["nics"]["minItems"] == 1
     ping = SCHEMA["$defs"]["PingCheck"]
     assert "from" in ping["properties"] and "source" not in ping["properties"]  # YAML key, not the attribute
-    assert ping["properties"]["expect"]["enum"] == ["success", "failure"]
+    assert ping["properties"]["expect"]["enum"] == ["success", "failure", "no-reply"]
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

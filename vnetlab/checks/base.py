@@ -13,7 +13,9 @@ judges; features register theirs (see vnetlab.features.base.Feature).
 from __future__ import annotations
 
 import shlex
+import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from vnetlab.backends import netns
 from vnetlab.backends.ssh import CommandResult, GuestSSH
 from vnetlab.plan.planner import Plan, PlannedNic, PlannedNode
 from vnetlab.model.scenario import split_link
+from vnetlab.model.validate import rendered, target_interface
 
 if TYPE_CHECKING:
     from vnetlab.checks.capture import Frames
@@ -36,6 +39,7 @@ class CheckResult:
     detail: str
     counts: dict[str, int] | None = None
     data: dict[str, object] = field(default_factory=dict)
+    action: bool = False  # an action of the check list (a link taken down, a pause), not a check of the lab
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -43,6 +47,8 @@ class CheckResult:
             out.pop("counts")
         if not self.data:
             out.pop("data")
+        if not self.action:
+            out.pop("action")
         return out
 
 
@@ -95,6 +101,7 @@ class Evidence:
 
 Collector = Callable[["CheckContext", Any], Evidence]
 Verdict = Callable[[Plan, Any, Evidence], CheckResult]
+Undo = Callable[["CheckContext", Any, Evidence], dict[str, Any]]
 Judge = Callable[[Plan, Any, CaptureSubject], Judgement]
 WireJudge = Callable[[Plan, Any, Evidence, "Mapping[str, Frames]"], Judgement]
 
@@ -111,11 +118,25 @@ class Wire:
 
 @dataclass(frozen=True)
 class CheckKind:
-    """One kind of check: collect on the live lab, judge from the evidence alone."""
+    """One kind of check: collect on the live lab, judge from the evidence alone.
+
+    An *action* (`undo` set) changes the lab during the check phase (a link taken down, a netem
+    impairment): its evidence records what it did and, under the key `restores`, what it changed
+    (e.g. "link vm1.eth0"); at the end of the phase the runner calls `undo` once per thing changed,
+    with the evidence of the first action that changed it, and records what the undo did there
+    (`undone`, or `undo_error`). `background(spec)`: this check runs in the background from its
+    place in the list while the entries after it run (e.g. a ping measuring the recovery from a
+    link the next actions pull), and is collected when it ends; the phase waits for it."""
 
     collect: Collector
     judge: Verdict
     wire: Wire | None = None
+    undo: Undo | None = None
+    background: Callable[[Any], bool] | None = None
+
+    @property
+    def acts(self) -> bool:
+        return self.undo is not None
 
     def run(self, ctx: CheckContext, spec: Any) -> CheckResult:
         """Collect and judge in one go (ad hoc checks: the pytest plugin, unit tests)."""
@@ -128,14 +149,26 @@ def node_ips(plan: Plan, name: str) -> set[str]:
     return ips | {n.ip for n in plan.nodes if n.name == name}
 
 
-def expected_echo_pairs(plan: Plan, a: str, b: str, via: str | None = None) -> int:
-    """Echo exchanges the ping checks between a and b should have put on the wire (through overlay `via`, or none)."""
+def expected_echo_pairs(plan: Plan, a: str, b: str, via: str | None = None, *, one_way: bool = False) -> int:
+    """Echo exchanges the ping checks between a and b should have put on the wire (through overlay
+    `via`, or none); `one_way`: only those a started."""
     names = {a: {a} | node_ips(plan, a), b: {b} | node_ips(plan, b)}
+
+    def reaches(ping: Any, other: str) -> bool:
+        if ping.to in names[other]:
+            return True
+        try:
+            to = rendered(plan.scenario, ping.to)
+        except ValueError:
+            return False
+        iface = target_interface(plan.scenario, ping.source, to) if via is None else None
+        return (str(iface.ip) if iface is not None else to) in names[other]
+
     return sum(
-        c.ping.count
+        c.ping.count if getattr(c.ping, "measure", None) is None else 1  # a ping measuring a recovery loses replies on purpose
         for c in plan.scenario.checks
         if c.ping is not None and c.ping.expect == "success" and getattr(c.ping, "via", None) == via
-        and ((c.ping.source == a and c.ping.to in names[b]) or (c.ping.source == b and c.ping.to in names[a]))
+        and ((c.ping.source == a and reaches(c.ping, b)) or (not one_way and c.ping.source == b and reaches(c.ping, a)))
     )
 
 
@@ -192,7 +225,8 @@ class NamespaceNode:
             return CommandResult(shlex.join(argv), 124, _text(exc.stdout), _text(exc.stderr) + f"\n(timed out after {timeout:g} s)")
         except OSError as exc:  # e.g. the program is not installed on the host
             return CommandResult(shlex.join(argv), 127, "", f"cannot run {argv[0]} in namespace {self.namespace}: {exc}")
-        return CommandResult(shlex.join(argv), done.returncode, _text(done.stdout), _text(done.stderr))
+        killed = signal_name(-done.returncode) if done.returncode < 0 else None
+        return CommandResult(shlex.join(argv), -1 if killed else done.returncode, _text(done.stdout), _text(done.stderr), signal=killed)
 
     def start(self, argv: list[str]) -> Callable[[], None]:
         proc = netns.run_in_namespace(self.namespace, subprocess.Popen, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -207,6 +241,14 @@ class NamespaceNode:
                     proc.wait()
 
         return stop
+
+
+def signal_name(number: int) -> str:
+    """TERM for 15, as ssh's exit-signal names it."""
+    try:
+        return signal.Signals(number).name.removeprefix("SIG")
+    except ValueError:
+        return str(number)
 
 
 def _text(data: bytes | str | None) -> str:
@@ -272,6 +314,11 @@ class CheckContext:
     run_dir: Path
     wire: bool = False
     answer: Mapping[str, Any] | None = None
+    started: float = field(default_factory=time.monotonic)  # when the check phase began
+
+    def elapsed(self) -> float:
+        """Seconds since the check phase began: when an action or a background check happened, for the report."""
+        return round(time.monotonic() - self.started, 3)
 
     def node(self, name: str) -> LabNode:
         """Where to run a program as `name`: the guest over SSH, or a namespace node's namespace."""

@@ -194,8 +194,8 @@ def _core_ping() -> list[FieldDecl]:
     return [
         decl("source", str, spec("VM, container or host that sends the pings", key="from", pattern=NAME, max_length=VM_NAME_MAX)),
         decl("to", str, spec("target VM, container or host name, or an IPv4 address")),
-        decl("count", int, spec("echo requests to send", default=3, minimum=1, maximum=100)),
-        decl("expect", Literal["success", "failure"], spec("whether the ping must succeed or must fail", default="success")),
+        decl("count", int, spec("echo requests to send, 20 a second", default=3, minimum=1, maximum=1000)),
+        decl("expect", Literal["success", "failure", "no-reply"], spec("success; failure: no reply, or no route from the source (the detail says which); no-reply: the requests must leave the source and get no reply (a route that sends them on the wire)", default="success")),
         decl("rtt_min_ms", int | None, spec("the average round-trip time must be at least this many ms (e.g. a netem delay took effect)", key="rtt-min-ms", default=None, minimum=0, maximum=600000)),
         decl("rtt_max_ms", int | None, spec("the average round-trip time must be at most this many ms", key="rtt-max-ms", default=None, minimum=0, maximum=600000)),
         decl("loss_max", int | None, spec("pass with up to this share of echo requests lost, in percent (default: none may be lost)", key="loss-max", default=None, minimum=0, maximum=100)),
@@ -212,6 +212,11 @@ def _core_capture(expectations: tuple[str, ...]) -> list[FieldDecl]:
         decl("link", str | None, spec("one VM NIC's link to its bridge to capture on instead of a bridge, as VM.NIC (e.g. vm3.eth0): its tap sees that NIC's frames only, as they enter and leave the guest", default=None, pattern=LINK, max_length=VM_NAME_MAX + 1 + IFACE_MAX)),
         _check_name(),
     ]
+
+
+def feature_nodes(scenario: Any) -> list[NodeDecl]:
+    """Nodes the features add (containers, outside hosts …), in declaration order."""
+    return [n for e in scenario.model.extensions if e.nodes for n in e.nodes(scenario)]
 
 
 def split_link(link: str) -> tuple[str, str]:

@@ -16,7 +16,7 @@ import jinja2
 import jinja2.sandbox
 
 from vnetlab.model.params import ParamError, environment
-from vnetlab.model.validate import feature_nodes
+from vnetlab.model.scenario import feature_nodes
 
 MAC_UNKNOWN = "00:00:00:00:00:00"  # the model validates templates before MACs are planned
 MAX_RENDERED = 256 * 1024

@@ -20,7 +20,8 @@ from vnetlab.backends.image_kinds import DEBIAN, FILE, ImageRef
 from vnetlab.backends.user_image import check_image_file
 from vnetlab.errors import VnetlabError
 from vnetlab.model import params
-from vnetlab.model.scenario import RESERVED_IFACE_PREFIX, RESERVED_IFACES, NodeDecl, Overlay, ScenarioModel, split_link
+from vnetlab.model.scenario import RESERVED_IFACE_PREFIX, RESERVED_IFACES, Overlay, ScenarioModel, feature_nodes, split_link
+from vnetlab.model.templates import render, scenario_variables
 from vnetlab.model.typed_yaml import Located, Problem, ValidationError, load_typed, read_text
 
 _SPECIAL_BLOCKS = (
@@ -59,11 +60,6 @@ def unusable(net: ipaddress.IPv4Network) -> str | None:
 # -- the lab's nodes and how they reach each other ----------------------------------
 
 
-def feature_nodes(scenario: Any) -> list[NodeDecl]:
-    """Nodes the features add (containers, outside hosts …), in declaration order."""
-    return [n for e in scenario.model.extensions if e.nodes for n in e.nodes(scenario)]
-
-
 def node_names(scenario: Any) -> set[str]:
     """Every node a check may name: VMs and the features' nodes."""
     return {v.name for v in scenario.vms} | {n.name for n in feature_nodes(scenario)}
@@ -87,6 +83,54 @@ def route_to(scenario: Any, source: str, target: str) -> ipaddress.IPv4Interface
         if ext.route is not None and (found := ext.route(scenario, source, target)) is not None:
             return found
     return None
+
+
+def rendered(scenario: Any, text: str) -> str:
+    """A check field that takes an address may be a template (`to: "{{ web.ip }}"`): its text
+    rendered with the scenario's variables (TemplateError when it cannot be)."""
+    if "{{" not in text and "{%" not in text:
+        return text
+    return render(text, scenario_variables(scenario)).strip()
+
+
+def named_interface(scenario: Any, target: str) -> ipaddress.IPv4Interface | None:
+    """NODE.NIC (web.eth0): that interface's address; None when there is no such addressed interface."""
+    node, _, nic = target.partition(".")
+    for vm in scenario.vms:
+        if vm.name == node:
+            return next((interface(n.address) for j, n in enumerate(vm.nics) if vm.nic_name(j) == nic and n.address), None)
+    found = next((n for n in feature_nodes(scenario) if n.name == node), None)
+    return next((interface(cidr) for name, cidr in found.nics if name == nic and cidr), None) if found else None
+
+
+def target_interface(scenario: Any, source: str, target: str) -> ipaddress.IPv4Interface | None:
+    """The address a check's `to` means: a node's on a segment the source shares (or by a feature's
+    route), else the node's first address (a target behind a router); NODE.NIC's; None for an
+    address literal. `target` is rendered already (see `rendered`)."""
+    if "." in target and interface(target + "/32") is None:
+        return named_interface(scenario, target)
+    reached = route_to(scenario, source, target)
+    if reached is not None:
+        return reached
+    addresses = node_interfaces(scenario, target)
+    return addresses[0][1] if addresses else None
+
+
+def routable(scenario: Any, source: str, target: str) -> bool:
+    """Whether some chain of nodes with addresses on two subnets (routers, as the lab's own commands
+    may make them) joins a subnet of `source` to one of `target`: a ping by name across them can work."""
+    subnets: dict[str, set[tuple[str, ipaddress.IPv4Network]]] = {}  # node → the (segment, subnet) it has an address on
+    for name in node_names(scenario):
+        subnets[name] = {(segment, iface.network) for segment, iface in node_interfaces(scenario, name)}
+    reached, todo = set(subnets.get(source, ())), list(subnets.get(source, ()))
+    while todo:
+        net = todo.pop()
+        for nets in subnets.values():
+            if net in nets:
+                fresh = nets - reached
+                reached |= fresh
+                todo += fresh
+    return bool(reached & subnets.get(target, set()))
 
 
 def lab_interfaces(scenario: Any) -> list[str]:
@@ -219,12 +263,12 @@ def validate(scenario: Any, file: str, lines: dict[str, int]) -> None:
 
 def validate_checks(r: Rules, checks: list[Any], path: str) -> None:
     """The rules of each kind of check, for a list of checks at `path` (the scenario's, an exercise task's)."""
-    validators = {"ping": _ping, "capture": _capture}
+    validators: dict[str, list[Any]] = {"ping": [_ping], "capture": [_capture]}
     for ext in r.scenario.model.extensions:
-        validators.update(ext.check_validators)
+        for kind, validator in ext.check_validators.items():
+            validators.setdefault(kind, []).append(validator)  # a feature's rules for a core kind (its ping fields) come after the core's
     for i, check in enumerate(checks):
-        validator = validators.get(check.kind)
-        if validator is not None:
+        for validator in validators.get(check.kind, ()):
             validator(r, check.spec, f"{path}[{i}].{check.kind}")
 
 
@@ -344,16 +388,37 @@ def _ping(r: Rules, ping: Any, path: str) -> None:
     if via is not None:
         _overlay_ping(r, ping, via, path, vm_names)
         return
-    if ping.to in vm_names:
-        if ping.to == ping.source:
-            r.add(f"{path}.to", "a VM pinging itself proves nothing about the bridge")
-        elif route_to(scenario, ping.source, ping.to) is None:
-            r.add(f"{path}.to", f"{ping.source!r} and {ping.to!r} have no addressed NICs on a common subnet")
-        return
+    _ping_to(r, ping, path, "VM", "the bridge")
+
+
+def _ping_to(r: Rules, ping: Any, path: str, words: str, what: str) -> None:
+    """`to`: a node (its address the source reaches, else its first: across a router), NODE.NIC, or
+    an IPv4 address; each may be a template ({{ web.ip }})."""
     try:
-        ipaddress.IPv4Address(ping.to)
-    except ValueError:
-        r.add(f"{path}.to", f"expected a VM name or an IPv4 address, got {ping.to!r}")
+        to = rendered(r.scenario, ping.to)
+    except ValueError as exc:  # TemplateError
+        r.add(f"{path}.to", str(exc))
+        return
+    name = to.partition(".")[0] if "." in to and interface(to + "/32") is None else to
+    if name == ping.source:
+        r.add(f"{path}.to", f"a {'VM' if words == 'VM' else 'node'} pinging itself proves nothing about {what}")
+    elif to != name:  # NODE.NIC
+        if name not in node_names(r.scenario):
+            r.add(f"{path}.to", f"no {words} named {name!r} (to: is a node, NODE.NIC or an IPv4 address)")
+        elif named_interface(r.scenario, to) is None:
+            r.add(f"{path}.to", f"{name!r} has no addressed interface named {to.partition('.')[2]!r}")
+    elif to in node_names(r.scenario):
+        if target_interface(r.scenario, ping.source, to) is None:
+            r.add(f"{path}.to", f"{to!r} has no address to ping")
+        elif route_to(r.scenario, ping.source, to) is not None:
+            pass
+        elif ping.source not in {v.name for v in r.scenario.vms}:
+            if ping.expect == "success":  # a container's or host's routes are vnetlab's (its gateway, its uplink)
+                r.add(f"{path}.to", f"{ping.source!r} has no route to {to!r} (no common subnet, and no NAT uplink of its bridge leading there)")
+        elif not routable(r.scenario, ping.source, to):  # a VM routes by its own exec: a router must be there to route through
+            r.add(f"{path}.to", f"{ping.source!r} and {to!r} have no addressed NICs on a common subnet")
+    elif interface(to + "/32") is None:
+        r.add(f"{path}.to", f"expected a {words} name or an IPv4 address, got {to!r}" + (f" (from {ping.to!r})" if to != ping.to else ""))
 
 
 def _overlay_ping(r: Rules, ping: Any, via: str, path: str, vm_names: set[str]) -> None:
@@ -377,16 +442,13 @@ def _node_ping(r: Rules, ping: Any, path: str) -> None:
     everyone = node_names(r.scenario)
     if ping.source not in everyone:
         r.add(f"{path}.from", f"no {r.node_words()} named {ping.source!r}")
-    elif ping.to == ping.source:
-        r.add(f"{path}.to", "a node pinging itself proves nothing about the network")
-    elif ping.to in everyone:
-        if route_to(r.scenario, ping.source, ping.to) is None:
-            r.add(f"{path}.to", f"{ping.source!r} has no route to {ping.to!r} (no common subnet, and no NAT uplink of its bridge leading there)")
     else:
-        try:
-            ipaddress.IPv4Address(ping.to)
-        except ValueError:
-            r.add(f"{path}.to", f"expected a {r.node_words()} name or an IPv4 address, got {ping.to!r}")
+        _ping_to(r, ping, path, r.node_words(), "the network")
+
+
+# Judged by addresses alone, so also on a bridge a routed path crosses, where the frames carry the
+# router's MACs: an endpoint need not be on the captured bridge (its first address is judged).
+ROUTED_EXPECTATIONS = frozenset({"icmp-echo"})
 
 
 def _expectations(scenario: Any) -> dict[str, Any]:
@@ -431,8 +493,12 @@ def _capture(r: Rules, cap: Any, path: str) -> None:
         r.add(f"{path}.bridge", f"no bridge named {cap.bridge!r}")
         return
     for k, name in enumerate(cap.between):  # every name is a VM here: any other goes to _node_capture
-        if not any(n.bridge == cap.bridge and n.address for n in scenario.vm(name).nics):
+        if any(n.bridge == cap.bridge and n.address for n in scenario.vm(name).nics):
+            continue
+        if not all(e in ROUTED_EXPECTATIONS or (e in known and known[e].across_segments) for e in cap.expect):
             r.add(f"{path}.between[{k}]", f"VM {name!r} has no addressed NIC on bridge {cap.bridge!r}")
+        elif not node_interfaces(scenario, name):
+            r.add(f"{path}.between[{k}]", f"VM {name!r} has no address: there is no exchange of it to capture")
     if len(set(cap.between)) != len(cap.between):
         r.add(f"{path}.between", "expected two different VMs")
     for e in cap.expect:

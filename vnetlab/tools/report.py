@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from vnetlab.checks.base import CheckResult
 from vnetlab.model.scenario import ScenarioModel
 from vnetlab.run.lab import Outcome
 from vnetlab.run.progress import StepTiming, VMEvent
@@ -77,6 +78,19 @@ def _artifact_files(artifacts: dict) -> str:
     return f" ({', '.join(names)})" if names else ""
 
 
+def tally_text(results: Sequence[CheckResult]) -> str:
+    """'3/4 checks passed', with the actions among them counted apart ('…, 2 actions done')."""
+    checks = [r for r in results if not r.action]
+    actions = [r for r in results if r.action]
+    if not results:
+        return "no checks"
+    text = f"{sum(r.ok for r in checks)}/{len(checks)} checks passed"
+    if actions:
+        done = sum(r.ok for r in actions)
+        text += f", {len(actions)} action{'s' if len(actions) != 1 else ''} done" if done == len(actions) else f", {done}/{len(actions)} actions done"
+    return text
+
+
 def print_summary(console: Console, outcome: Outcome, steps: list[StepTiming], model: ScenarioModel) -> None:
     if outcome.checks:
         table = Table(title=f"Checks — lab {outcome.lab}", title_justify="left", show_lines=False)
@@ -90,13 +104,13 @@ def print_summary(console: Console, outcome: Outcome, steps: list[StepTiming], m
             extra = feature.summary(outcome.checks)
             if extra is not None:
                 console.print(extra)
-    passed = sum(c.ok for c in outcome.checks)
     total_seconds = sum(s.seconds for s in steps)
     verdict = "[bold green]PASS[/]" if outcome.ok else "[bold red]FAIL[/]"
+    tally = tally_text(outcome.checks)
     if outcome.ok and outcome.kept and not outcome.checks:
-        verdict = "[bold green]UP[/]"
+        verdict, tally = "[bold green]UP[/]", "ready, no checks run"
     accel = outcome.accel.name if outcome.accel else "?"
-    console.print(f"{verdict} {outcome.scenario} (lab {outcome.lab}): {passed}/{len(outcome.checks)} checks passed, accel {accel}, {total_seconds:.1f} s", soft_wrap=True)
+    console.print(f"{verdict} {outcome.scenario} (lab {outcome.lab}): {tally}, accel {accel}, {total_seconds:.1f} s", soft_wrap=True)
     if outcome.error:
         console.print(f"[red]error:[/] {escape(outcome.error)}", soft_wrap=True)  # a message, not markup; unwrapped for copying
     if outcome.kept:
