@@ -146,3 +146,28 @@ def test_nodes_with_dashes_and_bridges_are_variables(tmp_path):
 def test_every_check_may_have_a_name(tmp_path):
     path = lab(tmp_path, checks="  - ping: {from: client, to: server, name: the client reaches the server}")
     assert load(path).checks[0].ping.name == "the client reaches the server"
+
+
+def test_tar_of_checks_the_cap_before_it_reads_a_file(tmp_path, monkeypatch):
+    """Issue 23, finding 11: a source larger than the cap (a sparse file: no disk, no time) is
+    refused before it is read, and one that says nothing of its size (/dev/zero) is read no
+    further than the cap."""
+    import tracemalloc
+
+    from vnetlab.features import commands
+    from vnetlab.features.commands import CommandError, PlannedFile
+
+    big = tmp_path / "big"
+    with big.open("wb") as f:
+        f.truncate(commands.MAX_FILES_BYTES + 1)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CommandError, match=f"exceed {commands.MAX_FILES_BYTES} bytes"):
+            tar_of((PlannedFile(big, "/big", 0o644, False),), {})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
+    monkeypatch.setattr(commands, "MAX_FILES_BYTES", 1 << 20)
+    with pytest.raises(CommandError, match=f"exceed {1 << 20} bytes"):
+        tar_of((PlannedFile(Path("/dev/zero"), "/zero", 0o644, False),), {})

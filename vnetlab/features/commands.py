@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import os
 import posixpath
 import re
 import shlex
@@ -272,17 +273,24 @@ class CommandError(VnetlabError):
 
 
 def tar_of(files: tuple[PlannedFile, ...], variables: dict[str, Any]) -> bytes:
-    """The files as one tar stream for `tar -x -C /` in the guest (modes kept, contents rendered where asked)."""
+    """The files as one tar stream for `tar -x -C /` in the guest (modes kept, contents rendered where asked).
+
+    The cap is checked before a file is read, and no file is read beyond it: a source that grew
+    since the scenario was validated (a log, /dev/zero) costs at most MAX_FILES_BYTES of memory."""
     out = io.BytesIO()
     total = 0
     with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for f in files:
-            data = f.src.read_bytes()
-            if f.template:
+            room = MAX_FILES_BYTES - total
+            with f.src.open("rb") as src:
+                if os.fstat(src.fileno()).st_size > room:
+                    raise CommandError(f"files for one guest exceed {MAX_FILES_BYTES} bytes (at {f.src})")
+                data = src.read(room + 1)  # one byte more than fits tells it is too big (a size the file did not say)
+            if f.template and len(data) <= room:
                 data = render(data.decode(), variables).encode()
             total += len(data)
             if total > MAX_FILES_BYTES:
-                raise CommandError(f"files for one guest exceed {MAX_FILES_BYTES} bytes")
+                raise CommandError(f"files for one guest exceed {MAX_FILES_BYTES} bytes (at {f.src})")
             info = tarfile.TarInfo(str(PurePosixPath(f.dest).relative_to("/")))
             info.size = len(data)
             info.mode = f.mode if f.mode is not None else stat.S_IMODE(f.src.stat().st_mode)

@@ -291,25 +291,29 @@ def _write_private(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def _console_text(plan: Plan, vm: PlannedVM) -> bytes | None:
-    """Its serial log, here or on its hypervisor (None when there is none, or it cannot be read)."""
+def _console_text(plan: Plan, vm: PlannedVM, warn: Callable[[str], None]) -> bytes | None:
+    """Its serial log, here or on its hypervisor (None when there is none, or it cannot be read:
+    `warn` hears why, e.g. its hypervisor's SFTP stopped answering, which every read is bounded for)."""
     if vm.host is None:
         return vm.console_log.read_bytes() if vm.console_log.exists() else None
     try:
         with console_of(plan, vm) as console, console() as f:
             return f.read(CONSOLE_KEEP_MAX)
-    except Exception:  # noqa: BLE001 — an artifact missing is no reason to fail the run or its teardown
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # noqa: BLE001 — an artifact missing is no reason to fail the run or its teardown
+        warn(f"{vm.name}'s console log was not kept: {exc}")
         return None
 
 
 CONSOLE_KEEP_MAX = 16 * 1024 * 1024  # bytes of a remote guest's console kept as an artifact
 
 
-def collect_artifacts(plan: Plan, run_dir: Path, pcaps: dict[str, Path]) -> dict[str, object]:
+def collect_artifacts(plan: Plan, run_dir: Path, pcaps: dict[str, Path], warn: Callable[[str], None] = lambda _: None) -> dict[str, object]:
     consoles: dict[str, str] = {}
     xmls: dict[str, str] = {}
     for vm in plan.vms:
-        console = _console_text(plan, vm)
+        console = _console_text(plan, vm, warn)
         if console is not None:
             dest = run_dir / f"{vm.name}.console.log"
             _write_private(dest, console)
@@ -406,7 +410,7 @@ class LabRunner:
         with shielded():
             try:
                 pcaps = {br: Path(p) for br, p in outcome.artifacts.get("pcap", {}).items()}  # type: ignore[union-attr]
-                outcome.artifacts.update(collect_artifacts(plan, run_dir, pcaps))
+                outcome.artifacts.update(collect_artifacts(plan, run_dir, pcaps, lambda problem: self.progress.say(f"[yellow]warning:[/] {escape(problem)}")))
             except Exception as exc:  # noqa: BLE001 — reported, and teardown still runs
                 problem = f"could not keep the run's artifacts in {run_dir}: {exc}"
                 outcome.error = problem if outcome.error is None else f"{outcome.error}; {problem}"
@@ -450,7 +454,8 @@ class LabRunner:
             refuse_domain_clashes(self.options.layout, lab, {domain_name(lab, vm.name): vm.name for vm in scenario.vms})
             image, images = self._images(scenario)
             outcome.accel = self._accel(image)
-            plan = make_plan(scenario, lab, PlanOptions(outcome.accel.domain_type, image.kernel, self.options.layout, images, host_capabilities()))
+            instance = secrets.token_hex(4)  # this lab instance's own: its folders on other hypervisors are named with it
+            plan = make_plan(scenario, lab, PlanOptions(outcome.accel.domain_type, image.kernel, self.options.layout, images, host_capabilities(), instance))
             outcome.placement = list(plan.notes)
             for note in plan.notes:  # where features run when the host kernel decides it: never silently
                 self.progress.say(f"  {escape(note)}")
@@ -460,7 +465,7 @@ class LabRunner:
             outcome.artifacts["dir"] = str(run_dir)
             make_private_dir(plan.lab_dir)  # apply() lets libvirt's qemu group through to the guests' files
             (plan.lab_dir / SCENARIO_COPY).write_text(path.read_text())
-            state = LabState(lab, scenario.name, str(path.resolve()), plan.namespace, plan.domain_type, str(image.kernel), os.getpid(), host_kernel=sorted(plan.host_kernel))
+            state = LabState(lab, scenario.name, str(path.resolve()), plan.namespace, plan.domain_type, str(image.kernel), os.getpid(), host_kernel=sorted(plan.host_kernel), instance=instance)
             state.save(plan.lab_dir)
             self.outcome = outcome
             sessions: dict[str, GuestSSH] = {}
@@ -542,7 +547,7 @@ class LabRunner:
 def plan_from_state(paths: LabPaths, state: LabState, model: ScenarioModel) -> Plan:
     """The plan of an existing lab: re-planned from its copy of the scenario (the plan is pure, so names match)."""
     scenario = parse_scenario((paths.dir / SCENARIO_COPY).read_text(), state.scenario_file, model)
-    return make_plan(scenario, paths.lab, PlanOptions(state.domain_type, Path(state.kernel), paths.layout, host_kernel=frozenset(state.host_kernel)))
+    return make_plan(scenario, paths.lab, PlanOptions(state.domain_type, Path(state.kernel), paths.layout, host_kernel=frozenset(state.host_kernel), instance=state.instance))
 
 
 def only_check(plan: Plan, name: str) -> Plan:
