@@ -3,6 +3,12 @@
 A build happens in a hidden temporary folder beside its entry and is renamed into place once
 everything (including info.json, written last) is there, so a reader never sees half an image and
 an interrupted build leaves nothing but a hidden folder that the next build or `prune` removes.
+
+The cache is root's: its folders are 0711 (libvirt's qemu user must pass through to what a guest
+boots; nobody can list them) and every file is 0600. qemu still reads a guest's kernel, initramfs
+and base disk because libvirt's DAC driver hands those files (not their folders) to its user while
+the guest runs, as it does the lab folders' keys. A user's imported image, and what its guest
+wrote into the packages it was built from, are readable by root alone.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import ctypes
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,6 +32,7 @@ from vnetlab.errors import VnetlabError
 INFO = "info.json"
 LOCK = "packages.lock"
 STALE_BUILD_SECONDS = 24 * 3600  # a hidden build folder this old belongs to no running build
+FOLDER_MODE, FILE_MODE = 0o711, 0o600
 
 
 class CacheError(VnetlabError):
@@ -52,18 +60,36 @@ def entry_path(cache: Path, kind: str, digest: str) -> Path:
 def cached(cache: Path, kind: str, digest: str) -> CacheEntry | None:
     path = entry_path(cache, kind, digest)
     try:
-        return CacheEntry(path, json.loads((path / INFO).read_text()))
+        entry = CacheEntry(path, json.loads((path / INFO).read_text()))
     except (OSError, ValueError):
         return None
+    make_private(cache, [path])  # an entry an older vnetlab left readable by all
+    return entry
+
+
+def make_private(cache: Path, entries: list[Path]) -> None:
+    """The cache folder and these entries as the cache keeps them: folders 0711, files 0600 (only ever
+    narrowed). Symbolic links are left alone: a cache entry has none, and chmod would follow them."""
+    def narrow(path: Path, mode: int) -> None:
+        st = path.lstat()
+        if stat.S_IMODE(st.st_mode) & ~mode:
+            os.chmod(path, stat.S_IMODE(st.st_mode) & mode)
+
+    narrow(cache, FOLDER_MODE)
+    for entry in entries:
+        narrow(entry, FOLDER_MODE)
+        for path in entry.rglob("*"):
+            if not path.is_symlink():
+                narrow(path, FOLDER_MODE if path.is_dir() else FILE_MODE)
 
 
 @contextlib.contextmanager
 def building(cache: Path, kind: str, digest: str) -> Iterator[Path]:
-    """A fresh temporary folder (0755) to build an entry in; removed on the way out, whatever happens."""
+    """A fresh temporary folder (0700) to build an entry in; removed on the way out, whatever happens."""
     try:
-        make_dirs(cache, 0o755)
-        build = Path(tempfile.mkdtemp(prefix=f".{kind}-{digest}.", dir=cache))
-        build.chmod(0o755)
+        make_dirs(cache, FOLDER_MODE)
+        make_private(cache, [])
+        build = Path(tempfile.mkdtemp(prefix=f".{kind}-{digest}.", dir=cache))  # 0700
     except OSError as exc:
         raise CacheError(f"cannot write the image cache {cache}: {exc.strerror}") from exc
     try:
@@ -102,7 +128,8 @@ def publish(build: Path, cache: Path, kind: str, digest: str, info: dict[str, An
     """Write info.json (the mark of a complete entry) and rename the build into its entry."""
     info = {"kind": kind, "hash": digest, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **info}
     (build / INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    (build / INFO).chmod(0o644)
+    build.chmod(FOLDER_MODE)  # from mkdtemp's 0700: qemu's user passes through to the files
+    make_private(cache, [build])
     target = entry_path(cache, kind, digest)
     _replace(build, target)
     return CacheEntry(target, info)
