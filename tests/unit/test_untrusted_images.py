@@ -81,7 +81,7 @@ def test_every_way_of_reading_outside_the_file_is_refused(tmp_path: Path, case: 
         qemu_img("create", "-q", "-f", "qcow2", "-o", "compat=0.10", "-b", str(secret), "-F", "raw", str(image), "1M")
         expected = "backing file"
     elif case == "encrypted":
-        qemu_img("create", "-q", "-f", "qcow2", "--object", "secret,id=s0,data=pw", "-o", "encrypt.format=luks,encrypt.key-secret=s0", str(image), "1M")
+        qemu_img("create", "-q", "-f", "qcow2", "--object", "secret,id=s0,data=pw", "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10", str(image), "1M")
         expected = "encryption"
     elif case in ("unknown-feature", "corrupt"):
         qemu_img("create", "-q", "-f", "qcow2", str(image), "1M")
@@ -153,3 +153,28 @@ def test_an_entry_an_older_vnetlab_left_readable_is_narrowed_when_used(tmp_path:
     assert image_cache.cached(tmp_path, "tiny", "abc") is not None
     assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o711 and stat.S_IMODE(entry.path.stat().st_mode) == 0o711
     assert {stat.S_IMODE(p.stat().st_mode) for p in entry.path.iterdir()} == {0o600}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another group needs root")
+def test_what_a_lab_boots_is_granted_to_qemus_group_alone_and_stays_granted(tmp_path: Path) -> None:
+    """libvirt does not hand a backing file to qemu's user: the base disk (and kernel, initramfs) a lab
+    boots is made group-readable for qemu's group only, and a later use of the cache keeps it so."""
+    with image_cache.building(tmp_path, "debian", "abc") as build:
+        (build / "root.qcow2").write_bytes(b"disk")
+        (build / "packages.lock").write_bytes(b"lock")
+        entry = image_cache.publish(build, tmp_path, "debian", "abc", {})
+    outside = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    outside.write_bytes(b"not the cache's")
+    qemu_gid = 64055
+    image_cache.grant_to_qemu(tmp_path, [entry.path / "root.qcow2", outside], qemu_gid)
+
+    def seen(path: Path) -> tuple[int, int]:
+        st = path.stat()
+        return stat.S_IMODE(st.st_mode), st.st_gid
+
+    assert seen(tmp_path) == (0o710, qemu_gid) and seen(entry.path) == (0o710, qemu_gid)
+    assert seen(entry.path / "root.qcow2") == (0o640, qemu_gid)
+    assert seen(entry.path / "packages.lock") == (0o600, 0)  # not booted: root's alone
+    assert seen(outside)[1] != qemu_gid  # only the cache's files are granted
+    assert image_cache.cached(tmp_path, "debian", "abc") is not None  # another lab starting meanwhile
+    assert seen(entry.path / "root.qcow2") == (0o640, qemu_gid) and seen(tmp_path) == (0o710, qemu_gid)

@@ -4,11 +4,11 @@ A build happens in a hidden temporary folder beside its entry and is renamed int
 everything (including info.json, written last) is there, so a reader never sees half an image and
 an interrupted build leaves nothing but a hidden folder that the next build or `prune` removes.
 
-The cache is root's: its folders are 0711 (libvirt's qemu user must pass through to what a guest
-boots; nobody can list them) and every file is 0600. qemu still reads a guest's kernel, initramfs
-and base disk because libvirt's DAC driver hands those files (not their folders) to its user while
-the guest runs, as it does the lab folders' keys. A user's imported image, and what its guest
-wrote into the packages it was built from, are readable by root alone.
+The cache is root's: entries are built 0600 in 0711 folders, and nothing in it is ever readable by
+others. libvirt's qemu user reads a guest's base disk through the guest's overlay (libvirt does not
+hand backing files to it as it does the overlay), so what a lab's guests boot from is granted to
+qemu's group when the lab starts (`grant_to_qemu`): 0640 root:<qemu group> below 0710 root:<qemu
+group> folders, the way the lab folders are made.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from vnetlab.errors import VnetlabError
 INFO = "info.json"
 LOCK = "packages.lock"
 STALE_BUILD_SECONDS = 24 * 3600  # a hidden build folder this old belongs to no running build
-FOLDER_MODE, FILE_MODE = 0o711, 0o600
+FOLDER_MODE, FILE_MODE = 0o711, 0o600  # as built
+_FOLDER_MASK = 0o711  # at most: nobody lists a folder; qemu's group (or anyone, 0711) passes through
+_GRANTED_MASK = 0o640  # a file granted to qemu's group (grant_to_qemu); any other file is root's alone (0600)
 
 
 class CacheError(VnetlabError):
@@ -68,19 +70,42 @@ def cached(cache: Path, kind: str, digest: str) -> CacheEntry | None:
 
 
 def make_private(cache: Path, entries: list[Path]) -> None:
-    """The cache folder and these entries as the cache keeps them: folders 0711, files 0600 (only ever
-    narrowed). Symbolic links are left alone: a cache entry has none, and chmod would follow them."""
-    def narrow(path: Path, mode: int) -> None:
-        st = path.lstat()
-        if stat.S_IMODE(st.st_mode) & ~mode:
-            os.chmod(path, stat.S_IMODE(st.st_mode) & mode)
-
-    narrow(cache, FOLDER_MODE)
+    """The cache folder and these entries as the cache keeps them: nothing for others, at most
+    group passage (folders) and group read (files, for qemu's group), only ever narrowed. Symbolic
+    links are left alone: a cache entry has none, and chmod would follow them."""
+    _narrow(cache, _FOLDER_MASK)
     for entry in entries:
-        narrow(entry, FOLDER_MODE)
+        _narrow(entry, _FOLDER_MASK)
         for path in entry.rglob("*"):
             if not path.is_symlink():
-                narrow(path, FOLDER_MODE if path.is_dir() else FILE_MODE)
+                _narrow(path, _FOLDER_MASK if path.is_dir() else None)
+
+
+def _narrow(path: Path, mask: int | None) -> None:
+    """chmod to at most `mask` (None: a file's, by its group: granted to a group, or root's alone)."""
+    st = path.lstat()
+    mode = stat.S_IMODE(st.st_mode)
+    mask = mask if mask is not None else _GRANTED_MASK if st.st_gid != 0 else FILE_MODE
+    if mode & ~mask:
+        os.chmod(path, mode & mask)
+
+
+def grant_to_qemu(cache: Path, files: list[Path], gid: int) -> None:
+    """Let qemu's group read these files of the cache (a lab's kernels, initramfs, base disks), and
+    pass through to them: files 0640 root:<gid>, their entry and the cache folder 0710 root:<gid>.
+    Files outside the cache are left alone."""
+    root = cache.resolve()
+    for file in files:
+        try:
+            entry = file.resolve().relative_to(root).parts
+        except ValueError:
+            continue
+        for path, mode in ((root, 0o710), (root / entry[0], 0o710), (file, 0o640)):
+            st = path.stat()
+            if st.st_gid != gid:
+                os.chown(path, -1, gid)
+            if stat.S_IMODE(st.st_mode) != mode:
+                os.chmod(path, mode)
 
 
 @contextlib.contextmanager
@@ -128,6 +153,7 @@ def publish(build: Path, cache: Path, kind: str, digest: str, info: dict[str, An
     """Write info.json (the mark of a complete entry) and rename the build into its entry."""
     info = {"kind": kind, "hash": digest, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **info}
     (build / INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    (build / INFO).chmod(FILE_MODE)
     build.chmod(FOLDER_MODE)  # from mkdtemp's 0700: qemu's user passes through to the files
     make_private(cache, [build])
     target = entry_path(cache, kind, digest)
