@@ -38,8 +38,8 @@ from vnetlab.model.scenario import NAME, VM_NAME_MAX, ModelExtension, decl
 from vnetlab.model.templates import TemplateError, node_variables, render, scenario_variables
 from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules, feature_nodes, node_names
-from vnetlab.plan.planner import Plan, PlanContext, PlannedShare, PlanPart
-from vnetlab.tools.explain import Section, guest_line, ssh_line
+from vnetlab.plan.planner import Plan, PlanContext, PlannedShare, PlannedVM, PlanPart
+from vnetlab.tools.explain import Section, comment, guest_line, sh, ssh_line
 
 MAX_FILES_BYTES = 64 * 1024 * 1024  # per VM: what `files:` may send in all
 MAX_SHARES = 8
@@ -369,35 +369,42 @@ def _runs_in(plan: Plan, name: str) -> str | None:
     return next((n.namespace for n in plan.nodes if n.name == name), None)
 
 
+def _command_line(plan: Plan, node: str, command: str) -> str:
+    """How `command` (a shell line) is typed to run at `node`: `sh -c` in its namespace, or in the guest."""
+    ns = _runs_in(plan, node)
+    return sh("ip", "netns", "exec", ns, "sh", "-c", command) if ns else guest_line(node, command)
+
+
+def copy_line(plan: Plan, vm: PlannedVM, f: PlannedFile) -> str:
+    """A file copied by hand: its bytes on ssh's stdin to `cat` in the guest (every word quoted at both ends:
+    the guest's shell parses the remote command, the host's shell the whole line)."""
+    remote = f"{sh('mkdir', '-p', posixpath.dirname(f.dest))} && cat > {shlex.quote(f.dest)}"
+    if f.mode is not None:
+        remote += f" && {sh('chmod', f'{f.mode:04o}', f.dest)}"
+    return f"{ssh_line(plan, vm)} {shlex.quote(remote)} < {shlex.quote(str(f.src))}"
+
+
 def explain_lines(plan: Plan) -> list[str]:
     variables = plan_variables(plan)
     lines: list[str] = []
     for work in plan.part("commands"):
-        ns = _runs_in(plan, work.node)
-        lines.append(f"# {work.node}")
-        if work.files:
-            vm = plan.vm(work.node)
-            for f in work.files:
-                chmod = f" && chmod {f.mode:04o} {f.dest}" if f.mode is not None else ""
-                remote = f"mkdir -p {posixpath.dirname(f.dest)} && cat > {f.dest}{chmod}"
-                lines.append(f"{ssh_line(plan, vm)} {shlex.quote(remote)} < {f.src}" + ("    # its contents rendered as a template first" if f.template else ""))
+        lines.append(comment(work.node))
+        for f in work.files:
+            lines.append(copy_line(plan, plan.vm(work.node), f) + ("    # its contents rendered as a template first" if f.template else ""))
         for mount in work.mounts:
             lines.append(f"# {mount.tag} is a <filesystem> of the domain (`vnetlab plan --xml`)" + (", read-only in QEMU" if mount.readonly else ""))
             lines.append(guest_line(work.node, mount_command(mount)))
         for step in work.steps:
             try:
-                command = render(step.template, variables)
+                lines.append(_command_line(plan, work.node, render(step.template, variables)))
             except TemplateError as exc:
-                command = f"{step.template}    # {exc}"
-            lines.append(f"ip netns exec {ns} sh -c {shlex.quote(command)}" if ns else guest_line(work.node, command))
+                lines.append(f"{_command_line(plan, work.node, step.template)}    {comment(str(exc))}")
     return lines
 
 
 def _check_commands(plan: Plan, check: CommandCheck) -> list[str]:
-    command = render(check.run, plan_variables(plan))
-    ns = _runs_in(plan, check.node)
-    line = f"ip netns exec {ns} sh -c {shlex.quote(command)}" if ns else guest_line(check.node, command)
-    return [line + f"    # must give {_expected(check.expect)}" + (f", retried for {check.retry.for_} s" if check.retry else "")]
+    line = _command_line(plan, check.node, render(check.run, plan_variables(plan)))
+    return [line + f"    {comment('must give ' + _expected(check.expect))}" + (f", retried for {check.retry.for_} s" if check.retry else "")]
 
 
 class Commands(Feature):
