@@ -24,6 +24,8 @@ import json
 import math
 import re
 
+import regex
+
 MAX_LINE = 4096  # characters of one line looked at; real lines are < 400 (ip -o link with altnames)
 MAX_LINES = 2000  # lines looked at; ping -c is at most 100 here, wg/ip listings are a few dozen lines
 MAX_TEXT = 256 * 1024  # characters looked at; all real outputs parsed here are a few KiB
@@ -240,3 +242,39 @@ def guest_links(link_text: str, addr_text: str) -> dict[str, tuple[str, str, lis
     for name, (state, mac) in links.items():
         out.setdefault(mac, (name, state, list(addrs.get(name, []))))
     return out
+
+
+# -- a scenario's own regular expressions over guest output --------------------------------------
+# A scenario's pattern may backtrack catastrophically: `.*ok.*done` over 256 KiB of output without
+# "done" held Python's re for ~40 s (16 KiB already took minutes in another measurement here), and
+# re has no time limit. The `regex` module (re's syntax, plus its own extensions) takes one.
+MAX_MATCHED = 256 * 1024  # a scenario's pattern sees at most this much of an output (its end)
+MATCH_TIMEOUT = 2.0  # s one search may take
+
+
+class PatternError(ValueError):
+    """A scenario's regular expression does not compile."""
+
+
+class PatternTimeout(Exception):
+    """A scenario's regular expression did not finish searching within MATCH_TIMEOUT."""
+
+
+def compile_pattern(pattern: str) -> regex.Pattern[str]:
+    try:
+        return regex.compile(pattern)
+    except (regex.error, OverflowError, RecursionError, MemoryError) as exc:
+        raise PatternError(f"not a regular expression: {exc}") from None
+
+
+def pattern_found(pattern: str, text: str) -> bool:
+    """Whether a scenario's `pattern` occurs in the last MAX_MATCHED characters of `text`; PatternTimeout
+    after MATCH_TIMEOUT seconds, so a pattern that backtracks without end fails its check instead of
+    stalling the run."""
+    try:
+        return compile_pattern(pattern).search(text[-MAX_MATCHED:], timeout=MATCH_TIMEOUT) is not None
+    except TimeoutError:
+        raise PatternTimeout(
+            f"the regular expression {pattern!r} gave up after {MATCH_TIMEOUT:g} s over {min(len(text), MAX_MATCHED)} characters "
+            "(it backtracks too much: anchor it, or make it more specific than .*)"
+        ) from None

@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from vnetlab.backends import libvirt_domains as hv
-from vnetlab.backends import linux_bridge, netns, remote_host, sim_host
+from vnetlab.backends import libvirt_uri, linux_bridge, netns, remote_host, sim_host
 from vnetlab.backends.keys import generate_client_key, generate_host_key, write_secret
 from vnetlab.backends.remote_host import HostAccess, HostError, HostShell, Shells, q
 from vnetlab.checks.base import CaptureSubject, Judgement, expected_echo_pairs
@@ -125,6 +125,9 @@ def _validate(r: Rules) -> None:
         if name in real:
             if not (h.uri or "").startswith("qemu+ssh://"):
                 r.add(f"hypervisors.{name}.uri", f"expected a qemu+ssh:// URI (vnetlab also runs its host commands over that SSH), got {h.uri!r}")
+            else:
+                for problem in libvirt_uri.uri_problems(h.uri or ""):  # the trust model: nothing that runs or trusts more here
+                    r.add(f"hypervisors.{name}.uri", problem)
             if h.underlay is None:
                 r.add(f"hypervisors.{name}.underlay", "a real hypervisor needs underlay: {address, device}: where its VXLAN traffic leaves")
         if h.underlay is not None:
