@@ -15,7 +15,7 @@ import pytest
 
 from vnetlab.backends.ssh import CommandResult
 from vnetlab.checks.base import CheckContext
-from vnetlab.checks.parse import MATCH_TIMEOUT, MAX_MATCHED, pattern_found
+from vnetlab.checks.parse import MATCH_TIMEOUT, MAX_EXPANDED, MAX_MATCHED, expanded_size, pattern_found
 from vnetlab.compose import parse_scenario
 from vnetlab.features.commands import run_command_check
 from vnetlab.model.typed_yaml import ValidationError
@@ -85,3 +85,19 @@ def test_an_invalid_pattern_is_a_located_problem(pattern: str, message: str) -> 
     with pytest.raises(ValidationError) as refused:
         parse_scenario(lab(json.dumps({"stdout": pattern})), "lab.yaml")
     assert [str(p).split(" at position")[0] for p in refused.value.problems] == [f"lab.yaml:6: checks[0].command.expect.stdout: not a regular expression: {message}"]
+
+
+@pytest.mark.parametrize("pattern", ["(a{1000}){1000}", "(?:(?:(?:a{4294967294}){100}){100})", "x{65535}{65535}"])
+def test_a_pattern_too_costly_to_compile_is_refused_before_it_is_compiled(pattern: str) -> None:
+    """The regex module multiplies counted repeats out when it compiles: (a{1000}){1000} took 1.6 s
+    and 275 MiB here, and three nested levels ran out of memory. Refused from the pattern's text."""
+    with pytest.raises(ValidationError) as refused:
+        parse_scenario(lab(json.dumps({"stderr": pattern})), "lab.yaml")
+    (problem,) = [str(p) for p in refused.value.problems]
+    assert problem.startswith("lab.yaml:6: checks[0].command.expect.stderr: the regular expression's repeats multiply out to ")
+    assert problem.endswith(f"atoms; at most {MAX_EXPANDED} (write a{{1000}} as a+ or .{{0,1000}}, not nested counts)")
+
+
+@pytest.mark.parametrize(("pattern", "size"), [(r"\d{1,3}(\.\d{1,3}){3}", 15), (r"\p{L}{3}", 3), (r"\{5\}", 3), ("(ab|cd){10}", 40), (".*ok.*done", 8)])
+def test_ordinary_repeats_count_little(pattern: str, size: int) -> None:
+    assert expanded_size(pattern) == size

@@ -52,7 +52,7 @@ LOADER_ONLY = {
     "files and folders on the host": r"no (file|folder) /|outside the scenario's folder|never copies or shares|the host's whole file system|is not a plain absolute path|template: true needs a UTF-8 text file|bytes in all; at most|shares per VM|image file /",
     "Debian package names (checked against apt's rules)": r"not a Debian package name",
     "netem values: units and ranges": r"expected (a duration|a percentage|a rate) like|is out of range \(|expected at least one of: delay, jitter, loss, rate|needs a delay to vary around",
-    "templates and regular expressions": r"template (variable|syntax error|error|not allowed|too costly)|not a regular expression|the rendered text is|one attempt only",
+    "templates and regular expressions": r"template (variable|syntax error|error|not allowed|too costly)|not a regular expression|repeats multiply out|the rendered text is|one attempt only",
     # shape rules in check_shape that the generated schema does not express ---------------------
     "exactly two peers / exactly one of two fields": r"expected exactly two (VM|node) names|expected exactly one of: \w+( \(.*\))?, \w+",
 }

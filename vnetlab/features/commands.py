@@ -113,7 +113,10 @@ def host_path(base: Path, src: str) -> Path:
 
 def source_refusal(base: Path, src: str, allow_host_paths: bool) -> str | None:
     """Why a scenario may not read `src` (None: it may), by where it really is once links are resolved."""
-    path = host_path(base, src)
+    try:
+        path = host_path(base, src)
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a loop of symbolic links
+        return f"{src!r} is not a usable path: {exc}"
     via = f" (through a symbolic link: {src!r} resolves to {path})" if path != Path(os.path.normpath(base / src)) else ""
     if path == Path("/"):
         return f"{src!r} is the host's whole file system{via}: never copied or shared, even with {ALLOW_HOST_PATHS}"
@@ -133,10 +136,11 @@ def source_refusal(base: Path, src: str, allow_host_paths: bool) -> str | None:
 def _host_source(rules: Rules, path: str, base: Path, text: str, *, folder: bool) -> Path | None:
     """The host file (or folder) a `src:` names, if it is usable; else a located problem and None."""
     why = source_refusal(base, text, rules.allow_host_paths)
-    src = host_path(base, text)
     if why:
         rules.add(path, why)
-    elif folder and not src.is_dir():
+        return None
+    src = host_path(base, text)
+    if folder and not src.is_dir():
         rules.add(path, f"no folder {src}")
     elif not folder and not src.is_file():
         rules.add(path, f"no file {src}" + (" (it is a folder: use shares:)" if src.is_dir() else ""))
