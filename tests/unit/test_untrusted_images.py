@@ -80,8 +80,11 @@ def test_every_way_of_reading_outside_the_file_is_refused(tmp_path: Path, case: 
     elif case == "backing-v2":
         qemu_img("create", "-q", "-f", "qcow2", "-o", "compat=0.10", "-b", str(secret), "-F", "raw", str(image), "1M")
         expected = "backing file"
-    elif case == "encrypted":
-        qemu_img("create", "-q", "-f", "qcow2", "--object", "secret,id=s0,data=pw", "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10", str(image), "1M")
+    elif case == "encrypted":  # crypt_method 1 (AES) written into the header: qemu-img's LUKS benchmark fails now and then here
+        qemu_img("create", "-q", "-f", "qcow2", str(image), "1M")
+        header = bytearray(image.read_bytes())
+        header[32:36] = (1).to_bytes(4, "big")
+        image.write_bytes(bytes(header))
         expected = "encryption"
     elif case in ("unknown-feature", "corrupt"):
         qemu_img("create", "-q", "-f", "qcow2", str(image), "1M")
@@ -176,5 +179,10 @@ def test_what_a_lab_boots_is_granted_to_qemus_group_alone_and_stays_granted(tmp_
     assert seen(entry.path / "root.qcow2") == (0o640, qemu_gid)
     assert seen(entry.path / "packages.lock") == (0o600, 0)  # not booted: root's alone
     assert seen(outside)[1] != qemu_gid  # only the cache's files are granted
+    stray = tmp_path / "not-an-entry" / "vmlinux"  # a folder of the cache without info.json: not an image's
+    stray.parent.mkdir()
+    stray.write_bytes(b"x")
+    image_cache.grant_to_qemu(tmp_path, [stray], qemu_gid)
+    assert seen(stray)[1] != qemu_gid and seen(stray.parent)[1] != qemu_gid
     assert image_cache.cached(tmp_path, "debian", "abc") is not None  # another lab starting meanwhile
     assert seen(entry.path / "root.qcow2") == (0o640, qemu_gid) and seen(tmp_path) == (0o710, qemu_gid)

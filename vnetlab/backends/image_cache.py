@@ -93,12 +93,14 @@ def _narrow(path: Path, mask: int | None) -> None:
 def grant_to_qemu(cache: Path, files: list[Path], gid: int) -> None:
     """Let qemu's group read these files of the cache (a lab's kernels, initramfs, base disks), and
     pass through to them: files 0640 root:<gid>, their entry and the cache folder 0710 root:<gid>.
-    Files outside the cache are left alone."""
+    Anything but a file of a complete entry (one with its info.json) is left alone."""
     root = cache.resolve()
     for file in files:
         try:
             entry = file.resolve().relative_to(root).parts
         except ValueError:
+            continue
+        if root == Path("/") or len(entry) != 2 or not (root / entry[0] / INFO).is_file():
             continue
         for path, mode in ((root, 0o710), (root / entry[0], 0o710), (file, 0o640)):
             st = path.stat()
