@@ -59,9 +59,9 @@ def registry() -> ScenarioModel:
     return compose(default_features())
 
 
-def parse_scenario(text: str, file: str) -> Any:
-    return validate.parse_scenario(text, file, registry())
+def parse_scenario(text: str, file: str, *, allow_host_paths: bool = False) -> Any:
+    return validate.parse_scenario(text, file, registry(), allow_host_paths=allow_host_paths)
 
 
-def load_scenario(path: Path) -> Any:
-    return validate.load_scenario(path, registry())
+def load_scenario(path: Path, *, allow_host_paths: bool = False) -> Any:
+    return validate.load_scenario(path, registry(), allow_host_paths=allow_host_paths)

@@ -35,7 +35,7 @@ MARKER = "vnetlab_scenario"
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(scenario, name=None, accel='auto', boot_timeout=180): bring SCENARIO (a name or a YAML path) up once "
+        f"{MARKER}(scenario, name=None, accel='auto', boot_timeout=180, allow_host_paths=False): bring SCENARIO (a name or a YAML path) up once "
         "for this module as lab NAME (default <scenario>-<random>); tests get it through the `vnetlab_lab` fixture",
     )
 
@@ -141,9 +141,10 @@ def vnetlab_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 
     model = registry()
     ref = str(marker.args[0])
-    name = marker.kwargs.get("name") or unique_lab_name(load(ref, model)[1].name)
+    allow_host_paths = bool(marker.kwargs.get("allow_host_paths", False))  # as --allow-host-paths: only for a scenario you trust
+    name = marker.kwargs.get("name") or unique_lab_name(load(ref, model, allow_host_paths=allow_host_paths)[1].name)
     runner = LabRunner(
-        Options(lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0))),
+        Options(lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0)), allow_host_paths=allow_host_paths),
         Progress(quiet=True),
         model,
     )

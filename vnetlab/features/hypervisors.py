@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from vnetlab.backends import libvirt_domains as hv
-from vnetlab.backends import linux_bridge, netns, remote_host, sim_host
+from vnetlab.backends import libvirt_uri, linux_bridge, netns, remote_host, sim_host
 from vnetlab.backends.keys import generate_client_key, generate_host_key, write_secret
 from vnetlab.backends.remote_host import HostAccess, HostCommandFailed, HostShell, Shells, q
 from vnetlab.checks.base import CaptureSubject, Judgement, expected_echo_pairs
@@ -54,7 +54,7 @@ from vnetlab.plan.planner import METADATA_NS, MGMT_BRIDGE, HostedVM, domain_name
 from vnetlab.run.apply import create_recorded
 from vnetlab.run.state import LabState, RecordedResource
 from vnetlab.run.teardown import KeepsLabNamespace
-from vnetlab.tools.explain import Section
+from vnetlab.tools.explain import Section, comment, sh
 from vnetlab.tools.inspect import InspectRow
 
 LOCAL_URI = hv.DEFAULT_URI
@@ -130,6 +130,9 @@ def _validate(r: Rules) -> None:
         if name in real:
             if not (h.uri or "").startswith("qemu+ssh://"):
                 r.add(f"hypervisors.{name}.uri", f"expected a qemu+ssh:// URI (vnetlab also runs its host commands over that SSH), got {h.uri!r}")
+            else:
+                for problem in libvirt_uri.uri_problems(h.uri or ""):  # the trust model: nothing that runs or trusts more here
+                    r.add(f"hypervisors.{name}.uri", problem)
             if h.underlay is None:
                 r.add(f"hypervisors.{name}.underlay", "a real hypervisor needs underlay: {address, device}: where its VXLAN traffic leaves")
         if h.underlay is not None:
@@ -753,7 +756,7 @@ def explain_sections(plan: Plan) -> list[Section]:
                 f"ip netns add {h.stack_namespace}",
                 f"ip -n {plan.namespace} link add {h.underlay_veth} mtu {part.underlay_mtu} type veth peer name {h.underlay_device} netns {h.stack_namespace}",
                 f"ip -n {h.stack_namespace} addr add {h.underlay_ip}/{SIM_UNDERLAY.prefixlen} dev {h.underlay_device} && ip -n {h.stack_namespace} link set {h.underlay_device} mtu {part.underlay_mtu} up",
-                f"ip netns exec {h.stack_namespace} /usr/sbin/sshd -D -e -f {sim_host.config(plan.lab_dir, h.name)}   # its own host key; the lab's key only",
+                f"{sh('ip', 'netns', 'exec', h.stack_namespace, '/usr/sbin/sshd', '-D', '-e', '-f', sim_host.config(plan.lab_dir, h.name))}   # its own host key; the lab's key only",
             ]
         out.append(Section("Simulated hypervisors: namespaces on a lab underlay, each with its own sshd", tuple(lines)))
     lines = []
@@ -766,16 +769,16 @@ def explain_sections(plan: Plan) -> list[Section]:
         out.append(Section(f"Hypervisor {local.name} (this machine): VXLAN ports of the stretched bridges", tuple(lines)))
     for h in part.remote:
         access = HostAccess(h.name, h.address, None, "", "", h.uri, sim_host.LIBVIRT_NETNS if h.simulated else "")
-        lines = [f"# over SSH to {h.ssh_target}; libvirt: {h.uri}", *host_commands(part, h)]
-        lines += [f"# over SFTP: {local} to {there}" for local, there in staged_images(plan, h).items()]
+        lines = [comment(f"over SSH to {h.ssh_target}; libvirt: {h.uri}"), *host_commands(part, h)]
+        lines += [comment(f"over SFTP: {local} to {there}") for local, there in staged_images(plan, h).items()]
         for vm in (plan.vm(v) for v in h.vms):
-            lines.append(f"# {vm.name}: " + ", ".join(f"{local.name} to {there}" for local, there in guest_files(vm).items()) + ", then")
+            lines.append(comment(f"{vm.name}: " + ", ".join(f"{local.name} to {there}" for local, there in guest_files(vm).items()) + ", then"))
             lines += guest_file_commands(vm)
             lines += [remote_host.tap_command(access, n.tap) for n in vm.all_nics]
-            lines.append(f"virsh -c '{h.uri}' define domain.xml && virsh start --paused {vm.domain}")
+            lines.append(f"{sh('virsh', '-c', h.uri, 'define', 'domain.xml')} && {sh('virsh', '-c', h.uri, 'start', '--paused', vm.domain)}")
             for n in vm.all_nics:
                 lines += remote_host.tap_into_lab_commands(access, n.tap, h.lab_namespace, n.port_of)
-            lines.append(f"virsh -c '{h.uri}' resume {vm.domain}")
+            lines.append(sh("virsh", "-c", h.uri, "resume", vm.domain))
         out.append(Section(f"Hypervisor {h.name}{' (simulated)' if h.simulated else ''}", tuple(lines)))
     return out
 

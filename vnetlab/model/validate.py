@@ -115,10 +115,11 @@ def segment_networks(scenario: Any) -> list[ipaddress.IPv4Network]:
 class Rules:
     """Problems found so far, plus what the rules share: bridges' subnets, claimed addresses, names."""
 
-    def __init__(self, scenario: Any, file: str, lines: dict[str, int]):
+    def __init__(self, scenario: Any, file: str, lines: dict[str, int], *, allow_host_paths: bool = False):
         self.scenario = scenario
         self.file = file
         self.lines = lines
+        self.allow_host_paths = allow_host_paths  # --allow-host-paths: files outside the scenario's folder (the trust model)
         self.problems: list[Problem] = []
         self.mgmt: ipaddress.IPv4Network | None = None
         self.bridges: dict[str, ipaddress.IPv4Network | None] = {}
@@ -202,9 +203,9 @@ def vm_memory(scenario: Any, vm: Any) -> int:
     return vm.memory if vm.memory is not None else vm_image(scenario, vm).info.default_memory
 
 
-def validate(scenario: Any, file: str, lines: dict[str, int]) -> None:
+def validate(scenario: Any, file: str, lines: dict[str, int], *, allow_host_paths: bool = False) -> None:
     """Every cross-field rule, core then features; raises ValidationError with every broken one."""
-    r = Rules(scenario, file, lines)
+    r = Rules(scenario, file, lines, allow_host_paths=allow_host_paths)
     _management(r)
     _bridges(r)
     _vms(r)
@@ -481,13 +482,14 @@ def _node_capture(r: Rules, cap: Any, path: str, known: dict[str, Any]) -> None:
 # -- reading a scenario file -------------------------------------------------------------
 
 
-def parse_scenario(text: str, file: str, model: ScenarioModel) -> Any:
-    """Shape (while loading) then every cross-field rule; ValidationError lists each problem with its line."""
+def parse_scenario(text: str, file: str, model: ScenarioModel, *, allow_host_paths: bool = False) -> Any:
+    """Shape (while loading) then every cross-field rule; ValidationError lists each problem with its line.
+    `allow_host_paths`: the user lets this scenario read host files outside its folder (--allow-host-paths)."""
     located: Located = load_typed(text, model.Scenario, file)
     scenario = dataclasses.replace(located.value, source=file)
-    validate(scenario, file, located.lines)
+    validate(scenario, file, located.lines, allow_host_paths=allow_host_paths)
     return scenario
 
 
-def load_scenario(path: Path, model: ScenarioModel) -> Any:
-    return parse_scenario(read_text(path), str(path), model)
+def load_scenario(path: Path, model: ScenarioModel, *, allow_host_paths: bool = False) -> Any:
+    return parse_scenario(read_text(path), str(path), model, allow_host_paths=allow_host_paths)

@@ -103,6 +103,7 @@ class Options:
     layout: Layout = field(default_factory=Layout)
     before_apply: Callable[[Plan], None] | None = None  # e.g. print `--explain` once the plan is known
     scenario_dirs: list[Path] = field(default_factory=list)  # --scenarios, searched before VNETLAB_PATH and the built-in ones
+    allow_host_paths: bool = False  # --allow-host-paths: the scenario may read host files outside its folder (docs/reliability.md, "Trust model")
 
 
 @dataclass
@@ -249,13 +250,13 @@ def shielded() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old_term)
 
 
-def load(ref: str, model: ScenarioModel, dirs: list[Path] | None = None, say: Callable[[str], None] | None = None) -> tuple[Path, Any]:
+def load(ref: str, model: ScenarioModel, dirs: list[Path] | None = None, say: Callable[[str], None] | None = None, *, allow_host_paths: bool = False) -> tuple[Path, Any]:
     """A scenario by path, or by name in the search path (`dirs`: --scenarios, VNETLAB_PATH, built in);
     `say` hears which file was taken when the name is in more than one folder."""
     resolved = resolve_scenario(ref, search_path(dirs or []))
     if resolved.note and say is not None:
         say(resolved.note)
-    return resolved.path, load_scenario(resolved.path, model)
+    return resolved.path, load_scenario(resolved.path, model, allow_host_paths=allow_host_paths)
 
 
 def new_run_dir(layout: Layout, lab: str) -> Path:
@@ -440,7 +441,7 @@ class LabRunner:
     def run(self, ref: str, *, keep: bool, check: bool = True) -> Outcome:
         """`vnetlab run` (check=True) and `vnetlab up` (check=False, keep=True)."""
         cpu_at_start = procfs.cpu_seconds(os.getpid()) or 0.0  # under pytest this process is the whole test session: the run counts from here
-        path, scenario = load(ref, self.model, self.options.scenario_dirs, lambda note: self.progress.detail(note))
+        path, scenario = load(ref, self.model, self.options.scenario_dirs, lambda note: self.progress.detail(note), allow_host_paths=self.options.allow_host_paths)
         lab = self.options.lab or scenario.name
         if lab == AUTO_NAME:
             lab = unique_lab_name(scenario.name)
@@ -465,7 +466,10 @@ class LabRunner:
             outcome.artifacts["dir"] = str(run_dir)
             make_private_dir(plan.lab_dir)  # apply() lets libvirt's qemu group through to the guests' files
             (plan.lab_dir / SCENARIO_COPY).write_text(path.read_text())
-            state = LabState(lab, scenario.name, str(path.resolve()), plan.namespace, plan.domain_type, str(image.kernel), os.getpid(), host_kernel=sorted(plan.host_kernel), instance=instance)
+            state = LabState(
+                lab, scenario.name, str(path.resolve()), plan.namespace, plan.domain_type, str(image.kernel), os.getpid(),
+                host_kernel=sorted(plan.host_kernel), instance=instance, allow_host_paths=self.options.allow_host_paths,
+            )
             state.save(plan.lab_dir)
             self.outcome = outcome
             sessions: dict[str, GuestSSH] = {}
@@ -546,7 +550,7 @@ class LabRunner:
 
 def plan_from_state(paths: LabPaths, state: LabState, model: ScenarioModel) -> Plan:
     """The plan of an existing lab: re-planned from its copy of the scenario (the plan is pure, so names match)."""
-    scenario = parse_scenario((paths.dir / SCENARIO_COPY).read_text(), state.scenario_file, model)
+    scenario = parse_scenario((paths.dir / SCENARIO_COPY).read_text(), state.scenario_file, model, allow_host_paths=state.allow_host_paths)
     return make_plan(scenario, paths.lab, PlanOptions(state.domain_type, Path(state.kernel), paths.layout, host_kernel=frozenset(state.host_kernel), instance=state.instance))
 
 
