@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vnetlab.compose import parse_scenario
-from vnetlab.model import templates
+from vnetlab.model import sandbox, templates
 from vnetlab.model.templates import TemplateError, render
 from vnetlab.model.typed_yaml import ValidationError
 
@@ -100,7 +100,7 @@ def test_recursion_and_memory_errors_are_located_problems_too(tmp_path: Path, mo
     path = scenario(tmp_path, "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}")
     assert problems(path) == [f"{path}:7: vms[0].exec[0]: template too costly: it nests or recurses too deeply"]
 
-    class Exhausted(templates.BoundedEnvironment):
+    class Exhausted(sandbox.BoundedEnvironment):
         def from_string(self, *args, **kwargs):  # what a MemoryError anywhere in jinja2 looks like to the caller
             raise MemoryError
 
