@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Callable
 
 from vnetlab.errors import VnetlabError
 from vnetlab.backends.netns import run_in_namespace
@@ -294,17 +295,22 @@ class GuestSSH:
 
     @staticmethod
     def _exec(channel: paramiko.Channel, command: str, deadline: float) -> bool:
-        """Send the exec request; False if the guest has not answered it by `deadline`.
+        """Send the exec request; False if the guest has not answered it by `deadline`."""
+        return GuestSSH._bounded(channel, lambda: channel.exec_command(command), deadline)
 
-        paramiko's exec_command() waits for the reply without a bound. Closing the
-        channel is the public way to end that wait, so a timer does it at the deadline.
+    @staticmethod
+    def _bounded(channel: paramiko.Channel, request: Callable[[], object], deadline: float) -> bool:
+        """Make a channel request (exec, pty, shell); False if the guest has not answered it by `deadline`.
+
+        paramiko waits for the reply to a channel request without a bound. Closing the channel
+        is the public way to end that wait, so a timer does it at the deadline.
         """
         expired = threading.Event()
 
         def expire() -> None:
             expired.set()
             try:
-                channel.close()  # wakes exec_command() before it sends the close to the guest
+                channel.close()  # wakes the request's wait before it sends the close to the guest
             except (OSError, EOFError, paramiko.SSHException):
                 pass  # the transport went down meanwhile: the channel is closed all the same
 
@@ -312,7 +318,7 @@ class GuestSSH:
         watchdog.daemon = True
         watchdog.start()
         try:
-            channel.exec_command(command)
+            request()
         except (OSError, EOFError, paramiko.SSHException):
             if expired.is_set():
                 return False
@@ -374,6 +380,20 @@ class GuestSSH:
         if not drain():  # data may still come after EOF from a guest that ignores the protocol
             return False
         return channel.status_event.wait(max(0.0, deadline - time.monotonic()))
+
+    def open_terminal(self, cols: int, rows: int, *, term: str = "xterm-256color", timeout: float = 10.0) -> paramiko.Channel:
+        """An interactive login shell on a PTY (the classroom's browser terminals): the channel, for
+        the caller to pump both ways and resize (`resize_pty`). Opening it is bounded by `timeout`."""
+        deadline = time.monotonic() + timeout
+        channel = self._session("a terminal", deadline, timeout, "opening")
+        try:
+            opened = self._bounded(channel, lambda: channel.get_pty(term=term, width=cols, height=rows), deadline) and self._bounded(channel, channel.invoke_shell, deadline)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            channel.close()
+            raise SSHError(f"cannot open a terminal on {self._where}: {exc}") from exc
+        if not opened:
+            raise SSHError(f"cannot open a terminal on {self._where}: no answer within {timeout:g}s")
+        return channel
 
     def open_sftp(self) -> paramiko.SFTPClient:
         if self._transport is None:
