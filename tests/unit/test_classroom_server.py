@@ -21,37 +21,37 @@ from vnetlab.classroom.record import ClassFolder, ClassRecord, Seat, new_token
 from vnetlab.classroom.seats import UP, Seats
 from vnetlab.paths import Layout
 
-STATUS = {
-    "exercise": {"name": "ex-two-vm-ping", "title": "Two VMs on a bridge", "intro": "Make them **talk** <script>alert(1)</script>"},
+STATUS = {  # what vnetlab.classroom.ops.read_seat gives
+    "exercise": {"name": "ex-two-vm-ping", "title": "Two VMs on a bridge", "intro": "Make them **talk** <script>alert(1)</script>", "students_reach": ["vm1", "vm2"]},
     "tasks": [
-        {"name": "address vm2", "text": "Give vm2 the address `10.1.2.3/24`.", "points": 2, "state": "untried", "hints_used": 0, "hints_total": 2},
-        {"name": "whose MAC", "text": "Which MAC answered? [x](javascript:alert(1))", "points": 1, "state": "untried", "answer": True},
+        {"name": "address vm2", "text": "Give vm2 the address `10.1.2.3/24`.", "points_max": 2, "earned": 0, "state": "untried", "hints_used": 0, "hints_total": 2, "hints": []},
+        {"name": "whose MAC", "text": "Which MAC answered? [x](javascript:alert(1))", "points_max": 1, "earned": 0, "state": "untried", "answer": True},
     ],
 }
 
 
 class FakeEngine(Engine):
-    """Answers as the engine's commands would; records every call; a check takes `check_seconds`."""
+    """Answers as the engine's operations would (vnetlab.classroom.ops); records every call (op and
+    its arguments); a check takes `check_seconds`."""
 
     def __init__(self, check_seconds: float = 0.0) -> None:
-        super().__init__(runner=self._answer)
+        super().__init__(runner=self._answer, reader=lambda lab: self.status_of.get(lab, STATUS))
         self.calls: list[list[str]] = []
         self.check_seconds = check_seconds
         self.status_of: dict[str, dict] = {}
 
     async def _answer(self, args: list[str], **_: object) -> Done:
-        self.calls.append(args)
-        if args[:2] == ["exercise", "status"]:
-            return Done(0, json.dumps(self.status_of.get(args[2], STATUS)), "")
-        if args[:2] == ["exercise", "check"]:
+        op = [a for a in args[args.index("--root") + 2 :] if a != "--"]
+        self.calls.append(op)
+        if op[0] == "check":
             await asyncio.sleep(self.check_seconds)
-            return Done(1, "✗ address vm2: no echo reply crossed br0\n", "")
-        if args[:2] == ["exercise", "hint"]:
-            return Done(0, "`ip addr add` takes an address with its prefix.\n", "")
-        return Done(0, "", "")
+            return Done(0, json.dumps({"passed": False, "tasks": [{"name": "address vm2", "passed": False, "checks": [{"name": "ping vm1 → vm2", "ok": False, "detail": "no echo reply crossed br0"}]}]}), "")
+        if op[0] == "hint":
+            return Done(0, json.dumps({"hint": "`ip addr add` takes an address with its prefix.", "new": True, "left": 1}), "")
+        return Done(0, json.dumps({}), "")
 
     def checks_of(self, lab: str) -> int:
-        return sum(1 for c in self.calls if c[:2] == ["exercise", "check"] and lab in c)
+        return sum(1 for c in self.calls if c[0] == "check" and lab in c)
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_no_token_or_a_wrong_one_is_401_on_every_route_and_nothing_changes(class
                     assert answer.headers["www-authenticate"].startswith("Bearer")
 
     asyncio.run(go())
-    assert [c for c in classroom.seats.engine.calls if c[1] != "status"] == []
+    assert classroom.seats.engine.calls == []
 
 
 def test_a_student_reaches_only_their_own_seat_and_no_teacher_route(classroom):
@@ -144,7 +144,7 @@ def test_a_student_reaches_only_their_own_seat_and_no_teacher_route(classroom):
             assert own.status_code == 200 and own.json()["seat"] == "s02"
 
     asyncio.run(go())
-    assert [c for c in engine.calls if c[1] != "status"] == []
+    assert engine.calls == []
     assert all(run.phase == UP for run in classroom.seats.runs.values())  # the reset was refused: nothing rebuilt
 
 
@@ -200,7 +200,7 @@ def test_bodies_are_bounded_and_must_be_json_objects(classroom):
             assert unknown.status_code == 404
 
     asyncio.run(go())
-    assert [c for c in classroom.seats.engine.calls if c[1] != "status"] == []
+    assert classroom.seats.engine.calls == []
 
 
 def test_twenty_checks_at_once_queue_on_their_seat_and_the_other_seat_still_answers(classroom):
@@ -242,7 +242,7 @@ def test_a_hint_and_a_check_answer_with_the_seat_as_it_is_now(classroom):
     assert answer["hint"] == "`ip addr add` takes an address with its prefix."
     task = answer["seat"]["tasks"][0]
     assert task["hints"] == ["<p><code>ip addr add</code> takes an address with its prefix.</p>\n"] and task["hints_left"] == 1
-    assert ["exercise", "hint", "--", "cls-s01", "address vm2"] in engine.calls
+    assert ["hint", "cls-s01", "address vm2"] in engine.calls
 
 
 def test_markdown_is_rendered_without_raw_html_or_script_links(classroom):

@@ -188,25 +188,14 @@ class Classroom:
         except Exception:  # noqa: BLE001 — the lab is not there (yet): no terminals to offer
             return []
         guests = {vm.name: vm for vm in plan.vms}
-        status = run.status or {}
-        exercise = status.get("exercise") if isinstance(status.get("exercise"), dict) else status
-        reach = next((exercise[k] for k in ("students_reach", "students-reach", "reach") if isinstance(exercise.get(k), list)), None)
-        if reach is None:
+        reach = ((run.status or {}).get("exercise") or {}).get("students_reach")
+        if not isinstance(reach, list):
             return [vm.name for vm in plan.vms if vm.role == "vm"]
         return [str(n) for n in reach if str(n) in guests]
 
     def evidence(self, run: SeatRun) -> list[Path]:
         """The pcaps of the seat's last check, as the engine's status names them (its lab's runs)."""
-        status = run.status or {}
-        found: list[str] = []
-        for task in status.get("tasks") or []:
-            if isinstance(task, dict):
-                for key in ("evidence", "pcaps"):
-                    value = task.get(key)
-                    if isinstance(value, dict):
-                        value = list(value.values())
-                    if isinstance(value, list):
-                        found += [v if isinstance(v, str) else str(v.get("path", "")) for v in value if isinstance(v, (str, dict))]
+        found = [str(p) for task in (run.status or {}).get("tasks") or [] for p in task.get("evidence") or []]
         runs = self.folder.layout.runs.resolve()
         out = []
         for name in dict.fromkeys(found):
@@ -429,8 +418,12 @@ def build_app(classroom: Classroom) -> Starlette:
         await classroom.terminals.serve(websocket, run.seat.id, plan, plan.vm(node), cols, rows, on_input=lambda: classroom.seats.active(run))
         log.info("terminal closed: seat %s node %s", run.seat.id, node)
 
+    async def no_icon(request: Request) -> Response:
+        return Response(status_code=204)
+
     routes = [
         Route("/", index),
+        Route("/favicon.ico", no_icon),
         Route("/s/{token}", page),
         Route("/t/{token}", page),
         Route("/static/{name}", static),

@@ -60,6 +60,15 @@ def lab_ready(layout: Layout, lab: str) -> str:
     return "starting" if owner_alive(state) else "broken"
 
 
+def check_text(done: dict[str, Any]) -> str:
+    """A check's verdicts as lines: ✓/✗ task: check: detail (details may quote a guest: shown as text)."""
+    lines = []
+    for task in done.get("tasks", []):
+        for check in task.get("checks", []):
+            lines.append(f"{'✓' if check.get('ok') else '✗'} {task.get('name')}: {check.get('name')}: {check.get('detail')}")
+    return "\n".join(lines)[-20000:]
+
+
 class Seats:
     def __init__(self, record: ClassRecord, folder: ClassFolder, engine: Engine | None = None) -> None:
         self.record = record
@@ -191,7 +200,7 @@ class Seats:
                     self.touch(run)
                     try:
                         done = await self.engine.check(run.seat.lab, key or None)
-                        result = {"task": key or None, "at": time.time(), "passed": done.code == 0, "output": (done.stdout + done.stderr)[-20000:]}
+                        result = {"task": key or None, "at": time.time(), "passed": bool(done.get("passed")), "output": check_text(done)}
                     except EngineError as exc:
                         result = {"task": key or None, "at": time.time(), "passed": False, "error": str(exc), "output": exc.detail}
                     finally:
@@ -206,14 +215,18 @@ class Seats:
             raise
 
     async def hint(self, run: SeatRun, task: str) -> str:
-        text = await self.engine.hint(run.seat.lab, task)
+        """The task's next hint (the last one again when none is left)."""
+        answer = await self.engine.hint(run.seat.lab, task)
         await self.refresh(run)
-        return text
+        return str(answer.get("hint", ""))
 
     async def answer(self, run: SeatRun, task: str, value: str) -> dict[str, Any]:
         async with run.lock:
-            done = await self.engine.answer(run.seat.lab, task, value)
-            result = {"task": task, "at": time.time(), "passed": done.code == 0, "output": (done.stdout + done.stderr)[-20000:]}
+            try:
+                done = await self.engine.answer(run.seat.lab, task, value)
+                result = {"task": task, "at": time.time(), "passed": bool(done.get("passed")), "output": check_text(done)}
+            except EngineError as exc:  # e.g. an answer the engine does not take: said to the student
+                result = {"task": task, "at": time.time(), "passed": False, "error": str(exc), "output": exc.detail}
             run.last_check = result
             await self.refresh(run)
         return result

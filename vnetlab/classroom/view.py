@@ -24,52 +24,34 @@ def markdown(text: str) -> str:
     return _MARKDOWN.render(text or "")
 
 
-def _first(data: dict, *keys: str, default: Any = None) -> Any:
-    for key in keys:
-        if key in data and data[key] is not None:
-            return data[key]
-    return default
-
-
-def _state(task: dict) -> str:
-    state = str(_first(task, "state", "status", default="untried"))
-    return {"passed": "passed", "ok": "passed", "failed": "failed", "fail": "failed"}.get(state, "untried" if state in ("untried", "not tried", "") else state)
-
-
-def _hint_texts(task: dict) -> list[str]:
-    hints = _first(task, "hints_shown", "hints_revealed", "hints", default=[])
-    return [str(h) for h in hints] if isinstance(hints, list) else []
-
-
 def task_view(task: dict) -> dict[str, Any]:
-    hints = _hint_texts(task)
-    used = int(_first(task, "hints_used", default=len(hints)) or 0)
-    total = _first(task, "hints_total", "hints_available", default=None)
+    details = task.get("details") or []
     return {
         "name": str(task.get("name", "")),
-        "html": markdown(str(_first(task, "text", "description", default=""))),
-        "points": _first(task, "points_max", "max_points", "points", default=None),
-        "earned": _first(task, "earned", "points_earned", "score", default=None),
-        "state": _state(task),
-        "hints": [markdown(h) for h in hints],
-        "hints_used": used,
-        "hints_left": None if total is None else max(0, int(total) - used),
-        "answer": bool(_first(task, "answer", "asks_answer", "is_answer", default=False)),
-        "details": str(_first(task, "detail", "details", default=""))[-TEXT_MAX:] if not isinstance(task.get("details"), list) else
-        "\n".join(f"{'✓' if d.get('ok') else '✗'} {d.get('name', d.get('check', ''))}: {d.get('detail', '')}" for d in task["details"] if isinstance(d, dict))[-TEXT_MAX:],
-        "checked_at": _first(task, "checked_at", "last_check", "passed_at", default=None),
+        "html": markdown(str(task.get("text", ""))),
+        "points": task.get("points_max"),
+        "earned": task.get("earned"),
+        "state": str(task.get("state", "untried")),
+        "hints": [markdown(str(h)) for h in task.get("hints") or []],
+        "hints_used": int(task.get("hints_used") or 0),
+        "hints_left": max(0, int(task.get("hints_total") or 0) - int(task.get("hints_used") or 0)),
+        "answer": bool(task.get("answer")),
+        "details": "\n".join(f"{'✓' if d.get('ok') else '✗'} {d.get('name', '')}: {d.get('detail', '')}" for d in details if isinstance(d, dict))[-TEXT_MAX:],
+        "checked_at": task.get("checked_at"),
     }
 
 
 def exercise_view(status: dict) -> dict[str, Any]:
-    exercise = status.get("exercise") if isinstance(status.get("exercise"), dict) else status
+    exercise = status.get("exercise") or {}
     return {
-        "name": str(_first(exercise, "name", default="")),
-        "title": str(_first(exercise, "title", default=_first(exercise, "name", default="Exercise"))),
-        "intro_html": markdown(str(_first(exercise, "intro", default=""))),
-        "time_limit": _first(exercise, "time_limit", "time-limit", default=None),
-        "started": _first(status, "started", "started_at", default=None),
-        "time_used": _first(status, "time_used", "elapsed", default=None),
+        "name": str(exercise.get("name", "")),
+        "title": str(exercise.get("title") or exercise.get("name") or "Exercise"),
+        "intro_html": markdown(str(exercise.get("intro", ""))),
+        "time_limit": exercise.get("time_limit"),
+        "started": status.get("started"),
+        "time_used": status.get("time_used"),
+        "points": status.get("points"),
+        "max_points": status.get("max_points"),
     }
 
 
@@ -108,7 +90,7 @@ def class_row(run: SeatRun) -> dict[str, Any]:
         "error": run.error,
         "tasks": [{"name": v["name"], "state": v["state"], "hints_used": v["hints_used"], "earned": v["earned"], "points": v["points"]} for v in views],
         "hints_used": sum(v["hints_used"] for v in views),
-        "points": round(sum(earned), 2) if earned else _first(status, "points", "total_points", default=None),
+        "points": round(sum(earned), 2) if earned else status.get("points"),
         "last_activity": run.last_activity,
         "checking": run.checking is not None,
         "version": run.version,

@@ -132,9 +132,10 @@
   function clock() {
     if (!current) return;
     const ex = current.exercise;
-    const used = typeof ex.time_used === "number" ? Math.round(ex.time_used / 60) + " min" : "";
+    const used = typeof ex.started === "number" ? Math.max(0, Math.round((Date.now() / 1000 - ex.started) / 60)) + " min" : "";
     const limit = ex.time_limit ? " of " + ex.time_limit : "";
-    document.getElementById("clock").textContent = used ? used + limit : (ex.time_limit ? "time: " + ex.time_limit : "");
+    const points = typeof ex.points === "number" ? " · " + ex.points + " / " + ex.max_points + " pt" : "";
+    document.getElementById("clock").textContent = (used ? " · " + used + limit : (ex.time_limit ? " · time: " + ex.time_limit : "")) + points;
   }
 
   function lastCheck(check) {
