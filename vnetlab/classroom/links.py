@@ -10,6 +10,7 @@ carried since the last look. Each link names its edge in the SVG (Graphviz title
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -29,8 +30,11 @@ class Link:
 
 
 def drawing(plan: Plan) -> tuple[bytes, list[Link]]:
-    """The SVG and the links it draws (data NICs of the scenario's VMs)."""
+    """The SVG and the links it draws (data NICs of the scenario's VMs). A student's drawing names
+    each guest NIC, never its planned address, MAC or tap: in an exercise those are often what the
+    student must set or find (setup took the address away; a task asks whose MAC answered)."""
     topo = topology(plan, management=False)
+    topo.edges = [dataclasses.replace(e, label=e.label[:1] and [e.label[0].split(" ")[0]]) for e in topo.edges]
     node_ids = {n.label[0]: n.id for n in topo.nodes if n.kind == "vm"}
     links = []
     for vm in plan.vms:

@@ -277,5 +277,6 @@ class Seats:
         return out
 
     async def close(self) -> None:
+        self.persist()  # the last activity of each seat, for the next server
         for task in list(self._tasks):
             task.cancel()

@@ -170,26 +170,42 @@ def _pump_out(session: Session, channel, ended: asyncio.Event) -> None:
         session.loop.call_soon_threadsafe(ended.set)
 
 
+def _send(channel, data: bytes, stop: threading.Event) -> None:
+    """Send all of `data` unless the session stops: a guest that does not read fills SSH's window,
+    and the channel's short timeout (set by the output side) lets this look at `stop` meanwhile."""
+    view = memoryview(data)
+    while view and not stop.is_set():
+        try:
+            sent = channel.send(view)
+        except socket.timeout:
+            continue
+        if sent == 0:
+            raise EOFError("the channel is closed")
+        view = view[sent:]
+
+
 async def _pump_in(session: Session, channel, pool: ThreadPoolExecutor, ended: asyncio.Event, idle_timeout: float, on_input) -> None:
     """Browser → guest: key presses and pastes at most TERMINAL_IN_RATE, resizes; until the browser
     leaves, the output side ends, the session is closed from outside, or it idles out."""
     ws, loop = session.websocket, session.loop
     bucket = TokenBucket(limits.TERMINAL_IN_RATE)
     ended_wait = asyncio.ensure_future(ended.wait())
+    receive: asyncio.Future | None = None
     try:
         while not session.stop.is_set():
             idle_left = session.last_input + idle_timeout - time.monotonic()
             if idle_left <= 0:
                 session.close(f"closed after {idle_timeout / 60:g} minutes without a key pressed; reload the terminal to open it again")
                 return
-            receive = asyncio.ensure_future(ws.receive())
+            if receive is None:
+                receive = asyncio.ensure_future(ws.receive())
             done, _ = await asyncio.wait({receive, ended_wait}, timeout=min(idle_left, 1.0), return_when=asyncio.FIRST_COMPLETED)
             if receive not in done:
-                receive.cancel()
                 if ended_wait in done:
                     return
-                continue
+                continue  # wakes each second to see whether the session was closed from outside or idled out
             message = receive.result()
+            receive = None
             if message["type"] == "websocket.disconnect":
                 session.close("")
                 return
@@ -205,7 +221,7 @@ async def _pump_in(session: Session, channel, pool: ThreadPoolExecutor, ended: a
                         await asyncio.sleep(wait)
                     if session.stop.is_set():
                         return
-                    await loop.run_in_executor(pool, channel.sendall, chunk)
+                    await loop.run_in_executor(pool, _send, channel, chunk, session.stop)
             elif message.get("text") is not None:
                 try:
                     size = json.loads(message["text"]).get("resize")
@@ -219,3 +235,5 @@ async def _pump_in(session: Session, channel, pool: ThreadPoolExecutor, ended: a
         session.close(f"the connection to {session.node} was lost; reload the terminal")
     finally:
         ended_wait.cancel()
+        if receive is not None:
+            receive.cancel()

@@ -34,6 +34,7 @@ def task_view(task: dict) -> dict[str, Any]:
         "state": str(task.get("state", "untried")),
         "hints": [markdown(str(h)) for h in task.get("hints") or []],
         "hints_used": int(task.get("hints_used") or 0),
+        "hints_total": int(task.get("hints_total") or 0),
         "hints_left": max(0, int(task.get("hints_total") or 0) - int(task.get("hints_used") or 0)),
         "answer": bool(task.get("answer")),
         "details": "\n".join(f"{'✓' if d.get('ok') else '✗'} {d.get('name', '')}: {d.get('detail', '')}" for d in details if isinstance(d, dict))[-TEXT_MAX:],

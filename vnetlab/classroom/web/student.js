@@ -57,8 +57,9 @@
       c.hints.replaceChildren(...task.hints.map((h) => { const li = el("li", { class: "markdown" }); li.innerHTML = h; return li; }));
       c.hintCount = task.hints.length;
     }
+    c.hint.hidden = task.hints_total === 0;
     c.hint.disabled = task.hints_left === 0;
-    c.hint.textContent = task.hints_left === 0 ? "No more hints" : "Hint" + (task.hints_left ? " (" + task.hints_left + " left)" : "");
+    c.hint.textContent = task.hints_left === 0 ? "No more hints" : "Hint (" + task.hints_left + " left)";
     c.details.textContent = task.details || "";  // a check's details may quote a guest: text only
     c.details.hidden = !task.details;
     return c.li;

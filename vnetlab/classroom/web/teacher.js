@@ -19,7 +19,7 @@
   function cell(seat, task) {
     const state = task ? task.state : "untried";
     const td = el("td", { class: "mark " + state, "data-seat": seat.seat, "data-task": task ? task.name : "", "data-state": state, text: MARK[state] || state });
-    if (task && task.hints_used) td.append(el("sup", { text: " " + task.hints_used + "h" }));
+    if (task && task.hints_used) td.append(el("span", { class: "hint-count", text: task.hints_used + (task.hints_used === 1 ? " hint" : " hints") }));
     td.title = task ? task.name + ": " + state + (task.hints_used ? ", " + task.hints_used + " hint(s)" : "") : "";
     return td;
   }
