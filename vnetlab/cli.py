@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from vnetlab.errors import Interrupted
+from vnetlab.errors import InputError, Interrupted
 from vnetlab.model.typed_yaml import ValidationError
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -74,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--junit", type=Path, metavar="PATH", help="also write a JUnit XML report here")
     chk.add_argument("--only", metavar="NAME", help="run only the check with this `name:`")
 
+    judge = sub.add_parser(
+        "judge", help="judge a run's checks again from what its folder kept",
+        description="Re-make the plan from the scenario as run and its options (RUN_DIR/scenario.yaml, judging.json), and judge every check "
+        "again from its evidence alone (evidence.json and the pcaps, each pcap checked against its SHA-256), as `run`, `check` or "
+        "`exercise check` judged it then. A folder of an exercise check holds one run per task: each is judged. Exit 0 iff every check passes.",
+    )
+    judge.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run's artifact folder (printed by run/check as `artifacts:`)")
+    judge.add_argument("--format", choices=["table", "json"], default="table")
+
     down = sub.add_parser("down", help="tear a lab down (idempotent)", description="Remove everything the lab's state file records: domains, taps, bridges, namespace.")
     target = down.add_mutually_exclusive_group(required=True)
     target.add_argument("lab", metavar="LAB", nargs="?")
@@ -122,10 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     setup_what.add_argument("--no-packages", action="store_true", help="only start the daemons")
     setup_what.add_argument("--packages-only", action="store_true", help="only install the packages; start no daemon, and keep the packages' install scripts from starting theirs (for chroots, containers and image-building CI steps)")
     add_tool_commands(sub)
+    add_feature_commands(sub)
     from vnetlab.classroom.commands import add_commands as add_classroom_commands
 
     add_classroom_commands(sub)
     return p
+
+
+def add_feature_commands(sub) -> None:
+    """The commands the registered features bring (their `cli_commands` hook): cli.py names none of them."""
+    for feature in registry().features:
+        for command in feature.cli_commands():
+            parser = sub.add_parser(command.name, help=command.help, description=command.description)
+            command.arguments(parser)
+            parser.set_defaults(feature_command=command)
 
 
 def add_tool_commands(sub) -> None:
@@ -217,10 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     out = make_console()
     err = make_console(stderr=True)
     try:
+        feature_command = getattr(args, "feature_command", None)
+        if feature_command is not None:
+            from vnetlab.features.base import CliContext
+
+            return feature_command.run(args, CliContext(out, err, registry(), write_exact))
         return COMMANDS[args.command](args, out, err)
     except ValidationError as exc:
         for problem in exc.problems:
             err.print(f"[red]error:[/] {escape(str(problem))}", soft_wrap=True)
+        return EXIT_INPUT
+    except InputError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_INPUT
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -319,6 +346,32 @@ def cmd_up(args, out: Console, err: Console) -> int:
 def cmd_check(args, out: Console, err: Console) -> int:
     runner = _runner(args, err)
     return _reported(runner, args, out, lambda: _finish(runner, runner.check(args.lab, only=args.only), args, out))
+
+
+def cmd_judge(args, out: Console, err: Console) -> int:
+    from vnetlab.checks.evidence import EVIDENCE_FILE, EvidenceError
+    from vnetlab.checks.runner import judge_run
+
+    folders = [args.run_dir] if (args.run_dir / EVIDENCE_FILE).exists() else sorted(p.parent for p in args.run_dir.glob(f"*/{EVIDENCE_FILE}"))
+    if not folders:
+        raise EvidenceError(f"{args.run_dir} holds no {EVIDENCE_FILE} (nor a folder of one): not a run folder that kept its evidence")
+    judged = [judge_run(folder, registry()) for folder in folders]
+    ok = all(r.ok for j in judged for r in j.results)
+    if args.format == "json":
+        write_exact(json.dumps([{"run_dir": str(f), "lab": j.setting.lab, "scenario": j.plan.scenario.name, "checks": j.setting.checks, "wire": j.collected.wire, "ok": all(r.ok for r in j.results), "results": [r.to_json() for r in j.results]} for f, j in zip(folders, judged)], indent=2, ensure_ascii=False) + "\n")
+        return EXIT_OK if ok else EXIT_FAIL
+    for folder, j in zip(folders, judged):
+        table = Table(title=f"Judged again — {folder}", title_justify="left")
+        table.add_column("", width=2)
+        table.add_column("check")
+        table.add_column("detail", overflow="fold")
+        for r in j.results:
+            table.add_row("[green]✓[/]" if r.ok else "[red]✗[/]", Text(r.name), Text(r.detail))
+        out.print(table)
+        passed = sum(r.ok for r in j.results)
+        wire = ", graded on the wire" if j.collected.wire else ""
+        out.print(Text(f"{'PASS' if passed == len(j.results) else 'FAIL'} {j.plan.scenario.name} (lab {j.setting.lab}, {j.setting.checks}{wire}): {passed}/{len(j.results)} checks passed"), soft_wrap=True)
+    return EXIT_OK if ok else EXIT_FAIL
 
 
 def cmd_down(args, out: Console, err: Console) -> int:
@@ -724,6 +777,7 @@ COMMANDS = {
     "run": cmd_run,
     "up": cmd_up,
     "check": cmd_check,
+    "judge": cmd_judge,
     "down": cmd_down,
     "status": cmd_status,
     "list": cmd_list,

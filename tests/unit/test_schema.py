@@ -191,8 +191,8 @@ def _where_the_loader_must_object(error: jsonschema.ValidationError) -> tuple[se
     if error.validator == "additionalProperties":
         known = set(error.schema.get("properties", {}))
         return {_field([*error.absolute_path, key]) for key in instance if key not in known}, False
-    if error.validator in ("anyOf", "oneOf", "allOf"):
-        return {here}, True
+    if error.validator in ("anyOf", "oneOf", "allOf") or "propertyNames" in error.absolute_schema_path:
+        return {here}, True  # an entry's name is the loader's problem at that entry: below the mapping
     return {here}, False
 
 

@@ -1,6 +1,11 @@
-"""What every check works with: results, the context a runner gets, and the lab's nodes to run programs on.
+"""What every check works with: results, evidence, the context a collector gets, and the lab's nodes to run programs on.
 
-A check runner is `fn(ctx, spec) -> CheckResult`; a capture judge is
+A kind of check comes in two halves (`CheckKind`): `collect(ctx, spec) -> Evidence` runs
+things on the live lab and keeps what it saw (JSON, saved with the run), and
+`judge(plan, spec, evidence) -> CheckResult` decides from that alone, so a run can be
+judged again later (`vnetlab judge RUN_DIR`, `vnetlab exercise grade`). A kind whose
+traffic has a signature on the wire says so (`Wire`): in an exercise its verdict counts
+only when vnetlab's own capture saw that traffic. A capture judge is
 `fn(plan, check, subject) -> Judgement`. The core registers ping and the ARP/ICMP
 judges; features register theirs (see vnetlab.features.base.Feature).
 """
@@ -9,15 +14,18 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vnetlab.backends import netns
 from vnetlab.backends.ssh import CommandResult, GuestSSH
 from vnetlab.plan.planner import Plan, PlannedNic, PlannedNode
 from vnetlab.model.scenario import split_link
+
+if TYPE_CHECKING:
+    from vnetlab.checks.capture import Frames
 
 
 @dataclass
@@ -57,8 +65,61 @@ class CaptureSubject:
     packets: Iterable[Any]  # re-iterable: each judge walks the frames again
 
 
-Runner = Callable[["CheckContext", Any], CheckResult]
+@dataclass
+class Evidence:
+    """What one check saw on the live lab: all a judge may use, kept with the run (evidence.json).
+
+    `data` is JSON (a program's output and exit status, states read from the kernel, an answer).
+    `guests` names the guests whose programs produced it: a student is root there and could have
+    shaped it. Empty means vnetlab read it from outside every guest (netlink, the lab namespace, a
+    container's namespace, the student's answer as given). `error` says why the collection itself
+    failed (the check then fails with it, judged again the same way)."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    guests: tuple[str, ...] = ()
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"data": self.data, "guests": list(self.guests)}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Evidence:
+        data, guests, error = raw.get("data"), raw.get("guests"), raw.get("error")
+        if not isinstance(data, dict) or not isinstance(guests, list) or not all(isinstance(g, str) for g in guests) or not isinstance(error, (str, type(None))):
+            raise ValueError("evidence entries are {data: {...}, guests: [NAME, ...], error: TEXT|null}")
+        return cls(data, tuple(guests), error)
+
+
+Collector = Callable[["CheckContext", Any], Evidence]
+Verdict = Callable[[Plan, Any, Evidence], CheckResult]
 Judge = Callable[[Plan, Any, CaptureSubject], Judgement]
+WireJudge = Callable[[Plan, Any, Evidence, "Mapping[str, Frames]"], Judgement]
+
+
+@dataclass(frozen=True)
+class Wire:
+    """A kind's signature on the wire: where its traffic crosses (capture points: bridges, VM.NIC
+    links, uplinks) and how to judge what the captures there saw. In an exercise the check counts
+    only when this judgement holds too: the guest's word is not enough."""
+
+    points: Callable[[Plan, Any], list[str]]
+    judge: WireJudge
+
+
+@dataclass(frozen=True)
+class CheckKind:
+    """One kind of check: collect on the live lab, judge from the evidence alone."""
+
+    collect: Collector
+    judge: Verdict
+    wire: Wire | None = None
+
+    def run(self, ctx: CheckContext, spec: Any) -> CheckResult:
+        """Collect and judge in one go (ad hoc checks: the pytest plugin, unit tests)."""
+        return self.judge(ctx.plan, spec, self.collect(ctx, spec))
 
 
 def node_ips(plan: Plan, name: str) -> set[str]:
@@ -201,11 +262,16 @@ def node_kind(plan: Plan, name: str) -> str:
 
 @dataclass
 class CheckContext:
-    """What a check runner may use: the plan, SSH sessions to the guests, the run's artifact folder."""
+    """What a collector may use: the plan, SSH sessions to the guests, the run's artifact folder;
+    `wire`: the checks are graded on the wire (an exercise), so a collector may put traffic on it
+    that its wire signature needs; `answer`: what the student answered to the task being checked
+    ({"value": …, "at": unix time}), for the answer check."""
 
     plan: Plan
     sessions: dict[str, GuestSSH]
     run_dir: Path
+    wire: bool = False
+    answer: Mapping[str, Any] | None = None
 
     def node(self, name: str) -> LabNode:
         """Where to run a program as `name`: the guest over SSH, or a namespace node's namespace."""

@@ -30,15 +30,17 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from vnetlab.backends.ssh import CommandResult, GuestSSH
-from vnetlab.checks.base import CheckContext, CheckResult, LabNode, NamespaceNode, lab_node
+from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, LabNode, NamespaceNode, lab_node
 from vnetlab.checks.parse import excerpt
+from vnetlab.checks.ping import guest_of, recorded
 from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import NAME, VM_NAME_MAX, ModelExtension, decl
-from vnetlab.model.templates import TemplateError, node_variables, render, scenario_variables
+from vnetlab.model.templates import TemplateError, render, scenario_variables
 from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules, feature_nodes, node_names
 from vnetlab.plan.planner import Plan, PlanContext, PlannedShare, PlanPart
+from vnetlab.plan.variables import plan_variables
 from vnetlab.tools.explain import Section, guest_line, ssh_line
 
 MAX_FILES_BYTES = 64 * 1024 * 1024  # per VM: what `files:` may send in all
@@ -251,14 +253,6 @@ def plan_work(ctx: PlanContext) -> tuple[tuple[NodeWork, ...], dict[str, tuple[P
     return tuple(work), shares
 
 
-def plan_variables(plan: Plan) -> dict[str, Any]:
-    """Template variables with the plan's real MACs."""
-    variables = scenario_variables(plan.scenario, {(n.vm, n.guest_name): n.mac for vm in plan.vms for n in vm.nics})
-    for node in plan.nodes:
-        variables[node.name] = variables["nodes"][node.name] = node_variables([(node.iface, node.cidr, node.mac)])
-    return variables
-
-
 def mount_command(mount: PlannedMount) -> str:
     options = "trans=virtio,version=9p2000.L" + (",ro" if mount.readonly else "")
     return f"modprobe 9pnet_virtio && modprobe 9p && mkdir -p {shlex.quote(mount.dest)} && mount -t 9p -o {options} {mount.tag} {shlex.quote(mount.dest)}"
@@ -339,7 +333,8 @@ def judge_output(expect: Expect, result: CommandResult) -> bool:
     return exit_ok and out_ok and err_ok
 
 
-def run_command_check(ctx: CheckContext, check: CommandCheck) -> CheckResult:
+def collect_command(ctx: CheckContext, check: CommandCheck) -> Evidence:
+    """Run it until it passes (its judgement, applied to each attempt) or the retry time is up; the last attempt is the evidence."""
     command = render(check.run, plan_variables(ctx.plan))
     node = ctx.node(check.node)
     deadline = time.monotonic() + (check.retry.for_ if check.retry else 0)
@@ -347,10 +342,18 @@ def run_command_check(ctx: CheckContext, check: CommandCheck) -> CheckResult:
     while True:
         attempts += 1
         result = run_step(node, command, check.timeout)
-        ok = judge_output(check.expect, result)
-        if ok or time.monotonic() + (check.retry.every if check.retry else 0) > deadline:
+        if judge_output(check.expect, result) or time.monotonic() + (check.retry.every if check.retry else 0) > deadline:
             break
         time.sleep(check.retry.every)  # type: ignore[union-attr]
+    kept = {"command": command, "exit": result.exit_code, "stdout": result.stdout[-MAX_MATCHED:], "stderr": result.stderr[-MAX_MATCHED:], "attempts": attempts}
+    return Evidence(kept, guests=guest_of(ctx.plan, check.node))
+
+
+def judge_command(plan: Plan, check: CommandCheck, evidence: Evidence) -> CheckResult:
+    command = render(check.run, plan_variables(plan))
+    result = recorded(evidence)
+    attempts = int(evidence.data.get("attempts", 1))
+    ok = judge_output(check.expect, result)
     tries = f" after {attempts} attempt(s)" if check.retry else ""
     detail = (
         f"ran `{command}` on {check.node}: expected {_expected(check.expect)}; got exit {result.exit_code}{tries}"
@@ -359,6 +362,13 @@ def run_command_check(ctx: CheckContext, check: CommandCheck) -> CheckResult:
     )
     data = {"command": command, "exit": result.exit_code, "attempts": attempts, "stdout_tail": excerpt(result.stdout, 2000), "stderr_tail": excerpt(result.stderr, 2000)}
     return CheckResult(check.name or f"command on {check.node}: {command}", "command", ok, detail, data=data)
+
+
+COMMAND = CheckKind(collect_command, judge_command)
+
+
+def run_command_check(ctx: CheckContext, check: CommandCheck) -> CheckResult:
+    return COMMAND.run(ctx, check)
 
 
 # -- views -------------------------------------------------------------------------------
@@ -403,7 +413,7 @@ def _check_commands(plan: Plan, check: CommandCheck) -> list[str]:
 class Commands(Feature):
     name = "commands"
     model = MODEL
-    check_runners = {"command": run_command_check}
+    check_kinds = {"command": COMMAND}
     check_commands = {"command": _check_commands}
 
     def plan(self, ctx: PlanContext) -> PlanPart | None:

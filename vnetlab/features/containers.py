@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vnetlab.backends import linux_bridge, netns
-from vnetlab.checks.base import CaptureSubject, CheckContext, CheckResult, Judgement, expected_echo_pairs
+from vnetlab.checks.base import CaptureSubject, CheckContext, CheckKind, CheckResult, Evidence, Judgement, expected_echo_pairs
 from vnetlab.checks.capture import count_ipv4
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import IFACE_MAX, NAME, NODE_NAME_MAX, Expectation, ModelExtension, NodeDecl, NodeSection, decl
@@ -281,15 +281,27 @@ def interface_addresses(ns: str, ifname: str) -> list[str] | None:
 # -- checks ----------------------------------------------------------------------------
 
 
-def run_unaddressed(ctx: CheckContext, check: UnaddressedCheck) -> CheckResult:
-    """Read the lab namespace's addresses (netlink): a bridged path keeps the host's IP stack out."""
-    found = interface_addresses(ctx.plan.namespace, check.interface)
-    name = f"no address on {check.interface} in {ctx.plan.namespace}"
+def collect_unaddressed(ctx: CheckContext, check: UnaddressedCheck) -> Evidence:
+    """The lab namespace's addresses on the interface (netlink; None: no such interface)."""
+    return Evidence({"addresses": interface_addresses(ctx.plan.namespace, check.interface)})
+
+
+def judge_unaddressed(plan: Plan, check: UnaddressedCheck, evidence: Evidence) -> CheckResult:
+    """A bridged path keeps the host's IP stack out."""
+    found = evidence.data["addresses"]
+    name = f"no address on {check.interface} in {plan.namespace}"
     if found is None:
-        return CheckResult(name, "unaddressed", False, f"expected interface {check.interface} in {ctx.plan.namespace}; it does not exist")
+        return CheckResult(name, "unaddressed", False, f"expected interface {check.interface} in {plan.namespace}; it does not exist")
     ipv4 = [a for a in found if ":" not in a]
     detail = f"expected no IPv4 address on {check.interface} (the host stays out of the bridged path), found {', '.join(ipv4) or 'none'}"
     return CheckResult(name, "unaddressed", not ipv4, detail, data={"addresses": found})
+
+
+UNADDRESSED = CheckKind(collect_unaddressed, judge_unaddressed)
+
+
+def run_unaddressed(ctx: CheckContext, check: UnaddressedCheck) -> CheckResult:
+    return UNADDRESSED.run(ctx, check)
 
 
 def judge_bridged(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
@@ -311,7 +323,7 @@ def judge_bridged(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
 class Containers(Feature):
     name = "containers"
     model = MODEL
-    check_runners = {"unaddressed": run_unaddressed}
+    check_kinds = {"unaddressed": UNADDRESSED}
     judges = {"bridged": judge_bridged}
 
     def plan(self, ctx: PlanContext) -> PlanPart:

@@ -20,7 +20,7 @@ from typing import Literal
 
 from vnetlab.backends import linux_bridge
 from vnetlab.backends.netns import run_in_namespace
-from vnetlab.checks.base import CheckContext, CheckResult
+from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import IFACE_MAX, NAME, VM_NAME_MAX, ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
@@ -141,8 +141,8 @@ def _effect(plan: Plan, op: OpCheck, links: list[dict]) -> tuple[bool, str, str]
     return bridge is None, f"{op.bridge} gone", "it is gone" if bridge is None else f"it still exists ({bridge['state']})"
 
 
-def run_op(ctx: CheckContext, op: OpCheck) -> CheckResult:
-    """Perform the operation, then read the namespace back to show and verify its effect."""
+def collect_op(ctx: CheckContext, op: OpCheck) -> Evidence:
+    """Perform the operation, then read the namespace back (netlink): what the kernel said, and the links."""
     plan = ctx.plan
     error: str | None = None
     if op.action != "list":
@@ -150,7 +150,12 @@ def run_op(ctx: CheckContext, op: OpCheck) -> CheckResult:
             _perform(plan, op)
         except linux_bridge.LinkError as exc:
             error = str(exc)
-    links = linux_bridge.list_links(plan.namespace)
+    return Evidence({"refused": error, "links": linux_bridge.list_links(plan.namespace)})
+
+
+def judge_op(plan: Plan, op: OpCheck, evidence: Evidence) -> CheckResult:
+    """The operation's effect as the namespace shows it afterwards."""
+    error, links = evidence.data["refused"], evidence.data["links"]
     effect_ok, expected, seen = _effect(plan, op, links)
     if op.expect == "error":
         ok = error is not None and effect_ok
@@ -162,6 +167,9 @@ def run_op(ctx: CheckContext, op: OpCheck) -> CheckResult:
         detail += f" — links in {plan.namespace}: {_describe(plan, links)}"
     data = {"links": links, **({"error": error} if error else {})}
     return CheckResult(_title(op), "op", ok, detail, data=data)
+
+
+OP = CheckKind(collect_op, judge_op)
 
 
 # -- rules and commands ----------------------------------------------------------------
@@ -219,5 +227,5 @@ class DeviceOps(Feature):
         checks=(decl("op", OpCheck | None, spec("perform a device operation on the running lab and verify its effect", default=None)),),
         check_validators={"op": _validate_op},
     )
-    check_runners = {"op": run_op}
+    check_kinds = {"op": OP}
     check_commands = {"op": op_commands}

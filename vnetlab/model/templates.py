@@ -15,6 +15,7 @@ from typing import Any
 import jinja2
 import jinja2.sandbox
 
+from vnetlab.model.params import ParamError, environment
 from vnetlab.model.validate import feature_nodes
 
 MAC_UNKNOWN = "00:00:00:00:00:00"  # the model validates templates before MACs are planned
@@ -26,7 +27,7 @@ class TemplateError(ValueError):
 
 
 def _environment() -> jinja2.sandbox.SandboxedEnvironment:
-    return jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    return environment()  # the sandbox with the address filters (host, prefixlen, netmask)
 
 
 def node_variables(nics: Iterable[tuple[str, str | None, str]]) -> dict[str, Any]:
@@ -49,7 +50,7 @@ def scenario_variables(scenario: Any, macs: Mapping[tuple[str, str], str] | None
     for node in feature_nodes(scenario):
         nodes[node.name] = node_variables((iface, cidr, macs.get((node.name, iface), MAC_UNKNOWN)) for iface, cidr in node.nics)
     bridges = {b.name: {"subnet": b.subnet, "gateway": getattr(b, "gateway", None)} for b in scenario.bridges}
-    return {**nodes, "nodes": nodes, "bridges": bridges}
+    return {**nodes, "nodes": nodes, "bridges": bridges, "params": dict(scenario.param_values)}
 
 
 def render(template: str, variables: Mapping[str, Any]) -> str:
@@ -64,7 +65,7 @@ def render(template: str, variables: Mapping[str, Any]) -> str:
         raise TemplateError(f"template variable {exc.message} (variables: every node by name, nodes['…'], bridges['…'])") from None
     except jinja2.exceptions.SecurityError as exc:
         raise TemplateError(f"template not allowed: {exc}") from None
-    except (TypeError, ValueError, ArithmeticError) as exc:
+    except (TypeError, ValueError, ArithmeticError, ParamError) as exc:
         raise TemplateError(f"template error: {exc}") from None
     if len(text) > MAX_RENDERED:
         raise TemplateError(f"the rendered text is {len(text)} characters long; at most {MAX_RENDERED}")

@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from vnetlab.files import write_private
+
 STATE_FILE = "state.json"
 _WRITE_LOCK = threading.Lock()  # guests are booted from several threads; each record is one atomic write
 
@@ -41,6 +43,7 @@ class LabState:
     resources: list[RecordedResource] = field(default_factory=list)
     held: bool = True  # its owner (pid) still has work on it: a `run` until teardown; False once `up`/`--keep` hands it over
     host_kernel: list[str] = field(default_factory=list)  # the kernel probe's capabilities the plan was made with (re-planning must match)
+    student: str | None = None  # whose params the scenario was drawn with (re-planning must match; None: student `demo`)
 
     def record(self, lab_dir: Path, kind: str, name: str, vm: str | None = None, uri: str | None = None) -> None:
         with _WRITE_LOCK:
@@ -75,15 +78,7 @@ class LabState:
             self.save(lab_dir)
 
     def save(self, lab_dir: Path) -> None:
-        tmp = lab_dir / (STATE_FILE + ".tmp")
-        data = json.dumps(asdict(self), indent=2).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, lab_dir / STATE_FILE)
+        write_private(lab_dir / STATE_FILE, json.dumps(asdict(self), indent=2).encode(), atomic=True)
 
     @classmethod
     def load(cls, lab_dir: Path) -> LabState:
