@@ -11,6 +11,7 @@ ones in docs/img/ that docs/classroom.md shows.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -209,6 +210,21 @@ def test_a_student_solves_the_first_task_in_the_browser_and_the_teacher_sees_it(
     assert student_png.stat().st_size > 10_000 and teacher_png.stat().st_size > 5_000
 
 
+def test_a_submission_lands_in_the_teachers_gradebook(klass: Class):
+    with klass.client(klass.teacher) as c:
+        assert c.get("/api/class/grades.csv").status_code == 404  # nobody submitted yet: said, not an empty file
+    with klass.client(klass.tokens["s01"], timeout=CHECK_WAIT) as c:
+        submitted = c.post("/api/seat/submit", json={})
+    assert submitted.status_code == 200, submitted.text
+    with klass.client(klass.teacher, timeout=CHECK_WAIT) as c:
+        book = c.get("/api/class/grades.csv")
+    assert book.status_code == 200 and book.headers["content-type"].startswith("text/csv"), book.text
+    header, *rows = [line.split(",") for line in book.text.splitlines()]
+    assert header[:4] == ["student", "exercise", "1. address vm2", "2. whose MAC"]
+    assert len(rows) == 1 and rows[0][:4] == ["s01", EXERCISE, "1.5", "0"]  # 2 points less one hint's 0.5
+    assert header[header.index("mismatch")] and rows[0][header.index("mismatch")] == ""
+
+
 def _rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -226,14 +242,14 @@ def test_a_100_mb_paste_is_bounded_and_the_other_seat_still_answers(klass: Class
     assert pid is not None
     rss_before = _rss_kib(pid)
     url = klass.base.replace("http://", "ws://") + "/ws/terminal"
-    chunk = b"echo pasted-line-of-a-hundred-megabytes-paste-test >/dev/null\n" * 1000  # 62 KB, within the 64 KiB frame limit
+    chunk = b"".join(base64.b64encode(os.urandom(750)) + b"\n" for _ in range(60))  # 60 KB of text that does not compress, within the 64 KiB frame limit
     sent = 0
     stop = threading.Event()
     ended: list[str] = []
 
     def paste() -> None:
         nonlocal sent
-        with connect(url, max_size=None, open_timeout=30) as ws:
+        with connect(url, max_size=None, open_timeout=30, compression=None) as ws:  # what crosses the wire is what is pasted
             ws.send(json.dumps({"token": klass.tokens["s02"], "node": "vm1", "cols": 80, "rows": 24}))
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and "connected" not in str(ws.recv(timeout=30)):

@@ -349,3 +349,26 @@ def test_the_web_files_name_only_what_is_served():
     lock = json.loads((WEB_DIR / "package-lock.json").read_text())
     assert all(entry.get("integrity", "").startswith("sha512-") for where, entry in lock["packages"].items() if where)
     assert os.path.basename(LIBRARY_FILES["xterm.js"][0]) == "xterm.js"
+
+
+def test_a_terminal_bucket_lets_its_rate_through_and_delays_the_rest():
+    from vnetlab.classroom.limits import TokenBucket
+
+    bucket = TokenBucket(1000)
+    assert bucket.delay(1000) == 0.0  # a second's worth at once (the burst)
+    assert bucket.delay(500) == pytest.approx(0.5, abs=0.05)  # then the rate
+    assert bucket.delay(1000) == pytest.approx(1.5, abs=0.05)
+
+
+def test_seats_are_numbered_and_their_labs_fit_a_lab_name():
+    from vnetlab.classroom.record import CLASS_NAME_MAX, check_class_name
+    from vnetlab.classroom.roster import numbered_students, seat_id
+    from vnetlab.plan.planner import LAB_NAME_MAX
+
+    assert [s.id for s in numbered_students(3)] == ["s01", "s02", "s03"] and seat_id(100) == "s100"
+    assert CLASS_NAME_MAX + len("-s100") <= LAB_NAME_MAX
+    check_class_name("ex-two-vm-ping")
+    from vnetlab.classroom.record import ClassroomError
+
+    with pytest.raises(ClassroomError, match="at most 15 characters"):
+        check_class_name("a-much-too-long-class")

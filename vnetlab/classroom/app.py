@@ -381,7 +381,7 @@ def build_app(classroom: Classroom) -> Starlette:
             raise Denied(404, "no seat has submitted yet: the gradebook grades each seat's last submission (the student's Submit)")
         with tempfile.TemporaryDirectory(prefix="vnetlab-grades-") as tmp:
             out = Path(tmp) / "grades.csv"
-            await classroom.seats.engine.grade(bundles, out)
+            await classroom.seats.engine.grade(classroom.record.exercise, bundles, out)
             data = out.read_bytes()
         return Response(data, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{classroom.record.name}-grades.csv"'})
 

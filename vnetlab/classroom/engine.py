@@ -147,10 +147,9 @@ class Engine:
     async def reset(self, lab: str, on_line: Callable[[str], None] | None = None) -> None:
         await self._op(["reset", "--", lab], START_TIMEOUT, on_line)
 
-    async def grade(self, bundles: list[Path], csv_path: Path) -> None:
-        done: Done = await self._run([*VNETLAB_CLI, "exercise", "grade", *map(str, bundles), "--csv", str(csv_path)], timeout=CHECK_TIMEOUT)  # type: ignore[misc]
-        if done.code != 0:
-            raise EngineError(f"`vnetlab exercise grade` failed (exit {done.code})", _tail(done.stderr or done.stdout))
+    async def grade(self, exercise: str, bundles: list[Path], csv_path: Path) -> None:
+        """The gradebook (the CSV `vnetlab exercise grade` writes) of `bundles`, judged against the teacher's `exercise` file."""
+        await self._op(["grade", "--", exercise, str(csv_path), *map(str, bundles)], CHECK_TIMEOUT)
 
     async def down(self, lab: str) -> None:
         done: Done = await self._run([*VNETLAB_CLI, "down", lab, "-q"], timeout=START_TIMEOUT)  # type: ignore[misc]

@@ -88,6 +88,8 @@ def _run(op: str, args: argparse.Namespace) -> Any:
 
     layout = Layout(args.root)
     progress = Progress(quiet=False)  # its step lines on stderr are the seat's progress on the pages
+    if op == "grade":
+        return _grade(args)
     if op == "start":
         ExerciseLab.start(args.exercise, registry(), student=args.student, lab=args.lab, layout=layout, progress=progress)
         return {"lab": args.lab}
@@ -105,9 +107,19 @@ def _run(op: str, args: argparse.Namespace) -> Any:
         ex_lab.reset()
         return {"lab": args.lab}
     if op == "submit":
-        bundle = ex_lab.submit(out=args.out)  # type: ignore[attr-defined]
-        return {"bundle": str(getattr(bundle, "folder", bundle))}
+        return {"bundle": str(ex_lab.submit(args.out))}
     raise SystemExit(f"unknown operation {op!r}")
+
+
+def _grade(args: argparse.Namespace) -> dict[str, Any]:
+    """The gradebook of the bundles, judged again from their evidence against the teacher's file."""
+    from vnetlab.compose import registry
+    from vnetlab.exercise.grading import grade
+    from vnetlab.files import write_private
+
+    book = grade(args.bundles, registry(), exercise=args.exercise, layout=Layout(args.root))
+    write_private(args.csv, book.csv().encode())
+    return {"rows": len(book.rows)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     submit = sub.add_parser("submit")
     submit.add_argument("lab")
     submit.add_argument("out", type=Path)
+    grading = sub.add_parser("grade")
+    grading.add_argument("exercise", type=Path)
+    grading.add_argument("csv", type=Path)
+    grading.add_argument("bundles", type=Path, nargs="+")
     args = p.parse_args(argv)
     try:
         result = _run(args.op, args)

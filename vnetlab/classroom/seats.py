@@ -232,8 +232,9 @@ class Seats:
         return result
 
     async def submit(self, run: SeatRun) -> str:
-        out = self.folder.bundles / run.seat.id / time.strftime("%Y%m%d-%H%M%S")
-        out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """A result bundle of the seat's work, in a new folder under the class's bundles/SEAT/."""
+        out = self.folder.bundles / run.seat.id
+        out.mkdir(parents=True, exist_ok=True, mode=0o700)
         async with run.lock:
             where = await self.engine.submit(run.seat.lab, out)
         await self.refresh(run)
@@ -271,9 +272,9 @@ class Seats:
         out = []
         for run in self.runs.values():
             folder = self.folder.bundles / run.seat.id
-            submitted = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+            submitted = [p for p in folder.iterdir() if (p / "result.json").is_file()] if folder.is_dir() else []
             if submitted:
-                out.append(submitted[-1])
+                out.append(max(submitted, key=lambda p: p.stat().st_mtime))
         return out
 
     async def close(self) -> None:
