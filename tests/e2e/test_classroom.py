@@ -206,6 +206,7 @@ def test_a_student_solves_the_first_task_in_the_browser_and_the_teacher_sees_it(
             assert errors == []
         finally:
             browser.close()
+    print(f"the teacher's page showed s01's ✓ {seen_after:.1f} s after the student's page did")
     assert seen_after < 15, f"the teacher's page showed the ✓ {seen_after:.1f} s after the student's"
     assert student_png.stat().st_size > 10_000 and teacher_png.stat().st_size > 5_000
 
@@ -270,6 +271,7 @@ def test_a_100_mb_paste_is_bounded_and_the_other_seat_still_answers(klass: Class
         took = time.monotonic() - started
     rss_after = _rss_kib(pid)
     stop.set()
+    print(f"100 MB paste: {sent} bytes taken in 20 s, server RSS {rss_before // 1024} → {rss_after // 1024} MiB, s01 answered in {took:.2f} s")
     assert ended == [], "the server closed the terminal instead of taking the paste at its pace"
     assert answered.status_code == 200 and took < 3, f"s01 waited {took:.1f} s"
     assert sent < 20_000_000, f"{sent} bytes were taken in 20 s: nothing held the paste back"
@@ -300,10 +302,12 @@ def test_twenty_checks_at_once_queue_on_one_seat_and_the_other_seat_answers(klas
         other_took = time.monotonic() - started
         answers = [f.result() for f in hammering]
         all_took = time.monotonic() - started
+    runs = len(_runs_of(lab) - before)
+    print(f"20 checks at once on s02: {runs} run(s), all answered in {all_took:.1f} s; s01's check meanwhile took {other_took:.1f} s")
     assert other.status_code == 200 and other.json()["result"]["passed"] is True
     assert all(a.status_code == 200 for a in answers)
-    assert len(_runs_of(lab) - before) <= 2, "20 presses made more than two check runs"
-    assert other_took < all_took or other_took < 60, f"s01's check took {other_took:.0f} s, s02's twenty {all_took:.0f} s"
+    assert 1 <= runs <= 2, f"20 presses made {runs} check runs"
+    assert other_took < all_took, f"s01's check ({other_took:.0f} s) waited for s02's twenty presses ({all_took:.0f} s)"
 
 
 def test_kill_9_of_the_server_mid_check_then_resume_keeps_every_lab_and_exercise_state(klass: Class):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from vnetlab import procfs
 from vnetlab.errors import VnetlabError
+from vnetlab.files import write_private
 from vnetlab.paths import Layout
 
 CLASS_FILE = "class.json"
@@ -92,21 +93,6 @@ class ClassRecord:
         return cls(seats=seats, **data)
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """0600 whatever the umask, through a temporary file renamed over `path` (never half-written)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 @dataclass(frozen=True)
 class ClassFolder:
     """The files of one class."""
@@ -144,8 +130,8 @@ class ClassFolder:
         self.save(record)
 
     def save(self, record: ClassRecord) -> None:
-        write_private(self.dir / CLASS_FILE, json.dumps(asdict(record), indent=2).encode())
-        write_private(self.urls_file, record.urls_text().encode())
+        write_private(self.dir / CLASS_FILE, json.dumps(asdict(record), indent=2).encode(), atomic=True)
+        write_private(self.urls_file, record.urls_text().encode(), atomic=True)
 
     def load(self) -> ClassRecord:
         try:
@@ -162,12 +148,12 @@ class ClassFolder:
             return {}
 
     def save_runtime(self, runtime: dict) -> None:
-        write_private(self.dir / RUNTIME_FILE, json.dumps(runtime, indent=1).encode())
+        write_private(self.dir / RUNTIME_FILE, json.dumps(runtime, indent=1).encode(), atomic=True)
 
     # -- the server process ------------------------------------------------
 
     def record_server(self, pid: int) -> None:
-        write_private(self.dir / PID_FILE, f"{pid} {_start_time(pid)}\n".encode())
+        write_private(self.dir / PID_FILE, f"{pid} {_start_time(pid)}\n".encode(), atomic=True)
 
     def server_pid(self) -> int | None:
         """The server's PID while that very process runs (not a PID reused since)."""
