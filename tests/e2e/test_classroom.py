@@ -178,6 +178,7 @@ def test_a_student_solves_the_first_task_in_the_browser_and_the_teacher_sees_it(
             student.locator('.tab[data-node="vm2"]').click()
             terminal = student.locator("#term-vm2")
             expect(terminal).to_have_attribute("data-status", re.compile("connected to vm2"), timeout=60_000)
+            expect(terminal.locator(".xterm-rows")).to_contain_text("vm2:~#", timeout=60_000)  # the shell's prompt: it reads what is typed now
             terminal.click()
             student.keyboard.type(f"ip addr add {address} dev eth0", delay=20)  # key presses, as a student types
             student.keyboard.press("Enter")

@@ -372,3 +372,21 @@ def test_seats_are_numbered_and_their_labs_fit_a_lab_name():
 
     with pytest.raises(ClassroomError, match="at most 15 characters"):
         check_class_name("a-much-too-long-class")
+
+
+def test_tls_files_are_checked_before_anything_starts(tmp_path):
+    import shutil
+    import subprocess
+
+    from vnetlab.classroom.record import ClassroomError
+    from vnetlab.classroom.server import check_tls
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=labhost", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    check_tls(str(cert), str(key))
+    with pytest.raises(ClassroomError, match="go together"):
+        check_tls(str(cert), None)
+    with pytest.raises(ClassroomError, match=f"cannot use the TLS certificate {cert} with the key {cert}"):
+        check_tls(str(cert), str(cert))
