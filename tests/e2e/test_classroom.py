@@ -182,6 +182,7 @@ def test_a_student_solves_the_first_task_in_the_browser_and_the_teacher_sees_it(
             terminal.click()
             student.keyboard.type(f"ip addr add {address} dev eth0", delay=20)  # key presses, as a student types
             student.keyboard.press("Enter")
+            expect(terminal.locator(".xterm-rows")).to_contain_text(re.compile(r"vm2:~#[\s\S]*vm2:~#"), timeout=30_000)  # the next prompt
             student.keyboard.type("ip -4 addr show dev eth0", delay=20)
             student.keyboard.press("Enter")
             expect(terminal.locator(".xterm-rows")).to_contain_text(address, timeout=30_000)
@@ -336,10 +337,27 @@ def test_kill_9_of_the_server_mid_check_then_resume_keeps_every_lab_and_exercise
     after_s01 = seat(klass, "s01")  # the same tokens, the same state
     assert after_s01["tasks"][0]["state"] == "passed" and after_s01["tasks"][0]["hints_used"] == 1
     assert [t["name"] for t in after_s01["tasks"]] == [t["name"] for t in before_s01["tasks"]]
+    deadline = time.monotonic() + CHECK_WAIT  # the check the killed server had started finishes on its own, and the page learns its verdict
+    while seat(klass, "s02")["tasks"][0]["state"] == "untried":
+        assert time.monotonic() < deadline, "the check that outlived the server never showed"
+        time.sleep(1)
     with klass.client(klass.tokens["s02"], timeout=CHECK_WAIT) as c:  # the killed check's process let the lab go: a check runs again
         again = c.post("/api/seat/check", json={"task": "address vm2"})
     assert again.status_code == 200 and again.json()["result"]["passed"] is False  # s02 never solved it
     checking.join(5)
+
+
+def test_a_reset_rebuilds_one_seat_for_the_same_student(klass: Class):
+    before = seat(klass, "s02")
+    other_lab = Layout().lab_dir(klass.labs["s01"]) / "state.json"
+    other_before = other_lab.read_bytes()
+    done = vnetlab("classroom", "reset", "s02", "--name", klass.name, timeout=900)
+    assert done.returncode == 0 and "s02: up" in done.stdout, done.stdout + done.stderr
+    after = seat(klass, "s02")
+    assert after["phase"] == "up" and [t["state"] for t in after["tasks"]] == ["untried", "untried"]
+    assert after["tasks"][0]["html"] == before["tasks"][0]["html"]  # the same student: the same values
+    assert other_lab.read_bytes() == other_before  # s01's lab was not touched
+    assert lab_ready(Layout(), klass.labs["s02"]) == "ready"
 
 
 def test_status_shows_the_seats(klass: Class):

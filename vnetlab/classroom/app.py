@@ -48,7 +48,7 @@ from vnetlab.classroom.links import LinkWatch, drawing
 from vnetlab.classroom.record import ClassFolder, ClassRecord
 from vnetlab.classroom.seats import UP, SeatRun, Seats
 from vnetlab.classroom.terminal import Terminals, clamp_size
-from vnetlab.classroom.view import class_row, seat_view
+from vnetlab.classroom.view import class_row, exercise_view, seat_view
 from vnetlab.paths import CLASSROOM_WEB_DIR, Layout
 
 log = logging.getLogger("vnetlab.classroom")
@@ -171,6 +171,14 @@ class Classroom:
 
             self._plans[run.seat.id] = running_plan(run.seat.lab, registry(), self.folder.layout)
         return self._plans[run.seat.id]
+
+    async def drawing(self, run: SeatRun) -> tuple[bytes, LinkWatch]:
+        """The seat's SVG and the watch on its links (drawn once per lab)."""
+        if run.seat.id not in self._drawings:
+            plan = await asyncio.to_thread(self.plan, run)
+            svg, found = await asyncio.to_thread(drawing, plan)
+            self._drawings[run.seat.id] = (svg, LinkWatch(plan, found))
+        return self._drawings[run.seat.id]
 
     def forget_lab(self, run: SeatRun) -> None:
         """After a reset: the lab is new (same names; re-read anyway)."""
@@ -326,21 +334,14 @@ def build_app(classroom: Classroom) -> Starlette:
     async def topology_svg(request: Request) -> Response:
         run, _ = classroom.viewed_seat(request)
         _need_up(run)
-        svg, _ = await _drawing(run)
+        svg, _ = await classroom.drawing(run)
         return Response(svg, media_type="image/svg+xml")
 
     async def links(request: Request) -> Response:
         run, _ = classroom.viewed_seat(request)
         _need_up(run)
-        _, watch = await _drawing(run)
+        _, watch = await classroom.drawing(run)
         return JSONResponse({"links": await asyncio.to_thread(watch.read)})
-
-    async def _drawing(run: SeatRun) -> tuple[bytes, LinkWatch]:
-        if run.seat.id not in classroom._drawings:
-            plan = await asyncio.to_thread(classroom.plan, run)
-            svg, found = await asyncio.to_thread(drawing, plan)
-            classroom._drawings[run.seat.id] = (svg, LinkWatch(plan, found))
-        return classroom._drawings[run.seat.id]
 
     async def evidence(request: Request) -> Response:
         run, _ = classroom.viewed_seat(request)
@@ -460,8 +461,6 @@ def build_app(classroom: Classroom) -> Starlette:
 
 
 def class_exercise(run: SeatRun) -> dict[str, Any]:
-    from vnetlab.classroom.view import exercise_view
-
     view = exercise_view(run.status)
     tasks = run.status.get("tasks") if isinstance(run.status.get("tasks"), list) else []
     return {"title": view["title"], "name": view["name"], "tasks": [str(t.get("name", "")) for t in tasks if isinstance(t, dict)]}

@@ -97,7 +97,7 @@ def _pick(layout: Layout, name: str | None) -> str:
 def start(args: argparse.Namespace, out: Console, err: Console, model: Any, layout: Layout) -> int:
     from vnetlab.classroom.capacity import capacity
     from vnetlab.classroom.roster import numbered_students, read_roster, seat_id
-    from vnetlab.classroom.server import check_exposure, check_tls, parse_listen, spawn
+    from vnetlab.classroom.server import check_exposure, check_tls, spawn
     from vnetlab.plan.planner import PlanOptions, make_plan
     from vnetlab.run.lab import load
 
@@ -108,7 +108,6 @@ def start(args: argparse.Namespace, out: Console, err: Console, model: Any, layo
     check_class_name(name)
     check_exposure(args.listen, bool(args.tls_cert), args.insecure_http)
     check_tls(args.tls_cert, args.tls_key)
-    parse_listen(args.listen)
     if args.seats is not None and not 1 <= args.seats <= 500:
         raise ClassroomError("--seats: between 1 and 500")
     students = read_roster(args.roster) if args.roster else numbered_students(args.seats)

@@ -21,6 +21,7 @@ from typing import Any
 from vnetlab.classroom import limits
 from vnetlab.classroom.engine import Engine, EngineError
 from vnetlab.classroom.record import ClassFolder, ClassRecord, Seat
+from vnetlab.exercise.state import STATE_FILE as EXERCISE_STATE_FILE
 from vnetlab.paths import Layout
 from vnetlab.run.state import LabState, owner_alive
 
@@ -28,6 +29,7 @@ log = logging.getLogger("vnetlab.classroom")
 
 WAITING, STARTING, UP, FAILED, RESETTING = "waiting", "starting", "up", "failed", "resetting"
 PROGRESS_MAX = 200  # characters of a progress line kept
+STATE_POLL = 3.0  # seconds between looks at the seats' exercise state files
 
 
 @dataclass
@@ -129,9 +131,29 @@ class Seats:
 
     def bring_up_all(self) -> None:
         """Each seat as its lab is found: ready labs are taken as they are (a resumed server), a
-        start another process runs is waited for, a broken one is removed and started again."""
+        start another process runs is waited for, a broken one is removed and started again.
+        Then the seats' exercise states are watched for changes made outside this server."""
         for run in self.runs.values():
             self._spawn(self._bring_up(run))
+        self._spawn(self._watch_states())
+
+    async def _watch_states(self) -> None:
+        """Read a seat again when its exercise state changed behind the server's back: a check
+        that outlived a killed server and finished after `resume`, a teacher's `vnetlab exercise`
+        command on a seat's lab. The engine writes the state atomically, so its mtime says it."""
+        seen: dict[str, float] = {}
+        while True:
+            await asyncio.sleep(STATE_POLL)
+            for run in self.runs.values():
+                if run.phase != UP or run.lock.locked():  # the server's own operation refreshes it when done
+                    continue
+                try:
+                    mtime = (self.folder.layout.lab_dir(run.seat.lab) / EXERCISE_STATE_FILE).stat().st_mtime
+                except OSError:
+                    continue
+                if seen.get(run.seat.id, mtime) != mtime:
+                    await self.refresh(run)
+                seen[run.seat.id] = mtime
 
     async def _bring_up(self, run: SeatRun, *, fresh: bool = False) -> None:
         lab = run.seat.lab
