@@ -131,7 +131,11 @@ def start(args: argparse.Namespace, out: Console, err: Console, model: Any, layo
         shutil.rmtree(folder.dir, ignore_errors=True)
         raise
     err.print(f"class {name}: server running (pid {pid}) on {record.base_url()}; {len(seats)} seat(s), {record.seats_at_once} booting at a time", soft_wrap=True)
-    ok = True if args.no_wait else _follow(record, err)
+    try:
+        ok = True if args.no_wait else _follow(record, err)
+    except KeyboardInterrupt:
+        err.print(f"the class goes on starting in the background: `vnetlab classroom status {name}` follows it, `vnetlab classroom stop {name}` removes it", soft_wrap=True)
+        raise
     out.print(Text(f"teacher {record.teacher_url()}"), soft_wrap=True)
     out.print(Text(f"student URLs (one per seat, root only): {folder.urls_file}   (`vnetlab classroom urls` prints them)"), soft_wrap=True)
     return EXIT_OK if ok else EXIT_FAIL
