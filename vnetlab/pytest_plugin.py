@@ -11,6 +11,15 @@ The scenario comes up once per test module (first test that asks for `vnetlab_la
 torn down at the module's end, also when tests fail or the session is interrupted. Registered
 through the `pytest11` entry point, so installing vnetlab is enough. Heavy imports are
 deferred: the plugin costs nothing in test runs that do not use it.
+
+An exercise, for a teacher's own tests (graded as a student is: on the wire):
+
+    pytestmark = pytest.mark.vnetlab_exercise("ex-two-vm-ping", student="alice")
+
+    def test_the_address_task(vnetlab_exercise):
+        assert not vnetlab_exercise.check("address vm2").passed
+        vnetlab_exercise.solve("address vm2")       # or do the work: vnetlab_exercise.exec("vm2", "ip addr add …")
+        assert vnetlab_exercise.check("address vm2").passed
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ if TYPE_CHECKING:
     from vnetlab.backends.ssh import CommandResult, GuestSSH
 
 MARKER = "vnetlab_scenario"
+EXERCISE_MARKER = "vnetlab_exercise"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -37,6 +47,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         f"{MARKER}(scenario, name=None, accel='auto', boot_timeout=180): bring SCENARIO (a name or a YAML path) up once "
         "for this module as lab NAME (default <scenario>-<random>); tests get it through the `vnetlab_lab` fixture",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{EXERCISE_MARKER}(exercise, student='demo', name=None, accel='auto', boot_timeout=180): start EXERCISE for STUDENT once "
+        "for this module as lab NAME (default <exercise>-<random>), setup applied; tests get it through the `vnetlab_exercise` fixture",
     )
 
 
@@ -158,3 +173,61 @@ def vnetlab_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     finally:
         close_all(sessions)
         runner.down(name)
+
+
+@dataclass
+class ExerciseUnderTest:
+    """A started exercise, for tests: check tasks (graded on the wire), solve them, answer, hint,
+    and work on its nodes as a student would."""
+
+    lab: Any  # vnetlab.exercise.ExerciseLab
+
+    @property
+    def name(self) -> str:
+        return self.lab.lab
+
+    def check(self, task: str | int | None = None) -> Any:
+        """One task's TaskOutcome (`.passed`, `.results`), or with no task the list of every task's."""
+        outcomes = self.lab.check(task)
+        return outcomes[0] if task is not None else outcomes
+
+    def solve(self, task: str | int) -> None:
+        self.lab.solve(task)
+
+    def answer(self, task: str | int, value: str) -> Any:
+        return self.lab.answer(task, value)
+
+    def hint(self, task: str | int) -> Any:
+        return self.lab.hint(task)
+
+    def status(self) -> Any:
+        return self.lab.status()
+
+    def exec(self, node: str, command: str, *, timeout: float = 60.0) -> "CommandResult":
+        """A shell command on a node of the lab (`vnetlab exec`): the student's work, done by the test."""
+        from vnetlab.tools.node_exec import exec_on
+
+        return exec_on(self.lab.plan(), node, command, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def vnetlab_exercise(request: pytest.FixtureRequest) -> Iterator[ExerciseUnderTest]:
+    """The module's exercise lab (see the vnetlab_exercise marker), started once, ended at the module's end."""
+    marker = request.node.get_closest_marker(EXERCISE_MARKER)
+    if marker is None or not marker.args:
+        raise pytest.UsageError(f"vnetlab_exercise needs `pytestmark = pytest.mark.{EXERCISE_MARKER}(\"EXERCISE\")` in {request.node.nodeid}")
+    from vnetlab.compose import registry
+    from vnetlab.exercise import ExerciseLab
+    from vnetlab.run.lab import load, unique_lab_name
+
+    model = registry()
+    ref = str(marker.args[0])
+    student = str(marker.kwargs.get("student", "demo"))
+    name = marker.kwargs.get("name") or unique_lab_name(load(ref, model, student=student)[1].name)
+    lab = None
+    try:
+        lab = ExerciseLab.start(ref, model, student=student, lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0)))
+        yield ExerciseUnderTest(lab)
+    finally:
+        if lab is not None:
+            lab.down()

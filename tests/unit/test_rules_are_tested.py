@@ -158,6 +158,15 @@ def hv_lab(hosts: dict | None = None, *, vm2: dict | None = None, **changes: Any
     return lab(vms=vms, hypervisors=copy.deepcopy(hosts or HV_SIM), **changes)
 
 
+def task(name: str = "t1", checks: list | None = None, **extra: Any) -> dict:
+    return {"name": name, "checks": [ping("vm1", "vm2")] if checks is None else checks, **extra}
+
+
+def ex_lab(*tasks: dict, **extra: Any) -> dict:
+    """The small lab as an exercise: title, these tasks (one pinging vm2 by default), more keys."""
+    return lab(exercise={"title": "T", "tasks": list(tasks) or [task()], **extra})
+
+
 @dataclass(frozen=True)
 class Case:
     """A scenario (in a folder of its own, with `files`: name → text, bytes, a size for a sparse
@@ -418,6 +427,21 @@ CASES = [
          ("vms[1].nics[0]", E("VLANs on a bridge stretched over hypervisors ('br0') are not supported yet"))),
     case("overlay-capture-on-a-bridge", hv_lab(checks=[capture(["vm1", "vm2"], ["overlay"])]), (f"{C0}.capture.interface", E("the overlay expectation judges the simulated underlay: capture on interface vnl-ul"))),
     case("vlan-tagged-not-on-the-bridge", lab(bridges=[vl_br(), br("br1")], vms=[*vl_lab()["vms"], vm("vm3", nic("br1", "10.1.1.3/24"))], checks=[capture(["vm1", "vm3"], ["vlan-tagged"])]), (f"{C0}.capture.between[1]", E("expected a VM with a NIC on bridge 'br0', got 'vm3'"))),
+    # -- exercises -----------------------------------------------------------------------------------------
+    case("exercise-text-template", ex_lab(task(text="{{ nobody.ip }}")), ("exercise.tasks[0].text", E("template variable 'nobody' is undefined (variables: every node by name, nodes['…'], bridges['…'])"))),
+    case("exercise-setup-unknown-node", ex_lab(setup=[{"node": "vm9", "run": "true"}]), ("exercise.setup[0].node", E("no VM, container or host named 'vm9'"))),
+    case("exercise-solve-unknown-node", ex_lab(task(solve=[{"node": "vm7", "run": "true"}])), ("exercise.tasks[0].solve[0].node", E("no VM, container or host named 'vm7'"))),
+    case("exercise-intro-file-missing", ex_lab(intro="intro.md"), ("exercise.intro", r"no file /.*/intro\.md \(an intro of one line ending in \.md is a file, relative to the scenario\)$")),
+    case("exercise-intro-outside", ex_lab(intro="../intro.md"), ("exercise.intro", r"'\.\./intro\.md' leads outside the scenario's folder /.*$")),
+    case("exercise-no-time", ex_lab(**{"time-limit": "0m"}), ("exercise.time-limit", E("a time limit of no time: give e.g. 45m"))),
+    case("exercise-duplicate-task", ex_lab(task(), task()), ("exercise.tasks[1].name", E("duplicate task name 't1' (tasks[0] has it)"))),
+    case("exercise-task-named-a-number", ex_lab(task("12")), ("exercise.tasks[0].name", E("'12' reads as a task number: name it with words"))),
+    case("exercise-task-without-checks", ex_lab(task(checks=[])), ("exercise.tasks[0]", E("task 't1' has no checks: nothing would grade it"))),
+    case("exercise-hint-cost-above-points", ex_lab(task(points=1, **{"hint-cost": 2})), ("exercise.tasks[0].hint-cost", E("a hint costs 2 but the task is worth 1: at most its points"))),
+    case("exercise-solve-answer-without-check", ex_lab(task(solve=[{"answer": "x"}])), ("exercise.tasks[0].solve[0].answer", E("task 't1' has no answer check to give it to"))),
+    case("answer-outside-an-exercise", lab(checks=[{"answer": {"expect": "x"}}]), (f"{C0}.answer", E("an answer check grades a student's answer: it belongs in an exercise task (exercise.tasks[].checks)"))),
+    case("answer-bad-regex", ex_lab(task(checks=[{"answer": {"expect": "(", "normalize": "regex"}}])), ("exercise.tasks[0].checks[0].answer.expect", E("not a regular expression: missing ), unterminated subpattern at position 0"))),
+    case("answer-not-of-its-kind", ex_lab(task(checks=[{"answer": {"expect": "zz", "normalize": "mac"}}])), ("exercise.tasks[0].checks[0].answer.expect", E("'zz' is not an answer of its kind: not a MAC address: 'zz'"))),
     case("vlan-tagged-no-shared-vlan", vl_lab(vm("vm1", nic(address="10.0.10.2/24", vlan=10)), vm("vm2", nic(address="10.0.20.2/24", vlan=20)), checks=[capture(["vm1", "vm2"], ["vlan-tagged"])]), (f"{C0}.capture.between", E("'vm1' and 'vm2' share no VLAN on bridge 'br0': there is no exchange between them to capture"))),
 ]
 

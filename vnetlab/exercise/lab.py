@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from vnetlab.backends.ssh import GuestSSH
 from vnetlab.checks.base import CheckResult
 from vnetlab.checks.evidence import keep_setting, select_checks
 from vnetlab.checks.runner import run_checks
+from vnetlab.errors import Interrupted
 from vnetlab.exercise.bundle import write_bundle
 from vnetlab.exercise.content import duration_seconds, intro_text
 from vnetlab.exercise.state import FAILED, PASSED, STATE_FILE, ExerciseError, ExerciseInputError, ExerciseState, TaskRecord, task_points
@@ -268,6 +270,16 @@ class ExerciseLab:
     def _locked(self, wait: Callable[[], None] | None):
         return lab_lock(self.lab, self.paths.state_file, wait=wait or (lambda: None))
 
+    @contextmanager
+    def _stoppable(self, what: str) -> Iterator[None]:
+        """Ctrl-C and SIGTERM stop the call; what it had not saved yet is not saved (the lab stays up)."""
+        try:
+            with interrupts_as_exceptions():
+                yield
+        except Interrupted as exc:
+            exc.consequence = f"{what} stopped: the exercise's state is as it was, and lab {self.lab} is still up"
+            raise
+
     def _save(self, state: ExerciseState) -> None:
         with shielded():  # Ctrl-C never lands between the two halves of an atomic write
             state.save(self.paths.dir)
@@ -276,7 +288,7 @@ class ExerciseLab:
         """Run the checks of one task (or of every task, in order), graded on the wire; remember the
         verdicts. `wait` is called once if another command holds the lab (then waited for)."""
         check_lab_name(self.lab)
-        with self._locked(wait), interrupts_as_exceptions():
+        with self._locked(wait), self._stoppable("the check"):
             state = self.state()
             lab_state = read_state(self.paths)
             if lab_state.phase != "up":
@@ -319,7 +331,7 @@ class ExerciseLab:
 
     def hint(self, task: str | int, *, wait: Callable[[], None] | None = None) -> Hint:
         """Reveal the task's next hint (recorded: it may cost points); with none left, the ones revealed."""
-        with self._locked(wait), interrupts_as_exceptions():
+        with self._locked(wait), self._stoppable("the hint"):
             state = self.state()
             plan = self.plan()
             k = self.task_index(task, plan)
@@ -334,7 +346,7 @@ class ExerciseLab:
     def answer(self, task: str | int, value: str, *, wait: Callable[[], None] | None = None) -> TaskOutcome:
         """Record the student's answer to a task, then check the task."""
         value = clean_answer(value)
-        with self._locked(wait), interrupts_as_exceptions():
+        with self._locked(wait), self._stoppable("the answer"):
             state = self.state()
             k = self.task_index(task)
             state.tasks[k].answer = {"value": value, "at": time.time()}
@@ -343,7 +355,7 @@ class ExerciseLab:
 
     def solve(self, task: str | int, *, wait: Callable[[], None] | None = None) -> None:
         """Apply a task's reference solution (its commands, its answer): for `exercise test` and teachers."""
-        with self._locked(wait), interrupts_as_exceptions():
+        with self._locked(wait), self._stoppable("the solution"):
             plan = self.plan()
             k = self.task_index(task, plan)
             t = plan.scenario.exercise.tasks[k]
@@ -366,7 +378,7 @@ class ExerciseLab:
     def submit(self, out: Path | None = None, *, wait: Callable[[], None] | None = None) -> Path:
         """Write a result bundle (results, evidence, digests, signature) in a new folder under `out`
         (default: the layout's submissions folder); earlier bundles stay. Returns its folder."""
-        with self._locked(wait), interrupts_as_exceptions():
+        with self._locked(wait), self._stoppable("the submission"):
             state = self.state()
             folder, _ = write_bundle(state, self.plan(), (self.paths.dir / SCENARIO_COPY).read_text(), out or self.layout.root / "submissions", self.layout)
             state.submissions.append({"at": time.time(), "bundle": str(folder)})

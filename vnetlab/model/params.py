@@ -180,8 +180,8 @@ def _param_problems(file: str, name: str, node: yaml.Node) -> list[Problem]:
     path = join_path("params", name)
     if isinstance(node, yaml.ScalarNode):
         return [] if node.value == "word" else [Problem(file, _line(node), path, f"unknown param kind {node.value!r} (kinds: {', '.join(KINDS)})")]
-    keys = {key: value for key, _, value in _mapping_items(node)}
-    problems = [Problem(file, _line(value), join_path(path, key), f"unknown param kind {key!r} (kinds: {', '.join(KINDS)}; prefix goes with subnet-of)") for key, value in keys.items() if key not in (*KINDS, "prefix")]
+    keys = {key: key_node for key, key_node, _ in _mapping_items(node)}
+    problems = [Problem(file, _line(key_node), join_path(path, key), f"unknown param kind {key!r} (kinds: {', '.join(KINDS)}; prefix goes with subnet-of)") for key, key_node in keys.items() if key not in (*KINDS, "prefix")]
     kinds = [k for k in keys if k in KINDS]
     if problems:
         return problems
