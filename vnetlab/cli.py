@@ -38,6 +38,8 @@ examples:
   vnetlab exec lab1 vm1 -- ip route    run a command on any node of a lab
   vnetlab init mylab                   a starter lab folder: cd mylab && vnetlab run lab.yaml
   vnetlab setup                        install the host packages and start libvirtd (as root)
+  vnetlab classroom start ex-two-vm-ping --seats 20
+                                       a lab per student in the browser, a live teacher view
 """
 
 
@@ -139,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     setup_what.add_argument("--packages-only", action="store_true", help="only install the packages; start no daemon, and keep the packages' install scripts from starting theirs (for chroots, containers and image-building CI steps)")
     add_tool_commands(sub)
     add_feature_commands(sub)
+    from vnetlab.classroom.commands import add_commands as add_classroom_commands
+
+    add_classroom_commands(sub)
     return p
 
 
@@ -769,6 +774,12 @@ def cmd_schema(args, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def cmd_classroom(args, out: Console, err: Console) -> int:
+    from vnetlab.classroom.commands import run_command
+
+    return run_command(args, out, err, registry())
+
+
 def _live_plan(lab: str):
     from vnetlab.run.lab import running_plan
 
@@ -797,6 +808,7 @@ COMMANDS = {
     "shell": cmd_shell,
     "capture": cmd_capture,
     "schema": cmd_schema,
+    "classroom": cmd_classroom,
 }
 
 if __name__ == "__main__":

@@ -402,6 +402,20 @@ class GuestSSH:
             return False
         return channel.status_event.wait(max(0.0, deadline - time.monotonic()))
 
+    def open_terminal(self, cols: int, rows: int, *, term: str = "xterm-256color", timeout: float = 10.0) -> paramiko.Channel:
+        """An interactive login shell on a PTY (the classroom's browser terminals): the channel, for
+        the caller to pump both ways and resize (`resize_pty`). Opening it is bounded by `timeout`."""
+        deadline = time.monotonic() + timeout
+        channel = self._session("a terminal", deadline, timeout, "opening")
+        try:
+            opened = _answered_by(deadline, channel, lambda: channel.get_pty(term=term, width=cols, height=rows)) and _answered_by(deadline, channel, channel.invoke_shell)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            channel.close()
+            raise SSHError(f"cannot open a terminal on {self._where}: {exc}") from exc
+        if not opened:
+            raise SSHError(f"cannot open a terminal on {self._where}: no answer within {timeout:g}s")
+        return channel
+
     @property
     def connected(self) -> bool:
         return self._transport is not None and self._transport.is_active()
