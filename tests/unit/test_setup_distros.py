@@ -100,6 +100,7 @@ TOOL_PACKAGES = {
     "busybox": "busybox-static", "cpio": "cpio", "dot": "graphviz", "dropbearkey": "dropbear-bin", "mmdebstrap": "mmdebstrap",
     "qemu-img": "qemu-utils", "qemu-system-x86_64": "qemu-system-x86", "virt-xml-validate": "libvirt-clients", "wg": "wireguard-tools",
     "xmllint": "libxml2-utils", "mkfs.ext4": "e2fsprogs", "sfdisk": "fdisk", "extlinux": "extlinux",
+    "openssl": "openssl",
 }
 ON_EVERY_DEBIAN = {"dpkg-query", "apt-get", "losetup"}  # dpkg, apt and mount: required packages, in every installation
 _LOOKS_FOR = re.compile(r'shutil\.which\("([^"]+)"\)|os\.path\.exists\("/usr/s?bin/([^"/]+)"\)')

@@ -74,10 +74,11 @@ _HOST_TOOLS = (
 )
 # What the test suite runs beside the product, so that `make test` on a new machine skips nothing:
 # cpio reads the image's archives independently of vnetlab's own reader, and wg checks the
-# WireGuard keys vnetlab makes in Python against the reference tool. (xmllint and dropbear-bin,
+# WireGuard keys vnetlab makes in Python against the reference tool; openssl makes the
+# classroom's TLS test certificate. (xmllint and dropbear-bin,
 # which the suite also uses, are above; tests/unit/test_setup_distros.py finds every tool the
 # tests look for and checks that a table installs it.)
-_TEST_SUITE = ("cpio", "wireguard-tools")
+_TEST_SUITE = ("cpio", "wireguard-tools", "openssl")
 # Packages whose service must never start or be enabled by vnetlab's install: an sshd listening
 # in the root namespace is what the simulated hypervisors exist to avoid.
 _QUIET_PACKAGES = {"openssh-server": "ssh"}
