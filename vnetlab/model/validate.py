@@ -160,10 +160,11 @@ def segment_networks(scenario: Any) -> list[ipaddress.IPv4Network]:
 class Rules:
     """Problems found so far, plus what the rules share: bridges' subnets, claimed addresses, names."""
 
-    def __init__(self, scenario: Any, file: str, lines: dict[str, int]):
+    def __init__(self, scenario: Any, file: str, lines: dict[str, int], *, allow_host_paths: bool = False):
         self.scenario = scenario
         self.file = file
         self.lines = lines
+        self.allow_host_paths = allow_host_paths  # --allow-host-paths: files outside the scenario's folder (the trust model)
         self.problems: list[Problem] = []
         self.mgmt: ipaddress.IPv4Network | None = None
         self.bridges: dict[str, ipaddress.IPv4Network | None] = {}
@@ -247,18 +248,25 @@ def vm_memory(scenario: Any, vm: Any) -> int:
     return vm.memory if vm.memory is not None else vm_image(scenario, vm).info.default_memory
 
 
-def validate(scenario: Any, file: str, lines: dict[str, int]) -> None:
+def validate(scenario: Any, file: str, lines: dict[str, int], *, allow_host_paths: bool = False) -> None:
     """Every cross-field rule, core then features; raises ValidationError with every broken one."""
-    r = Rules(scenario, file, lines)
+    r = Rules(scenario, file, lines, allow_host_paths=allow_host_paths)
     _management(r)
     _bridges(r)
     _vms(r)
     for ext in scenario.model.extensions:
         if ext.validate is not None:
             ext.validate(r)
-    validate_checks(r, scenario.checks, "checks")
+    for path, checks in check_lists(scenario):
+        validate_checks(r, checks, path)
     if r.problems:
         raise ValidationError(r.problems)
+
+
+def check_lists(scenario: Any) -> list[tuple[str, list[Any]]]:
+    """Every list of checks in the scenario with its path: its own `checks`, then those the features'
+    sections hold (an exercise's tasks)."""
+    return [("checks", scenario.checks), *(pair for e in scenario.model.extensions if e.check_lists for pair in e.check_lists(scenario))]
 
 
 def validate_checks(r: Rules, checks: list[Any], path: str) -> None:
@@ -558,9 +566,10 @@ def _node_capture(r: Rules, cap: Any, path: str, known: dict[str, Any]) -> None:
 # -- reading a scenario file -------------------------------------------------------------
 
 
-def parse_scenario(text: str, file: str, model: ScenarioModel, student: str | None = None) -> Any:
+def parse_scenario(text: str, file: str, model: ScenarioModel, student: str | None = None, *, allow_host_paths: bool = False) -> Any:
     """Params drawn for `student` (None: demo) and rendered in, shape (while loading), then every
-    cross-field rule; ValidationError lists each problem with its line."""
+    cross-field rule; ValidationError lists each problem with its line. `allow_host_paths`: the user
+    lets this scenario read host files outside its folder (--allow-host-paths)."""
     resolved: list[params.Resolved] = []
 
     def prepare(node: Any, loader: Any) -> set[int]:
@@ -569,9 +578,9 @@ def parse_scenario(text: str, file: str, model: ScenarioModel, student: str | No
 
     located: Located = load_typed(text, model.Scenario, file, prepare)
     scenario = dataclasses.replace(located.value, source=file, student=student, param_values=resolved[0].values)
-    validate(scenario, file, located.lines)
+    validate(scenario, file, located.lines, allow_host_paths=allow_host_paths)
     return scenario
 
 
-def load_scenario(path: Path, model: ScenarioModel, student: str | None = None) -> Any:
-    return parse_scenario(read_text(path), str(path), model, student)
+def load_scenario(path: Path, model: ScenarioModel, student: str | None = None, *, allow_host_paths: bool = False) -> Any:
+    return parse_scenario(read_text(path), str(path), model, student, allow_host_paths=allow_host_paths)
