@@ -251,7 +251,7 @@ CASES = [
     case("node-ping-to-neither", lab(containers=[container("c1", "10.1.1.9/24")], checks=[ping("c1", "zz")]), (f"{C0}.ping.to", E("expected a VM, container or host name or an IPv4 address, got 'zz'"))),
     case("ping-to-bad-template", lab(checks=[ping("vm1", "{{ vm9.ip }}")]), (f"{C0}.ping.to", r"template variable 'vm9' is undefined")),
     case("ping-to-nic-of-unknown-node", lab(checks=[ping("vm1", "vm9.eth0")]), (f"{C0}.ping.to", E("no VM named 'vm9' (to: is a node, NODE.NIC or an IPv4 address)"))),
-    case("ping-to-unaddressed-nic", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2", nic("br0", "10.1.1.3/24"), nic("br0"))], checks=[ping("vm1", "vm2.eth1")]), (f"{C0}.ping.to", E("'vm2' has no addressed interface named 'eth1'"))),
+    case("ping-to-unaddressed-nic", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2", nic("br0", "10.1.1.3/24"), nic("br0"))], checks=[ping("vm1", "vm2.eth1")]), (f"{C0}.ping.to", E("'vm2' has no addressed interface named 'eth1' (expected NODE.NIC like vm2.eth0; its addressed interfaces: eth0)"))),
     case("ping-to-unaddressed-vm", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2")], checks=[ping("vm1", "vm2")]), (f"{C0}.ping.to", E("'vm2' has no address to ping"))),
     # -- link faults: actions and pings that measure a recovery ---------------------------------
     case("action-unknown-link", lab(checks=[{"action": {"link": "vm3.eth0", "state": "down"}}]), (f"{C0}.action.link", E("no VM, container or host named 'vm3'"))),

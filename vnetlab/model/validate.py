@@ -93,14 +93,22 @@ def rendered(scenario: Any, text: str) -> str:
     return render(text, scenario_variables(scenario)).strip()
 
 
+def addressed_nics(scenario: Any, node: str) -> list[tuple[str, ipaddress.IPv4Interface]]:
+    """(NIC name, address) of every addressed interface of a VM or feature node."""
+    for vm in scenario.vms:
+        if vm.name == node:
+            pairs = [(vm.nic_name(j), n.address) for j, n in enumerate(vm.nics)]
+            break
+    else:
+        found = next((n for n in feature_nodes(scenario) if n.name == node), None)
+        pairs = list(found.nics) if found else []
+    return [(name, iface) for name, cidr in pairs if cidr and (iface := interface(cidr)) is not None]
+
+
 def named_interface(scenario: Any, target: str) -> ipaddress.IPv4Interface | None:
     """NODE.NIC (web.eth0): that interface's address; None when there is no such addressed interface."""
     node, _, nic = target.partition(".")
-    for vm in scenario.vms:
-        if vm.name == node:
-            return next((interface(n.address) for j, n in enumerate(vm.nics) if vm.nic_name(j) == nic and n.address), None)
-    found = next((n for n in feature_nodes(scenario) if n.name == node), None)
-    return next((interface(cidr) for name, cidr in found.nics if name == nic and cidr), None) if found else None
+    return next((iface for name, iface in addressed_nics(scenario, node) if name == nic), None)
 
 
 def target_interface(scenario: Any, source: str, target: str) -> ipaddress.IPv4Interface | None:
@@ -414,7 +422,8 @@ def _ping_to(r: Rules, ping: Any, path: str, words: str, what: str) -> None:
         if name not in node_names(r.scenario):
             r.add(f"{path}.to", f"no {words} named {name!r} (to: is a node, NODE.NIC or an IPv4 address)")
         elif named_interface(r.scenario, to) is None:
-            r.add(f"{path}.to", f"{name!r} has no addressed interface named {to.partition('.')[2]!r}")
+            names = ", ".join(nic for nic, _ in addressed_nics(r.scenario, name)) or "none"
+            r.add(f"{path}.to", f"{name!r} has no addressed interface named {to.partition('.')[2]!r} (expected NODE.NIC like {name}.eth0; its addressed interfaces: {names})")
     elif to in node_names(r.scenario):
         if target_interface(r.scenario, ping.source, to) is None:
             r.add(f"{path}.to", f"{to!r} has no address to ping")
