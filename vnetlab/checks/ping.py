@@ -13,7 +13,7 @@ from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, 
 from vnetlab.checks.capture import count_echo, count_udp_from
 from vnetlab.checks.parse import MAX_TEXT, excerpt, ping_replies, ping_rtt, ping_summary
 from vnetlab.checks.recovery import describe as describe_outage, first_sequence, longest_outage
-from vnetlab.model.validate import interface, node_interfaces, overlay_named, rendered, target_interface
+from vnetlab.model.validate import interface, node_interfaces, overlay_named, shown_target, target_address
 from vnetlab.plan.planner import Plan
 
 if TYPE_CHECKING:
@@ -29,9 +29,7 @@ def ping_target(plan: Plan, ping: Any) -> str:
         overlay = overlay_named(plan.scenario, via)
         assert overlay is not None  # guaranteed by model validation
         return str(interface(overlay.members[ping.to]).ip)  # type: ignore[union-attr]
-    to = rendered(plan.scenario, ping.to)
-    iface = target_interface(plan.scenario, ping.source, to)  # None for an address literal
-    return str(iface.ip) if iface is not None else to
+    return target_address(plan.scenario, ping.source, ping.to)
 
 
 def ping_argv(count: int, target: str, *, timestamps: bool = False) -> list[str]:
@@ -90,12 +88,7 @@ def guest_of(plan: Plan, *names: str) -> tuple[str, ...]:
 
 def ping_name(ping: Any, plan: Plan | None = None) -> str:
     via = getattr(ping, "via", None)
-    to = ping.to
-    if plan is not None and "{{" in to:  # a template: what it named
-        try:
-            to = rendered(plan.scenario, to)
-        except ValueError:
-            pass
+    to = shown_target(plan.scenario, ping.to) if plan is not None else ping.to
     return f"ping {ping.source} → {to}" + (f" via {via}" if via else "") + {"failure": " (must fail)", "no-reply": " (no reply on the wire)"}.get(ping.expect, "")
 
 

@@ -194,7 +194,7 @@ def _check_decl(field_decl: FieldDecl) -> FieldDecl:
 def _core_ping() -> list[FieldDecl]:
     return [
         decl("source", str, spec("VM, container or host that sends the pings", key="from", pattern=NAME, max_length=VM_NAME_MAX)),
-        decl("to", str, spec("target VM, container or host name, or an IPv4 address")),
+        decl("to", str, spec("target: a VM, container or host name (behind a router: its first address), NODE.NIC (web.eth0), or an IPv4 address; may be a template ({{ web.ip }})")),
         decl("count", int, spec("echo requests to send, 20 a second", default=3, minimum=1, maximum=1000)),
         decl("expect", Literal["success", "failure", "no-reply"], spec("success; failure: no reply, or no route from the source (the detail says which); no-reply: the requests must leave the source and get no reply (a route that sends them on the wire)", default="success")),
         decl("rtt_min_ms", int | None, spec("the average round-trip time must be at least this many ms (e.g. a netem delay took effect)", key="rtt-min-ms", default=None, minimum=0, maximum=600000)),

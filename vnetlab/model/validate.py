@@ -124,6 +124,23 @@ def target_interface(scenario: Any, source: str, target: str) -> ipaddress.IPv4I
     return addresses[0][1] if addresses else None
 
 
+def shown_target(scenario: Any, to: str) -> str:
+    """A check's `to` as its name shows it: what a template named (as written if it does not render)."""
+    if "{{" not in to:
+        return to
+    try:
+        return rendered(scenario, to)
+    except ValueError:
+        return to
+
+
+def target_address(scenario: Any, source: str, to: str) -> str:
+    """The address a check's `to` pings from `source` (see target_interface; an address as written)."""
+    to = rendered(scenario, to)
+    iface = target_interface(scenario, source, to)  # None for an address literal
+    return str(iface.ip) if iface is not None else to
+
+
 def routable(scenario: Any, source: str, target: str) -> bool:
     """Whether some chain of nodes with addresses on two subnets (routers, as the lab's own commands
     may make them) joins a subnet of `source` to one of `target`: a ping by name across them can work."""
@@ -404,12 +421,12 @@ def _ping(r: Rules, ping: Any, path: str) -> None:
     if via is not None:
         _overlay_ping(r, ping, via, path, vm_names)
         return
-    _ping_to(r, ping, path, "VM", "the bridge")
+    check_target(r, ping, path, "VM", "the bridge")
 
 
-def _ping_to(r: Rules, ping: Any, path: str, words: str, what: str) -> None:
-    """`to`: a node (its address the source reaches, else its first: across a router), NODE.NIC, or
-    an IPv4 address; each may be a template ({{ web.ip }})."""
+def check_target(r: Rules, ping: Any, path: str, words: str, what: str) -> None:
+    """A check's `to` (a ping's, a pmtu probe's): a node (its address the source reaches, else its
+    first: across a router), NODE.NIC, or an IPv4 address; each may be a template ({{ web.ip }})."""
     try:
         to = rendered(r.scenario, ping.to)
     except ValueError as exc:  # TemplateError
@@ -460,7 +477,7 @@ def _node_ping(r: Rules, ping: Any, path: str) -> None:
     if ping.source not in everyone:
         r.add(f"{path}.from", f"no {r.node_words()} named {ping.source!r}")
     else:
-        _ping_to(r, ping, path, r.node_words(), "the network")
+        check_target(r, ping, path, r.node_words(), "the network")
 
 
 # Judged by addresses alone, so also on a bridge a routed path crosses, where the frames carry the
