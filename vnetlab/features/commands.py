@@ -354,8 +354,8 @@ def run_command_check(ctx: CheckContext, check: CommandCheck) -> CheckResult:
     tries = f" after {attempts} attempt(s)" if check.retry else ""
     detail = (
         f"ran `{command}` on {check.node}: expected {_expected(check.expect)}; got exit {result.exit_code}{tries}"
-        + (f", stdout: {excerpt(result.stdout, 200)!r}" if result.stdout.strip() else ", no stdout")
-        + (f", stderr: {excerpt(result.stderr, 200)!r}" if result.stderr.strip() else "")
+        + (f", stdout: '{excerpt(result.stdout, 200)}'" if result.stdout.strip() else ", no stdout")  # excerpt shows escapes once: no repr on top
+        + (f", stderr: '{excerpt(result.stderr, 200)}'" if result.stderr.strip() else "")
     )
     data = {"command": command, "exit": result.exit_code, "attempts": attempts, "stdout_tail": excerpt(result.stdout, 2000), "stderr_tail": excerpt(result.stderr, 2000)}
     return CheckResult(check.name or f"command on {check.node}: {command}", "command", ok, detail, data=data)
