@@ -282,11 +282,15 @@ def interface_addresses(ns: str, ifname: str) -> list[str] | None:
 
 
 def run_unaddressed(ctx: CheckContext, check: UnaddressedCheck) -> CheckResult:
-    """Read the lab namespace's addresses (netlink): a bridged path keeps the host's IP stack out."""
-    found = interface_addresses(ctx.plan.namespace, check.interface)
-    name = f"no address on {check.interface} in {ctx.plan.namespace}"
+    """Read the lab namespace's addresses (netlink), then judge them."""
+    return judge_unaddressed(ctx.plan.namespace, check, interface_addresses(ctx.plan.namespace, check.interface))
+
+
+def judge_unaddressed(namespace: str, check: UnaddressedCheck, found: list[str] | None) -> CheckResult:
+    """A bridged path keeps the host's IP stack out: the interface exists and has no IPv4 address."""
+    name = f"no address on {check.interface} in {namespace}"
     if found is None:
-        return CheckResult(name, "unaddressed", False, f"expected interface {check.interface} in {ctx.plan.namespace}; it does not exist")
+        return CheckResult(name, "unaddressed", False, f"expected interface {check.interface} in {namespace}; it does not exist")
     ipv4 = [a for a in found if ":" not in a]
     detail = f"expected no IPv4 address on {check.interface} (the host stays out of the bridged path), found {', '.join(ipv4) or 'none'}"
     return CheckResult(name, "unaddressed", not ipv4, detail, data={"addresses": found})

@@ -33,7 +33,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from vnetlab.backends import linux_bridge
 from vnetlab.backends.netns import namespace_exists
-from vnetlab.backends.ssh import GuestSSH
+from vnetlab.backends.ssh import CommandResult, GuestSSH
 from vnetlab.checks.base import CheckContext, CheckResult
 from vnetlab.checks.parse import MAX_LINE, MAX_LINES, MAX_TEXT, excerpt, ping_summary
 from vnetlab.errors import VnetlabError
@@ -312,9 +312,14 @@ def check_name(check: PmtuCheck) -> str:
 
 
 def run_pmtu(ctx: CheckContext, check: PmtuCheck) -> CheckResult:
+    """Ping with don't-fragment at the source, then judge what ping printed."""
     target = pmtu_target(ctx.plan, check)
     argv = pmtu_argv(check.size, target)
-    result = ctx.node(check.source).run(argv, timeout=10.0 + 2.5 * PING_COUNT)
+    return judge_pmtu(check, target, argv, ctx.node(check.source).run(argv, timeout=10.0 + 2.5 * PING_COUNT))
+
+
+def judge_pmtu(check: PmtuCheck, target: str, argv: list[str], result: CommandResult) -> CheckResult:
+    """Every echo answered (expect success) or none (expect failure), and who refused the packets."""
     summary = ping_summary(result.stdout)  # guest output: bounded parsing, never trusted
     refused = {**refusals(result.stderr), **refusals(result.stdout)}  # iputils: the router's answer on stdout, local errors on stderr
     sent, received = summary or (0, 0)

@@ -150,7 +150,11 @@ def run_op(ctx: CheckContext, op: OpCheck) -> CheckResult:
             _perform(plan, op)
         except linux_bridge.LinkError as exc:
             error = str(exc)
-    links = linux_bridge.list_links(plan.namespace)
+    return judge_op(plan, op, error, linux_bridge.list_links(plan.namespace))
+
+
+def judge_op(plan: Plan, op: OpCheck, error: str | None, links: list[dict]) -> CheckResult:
+    """Whether the kernel did (or refused) what was expected, and the namespace read back shows it."""
     effect_ok, expected, seen = _effect(plan, op, links)
     if op.expect == "error":
         ok = error is not None and effect_ok

@@ -109,6 +109,11 @@ def run_check(ctx: CheckContext, check: PerfCheck) -> CheckResult:
     target = str(iface.ip)
     emulated = ctx.plan.domain_type == "qemu" and bool({check.source, check.to} & {v.name for v in ctx.plan.vms})
     f = measure(ctx.node(check.source), ctx.node(check.to), target, check.seconds, check.pings)
+    return judge_perf(ctx.plan, check, target, emulated, f)
+
+
+def judge_perf(plan: Plan, check: PerfCheck, target: str, emulated: bool, f: PerfFigures) -> CheckResult:
+    """Something was measured (bytes moved, an echo answered), and within mbit-max if the scenario gives one."""
     rtt = f"RTT {f.rtt_min_ms}/{f.rtt_avg_ms}/{f.rtt_max_ms} ms min/avg/max" if f.rtt_avg_ms is not None else "no RTT"
     detail = (
         f"expected iperf3 to move data and ≥1 echo reply; got {f.mbit_s} Mbit/s ({f.bytes} bytes in {f.seconds} s), "
@@ -120,8 +125,8 @@ def run_check(ctx: CheckContext, check: PerfCheck) -> CheckResult:
     if check.mbit_max is not None:
         ok = ok and f.mbit_s <= check.mbit_max
         detail += f"; at most {check.mbit_max} Mbit/s expected: {'within' if f.mbit_s <= check.mbit_max else 'above'} it"
-    ends = f"{node_kind(ctx.plan, check.source)} → {node_kind(ctx.plan, check.to)}"
-    data = {"path": f"{check.source} → {check.to}", "ends": ends, "via": _via(ctx.plan, check), "target": target, "emulated": emulated, **asdict(f)}
+    ends = f"{node_kind(plan, check.source)} → {node_kind(plan, check.to)}"
+    data = {"path": f"{check.source} → {check.to}", "ends": ends, "via": _via(plan, check), "target": target, "emulated": emulated, **asdict(f)}
     return CheckResult(f"perf {check.source} → {check.to}", "perf", ok, detail, data=data)
 
 

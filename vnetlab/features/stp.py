@@ -325,9 +325,14 @@ def _describe(owners: dict[str, str], bridge: str, port: str) -> str:
 
 
 def run_stp(ctx: CheckContext, check: StpCheck) -> CheckResult:
-    plan = ctx.plan
+    """Collect the lab's bridge port states (netlink), then judge them."""
+    return judge_ports(ctx.plan, check, port_states(ctx.plan.namespace))
+
+
+def judge_ports(plan: Plan, check: StpCheck, states: list[tuple[str, str, int]]) -> CheckResult:
+    """Exactly `check.blocking` ports of the lab's bridges blocking, every other one forwarding."""
     bridges = {b.name for b in plan.bridges}
-    ports = [p for p in port_states(plan.namespace) if p[0] in bridges]
+    ports = [p for p in states if p[0] in bridges]
     owners = port_owners(plan)
     blocking = [p for p in ports if p[2] == BLOCKING]
     other = [p for p in ports if p[2] not in (BLOCKING, FORWARDING)]

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from vnetlab.backends.keys import write_secret
-from vnetlab.backends.ssh import GuestSSH
+from vnetlab.backends.ssh import CommandResult, GuestSSH
 from vnetlab.checks.base import CaptureSubject, CheckContext, CheckResult, Judgement, expected_echo_pairs
 from vnetlab.checks.capture import count_icmp_in_subnet, count_udp
 from vnetlab.checks.parse import excerpt, handshakes, unix_time
@@ -193,20 +193,31 @@ def handshake_command(tunnel: str) -> str:
 def run_check(ctx: CheckContext, check: WireGuardCheck) -> CheckResult:
     """Both members must report a completed handshake with each other (read from the kernel via `wg show`)."""
     interfaces = {i.vm: i for i in ctx.plan.part("wireguard") if i.tunnel == check.tunnel}
+    keys = {vm: public_key(interfaces[vm].key_file) for vm in check.between}
+    said = {me: ctx.sessions[me].run(handshake_probe(check.tunnel), timeout=15.0, check=False) for me in check.between}
+    return judge_handshakes(check, keys, said)
+
+
+def handshake_probe(tunnel: str) -> str:
+    """The guest's clock, then its handshakes: an age needs both."""
+    return f"date +%s; {handshake_command(tunnel)}"
+
+
+def judge_handshakes(check: WireGuardCheck, keys: dict[str, str], said: dict[str, CommandResult]) -> CheckResult:
+    """Each member's `wg show` names the other's public key with a handshake time (0 means never)."""
     a, b = check.between
     seen: list[str] = []
     ok = True
     data: dict[str, object] = {}
     for me, peer in ((a, b), (b, a)):
-        command = f"date +%s; {handshake_command(check.tunnel)}"
-        result = ctx.sessions[me].run(command, timeout=15.0, check=False)
+        result = said[me]
         first, _, rest = result.stdout.partition("\n")  # guest output: parsed with bounds, never trusted
         now = unix_time(first)
-        stamp = handshakes(rest).get(public_key(interfaces[peer].key_file), 0)
+        stamp = handshakes(rest).get(keys[peer], 0)
         data[me] = {"peer": peer, "latest_handshake": stamp, "guest_time": now}
         if result.exit_code != 0:
             ok = False
-            seen.append(f"{me}: `{command}` exited {result.exit_code}: {excerpt(result.stderr or result.stdout, 200)}")
+            seen.append(f"{me}: `{handshake_probe(check.tunnel)}` exited {result.exit_code}: {excerpt(result.stderr or result.stdout, 200)}")
         elif stamp == 0:
             ok = False
             seen.append(f"{me}: no handshake with {peer}'s key yet")

@@ -1,0 +1,4 @@
+"""placeholder"""
+
+def test_nothing():
+    pass
