@@ -7,7 +7,6 @@ that these tests notice when a judge's decision changes (docs/reliability.md, "M
 from __future__ import annotations
 
 import pytest
-from scapy.config import conf
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
@@ -22,12 +21,7 @@ from vnetlab.plan.planner import make_plan
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
 
-@pytest.fixture(autouse=True)
-def no_neighbour_resolution(monkeypatch):
-    def refuse(*_):
-        raise AssertionError("scapy tried to resolve a MAC address: give every Ether() a src and dst")
-
-    monkeypatch.setattr(conf.neighbor, "resolve", refuse)
+pytestmark = pytest.mark.usefixtures("no_neighbour_resolution")  # tests/unit/conftest.py
 
 
 def lesson(name: str, lab: str = "judged"):
