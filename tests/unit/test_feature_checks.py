@@ -608,3 +608,65 @@ def test_unaddressed_interface():
     missing = containers.judge_unaddressed("vnl-x", check, None)
     assert not missing.ok and missing.detail == "expected interface br0 in vnl-x; it does not exist"
     assert containers.judge_unaddressed("vnl-x", check, []).ok
+
+
+# -- the words and kinds of every path, and exact bounds ---------------------------------------------
+
+
+def test_every_path_says_its_kind_and_name(devops):
+    missing = containers.judge_unaddressed("vnl-x", containers.UnaddressedCheck(interface="br0"), None)
+    assert (missing.name, missing.kind, missing.ok) == ("no address on br0 in vnl-x", "unaddressed", False)
+    two = containers.judge_unaddressed("vnl-x", containers.UnaddressedCheck(interface="br0"), ["10.1.1.1/24", "10.1.2.1/24"])
+    assert two.detail.endswith("found 10.1.1.1/24, 10.1.2.1/24")
+    nothing = pmtu(pmtu_check(), "", code=2)
+    assert (nothing.name, nothing.kind, nothing.ok) == ("pmtu jumbo1 → router: 9000-byte packets, don't fragment", "pmtu", False)
+    assert nothing.data == {"target": "10.9.0.1", "size": 8972, "packet": 9000, "sent": 0, "received": 0}
+    plan, t1, t2 = devops
+    listed = ops.judge_op(plan, op("list"), None, [])
+    assert (listed.name, listed.kind) == ("op: list links, ports of br0", "op")
+    assert judged(plan, op("detach", vm="vm2"), []) == (False, f"expected {t2} master none; saw gone")
+    both = [link("br0", kind="bridge", addresses=["10.1.1.1/24", "10.1.2.1/24"])]
+    assert judged(plan, op("add-address", address="10.1.1.1/24"), both)[1] == "expected 10.1.1.1/24 on br0; saw br0 has 10.1.1.1/24, 10.1.2.1/24"
+
+
+def test_stp_names_every_blocking_and_moving_port():
+    plan = lesson("stp-loop")
+    states = [("br1", "vnlbl2b", stp.BLOCKING), ("br2", "vnlbl0b", stp.BLOCKING), ("br2", "vnlbl1a", stp.LEARNING), ("br3", "vnlbl1b", stp.LISTENING)]
+    result = stp.judge_ports(plan, stp.StpCheck(blocking=2), states)
+    assert not result.ok
+    assert result.detail == (
+        "expected 2 blocking port(s) and every other of the 4 bridge ports forwarding; saw 2 blocking: br1 port vnlbl2b (link br1↔br3), br2 port vnlbl0b (link br2↔br1); "
+        "not forwarding: br2 port vnlbl1a (link br2↔br3) learning, br3 port vnlbl1b (link br3↔br2) listening"
+    )
+
+
+def test_perf_detail_keeps_its_measurement_when_capped():
+    plan = lesson("vm-vs-container-perf")
+    capped = perf.judge_perf(plan, perf.PerfCheck(source="vm1", to="lan1", mbit_max=1000), "10.1.1.100", False, figures())
+    assert capped.detail == (
+        "expected iperf3 to move data and ≥1 echo reply; got 940.5 Mbit/s (235000000 bytes in 2.0 s), RTT 0.1/0.2/0.3 ms min/avg/max, 5/5 replies"
+        "; at most 1000 Mbit/s expected: within it"
+    )
+
+
+def test_quoted_output_is_cut_to_its_stated_length(two, tmp_path, monkeypatch):
+    monkeypatch.setattr(commands, "time", Clock())
+    long_out, long_err = "o" * 2500 + "O", "e" * 2500 + "E"
+    ssh = FakeSSH(default=(1, long_out, long_err))
+    result = commands.run_command_check(CheckContext(two, {"vm1": ssh}, tmp_path), commands.CommandCheck(node="vm1", run="x"))
+    assert f", stdout: '{long_out[-200:]}', stderr: '{long_err[-200:]}'" in result.detail
+    assert result.data["stdout_tail"] == long_out[-2000:] and result.data["stderr_tail"] == long_err[-2000:]
+    keys = {"vm1": KEY1, "vm2": KEY2}
+    broken = wireguard.judge_handshakes(handshake_check(), keys, {"vm1": wg_said(1, KEY2, 0, code=1, err="w" * 300 + "W"), "vm2": wg_said(1, KEY1, 0)})
+    assert broken.ok is False and f"exited 1: {('w' * 300 + 'W')[-200:]};" in broken.detail
+    never = wireguard.judge_handshakes(handshake_check(), keys, {"vm1": wg_said(1, KEY2, 0), "vm2": wg_said(1, KEY1, 5)})
+    assert never.ok is False
+
+
+def test_a_retry_runs_its_last_attempt_at_the_deadline(two, tmp_path, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(commands, "time", clock)
+    ssh = FakeSSH(default=(1, "", ""))
+    check = commands.CommandCheck(node="vm1", run="x", retry=commands.Retry(for_=4, every=2))
+    result = commands.run_command_check(CheckContext(two, {"vm1": ssh}, tmp_path), check)
+    assert result.data["attempts"] == 3 and clock.slept == [2, 2]  # at 0, 2 and 4 s: the last one at the deadline

@@ -6,6 +6,8 @@ that these tests notice when a judge's decision changes (docs/reliability.md, "M
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
@@ -533,3 +535,83 @@ def test_overlay_wants_only_encapsulated_echo_between_the_hypervisors(hosts):
     assert not few.ok and few.counts["inner_icmp_echo_pairs"] == want - 1
     other_vni = hypervisors.judge_overlay(plan, cap, subject(plan, cap, [between_hosts(part, f, vni=4000) for f in pairs(a, b, want)]))
     assert not other_vni.ok and other_vni.counts["inner_icmp_echo_pairs"] == 0
+
+
+# -- when no ping names the two, one exchange is enough (and none is not) ---------------------------
+
+
+def without_pings(name: str):
+    """The lesson with every ping made a must-fail one: the judges then want a single exchange."""
+    import re
+
+    path = SCENARIOS_DIR / f"{name}.yaml"
+    text, n = re.subn(r"(- ping: \{[^}\n]*)\}", r"\1, expect: failure}", path.read_text())
+    assert n >= 1 and "ping:\n" not in text
+    return make_plan(parse_scenario(text, str(path)), "judged")
+
+
+def test_one_exchange_is_enough_without_pings():
+    plan = without_pings("static-routing")
+    (cap,) = captures(plan)
+    a, b = endpoint(plan, "host1", "lan2"), endpoint(plan, "host2", "lan2")
+    assert routing.judge_routed(plan, cap, subject(plan, cap, wire(echo(a, b, 1, ttl=63)))).ok
+    plan = without_pings("vm-bridge-uplink")
+    cap = captures(plan)[0]
+    a, b = endpoint(plan, "vm1", cap.on), endpoint(plan, "lan1", cap.on)
+    assert containers.judge_bridged(plan, cap, subject(plan, cap, wire(echo(a, b, 1)))).ok
+    assert not containers.judge_bridged(plan, cap, subject(plan, cap, [])).ok
+    plan = without_pings("container-bridge-nat")
+    cap = next(c for c in captures(plan) if "masqueraded" in c.expect)
+    (n,) = plan.part("nat")
+    assert nat.judge_masqueraded(plan, cap, subject(plan, cap, wire(*translated(n, endpoint(plan, "inet1", cap.on), 1)))).ok
+    plan = without_pings("wireguard-vpn")
+    (cap,) = captures(plan)
+    a, b = endpoint(plan, "vm1", cap.on), endpoint(plan, "vm2", cap.on)
+    assert wireguard.judge_udp(plan, cap, subject(plan, cap, wire(datagram(a, b)))).ok
+    plan = without_pings("vxlan-overlay")
+    (vx,) = plan.part("vxlan")
+    under, bridge = captures(plan)
+    a, b = plan.vm("vm1").nics[0], plan.vm("vm2").nics[0]
+    assert vxlan.judge_vxlan(plan, under, subject(plan, under, [encapsulated(vx, f) for f in pairs(a, b, 1)])).ok
+    assert vxlan.judge_unencapsulated(plan, bridge, subject(plan, bridge, wire(*pairs(a, b, 1)))).ok
+    plan = without_pings("three-hosts-vxlan")
+    (cap,) = captures(plan)
+    part = plan.part("hypervisors")
+    a, b = endpoint(plan, "vm2", cap.on), endpoint(plan, "vm3", cap.on)
+    assert hypervisors.judge_overlay(plan, cap, subject(plan, cap, [between_hosts(part, f) for f in pairs(a, b, 1)])).ok
+
+
+def test_counted_frames_must_go_between_the_two_addresses(uplink, masq):
+    plan, cap, a, b = uplink
+    other_src = wire(*[Ether(src=a.mac, dst=b.mac) / IP(src="10.1.1.98", dst=b.ip) / ICMP(type=8, seq=s) for s in range(1, 7)])
+    other_dst = wire(*[Ether(src=a.mac, dst=b.mac) / IP(src=a.ip, dst="10.1.1.99") / ICMP(type=8, seq=s) for s in range(1, 7)])
+    for frames in (other_src, other_dst):
+        j = containers.judge_bridged(plan, cap, subject(plan, cap, frames))
+        assert not j.ok and j.counts == {"bridged_own_mac": 0, "bridged_from_a": 0}
+    plan, cap, a, b, n = masq
+    away = [Ether(src="02:00:00:00:00:01", dst=b.mac) / IP(src=n.outside, dst="198.51.100.7") / ICMP(type=8, seq=s) for s in range(1, 7)]
+    j = nat.judge_masqueraded(plan, cap, subject(plan, cap, wire(*away)))
+    assert not j.ok and j.counts == {"translated": 0, "private": 0}
+
+
+def test_overlay_words_and_plain_echo_both_ways(hosts):
+    plan, cap, part, a, b = hosts
+    good = [between_hosts(part, f) for f in pairs(a, b, 6)]
+    j = hypervisors.judge_overlay(plan, cap, subject(plan, cap, good + wire(echo(a, b, 9), echo(b, a, 9, reply=True))))
+    assert not j.ok and j.counts["plain_icmp_echo"] == 2
+    assert j.expected == (
+        "UDP 4789 datagrams only between the hypervisors' underlay addresses (192.0.2.1, 192.0.2.2, 192.0.2.3), "
+        f"carrying ≥6 ICMP echo pairs between {a.ip} and {b.ip}; none of it unencapsulated"
+    )
+    assert j.seen == "12 VXLAN datagram(s) between the hypervisors (12 with the lab's VNIs), 0 from or to other addresses; inside: 6 echo pair(s); unencapsulated on the underlay: 2 echo packet(s)"
+
+
+def test_vlan_words_with_two_vlans_and_one_plain_frame(trunk):
+    plan, caps = trunk
+    cap = dataclasses.replace(caps[0], between=["vm3", "vm3"])
+    a = endpoint(plan, "vm3", cap.on)
+    assert vlan.judge_vlan_tagged(plan, cap, subject(plan, cap, [], "vm3", "vm3")).expected == "the frames between vm3 and vm3 on link vm3.eth0 tagged with VLAN 10, 20 (802.1Q)"
+    untagged_cap = caps[2]
+    x, y = endpoint(plan, "vm1", untagged_cap.on), endpoint(plan, "vm3", untagged_cap.on)
+    assert vlan.judge_untagged(plan, untagged_cap, subject(plan, untagged_cap, wire(tagged(x, y, [])))).ok  # one frame is enough
+    assert vlan._tags(None) == [] and vlan._where(plan, "br0") == "bridge br0" and a is not None
