@@ -106,7 +106,7 @@ def test_ping_without_a_summary_fails_and_quotes_the_output(two, tmp_path):
 def test_ping_that_must_fail(two, tmp_path):
     spec = ping_spec(two, expect="failure")
     quiet, _ = ping(two, tmp_path, ping_output(3, 0, rtt=None), spec)
-    assert quiet.ok and quiet.name == "ping vm1 → vm2 (must fail)"
+    assert quiet.ok and quiet.name == "ping vm1 → vm2 (must fail)" and quiet.kind == "ping"
     assert quiet.detail == "expected no echo reply from 10.1.1.3, got 0/3"
     assert quiet.data == {"target": "10.1.1.3", "sent": 3, "received": 0}
     answered, _ = ping(two, tmp_path, ping_output(3, 1), spec)
@@ -565,7 +565,7 @@ def test_handshakes_on_both_sides():
     wrong_key = wireguard.judge_handshakes(handshake_check(), keys, {"vm1": wg_said(1000, KEY1, 990), "vm2": wg_said(1001, KEY1, 995)})
     assert not wrong_key.ok and wrong_key.data["vm1"]["latest_handshake"] == 0
     broken = wireguard.judge_handshakes(handshake_check(), keys, {"vm1": wg_said(1000, KEY2, 990, code=1, err="Unable to access interface"), "vm2": wg_said(1001, KEY1, 995)})
-    assert not broken.ok and "vm1: `date +%s; wg show wg0 latest-handshakes` exited 1: Unable to access interface" in broken.detail
+    assert broken.ok is False and "vm1: `date +%s; wg show wg0 latest-handshakes` exited 1: Unable to access interface" in broken.detail
     no_clock = wireguard.judge_handshakes(handshake_check(), keys, {"vm1": wg_said("x", KEY2, 990), "vm2": wg_said(1001, KEY1, 995)})
     assert no_clock.ok and "vm1: handshake with vm2 at 990" in no_clock.detail
 

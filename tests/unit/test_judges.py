@@ -615,3 +615,21 @@ def test_vlan_words_with_two_vlans_and_one_plain_frame(trunk):
     x, y = endpoint(plan, "vm1", untagged_cap.on), endpoint(plan, "vm3", untagged_cap.on)
     assert vlan.judge_untagged(plan, untagged_cap, subject(plan, untagged_cap, wire(tagged(x, y, [])))).ok  # one frame is enough
     assert vlan._tags(None) == [] and vlan._where(plan, "br0") == "bridge br0" and a is not None
+
+
+def test_vxlan_judges_the_nic_on_its_bridges_not_the_first_one():
+    """vm1's first NIC is on another bridge: the underlay capture's endpoint is that NIC, the echo
+    inside the VXLAN comes from its NIC on bra."""
+    text = (SCENARIOS_DIR / "vxlan-overlay.yaml").read_text()
+    text = text.replace("bridges:\n  - name: bra\n", "bridges:\n  - name: brc\n    subnet: 10.5.5.0/24\n  - name: bra\n", 1)
+    text = text.replace("nics: [{bridge: bra, address: 10.1.1.1/24}]", "nics: [{bridge: brc, address: 10.5.5.1/24}, {bridge: bra, address: 10.1.1.1/24}]", 1)
+    plan = make_plan(parse_scenario(text, str(SCENARIOS_DIR / "vxlan-overlay.yaml")), "judged")
+    (vx,) = plan.part("vxlan")
+    under, bridge = captures(plan)
+    a, b = plan.vm("vm1").nics[1], plan.vm("vm2").nics[0]
+    assert endpoint(plan, "vm1", under.on) is plan.vm("vm1").nics[0]  # what the subject carries
+    good = subject(plan, under, [encapsulated(vx, f) for f in pairs(a, b, 6)])
+    assert vxlan.judge_vxlan(plan, under, good).ok
+    back = subject(plan, under, [encapsulated(vx, f) for f in pairs(b, a, 6)], "vm2", "vm1")
+    assert vxlan.judge_vxlan(plan, under, back).ok
+    assert vxlan.judge_unencapsulated(plan, bridge, subject(plan, bridge, wire(*pairs(a, b, 6)))).ok
