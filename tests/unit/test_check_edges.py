@@ -79,6 +79,8 @@ def test_iperf_figures_keep_their_type_and_range():
     assert iperf_received(end) == (5.0, MAX_INT, 0.5)
     assert iperf_received({"end": {"sum_received": {"bytes": MAX_INT + 1, "seconds": -0.5, "bits_per_second": 0}}}) == (0.0, 0, 0.0)
     assert iperf_error({"error": "   "}) == "(unprintable error)"
+    assert iperf_error({"error": int("7" * 400)}) == "7" * 200  # a number's repr is cut like text
+    assert iperf_json('{"a": ' + "1" * 30 + "e999}") == (None, f"not JSON: non-finite number '{'1' * 20}'")
     assert excerpt("abc", 0) == "" and excerpt("abc", 1) == "c" and excerpt("abc", -1) == ""
 
 
@@ -121,10 +123,12 @@ def test_count_ipv4_subnets_with_host_bits_and_frames_before_a_match():
 
 
 def test_vxlan_on_another_port_and_stray_datagrams():
+    """On a port scapy does not bind to VXLAN (it dissects 4789, 4790, 8472 itself), the payload is read as VXLAN here."""
     inner = Ether(src=A[0], dst=B[0]) / IP(src=A[1], dst=B[1]) / ICMP()
-    custom = frame(A, B, IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=4790) / VXLAN(vni=7) / inner)
-    strays = [frame(A, B, IP(src="192.0.2.9", dst="192.0.2.2") / UDP(sport=1, dport=4790) / VXLAN(vni=7) / inner)] * 2
-    seen = vxlan_payloads([custom, *strays], 4790, {7}, {"192.0.2.1", "192.0.2.2"})
+    custom = frame(A, B, IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=9999) / VXLAN(vni=7) / inner)
+    assert not custom.haslayer(VXLAN)
+    strays = [frame(A, B, IP(src="192.0.2.9", dst="192.0.2.2") / UDP(sport=1, dport=9999) / VXLAN(vni=7) / inner)] * 2
+    seen = vxlan_payloads([custom, *strays], 9999, {7}, {"192.0.2.1", "192.0.2.2"})
     assert len(seen.inner) == 1 and seen.inner[0].getlayer(IP).src == A[1] and seen.datagrams == 1 and seen.strays == 2
 
 
@@ -141,6 +145,10 @@ def test_the_pcap_bound_is_inclusive_and_keeps_a_prefix(tmp_path):
     assert (frames.seen, frames.written) == (4, 2)  # exactly full, then nothing after the first that did not fit
     assert (tmp_path / "p.pcap").stat().st_size == bound
     assert struct.unpack("<I", (tmp_path / "p.pcap").read_bytes()[20:24])[0] == 1  # LINKTYPE_ETHERNET
+    prefix = _Recorder(tmp_path / "q.pcap", max_pcap_bytes=24 + 2 * (16 + 60))
+    for data in (small, big, small):
+        prefix.add(data, 1.0)
+    assert prefix.close().written == 1  # the small frame after the big one would fit, but the pcap stays a prefix
 
 
 def test_the_memory_bound_is_inclusive_and_keeps_a_prefix(tmp_path):
@@ -157,6 +165,12 @@ def test_the_memory_bound_is_inclusive_and_keeps_a_prefix(tmp_path):
     assert len(kept) == 1 and kept.seen == 3 and kept.kept_bytes == 76
     with pytest.raises(RuntimeError, match="^recorder is closed$"):
         prefix.add(small, 1.0)
+    other = _Recorder(tmp_path / "o.pcap")
+    other.add(bytes(60), 1.0)
+    mine = _Recorder(tmp_path / "k.pcap")
+    mine.add(b"\x01" * 60, 1.0)
+    assert mine.close() != other.close() and repr(kept) == "<Frames: 1 kept of 3 seen, truncated, 3 in the pcap>"
+    assert repr(other.close()) == "<Frames: 1 kept, 1 in the pcap>"
     with pytest.raises(ValueError, match="^inconsistent frames$"):
         Frames(b"", kept._ends, kept._times[:0], seen=1, written=1)
 
