@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vnetlab.errors import InputError, Interrupted
+from vnetlab.printable import printable
 from vnetlab.model.typed_yaml import ValidationError
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -223,7 +224,16 @@ def make_console(*, stderr: bool = False) -> Console:
     probe = Console(stderr=stderr)
     columns = os.environ.get("COLUMNS", "")
     width = None if probe.is_terminal or columns.isdigit() else 10_000  # COLUMNS, when set, is the reader's choice
-    return Console(stderr=stderr, highlight=False, emoji=False, width=width)
+    return PrintableConsole(stderr=stderr, highlight=False, emoji=False, width=width)
+
+
+class PrintableConsole(Console):
+    """Every string printed (and every string cell of a table) goes through vnetlab.printable first:
+    errors, inspect rows and capture lines may quote guests and remote hosts, whose escape
+    sequences must reach the terminal as text. Text objects are made printable where they are built."""
+
+    def render_str(self, text: str, **kwargs):  # type: ignore[no-untyped-def, override]
+        return super().render_str(printable(text), **kwargs)
 
 
 def write_exact(text: str | bytes) -> None:
@@ -404,15 +414,15 @@ def cmd_down(args, out: Console, err: Console) -> int:
             unfinished.append(lab)
             removed = ", ".join(f"{r.kind} {r.name}" for r in exc.result.removed) or "nothing"
             left = ", ".join(f"{r.kind} {r.name}" for r in exc.result.left)
-            out.print(Text(f"lab {lab}: removed {removed}; left {left} (kept in its state file)"), soft_wrap=True)
+            out.print(Text(printable(f"lab {lab}: removed {removed}; left {left} (kept in its state file)")), soft_wrap=True)
             for problem in exc.result.problems:
-                err.print(Text(f"  {problem}"), soft_wrap=True)
+                err.print(Text(printable(f"  {problem}")), soft_wrap=True)
             continue
         except Exception as exc:  # noqa: BLE001 — with --all, one lab that fails does not stop the others
             if not args.all:
                 raise
             unfinished.append(lab)
-            out.print(Text(f"lab {lab}: not removed: {exc}"), soft_wrap=True)
+            out.print(Text(printable(f"lab {lab}: not removed: {exc}")), soft_wrap=True)
             continue
         out.print(f"lab {lab}: removed" if report.existed else f"lab {lab}: nothing to remove")
     if unfinished:
@@ -444,7 +454,7 @@ def cmd_status(args, out: Console, err: Console) -> int:
     out.print(table)
     problem = next((s.libvirt_problem for s in statuses if s.libvirt_problem), None)
     if problem:
-        out.print(Text(f"domains unknown: libvirtd is not answering ({problem})"), soft_wrap=True)
+        out.print(Text(printable(f"domains unknown: libvirtd is not answering ({problem})")), soft_wrap=True)
     return EXIT_OK
 
 
@@ -636,7 +646,7 @@ def cmd_inspect(args, out: Console, err: Console) -> int:
         for col in ("", "what", "planned", "state"):
             others.add_column(col)
         for row in report.others:
-            others.add_row("[red]✗[/]" if row.problems else "[green]✓[/]", Text(row.what), Text(row.planned), Text(row.state))
+            others.add_row("[red]✗[/]" if row.problems else "[green]✓[/]", Text(printable(row.what)), Text(printable(row.planned)), Text(printable(row.state)))
             problems += [f"{row.what}: {p}" for p in row.problems]
         out.print(others)
     for b in report.bridges:
