@@ -13,6 +13,7 @@ A web page escapes it for HTML as usual (`<`, `&`) after this.
 
 from __future__ import annotations
 
+import json
 import unicodedata
 
 _LINE_BREAKS = "\n"  # kept in multi-line text (an error's console tail); \r is escaped: it overwrites a terminal line
@@ -65,3 +66,22 @@ def printable_data(value: object) -> object:
     if isinstance(value, (list, tuple)):
         return [printable_data(v) for v in value]
     return value
+
+
+def _json_escape(c: str) -> str:
+    code = ord(c)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"  # a surrogate pair, as JSON spells one
+
+
+def printable_json(value: object, *, indent: int | None = None) -> str:
+    """JSON text of `value` that holds printable characters only (and the newlines of `indent`):
+    every character `printable` would escape is written as a JSON escape (\\u001b, \\u202e), so the
+    file is inert in a terminal and valid UTF-8 (a lone surrogate too), and it reads back as exactly
+    the same data. For what must stay as it was (evidence a judge reads again, a student's answer);
+    `printable_data` is for what is only shown.
+    """
+    text = json.dumps(value, indent=indent, ensure_ascii=False)  # C0 characters are escaped already
+    return "\n".join(line if line.isprintable() else "".join(c if _shown(c) else _json_escape(c) for c in line) for line in text.split("\n"))
