@@ -13,7 +13,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from labtools import start, vnetlab, wait_until
+from labtools import run_report, scenario_with_checks, start, vnetlab, wait_until
 
 pytestmark = pytest.mark.e2e
 LAB_PREFIX = "lf-"
@@ -131,3 +131,30 @@ def test_ctrl_c_in_the_checks_still_brings_the_link_back(flapped, module_lab_nam
     assert _down_macs(lab, "vm2") == []  # put back although the list never reached its own `up`
     links = vnetlab("link", lab)
     assert "vm2.eth0: up" in links.stdout and "c1.eth0: up" in links.stdout, links.stdout
+
+
+SWITCH_PORT = """\
+  - action: {link: sw-br0.p1, state: down}
+  - ping: {from: vm1, to: vm3, count: 2, expect: no-reply, name: vm1's switch port pulled}
+  - ping: {from: vm2, to: vm3, count: 2, name: vm2 still through the switch}
+  - action: {link: sw-br0.p1, state: up}
+  - action: {wait: 2s}
+  - ping: {from: vm1, to: vm3, name: vm1 back}
+"""
+
+
+def test_a_switch_guests_port_is_pulled_through_libvirt(tmp_path, lab_name):
+    """vlan-trunk where this kernel has no VLAN filtering: br0 runs in a switch guest (sw-br0), whose
+    port p1 faces vm1; pulling it (the switch guest's NIC, through libvirt) cuts vm1 off alone."""
+    plan = vnetlab("plan", "vlan-trunk")
+    if "sw-br0" not in plan.stdout:
+        pytest.skip("this host's kernel filters VLANs itself: vlan-trunk has no switch guest here")
+    path = scenario_with_checks(tmp_path, "vlan-trunk", SWITCH_PORT)
+    result, report = run_report(tmp_path, str(path), lab_name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    by_name = {c["name"]: c for c in report["checks"]}
+    assert "no reply on the wire" in by_name["vm1's switch port pulled"]["detail"], by_name["vm1's switch port pulled"]["detail"]
+    assert by_name["vm2 still through the switch"]["ok"] and by_name["vm1 back"]["ok"]
+    pull = by_name["link sw-br0.p1 down"]
+    assert pull["data"]["before"] == "up" and pull["data"]["after"] == "down" and pull["data"]["undone"] == "already up", pull["detail"]
+    assert "the guest NIC's carrier, through libvirt" in pull["detail"]

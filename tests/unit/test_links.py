@@ -19,7 +19,7 @@ from vnetlab.errors import Interrupted
 from vnetlab.features import links
 from vnetlab.tools.explain import explain
 from vnetlab.tools.report import tally_text
-from scenario_helpers import checks_appended, plan_of, problems
+from scenario_helpers import KERNEL, checks_appended, plan_of, problems
 
 BASE = """\
 name: lf
@@ -89,6 +89,33 @@ checks:
   - action: {link: inet1.eth0, state: down}
 """
     assert problems(routed) == ["lab.yaml:8: checks[0].action.link: host 'inet1' is behind a routed uplink: taking its link down would delete the lab namespace's routes through it"]
+
+
+def test_a_switch_guests_port_is_a_link_where_the_bridge_may_run_in_one():
+    """vlans: on a Linux bridge puts it in a switch guest (sw-br0) where the host kernel cannot filter
+    VLANs: the plan decides, so the model accepts sw-br0.pN, and the run finds it or says it is not there."""
+    from vnetlab.compose import parse_scenario
+    from vnetlab.plan.planner import PlanOptions, make_plan
+
+    text = """\
+name: sw
+bridges:
+  - {name: br0, vlans: {10: 10.0.10.0/24}}
+vms:
+  - {name: vm1, nics: [{bridge: br0, vlan: 10, address: 10.0.10.2/24}]}
+  - {name: vm2, nics: [{bridge: br0, vlan: 10, address: 10.0.10.3/24}]}
+checks:
+  - action: {link: sw-br0.p2, state: down}
+"""
+    assert problems(text) == []
+    assert problems(text.replace("vlans:", "in: host, vlans:")) == ["lab.yaml:8: checks[0].action.link: no VM, container or host named 'sw-br0'"]
+    scenario = parse_scenario(text, "lab.yaml")
+    in_guest = make_plan(scenario, "sw", PlanOptions(kernel=KERNEL))
+    port = links.find_link(in_guest, "sw-br0.p2")
+    assert port.vm.name == "sw-br0" and port.mac == in_guest.vm("sw-br0").nics[1].mac
+    on_host = make_plan(scenario, "sw", PlanOptions(kernel=KERNEL, host_kernel=frozenset({"vlan_filtering"})))
+    with pytest.raises(links.UnknownLink, match=r"lab sw has no link 'sw-br0\.p2' \(links: vm1\.eth0, vm2\.eth0\)"):
+        links.find_link(on_host, "sw-br0.p2")
 
 
 # -- the links of a plan, and what they are by hand --------------------------------------------------

@@ -4,6 +4,7 @@
     vnetlab link LAB vm1.eth0 up
     vnetlab link LAB c1.eth0 down         # a container's (or outside host's) veth
     vnetlab link LAB br1,br3 down         # the veth pair of a bridge link (bridge-links:)
+    vnetlab link LAB sw-br0.p1 down       # a switch guest's port, where a bridge runs in one
 
     checks:
       - ping: {from: vm1, to: vm2, count: 200, measure: recovery, recovery-max-s: 5}
@@ -150,8 +151,8 @@ def link_problem(scenario: Any, link: str | list[str]) -> str | None:
         if not all(seg in bridges for seg, _ in found.interfaces):
             return f"{found.kind} {node!r} is behind a routed uplink: taking its link down would delete the lab namespace's routes through it"
         return None
-    if node in feature_guests(scenario):
-        return None  # a switch guest's port (p1, p2, …): its NICs are planned, and found when the action runs
+    if node in feature_guests(scenario, maybe=True):
+        return None  # a switch guest's port (p1, p2, …), on a host where the bridge runs in one: its NICs are planned, and found when the action runs
     return f"no VM, container or host named {node!r}"
 
 
@@ -456,7 +457,7 @@ def cli_name(link: Link) -> str:
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("lab", metavar="LAB")
-    parser.add_argument("link", metavar="LINK", nargs="?", help="NODE.NIC (vm1.eth0, c1.eth0) or BR1,BR2 (a bridge link); without it, every link's state")
+    parser.add_argument("link", metavar="LINK", nargs="?", help="NODE.NIC (vm1.eth0, c1.eth0, a switch guest's sw-br0.p1) or BR1,BR2 (a bridge link); without it, every link's state")
     parser.add_argument("state", metavar="STATE", nargs="?", choices=STATES, help="down (pull the cable) or up (plug it back); without it, the link's state")
 
 
@@ -511,7 +512,7 @@ class LinkFaults(Feature):
     def cli_commands(self) -> list[CliCommand]:
         return [CliCommand(
             "link", "take a link of a running lab down or bring it up (a cable pulled), or show its state",
-            "LINK is a guest NIC as VM.NIC (its carrier, through libvirt: `virsh domif-setlink`), a container's or outside host's "
+            "LINK is a guest NIC as VM.NIC (its carrier, through libvirt: `virsh domif-setlink`; a switch guest's port, sw-br0.p1, the same way), a container's or outside host's "
             "NODE.eth0 (its veth's end in the lab namespace), or BR1,BR2, the link of two bridges joined by bridge-links. "
             "Prints the state read back. Without STATE, prints the state; without LINK, every link's. A check list does the same "
             "with `- action: {link: vm1.eth0, state: down}`, put back at the end of its checks.",

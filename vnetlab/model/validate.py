@@ -305,9 +305,11 @@ def validate_checks(r: Rules, checks: list[Any], path: str) -> None:
             validator(r, check.spec, f"{path}[{i}].{check.kind}")
 
 
-def feature_guests(scenario: Any) -> list[str]:
-    """Guests the features add to every lab of the scenario (a switch guest a bridge asks for)."""
-    return [g for e in scenario.model.extensions if e.guests for g in e.guests(scenario)]
+def feature_guests(scenario: Any, *, maybe: bool = False) -> list[str]:
+    """Guests the features add to every lab of the scenario (a switch guest a bridge asks for);
+    `maybe`: also those they add only on a host that needs them (the plan decides)."""
+    out = [g for e in scenario.model.extensions if e.guests for g in e.guests(scenario)]
+    return out + [g for e in scenario.model.extensions if maybe and e.maybe_guests for g in e.maybe_guests(scenario) if g not in out]
 
 
 def _management(r: Rules) -> None:
