@@ -13,7 +13,7 @@ import base64
 import concurrent.futures
 import ipaddress
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from vnetlab.backends.keys import write_secret
-from vnetlab.backends.ssh import GuestSSH
+from vnetlab.backends.ssh import CommandResult, GuestSSH
 from vnetlab.checks.base import CaptureSubject, CheckContext, CheckResult, Judgement, expected_echo_pairs
 from vnetlab.checks.capture import count_icmp_in_subnet, count_udp
 from vnetlab.checks.parse import excerpt, handshakes, unix_time
@@ -57,6 +57,12 @@ class WireGuardTunnel:
 class WireGuardCheck:
     tunnel: str = spec("WireGuard interface name of a tunnel in the scenario's wireguard section", pattern=NAME, max_length=IFACE_MAX)
     between: list[str] = spec("the two member VMs that must have completed a handshake", min_items=2)
+    rekey: bool = spec(
+        "make a new handshake happen now: between[0]'s tunnel interface goes down and up (its sessions are dropped, its "
+        "configuration stays) and pings between[1] once through it; both ends must then report a handshake no older than that, "
+        "and a capture on the underlay sees its messages (wireguard-handshake). Without it, a handshake of any age counts",
+        default=False,
+    )
 
     def check_shape(self) -> list[str]:
         return [] if len(self.between) == 2 else [f"between: expected exactly two VM names, got {len(self.between)}"]
@@ -125,6 +131,49 @@ def tunnel_ip(scenario: Any, tunnel: str, vm: str) -> str:
     return str(ipaddress.IPv4Interface(member.address).ip)
 
 
+# -- what crossed the underlay ----------------------------------------------------------
+
+# WireGuard's message types (the first byte of the UDP payload) and their fixed sizes.
+HANDSHAKE_INITIATION, HANDSHAKE_RESPONSE, COOKIE_REPLY, TRANSPORT_DATA = 1, 2, 3, 4
+_MESSAGE_SIZE = {HANDSHAKE_INITIATION: 148, HANDSHAKE_RESPONSE: 92, COOKIE_REPLY: 64}
+
+
+@dataclass(frozen=True)
+class UnderlaySeen:
+    """The IPv4 packets between two underlay addresses, sorted by what they are."""
+
+    initiations: dict[str, int]  # sender address → handshake initiations it sent
+    responses: dict[str, int]  # sender address → handshake responses it sent
+    data: int  # transport data and cookie messages
+    other: int  # IPv4 between the two that is not UDP on the tunnel's port
+
+
+def underlay_packets(packets: Iterable[Any], ip_a: str, ip_b: str, port: int) -> UnderlaySeen:
+    """Sort the outer IPv4 packets between ip_a and ip_b: WireGuard messages (UDP with `port` at either
+    end; a handshake message has its type and its exact size) and anything else between them."""
+    from scapy.layers.inet import IP, UDP  # loaded by the capture that made the packets
+
+    initiations: dict[str, int] = {}
+    responses: dict[str, int] = {}
+    data = other = 0
+    for packet in packets:
+        ip = packet.getlayer(IP)
+        if ip is None or {ip.src, ip.dst} != {ip_a, ip_b}:
+            continue
+        udp = ip.payload
+        if not isinstance(udp, UDP) or port not in (udp.sport, udp.dport):
+            other += 1
+            continue
+        payload = bytes(udp.payload)
+        kind = payload[0] if payload else 0
+        if kind in (HANDSHAKE_INITIATION, HANDSHAKE_RESPONSE) and len(payload) == _MESSAGE_SIZE[kind]:
+            seen = initiations if kind == HANDSHAKE_INITIATION else responses
+            seen[ip.src] = seen.get(ip.src, 0) + 1
+        else:
+            data += 1
+    return UnderlaySeen(initiations, responses, data, other)
+
+
 # -- keys -----------------------------------------------------------------------
 
 
@@ -190,13 +239,34 @@ def handshake_command(tunnel: str) -> str:
     return f"wg show {tunnel} latest-handshakes"
 
 
+def rekey_command(tunnel: str, peer_ip: str) -> str:
+    """Drop the interface's sessions (down and up keeps its keys, peers, port and addresses) and
+    send one packet through it, which starts a new handshake at once."""
+    return f"ip link set {tunnel} down && ip link set {tunnel} up && ping -c 1 -W 5 {peer_ip} >/dev/null"
+
+
+def _guest_time(ctx: CheckContext, vm: str, then: str = "") -> tuple[int | None, CommandResult]:
+    """The guest's clock (`date +%s`) before `then` runs there; handshake times are the guest's own."""
+    result = ctx.sessions[vm].run(f"date +%s{'; ' + then if then else ''}", timeout=30.0, check=False)
+    return unix_time(result.stdout.partition("\n")[0]), result
+
+
 def run_check(ctx: CheckContext, check: WireGuardCheck) -> CheckResult:
-    """Both members must report a completed handshake with each other (read from the kernel via `wg show`)."""
+    """Both members must report a completed handshake with each other (read from the kernel via `wg show`);
+    with rekey, one that happened during this check."""
     interfaces = {i.vm: i for i in ctx.plan.part("wireguard") if i.tunnel == check.tunnel}
     a, b = check.between
     seen: list[str] = []
     ok = True
     data: dict[str, object] = {}
+    since: dict[str, int | None] = {}
+    if check.rekey:
+        rekey = rekey_command(check.tunnel, tunnel_ip(ctx.plan.scenario, check.tunnel, b))
+        since[b], _ = _guest_time(ctx, b)
+        since[a], result = _guest_time(ctx, a, rekey)
+        data["rekey"] = {"on": a, "exit": result.exit_code}
+        if result.exit_code != 0:  # said, and judged by what the handshakes show
+            seen.append(f"{a}: `{rekey}` exited {result.exit_code}" + (f": {excerpt(result.stderr, 200)}" if result.stderr.strip() else ""))
     for me, peer in ((a, b), (b, a)):
         command = f"date +%s; {handshake_command(check.tunnel)}"
         result = ctx.sessions[me].run(command, timeout=15.0, check=False)
@@ -204,17 +274,22 @@ def run_check(ctx: CheckContext, check: WireGuardCheck) -> CheckResult:
         now = unix_time(first)
         stamp = handshakes(rest).get(public_key(interfaces[peer].key_file), 0)
         data[me] = {"peer": peer, "latest_handshake": stamp, "guest_time": now}
+        start = since.get(me)
         if result.exit_code != 0:
             ok = False
             seen.append(f"{me}: `{command}` exited {result.exit_code}: {excerpt(result.stderr or result.stdout, 200)}")
         elif stamp == 0:
             ok = False
             seen.append(f"{me}: no handshake with {peer}'s key yet")
+        elif check.rekey and (start is None or stamp < start):
+            ok = False
+            seen.append(f"{me}: no handshake with {peer} since the rekey (the latest {start - stamp} s before it)" if start is not None else f"{me}: its clock could not be read before the rekey")
         else:
             age = f"{now - stamp} s ago" if now is not None else f"at {stamp}"
-            seen.append(f"{me}: handshake with {peer} {age}")
-    detail = f"expected a completed handshake on {check.tunnel} between {a} and {b} on both sides; saw {'; '.join(seen)}"
-    return CheckResult(f"wireguard {check.tunnel}: handshake {a} ↔ {b}", "wireguard", ok, detail, data=data)
+            seen.append(f"{me}: handshake with {peer} {age}" + (" (after the rekey)" if check.rekey else ""))
+    fresh = " made during this check (after a rekey)" if check.rekey else ""
+    detail = f"expected a completed handshake{fresh} on {check.tunnel} between {a} and {b} on both sides; saw {'; '.join(seen)}"
+    return CheckResult(f"wireguard {check.tunnel}: handshake {a} ↔ {b}" + (" (rekeyed)" if check.rekey else ""), "wireguard", ok, detail, data=data)
 
 
 def judge_udp(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
@@ -238,6 +313,36 @@ def judge_no_plaintext(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
     subnet = str(ipaddress.IPv4Interface(tunnel.members[0].address).network)
     n = count_icmp_in_subnet(s.packets, subnet)
     return Judgement(n == 0, f"0 plaintext ICMP packets of tunnel subnet {subnet}", f"{n} plaintext ICMP packet(s) of {subnet}", {"plaintext_tunnel_icmp": n})
+
+
+def judge_handshake(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
+    """A handshake crossed the underlay: an initiation from one member and a response from the other,
+    each a UDP datagram of its exact size on the tunnel's port (what no ping output can stand in for)."""
+    tunnel = capture_tunnel(plan.scenario, check)
+    assert tunnel is not None and s.nic_a.ip and s.nic_b.ip  # guaranteed by model validation
+    seen = underlay_packets(s.packets, s.nic_a.ip, s.nic_b.ip, tunnel.listen_port)
+    pairs = [(x, y) for x, y in ((s.nic_a.ip, s.nic_b.ip), (s.nic_b.ip, s.nic_a.ip)) if seen.initiations.get(x) and seen.responses.get(y)]
+    initiations, responses = sum(seen.initiations.values()), sum(seen.responses.values())
+    return Judgement(
+        bool(pairs),
+        f"a WireGuard handshake on port {tunnel.listen_port} between {s.nic_a.ip} and {s.nic_b.ip}: an initiation (148 bytes) one way, a response (92 bytes) back",
+        f"{initiations} handshake initiation(s), {responses} response(s)",
+        {"wireguard_initiations": initiations, "wireguard_responses": responses},
+    )
+
+
+def judge_only_wireguard(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
+    """Between the two underlay addresses nothing but the tunnel's UDP crossed the bridge (and some of it did)."""
+    tunnel = capture_tunnel(plan.scenario, check)
+    assert tunnel is not None and s.nic_a.ip and s.nic_b.ip  # guaranteed by model validation
+    seen = underlay_packets(s.packets, s.nic_a.ip, s.nic_b.ip, tunnel.listen_port)
+    wg = sum(seen.initiations.values()) + sum(seen.responses.values()) + seen.data
+    return Judgement(
+        wg > 0 and seen.other == 0,
+        f"only UDP on port {tunnel.listen_port} between {s.nic_a.ip} and {s.nic_b.ip} (and some)",
+        f"{wg} UDP datagram(s) on port {tunnel.listen_port}, {seen.other} other IPv4 packet(s) between them",
+        {"wireguard_udp_port": wg, "underlay_other": seen.other},
+    )
 
 
 # -- rules -----------------------------------------------------------------------------
@@ -314,10 +419,13 @@ def _validate_check(r: Rules, check: WireGuardCheck, path: str) -> None:
 
 def _validate_expectation(r: Rules, cap: Any, path: str) -> None:
     if capture_tunnel(r.scenario, cap) is None:
-        tunnel_expectations = [e for e in cap.expect if e in ("wireguard-udp", "no-plaintext-tunnel")]
+        tunnel_expectations = [e for e in cap.expect if e in TUNNEL_EXPECTATIONS]
         message = f"{', '.join(tunnel_expectations)} needs a WireGuard tunnel with underlay {cap.bridge!r} joining {' and '.join(cap.between)}"
         if not any(p.field == f"{path}.expect" and p.message == message for p in r.problems):  # one problem for both expectations
             r.add(f"{path}.expect", message)
+
+
+TUNNEL_EXPECTATIONS = ("wireguard-udp", "no-plaintext-tunnel", "wireguard-handshake", "only-wireguard")
 
 
 def _overlays(scenario: Any) -> list[Overlay]:
@@ -329,7 +437,7 @@ MODEL = ModelExtension(
     ping_fields=(decl("via", str | None, spec("WireGuard tunnel whose address of the target VM to ping (e.g. wg0)", default=None, pattern=NAME, max_length=IFACE_MAX)),),
     checks=(decl("wireguard", WireGuardCheck | None, spec("assert a WireGuard handshake happened between two members", default=None)),),
     check_validators={"wireguard": _validate_check},
-    expectations=(Expectation("wireguard-udp", _validate_expectation), Expectation("no-plaintext-tunnel", _validate_expectation)),
+    expectations=tuple(Expectation(name, _validate_expectation) for name in TUNNEL_EXPECTATIONS),
     validate=_validate,
     overlays=_overlays,
     overlay_kind="WireGuard tunnel",
@@ -355,14 +463,16 @@ def explain_section(plan: Plan) -> Section | None:
 
 
 def _check_commands(plan: Plan, check: WireGuardCheck) -> list[str]:
-    return [guest_line(vm, handshake_command(check.tunnel)) for vm in check.between]
+    a, b = check.between
+    rekey = [guest_line(a, rekey_command(check.tunnel, tunnel_ip(plan.scenario, check.tunnel, b)))] if check.rekey else []
+    return rekey + [guest_line(vm, handshake_command(check.tunnel)) for vm in check.between]
 
 
 class WireGuard(Feature):
     name = "wireguard"
     model = MODEL
     check_runners = {"wireguard": run_check}
-    judges = {"wireguard-udp": judge_udp, "no-plaintext-tunnel": judge_no_plaintext}
+    judges = {"wireguard-udp": judge_udp, "no-plaintext-tunnel": judge_no_plaintext, "wireguard-handshake": judge_handshake, "only-wireguard": judge_only_wireguard}
     check_commands = {"wireguard": _check_commands}
 
     def plan(self, ctx: PlanContext) -> PlanPart | None:
