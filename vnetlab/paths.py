@@ -12,6 +12,7 @@ then the built-in scenarios.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -91,6 +92,16 @@ def resolve_scenario(ref: str, dirs: list[Path] | None = None) -> Resolved:
     return Resolved(chosen.path, f"scenario {ref!r}: using {chosen.path}" + (" (built in)" if chosen.builtin else "") + f"; also found: {others}")
 
 
+def is_exercise(path: Path) -> bool:
+    """A scenario with a top-level `exercise:` section: a lab the student completes, not a lesson."""
+    return re.search(r"^exercise:", path.read_text(errors="replace"), re.MULTILINE) is not None
+
+
 def scenario_files() -> list[Path]:
-    """The built-in scenarios."""
-    return _in(SCENARIOS_DIR)
+    """The built-in scenarios (the lessons), without the exercises."""
+    return [p for p in _in(SCENARIOS_DIR) if not is_exercise(p)]
+
+
+def exercise_files() -> list[Path]:
+    """The built-in exercises."""
+    return [p for p in _in(SCENARIOS_DIR) if is_exercise(p)]

@@ -4,17 +4,20 @@ syntax from the model, and the command line from the parser."""
 
 from __future__ import annotations
 
+import html
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from vnetlab.cli import build_parser
 from vnetlab.compose import registry
 from vnetlab.model.schema import scenario_schema
-from vnetlab.paths import scenario_files
+from vnetlab.paths import exercise_files, scenario_files
 
 ROOT = Path(__file__).resolve().parents[2]
 MKDOCS = Path(sys.executable).parent / "mkdocs"
@@ -40,6 +43,25 @@ def test_every_lesson_has_a_page_with_its_topology_and_commands(site: Path):
         assert f'src="../{path.stem}.svg"' in page and f"vnetlab plan {path.stem} --explain" in page
         assert (site / "lessons" / f"{path.stem}.svg").read_text().lstrip().startswith("<?xml")
         assert "What its checks prove" in page
+
+
+def test_every_exercise_has_a_page_without_its_solution_and_its_lesson_links_it(site: Path):
+    practised = yaml.safe_load((ROOT / "docs" / "exercises.yaml").read_text())
+    assert set(practised) == {p.stem for p in exercise_files()}
+    index = html.unescape((site / "exercises" / "index.html").read_text())
+    for path in exercise_files():
+        doc = yaml.safe_load(path.read_text())
+        page = html.unescape(re.sub(r"<[^>]+>", "", (site / "exercises" / path.stem / "index.html").read_text()))  # the text a reader sees
+        assert doc["exercise"]["title"] in page and f"vnetlab exercise start {path.stem}" in page and f'href="{path.stem}/"' in index
+        for task in doc["exercise"]["tasks"]:
+            assert task["name"] in page
+            for secret in [s.get("run") or str(s.get("answer")) for s in task["solve"]] + task.get("hints", []):
+                shown = re.sub(r"\{\{\s*(.*?)\s*\}\}", r"‹\1›", secret)  # how the page would show its templates
+                assert secret not in page and shown not in page, (path.stem, secret)  # a student may read the page: no solution, no hint
+        lesson = html.unescape((site / "lessons" / practised[path.stem] / "index.html").read_text())
+        assert f'href="../../exercises/{path.stem}/"' in lesson
+    for page in ("exercises-doing", "exercises-writing"):
+        assert (site / page / "index.html").exists()
 
 
 def test_the_syntax_page_covers_every_part_of_the_model(site: Path):
