@@ -10,8 +10,8 @@ engine must do the same way, and what this module assumes of it:
 - a value that is a single template (`listen-port: "{{ params.port }}"`) takes its field's type:
   a rendered integer is an int;
 - task texts, hints, checks and steps also see every node's variables (vnetlab.model.templates:
-  `{{ vm2.eth0.address }}`, `.ip`, `.mac`), and each VM NIC's `port`: the name of its port on
-  its switch (p1, p2, … in a switch guest; the tap on a host bridge).
+  `{{ vm2.eth0.address }}`, `.ip`, `.mac`);
+- `students-reach:` (the engine's key: nodes a student gets a terminal on) is the engine's alone.
 """
 
 from __future__ import annotations
@@ -106,17 +106,6 @@ def exercise_names() -> list[str]:
     return [p.stem for p in exercise_files()]
 
 
-def _ports(plan: Plan) -> dict[tuple[str, str], str]:
-    """(vm, nic) → its port on its switch: the switch guest's port name, else the tap."""
-    ports = {(n.vm, n.guest_name): n.tap for vm in plan.vms for n in vm.nics}
-    switches = plan.part("switch-guest", None)
-    for s in switches.switches if switches else ():
-        for p in s.ports:
-            vm, nic = p.member.split(" ")
-            ports[(vm, nic)] = p.port
-    return ports
-
-
 def _step(raw: dict, variables: dict[str, Any]) -> Step:
     done = render(raw, variables)
     return Step(done.get("node"), done.get("run"), str(done["answer"]) if "answer" in done else None)
@@ -136,9 +125,6 @@ def render_exercise(name: str, params: dict[str, Any] | None = None, lab: str | 
     scenario = parse_scenario(yaml.safe_dump({**plain, "checks": []}), f"{name}.yaml")
     plan = make_plan(scenario, lab or name, PlanOptions())
     variables = plan_variables(plan)
-    for (vm, nic), port in _ports(plan).items():
-        if vm in variables:  # the scenario's VMs (a switch guest's own NICs are not named by templates)
-            variables[vm][nic]["port"] = port
     variables["params"] = params
     plain["checks"] = render(checks, variables)
     tasks = []
