@@ -55,7 +55,8 @@ def test_every_exercise_has_a_page_without_its_solution_and_its_lesson_links_it(
         assert doc["exercise"]["title"] in page and f"vnetlab exercise start {path.stem}" in page and f'href="{path.stem}/"' in index
         for task in doc["exercise"]["tasks"]:
             assert task["name"] in page
-            for secret in [s.get("run") or str(s.get("answer")) for s in task["solve"]] + task.get("hints", []):
+            answers = [str(s["answer"]) for s in task["solve"] if "answer" in s and str(s["answer"]) not in task["text"]]  # not the choices a text offers
+            for secret in [s["run"] for s in task["solve"] if "run" in s] + answers + task.get("hints", []):
                 shown = re.sub(r"\{\{\s*(.*?)\s*\}\}", r"‹\1›", secret)  # how the page would show its templates
                 assert secret not in page and shown not in page, (path.stem, secret)  # a student may read the page: no solution, no hint
         lesson = html.unescape((site / "lessons" / practised[path.stem] / "index.html").read_text())
