@@ -1,12 +1,14 @@
-"""Exercises on real guests: every shipped exercise proven (`exercise test`), two students' labs
-worked, submitted and graded (different params, their points, an edited bundle flagged), a faked
-ping graded ✗ on the wire, `check` waiting for the lab's lock, Ctrl-C leaving the state as it was,
-`judge` on an exercise's run, and `reset`."""
+"""Exercises on real guests: every shipped exercise proven (`exercise test`) and its expected answers
+confirmed on the live lab, two students' labs worked, submitted and graded (different params, their
+points, an edited bundle flagged, another task's answer never shown), a faked ping graded ✗ on the
+wire, `check` waiting for the lab's lock, Ctrl-C leaving the state as it was, `judge` on an
+exercise's run, and `reset`."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,8 +18,11 @@ from pathlib import Path
 import pytest
 from labtools import ENV, VNETLAB, LineWatcher, leftovers, vnetlab
 
-from vnetlab.compose import load_scenario
-from vnetlab.paths import Layout, SCENARIOS_DIR, scenario_files
+from vnetlab.compose import load_scenario, registry
+from vnetlab.exercise.lab import ExerciseLab
+from vnetlab.model.templates import render
+from vnetlab.paths import Layout, SCENARIOS_DIR, exercise_files
+from vnetlab.plan.variables import plan_variables
 from vnetlab.run.lab import lab_lock
 
 pytestmark = pytest.mark.e2e
@@ -26,15 +31,42 @@ EXERCISE = SCENARIOS_DIR / "ex-two-vm-ping.yaml"
 
 
 def shipped_exercises() -> list[str]:
-    return [p.stem for p in scenario_files() if load_scenario(p).exercise is not None]
+    return [p.stem for p in exercise_files()]
+
+
+def run_in(lab: str, node: str, command: str) -> str:
+    done = vnetlab("exec", lab, node, "--", command)
+    assert done.returncode == 0, f"{command} on {node}: {done.stdout}{done.stderr}"
+    return done.stdout.strip()
+
+
+def confirm_answers(name: str, lab: str) -> None:
+    """The answers the exercise expects are what the live lab shows (read once every task is solved)."""
+    plan = ExerciseLab(lab, registry()).plan()
+    variables = plan_variables(plan)
+    expected = [render(c.answer.expect, variables) for t in plan.scenario.exercise.tasks for c in t.checks if c.answer is not None]
+    if name == "ex-two-vm-ping":  # the MAC that answered vm1's ARP: vm2's eth0, as the guest has it
+        assert expected == [run_in(lab, "vm2", "cat /sys/class/net/eth0/address")]
+    elif name == "ex-bridge-by-hand":  # the port sw-br0's bridge learnt vm2's MAC on
+        mac = run_in(lab, "vm2", "cat /sys/class/net/eth0/address")
+        assert f"{mac} dev {expected[0]} master br0" in run_in(lab, "sw-br0", "bridge fdb show br br0"), expected
+    elif name == "ex-mtu-trouble":  # the NIC the answer names is the one the solution set to its segment's MTU
+        mtu = plan.scenario.param_values["mtu"]
+        assert re.fullmatch(expected[0], "router eth1") and int(run_in(lab, "router", "cat /sys/class/net/eth1/mtu")) == mtu
+        assert int(run_in(lab, "small1", "cat /sys/class/net/eth0/mtu")) == mtu
+    else:
+        assert expected == [], f"no way to confirm {name}'s answers on the live lab"
 
 
 @pytest.mark.parametrize("name", shipped_exercises())
 def test_every_shipped_exercise_is_proven(tmp_path, name, lab_name):
-    """Each task fails after setup and passes after its solution; at the end all pass. (make test runs this for every exercise shipped.)"""
+    """Each task fails after setup and passes after its solution; at the end all pass, and the expected
+    answers are the live lab's. (make test runs this for every exercise shipped.)"""
     junit = tmp_path / "junit.xml"
-    result = vnetlab("exercise", "test", name, "--name", lab_name, "--junit", str(junit), timeout=1800)
+    result = vnetlab("exercise", "test", name, "--name", lab_name, "--junit", str(junit), "--keep", timeout=1800)  # the fixture takes it down
+    print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
+    confirm_answers(name, lab_name)
     tasks = load_scenario(SCENARIOS_DIR / f"{name}.yaml").exercise.tasks
     cases = ET.parse(junit).getroot().findall(".//testcase")
     assert len(cases) == 2 * len(tasks) + 1 and not ET.parse(junit).getroot().findall(".//failure")
@@ -73,13 +105,20 @@ def work(lab: str, student: str, tmp_path: Path, *, hint: bool) -> tuple[Path, d
     assert vnetlab("exec", lab, "vm2", "--", f"ip addr add {address} dev eth0").returncode == 0
     done = exercise("check", lab, "1")
     assert done.returncode == 0 and f"passed — {2 - 0.5 * hint:g} point(s)" in done.stdout, done.stdout
+    mac = mac_of(lab, "vm2")  # task 2's answer: the capture's detail would name it
+    assert "‹hidden: an answer›" in done.stdout and mac not in done.stdout.lower(), done.stdout
+    state = (Layout().lab_dir(lab) / "exercise.json").read_text()
+    assert mac not in state.lower() and mac in vnetlab("judge", str(Path(json.loads(state)["tasks"][0]["run"]).parent), "--format", "json").stdout.lower()  # the teacher's judge shows it
     assert exercise("answer", lab, "whose MAC", "52:54:00:00:00:01").returncode == 1
-    right = exercise("answer", lab, "2", mac_of(lab, "vm2").upper())
+    right = exercise("answer", lab, "2", mac.upper())
     assert right.returncode == 0 and "right" in right.stdout, right.stdout
     status = json.loads(exercise("status", lab, "--json").stdout)
     submitted = exercise("submit", lab, "--out", str(tmp_path / "bundles"))
     assert submitted.returncode == 0, submitted.stderr
-    return Path(submitted.stdout.strip()), status
+    bundle = Path(submitted.stdout.strip())
+    claims = json.loads((bundle / "result.json").read_text())
+    assert mac not in json.dumps(claims["tasks"][0]["checks"]).lower() and claims["tasks"][1]["answer"]["value"] == mac.upper()  # hidden but in the answer typed
+    return bundle, status
 
 
 def test_two_students_work_submit_and_are_graded(tmp_path):
