@@ -198,6 +198,11 @@ def handshake_command(tunnel: str) -> str:
     return f"wg show {tunnel} latest-handshakes"
 
 
+def handshake_probe(tunnel: str) -> str:
+    """What a check runs on each member: the guest's clock, then its handshakes (an age needs both)."""
+    return f"date +%s; {handshake_command(tunnel)}"
+
+
 def rekey_command(tunnel: str, peer_ip: str) -> str:
     """Drop the interface's sessions (down and up keeps its keys, peers, port and addresses) and
     send one packet through it, which starts a new handshake at once."""
@@ -219,7 +224,7 @@ def collect_check(ctx: CheckContext, check: WireGuardCheck) -> Evidence:
     elif ctx.wire:
         data["probe"] = output_evidence(ctx.sessions[a].run(shlex.join(ping_argv(1, peer)), timeout=15.0, check=False))
     for me in (a, b):
-        data[me] = output_evidence(ctx.sessions[me].run(f"date +%s; {handshake_command(check.tunnel)}", timeout=15.0, check=False))
+        data[me] = output_evidence(ctx.sessions[me].run(handshake_probe(check.tunnel), timeout=15.0, check=False))
     return Evidence(data, guests=(a, b))
 
 
@@ -234,8 +239,10 @@ def _rekeyed_since(plan: Plan, check: WireGuardCheck, evidence: Evidence) -> tup
 
 
 def judge_check(plan: Plan, check: WireGuardCheck, evidence: Evidence) -> CheckResult:
-    """Both members must report a completed handshake with each other (read from the kernel via `wg show`);
-    with rekey, one no older than the check."""
+    """Both members must report a completed handshake with each other (read from the kernel via
+    `wg show`): each one's output names the other's public key with a handshake time (0: never);
+    with rekey, one no older than the check. The command named in the detail is the plan's, not
+    the evidence's word."""
     a, b = check.between
     keys = evidence.data["keys"]
     since, seen = _rekeyed_since(plan, check, evidence) if check.rekey else ({}, [])
@@ -250,7 +257,7 @@ def judge_check(plan: Plan, check: WireGuardCheck, evidence: Evidence) -> CheckR
         start = since.get(me)
         if result.exit_code != 0:
             ok = False
-            seen.append(f"{me}: `{result.command}` exited {result.exit_code}: {excerpt(result.stderr or result.stdout, 200)}")
+            seen.append(f"{me}: `{handshake_probe(check.tunnel)}` exited {result.exit_code}: {excerpt(result.stderr or result.stdout, 200)}")
         elif stamp == 0:
             ok = False
             seen.append(f"{me}: no handshake with {peer}'s key yet")
