@@ -28,7 +28,7 @@ from vnetlab.backends import netns
 from vnetlab.backends.ssh import CappedOutput, CommandResult, GuestSSH
 from vnetlab.plan.planner import Plan, PlannedNic, PlannedNode
 from vnetlab.model.scenario import split_link
-from vnetlab.model.validate import rendered, target_interface
+from vnetlab.model.validate import nic_addresses, rendered, target_interface
 from vnetlab.printable import printable, printable_data
 
 if TYPE_CHECKING:
@@ -154,9 +154,19 @@ class CheckKind:
         return self.judge(ctx.plan, spec, self.collect(ctx, spec)).shown()
 
 
+def nic_cidrs(plan: Plan, vm_name: str) -> list[tuple[PlannedNic, list[str]]]:
+    """Each data NIC of a VM with every address (with prefix) its traffic may carry: its own, and its
+    sub-interfaces' (a trunk's VLANs). A guest a feature adds (a switch guest) has its NICs' own."""
+    declared = next((v for v in plan.scenario.vms if v.name == vm_name), None)
+    nics = plan.vm(vm_name).nics
+    if declared is None:
+        return [(n, [n.cidr] if n.cidr else []) for n in nics]
+    return [(n, nic_addresses(plan.scenario, d)) for n, d in zip(nics, declared.nics)]
+
+
 def node_ips(plan: Plan, name: str) -> set[str]:
-    """Every IPv4 address a node has on the lab's segments (a ping may name its target by address)."""
-    ips = {n.ip for vm in plan.vms if vm.name == name for n in vm.nics if n.ip}
+    """Every IPv4 address a node has on the lab's segments, sub-interfaces included (a ping may name its target by address)."""
+    ips = {c.split("/")[0] for vm in plan.vms if vm.name == name for _, cidrs in nic_cidrs(plan, name) for c in cidrs}
     return ips | {n.ip for n in plan.nodes if n.name == name}
 
 

@@ -2,7 +2,9 @@
 
 Every node by name (VMs and the features' nodes), and `nodes[...]` for names with a dash, has
 `.ip` (its first data address, no prefix) and, per interface, `.<nic>.ip`, `.<nic>.address`
-(with prefix) and `.<nic>.mac`; `bridges[...]` has `.subnet` and `.gateway`. An undefined name
+(with prefix), `.<nic>.mac` and `.<nic>.port` (the switch port it is plugged into: its port's name
+in a switch guest, else the host end, a tap or a veth, that is its bridge's port); `bridges[...]`
+has `.subnet` and `.gateway`. An undefined name
 is an error (StrictUndefined), reported by the model with the line of the template.
 
 Templates come with scenarios and are rendered by root while the scenario is checked: they
@@ -23,31 +25,36 @@ from vnetlab.model.sandbox import TooBig
 from vnetlab.model.scenario import feature_nodes
 
 MAC_UNKNOWN = "00:00:00:00:00:00"  # the model validates templates before MACs are planned
+PORT_UNKNOWN = "port"  # nor are ports known then (where a bridge runs is decided by the plan)
 
 
 class TemplateError(ValueError):
     pass
 
 
-def node_variables(nics: Iterable[tuple[str, str | None, str]]) -> dict[str, Any]:
-    """One node: (interface, address with prefix or None, MAC) per interface, in order."""
+def node_variables(nics: Iterable[tuple[str, str | None, str, str]]) -> dict[str, Any]:
+    """One node: (interface, address with prefix or None, MAC, switch port) per interface, in order."""
     out: dict[str, Any] = {}
-    for name, cidr, mac in nics:
-        out[name] = {"ip": cidr.split("/")[0] if cidr else None, "address": cidr, "mac": mac}
+    for name, cidr, mac, port in nics:
+        out[name] = {"ip": cidr.split("/")[0] if cidr else None, "address": cidr, "mac": mac, "port": port}
         if "ip" not in out and cidr:
             out["ip"] = cidr.split("/")[0]
     out.setdefault("ip", None)
     return out
 
 
-def scenario_variables(scenario: Any, macs: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
-    """The variables of a scenario; `macs` ((node, interface) → MAC) once the plan has them."""
-    macs = macs or {}
+def scenario_variables(scenario: Any, macs: Mapping[tuple[str, str], str] | None = None, ports: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
+    """The variables of a scenario; `macs` and `ports` ((node, interface) → MAC, switch port) once the plan has them."""
+    macs, ports = macs or {}, ports or {}
+
+    def nic(node: str, iface: str, cidr: str | None) -> tuple[str, str | None, str, str]:
+        return iface, cidr, macs.get((node, iface), MAC_UNKNOWN), ports.get((node, iface), PORT_UNKNOWN)
+
     nodes_: dict[str, Any] = {}
     for vm in scenario.vms:
-        nodes_[vm.name] = node_variables((vm.nic_name(j), nic.address, macs.get((vm.name, vm.nic_name(j)), MAC_UNKNOWN)) for j, nic in enumerate(vm.nics))
+        nodes_[vm.name] = node_variables(nic(vm.name, vm.nic_name(j), n.address) for j, n in enumerate(vm.nics))
     for node in feature_nodes(scenario):
-        nodes_[node.name] = node_variables((iface, cidr, macs.get((node.name, iface), MAC_UNKNOWN)) for iface, cidr in node.nics)
+        nodes_[node.name] = node_variables(nic(node.name, iface, cidr) for iface, cidr in node.nics)
     bridges = {b.name: {"subnet": b.subnet, "gateway": getattr(b, "gateway", None)} for b in scenario.bridges}
     return {**nodes_, "nodes": nodes_, "bridges": bridges, "params": dict(scenario.param_values)}
 

@@ -72,6 +72,13 @@ def node_interfaces(scenario: Any, name: str) -> list[tuple[str, ipaddress.IPv4I
     return [(seg, iface) for seg, text in pairs if text and (iface := interface(text)) is not None]
 
 
+def nic_addresses(scenario: Any, nic: Any) -> list[str]:
+    """Every address (with prefix) a VM's NIC carries: its own, and those of sub-interfaces a feature
+    makes on it (a trunk's VLANs): what leaves the guest through that NIC may come from any of them."""
+    own = [nic.address] if nic.address else []
+    return own + [a for e in scenario.model.extensions if e.nic_addresses for a in e.nic_addresses(nic)]
+
+
 def route_to(scenario: Any, source: str, target: str) -> ipaddress.IPv4Interface | None:
     """The address of target that source reaches: on a shared segment, or by a route a feature adds (NAT)."""
     theirs = node_interfaces(scenario, target)
