@@ -143,7 +143,7 @@ def vnetlab_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     ref = str(marker.args[0])
     name = marker.kwargs.get("name") or unique_lab_name(load(ref, model)[1].name)
     runner = LabRunner(
-        Options(lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0))),
+        Options(lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0)), cold=bool(marker.kwargs.get("cold", False))),
         Progress(quiet=True),
         model,
     )
