@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -294,14 +295,12 @@ def _reported(runner, args, out: Console, command: Callable[[], int]) -> int:
 
 
 def cmd_run(args, out: Console, err: Console, *, check: bool = True) -> int:
-    from vnetlab.run.lab import Outcome
-
     runner = _runner(args, err)
 
     def run() -> int:
         outcome = runner.run(args.scenario, keep=args.keep if check else True, check=check)
-        if not check:  # `up`: no checks ran, so nothing failed
-            _finish(runner, Outcome(outcome.scenario, outcome.lab, outcome.accel, artifacts=outcome.artifacts, kept=True), args, out)
+        if not check:  # `up`: no checks ran, so nothing failed; how each guest came up is reported
+            _finish(runner, dataclasses.replace(outcome, checks=[], kept=True), args, out)
             return EXIT_OK
         return _finish(runner, outcome, args, out)
 

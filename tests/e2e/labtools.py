@@ -183,8 +183,10 @@ def _processes_whose_cmdline_has(needle: bytes) -> list[int]:
 
 
 def qemu_pids_of(lab: str) -> list[int]:
-    """qemu processes of this lab's domains (libvirt names them in `-name guest=`)."""
-    return [pid for pid in _processes_whose_cmdline_has(f"guest=vnl-{lab}-".encode()) if b"qemu-system" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    """qemu processes of this lab's domains (libvirt names them in `-name guest=`): its guests'
+    (vnl-LAB-VM) and those of the warm images it made (vnl-LAB.warmN)."""
+    pids = _processes_whose_cmdline_has(f"guest=vnl-{lab}-".encode()) + _processes_whose_cmdline_has(f"guest=vnl-{lab}.warm".encode())
+    return [pid for pid in pids if b"qemu-system" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 def ovs_daemons_of(lab: str) -> list[int]:

@@ -197,17 +197,25 @@ def test_the_warm_command_line_drops_the_identity_and_keeps_the_rest():
     assert warm_cmdline("") == ""  # a guest booted by its own bootloader has none
 
 
-def _shell(script: str) -> str:
-    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+# The shells that run boot.sh: busybox's ash in the initramfs (tiny guests, and every booted
+# guest's first steps), bash on the debian disk (a restored debian guest's identity steps).
+SHELLS = {"busybox ash": ["busybox", "sh", "-c"], "bash": ["bash", "-c"]}
 
 
-def test_the_identity_words_are_what_the_guests_init_reads(tmp_path):
+def _shell(script: str, shell: str = "busybox ash") -> str:
+    if shutil.which(SHELLS[shell][0]) is None:
+        pytest.skip(f"{SHELLS[shell][0]} is not installed on this host")
+    return subprocess.run([*SHELLS[shell], script], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_identity_words_are_what_the_guests_init_reads(tmp_path, shell):
     words = identity_words("vm1", "52:54:00:28:70:2A", "172.30.255.2/24", [("52:54:00:76:cc:f4", "eth0"), ("52:54:00:76:cc:f5", "lan1")])
     assert words == ("vnl.host=vm1 vnl.mgmt=52:54:00:28:70:2a,172.30.255.2/24 vnl.nics=52:54:00:76:cc:f4:eth0,52:54:00:76:cc:f5:lan1 "
                      "vnl.macs=52:54:00:ff:ff:00>52:54:00:28:70:2a,52:54:00:ff:ff:01>52:54:00:76:cc:f4,52:54:00:ff:ff:02>52:54:00:76:cc:f5\n")
     identity = tmp_path / "identity"
     identity.write_text(words)
-    read = _shell(f". {RECIPE_DIR / 'guest/lib/vnetlab/boot.sh'}; read_command_line {identity}; echo \"$host|$mgmt|$nics|$macs\"")
+    read = _shell(f". {RECIPE_DIR / 'guest/lib/vnetlab/boot.sh'}; read_command_line {identity}; echo \"$host|$mgmt|$nics|$macs\"", shell)
     assert read.strip() == ("vm1|52:54:00:28:70:2a,172.30.255.2/24|52:54:00:76:cc:f4:eth0 52:54:00:76:cc:f5:lan1|"
                             "52:54:00:ff:ff:00>52:54:00:28:70:2a 52:54:00:ff:ff:01>52:54:00:76:cc:f4 52:54:00:ff:ff:02>52:54:00:76:cc:f5")
     with pytest.raises(ValueError, match="invalid guest hostname"):
@@ -245,3 +253,54 @@ def test_both_guests_tars_unpack_the_identity_silently(tmp_path, tar):
     assert (done.returncode, done.stderr) == (0, "")
     assert (root / "root/.ssh/authorized_keys").read_bytes() == b"ssh-ed25519 AAAA lab\n"
     assert (root / "root/.ssh").stat().st_mode & 0o777 == 0o700
+
+
+def _nics(tmp_path: Path, macs: dict[str, str]) -> Path:
+    net = tmp_path / "net"
+    for name, mac in macs.items():
+        (net / name).mkdir(parents=True)
+        (net / name / "address").write_text(mac + "\n")
+    return net
+
+
+# ip as a shell function (busybox's ash runs its own applets before anything on PATH): logs its commands.
+FAKE_IP = 'ip() { if [ "$1" = -batch ]; then cat >> "$IP_LOG"; else echo "$*" >> "$IP_LOG"; fi; }; '
+
+
+@pytest.mark.parametrize("shell, batch", [("busybox ash", False), ("bash", True)], ids=["tiny: busybox ip, one by one", "debian: iproute2's ip -batch"])
+def test_a_restored_guest_gives_each_nic_its_own_mac_before_naming_it_and_bringing_mgmt0_up(tmp_path, shell, batch):
+    """boot.sh's name_nics, with the identity a restored guest reads: the warm image's NICs (found by
+    the warm MACs) take the guest's MACs and names in the commands that rename them; a booted guest's
+    NICs are only renamed."""
+    net = _nics(tmp_path, {"eth0": warm_mac(0), "eth1": warm_mac(1), "eth2": warm_mac(2)})
+    identity = tmp_path / "identity"
+    identity.write_text(identity_words("r1", "52:54:00:00:00:0a", "10.0.0.2/24", [("52:54:00:00:00:0b", "eth0"), ("52:54:00:00:00:0c", "lan")]))
+    log = tmp_path / "ip.log"
+    _shell(
+        f"export IP_LOG={log}; . {RECIPE_DIR / 'guest/lib/vnetlab/boot.sh'}; {FAKE_IP}sys_net={net}; "
+        f"{'ip_batch=yes; ' if batch else ''}read_command_line {identity}; name_nics",
+        shell,
+    )
+    assert log.read_text().splitlines() == [
+        "link set dev eth0 address 52:54:00:00:00:0a name vnltmp0",
+        "link set dev eth1 address 52:54:00:00:00:0b name vnltmp1",
+        "link set dev eth2 address 52:54:00:00:00:0c name vnltmp2",
+        "link set dev vnltmp0 name mgmt0",
+        "link set dev vnltmp1 name eth0",
+        "link set dev vnltmp2 name lan",
+        "link set lo up",
+        "addr add 10.0.0.2/24 dev mgmt0",
+        "link set mgmt0 up",
+    ]
+
+
+def test_a_booted_guests_nics_are_only_renamed(tmp_path):
+    net = _nics(tmp_path, {"eth0": "52:54:00:00:00:0b", "eth1": "52:54:00:00:00:0a"})
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text("console=ttyS0 vnl.host=vm1 vnl.mgmt=52:54:00:00:00:0a,10.0.0.2/24 vnl.nics=52:54:00:00:00:0b:eth0\n")
+    log = tmp_path / "ip.log"
+    _shell(f"export IP_LOG={log}; . {RECIPE_DIR / 'guest/lib/vnetlab/boot.sh'}; {FAKE_IP}sys_net={net}; read_command_line {cmdline}; name_nics")
+    assert log.read_text().splitlines() == [
+        "link set dev eth1 name vnltmp0", "link set dev eth0 name vnltmp1", "link set dev vnltmp0 name mgmt0", "link set dev vnltmp1 name eth0",
+        "link set lo up", "addr add 10.0.0.2/24 dev mgmt0", "link set mgmt0 up",
+    ]

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
+import subprocess
 import tarfile
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import libvirt
 
 from vnetlab.backends import image_cache
 from vnetlab.backends.image import kernel_cmdline
@@ -47,8 +51,25 @@ _DOMAIN_PARTS_NOT_RESTORED = ("title", "metadata", "uuid", "genid")
 _UNSUPPORTED_DEVICES = ("filesystem", "hostdev", "channel", "redirdev", "smartcard", "shmem")
 
 
+EMULATOR = "/usr/bin/qemu-system-x86_64"  # the domains' <emulator> (templates/domain.xml.j2)
+
+
 class WarmError(VnetlabError):
     pass
+
+
+def host_versions() -> str:
+    """What a warm image is only good for: the QEMU and libvirt that saved it (a new QEMU may not
+    restore an older one's stream, and its machine type or devices may differ)."""
+    try:
+        done = subprocess.run([EMULATOR, "--version"], capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise WarmError(f"cannot read QEMU's version from {EMULATOR} --version: {exc}") from None
+    qemu = re.search(r"version (\d+\.\d+\.\d+)", done.stdout)
+    if qemu is None:
+        raise WarmError(f"cannot read QEMU's version in {done.stdout.strip()!r}")
+    version = libvirt.getVersion()
+    return f"qemu {qemu[1]}, libvirt {version // 1_000_000}.{version // 1000 % 1000}.{version % 1000}"
 
 
 @dataclass(frozen=True)

@@ -363,7 +363,7 @@ class LabRunner:
                 return domain_running(connections, plan, vm)
 
             stop = threading.Event()
-            keys = {} if self.options.cold else warm_keys(plan, connections.get(), self.progress.detail)
+            keys = {} if self.options.cold else warm_keys(plan, self.progress.detail)
             apply_network(plan, state, connections, image, self.progress, restored=keys)
             try:
                 images = ensure_warm_images(plan, state, connections.get(), keys, self.options.layout.images, self.progress) if keys else {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import fcntl
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ from vnetlab.backends.image import GUEST_FAILED_MARKER
 from vnetlab.backends.image_kinds import FILE
 from vnetlab.backends.warm_image import (
     DISK_FILE, IDENTITY_SIZE, KIND, SAVE_FILE, SEED_FILE, WARM_MARKER, HostSide, WarmError, WarmImage, cached,
-    restore_xml, warm_domain_xml, warm_key, warm_mac,
+    host_versions, restore_xml, warm_domain_xml, warm_key, warm_mac,
 )
 from vnetlab.errors import VnetlabError
 from vnetlab.plan.planner import METADATA_NS, Plan, PlannedVM, tap_prefix
@@ -58,16 +59,9 @@ def cold_reason(vm: PlannedVM) -> str | None:
     return None
 
 
-def versions(conn: libvirt.virConnect) -> str:
-    """What a warm image is only good for: the QEMU and libvirt that saved it."""
-    qemu = hv.bounded("reading QEMU's version", conn.getVersion)
-    library = hv.bounded("reading libvirt's version", conn.getLibVersion)
-    return f"qemu {qemu // 1_000_000}.{qemu // 1000 % 1000}.{qemu % 1000}, libvirt {library // 1_000_000}.{library // 1000 % 1000}.{library % 1000}"
-
-
-def warm_keys(plan: Plan, conn: libvirt.virConnect, say: Callable[[str], None]) -> dict[str, str]:
+def warm_keys(plan: Plan, say: Callable[[str], None]) -> dict[str, str]:
     """VM → the key of the warm image it restores from, for every guest that can be restored."""
-    found = versions(conn)
+    found = host_versions()
     keys = {}
     for vm in plan.vms:
         reason = cold_reason(vm)
@@ -169,11 +163,14 @@ def ensure_warm_images(
     return {vm: found[key] for vm, key in keys.items()}
 
 
+LOCK_DIR = Path("/run/vnetlab/locks")  # beside the labs' locks (run/lab.py): gone with a reboot, never in the image cache
+
+
 @contextmanager
-def _key_lock(cache: Path, key: str) -> Iterator[None]:
+def _key_lock(key: str) -> Iterator[None]:
     """One maker of a warm image at a time: a second lab waits, then finds it made."""
-    cache.mkdir(parents=True, exist_ok=True)
-    fd = os.open(cache / f".{KIND}-{key}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    LOCK_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(LOCK_DIR / f"{KIND}-{key}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -186,7 +183,7 @@ def make_warm_image(
     taps: tuple[str, ...], progress: Progress,
 ) -> WarmImage:
     """Boot a guest like `vm` with no identity until it says VNETLAB-WARM, let it settle, save it."""
-    with _key_lock(cache, key):
+    with _key_lock(key):
         image = cached(cache, key)
         if image is not None:
             return image
@@ -227,7 +224,7 @@ def make_warm_image(
             zeros.unlink()
             info = {
                 "image": vm.image.label(), "base": vm.boot.disk.parent.name if vm.boot and vm.boot.disk else (vm.boot.kernel.parent.name if vm.boot and vm.boot.kernel else ""),
-                "memory_mib": vm.memory, "vcpus": vm.vcpus, "nics": len(taps), "domain_type": plan.domain_type, "versions": versions(conn),
+                "memory_mib": vm.memory, "vcpus": vm.vcpus, "nics": len(taps), "domain_type": plan.domain_type, "versions": host_versions(),
                 "boot_seconds": round(booted - started, 1), "save_seconds": round(saved - booted - WARM_SETTLE, 2),
                 "seconds": round(saved - started, 1), "save_mib": round((build / SAVE_FILE).stat().st_size / 2**20, 1),
             }
@@ -242,7 +239,7 @@ def _wait_for_warm_marker(name: str, console: Path, running: Callable[[], bool])
     next_check = 0.0
     while True:
         text = follower.new_text()
-        if any(line.rstrip("\r") == WARM_MARKER for line in text.splitlines()):
+        if re.search(rf"{WARM_MARKER}\r*\n", text):  # not always at a line's start: a shell prompt may come first
             return
         if GUEST_FAILED_MARKER in text:
             raise WarmStartError(f"the guest of a warm image ({name}) failed. Last console lines:\n{console_tail(console)}")

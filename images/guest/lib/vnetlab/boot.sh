@@ -12,6 +12,7 @@ export PATH=/sbin:/usr/sbin:/bin:/usr/bin
 # The fw_cfg file qemu passes each guest: its keys (a cpio, booted guests) or its identity (a tar
 # of a fixed size, restored guests).
 secrets=/sys/firmware/qemu_fw_cfg/by_name/opt/vnetlab/secrets/raw
+sys_net=${sys_net:-/sys/class/net}  # the NICs (another folder only in vnetlab's tests)
 
 fail() {
 	echo "VNETLAB-FAILED host=${host:-?} reason=$*" > /dev/ttyS0
@@ -35,15 +36,18 @@ unpack_secrets() {
 }
 
 # The vnl.* words of the kernel command line, or of the file $1 (a restored guest's identity).
+# No command is run for it (each fork and exec costs 10 ms or more under TCG, and much more in a
+# restored guest, whose emulator translates again the code it runs).
 read_command_line() {
 	words=${1:-/proc/cmdline}
+	read -r line < "$words" || [ -n "$line" ] || fail "cannot read $words"
 	set -f
-	for arg in $(cat "$words"); do
+	for arg in $line; do
 		case "$arg" in
 			vnl.host=*) host=${arg#vnl.host=} ;;
 			vnl.mgmt=*) mgmt=${arg#vnl.mgmt=} ;;
-			vnl.nics=*) nics=$(echo "${arg#vnl.nics=}" | tr , ' ') ;;
-			vnl.macs=*) macs=$(echo "${arg#vnl.macs=}" | tr , ' ') ;;
+			vnl.nics=*) split_commas "${arg#vnl.nics=}"; nics=$list ;;
+			vnl.macs=*) split_commas "${arg#vnl.macs=}"; macs=$list ;;
 		esac
 	done
 	set +f
@@ -51,8 +55,18 @@ read_command_line() {
 	[ -n "$mgmt" ] || fail "no vnl.mgmt= in $words"
 }
 
+# $list: the comma-separated $1, separated by spaces (with set -f on: no word is a pattern).
+split_commas() {
+	saved_ifs=$IFS
+	IFS=,
+	set -- $1
+	IFS=$saved_ifs
+	list="$*"
+}
+
 warm_boot() {
-	case " $(cat /proc/cmdline) " in *" vnl.warm "*) return 0 ;; esac
+	read -r line < /proc/cmdline
+	case " $line " in *" vnl.warm "*) return 0 ;; esac
 	return 1
 }
 
@@ -61,7 +75,7 @@ warm_boot() {
 find_nic() {
 	tries=0
 	while [ $tries -lt 100 ]; do
-		for dev in /sys/class/net/*; do
+		for dev in "$sys_net"/*; do
 			read -r address < "$dev/address"
 			[ "$address" = "$1" ] && { nic=${dev##*/}; return 0; }
 		done
@@ -117,29 +131,49 @@ set_up_network() {
 	name_nics
 }
 
-# A restored guest first gives each NIC its own MAC (they are down: no frame ever left with the
-# warm image's), then all guests name them by MAC and address mgmt0.
+# The NICs named by MAC, mgmt0 addressed and up; a restored guest's NICs first take their MACs
+# from the warm image's (they are down: no frame ever left with a warm image's MAC). Renamed in
+# two passes, so a wanted name that the kernel gave to another of our NICs (e.g. data NIC "eth0"
+# while the management NIC is eth0) is free in pass two. The ip commands run one by one
+# (busybox), or all in one run with $ip_batch set (iproute2's ip -batch: one exec).
 name_nics() {
-	for pair in $macs; do
-		find_nic "${pair%>*}" || fail "no NIC with the warm image's MAC ${pair%>*}"
-		ip link set dev "$nic" address "${pair#*>}" || fail "cannot give $nic its MAC ${pair#*>}"
-	done
-	# Rename by MAC in two passes, so a wanted name that the kernel gave to another of
-	# our NICs (e.g. data NIC "eth0" while the management NIC is eth0) is free in pass two.
 	wanted="${mgmt%%,*}:mgmt0 $nics"
+	commands=""
 	i=0
 	for entry in $wanted; do
-		find_nic "${entry%:*}" || fail "no NIC with MAC ${entry%:*}"
-		ip link set dev "$nic" name "vnltmp$i" || fail "cannot rename $nic"
+		mac=${entry%:*}
+		from=$mac
+		for pair in $macs; do
+			[ "${pair#*>}" = "$mac" ] && from=${pair%>*}
+		done
+		find_nic "$from" || fail "no NIC with MAC $from"
+		if [ "$from" = "$mac" ]; then
+			commands="${commands}link set dev $nic name vnltmp$i
+"
+		else
+			commands="${commands}link set dev $nic address $mac name vnltmp$i
+"
+		fi
 		i=$((i + 1))
 	done
 	i=0
 	for entry in $wanted; do
-		ip link set dev "vnltmp$i" name "${entry##*:}" || fail "cannot name a NIC ${entry##*:}"
+		commands="${commands}link set dev vnltmp$i name ${entry##*:}
+"
 		i=$((i + 1))
 	done
-
-	ip link set lo up
-	ip addr add "${mgmt#*,}" dev mgmt0 || fail "cannot add ${mgmt#*,} to mgmt0"
-	ip link set mgmt0 up || fail "cannot bring mgmt0 up"
+	commands="${commands}link set lo up
+addr add ${mgmt#*,} dev mgmt0
+link set mgmt0 up"
+	if [ -n "$ip_batch" ]; then
+		printf '%s\n' "$commands" | ip -batch - || fail "cannot set up the NICs (ip -batch)"
+		return
+	fi
+	set -f
+	while read -r command; do
+		[ -z "$command" ] || ip $command || fail "ip $command failed"
+	done <<EOF
+$commands
+EOF
+	set +f
 }
