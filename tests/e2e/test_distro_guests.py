@@ -45,7 +45,11 @@ def test_a_tiny_and_a_debian_guest_with_an_extra_package_share_a_lab(tmp_path, l
     assert leftovers(lab_name) == []
 
 
-def test_a_users_cloud_image_boots_by_its_own_bootloader_and_cloud_init(tmp_path, lab_name):
+@pytest.mark.parametrize("start", ["cold", "warm"])
+def test_a_users_cloud_image_boots_by_its_own_bootloader_and_cloud_init(tmp_path, lab_name, start):
+    """cold: booted by its bootloader, configured by cloud-init, ready when SSH answers with the
+    pinned key and cloud-init is done; warm: restored from a warm image of it (booted that way once),
+    ready when its warm start's agent says so, with its own name and keys."""
     image = ensure_cloud_image()
     before = os.stat(image)
     scenario = tmp_path / "cloud.yaml"
@@ -62,12 +66,16 @@ def test_a_users_cloud_image_boots_by_its_own_bootloader_and_cloud_init(tmp_path
         "  - command: {name: cloud-init named the guest and is done, node: cloud1, run: 'hostname; cloud-init status', expect: {stdout: 'cloud1\\nstatus: done'}}\n"
         "  - capture: {bridge: br0, between: [tiny1, cloud1], expect: [arp, icmp-echo]}\n"
     )
-    result, report = run_report(tmp_path, str(scenario), lab_name)
+    result, report = run_report(tmp_path, str(scenario), lab_name, *(["--cold"] if start == "cold" else []))
     assert result.returncode == 0, result.stdout + result.stderr
     assert [c["ok"] for c in report["checks"]] == [True] * 4, [c["detail"] for c in report["checks"]]
     cloud = report["guests"]["cloud1"]
-    assert cloud["image"] == f"file {tmp_path / 'my-cloud.qcow2'}" and cloud["ssh_seconds"] <= cloud["ready_seconds"], cloud
-    assert "cloud1 (file " in result.stdout + result.stderr and "SSH answered with its pinned key" in result.stdout + result.stderr
+    assert cloud["image"] == f"file {tmp_path / 'my-cloud.qcow2'}", cloud
+    if start == "cold":
+        assert cloud["start"] == "boot" and cloud["ssh_seconds"] <= cloud["ready_seconds"], cloud
+        assert "cloud1 (file " in result.stdout + result.stderr and "SSH answered with its pinned key" in result.stdout + result.stderr
+    else:
+        assert cloud["start"] == "restore" and cloud["ready_seconds"] <= cloud["ssh_seconds"], cloud
     after = os.stat(image)
     assert (after.st_mtime_ns, after.st_mode, after.st_uid, after.st_gid, after.st_size) == (
         before.st_mtime_ns, before.st_mode, before.st_uid, before.st_gid, before.st_size

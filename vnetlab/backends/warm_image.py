@@ -32,7 +32,7 @@ from pathlib import Path
 import libvirt
 
 from vnetlab.backends import image_cache
-from vnetlab.backends.image import kernel_cmdline
+from vnetlab.backends.image import SECRETS_FW_CFG, kernel_cmdline
 from vnetlab.errors import VnetlabError
 
 KIND = "warm"
@@ -172,6 +172,10 @@ def warm_domain_xml(guest_xml: str, host: HostSide, metadata: str | None = None)
     cmdline = root.find("os/cmdline")
     if cmdline is not None:
         cmdline.text = warm_cmdline(cmdline.text or "")
+    if root.find("sysinfo[@type='fwcfg']/entry") is None:  # a guest booted by its own bootloader: its identity comes the same way
+        sysinfo = ET.Element("sysinfo", type="fwcfg")
+        ET.SubElement(sysinfo, "entry", name=SECRETS_FW_CFG)
+        root.insert(list(root).index(root.find("os")), _indented(sysinfo))  # type: ignore[arg-type]
     _set_host_side(root, host)
     return ET.tostring(root, encoding="unicode") + "\n"
 
@@ -224,7 +228,7 @@ def restore_xml(saved_xml: str, guest_xml: str, host: HostSide, uuid: str | None
     for saved, planned in zip(saved_nics, guest_nics):
         if _model(saved) != _model(planned):
             raise WarmError(f"the warm image's NIC model {_model(saved)} is not the guest's {_model(planned)}")
-    _set_host_side(root, host)
+    _set_host_side(root, host, shared_seed=True)
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
@@ -249,7 +253,8 @@ def _parse(xml: str) -> ET.Element:
     return root
 
 
-def _set_host_side(root: ET.Element, host: HostSide) -> None:
+def _set_host_side(root: ET.Element, host: HostSide, *, shared_seed: bool = False) -> None:
+    """`shared_seed`: the seed disk is the warm image's, which every restored guest reads: never relabelled."""
     devices = root.find("devices")
     if devices is None:
         raise WarmError("the domain XML has no <devices>")
@@ -279,7 +284,7 @@ def _set_host_side(root: ET.Element, host: HostSide) -> None:
         elif dev == "vdb":
             if host.seed is None:
                 raise WarmError("the guest has a seed disk, but no seed file was given")
-            _set_disk(disk, host.seed, ())
+            _set_disk(disk, host.seed, (), shared=shared_seed)
         else:
             raise WarmError(f"a guest with disk {dev!r} is not restored from a warm image")
 
@@ -291,12 +296,16 @@ def _child(parent: ET.Element, tag: str) -> ET.Element:
     return child
 
 
-def _set_disk(disk: ET.Element, path: str, backing: Sequence[str]) -> None:
-    """The disk's file, and its backing chain written out (each never relabelled: the files are
-    shared by every guest of the image, read only)."""
+def _set_disk(disk: ET.Element, path: str, backing: Sequence[str], *, shared: bool = False) -> None:
+    """The disk's file (`shared`: read by every guest, never relabelled), and its backing chain
+    written out (each never relabelled: the files are shared by every guest of the image, read only)."""
     source = _child(disk, "source")
     source.attrib.clear()
+    for child in list(source):
+        source.remove(child)
     source.set("file", path)
+    if shared:
+        ET.SubElement(source, "seclabel", model="dac", relabel="no")
     for old in disk.findall("backingStore"):
         disk.remove(old)
     if not backing:

@@ -189,16 +189,23 @@ class GuestTiming:
         return {"image": self.image, "start": self.start, "warm_image": self.warm_image, "ready_seconds": self.ready_seconds, "ssh_seconds": self.ssh_seconds}
 
 
+def says_ready(vm: PlannedVM, how: str) -> bool:
+    """Whether the guest prints VNETLAB-READY on its console: every guest but a cloud image booted
+    by its own bootloader (a restored one does: its warm start's agent, once cloud-init was done
+    before the warm image was saved)."""
+    return vm.image.info.ready_on_console or how == "restore"
+
+
 def come_up(
     plan: Plan, vm: PlannedVM, started: float, progress: Progress, boot_timeout: float, is_running, stop: threading.Event,
     *, how: str = "boot", warm_image: str | None = None,
 ) -> tuple[GuestSSH, GuestTiming]:
-    """A started guest's way to an authenticated SSH session: its readiness marker, then SSH (a guest
-    that prints no marker: SSH with the pinned key, then cloud-init's end). Timed from `started`,
+    """A started guest's way to an authenticated SSH session: its readiness marker, then SSH (a booted
+    guest that prints no marker: SSH with the pinned key, then cloud-init's end). Timed from `started`,
     the guest's own start (time.monotonic()); `stop` abandons the wait."""
     deadline = started + boot_timeout
     label = vm.image.label()
-    if not vm.image.info.ready_on_console:
+    if not says_ready(vm, how):
         cloud_deadline = started + max(boot_timeout, CLOUD_INIT_TIMEOUT)
         ssh = wait_for_trusted_ssh(plan, vm, cloud_deadline, is_running, stop)
         trusted = time.monotonic()

@@ -40,7 +40,7 @@ from vnetlab.model.validate import load_scenario, parse_scenario
 from vnetlab.paths import Layout, resolve_scenario, search_path
 from vnetlab.run.apply import Admission, apply_network, start_guests
 from vnetlab.run.connections import Connections
-from vnetlab.run.configure import GuestTiming, address_vm, come_up, console_of, open_ssh, power_off, wait_for_marker
+from vnetlab.run.configure import GuestTiming, address_vm, come_up, console_of, open_ssh, power_off, says_ready, wait_for_marker
 from vnetlab.plan.planner import LAB_NAME, LAB_NAME_MAX, METADATA_NS, Plan, PlannedVM, PlanOptions, domain_name, make_plan
 from vnetlab.run.progress import Progress
 from vnetlab.backends.ssh import GuestSSH
@@ -372,7 +372,7 @@ class LabRunner:
             starters = restorers(plan, images)
 
             def until_ready(vm, started: float) -> None:  # a booting guest holds its slot until its console says it is ready
-                if vm.image.info.ready_on_console:
+                if says_ready(vm, starters[vm.name].how if vm.name in starters else "boot"):
                     with console_of(plan, vm) as console:
                         wait_for_marker(vm, started + self.options.boot_timeout, is_running, stop, console)
                     self.progress.vm_stage(vm.name, "console ready")

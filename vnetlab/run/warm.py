@@ -25,7 +25,9 @@ import libvirt
 from vnetlab.backends import image_cache, linux_bridge, qcow2
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import save_image
+from vnetlab.backends.cloud_seed import CloudSeed, warm_recipe_hash, write_warm_seed_iso
 from vnetlab.backends.image import GUEST_FAILED_MARKER
+from vnetlab.backends.keys import generate_client_key, generate_host_key
 from vnetlab.backends.image_kinds import FILE
 from vnetlab.backends.warm_image import (
     DISK_FILE, IDENTITY_SIZE, KIND, SAVE_FILE, SEED_FILE, WARM_MARKER, HostSide, WarmError, WarmImage, cached,
@@ -39,7 +41,7 @@ from vnetlab.run.progress import Progress
 from vnetlab.run.state import LabState
 
 WARM_SETTLE = 3.0  # s after the warm marker before the save: free page reporting hands the boot's freed pages back (83 → 68 MiB)
-WARM_TIMEOUT = 300.0  # s for a warm image's guest to boot to its marker (a debian guest: ~12 s alone under TCG)
+WARM_TIMEOUT = 600.0  # s for a warm image's guest to boot to its marker (a debian guest: ~12 s alone under TCG; a cloud image: ~2 min)
 RESTORE_TIMEOUT = 120.0
 RESTORE_ATTEMPTS = 3  # a restore the kernel refused for the moment (libvirt's cgroup BPF program: EAGAIN) is tried again
 
@@ -54,14 +56,13 @@ def cold_reason(vm: PlannedVM) -> str | None:
         return f"it runs on hypervisor {vm.host}"
     if vm.shares:
         return "it mounts host folders (shares:), which QEMU cannot save while mounted"
-    if vm.image.kind == FILE:
-        return "a user's own image is booted by its bootloader and configured by cloud-init"
     return None
 
 
 def warm_keys(plan: Plan, say: Callable[[str], None]) -> dict[str, str]:
     """VM → the key of the warm image it restores from, for every guest that can be restored."""
     found = host_versions()
+    cloud = f"{found}; cloud warm start {warm_recipe_hash()}"  # what a cloud image's warm guest runs is in no image's hash
     keys = {}
     for vm in plan.vms:
         reason = cold_reason(vm)
@@ -69,7 +70,7 @@ def warm_keys(plan: Plan, say: Callable[[str], None]) -> dict[str, str]:
             say(f"{vm.name}: booted, not restored: {reason}")
             continue
         try:
-            keys[vm.name] = warm_key(vm.xml, found)
+            keys[vm.name] = warm_key(vm.xml, cloud if vm.image.kind == FILE else found)
         except WarmError as exc:
             say(f"{vm.name}: booted, not restored: {exc}")
     return keys
@@ -86,7 +87,7 @@ class Restore:
     def host_side(self, vm: PlannedVM) -> HostSide:
         return HostSide(
             vm.domain, tuple(n.tap for n in vm.all_nics), tuple(n.mac for n in vm.all_nics), str(vm.console_path),
-            fw_cfg=str(identity_file(vm)) if vm.image.info.boots_kernel else None,
+            fw_cfg=str(identity_file(vm)),
             disk=str(vm.disk_path) if vm.disk is not None else None,
             backing=(str(self.warm.disk), str(vm.base_disk_path)) if vm.disk is not None else (),
             seed=str(self.warm.seed) if vm.seed is not None else None,
@@ -198,11 +199,13 @@ def make_warm_image(
                 qcow2.create_overlay(vm.base_disk_path, build / DISK_FILE)
             host = HostSide(
                 name, taps, tuple(warm_mac(i) for i in range(len(taps))), str(console),
-                fw_cfg=str(zeros) if vm.image.info.boots_kernel else None,
+                fw_cfg=str(zeros),
                 disk=str(build / DISK_FILE) if vm.disk is not None else None,
                 backing=(str(vm.base_disk_path),) if vm.disk is not None else (),
                 seed=str(build / SEED_FILE) if vm.seed is not None else None,
             )
+            if vm.seed is not None:
+                _write_warm_seed(build / SEED_FILE, vm, taps)
             metadata = f"<metadata><vnetlab:lab xmlns:vnetlab='{METADATA_NS}' name='{plan.lab}' warm-image='{key}'/></metadata>"
             xml = warm_domain_xml(vm.xml, host, metadata)
             for tap in taps:
@@ -221,6 +224,8 @@ def make_warm_image(
             os.chmod(build / SAVE_FILE, 0o600)
             if vm.disk is not None:
                 os.chmod(build / DISK_FILE, 0o644)  # read by every restored guest's qemu, never written
+            if vm.seed is not None:
+                os.chmod(build / SEED_FILE, 0o644)  # likewise (its keys are throw-away ones nobody holds)
             zeros.unlink()
             info = {
                 "image": vm.image.label(), "base": vm.boot.disk.parent.name if vm.boot and vm.boot.disk else (vm.boot.kernel.parent.name if vm.boot and vm.boot.kernel else ""),
@@ -231,6 +236,18 @@ def make_warm_image(
             entry = image_cache.publish(build, cache, KIND, key, info)
         progress.detail(f"warm image {key}: booted in {info['boot_seconds']} s, saved in {info['save_seconds']} s ({info['save_mib']} MiB)")
         return WarmImage(entry.path, key, entry.info)
+
+
+def _write_warm_seed(dest: Path, vm: PlannedVM, taps: tuple[str, ...]) -> None:
+    """A cloud image's warm seed: keys made for the warm boot and thrown away (nobody logs into the
+    warm guest; each restored guest gets its own), the warm MACs, no address."""
+    client, host = generate_client_key("vnetlab warm image, thrown away"), generate_host_key()
+    seed = CloudSeed(
+        hostname="vnetlab-warm", authorized_key=client.public_line, host_key_private=host.openssh_private.decode(),
+        host_key_public=host.public_line, mgmt_mac=warm_mac(0), mgmt_cidr="192.0.2.2/24",  # never given: the warm seed addresses no NIC
+        nics=tuple((warm_mac(i), f"vnlwarm{i}") for i in range(1, len(taps))),
+    )
+    write_warm_seed_iso(dest, seed)
 
 
 def _wait_for_warm_marker(name: str, console: Path, running: Callable[[], bool]) -> None:
