@@ -30,11 +30,12 @@ docs: setup
 wheel: setup
 	.venv/bin/python -m build --no-isolation --outdir dist .
 
-## make bench [VMS=N]: raw qemu boot vs `vnetlab run two-vm-ping` (a ratio); a debian guest's boot to SSH vs a raw boot of its disk to the login prompt; N guests (default 10) vs N raw boots together, with memory; boot admission (K at a time vs all at once)
+## make bench [VMS=N]: raw qemu boot vs `vnetlab run two-vm-ping`, warm start and --cold (ratios); a debian guest's boot to SSH vs a raw boot of its disk to the login prompt, and debian-two-vm-ping warm and cold; two guests of a cloud image up, warm and cold; N guests (default 10) vs N raw boots together, warm and cold, with memory; boot admission (K at a time vs all at once)
 VMS ?= 10
 bench: image
 	.venv/bin/python bench/boot_vs_run.py
 	.venv/bin/python bench/debian_boot.py
+	.venv/bin/python bench/cloud_lab.py
 	.venv/bin/python bench/scale.py --vms $(VMS)
 	.venv/bin/python bench/admission.py --vms $(VMS)
 	.venv/bin/python bench/table.py

@@ -102,24 +102,37 @@ class ConsoleFollower:
 
 def wait_for_marker(vm: PlannedVM, deadline: float, is_running, stop: threading.Event, source: Path | Console | None = None) -> None:
     """Poll the serial log (written by virtlogd) for the guest's readiness line; `stop` abandons the wait."""
-    source = vm.console_log if source is None else source
+    wait_for_console(
+        vm.console_log if source is None else source, vm.name,
+        lambda text: console_says(text, GUEST_READY_MARKER, vm.name), lambda text: console_says(text, GUEST_FAILED_MARKER, vm.name),
+        deadline, lambda: is_running(vm), stop, "no readiness marker on the serial console within the boot timeout (--boot-timeout)",
+    )
+
+
+def wait_for_console(
+    source: Path | Console, name: str, ready: Callable[[str], bool], failed: Callable[[str], bool], deadline: float,
+    running: Callable[[], bool], stop: threading.Event, too_late: str,
+) -> None:
+    """Poll a serial log until `ready` finds its line in what the guest wrote; raise GuestError, with
+    the console's last lines, when `failed` finds its own, the guest stopped or `deadline` passed
+    (`too_late`: what was missing)."""
     console = ConsoleFollower(source)
     next_liveness_check = 0.0
     while True:
         text = console.new_text()
-        if console_says(text, GUEST_READY_MARKER, vm.name):
+        if ready(text):
             return
-        if console_says(text, GUEST_FAILED_MARKER, vm.name):
-            raise GuestError(f"{vm.name}: the guest's init failed. Last console lines:\n{console_tail(source)}")
+        if failed(text):
+            raise GuestError(f"{name}: the guest's init failed. Last console lines:\n{console_tail(source)}")
         now = time.monotonic()
         if now >= next_liveness_check:
-            if not is_running(vm):
-                raise GuestError(f"{vm.name}: the guest stopped before it was ready. Last console lines:\n{console_tail(source)}")
+            if not running():
+                raise GuestError(f"{name}: the guest stopped before it was ready. Last console lines:\n{console_tail(source)}")
             next_liveness_check = now + LIVENESS_POLL
         if now > deadline:
-            raise GuestError(f"{vm.name}: no readiness marker on the serial console within the boot timeout (--boot-timeout). Last console lines:\n{console_tail(source)}")
+            raise GuestError(f"{name}: {too_late}. Last console lines:\n{console_tail(source)}")
         if stop.wait(CONSOLE_POLL):
-            raise GuestError(f"{vm.name}: waiting abandoned")
+            raise GuestError(f"{name}: waiting abandoned")
 
 
 def guest_ssh(plan: Plan, vm: PlannedVM) -> GuestSSH:

@@ -369,7 +369,7 @@ class LabRunner:
                 images = ensure_warm_images(plan, state, connections.get(), keys, self.options.layout.images, self.progress) if keys else {}
             except VnetlabError as exc:
                 raise LabError(f"{exc}\n(warm start: `--cold` boots every guest instead)") from exc
-            starters = restorers(plan, images)
+            starters = restorers(images)
 
             def until_ready(vm, started: float) -> None:  # a booting guest holds its slot until its console says it is ready
                 if says_ready(vm, starters[vm.name].how if vm.name in starters else "boot"):

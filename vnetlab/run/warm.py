@@ -14,6 +14,7 @@ import concurrent.futures
 import fcntl
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -27,16 +28,15 @@ from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import save_image
 from vnetlab.backends.cloud_seed import CloudSeed, warm_recipe_hash, write_warm_seed_iso
 from vnetlab.backends.image import GUEST_FAILED_MARKER
-from vnetlab.backends.keys import generate_client_key, generate_host_key
 from vnetlab.backends.image_kinds import FILE
+from vnetlab.backends.keys import generate_client_key, generate_host_key
 from vnetlab.backends.warm_image import (
     DISK_FILE, IDENTITY_SIZE, KIND, SAVE_FILE, SEED_FILE, WARM_MARKER, HostSide, WarmError, WarmImage, cached,
     host_versions, restore_xml, warm_domain_xml, warm_key, warm_mac,
 )
-from vnetlab.errors import VnetlabError
 from vnetlab.plan.planner import METADATA_NS, Plan, PlannedVM, tap_prefix
 from vnetlab.run.apply import create_tap_recorded, identity_file
-from vnetlab.run.configure import ConsoleFollower, console_tail
+from vnetlab.run.configure import wait_for_console
 from vnetlab.run.progress import Progress
 from vnetlab.run.state import LabState
 
@@ -44,10 +44,6 @@ WARM_SETTLE = 3.0  # s after the warm marker before the save: free page reportin
 WARM_TIMEOUT = 600.0  # s for a warm image's guest to boot to its marker (a debian guest: ~12 s alone under TCG; a cloud image: ~2 min)
 RESTORE_TIMEOUT = 120.0
 RESTORE_ATTEMPTS = 3  # a restore the kernel refused for the moment (libvirt's cgroup BPF program: EAGAIN) is tried again
-
-
-class WarmStartError(VnetlabError):
-    pass
 
 
 def cold_reason(vm: PlannedVM) -> str | None:
@@ -124,7 +120,7 @@ class Restore:
             time.sleep(0.2)
 
 
-def restorers(plan: Plan, images: Mapping[str, WarmImage]) -> dict[str, Restore]:
+def restorers(images: Mapping[str, WarmImage]) -> dict[str, Restore]:
     """VM → how it is restored, for the guests that have a warm image (the headers read once per image)."""
     headers = {image.key: save_image.read_header(image.save) for image in images.values()}
     return {vm: Restore(image, headers[image.key]) for vm, image in images.items()}
@@ -216,7 +212,11 @@ def make_warm_image(
             for tap in taps:  # never on a bridge: its NICs stay down, and nothing reaches the root namespace
                 linux_bridge.move_link(tap, plan.namespace)
             hv.resume(dom)
-            _wait_for_warm_marker(name, console, lambda: hv.is_running(dom))
+            wait_for_console(
+                console, f"the guest of a warm image ({name})", lambda text: re.search(rf"{WARM_MARKER}\r*\n", text) is not None,  # perhaps after a shell prompt
+                lambda text: GUEST_FAILED_MARKER in text, time.monotonic() + WARM_TIMEOUT, lambda: hv.is_running(dom), threading.Event(),
+                f"it did not say {WARM_MARKER} within {WARM_TIMEOUT:g} s",
+            )
             booted = time.monotonic()
             time.sleep(WARM_SETTLE)
             hv.bounded(f"saving {name}", lambda: dom.save(str(build / SAVE_FILE)), timeout=RESTORE_TIMEOUT)
@@ -250,21 +250,3 @@ def _write_warm_seed(dest: Path, vm: PlannedVM, taps: tuple[str, ...]) -> None:
     write_warm_seed_iso(dest, seed)
 
 
-def _wait_for_warm_marker(name: str, console: Path, running: Callable[[], bool]) -> None:
-    follower = ConsoleFollower(console)
-    deadline = time.monotonic() + WARM_TIMEOUT
-    next_check = 0.0
-    while True:
-        text = follower.new_text()
-        if re.search(rf"{WARM_MARKER}\r*\n", text):  # not always at a line's start: a shell prompt may come first
-            return
-        if GUEST_FAILED_MARKER in text:
-            raise WarmStartError(f"the guest of a warm image ({name}) failed. Last console lines:\n{console_tail(console)}")
-        now = time.monotonic()
-        if now >= next_check:
-            if not running():
-                raise WarmStartError(f"the guest of a warm image ({name}) stopped before it was ready. Last console lines:\n{console_tail(console)}")
-            next_check = now + 1.0
-        if now > deadline:
-            raise WarmStartError(f"the guest of a warm image ({name}) did not say {WARM_MARKER} within {WARM_TIMEOUT:g} s. Last console lines:\n{console_tail(console)}")
-        time.sleep(0.05)
