@@ -113,7 +113,8 @@ class Restore:
                 break
             except hv.HypervisorError as exc:
                 if attempt == RESTORE_ATTEMPTS or hv.TRANSIENT_START_ERROR not in str(exc):
-                    raise hv.HypervisorError(f"{vm.name}: restoring it from warm image {self.warm.key}: {exc}" + (f" (writing its save image: {feeder.error})" if feeder.error else ""), exc.code) from None
+                    writing = f" (writing its save image: {feeder.error})" if feeder.error else ""
+                    raise hv.HypervisorError(f"{vm.name}: restoring it from warm image {self.warm.key}: {exc}{writing}; `--cold` boots the guests instead", exc.code) from None
             finally:
                 feeder.stop()
                 fifo.unlink(missing_ok=True)
