@@ -2,6 +2,9 @@
 
 - lessons/<scenario>.md for every shipped scenario: what it teaches (docs/lessons.yaml), the
   scenario, its topology as SVG (Graphviz), its `--explain` commands, what its checks prove;
+- exercises/<scenario>.md for every shipped exercise instead: its title, intro, params, tasks and
+  what grades each (on the wire or not), its topology, setup and how to start and prove it (not
+  its hints or its solution: students read this site too);
 - syntax.md from the composed model's JSON Schema;
 - cli.md from the argparse parser.
 """
@@ -15,12 +18,17 @@ from pathlib import Path
 import yaml
 from mkdocs.structure.files import File
 
+from vnetlab.checks.runner import check_kinds
 from vnetlab.cli import build_parser
 from vnetlab.compose import load_scenario, registry
+from vnetlab.exercise.content import intro_text
+from vnetlab.features.exercise import setup_lines
+from vnetlab.model.templates import render
 from vnetlab.model.schema import scenario_schema
 from vnetlab.model.typed_yaml import yaml_key
 from vnetlab.paths import scenario_files
 from vnetlab.plan.planner import make_plan
+from vnetlab.plan.variables import plan_variables
 from vnetlab.tools.explain import explain
 from vnetlab.tools.graph import to_dot, to_svg, topology
 
@@ -63,6 +71,8 @@ def check_sentence(check: object) -> str:
         return f"A capture on `{spec.on}` for the whole check phase must show, between `{spec.between[0]}` and `{spec.between[1]}`: {seen}."
     if kind == "command":
         return f"`{spec.run}` on `{spec.node}` must give `{_flow(spec.expect)}`" + (f", retried for {spec.retry.for_} s" if spec.retry else "") + "."
+    if kind == "answer":
+        return f"The student's answer (`vnetlab exercise answer`), compared as `{spec.normalize}` with the expected one (never shown)."
     return f"`{kind}: {_flow(spec)}` (judged by vnetlab; the report says what was expected and seen)."
 
 
@@ -100,6 +110,56 @@ vnetlab plan {scenario.name} --explain   # the same lab as commands to type by h
 
 ```sh
 {explain(plan).rstrip()}
+```
+"""
+    return page, svg
+
+
+def exercise_page(path: Path) -> tuple[str, str]:
+    scenario = load_scenario(path)
+    plan = make_plan(scenario, scenario.name)
+    ex = scenario.exercise
+    kinds = check_kinds(plan)
+    svg = to_svg(to_dot(topology(plan, management=False))).decode()
+    variables = plan_variables(plan)
+    params = "\n".join(f"| `{name}` | `{_flow(p) if not isinstance(p, str) else p}` | `{scenario.param_values[name]}` |" for name, p in scenario.params.items())
+    tasks = []
+    for k, task in enumerate(ex.tasks, 1):
+        checks = "\n".join(
+            f"    - {check_sentence(c)}" + (" Graded on the wire: vnetlab's own capture must see it." if c.kind in kinds and kinds[c.kind].wire is not None else "")
+            for c in task.checks
+        )
+        tasks.append(f"{k}. **{task.name}** ({task.points} point{'s' if task.points != 1 else ''}, {len(task.hints)} hint(s)" + (f", −{task.hint_cost:g} each" if task.hints and task.hint_cost else "") + f")\n\n    {render(task.text, variables).strip()}\n\n{checks}")
+    page = f"""# {ex.title}
+
+`{scenario.name}` — {scenario.description}
+
+{render(intro_text(scenario), variables).strip()}
+
+A student's lab: `vnetlab exercise start {scenario.name} --student ID` (their params, lab `{scenario.name}-ID`).
+The proof that it works: `vnetlab exercise test {scenario.name}` (each task fails before its solution and passes after it).
+How the checks below grade: [how exercises are graded](../grading.md).
+
+{f"Time limit: {ex.time_limit} (shown, not enforced)." if ex.time_limit else ""}
+
+## Params
+
+{"Drawn per student from the student id; the values shown are those of student `demo`." if scenario.params else "None: every student gets the same lab."}
+
+{"| param | kind | demo |" + chr(10) + "|---|---|---|" + chr(10) + params if scenario.params else ""}
+
+## Tasks and what grades them
+
+{chr(10).join(tasks)}
+
+## Topology
+
+![topology of {scenario.name}]({scenario.name}.svg)
+
+## Setup: what the student finds taken away
+
+```sh
+{chr(10).join(setup_lines(plan)) or "(nothing)"}
 ```
 """
     return page, svg
@@ -167,12 +227,21 @@ def cli_page() -> str:
 def on_files(files, config):
     teaches = yaml.safe_load((DOCS / "lessons.yaml").read_text())
     index = ["# Lessons", "", "Each lesson is a scenario you run with `vnetlab run NAME`; every page below is generated from it.", "", "| lesson | what it shows |", "|---|---|"]
+    exercises = ["# Exercises", "", "Each exercise is a scenario whose student does the work: `vnetlab exercise start NAME --student ID`; every page below is generated from it.", "", "| exercise | title | tasks |", "|---|---|---|"]
     for path in scenario_files():
+        scenario = load_scenario(path)
+        if scenario.exercise is not None:
+            page, svg = exercise_page(path)
+            files.append(File.generated(config, f"exercises/{path.stem}.md", content=page))
+            files.append(File.generated(config, f"exercises/{path.stem}.svg", content=svg))
+            exercises.append(f"| [{path.stem}]({path.stem}.md) | {scenario.exercise.title} | {len(scenario.exercise.tasks)} |")
+            continue
         page, svg = lesson_page(path, teaches.get(path.stem, ""))
         files.append(File.generated(config, f"lessons/{path.stem}.md", content=page))
         files.append(File.generated(config, f"lessons/{path.stem}.svg", content=svg))
-        index.append(f"| [{path.stem}]({path.stem}.md) | {load_scenario(path).description} |")
+        index.append(f"| [{path.stem}]({path.stem}.md) | {scenario.description} |")
     files.append(File.generated(config, "lessons/index.md", content="\n".join(index) + "\n"))
+    files.append(File.generated(config, "exercises/index.md", content="\n".join(exercises) + "\n"))
     files.append(File.generated(config, "syntax.md", content=syntax_page()))
     files.append(File.generated(config, "cli.md", content=cli_page()))
     return files

@@ -17,11 +17,16 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from vnetlab.errors import Interrupted
+from vnetlab.errors import InputError, Interrupted
 from vnetlab.model.typed_yaml import ValidationError
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+STUDENT_HELP = "draw the scenario's params (if it has any) for this student id (default: demo)"
 EXPLAIN_HELP = "first print, step by step, the ip/bridge/tunctl/virsh/wg/ovs-vsctl commands that do the same by hand"
+HOST_PATHS_HELP = (
+    "let the scenario's files: and shares: come from anywhere on this host, not only its own folder (never /, /etc, /root, "
+    "/boot, /dev, /proc, /sys, /run, /var/lib/vnetlab, /var/lib/libvirt); only for a scenario you trust: a scenario is code run as root"
+)
 
 EPILOG = """\
 examples:
@@ -34,6 +39,8 @@ examples:
   vnetlab exec lab1 vm1 -- ip route    run a command on any node of a lab
   vnetlab init mylab                   a starter lab folder: cd mylab && vnetlab run lab.yaml
   vnetlab setup                        install the host packages and start libvirtd (as root)
+  vnetlab classroom start ex-two-vm-ping --seats 20
+                                       a lab per student in the browser, a live teacher view
 """
 
 
@@ -57,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
         sp.add_argument("--junit", type=Path, metavar="PATH", help="also write a JUnit XML report here (one testcase per check; always kept in the artifact folder)")
         sp.add_argument("--scenarios", type=Path, action="append", default=[], metavar="DIR", help="look for scenarios by name in DIR first (repeatable; then $VNETLAB_PATH, then the built-in ones)")
+        sp.add_argument("--allow-host-paths", action="store_true", help=HOST_PATHS_HELP)
+        sp.add_argument("--student", metavar="ID", help=STUDENT_HELP)
 
     run = sub.add_parser("run", help="run a scenario end to end and tear it down", description="Bring the lab up, run its checks, print a summary, tear everything down. Exit 0 iff every check passed.")
     lab_options(run)
@@ -73,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("-q", "--quiet", action="store_true")
     chk.add_argument("--junit", type=Path, metavar="PATH", help="also write a JUnit XML report here")
     chk.add_argument("--only", metavar="NAME", help="run only the check with this `name:`")
+
+    judge = sub.add_parser(
+        "judge", help="judge a run's checks again from what its folder kept",
+        description="Re-make the plan from the scenario as run and its options (RUN_DIR/scenario.yaml, judging.json), and judge every check "
+        "again from its evidence alone (evidence.json and the pcaps, each pcap checked against its SHA-256), as `run`, `check` or "
+        "`exercise check` judged it then. A folder of an exercise check holds one run per task: each is judged. Exit 0 iff every check passes.",
+    )
+    judge.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run's artifact folder (printed by run/check as `artifacts:`)")
+    judge.add_argument("--format", choices=["table", "json"], default="table")
 
     down = sub.add_parser("down", help="tear a lab down (idempotent)", description="Remove everything the lab's state file records: domains, taps, bridges, namespace.")
     target = down.add_mutually_exclusive_group(required=True)
@@ -92,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--xml", action="store_true", help="also print each domain's XML: one more YAML document per domain, {domain, xml} (read them with yaml.safe_load_all)")
     plan.add_argument("--xml-dir", type=Path, metavar="DIR", help="write each domain's XML to DIR/<domain>.xml, byte for byte as libvirt gets it")
     plan.add_argument("--explain", action="store_true", help="print the equivalent shell commands instead of the plan")
+    plan.add_argument("--allow-host-paths", action="store_true", help=HOST_PATHS_HELP)
+    plan.add_argument("--student", metavar="ID", help=STUDENT_HELP + "; the plan shows them")
 
     image = sub.add_parser("image", help="guest image commands")
     image_sub = image.add_subparsers(dest="image_command", metavar="SUBCOMMAND", required=True)
@@ -122,7 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
     setup_what.add_argument("--no-packages", action="store_true", help="only start the daemons")
     setup_what.add_argument("--packages-only", action="store_true", help="only install the packages; start no daemon, and keep the packages' install scripts from starting theirs (for chroots, containers and image-building CI steps)")
     add_tool_commands(sub)
+    add_feature_commands(sub)
+    from vnetlab.classroom.commands import add_commands as add_classroom_commands
+
+    add_classroom_commands(sub)
     return p
+
+
+def add_feature_commands(sub) -> None:
+    """The commands the registered features bring (their `cli_commands` hook): cli.py names none of them."""
+    for feature in registry().features:
+        for command in feature.cli_commands():
+            parser = sub.add_parser(command.name, help=command.help, description=command.description)
+            command.arguments(parser)
+            parser.set_defaults(feature_command=command)
 
 
 def add_tool_commands(sub) -> None:
@@ -214,10 +247,18 @@ def main(argv: list[str] | None = None) -> int:
     out = make_console()
     err = make_console(stderr=True)
     try:
+        feature_command = getattr(args, "feature_command", None)
+        if feature_command is not None:
+            from vnetlab.features.base import CliContext
+
+            return feature_command.run(args, CliContext(out, err, registry(), write_exact))
         return COMMANDS[args.command](args, out, err)
     except ValidationError as exc:
         for problem in exc.problems:
             err.print(f"[red]error:[/] {escape(str(problem))}", soft_wrap=True)
+        return EXIT_INPUT
+    except InputError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_INPUT
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -257,7 +298,12 @@ def _runner(args, err: Console):
     from vnetlab.run.progress import Progress
 
     before_apply = _print_explain if getattr(args, "explain", False) else None
-    options = Options(lab=getattr(args, "name", None), accel=getattr(args, "accel", "auto"), boot_timeout=getattr(args, "boot_timeout", 180.0), boot_parallel=None if getattr(args, "boot_parallel", None) is None else max(0, args.boot_parallel), before_apply=before_apply, scenario_dirs=getattr(args, "scenarios", []), cold=getattr(args, "cold", False))
+    options = Options(
+        lab=getattr(args, "name", None), accel=getattr(args, "accel", "auto"), boot_timeout=getattr(args, "boot_timeout", 180.0),
+        boot_parallel=None if getattr(args, "boot_parallel", None) is None else max(0, args.boot_parallel), before_apply=before_apply,
+        scenario_dirs=getattr(args, "scenarios", []), allow_host_paths=getattr(args, "allow_host_paths", False), student=getattr(args, "student", None),
+        cold=getattr(args, "cold", False),
+    )
     return LabRunner(options, Progress(err, quiet=getattr(args, "quiet", False)), registry())
 
 
@@ -314,6 +360,32 @@ def cmd_up(args, out: Console, err: Console) -> int:
 def cmd_check(args, out: Console, err: Console) -> int:
     runner = _runner(args, err)
     return _reported(runner, args, out, lambda: _finish(runner, runner.check(args.lab, only=args.only), args, out))
+
+
+def cmd_judge(args, out: Console, err: Console) -> int:
+    from vnetlab.checks.evidence import EVIDENCE_FILE, EvidenceError
+    from vnetlab.checks.runner import judge_run
+
+    folders = [args.run_dir] if (args.run_dir / EVIDENCE_FILE).exists() else sorted(p.parent for p in args.run_dir.glob(f"*/{EVIDENCE_FILE}"))
+    if not folders:
+        raise EvidenceError(f"{args.run_dir} holds no {EVIDENCE_FILE} (nor a folder of one): not a run folder that kept its evidence")
+    judged = [judge_run(folder, registry()) for folder in folders]
+    ok = all(r.ok for j in judged for r in j.results)
+    if args.format == "json":
+        write_exact(json.dumps([{"run_dir": str(f), "lab": j.setting.lab, "scenario": j.plan.scenario.name, "checks": j.setting.checks, "wire": j.collected.wire, "ok": all(r.ok for r in j.results), "results": [r.to_json() for r in j.results]} for f, j in zip(folders, judged)], indent=2, ensure_ascii=False) + "\n")
+        return EXIT_OK if ok else EXIT_FAIL
+    for folder, j in zip(folders, judged):
+        table = Table(title=f"Judged again — {folder}", title_justify="left")
+        table.add_column("", width=2)
+        table.add_column("check")
+        table.add_column("detail", overflow="fold")
+        for r in j.results:
+            table.add_row("[green]✓[/]" if r.ok else "[red]✗[/]", Text(r.name), Text(r.detail))
+        out.print(table)
+        passed = sum(r.ok for r in j.results)
+        wire = ", graded on the wire" if j.collected.wire else ""
+        out.print(Text(f"{'PASS' if passed == len(j.results) else 'FAIL'} {j.plan.scenario.name} (lab {j.setting.lab}, {j.setting.checks}{wire}): {passed}/{len(j.results)} checks passed"), soft_wrap=True)
+    return EXIT_OK if ok else EXIT_FAIL
 
 
 def cmd_down(args, out: Console, err: Console) -> int:
@@ -405,7 +477,7 @@ def cmd_plan(args, out: Console, err: Console) -> int:
     from vnetlab.plan.planner import PlanOptions, make_plan
     from vnetlab.plan.dump import plan_summary
 
-    _, scenario = load(args.scenario, registry(), args.scenarios, lambda note: err.print(escape(note), soft_wrap=True))
+    _, scenario = load(args.scenario, registry(), args.scenarios, lambda note: err.print(escape(note), soft_wrap=True), args.student, allow_host_paths=args.allow_host_paths)
     lab = args.name or scenario.name
     check_lab_name(lab)
     from vnetlab.backends.kernel_probe import host_capabilities
@@ -704,6 +776,12 @@ def cmd_schema(args, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def cmd_classroom(args, out: Console, err: Console) -> int:
+    from vnetlab.classroom.commands import run_command
+
+    return run_command(args, out, err, registry())
+
+
 def _live_plan(lab: str):
     from vnetlab.run.lab import running_plan
 
@@ -714,6 +792,7 @@ COMMANDS = {
     "run": cmd_run,
     "up": cmd_up,
     "check": cmd_check,
+    "judge": cmd_judge,
     "down": cmd_down,
     "status": cmd_status,
     "list": cmd_list,
@@ -731,6 +810,7 @@ COMMANDS = {
     "shell": cmd_shell,
     "capture": cmd_capture,
     "schema": cmd_schema,
+    "classroom": cmd_classroom,
 }
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Any
 from vnetlab.features.base import Feature
 from vnetlab.features.commands import Commands
 from vnetlab.features.containers import Containers
+from vnetlab.features.exercise import Exercise
 from vnetlab.features.hypervisors import Hypervisors
 from vnetlab.features.mtu import Mtu
 from vnetlab.features.netem import NetemFeature
@@ -33,13 +34,15 @@ from vnetlab.model.scenario import ScenarioModel, compose_model
 
 
 def default_features() -> tuple[Feature, ...]:
-    return (Containers(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), Vxlan(), Vlan(), SwitchGuestFeature(), Hypervisors(), Commands())
+    return (Containers(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), Vxlan(), Vlan(), SwitchGuestFeature(), Hypervisors(), Commands(), Exercise())
 
 
 def check_order(features: tuple[Feature, ...]) -> None:
     """Each feature's `requires` must be registered before it; names must be unique."""
     seen: set[str] = set()
     for feature in features:
+        if getattr(feature, "check_runners", None):
+            raise ValueError(f"feature {feature.name!r} has check_runners: a kind of check is now a CheckKind in check_kinds (collect → evidence → judge; docs/features.md)")
         if feature.name in seen:
             raise ValueError(f"feature {feature.name!r} is registered twice")
         missing = [r for r in feature.requires if r not in seen]
@@ -59,9 +62,9 @@ def registry() -> ScenarioModel:
     return compose(default_features())
 
 
-def parse_scenario(text: str, file: str) -> Any:
-    return validate.parse_scenario(text, file, registry())
+def parse_scenario(text: str, file: str, student: str | None = None, *, allow_host_paths: bool = False) -> Any:
+    return validate.parse_scenario(text, file, registry(), student, allow_host_paths=allow_host_paths)
 
 
-def load_scenario(path: Path) -> Any:
-    return validate.load_scenario(path, registry())
+def load_scenario(path: Path, student: str | None = None, *, allow_host_paths: bool = False) -> Any:
+    return validate.load_scenario(path, registry(), student, allow_host_paths=allow_host_paths)

@@ -11,11 +11,19 @@ The scenario comes up once per test module (first test that asks for `vnetlab_la
 torn down at the module's end, also when tests fail or the session is interrupted. Registered
 through the `pytest11` entry point, so installing vnetlab is enough. Heavy imports are
 deferred: the plugin costs nothing in test runs that do not use it.
+
+An exercise, for a teacher's own tests (graded as a student is: on the wire):
+
+    pytestmark = pytest.mark.vnetlab_exercise("ex-two-vm-ping", student="alice")
+
+    def test_the_address_task(vnetlab_exercise):
+        assert not vnetlab_exercise.check("address vm2").passed
+        vnetlab_exercise.solve("address vm2")       # or do the work: vnetlab_exercise.exec("vm2", "ip addr add …")
+        assert vnetlab_exercise.check("address vm2").passed
 """
 
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +38,19 @@ if TYPE_CHECKING:
     from vnetlab.backends.ssh import CommandResult, GuestSSH
 
 MARKER = "vnetlab_scenario"
+EXERCISE_MARKER = "vnetlab_exercise"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(scenario, name=None, accel='auto', boot_timeout=180): bring SCENARIO (a name or a YAML path) up once "
+        f"{MARKER}(scenario, name=None, accel='auto', boot_timeout=180, allow_host_paths=False): bring SCENARIO (a name or a YAML path) up once "
         "for this module as lab NAME (default <scenario>-<random>); tests get it through the `vnetlab_lab` fixture",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{EXERCISE_MARKER}(exercise, student='demo', name=None, accel='auto', boot_timeout=180): start EXERCISE for STUDENT once "
+        "for this module as lab NAME (default <exercise>-<random>), setup applied; tests get it through the `vnetlab_exercise` fixture",
     )
 
 
@@ -128,22 +142,32 @@ class Lab:
             result.packets = cap.stop()
 
 
-@pytest.fixture(scope="module")
-def vnetlab_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    """The module's lab (see the vnetlab_scenario marker), up for the whole module."""
-    marker = request.node.get_closest_marker(MARKER)
+def _marked_lab(request: pytest.FixtureRequest, marker_name: str, fixture: str, what: str) -> tuple[pytest.Mark, Any, str, str]:
+    """The module's marker (a usage error without one), the composed model, the scenario as the marker
+    names it, and the lab's name: the marker's, else <scenario>-<random>."""
+    marker = request.node.get_closest_marker(marker_name)
     if marker is None or not marker.args:
-        raise pytest.UsageError(f"vnetlab_lab needs `pytestmark = pytest.mark.{MARKER}(\"SCENARIO\")` in {request.node.nodeid}")
+        raise pytest.UsageError(f"{fixture} needs `pytestmark = pytest.mark.{marker_name}(\"{what}\")` in {request.node.nodeid}")
     from vnetlab.compose import registry
-    from vnetlab.run.configure import open_ssh
-    from vnetlab.run.lab import LabRunner, Options, close_all, load, running_plan, unique_lab_name
-    from vnetlab.run.progress import Progress
+    from vnetlab.run.lab import load, unique_lab_name
 
     model = registry()
     ref = str(marker.args[0])
-    name = marker.kwargs.get("name") or unique_lab_name(load(ref, model)[1].name)
+    allow_host_paths = bool(marker.kwargs.get("allow_host_paths", False))  # as --allow-host-paths: only for a scenario you trust
+    return marker, model, ref, marker.kwargs.get("name") or unique_lab_name(load(ref, model, student=marker.kwargs.get("student"), allow_host_paths=allow_host_paths)[1].name)
+
+
+@pytest.fixture(scope="module")
+def vnetlab_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The module's lab (see the vnetlab_scenario marker), up for the whole module."""
+    marker, model, ref, name = _marked_lab(request, MARKER, "vnetlab_lab", "SCENARIO")
+    from vnetlab.run.configure import open_sessions
+    from vnetlab.run.lab import LabRunner, Options, close_all, running_plan
+    from vnetlab.run.progress import Progress
+
+    allow_host_paths = bool(marker.kwargs.get("allow_host_paths", False))
     runner = LabRunner(
-        Options(lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0)), cold=bool(marker.kwargs.get("cold", False))),
+        Options(lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0)), allow_host_paths=allow_host_paths, cold=bool(marker.kwargs.get("cold", False))),
         Progress(quiet=True),
         model,
     )
@@ -151,10 +175,59 @@ def vnetlab_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     try:
         outcome = runner.run(ref, keep=True, check=False)  # tears down by itself if bringing up fails
         plan = running_plan(name, model)
-        deadline = time.monotonic() + 30.0
-        for vm in plan.vms:
-            sessions[vm.name] = open_ssh(plan, vm, deadline)
+        sessions = open_sessions(plan, timeout=30.0)
         yield Lab(plan, sessions, Path(str(outcome.artifacts["dir"])))
     finally:
         close_all(sessions)
         runner.down(name)
+
+
+@dataclass
+class ExerciseUnderTest:
+    """A started exercise, for tests: check tasks (graded on the wire), solve them, answer, hint,
+    and work on its nodes as a student would."""
+
+    lab: Any  # vnetlab.exercise.ExerciseLab
+
+    @property
+    def name(self) -> str:
+        return self.lab.lab
+
+    def check(self, task: str | int | None = None) -> Any:
+        """One task's TaskOutcome (`.passed`, `.results`), or with no task the list of every task's."""
+        outcomes = self.lab.check(task)
+        return outcomes[0] if task is not None else outcomes
+
+    def solve(self, task: str | int) -> None:
+        self.lab.solve(task)
+
+    def answer(self, task: str | int, value: str) -> Any:
+        return self.lab.answer(task, value)
+
+    def hint(self, task: str | int) -> Any:
+        return self.lab.hint(task)
+
+    def status(self) -> Any:
+        return self.lab.status()
+
+    def exec(self, node: str, command: str, *, timeout: float = 60.0) -> "CommandResult":
+        """A shell command on a node of the lab (`vnetlab exec`): the student's work, done by the test."""
+        from vnetlab.tools.node_exec import exec_on
+
+        return exec_on(self.lab.plan(), node, command, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def vnetlab_exercise(request: pytest.FixtureRequest) -> Iterator[ExerciseUnderTest]:
+    """The module's exercise lab (see the vnetlab_exercise marker), started once, ended at the module's end."""
+    marker, model, ref, name = _marked_lab(request, EXERCISE_MARKER, "vnetlab_exercise", "EXERCISE")
+    from vnetlab.exercise import ExerciseLab
+
+    student = str(marker.kwargs.get("student", "demo"))
+    lab = None
+    try:
+        lab = ExerciseLab.start(ref, model, student=student, lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0)))
+        yield ExerciseUnderTest(lab)
+    finally:
+        if lab is not None:
+            lab.down()

@@ -1,7 +1,7 @@
 """The layers contract (pyproject.toml [tool.importlinter]) holds, and it would catch a regression.
 
 `lint-imports` checks that imports only go down the layers (cli > composition > features >
-tools > run > checks > plan > model > backends > utilities), that no feature imports another,
+exercise engine > tools > run > checks > plan > model > backends > utilities), that no feature imports another,
 and that no package has an import cycle. The second test plants a forbidden import in a copy
 of the package and requires the contract to fail naming it.
 """

@@ -1,12 +1,13 @@
-"""One check that cannot cope with what a guest printed fails alone, with a readable detail;
-Ctrl-C and SIGTERM still pass through (they are not check failures)."""
+"""One check that cannot cope with what a guest printed fails alone, with a readable detail, whether
+its collector or its judge stumbles; Ctrl-C and SIGTERM still pass through (they are not check failures)."""
 
 from __future__ import annotations
 
 import pytest
 
-from vnetlab.checks.base import CheckContext, CheckResult
-from vnetlab.checks.runner import judge_capture, run_one
+from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence
+from vnetlab.checks.ping import judge_ping
+from vnetlab.checks.runner import judge_capture, judge_one, run_one
 from vnetlab.compose import load_scenario
 from vnetlab.errors import Interrupted
 from vnetlab.paths import SCENARIOS_DIR
@@ -22,9 +23,24 @@ def test_a_crashing_runner_fails_its_own_check(plan, tmp_path):
     def crash(ctx, spec):
         int("²")  # what the WireGuard parser once did with a guest's superscript digit
 
-    result = run_one({"ping": crash}, CheckContext(plan, {}, tmp_path), plan.scenario.checks[0])
+    result = run_one({"ping": CheckKind(crash, judge_ping)}, CheckContext(plan, {}, tmp_path), plan.scenario.checks[0])
     assert isinstance(result, CheckResult) and not result.ok
     assert result.detail.startswith("the check could not be completed: ValueError: invalid literal for int()")
+
+
+def test_a_crashing_judge_fails_its_own_check_and_so_does_it_again(plan):
+    def crash(plan, spec, evidence):
+        return evidence.data["nothing"]
+
+    kind = CheckKind(lambda ctx, spec: Evidence({}), crash)
+    for _ in range(2):  # judging is pure: the same evidence gives the same verdict
+        result = judge_one(kind, plan, plan.scenario.checks[0], Evidence({"stdout": "x"}), {})
+        assert not result.ok and result.detail == "the check could not be judged: KeyError: 'nothing'"
+
+
+def test_evidence_of_a_failed_collection_is_judged_as_that_failure(plan):
+    result = judge_one(CheckKind(None, judge_ping), plan, plan.scenario.checks[0], Evidence(error="OSError: gone"), {})
+    assert not result.ok and result.detail == "the check could not be completed: OSError: gone"
 
 
 def test_an_interruption_is_not_swallowed(plan, tmp_path):
@@ -32,7 +48,7 @@ def test_an_interruption_is_not_swallowed(plan, tmp_path):
         raise Interrupted("SIGTERM")
 
     with pytest.raises(Interrupted):
-        run_one({"ping": interrupted}, CheckContext(plan, {}, tmp_path), plan.scenario.checks[0])
+        run_one({"ping": CheckKind(interrupted, judge_ping)}, CheckContext(plan, {}, tmp_path), plan.scenario.checks[0])
 
 
 class Unreadable:

@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from vnetlab.cli import build_parser
-from vnetlab.compose import registry
+from html import escape
+
+from vnetlab.compose import load_scenario, registry
+from vnetlab.model.templates import render
 from vnetlab.model.schema import scenario_schema
 from vnetlab.paths import scenario_files
 
@@ -34,12 +37,32 @@ def site(tmp_path_factory) -> Path:
     return out
 
 
+def _is_exercise(path: Path) -> bool:
+    return load_scenario(path).exercise is not None
+
+
 def test_every_lesson_has_a_page_with_its_topology_and_commands(site: Path):
     for path in scenario_files():
+        if _is_exercise(path):
+            continue
         page = (site / "lessons" / path.stem / "index.html").read_text()
         assert f'src="../{path.stem}.svg"' in page and f"vnetlab plan {path.stem} --explain" in page
         assert (site / "lessons" / f"{path.stem}.svg").read_text().lstrip().startswith("<?xml")
         assert "What its checks prove" in page
+
+
+def test_every_exercise_has_a_page_with_its_tasks_and_no_solution(site: Path):
+    exercises = [p for p in scenario_files() if _is_exercise(p)]
+    assert exercises
+    index = (site / "exercises" / "index.html").read_text()
+    for path in exercises:
+        scenario = load_scenario(path)
+        page = (site / "exercises" / path.stem / "index.html").read_text()
+        assert f"vnetlab exercise start {path.stem}" in page and f'src="../{path.stem}.svg"' in page
+        assert all(escape(t.name) in page for t in scenario.exercise.tasks) and "Graded on the wire" in page
+        assert all(escape(render(s.run, {}), quote=False) not in page for t in scenario.exercise.tasks for s in t.solve if s.run and "{{" not in s.run)
+        assert f'href="{path.stem}/"' in index
+    assert "no echo reply crossed br0" in (site / "grading" / "index.html").read_text()
 
 
 def test_the_syntax_page_covers_every_part_of_the_model(site: Path):

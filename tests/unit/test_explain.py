@@ -32,7 +32,7 @@ def plan_of(name: str, lab: str | None = None):
     return make_plan(scenario, lab or scenario.name, PlanOptions(kernel=KERNEL))
 
 
-@pytest.mark.parametrize("name", ["wireguard-vpn", "ovs-two-vm-ping", "bridge-device-ops"])
+@pytest.mark.parametrize("name", ["wireguard-vpn", "ovs-two-vm-ping", "bridge-device-ops", "ex-two-vm-ping"])
 def test_explain_matches_golden(name):
     text = ex.explain(plan_of(name))
     compare_golden(GOLDEN / name / "explain.txt", text)

@@ -73,7 +73,7 @@ def test_the_guide_example_adds_a_key_a_check_a_step_and_explain_lines(model, tm
     ssh = FakeSSH()
     feature.configure(plan, {"vm1": ssh}, tmp_path)
     assert ssh.files["/etc/motd"] == "welcome to the bridge lab\n"
-    result = feature.check_runners["motd"](CheckContext(plan, {"vm1": ssh}, tmp_path), scenario.checks[0].spec)
+    result = feature.check_kinds["motd"].run(CheckContext(plan, {"vm1": ssh}, tmp_path), scenario.checks[0].spec)
     assert result.ok and result.kind == "motd"
     assert "vm1$ printf '%s\\n' 'welcome to the bridge lab' > /etc/motd" in explain(plan)
     assert "motd" in scenario_schema(model)["properties"] and "motd" in scenario_schema(model)["$defs"]["Check"]["properties"]

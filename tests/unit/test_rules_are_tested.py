@@ -158,6 +158,15 @@ def hv_lab(hosts: dict | None = None, *, vm2: dict | None = None, **changes: Any
     return lab(vms=vms, hypervisors=copy.deepcopy(hosts or HV_SIM), **changes)
 
 
+def task(name: str = "t1", checks: list | None = None, **extra: Any) -> dict:
+    return {"name": name, "checks": [ping("vm1", "vm2")] if checks is None else checks, **extra}
+
+
+def ex_lab(*tasks: dict, **extra: Any) -> dict:
+    """The small lab as an exercise: title, these tasks (one pinging vm2 by default), more keys."""
+    return lab(exercise={"title": "T", "tasks": list(tasks) or [task()], **extra})
+
+
 @dataclass(frozen=True)
 class Case:
     """A scenario (in a folder of its own, with `files`: name → text, bytes, a size for a sparse
@@ -309,13 +318,15 @@ CASES = [
     case("wireguard-capture-without-tunnel", lab(checks=[capture(["vm1", "vm2"], ["wireguard-udp", "no-plaintext-tunnel"])]), (f"{C0}.capture.expect", E("wireguard-udp, no-plaintext-tunnel needs a WireGuard tunnel with underlay 'br0' joining vm1 and vm2"))),
     # -- users' files, shares, commands --------------------------------------------------------------------
     case("file-dest-not-plain", lab(vms=[vm("vm1", files=[{"src": "a.txt", "dest": "/etc/../a.txt"}])]), ("vms[0].files[0].dest", E("'/etc/../a.txt' is not a plain absolute path (no '..', '.', '//')")), files={"a.txt": "a\n"}),
-    case("file-src-outside", lab(vms=[vm("vm1", files=[{"src": "../a.txt", "dest": "/a.txt"}])]), ("vms[0].files[0].src", r"'\.\./a\.txt' leads outside the scenario's folder .* \(give an absolute path to mean it\)$")),
+    case("file-src-outside", lab(vms=[vm("vm1", files=[{"src": "../a.txt", "dest": "/a.txt"}])]), ("vms[0].files[0].src", r"'\.\./a\.txt' is /.*/a\.txt, outside the scenario's folder .*: a scenario reads files from its own folder only .*--allow-host-paths")),
+    case("file-src-never", lab(vms=[vm("vm1", files=[{"src": "/etc/hostname", "dest": "/a.txt"}])]), ("vms[0].files[0].src", E("'/etc/hostname' is /etc/hostname, in /etc: vnetlab never copies or shares /etc into a guest, even with --allow-host-paths"))),
     case("file-src-missing", lab(vms=[vm("vm1", files=[{"src": "nope.txt", "dest": "/a.txt"}])]), ("vms[0].files[0].src", r"no file /.*/nope\.txt$")),
     case("file-template-not-text", lab(vms=[vm("vm1", files=[{"src": "blob", "dest": "/blob", "template": True}])]), ("vms[0].files[0].src", "template: true needs a UTF-8 text file: "), files={"blob": b"\xff\xfe\x00bad"}),
     case("file-template-undefined", lab(vms=[vm("vm1", files=[{"src": "t.txt", "dest": "/t", "template": True}])]), ("vms[0].files[0].src", re.escape("template variable 'nobody' is undefined")), files={"t.txt": "{{ nobody.ip }}\n"}),
     case("files-too-big", lab(vms=[vm("vm1", files=[{"src": "big", "dest": "/big"}])]), ("vms[0].files", E(f"{MAX_FILES_BYTES + 1} bytes in all; at most {MAX_FILES_BYTES} per VM")), files={"big": MAX_FILES_BYTES + 1}),
     case("shares-too-many", lab(vms=[vm("vm1", shares=[{"src": "d", "dest": f"/mnt/{i}"} for i in range(9)])]), ("vms[0].shares", E("at most 8 shares per VM")), files={"d": None}),
-    case("share-src-outside", lab(vms=[vm("vm1", shares=[{"src": "../d", "dest": "/mnt/d"}])]), ("vms[0].shares[0].src", r"'\.\./d' leads outside the scenario's folder ")),
+    case("share-src-outside", lab(vms=[vm("vm1", shares=[{"src": "../d", "dest": "/mnt/d"}])]), ("vms[0].shares[0].src", r"'\.\./d' is /.*/d, outside the scenario's folder ")),
+    case("share-src-root", lab(vms=[vm("vm1", shares=[{"src": "/", "dest": "/mnt/d"}])]), ("vms[0].shares[0].src", E("'/' is the host's whole file system: never copied or shared, even with --allow-host-paths"))),
     case("share-src-missing", lab(vms=[vm("vm1", shares=[{"src": "nope", "dest": "/mnt/d"}])]), ("vms[0].shares[0].src", r"no folder /.*/nope$")),
     case("share-dest-not-plain", lab(vms=[vm("vm1", shares=[{"src": "d", "dest": "/mnt//d"}])]), ("vms[0].shares[0].dest", E("'/mnt//d' is not a plain absolute path (no '..', '.', '//')")), files={"d": None}),
     case("exec-template-undefined", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24"), exec=["ping -c1 {{ vm9.ip }}"])]), ("vms[0].exec[0]", re.escape("template variable 'vm9' is undefined"))),
@@ -402,6 +413,7 @@ CASES = [
     case("hypervisors-simulated-and-real", hv_lab({**HV_REAL, "hv3": {"simulate": True}}), ("hypervisors", E("simulated (hv3) and real (hv2) hypervisors cannot share a lab: the simulated underlay exists only on this machine"))),
     case("hypervisor-simulated-with-uri", hv_lab({"hv1": {}, "hv2": {"simulate": True, "uri": "qemu+ssh://root@192.0.2.2/system"}}), ("hypervisors.hv2", E("simulate: true makes its URI, underlay and host key itself: drop uri, underlay and host-key"))),
     case("hypervisor-uri-not-ssh", hv_lab({**HV_REAL, "hv2": {"uri": "qemu+tcp://192.0.2.2/system", "underlay": UNDERLAY2}}), ("hypervisors.hv2.uri", E("expected a qemu+ssh:// URI (vnetlab also runs its host commands over that SSH), got 'qemu+tcp://192.0.2.2/system'"))),
+    case("hypervisor-uri-runs-a-command", hv_lab({**HV_REAL, "hv2": {"uri": "qemu+ssh://root@192.0.2.2/system?command=/tmp/x", "underlay": UNDERLAY2}}), ("hypervisors.hv2.uri", E("URI parameter command=/tmp/x is refused (it runs a program of this machine, as root, in place of ssh): write qemu+ssh://root@192.0.2.2/system"))),
     case("hypervisor-without-underlay", hv_lab({**HV_REAL, "hv2": {"uri": "qemu+ssh://root@192.0.2.2/system"}}), ("hypervisors.hv2.underlay", E("a real hypervisor needs underlay: {address, device}: where its VXLAN traffic leaves"))),
     case("hypervisor-underlay-address", hv_lab({**HV_REAL, "hv2": {"uri": "qemu+ssh://root@192.0.2.2/system", "underlay": {"address": "eth1", "device": "eth1"}}}), ("hypervisors.hv2.underlay.address", E("expected an IPv4 address, got 'eth1'"))),
     case("this-machine-without-underlay", hv_lab({**HV_REAL, "hv1": {}}), ("hypervisors.hv1.underlay", E("with real hypervisors, this machine needs underlay: {address, device} too"))),
@@ -418,6 +430,20 @@ CASES = [
          ("vms[1].nics[0]", E("VLANs on a bridge stretched over hypervisors ('br0') are not supported yet"))),
     case("overlay-capture-on-a-bridge", hv_lab(checks=[capture(["vm1", "vm2"], ["overlay"])]), (f"{C0}.capture.interface", E("the overlay expectation judges the simulated underlay: capture on interface vnl-ul"))),
     case("vlan-tagged-not-on-the-bridge", lab(bridges=[vl_br(), br("br1")], vms=[*vl_lab()["vms"], vm("vm3", nic("br1", "10.1.1.3/24"))], checks=[capture(["vm1", "vm3"], ["vlan-tagged"])]), (f"{C0}.capture.between[1]", E("expected a VM with a NIC on bridge 'br0', got 'vm3'"))),
+    # -- exercises -----------------------------------------------------------------------------------------
+    case("exercise-text-template", ex_lab(task(text="{{ nobody.ip }}")), ("exercise.tasks[0].text", E("template variable 'nobody' is undefined (variables: every node by name, nodes['…'], bridges['…'])"))),
+    case("exercise-setup-unknown-node", ex_lab(setup=[{"node": "vm9", "run": "true"}]), ("exercise.setup[0].node", E("no VM, container or host named 'vm9'"))),
+    case("exercise-solve-unknown-node", ex_lab(task(solve=[{"node": "vm7", "run": "true"}])), ("exercise.tasks[0].solve[0].node", E("no VM, container or host named 'vm7'"))),
+    case("exercise-intro-file-missing", ex_lab(intro="intro.md"), ("exercise.intro", r"no file /.*/intro\.md \(an intro of one line ending in \.md is a file, relative to the scenario\)$")),
+    case("exercise-intro-outside", ex_lab(intro="../intro.md"), ("exercise.intro", r"'\.\./intro\.md' leads outside the scenario's folder /.*$")),
+    case("exercise-no-time", ex_lab(**{"time-limit": "0m"}), ("exercise.time-limit", E("a time limit of no time: give e.g. 45m"))),
+    case("exercise-duplicate-task", ex_lab(task(), task()), ("exercise.tasks[1].name", E("duplicate task name 't1' (tasks[0] has it)"))),
+    case("exercise-task-named-a-number", ex_lab(task("12")), ("exercise.tasks[0].name", E("'12' reads as a task number: name it with words"))),
+    case("exercise-hint-cost-above-points", ex_lab(task(points=1, **{"hint-cost": 2})), ("exercise.tasks[0].hint-cost", E("a hint costs 2 but the task is worth 1: at most its points"))),
+    case("exercise-solve-answer-without-check", ex_lab(task(solve=[{"answer": "x"}])), ("exercise.tasks[0].solve[0].answer", E("task 't1' has no answer check to give it to"))),
+    case("answer-outside-an-exercise", lab(checks=[{"answer": {"expect": "x"}}]), (f"{C0}.answer", E("an answer check grades a student's answer: it belongs in an exercise task (exercise.tasks[].checks)"))),
+    case("answer-bad-regex", ex_lab(task(checks=[{"answer": {"expect": "(", "normalize": "regex"}}])), ("exercise.tasks[0].checks[0].answer.expect", E("not a regular expression: missing ), unterminated subpattern at position 0"))),
+    case("answer-not-of-its-kind", ex_lab(task(checks=[{"answer": {"expect": "zz", "normalize": "mac"}}])), ("exercise.tasks[0].checks[0].answer.expect", E("'zz' is not an answer of its kind: not a MAC address: 'zz'"))),
     case("vlan-tagged-no-shared-vlan", vl_lab(vm("vm1", nic(address="10.0.10.2/24", vlan=10)), vm("vm2", nic(address="10.0.20.2/24", vlan=20)), checks=[capture(["vm1", "vm2"], ["vlan-tagged"])]), (f"{C0}.capture.between", E("'vm1' and 'vm2' share no VLAN on bridge 'br0': there is no exchange between them to capture"))),
 ]
 

@@ -43,15 +43,25 @@ LOADER_ONLY = {
     "a capture's link: an existing NIC of one of the two": r"link is VM\.NIC|has no NIC named|carries its own frames only",
     "hypervisors: one is this machine, simulated or real, what each needs, what runs elsewhere": (
         r"there is no hypervisors: section|no hypervisor named|exactly one hypervisor must be this machine|cannot share a lab|simulate: true makes|"
-        r"expected a qemu\+ssh://|needs underlay|this machine needs underlay|simulated hypervisors|shares: are folders of this machine|only Linux bridges are stretched|overlay expectation judges|a mapping of vxlan: settings is for labs|stretches its bridges with VXLAN itself|a stretched bridge runs on each hypervisor|VLANs on a bridge stretched over hypervisors"
+        r"expected a qemu\+ssh://|URI parameter|is neither an IP address nor a host name|no host: write|is not a user name|no password in the URI|the path must be /system|no fragment|"
+        r"must be an absolute path of letters|no_tty is 0 or 1|the URI has blanks|the port in|the query|needs underlay|this machine needs underlay|simulated hypervisors|shares: are folders of this machine|only Linux bridges are stretched|overlay expectation judges|a mapping of vxlan: settings is for labs|stretches its bridges with VXLAN itself|a stretched bridge runs on each hypervisor|VLANs on a bridge stretched over hypervisors"
+    ),
+    "exercises: task names and costs, solutions and answers, the intro's file, the time limit": (
+        r"reads as a task number|a hint costs .* but the task is worth|has no answer check to give it to|an answer check grades a student's answer|"
+        r"is not an answer of its kind|a time limit of no time|an intro of one line ending in \.md is a file|expected exactly one of: run \(with node\), answer|"
+        r"run needs node|an answer is given to the task, not run on a node"
+    ),
+    "params: one kind each, drawn and used (JSON Schema lists the keys, not which go together)": (
+        r"unknown param kind|expected exactly one kind of param|subnet-of needs a prefix|expected \[lowest, highest\]|word: true \(or write|"
+        r"is too small for a /|param \S+ is used but not defined|found clear of the scenario's other subnets|the scenario's name cannot use params"
     ),
     # value formats the model leaves to Python's ipaddress (no regex in the spec) -----------------
     "IPv4 network and address formats": r"expected an IPv4 (network|address)|expected a VM(, container or host)? name or an IPv4 address",
     # the host's files, and what needs rendering or compiling (users' own labs) ------------------
-    "files and folders on the host": r"no (file|folder) /|leads outside the scenario's folder|is not a plain absolute path|template: true needs a UTF-8 text file|bytes in all; at most|shares per VM|image file /",
+    "files and folders on the host": r"no (file|folder) /|outside the scenario's folder|never copies or shares|the host's whole file system|is not a plain absolute path|template: true needs a UTF-8 text file|bytes in all; at most|shares per VM|image file /",
     "Debian package names (checked against apt's rules)": r"not a Debian package name",
     "netem values: units and ranges": r"expected (a duration|a percentage|a rate) like|is out of range \(|expected at least one of: delay, jitter, loss, rate|needs a delay to vary around",
-    "templates and regular expressions": r"template (variable|syntax error|error|not allowed)|not a regular expression|the rendered text is|one attempt only",
+    "templates and regular expressions": r"template (variable|syntax error|error|not allowed|too costly)|not a regular expression|repeats multiply out|the rendered text is|one attempt only",
     # shape rules in check_shape that the generated schema does not express ---------------------
     "exactly two peers / exactly one of two fields": r"expected exactly two (VM|node) names|expected exactly one of: \w+( \(.*\))?, \w+",
 }
@@ -112,6 +122,10 @@ def instance(draw, schema: dict, rate: int, depth: int = 0):
     if kind == "integer":
         lo, hi = schema.get("minimum", 0), schema.get("maximum", 1000)
         return draw(st.integers(lo - 2, hi + 2) if broken() else st.integers(lo, hi))
+    if kind == "number":
+        lo, hi = schema.get("minimum", 0), schema.get("maximum", 1000)
+        lo, hi = (lo - 2, hi + 2) if broken() else (lo, hi)
+        return draw(st.one_of(st.integers(lo, hi), st.floats(lo, hi, allow_nan=False, allow_infinity=False)))
     if kind == "string":
         limit = schema.get("maxLength", 30)
         if broken():
@@ -191,8 +205,8 @@ def _where_the_loader_must_object(error: jsonschema.ValidationError) -> tuple[se
     if error.validator == "additionalProperties":
         known = set(error.schema.get("properties", {}))
         return {_field([*error.absolute_path, key]) for key in instance if key not in known}, False
-    if error.validator in ("anyOf", "oneOf", "allOf"):
-        return {here}, True
+    if error.validator in ("anyOf", "oneOf", "allOf") or "propertyNames" in error.absolute_schema_path:
+        return {here}, True  # an entry's name is the loader's problem at that entry: below the mapping
     return {here}, False
 
 

@@ -8,6 +8,7 @@ the packages that went into a tree are recorded as a lock (one `name version arc
 from __future__ import annotations
 
 import os
+import signal
 import re
 import shutil
 import struct
@@ -52,6 +53,17 @@ def check_packages(packages: Sequence[str]) -> list[str]:
     return [p for p in packages if not PACKAGE_NAME.fullmatch(p)]
 
 
+def _end_group(pgid: int) -> None:
+    """SIGKILL what is left of a process group we started, and wait until it is gone (bounded)."""
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
 def fetch_tree(
     dest: Path,
     packages: Sequence[str],
@@ -85,7 +97,9 @@ def fetch_tree(
     started = time.monotonic()
     say(f"mmdebstrap {variant}: {len(packages)} packages from {mirror()} ({SUITE})")
     output: list[str] = []
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+    # Its own process group: mmdebstrap's children (apt, dpkg, tar) outlive it when it is stopped,
+    # and would go on writing into the tree while the caller removes it.
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", process_group=0) as proc:
         assert proc.stdout is not None
         try:
             for line in proc.stdout:
@@ -94,12 +108,15 @@ def fetch_tree(
                 if line.startswith(("I: ", "E: ")):
                     say(line[3:])
         except BaseException:
-            # Stopped (Ctrl-C, an error in `say`): mmdebstrap unmounts what it mounted on SIGTERM.
+            # Stopped (Ctrl-C, an error in `say`): mmdebstrap unmounts what it mounted on SIGTERM,
+            # then what it started is ended too (the group is ours: it holds only its descendants).
             proc.terminate()
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
+            _end_group(proc.pid)
             raise
         returncode = proc.wait()
     if returncode != 0:

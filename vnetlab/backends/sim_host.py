@@ -4,8 +4,9 @@ vnetlab reaches it exactly as it reaches a real second machine — libvirt's ssh
 (`qemu+ssh://`) and host commands over SSH — only its libvirtd is this machine's. The sshd
 listens on the namespace's underlay address only, with its own host key, the lab's client key as
 its only authorized key, no passwords and no PAM. It is recorded as a `sim-sshd` resource
-"<host>:<pid>" right after it is started; `stop_sshd` ends exactly that PID after checking that it
-is still this lab's sshd (its command line names the lab's config file).
+"<host>:" before it starts, then "<host>:<pid>"; `stop_sshd` ends exactly that PID after checking
+that it is still this lab's sshd (its command line names the lab's config file), or, when the PID
+was never recorded (a kill -9 in between), every such sshd in the host's namespace.
 
 libvirt's ssh client runs through a wrapper (the URI's `command=`) that starts /usr/bin/ssh inside
 the lab namespace with the host key pinned, so this machine's root namespace is never addressed.
@@ -21,6 +22,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from vnetlab import procfs
+from vnetlab.backends import netns
 from vnetlab.errors import VnetlabError
 
 SSHD = Path("/usr/sbin/sshd")
@@ -134,12 +136,19 @@ def is_lab_sshd(pid: int, lab_dir: Path, host: str) -> bool:
     return fields is not None and not procfs.is_zombie(fields) and comm == "sshd" and f"-f {config(lab_dir, host)}".encode() in cmdline.replace(b"\0", b" ")
 
 
-def stop_sshd(lab_dir: Path, name: str) -> None:
-    """Stop the recorded "<host>:<pid>" (SIGTERM, then SIGKILL); gone already is fine."""
+def stop_sshd(lab_dir: Path, name: str, namespace: str) -> None:
+    """Stop the recorded "<host>:<pid>" (SIGTERM, then SIGKILL); gone already is fine. A record
+    without its PID ("<host>:", made before the start) stops every sshd of this lab's config for
+    `host` found in the host's `namespace`."""
     host, _, pid_text = name.rpartition(":")
-    if not host or not pid_text.isdigit():
+    if not host or not (pid_text.isdigit() or pid_text == ""):
         raise SimHostError(f"unexpected sshd record {name!r}")
-    pid = int(pid_text)
+    pids = [int(pid_text)] if pid_text else [pid for pid in netns.processes_in(namespace) if is_lab_sshd(pid, lab_dir, host)]
+    for pid in pids:
+        _stop(pid, lab_dir, host)
+
+
+def _stop(pid: int, lab_dir: Path, host: str) -> None:
     for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
         if not is_lab_sshd(pid, lab_dir, host):
             _reap(pid)

@@ -1,23 +1,35 @@
-"""What every check works with: results, the context a runner gets, and the lab's nodes to run programs on.
+"""What every check works with: results, evidence, the context a collector gets, and the lab's nodes to run programs on.
 
-A check runner is `fn(ctx, spec) -> CheckResult`; a capture judge is
+A kind of check comes in two halves (`CheckKind`): `collect(ctx, spec) -> Evidence` runs
+things on the live lab and keeps what it saw (JSON, saved with the run), and
+`judge(plan, spec, evidence) -> CheckResult` decides from that alone, so a run can be
+judged again later (`vnetlab judge RUN_DIR`, `vnetlab exercise grade`). A kind whose
+traffic has a signature on the wire says so (`Wire`): in an exercise its verdict counts
+only when vnetlab's own capture saw that traffic. A capture judge is
 `fn(plan, check, subject) -> Judgement`. The core registers ping and the ARP/ICMP
 judges; features register theirs (see vnetlab.features.base.Feature).
 """
 
 from __future__ import annotations
 
+import os
+import select
+import selectors
 import shlex
 import subprocess
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vnetlab.backends import netns
-from vnetlab.backends.ssh import CommandResult, GuestSSH
+from vnetlab.backends.ssh import CappedOutput, CommandResult, GuestSSH
 from vnetlab.plan.planner import Plan, PlannedNic, PlannedNode
 from vnetlab.model.scenario import split_link
+
+if TYPE_CHECKING:
+    from vnetlab.checks.capture import Frames
 
 
 @dataclass
@@ -57,8 +69,61 @@ class CaptureSubject:
     packets: Iterable[Any]  # re-iterable: each judge walks the frames again
 
 
-Runner = Callable[["CheckContext", Any], CheckResult]
+@dataclass
+class Evidence:
+    """What one check saw on the live lab: all a judge may use, kept with the run (evidence.json).
+
+    `data` is JSON (a program's output and exit status, states read from the kernel, an answer).
+    `guests` names the guests whose programs produced it: a student is root there and could have
+    shaped it. Empty means vnetlab read it from outside every guest (netlink, the lab namespace, a
+    container's namespace, the student's answer as given). `error` says why the collection itself
+    failed (the check then fails with it, judged again the same way)."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    guests: tuple[str, ...] = ()
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"data": self.data, "guests": list(self.guests)}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Evidence:
+        data, guests, error = raw.get("data"), raw.get("guests"), raw.get("error")
+        if not isinstance(data, dict) or not isinstance(guests, list) or not all(isinstance(g, str) for g in guests) or not isinstance(error, (str, type(None))):
+            raise ValueError("evidence entries are {data: {...}, guests: [NAME, ...], error: TEXT|null}")
+        return cls(data, tuple(guests), error)
+
+
+Collector = Callable[["CheckContext", Any], Evidence]
+Verdict = Callable[[Plan, Any, Evidence], CheckResult]
 Judge = Callable[[Plan, Any, CaptureSubject], Judgement]
+WireJudge = Callable[[Plan, Any, Evidence, "Mapping[str, Frames]"], Judgement]
+
+
+@dataclass(frozen=True)
+class Wire:
+    """A kind's signature on the wire: where its traffic crosses (capture points: bridges, VM.NIC
+    links, uplinks) and how to judge what the captures there saw. In an exercise the check counts
+    only when this judgement holds too: the guest's word is not enough."""
+
+    points: Callable[[Plan, Any], list[str]]
+    judge: WireJudge
+
+
+@dataclass(frozen=True)
+class CheckKind:
+    """One kind of check: collect on the live lab, judge from the evidence alone."""
+
+    collect: Collector
+    judge: Verdict
+    wire: Wire | None = None
+
+    def run(self, ctx: CheckContext, spec: Any) -> CheckResult:
+        """Collect and judge in one go (ad hoc checks: the pytest plugin, unit tests)."""
+        return self.judge(ctx.plan, spec, self.collect(ctx, spec))
 
 
 def node_ips(plan: Plan, name: str) -> set[str]:
@@ -79,6 +144,9 @@ def expected_echo_pairs(plan: Plan, a: str, b: str, via: str | None = None) -> i
 
 
 # -- running programs on the lab's nodes ---------------------------------------------
+
+_READ_CHUNK = 65536
+_WRITE_CHUNK = select.PIPE_BUF  # a write of at most this much never blocks once the pipe is writable
 
 
 class LabNode(Protocol):
@@ -123,15 +191,31 @@ class NamespaceNode:
     namespace: str
 
     def run(self, argv: list[str], timeout: float, stdin: bytes | None = None) -> CommandResult:
-        """The host's program, forked from a thread inside the namespace (a child inherits the thread's namespace)."""
+        """The host's program, forked from a thread inside the namespace (a child inherits the
+        thread's namespace). Its output is kept as a guest's over SSH is (at most MAX_OUTPUT bytes
+        per stream, the rest read and dropped), so a command printing without end cannot fill
+        this process's memory; the whole exchange is bounded by `timeout`."""
         try:
-            feed: dict[str, object] = {"stdin": subprocess.DEVNULL} if stdin is None else {"input": stdin}
-            done = netns.run_in_namespace(self.namespace, subprocess.run, argv, capture_output=True, timeout=timeout, **feed)
-        except subprocess.TimeoutExpired as exc:
-            return CommandResult(shlex.join(argv), 124, _text(exc.stdout), _text(exc.stderr) + f"\n(timed out after {timeout:g} s)")
+            proc = netns.run_in_namespace(
+                self.namespace, subprocess.Popen, argv,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )
         except OSError as exc:  # e.g. the program is not installed on the host
             return CommandResult(shlex.join(argv), 127, "", f"cannot run {argv[0]} in namespace {self.namespace}: {exc}")
-        return CommandResult(shlex.join(argv), done.returncode, _text(done.stdout), _text(done.stderr))
+        out, err = CappedOutput(), CappedOutput()
+        try:
+            finished = _exchange(proc, stdin, out, err, time.monotonic() + timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()  # our own child, by its PID: timed out, or interrupted
+                proc.wait()
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+        truncated = bool(out.dropped or err.dropped)
+        if not finished:
+            return CommandResult(shlex.join(argv), 124, out.text(), err.text() + f"\n(timed out after {timeout:g} s)", truncated)
+        return CommandResult(shlex.join(argv), proc.returncode, out.text(), err.text(), truncated)
 
     def start(self, argv: list[str]) -> Callable[[], None]:
         proc = netns.run_in_namespace(self.namespace, subprocess.Popen, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -148,8 +232,45 @@ class NamespaceNode:
         return stop
 
 
-def _text(data: bytes | str | None) -> str:
-    return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
+def _exchange(proc: subprocess.Popen, stdin: bytes | None, out: CappedOutput, err: CappedOutput, deadline: float) -> bool:
+    """Feed stdin and collect stdout and stderr until both end and the program exits; False at the
+    deadline. (A program that leaves a child holding its output open is waited for, as over SSH.)"""
+    assert proc.stdout is not None and proc.stderr is not None
+    kept = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    pending = memoryview(stdin or b"")
+    with selectors.DefaultSelector() as selector:
+        for fd in kept:
+            selector.register(fd, selectors.EVENT_READ)
+        if proc.stdin is not None:
+            if pending:
+                selector.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
+            else:
+                proc.stdin.close()
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            for key, _ in selector.select(remaining):
+                if key.fd in kept:
+                    data = os.read(key.fd, _READ_CHUNK)
+                    if data:
+                        kept[key.fd].add(data)
+                        continue
+                else:
+                    try:
+                        pending = pending[os.write(key.fd, pending[:_WRITE_CHUNK]):]
+                    except BrokenPipeError:
+                        pending = pending[:0]  # it stopped reading: the rest is not wanted
+                    if pending:
+                        continue
+                    assert proc.stdin is not None
+                    proc.stdin.close()
+                selector.unregister(key.fd)
+    try:
+        proc.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def lab_node(plan: Plan, sessions: dict[str, GuestSSH], name: str) -> LabNode:
@@ -201,11 +322,16 @@ def node_kind(plan: Plan, name: str) -> str:
 
 @dataclass
 class CheckContext:
-    """What a check runner may use: the plan, SSH sessions to the guests, the run's artifact folder."""
+    """What a collector may use: the plan, SSH sessions to the guests, the run's artifact folder;
+    `wire`: the checks are graded on the wire (an exercise), so a collector may put traffic on it
+    that its wire signature needs; `answer`: what the student answered to the task being checked
+    ({"value": …, "at": unix time}), for the answer check."""
 
     plan: Plan
     sessions: dict[str, GuestSSH]
     run_dir: Path
+    wire: bool = False
+    answer: Mapping[str, Any] | None = None
 
     def node(self, name: str) -> LabNode:
         """Where to run a program as `name`: the guest over SSH, or a namespace node's namespace."""

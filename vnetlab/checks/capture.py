@@ -346,6 +346,108 @@ class Capture:
         return frames
 
 
+def read_frames(
+    pcap_path: Path,
+    *,
+    seen: int | None = None,
+    max_kept_bytes: int = MAX_KEPT_BYTES,
+    max_kept_frames: int = MAX_KEPT_FRAMES,
+) -> Frames:
+    """The frames a capture kept, read back from its pcap (to judge a run again): the same bounds
+    as the live capture, so the judges see the same first frames. `seen` is what the capture
+    counted (recorded with the run); the pcap's own count when unknown. Raises ValueError for a
+    file that is not a little-endian microsecond Ethernet pcap as _Recorder writes them."""
+    data = bytearray()
+    ends, times = array("Q"), array("d")
+    written = 0
+    keeping = True
+    with open(pcap_path, "rb") as f:
+        header = f.read(_PCAP_HEADER)
+        if len(header) != _PCAP_HEADER or header[:4] != b"\xd4\xc3\xb2\xa1" or struct.unpack("<I", header[20:24])[0] != _DLT_EN10MB:
+            raise ValueError(f"{pcap_path} is not an Ethernet pcap as vnetlab writes them")
+        while True:
+            record = f.read(_PCAP_RECORD_HEADER)
+            if not record:
+                break
+            if len(record) != _PCAP_RECORD_HEADER:
+                raise ValueError(f"{pcap_path} ends inside a record header")
+            sec, usec, caplen, _ = struct.unpack("<IIII", record)
+            if caplen > _RECV_SIZE:
+                raise ValueError(f"{pcap_path}: a record of {caplen} bytes (at most {_RECV_SIZE})")
+            frame = f.read(caplen)
+            if len(frame) != caplen:
+                raise ValueError(f"{pcap_path} ends inside a frame")
+            written += 1
+            if keeping:
+                kept = len(ends) + 1
+                if kept <= max_kept_frames and len(data) + len(frame) + _KEPT_OVERHEAD * kept <= max_kept_bytes:
+                    data += frame
+                    ends.append(len(data))
+                    times.append(sec + usec / 1_000_000)
+                else:
+                    keeping = False
+    return Frames(data, ends, times, seen=max(seen or 0, written), written=written)
+
+
+@dataclass
+class EchoCounts:
+    requests: int  # echo requests from one of the source addresses to the target
+    replies: int  # echo replies from the target to one of the source addresses
+    pairs: int  # replies that answer an earlier request (same id and sequence, swapped addresses)
+
+
+def count_echo(packets: Iterable[Packet], sources: set[str], target: str, size: int | None = None) -> EchoCounts:
+    """The ICMP echo exchange between any of `sources` and `target` (each reply answers at most
+    one request); with `size`, only packets of that IPv4 total length (a path-MTU probe's)."""
+    requests = replies = pairs = 0
+    waiting: Counter[tuple[str, int, int]] = Counter()
+    for packet in packets:
+        for ip in _ip_layers(packet):
+            if not isinstance(ip, _inet.IP) or not isinstance(ip.payload, _inet.ICMP) or (size is not None and ip.len != size):
+                continue
+            icmp = ip.payload
+            if icmp.type == _ICMP_ECHO_REQUEST and ip.src in sources and ip.dst == target:
+                requests += 1
+                waiting[(ip.src, icmp.id, icmp.seq)] += 1
+            elif icmp.type == _ICMP_ECHO_REPLY and ip.src == target and ip.dst in sources:
+                replies += 1
+                if waiting[(ip.dst, icmp.id, icmp.seq)] > 0:
+                    waiting[(ip.dst, icmp.id, icmp.seq)] -= 1
+                    pairs += 1
+    return EchoCounts(requests, replies, pairs)
+
+
+def count_udp_from(packets: Iterable[Packet], src_ip: str, dst_ip: str, port: int) -> int:
+    """UDP datagrams from src_ip to dst_ip with `port` at either end (one direction of count_udp)."""
+    return sum(
+        1
+        for packet in packets
+        if (ip := packet.getlayer(_inet.IP)) is not None and ip.src == src_ip and ip.dst == dst_ip
+        and isinstance(ip.payload, _inet.UDP) and port in (ip.payload.sport, ip.payload.dport)
+    )
+
+
+def udp_payloads(packets: Iterable[Packet], src_ip: str, dst_ip: str, port: int) -> Iterator[bytes]:
+    """The payloads of UDP datagrams from src_ip to dst_ip with `port` at either end (outer header)."""
+    for packet in packets:
+        ip = packet.getlayer(_inet.IP)
+        if ip is not None and ip.src == src_ip and ip.dst == dst_ip and isinstance(ip.payload, _inet.UDP) and port in (ip.payload.sport, ip.payload.dport):
+            yield bytes(ip.payload.payload)
+
+
+def tcp_bytes(packets: Iterable[Packet], src_ips: set[str], dst_ip: str, dport: int) -> int:
+    """TCP payload bytes from any of src_ips to dst_ip:dport, by the IP header's lengths (a segment
+    the NIC offloads crosses the bridge as one large frame the capture may cut; its header still
+    says how much it carried)."""
+    total = 0
+    for packet in packets:
+        ip = packet.getlayer(_inet.IP)
+        if ip is None or ip.src not in src_ips or ip.dst != dst_ip or not isinstance(ip.payload, _inet.TCP) or ip.payload.dport != dport:
+            continue
+        total += max(0, int(ip.len) - 4 * int(ip.ihl) - 4 * int(ip.payload.dataofs))
+    return total
+
+
 @dataclass
 class TrafficCounts:
     arp_request: int

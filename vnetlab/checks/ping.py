@@ -1,14 +1,22 @@
-"""The ping check: echo requests from one node to another (or to an address), counted from ping's summary."""
+"""The ping check: echo requests from one node to another (or to an address), counted from ping's
+summary; in an exercise, also on the wire (the echo pairs vnetlab's own capture saw)."""
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from vnetlab.checks.base import CheckContext, CheckResult
-from vnetlab.checks.parse import excerpt, ping_rtt, ping_summary
-from vnetlab.model.validate import interface, overlay_named, route_to
+from vnetlab.backends.ssh import CommandResult
+from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire, node_ips
+from vnetlab.checks.capture import count_echo, count_udp_from
+from vnetlab.checks.parse import MAX_TEXT, excerpt, ping_rtt, ping_summary
+from vnetlab.model.validate import interface, node_interfaces, overlay_named, route_to
 from vnetlab.plan.planner import Plan
+
+if TYPE_CHECKING:
+    from vnetlab.checks.capture import Frames
 
 PING_INTERVAL = "0.05"  # 20 echo requests a second: a lab wants the verdict, not a paced probe
 
@@ -29,13 +37,50 @@ def ping_argv(count: int, target: str) -> list[str]:
     return ["ping", "-c", str(count), "-i", PING_INTERVAL, "-W", "2", target]
 
 
-def run_ping(ctx: CheckContext, ping: Any) -> CheckResult:
-    target = ping_target(ctx.plan, ping)
+# -- evidence of a program run on a node -----------------------------------------------------------
+
+
+def kept_output(text: str) -> str:
+    """What of a program's output the evidence keeps: the tail the bounded parsers look at (one
+    character more when cut, so that a re-judged text is cut the same way, its partial first line dropped)."""
+    return text if len(text) <= MAX_TEXT else text[-(MAX_TEXT + 1):]
+
+
+def output_evidence(result: CommandResult, **more: Any) -> dict[str, Any]:
+    return {"command": getattr(result, "command", ""), "exit": result.exit_code, "stdout": kept_output(result.stdout), "stderr": kept_output(result.stderr), **more}
+
+
+def recorded(evidence: Evidence) -> CommandResult:
+    """The program run an evidence records, as its collector saw it."""
+    d = evidence.data
+    return CommandResult(str(d.get("command", "")), int(d.get("exit", -1)), str(d.get("stdout", "")), str(d.get("stderr", "")))
+
+
+def guest_of(plan: Plan, *names: str) -> tuple[str, ...]:
+    """The guests among these nodes (their programs' output is the student's to shape); a namespace node is none."""
+    guests = {v.name for v in plan.vms}
+    return tuple(n for n in dict.fromkeys(names) if n in guests)
+
+
+# -- the ping check ----------------------------------------------------------------------------------
+
+
+def ping_name(ping: Any) -> str:
     via = getattr(ping, "via", None)
-    name = f"ping {ping.source} → {ping.to}" + (f" via {via}" if via else "") + (" (must fail)" if ping.expect == "failure" else "")
-    argv = ping_argv(ping.count, target)
-    command = shlex.join(argv)
+    return f"ping {ping.source} → {ping.to}" + (f" via {via}" if via else "") + (" (must fail)" if ping.expect == "failure" else "")
+
+
+def collect_ping(ctx: CheckContext, ping: Any) -> Evidence:
+    argv = ping_argv(ping.count, ping_target(ctx.plan, ping))
     result = ctx.node(ping.source).run(argv, timeout=10.0 + 2.5 * ping.count)
+    return Evidence(output_evidence(result), guests=guest_of(ctx.plan, ping.source))
+
+
+def judge_ping(plan: Plan, ping: Any, evidence: Evidence) -> CheckResult:
+    target = ping_target(plan, ping)
+    name = ping_name(ping)
+    command = shlex.join(ping_argv(ping.count, target))
+    result = recorded(evidence)
     summary = ping_summary(result.stdout)  # guest output: bounded parsing, never trusted
     sent, received = summary or (0, 0)
     rtt = ping_rtt(result.stdout)
@@ -64,3 +109,100 @@ def run_ping(ctx: CheckContext, ping: Any) -> CheckResult:
             seen = f"min/avg/max {rtt[0]:g}/{avg:g}/{rtt[2]:g} ms"
         detail += f"; average round trip {' and '.join(wanted)}: {seen}"
     return CheckResult(name, "ping", ok, detail, data=data)
+
+
+def run_ping(ctx: CheckContext, ping: Any) -> CheckResult:
+    """Collect and judge a ping at once (the pytest plugin's ad hoc ping)."""
+    return PING.run(ctx, ping)
+
+
+# -- on the wire -------------------------------------------------------------------------------------
+
+
+def path_points(plan: Plan, source: str, target: str) -> list[str]:
+    """Where vnetlab's captures see `source`'s traffic to address `target` leave and come back: the
+    bridge of its NIC on the target's subnet (else of every NIC it has an address on: a routed path
+    starts there), or that NIC's link (VM.NIC) when the bridge runs in a switch guest; a container's
+    or host's bridge, or its uplink."""
+    node = next((n for n in plan.nodes if n.name == source), None)
+    if node is not None:
+        return [node.bridge or node.veth]
+    vm = plan.vm(source)
+    addressed = [n for n in vm.nics if n.cidr]
+    try:
+        address = ipaddress.IPv4Address(target)
+        shared = [n for n in addressed if address in ipaddress.IPv4Interface(n.cidr).network]
+    except ValueError:
+        shared = []
+    on_host = {b.name for b in plan.bridges if b.guest is None}
+    return list(dict.fromkeys(n.bridge if n.bridge in on_host else f"{vm.name}.{n.guest_name}" for n in (shared or addressed)))
+
+
+def echo_on_wire(plan: Plan, source: str, target: str, frames: Mapping[str, Frames], points: list[str], *, claimed: int, must_fail: bool, size: int | None = None) -> Judgement:
+    """Judge an echo exchange source → target by what crossed the capture points: for a success, at
+    least `claimed` (≥ 1) request/reply pairs on one of them; for a failure, no reply on any."""
+    sources = node_ips(plan, source)
+    what = "echo" + (f" ({size}-byte packets)" if size else "")
+    counts = {p: count_echo(frames.get(p, ()), sources, target, size) for p in points}
+    where = " or ".join(points) or "no capture point"
+    best = max(points, key=lambda p: (counts[p].pairs, counts[p].requests), default=None)
+    c = counts[best] if best is not None else None
+    figures = {"wire_echo_requests": c.requests if c else 0, "wire_echo_replies": c.replies if c else 0, "wire_echo_pairs": c.pairs if c else 0}
+    tally = f"{figures['wire_echo_requests']} {what} request(s) → {target}, {figures['wire_echo_replies']} reply(ies)"
+    if must_fail:
+        replied = [p for p in points if counts[p].replies]
+        seen = f"{counts[replied[0]].replies} {what} reply(ies) from {target} crossed {replied[0]}" if replied else f"no {what} reply crossed {where} ({tally})"
+        return Judgement(not replied, f"no {what} reply from {target} on {where}", seen, figures)
+    want = max(1, claimed)
+    if c is None or c.replies == 0:
+        seen = f"no {what} reply crossed {where} ({tally})"
+    else:
+        seen = f"{c.pairs} {what} request/reply pair(s) {', '.join(sorted(sources))} ↔ {target} on {best} ({tally})"
+    return Judgement(c is not None and c.pairs >= want, f"≥{want} {what} request/reply pair(s) with {target} on {where}", seen, figures)
+
+
+def _overlay_points(plan: Plan, ping: Any) -> list[str]:
+    overlay = overlay_named(plan.scenario, ping.via)
+    return [overlay.underlay] if overlay is not None and overlay.underlay else []
+
+
+def _underlay_ip(plan: Plan, node: str, segment: str) -> str | None:
+    return next((str(i.ip) for seg, i in node_interfaces(plan.scenario, node) if seg == segment), None)
+
+
+def ping_points(plan: Plan, ping: Any) -> list[str]:
+    if getattr(ping, "via", None) is not None:
+        return _overlay_points(plan, ping)
+    return path_points(plan, ping.source, ping_target(plan, ping))
+
+
+def _claimed(plan: Plan, ping: Any, evidence: Evidence) -> int:
+    summary = ping_summary(recorded(evidence).stdout)
+    return summary[1] if summary else 0
+
+
+def judge_ping_wire(plan: Plan, ping: Any, evidence: Evidence, frames: Mapping[str, Frames]) -> Judgement:
+    """On the wire: the echo pairs between the two addresses; through an overlay (a tunnel), its
+    carrier datagrams both ways between the members' underlay addresses."""
+    points = ping_points(plan, ping)
+    claimed = _claimed(plan, ping, evidence)
+    via = getattr(ping, "via", None)
+    if via is None:
+        return echo_on_wire(plan, ping.source, ping_target(plan, ping), frames, points, claimed=claimed, must_fail=ping.expect == "failure")
+    overlay = overlay_named(plan.scenario, via)
+    assert overlay is not None and overlay.underlay and overlay.port  # guaranteed by model validation and the overlay's feature
+    a, b = _underlay_ip(plan, ping.source, overlay.underlay), _underlay_ip(plan, ping.to, overlay.underlay)
+    packets = frames.get(overlay.underlay, ())
+    there = count_udp_from(packets, a, b, overlay.port) if a and b else 0
+    back = count_udp_from(packets, b, a, overlay.port) if a and b else 0
+    figures = {"wire_carrier_out": there, "wire_carrier_back": back}
+    seen = f"{there} datagram(s) {a} → {b} and {back} back on UDP port {overlay.port} ({overlay.kind} {via})"
+    if ping.expect == "failure":
+        return Judgement(back == 0, f"no {overlay.kind} datagram from {b} back on {overlay.underlay}", seen + f" on {overlay.underlay}", figures)
+    want = max(1, claimed)
+    if back == 0:
+        seen = f"no reply crossed {overlay.underlay}: " + seen
+    return Judgement(there >= want and back >= want, f"≥{want} {overlay.kind} datagram(s) each way between {a} and {b} on {overlay.underlay}", seen, figures)
+
+
+PING = CheckKind(collect_ping, judge_ping, Wire(ping_points, judge_ping_wire))

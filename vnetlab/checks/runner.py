@@ -1,22 +1,33 @@
-"""Run a scenario's checks on a live lab and judge them.
+"""Run a scenario's checks on a live lab: collect what each saw, keep it, judge it.
 
-Checks run in scenario order. Captures run for the whole check phase, so a
-capture check judges the traffic the other checks really produced; each result
-says what was expected and what was seen. The core knows ping and the ARP/ICMP
-judges; every other kind of check and capture expectation comes from the plan's
-features (their `check_runners` and `judges`), so this module names none of them.
+Checks are collected in scenario order. Captures run for the whole check phase, so a
+capture check judges the traffic the other checks really produced; each result says
+what was expected and what was seen. Collecting and judging are two steps: the
+evidence (each check's JSON, and the pcaps) is kept in the run's folder, and the
+judges decide from it alone, so `vnetlab judge RUN_DIR` decides the same way later.
+With `wire` (an exercise), every kind with a signature on the wire is captured where
+its traffic crosses and counts only when the capture saw it. The core knows ping and
+the ARP/ICMP judges; every other kind of check and capture expectation comes from the
+plan's features (their `check_kinds` and `judges`), so this module names none of them.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vnetlab.backends.ssh import GuestSSH
-from vnetlab.checks.base import CaptureSubject, CheckContext, CheckResult, Judge, Judgement, Runner, capture_iface, endpoint, expected_echo_pairs
-from vnetlab.checks.capture import Capture, TrafficCounts, count_arp_icmp
-from vnetlab.checks.ping import run_ping
-from vnetlab.plan.planner import Plan
+from vnetlab.checks.base import CaptureSubject, CheckContext, CheckKind, CheckResult, Evidence, Judge, Judgement, capture_iface, endpoint, expected_echo_pairs
+from vnetlab.checks.capture import Capture, Frames, TrafficCounts, count_arp_icmp
+from vnetlab.checks.evidence import Collected, RunSetting, load_collected, read_setting, save_evidence, select_checks
+from vnetlab.checks.ping import PING
+from vnetlab.model.scenario import ScenarioModel
+from vnetlab.model.validate import parse_scenario
+from vnetlab.plan.planner import Plan, PlanOptions, make_plan
+from vnetlab.paths import Layout
 
 
 def _arp_icmp(s: CaptureSubject) -> TrafficCounts:
@@ -45,14 +56,14 @@ def judge_icmp_echo(plan: Plan, check: object, s: CaptureSubject) -> Judgement:
     )
 
 
-CORE_RUNNERS: dict[str, Runner] = {"ping": run_ping}
+CORE_KINDS: dict[str, CheckKind] = {"ping": PING}
 CORE_JUDGES: dict[str, Judge] = {"arp": judge_arp, "icmp-echo": judge_icmp_echo}
 
 
-def runners(plan: Plan) -> dict[str, Runner]:
-    out = dict(CORE_RUNNERS)
+def check_kinds(plan: Plan) -> dict[str, CheckKind]:
+    out = dict(CORE_KINDS)
     for feature in plan.features:
-        out.update(feature.check_runners)
+        out.update(feature.check_kinds)
     return out
 
 
@@ -84,16 +95,61 @@ def judge_capture(plan: Plan, check: object, packets, pcap: Path) -> CheckResult
     return CheckResult(name, "capture", all(j.ok for j in judgements), detail, counts=counts, data=data)
 
 
-def run_one(table: dict[str, Runner], ctx: CheckContext, check: object) -> CheckResult:
-    """A runner that crashes on what a guest printed fails its own check with a readable detail; the others still run."""
-    kind, spec = check.kind, check.spec  # type: ignore[attr-defined]
+# -- one check: collect, then judge ------------------------------------------------------------------
+
+
+def collect_one(kind: CheckKind, ctx: CheckContext, spec: Any) -> Evidence:
+    """A collector that crashes on what a guest printed leaves evidence of why; the others still run."""
     try:
-        result = table[kind](ctx, spec)
+        return kind.collect(ctx, spec)
     except Exception as exc:  # noqa: BLE001 — isolating one check's failure is the point
-        result = CheckResult(f"{kind} check", kind, False, f"the check could not be completed: {type(exc).__name__}: {exc}")
+        return Evidence(error=f"{type(exc).__name__}: {exc}")
+
+
+def on_the_wire(result: CheckResult, wire: Judgement) -> CheckResult:
+    """The verdict graded on the wire: it holds only when the capture saw the traffic too."""
+    result.ok = result.ok and wire.ok
+    result.detail += f"; on the wire: {wire.seen}" + ("" if wire.ok else f" (expected {wire.expected})")
+    result.data["wire"] = {"ok": wire.ok, **wire.counts}
+    return result
+
+
+def judge_one(kind: CheckKind, plan: Plan, check: Any, evidence: Evidence, frames: Mapping[str, Frames], *, wire: bool = False) -> CheckResult:
+    """A judge that cannot cope with the evidence fails its own check with a readable detail."""
+    spec = check.spec
+    if evidence.error is not None:
+        result = CheckResult(f"{check.kind} check", check.kind, False, f"the check could not be completed: {evidence.error}")
+    else:
+        try:
+            result = kind.judge(plan, spec, evidence)
+            if wire and kind.wire is not None:
+                result = on_the_wire(result, kind.wire.judge(plan, spec, evidence, frames))
+        except Exception as exc:  # noqa: BLE001 — the guest's output is hostile input to the judge too
+            result = CheckResult(f"{check.kind} check", check.kind, False, f"the check could not be judged: {type(exc).__name__}: {exc}")
     if getattr(spec, "name", None):  # the scenario's name for it wins (summary, report, JUnit)
         result.name = spec.name
     return result
+
+
+def run_one(table: Mapping[str, CheckKind], ctx: CheckContext, check: Any) -> CheckResult:
+    """Collect and judge one check at once, each failure kept to that check."""
+    kind = table[check.kind]
+    return judge_one(kind, ctx.plan, check, collect_one(kind, ctx, check.spec), {}, wire=False)
+
+
+# -- the check phase ---------------------------------------------------------------------------------
+
+
+def capture_points(plan: Plan, kinds: Mapping[str, CheckKind], wire: bool) -> list[str]:
+    """Bridges, links and uplinks captured for the whole phase: the capture checks', and with
+    `wire` wherever the traffic of a kind with a wire signature crosses."""
+    points = {c.capture.on for c in plan.scenario.checks if c.capture is not None}
+    if wire:
+        for c in plan.scenario.checks:
+            kind = kinds.get(c.kind)
+            if c.capture is None and kind is not None and kind.wire is not None:
+                points.update(kind.wire.points(plan, c.spec))
+    return sorted(points)
 
 
 def forget_neighbours(ctx: CheckContext) -> None:
@@ -107,16 +163,14 @@ def forget_neighbours(ctx: CheckContext) -> None:
             future.result()  # best effort in the guest: a failed flush shows in the ARP verdict
 
 
-def run_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> tuple[list[CheckResult], dict[str, Path]]:
-    """Returns the results in scenario order and the pcap of each captured bridge."""
-    ctx = CheckContext(plan, sessions, run_dir)
+def collect_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path, *, wire: bool = False, answer: Mapping[str, Any] | None = None) -> Collected:
+    """Run every check of the plan on the live lab, captures around them all; judges nothing."""
+    ctx = CheckContext(plan, sessions, run_dir, wire=wire, answer=answer)
     forget_neighbours(ctx)
-    table = runners(plan)
-    bridges = sorted({c.capture.on for c in plan.scenario.checks if c.capture is not None})  # bridges and uplinks
-    captures = {br: Capture(plan.namespace, capture_iface(plan, br), run_dir / f"{br}.pcap") for br in bridges}
+    kinds = check_kinds(plan)
+    captures = {on: Capture(plan.namespace, capture_iface(plan, on), run_dir / f"{on}.pcap") for on in capture_points(plan, kinds, wire)}
+    collected = Collected(pcaps={on: c.pcap_path for on, c in captures.items()}, wire=wire)
     started: list[Capture] = []
-    packets: dict[str, object] = {}
-    results: dict[int, CheckResult] = {}
     try:
         for capture in captures.values():
             capture.start()
@@ -125,12 +179,60 @@ def run_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> tupl
         # peers start a handshake at the same moment, and neither completes within the pings' wait.
         for i, check in enumerate(plan.scenario.checks):
             if check.kind != "capture":
-                results[i] = run_one(table, ctx, check)
+                collected.evidence[i] = collect_one(kinds[check.kind], ctx, check.spec)
     finally:
-        for br, capture in captures.items():
+        for on, capture in captures.items():
             if capture in started:
-                packets[br] = capture.stop()
+                collected.frames[on] = capture.stop()
+    return collected
+
+
+def judge_checks(plan: Plan, collected: Collected) -> list[CheckResult]:
+    """Each check's verdict from what was collected alone, in scenario order."""
+    kinds = check_kinds(plan)
+    results: list[CheckResult] = []
     for i, check in enumerate(plan.scenario.checks):
         if check.capture is not None:
-            results[i] = judge_capture(plan, check.capture, packets[check.capture.on], captures[check.capture.on].pcap_path)
-    return [results[i] for i in sorted(results)], {br: c.pcap_path for br, c in captures.items()}
+            on = check.capture.on
+            results.append(judge_capture(plan, check.capture, collected.frames[on], collected.pcaps[on]))
+        else:
+            results.append(judge_one(kinds[check.kind], plan, check, collected.evidence[i], collected.frames, wire=collected.wire))
+    return results
+
+
+def run_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path, *, wire: bool = False, answer: Mapping[str, Any] | None = None) -> tuple[list[CheckResult], dict[str, Path]]:
+    """Collect, keep the evidence in run_dir (evidence.json beside the pcaps), judge. Returns the
+    results in scenario order and the pcap of each capture point."""
+    collected = collect_checks(plan, sessions, run_dir, wire=wire, answer=answer)
+    save_evidence(run_dir, plan, collected)
+    return judge_checks(plan, collected), dict(collected.pcaps)
+
+
+# -- judging a run again -----------------------------------------------------------------------------
+
+
+@dataclass
+class JudgedRun:
+    """A run judged again from its folder: the plan re-made from the scenario as run, the verdicts,
+    and the evidence they came from."""
+
+    setting: RunSetting
+    plan: Plan
+    results: list[CheckResult]
+    collected: Collected
+
+
+def setting_plan(setting: RunSetting, scenario_text: str, model: ScenarioModel) -> Plan:
+    """The plan a run judged with, made again (the plan is a pure function of the scenario and these options)."""
+    scenario = parse_scenario(scenario_text, setting.scenario_file, model, student=setting.student, allow_host_paths=setting.allow_host_paths)
+    plan = make_plan(scenario, setting.lab, PlanOptions(setting.domain_type, Path(setting.kernel), Layout(Path(setting.layout)), host_kernel=frozenset(setting.host_kernel)))
+    return select_checks(plan, setting.checks, setting.only)
+
+
+def judge_run(run_dir: Path, model: ScenarioModel) -> JudgedRun:
+    """`vnetlab judge RUN_DIR`: the checks of a run judged again from what its folder kept (the
+    scenario as run, the plan options, evidence.json and the pcaps, each checked against its SHA-256)."""
+    setting, text = read_setting(run_dir)
+    plan = setting_plan(setting, text, model)
+    collected = load_collected(run_dir, plan)
+    return JudgedRun(setting, plan, judge_checks(plan, collected), collected)

@@ -16,15 +16,19 @@ Hooks, by step:
   guests it placed on another hypervisor (and `console` to read their serial logs there);
   `removers` for resource kinds it introduces (teardown works from the state file alone)
 - configure: `configure_label(plan)` and `configure(plan, sessions, run_dir)` over SSH
-- checks: `check_runners` (kind → runner), `judges` (capture expectation → judge)
+- checks: `check_kinds` (kind → CheckKind: collect → evidence → judge, and its signature on the
+  wire), `judges` (capture expectation → judge)
 - views: `explain(plan)` (sections of commands), `check_commands` (kind → commands),
   `graph(plan, drawing)`, `inspect(plan)` (rows), `summary(results)` (a table under the report)
+- command line: `cli_commands()` (commands of its own, e.g. `vnetlab exercise …`)
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -32,7 +36,7 @@ from vnetlab.model.scenario import ModelExtension
 
 if TYPE_CHECKING:
     from vnetlab.backends.ssh import GuestSSH
-    from vnetlab.checks.base import CheckResult, Judge, Runner
+    from vnetlab.checks.base import CheckKind, CheckResult, Judge
     from vnetlab.plan.planner import Plan, PlanContext, PlannedVM, PlanPart
     from vnetlab.run.apply import ApplyContext, SwitchBackend
     from vnetlab.run.state import LabState, RecordedResource
@@ -43,6 +47,30 @@ if TYPE_CHECKING:
 Remover = Callable[["RecordedResource", "LabState", Path], None]  # (resource, state, lab_dir): removes one recorded resource
 
 
+@dataclass(frozen=True)
+class CliContext:
+    """What a feature's command gets from the command line: consoles for people (rich), the
+    composed scenario model, and a writer for machine output (bytes exactly as given)."""
+
+    out: Any  # rich Console on stdout
+    err: Any  # rich Console on stderr
+    model: Any  # the composed ScenarioModel (vnetlab.compose.registry())
+    write_exact: Callable[[str | bytes], None]
+
+
+@dataclass(frozen=True)
+class CliCommand:
+    """A top-level `vnetlab NAME` command a feature adds: `arguments` fills its parser, `run`
+    returns the exit code (0 good, 1 failed, 2 bad input; a ValidationError raised is exit 2 with
+    its lines, a VnetlabError exit 1 with its message)."""
+
+    name: str
+    help: str
+    description: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, CliContext], int]
+
+
 class Feature:
     """Base class of every feature; all hooks optional."""
 
@@ -50,7 +78,7 @@ class Feature:
     requires: tuple[str, ...] = ()  # features that must be registered before this one
     model: ModelExtension = ModelExtension()
     switches: Sequence[SwitchBackend] = ()
-    check_runners: Mapping[str, Runner] = {}
+    check_kinds: Mapping[str, CheckKind] = {}
     judges: Mapping[str, Judge] = {}
     removers: Mapping[str, Remover] = {}
     check_commands: Mapping[str, Callable[[Plan, Any], list[str]]] = {}
@@ -97,6 +125,10 @@ class Feature:
 
     def summary(self, results: list[CheckResult]) -> Any | None:
         return None
+
+    def cli_commands(self) -> Sequence[CliCommand]:
+        """Commands of its own on the command line (cli.py adds them; it names no feature)."""
+        return ()
 
     def __repr__(self) -> str:
         return f"<feature {self.name}>"

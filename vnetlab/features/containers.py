@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vnetlab.backends import linux_bridge, netns
-from vnetlab.checks.base import CaptureSubject, CheckContext, CheckResult, Judgement, expected_echo_pairs
+from vnetlab.checks.base import CaptureSubject, CheckContext, CheckKind, CheckResult, Evidence, Judgement, expected_echo_pairs
 from vnetlab.checks.capture import count_ipv4
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import IFACE_MAX, NAME, NODE_NAME_MAX, Expectation, ModelExtension, NodeDecl, NodeSection, decl
@@ -26,7 +26,7 @@ from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules
 from vnetlab.plan.planner import NODE_IFACE, Plan, PlanContext, PlannedNode, PlanPart, Resource
 from vnetlab.run.apply import ApplyContext
-from vnetlab.tools.explain import Section
+from vnetlab.tools.explain import Section, comment, sh
 from vnetlab.tools.inspect import InspectRow
 
 
@@ -229,16 +229,16 @@ def equivalent_commands(plan: Plan, node: PlannedNode) -> list[str]:
     """What create_node does, as iproute2 commands (for people reading `--explain`, never executed)."""
     lab, ns = plan.namespace, node.namespace
     cmds = [
-        f"ip netns add {ns}",
-        f"ip -n {lab} link add {node.veth} address {node.veth_mac} type veth peer name {node.iface} netns {ns} address {node.mac}",
+        sh("ip", "netns", "add", ns),
+        sh("ip", "-n", lab, "link", "add", node.veth, "address", node.veth_mac, "type", "veth", "peer", "name", node.iface, "netns", ns, "address", node.mac),
     ]
     if node.bridge:
-        cmds.append(f"ip -n {lab} link set {node.veth} master {node.bridge} up")
+        cmds.append(sh("ip", "-n", lab, "link", "set", node.veth, "master", node.bridge, "up"))
     else:
-        cmds += [f"ip -n {lab} addr add {node.veth_cidr} dev {node.veth}", f"ip -n {lab} link set {node.veth} up"]
-    cmds += [f"ip -n {ns} addr add {node.cidr} dev {node.iface}", f"ip -n {ns} link set {node.iface} up"]
+        cmds += [sh("ip", "-n", lab, "addr", "add", node.veth_cidr, "dev", node.veth), sh("ip", "-n", lab, "link", "set", node.veth, "up")]
+    cmds += [sh("ip", "-n", ns, "addr", "add", node.cidr, "dev", node.iface), sh("ip", "-n", ns, "link", "set", node.iface, "up")]
     if node.gateway:
-        cmds.append(f"ip -n {ns} route add default via {node.gateway}")
+        cmds.append(sh("ip", "-n", ns, "route", "add", "default", "via", node.gateway))
     return cmds
 
 
@@ -281,15 +281,27 @@ def interface_addresses(ns: str, ifname: str) -> list[str] | None:
 # -- checks ----------------------------------------------------------------------------
 
 
-def run_unaddressed(ctx: CheckContext, check: UnaddressedCheck) -> CheckResult:
-    """Read the lab namespace's addresses (netlink): a bridged path keeps the host's IP stack out."""
-    found = interface_addresses(ctx.plan.namespace, check.interface)
-    name = f"no address on {check.interface} in {ctx.plan.namespace}"
+def collect_unaddressed(ctx: CheckContext, check: UnaddressedCheck) -> Evidence:
+    """The lab namespace's addresses on the interface (netlink; None: no such interface)."""
+    return Evidence({"addresses": interface_addresses(ctx.plan.namespace, check.interface)})
+
+
+def judge_unaddressed(plan: Plan, check: UnaddressedCheck, evidence: Evidence) -> CheckResult:
+    """A bridged path keeps the host's IP stack out."""
+    found = evidence.data["addresses"]
+    name = f"no address on {check.interface} in {plan.namespace}"
     if found is None:
-        return CheckResult(name, "unaddressed", False, f"expected interface {check.interface} in {ctx.plan.namespace}; it does not exist")
+        return CheckResult(name, "unaddressed", False, f"expected interface {check.interface} in {plan.namespace}; it does not exist")
     ipv4 = [a for a in found if ":" not in a]
     detail = f"expected no IPv4 address on {check.interface} (the host stays out of the bridged path), found {', '.join(ipv4) or 'none'}"
     return CheckResult(name, "unaddressed", not ipv4, detail, data={"addresses": found})
+
+
+UNADDRESSED = CheckKind(collect_unaddressed, judge_unaddressed)
+
+
+def run_unaddressed(ctx: CheckContext, check: UnaddressedCheck) -> CheckResult:
+    return UNADDRESSED.run(ctx, check)
 
 
 def judge_bridged(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
@@ -311,7 +323,7 @@ def judge_bridged(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
 class Containers(Feature):
     name = "containers"
     model = MODEL
-    check_runners = {"unaddressed": run_unaddressed}
+    check_kinds = {"unaddressed": UNADDRESSED}
     judges = {"bridged": judge_bridged}
 
     def plan(self, ctx: PlanContext) -> PlanPart:
@@ -344,7 +356,7 @@ class Containers(Feature):
             return []
         lines: list[str] = []
         for node in nodes:
-            lines.append(f"# {node.kind} {node.name}")
+            lines.append(comment(f"{node.kind} {node.name}"))
             lines += equivalent_commands(plan, node)
         return [Section("Containers and hosts: namespaces joined by veth pairs", tuple(lines), stage="network")]
 

@@ -23,7 +23,7 @@ import concurrent.futures
 import ipaddress
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -34,7 +34,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 from vnetlab.backends import linux_bridge
 from vnetlab.backends.netns import namespace_exists
 from vnetlab.backends.ssh import GuestSSH
-from vnetlab.checks.base import CheckContext, CheckResult
+from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire
+from vnetlab.checks.ping import echo_on_wire, guest_of, output_evidence, path_points, recorded
 from vnetlab.checks.parse import MAX_LINE, MAX_LINES, MAX_TEXT, excerpt, ping_summary
 from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
@@ -42,7 +43,7 @@ from vnetlab.model.scenario import NAME, VM_NAME_MAX, ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules, node_names, route_to
 from vnetlab.plan.planner import Plan, PlanContext, PlanPart
-from vnetlab.tools.explain import Section, command_at, guest_line
+from vnetlab.tools.explain import Section, command_at, guest_line, sh
 from vnetlab.tools.inspect import InspectRow
 
 T = TypeVar("T")
@@ -311,10 +312,16 @@ def check_name(check: PmtuCheck) -> str:
     return f"pmtu {check.source} → {check.to}: {check.size + HEADERS}-byte packets, don't fragment" + (" (must fail)" if check.expect == "failure" else "")
 
 
-def run_pmtu(ctx: CheckContext, check: PmtuCheck) -> CheckResult:
-    target = pmtu_target(ctx.plan, check)
-    argv = pmtu_argv(check.size, target)
+def collect_pmtu(ctx: CheckContext, check: PmtuCheck) -> Evidence:
+    argv = pmtu_argv(check.size, pmtu_target(ctx.plan, check))
     result = ctx.node(check.source).run(argv, timeout=10.0 + 2.5 * PING_COUNT)
+    return Evidence(output_evidence(result), guests=guest_of(ctx.plan, check.source))
+
+
+def judge_pmtu(plan: Plan, check: PmtuCheck, evidence: Evidence) -> CheckResult:
+    target = pmtu_target(plan, check)
+    argv = pmtu_argv(check.size, target)
+    result = recorded(evidence)
     summary = ping_summary(result.stdout)  # guest output: bounded parsing, never trusted
     refused = {**refusals(result.stderr), **refusals(result.stdout)}  # iputils: the router's answer on stdout, local errors on stderr
     sent, received = summary or (0, 0)
@@ -334,6 +341,26 @@ def run_pmtu(ctx: CheckContext, check: PmtuCheck) -> CheckResult:
     return CheckResult(name, "pmtu", ok, detail, data=data)
 
 
+def run_pmtu(ctx: CheckContext, check: PmtuCheck) -> CheckResult:
+    return PMTU.run(ctx, check)
+
+
+def _wire_points(plan: Plan, check: PmtuCheck) -> list[str]:
+    return path_points(plan, check.source, pmtu_target(plan, check))
+
+
+def judge_pmtu_wire(plan: Plan, check: PmtuCheck, evidence: Evidence, frames: Mapping[str, Any]) -> Judgement:
+    """On the wire: echo pairs of exactly the probe's size (or, to fail, no reply of that size)."""
+    summary = ping_summary(recorded(evidence).stdout)
+    return echo_on_wire(
+        plan, check.source, pmtu_target(plan, check), frames, _wire_points(plan, check),
+        claimed=summary[1] if summary else 0, must_fail=check.expect == "failure", size=check.size + HEADERS,
+    )
+
+
+PMTU = CheckKind(collect_pmtu, judge_pmtu, Wire(_wire_points, judge_pmtu_wire))
+
+
 # -- views ---------------------------------------------------------------------------------------
 
 
@@ -347,17 +374,17 @@ def explain_network(plan: Plan) -> list[str]:
     part = _part(plan)
     lines: list[str] = []
     for b in part.bridges if part else ():
-        lines.append(f"ip -n {plan.namespace} link set {b.bridge} mtu {b.mtu}    # set by hand: the kernel no longer derives it from the ports")
+        lines.append(f"{sh('ip', '-n', plan.namespace, 'link', 'set', b.bridge, 'mtu', b.mtu)}    # set by hand: the kernel no longer derives it from the ports")
         for p in ports(plan, b.bridge):
-            lines.append(f"ip -n {plan.namespace} link set {p.name} mtu {b.mtu}    # {p.kind} of {p.owner}" + (": once the guest has started and the tap joined the bridge" if p.kind == "tap" else ""))
+            lines.append(f"{sh('ip', '-n', plan.namespace, 'link', 'set', p.name, 'mtu', b.mtu)}    # {p.kind} of {p.owner}" + (": once the guest has started and the tap joined the bridge" if p.kind == "tap" else ""))
             if p.kind == "veth":
-                lines.append(f"ip -n {p.peer_namespace} link set {p.peer} mtu {b.mtu}    # its other end")
+                lines.append(f"{sh('ip', '-n', p.peer_namespace, 'link', 'set', p.peer, 'mtu', b.mtu)}    # its other end")
     return lines
 
 
 def explain_guests(plan: Plan) -> list[str]:
     part = _part(plan)
-    return [guest_line(g.vm, f"ip link set dev {g.nic} mtu {g.mtu}") for g in (part.guests if part else ())]
+    return [guest_line(g.vm, ["ip", "link", "set", "dev", g.nic, "mtu", g.mtu]) for g in (part.guests if part else ())]
 
 
 def inspect_rows(plan: Plan) -> list[InspectRow]:
@@ -377,7 +404,7 @@ def inspect_rows(plan: Plan) -> list[InspectRow]:
 class Mtu(Feature):
     name = "mtu"
     model = MODEL
-    check_runners = {"pmtu": run_pmtu}
+    check_kinds = {"pmtu": PMTU}
     check_commands = {"pmtu": _check_commands}
 
     def plan(self, ctx: PlanContext) -> PlanPart | None:

@@ -25,7 +25,7 @@ from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules, node_interfaces
 from vnetlab.plan.planner import Plan, PlanContext, PlanPart
 from vnetlab.run.apply import ApplyContext
-from vnetlab.tools.explain import Section
+from vnetlab.tools.explain import Section, sh
 
 TABLE = "vnetlab_nat"
 NFT_ARGV = ["nft", "-f", "-"]
@@ -72,8 +72,8 @@ def equivalent_commands(namespace: str, nats: tuple[PlannedNat, ...]) -> list[st
     if not nats:
         return []
     return [
-        f"ip netns exec {namespace} sysctl -w {'='.join(FORWARD_SYSCTL)}",
-        f"ip netns exec {namespace} {' '.join(NFT_ARGV)} <<'EOF'",
+        sh("ip", "netns", "exec", namespace, "sysctl", "-w", "=".join(FORWARD_SYSCTL)),
+        f"{sh('ip', 'netns', 'exec', namespace, *NFT_ARGV)} <<'EOF'",
         *ruleset(nats).splitlines(),
         "EOF",
     ]

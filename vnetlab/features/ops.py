@@ -20,12 +20,13 @@ from typing import Literal
 
 from vnetlab.backends import linux_bridge
 from vnetlab.backends.netns import run_in_namespace
-from vnetlab.checks.base import CheckContext, CheckResult
+from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import IFACE_MAX, NAME, VM_NAME_MAX, ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules, interface
 from vnetlab.plan.planner import Plan
+from vnetlab.tools.explain import sh
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,8 @@ def _effect(plan: Plan, op: OpCheck, links: list[dict]) -> tuple[bool, str, str]
     return bridge is None, f"{op.bridge} gone", "it is gone" if bridge is None else f"it still exists ({bridge['state']})"
 
 
-def run_op(ctx: CheckContext, op: OpCheck) -> CheckResult:
-    """Perform the operation, then read the namespace back to show and verify its effect."""
+def collect_op(ctx: CheckContext, op: OpCheck) -> Evidence:
+    """Perform the operation, then read the namespace back (netlink): what the kernel said, and the links."""
     plan = ctx.plan
     error: str | None = None
     if op.action != "list":
@@ -150,7 +151,12 @@ def run_op(ctx: CheckContext, op: OpCheck) -> CheckResult:
             _perform(plan, op)
         except linux_bridge.LinkError as exc:
             error = str(exc)
-    links = linux_bridge.list_links(plan.namespace)
+    return Evidence({"refused": error, "links": linux_bridge.list_links(plan.namespace)})
+
+
+def judge_op(plan: Plan, op: OpCheck, evidence: Evidence) -> CheckResult:
+    """The operation's effect as the namespace shows it afterwards."""
+    error, links = evidence.data["refused"], evidence.data["links"]
     effect_ok, expected, seen = _effect(plan, op, links)
     if op.expect == "error":
         ok = error is not None and effect_ok
@@ -162,6 +168,9 @@ def run_op(ctx: CheckContext, op: OpCheck) -> CheckResult:
         detail += f" — links in {plan.namespace}: {_describe(plan, links)}"
     data = {"links": links, **({"error": error} if error else {})}
     return CheckResult(_title(op), "op", ok, detail, data=data)
+
+
+OP = CheckKind(collect_op, judge_op)
 
 
 # -- rules and commands ----------------------------------------------------------------
@@ -201,15 +210,15 @@ def op_commands(plan: Plan, op: OpCheck) -> list[str]:
     ns = plan.namespace
     tap = plan.vm(op.vm).nic_on(op.bridge).tap if op.vm else ""  # type: ignore[union-attr]
     return {
-        "list": [f"ip -n {ns} link", f"bridge -n {ns} link show"],
-        "detach": [f"ip -n {ns} link set {tap} nomaster    # brctl delif {op.bridge} {tap}"],
-        "attach": [f"ip -n {ns} link set {tap} master {op.bridge} up    # brctl addif {op.bridge} {tap}"],
-        "delete-tap": [f"ip -n {ns} link del {tap}    # tunctl -d {tap}"],
-        "add-address": [f"ip -n {ns} addr add {op.address} dev {op.bridge}"],
-        "delete-address": [f"ip -n {ns} addr del {op.address} dev {op.bridge}"],
-        "link-down": [f"ip -n {ns} link set {op.bridge} down    # ifconfig {op.bridge} down"],
-        "link-up": [f"ip -n {ns} link set {op.bridge} up"],
-        "delete-bridge": [f"ip netns exec {ns} brctl delbr {op.bridge}    # " + ("refused (EBUSY) while it is up; `ip link del` would not refuse" if op.expect == "error" else "works once it is down")],
+        "list": [sh("ip", "-n", ns, "link"), sh("bridge", "-n", ns, "link", "show")],
+        "detach": [f"{sh('ip', '-n', ns, 'link', 'set', tap, 'nomaster')}    # {sh('brctl', 'delif', op.bridge, tap)}"],
+        "attach": [f"{sh('ip', '-n', ns, 'link', 'set', tap, 'master', op.bridge, 'up')}    # {sh('brctl', 'addif', op.bridge, tap)}"],
+        "delete-tap": [f"{sh('ip', '-n', ns, 'link', 'del', tap)}    # {sh('tunctl', '-d', tap)}"],
+        "add-address": [sh("ip", "-n", ns, "addr", "add", op.address, "dev", op.bridge)],
+        "delete-address": [sh("ip", "-n", ns, "addr", "del", op.address, "dev", op.bridge)],
+        "link-down": [f"{sh('ip', '-n', ns, 'link', 'set', op.bridge, 'down')}    # {sh('ifconfig', op.bridge, 'down')}"],
+        "link-up": [sh("ip", "-n", ns, "link", "set", op.bridge, "up")],
+        "delete-bridge": [f"{sh('ip', 'netns', 'exec', ns, 'brctl', 'delbr', op.bridge)}    # " + ("refused (EBUSY) while it is up; `ip link del` would not refuse" if op.expect == "error" else "works once it is down")],
     }[op.action]
 
 
@@ -219,5 +228,5 @@ class DeviceOps(Feature):
         checks=(decl("op", OpCheck | None, spec("perform a device operation on the running lab and verify its effect", default=None)),),
         check_validators={"op": _validate_op},
     )
-    check_runners = {"op": run_op}
+    check_kinds = {"op": OP}
     check_commands = {"op": op_commands}

@@ -27,14 +27,14 @@ from pyroute2 import IPRoute
 
 from vnetlab.backends import linux_bridge
 from vnetlab.backends.netns import namespace_exists
-from vnetlab.checks.base import CaptureSubject, CheckContext, CheckResult, Judgement
+from vnetlab.checks.base import CaptureSubject, CheckContext, CheckKind, CheckResult, Evidence, Judgement
 from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import Expectation, ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules, route_across
 from vnetlab.plan.planner import Plan, PlanContext, PlanPart, Resource
-from vnetlab.tools.explain import Section
+from vnetlab.tools.explain import Section, sh
 from vnetlab.tools.inspect import PORT_STATES, InspectRow
 
 T = TypeVar("T")
@@ -324,10 +324,18 @@ def _describe(owners: dict[str, str], bridge: str, port: str) -> str:
     return f"{bridge} port {port}" + (f" ({owner})" if owner else "")
 
 
+def collect_stp(ctx: CheckContext, check: StpCheck) -> Evidence:
+    """The port states of the lab's bridges, read from the lab namespace (netlink)."""
+    bridges = {b.name for b in ctx.plan.bridges}
+    return Evidence({"ports": [[b, p, s] for b, p, s in port_states(ctx.plan.namespace) if b in bridges]})
+
+
 def run_stp(ctx: CheckContext, check: StpCheck) -> CheckResult:
-    plan = ctx.plan
-    bridges = {b.name for b in plan.bridges}
-    ports = [p for p in port_states(plan.namespace) if p[0] in bridges]
+    return STP.run(ctx, check)
+
+
+def judge_stp(plan: Plan, check: StpCheck, evidence: Evidence) -> CheckResult:
+    ports = [(str(b), str(p), int(s)) for b, p, s in evidence.data["ports"]]
     owners = port_owners(plan)
     blocking = [p for p in ports if p[2] == BLOCKING]
     other = [p for p in ports if p[2] not in (BLOCKING, FORWARDING)]
@@ -338,6 +346,9 @@ def run_stp(ctx: CheckContext, check: StpCheck) -> CheckResult:
     detail = f"expected {check.blocking} blocking port(s) and every other of the {len(ports)} bridge ports forwarding; saw {seen}"
     data = {"blocking": [f"{b}/{p}" for b, p, _ in blocking], "ports": {f"{b}/{p}": _state(s) for b, p, s in ports}}
     return CheckResult(f"stp: {check.blocking} blocking port(s)", "stp", ok, detail, data=data)
+
+
+STP = CheckKind(collect_stp, judge_stp)
 
 
 def judge_bounded_broadcast(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
@@ -364,19 +375,19 @@ def explain_lines(plan: Plan) -> list[str]:
         return []
     ns = plan.namespace
     lines = [
-        f"ip -n {ns} link set {br} type bridge stp_state 1 forward_delay {FORWARD_DELAY_CS} hello_time {HELLO_TIME_CS}    # before the links come up: a loop never forwards unprotected"
+        f"{sh('ip', '-n', ns, 'link', 'set', br, 'type', 'bridge', 'stp_state', 1, 'forward_delay', FORWARD_DELAY_CS, 'hello_time', HELLO_TIME_CS)}    # before the links come up: a loop never forwards unprotected"
         for br in part.bridges
     ]
     for link in part.links:
         (a, b), (va, vb), (ma, mb) = link.bridges, link.veths, link.macs
         lines += [
             f"# bridge link {a} ↔ {b}",
-            f"ip -n {ns} link add {va} address {ma} type veth peer name {vb} address {mb}",
-            f"ip -n {ns} link set {va} master {a} up",
-            f"ip -n {ns} link set {vb} master {b} up",
+            sh("ip", "-n", ns, "link", "add", va, "address", ma, "type", "veth", "peer", "name", vb, "address", mb),
+            sh("ip", "-n", ns, "link", "set", va, "master", a, "up"),
+            sh("ip", "-n", ns, "link", "set", vb, "master", b, "up"),
         ]
     if part.bridges:
-        lines.append(f"bridge -n {ns} link show    # wait until no port is listening or learning (up to {CONVERGE_TIMEOUT:.0f} s)")
+        lines.append(f"{sh('bridge', '-n', ns, 'link', 'show')}    # wait until no port is listening or learning (up to {CONVERGE_TIMEOUT:.0f} s)")
     return lines
 
 
@@ -410,7 +421,7 @@ def inspect_rows(plan: Plan) -> list[InspectRow]:
 class Stp(Feature):
     name = "stp"
     model = MODEL
-    check_runners = {"stp": run_stp}
+    check_kinds = {"stp": STP}
     check_commands = {"stp": _check_commands}
     judges = {"bounded-broadcast": judge_bounded_broadcast}
 

@@ -13,7 +13,8 @@ import base64
 import concurrent.futures
 import ipaddress
 import shlex
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from vnetlab.backends.keys import write_secret
 from vnetlab.backends.ssh import GuestSSH
-from vnetlab.checks.base import CaptureSubject, CheckContext, CheckResult, Judgement, expected_echo_pairs
-from vnetlab.checks.capture import count_icmp_in_subnet, count_udp
+from vnetlab.checks.base import CaptureSubject, CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire, expected_echo_pairs
+from vnetlab.checks.capture import count_icmp_in_subnet, count_udp, udp_payloads
+from vnetlab.checks.ping import output_evidence, ping_argv, recorded
 from vnetlab.checks.parse import excerpt, handshakes, unix_time
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import IFACE_MAX, NAME, RESERVED_IFACES, VM_NAME_MAX, Expectation, ModelExtension, Overlay, decl
@@ -190,23 +192,37 @@ def handshake_command(tunnel: str) -> str:
     return f"wg show {tunnel} latest-handshakes"
 
 
-def run_check(ctx: CheckContext, check: WireGuardCheck) -> CheckResult:
-    """Both members must report a completed handshake with each other (read from the kernel via `wg show`)."""
+def collect_check(ctx: CheckContext, check: WireGuardCheck) -> Evidence:
+    """Each member's `wg show` of its handshakes (with its clock), and the public keys of both.
+    Graded on the wire, one echo through the tunnel first, so that the capture sees the tunnel
+    work (a handshake, or data both ways when the session is fresh) however long ago it began."""
     interfaces = {i.vm: i for i in ctx.plan.part("wireguard") if i.tunnel == check.tunnel}
     a, b = check.between
+    data: dict[str, Any] = {"keys": {vm: public_key(interfaces[vm].key_file) for vm in (a, b)}}
+    if ctx.wire:
+        through = ctx.sessions[a].run(shlex.join(ping_argv(1, tunnel_ip(ctx.plan.scenario, check.tunnel, b))), timeout=15.0, check=False)
+        data["probe"] = output_evidence(through)
+    for me in (a, b):
+        data[me] = output_evidence(ctx.sessions[me].run(f"date +%s; {handshake_command(check.tunnel)}", timeout=15.0, check=False))
+    return Evidence(data, guests=(a, b))
+
+
+def judge_check(plan: Plan, check: WireGuardCheck, evidence: Evidence) -> CheckResult:
+    """Both members must report a completed handshake with each other (read from the kernel via `wg show`)."""
+    a, b = check.between
+    keys = evidence.data["keys"]
     seen: list[str] = []
     ok = True
     data: dict[str, object] = {}
     for me, peer in ((a, b), (b, a)):
-        command = f"date +%s; {handshake_command(check.tunnel)}"
-        result = ctx.sessions[me].run(command, timeout=15.0, check=False)
+        result = recorded(Evidence(evidence.data[me]))
         first, _, rest = result.stdout.partition("\n")  # guest output: parsed with bounds, never trusted
         now = unix_time(first)
-        stamp = handshakes(rest).get(public_key(interfaces[peer].key_file), 0)
+        stamp = handshakes(rest).get(str(keys[peer]), 0)
         data[me] = {"peer": peer, "latest_handshake": stamp, "guest_time": now}
         if result.exit_code != 0:
             ok = False
-            seen.append(f"{me}: `{command}` exited {result.exit_code}: {excerpt(result.stderr or result.stdout, 200)}")
+            seen.append(f"{me}: `{result.command}` exited {result.exit_code}: {excerpt(result.stderr or result.stdout, 200)}")
         elif stamp == 0:
             ok = False
             seen.append(f"{me}: no handshake with {peer}'s key yet")
@@ -215,6 +231,47 @@ def run_check(ctx: CheckContext, check: WireGuardCheck) -> CheckResult:
             seen.append(f"{me}: handshake with {peer} {age}")
     detail = f"expected a completed handshake on {check.tunnel} between {a} and {b} on both sides; saw {'; '.join(seen)}"
     return CheckResult(f"wireguard {check.tunnel}: handshake {a} ↔ {b}", "wireguard", ok, detail, data=data)
+
+
+WG_MESSAGES = {1: "handshake initiation", 2: "handshake response", 3: "cookie reply", 4: "data"}
+
+
+def message_types(payloads: Iterable[bytes]) -> Counter[int]:
+    """WireGuard message types among UDP payloads (a type is a little-endian 32-bit word: 1-4, then three zero bytes)."""
+    found: Counter[int] = Counter()
+    for payload in payloads:
+        if len(payload) >= 4 and payload[0] in WG_MESSAGES and payload[1:4] == b"\0\0\0":
+            found[payload[0]] += 1
+    return found
+
+
+def _underlay_points(plan: Plan, check: WireGuardCheck) -> list[str]:
+    tunnel = tunnel_named(plan.scenario, check.tunnel)
+    return [tunnel.underlay] if tunnel is not None else []
+
+
+def judge_handshake_wire(plan: Plan, check: WireGuardCheck, evidence: Evidence, frames: Mapping[str, Any]) -> Judgement:
+    """On the underlay: a handshake (an initiation one way, its response the other) or, for a session
+    begun earlier, data messages both ways; only a completed handshake gives either."""
+    tunnel = tunnel_named(plan.scenario, check.tunnel)
+    assert tunnel is not None  # guaranteed by model validation
+    a, b = check.between
+    ip_a, ip_b = _underlay_ip(plan.scenario, a, tunnel.underlay), _underlay_ip(plan.scenario, b, tunnel.underlay)
+    packets = frames.get(tunnel.underlay, ())
+    there = message_types(udp_payloads(packets, ip_a, ip_b, tunnel.listen_port))
+    back = message_types(udp_payloads(packets, ip_b, ip_a, tunnel.listen_port))
+    handshake = (there[1] and back[2]) or (back[1] and there[2])
+    data_both = there[4] and back[4]
+    counts = {f"wire_{WG_MESSAGES[t].replace(' ', '_')}_{way}": n for way, seen in (("out", there), ("back", back)) for t, n in sorted(seen.items())}
+    said = ", ".join(f"{n} {WG_MESSAGES[t]}" for t, n in sorted(there.items())) or "nothing"
+    answered = ", ".join(f"{n} {WG_MESSAGES[t]}" for t, n in sorted(back.items())) or "nothing"
+    seen = f"{ip_a} → {ip_b}: {said}; back: {answered} (UDP port {tunnel.listen_port} on {tunnel.underlay})"
+    if not handshake and not data_both:
+        seen = f"no completed WireGuard handshake crossed {tunnel.underlay}: " + seen
+    return Judgement(bool(handshake or data_both), f"a WireGuard handshake (or data both ways) between {ip_a} and {ip_b} on {tunnel.underlay}", seen, counts)
+
+
+HANDSHAKE = CheckKind(collect_check, judge_check, Wire(_underlay_points, judge_handshake_wire))
 
 
 def judge_udp(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
@@ -321,7 +378,7 @@ def _validate_expectation(r: Rules, cap: Any, path: str) -> None:
 
 
 def _overlays(scenario: Any) -> list[Overlay]:
-    return [Overlay(t.name, "WireGuard tunnel", {m.vm: m.address for m in t.members}) for t in scenario.wireguard]
+    return [Overlay(t.name, "WireGuard tunnel", {m.vm: m.address for m in t.members}, t.underlay, t.listen_port) for t in scenario.wireguard]
 
 
 MODEL = ModelExtension(
@@ -346,11 +403,12 @@ def explain_section(plan: Plan) -> Section | None:
     lines = ["# a key pair per member (vnetlab makes X25519 keys in Python; by hand:)"]
     public = {(w.tunnel, w.vm): w.key_file.with_suffix(".pub") for w in interfaces}
     for w in interfaces:
-        lines.append(f"wg genkey > {w.key_file} && wg pubkey < {w.key_file} > {public[(w.tunnel, w.vm)]}")
+        key, pub = shlex.quote(str(w.key_file)), shlex.quote(str(public[(w.tunnel, w.vm)]))
+        lines.append(f"wg genkey > {key} && wg pubkey < {key} > {pub}")
     for w in interfaces:
         lines.append(f"# {w.vm}: its private key goes to {w.guest_key_file} on stdin (dropbear has no sftp)")
-        lines.append(f"{ssh_line(plan, plan.vm(w.vm))} {shlex.quote(key_upload_command(w))} < {w.key_file}")
-        lines += [guest_line(w.vm, c) for c in guest_commands(w, lambda vm, t=w.tunnel: f'"$(cat {public[(t, vm)]})"')]
+        lines.append(f"{ssh_line(plan, plan.vm(w.vm))} {shlex.quote(key_upload_command(w))} < {shlex.quote(str(w.key_file))}")
+        lines += [guest_line(w.vm, c) for c in guest_commands(w, lambda vm, t=w.tunnel: f'"$(cat {shlex.quote(str(public[(t, vm)]))})"')]
     return Section("WireGuard tunnels", tuple(lines), stage="configure")
 
 
@@ -361,7 +419,7 @@ def _check_commands(plan: Plan, check: WireGuardCheck) -> list[str]:
 class WireGuard(Feature):
     name = "wireguard"
     model = MODEL
-    check_runners = {"wireguard": run_check}
+    check_kinds = {"wireguard": HANDSHAKE}
     judges = {"wireguard-udp": judge_udp, "no-plaintext-tunnel": judge_no_plaintext}
     check_commands = {"wireguard": _check_commands}
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from vnetlab.model.params import params_field
 from vnetlab.model.typed_yaml import spec
 
 NAME = r"[a-z][a-z0-9-]*"
@@ -92,6 +93,8 @@ class Overlay:
     name: str
     kind: str  # for messages: "WireGuard tunnel"
     members: Mapping[str, str]  # VM name → its address on the overlay, with prefix
+    underlay: str | None = None  # the bridge its carrier datagrams cross (a ping through it is seen there, encrypted)
+    port: int | None = None  # the carrier's UDP port
 
 
 Validator = Callable[[Any], None]  # (vnetlab.model.validate.Rules) → problems added to it
@@ -130,6 +133,9 @@ class ModelExtension:
     route: Callable[[Any, str, str], Any] | None = None  # (scenario, source, target) → target's IPv4Interface reached beyond a shared segment, or None
     overlays: Callable[[Any], Iterable[Overlay]] | None = None
     overlay_kind: str = ""  # what its overlays are called in messages, e.g. "WireGuard tunnel"
+    sections_with_checks: Callable[[type], tuple[FieldDecl, ...]] | None = None  # top-level keys whose types hold checks: given the composed Check class (an exercise's tasks)
+    check_lists: Callable[[Any], Iterable[tuple[str, list[Any]]]] | None = None  # (path, checks) of the lists of checks those sections hold: validated like the scenario's
+    guests: Callable[[Any], Iterable[str]] | None = None  # guests it adds to every lab of the scenario (a switch guest for `in: guest`): commands may name them
 
 
 # -- the core's fields of the composed classes -------------------------------------
@@ -255,6 +261,11 @@ class _ScenarioMethods:
         return next(v for v in self.vms if v.name == name)  # type: ignore[attr-defined]
 
 
+def compose_class(name: str, fields: list[FieldDecl], base: type = object, doc: str | None = None, **namespace: Any) -> type:
+    """A frozen dataclass of these fields, as the composed model's own (for a feature's section that holds composed classes)."""
+    return _compose(name, fields, base, doc, **namespace)
+
+
 def _compose(name: str, fields: list[FieldDecl], base: type = object, doc: str | None = None, **namespace: Any) -> type:
     seen: set[str] = set()
     for attr, _, _ in fields:
@@ -323,8 +334,12 @@ def compose_model(extensions: Iterable[ModelExtension], features: tuple[Any, ...
             decl("checks", list[check], spec("what must hold once the lab is up", default_factory=list)),
             decl("image", Literal["tiny", "debian"] | ImageSpec, spec(IMAGE_DOC + " for every VM that names none", default="tiny")),
             decl("management", Management, spec("management network settings", default_factory=Management)),
+            params_field(),
             *(f for e in exts for f in (*(_node_section(n, node_fields) for n in e.node_sections), *e.sections)),
+            *(f for e in exts if e.sections_with_checks is not None for f in e.sections_with_checks(check)),
             decl("source", str, field(default="", compare=False, metadata={"internal": True, "doc": "the file it was read from (set by the loader)"})),
+            decl("student", str | None, field(default=None, compare=False, metadata={"internal": True, "doc": "whose params were drawn (set by the loader; None: student demo)"})),
+            decl("param_values", dict[str, Any], field(default_factory=dict, compare=False, metadata={"internal": True, "doc": "the params' values for that student (set by the loader)"})),
         ],
         _ScenarioMethods,
     )

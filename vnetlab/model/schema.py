@@ -82,8 +82,8 @@ class _Builder:
             return {"enum": list(typing.get_args(tp))}
         if tp is bool:
             return {"type": "boolean"}
-        if tp is int:
-            out = {"type": "integer"}
+        if tp is int or tp is float:
+            out = {"type": "integer" if tp is int else "number"}
             if meta.get("minimum") is not None:
                 out["minimum"] = meta["minimum"]
             if meta.get("maximum") is not None:

@@ -9,9 +9,11 @@ not a traceback. The dataclasses declare their constraints in field metadata
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -80,6 +82,8 @@ def describe(tp: Any) -> str:
         return "a string"
     if tp is int:
         return "an integer"
+    if tp is float:
+        return "a number"
     if tp is bool:
         return "true or false"
     if origin is Literal:
@@ -95,7 +99,8 @@ def describe(tp: Any) -> str:
     return str(tp)
 
 
-def _join(path: str, part: str | int) -> str:
+def join_path(path: str, part: str | int) -> str:
+    """The field path of a child: `vms[1]`, `vms[1].nics`, `params.'odd key'`."""
     if isinstance(part, int):
         return f"{path}[{part}]"
     if not re.fullmatch(r"[\w-]+", part):  # a key with blanks, dots, quotes or control characters stays visible
@@ -104,10 +109,11 @@ def _join(path: str, part: str | int) -> str:
 
 
 class _Converter:
-    def __init__(self, file: str, loader: yaml.SafeLoader):
+    def __init__(self, file: str, loader: yaml.SafeLoader, rendered: set[int] | None = None):
         self.file = file
         self.loader = loader
         self.problems: list[Problem] = []
+        self.rendered = rendered or set()  # ids of scalar nodes whose text a template gave (a number there is a number)
 
     def problem(self, node: yaml.Node | None, path: str, message: str) -> None:
         line = node.start_mark.line + 1 if node is not None else None
@@ -162,7 +168,7 @@ class _Converter:
         min_items = meta.get("min_items")
         if min_items and len(node.value) < min_items:
             self.problem(node, path, f"expected at least {min_items} item(s), got {len(node.value)}")
-        return [self.convert(child, item, _join(path, i), {}) for i, child in enumerate(node.value)]
+        return [self.convert(child, item, join_path(path, i), {}) for i, child in enumerate(node.value)]
 
     def convert_named(self, node: yaml.Node, item: Any, path: str, meta: typing.Mapping[str, Any]) -> Any:
         """`dict[str, Spec]`: entries named by their keys (e.g. `hypervisors: {hv1: {...}}`); the field's
@@ -177,10 +183,10 @@ class _Converter:
                 self.problem(key_node, path, "names must be plain strings")
                 continue
             if key in out:
-                self.problem(key_node, _join(path, key), "duplicate name")
+                self.problem(key_node, join_path(path, key), "duplicate name")
                 continue
-            self.convert_scalar(key_node, str, _join(path, key), meta)  # the name's own pattern and length
-            out[key] = self.convert(value_node, item, _join(path, key), {})
+            self.convert_scalar(key_node, str, join_path(path, key), meta)  # the name's own pattern and length
+            out[key] = self.convert(value_node, item, join_path(path, key), {})
         return out
 
     def convert_dataclass(self, node: yaml.Node, cls: Any, path: str) -> Any:
@@ -199,22 +205,22 @@ class _Converter:
                 ok = False
                 continue
             if key in seen:
-                self.problem(key_node, _join(path, key), "duplicate key")
+                self.problem(key_node, join_path(path, key), "duplicate key")
                 ok = False
                 continue
             seen.add(key)
             f = fields.get(key)
             if f is None:
-                self.problem(key_node, _join(path, key), "unknown key (expected one of: " + ", ".join(fields) + ")")
+                self.problem(key_node, join_path(path, key), "unknown key (expected one of: " + ", ".join(fields) + ")")
                 ok = False
                 continue
             before = len(self.problems)
-            values[f.name] = self.convert(value_node, hints[f.name], _join(path, key), f.metadata)
+            values[f.name] = self.convert(value_node, hints[f.name], join_path(path, key), f.metadata)
             ok = ok and len(self.problems) == before
         for key, f in fields.items():
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             if key not in seen and required:
-                self.problem(node, _join(path, key), f"missing (expected {describe(hints[f.name])}: {f.metadata['doc']})")
+                self.problem(node, join_path(path, key), f"missing (expected {describe(hints[f.name])}: {f.metadata['doc']})")
                 ok = False
         if not ok:
             return None
@@ -234,6 +240,8 @@ class _Converter:
         except yaml.YAMLError as exc:
             self.problem(node, path, f"unreadable value: {exc}")
             return None
+        if id(node) in self.rendered and isinstance(value, str) and tp in (int, float):
+            value = _number(value, tp)
         if typing.get_origin(tp) is Literal:
             allowed = typing.get_args(tp)
             if value not in allowed:
@@ -245,15 +253,16 @@ class _Converter:
                 self.problem(node, path, f"expected true or false, got {value!r}")
                 return None
             return value
-        if tp is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                self.problem(node, path, f"expected an integer, got {value!r}")
+        if tp is int or tp is float:
+            kinds = (int,) if tp is int else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds) or (isinstance(value, float) and not math.isfinite(value)):
+                self.problem(node, path, f"expected {describe(tp)}, got {value!r}")
                 return None
             lo, hi = meta.get("minimum"), meta.get("maximum")
             if (lo is not None and value < lo) or (hi is not None and value > hi):
-                self.problem(node, path, f"expected an integer from {lo} to {hi}, got {value}")
+                self.problem(node, path, f"expected {describe(tp)} from {lo} to {hi}, got {value}")
                 return None
-            return value
+            return tp(value)
         if tp is str:
             if not isinstance(value, str):
                 self.problem(node, path, f"expected a string, got {value!r}")
@@ -278,6 +287,14 @@ class _Converter:
         return f"{node.value!r}"
 
 
+def _number(text: str, tp: type) -> object:
+    """A template's rendered text read as the number its field wants; the text itself when it is none."""
+    try:
+        return tp(text.strip()) if re.fullmatch(r"\s*[-+]?[0-9]{1,18}(\.[0-9]{1,18})?\s*", text) and (tp is float or "." not in text) else text
+    except ValueError:
+        return text
+
+
 @dataclass
 class Located:
     """A converted object plus the YAML nodes by path, for semantic checks that need a line."""
@@ -291,15 +308,35 @@ def _index_lines(node: yaml.Node, path: str, out: dict[str, int]) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode):
-                out.setdefault(_join(path, str(key_node.value)), key_node.start_mark.line + 1)
-                _index_lines(value_node, _join(path, str(key_node.value)), out)
+                out.setdefault(join_path(path, str(key_node.value)), key_node.start_mark.line + 1)
+                _index_lines(value_node, join_path(path, str(key_node.value)), out)
     elif isinstance(node, yaml.SequenceNode):
         for i, child in enumerate(node.value):
-            _index_lines(child, _join(path, i), out)
+            _index_lines(child, join_path(path, i), out)
 
 
-def load_typed(text: str, cls: type, file: str) -> Located:
-    """Parse `text` into `cls`; raise ValidationError listing every problem."""
+Prepare = Callable[[yaml.Node, yaml.SafeLoader], "set[int]"]  # rewrites the node tree before conversion; returns the ids of the scalars it rendered
+
+
+def convert_section(node: yaml.Node, tp: Any, path: str, meta: typing.Mapping[str, Any], file: str, loader: yaml.SafeLoader) -> Any:
+    """One part of a file converted ahead of the rest (e.g. `params:`, which the rest depends on); ValidationError with lines."""
+    converter = _Converter(file, loader)
+    value = converter.convert(node, tp, path, meta)
+    if converter.problems:
+        raise ValidationError(converter.problems)
+    return value
+
+
+def node_lines(node: yaml.Node, path: str) -> dict[str, int]:
+    """The line of every field under `node`, by path."""
+    lines: dict[str, int] = {}
+    _index_lines(node, path, lines)
+    return lines
+
+
+def load_typed(text: str, cls: type, file: str, prepare: Prepare | None = None) -> Located:
+    """Parse `text` into `cls`; raise ValidationError listing every problem. `prepare` may rewrite
+    the YAML nodes first (their lines stay), e.g. render per-student params into them."""
     try:
         loader = yaml.SafeLoader(text)  # the reader rejects control characters right here
         node = loader.get_single_node()
@@ -314,7 +351,8 @@ def load_typed(text: str, cls: type, file: str) -> Located:
         raise ValidationError([Problem(file, None, "", f"not valid YAML: {exc}")]) from None
     if node is None:
         raise ValidationError([Problem(file, 1, "", "the file is empty (expected a mapping)")])
-    converter = _Converter(file, loader)
+    rendered = prepare(node, loader) if prepare is not None else set()
+    converter = _Converter(file, loader, rendered)
     value = converter.convert(node, cls, "", {})
     if converter.problems:
         raise ValidationError(converter.problems)

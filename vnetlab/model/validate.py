@@ -19,6 +19,7 @@ from vnetlab.backends.debian_tree import check_packages
 from vnetlab.backends.image_kinds import DEBIAN, FILE, ImageRef
 from vnetlab.backends.user_image import check_image_file
 from vnetlab.errors import VnetlabError
+from vnetlab.model import params
 from vnetlab.model.scenario import RESERVED_IFACE_PREFIX, RESERVED_IFACES, NodeDecl, Overlay, ScenarioModel, split_link
 from vnetlab.model.typed_yaml import Located, Problem, ValidationError, load_typed, read_text
 
@@ -115,10 +116,11 @@ def segment_networks(scenario: Any) -> list[ipaddress.IPv4Network]:
 class Rules:
     """Problems found so far, plus what the rules share: bridges' subnets, claimed addresses, names."""
 
-    def __init__(self, scenario: Any, file: str, lines: dict[str, int]):
+    def __init__(self, scenario: Any, file: str, lines: dict[str, int], *, allow_host_paths: bool = False):
         self.scenario = scenario
         self.file = file
         self.lines = lines
+        self.allow_host_paths = allow_host_paths  # --allow-host-paths: files outside the scenario's folder (the trust model)
         self.problems: list[Problem] = []
         self.mgmt: ipaddress.IPv4Network | None = None
         self.bridges: dict[str, ipaddress.IPv4Network | None] = {}
@@ -202,24 +204,41 @@ def vm_memory(scenario: Any, vm: Any) -> int:
     return vm.memory if vm.memory is not None else vm_image(scenario, vm).info.default_memory
 
 
-def validate(scenario: Any, file: str, lines: dict[str, int]) -> None:
+def validate(scenario: Any, file: str, lines: dict[str, int], *, allow_host_paths: bool = False) -> None:
     """Every cross-field rule, core then features; raises ValidationError with every broken one."""
-    r = Rules(scenario, file, lines)
+    r = Rules(scenario, file, lines, allow_host_paths=allow_host_paths)
     _management(r)
     _bridges(r)
     _vms(r)
     for ext in scenario.model.extensions:
         if ext.validate is not None:
             ext.validate(r)
-    validators = {"ping": _ping, "capture": _capture}
-    for ext in scenario.model.extensions:
-        validators.update(ext.check_validators)
-    for i, check in enumerate(scenario.checks):
-        validator = validators.get(check.kind)
-        if validator is not None:
-            validator(r, check.spec, f"checks[{i}].{check.kind}")
+    for path, checks in check_lists(scenario):
+        validate_checks(r, checks, path)
     if r.problems:
         raise ValidationError(r.problems)
+
+
+def check_lists(scenario: Any) -> list[tuple[str, list[Any]]]:
+    """Every list of checks in the scenario with its path: its own `checks`, then those the features'
+    sections hold (an exercise's tasks)."""
+    return [("checks", scenario.checks), *(pair for e in scenario.model.extensions if e.check_lists for pair in e.check_lists(scenario))]
+
+
+def validate_checks(r: Rules, checks: list[Any], path: str) -> None:
+    """The rules of each kind of check, for a list of checks at `path` (the scenario's, an exercise task's)."""
+    validators = {"ping": _ping, "capture": _capture}
+    for ext in r.scenario.model.extensions:
+        validators.update(ext.check_validators)
+    for i, check in enumerate(checks):
+        validator = validators.get(check.kind)
+        if validator is not None:
+            validator(r, check.spec, f"{path}[{i}].{check.kind}")
+
+
+def feature_guests(scenario: Any) -> list[str]:
+    """Guests the features add to every lab of the scenario (a switch guest a bridge asks for)."""
+    return [g for e in scenario.model.extensions if e.guests for g in e.guests(scenario)]
 
 
 def _management(r: Rules) -> None:
@@ -481,13 +500,21 @@ def _node_capture(r: Rules, cap: Any, path: str, known: dict[str, Any]) -> None:
 # -- reading a scenario file -------------------------------------------------------------
 
 
-def parse_scenario(text: str, file: str, model: ScenarioModel) -> Any:
-    """Shape (while loading) then every cross-field rule; ValidationError lists each problem with its line."""
-    located: Located = load_typed(text, model.Scenario, file)
-    scenario = dataclasses.replace(located.value, source=file)
-    validate(scenario, file, located.lines)
+def parse_scenario(text: str, file: str, model: ScenarioModel, student: str | None = None, *, allow_host_paths: bool = False) -> Any:
+    """Params drawn for `student` (None: demo) and rendered in, shape (while loading), then every
+    cross-field rule; ValidationError lists each problem with its line. `allow_host_paths`: the user
+    lets this scenario read host files outside its folder (--allow-host-paths)."""
+    resolved: list[params.Resolved] = []
+
+    def prepare(node: Any, loader: Any) -> set[int]:
+        resolved.append(params.resolve(node, loader, file, student))
+        return resolved[0].rendered
+
+    located: Located = load_typed(text, model.Scenario, file, prepare)
+    scenario = dataclasses.replace(located.value, source=file, student=student, param_values=resolved[0].values)
+    validate(scenario, file, located.lines, allow_host_paths=allow_host_paths)
     return scenario
 
 
-def load_scenario(path: Path, model: ScenarioModel) -> Any:
-    return parse_scenario(read_text(path), str(path), model)
+def load_scenario(path: Path, model: ScenarioModel, student: str | None = None, *, allow_host_paths: bool = False) -> Any:
+    return parse_scenario(read_text(path), str(path), model, student, allow_host_paths=allow_host_paths)

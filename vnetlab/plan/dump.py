@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 
+from vnetlab.model.params import DEFAULT_STUDENT
 from vnetlab.plan.planner import Plan
 
 
@@ -11,6 +12,7 @@ def plan_data(plan: Plan) -> dict:
     return {
         "lab": plan.lab,
         "scenario": plan.scenario.name,
+        **({"student": plan.scenario.student or DEFAULT_STUDENT, "params": dict(plan.scenario.param_values)} if plan.scenario.param_values else {}),
         "namespace": plan.namespace,
         "domain_type": plan.domain_type,
         "lab_dir": str(plan.lab_dir),

@@ -58,6 +58,8 @@ def console_tail(source: Path | Console, lines: int = CONSOLE_TAIL_LINES) -> str
             text = f.read(CONSOLE_TAIL_BYTES).decode(errors="replace")
     except OSError:
         return "(no console output yet)"
+    except VnetlabError as exc:  # its hypervisor's SFTP stopped answering: the message says so
+        return f"(the console cannot be read: {exc})"
     tail = [line.rstrip("\r") for line in text.splitlines()[-lines:]]
     return "\n".join(tail) if tail else "(console is empty)"
 
@@ -148,6 +150,21 @@ def open_ssh(plan: Plan, vm: PlannedVM, deadline: float) -> GuestSSH:
     ssh = guest_ssh(plan, vm)
     ssh.connect(deadline)
     return ssh
+
+
+def open_sessions(plan: Plan, vms: list[PlannedVM] | None = None, timeout: float = 20.0) -> dict[str, GuestSSH]:
+    """A session to each guest of a lab that is up (default: all), within one deadline; if one
+    cannot be opened, those already open are closed again."""
+    deadline = time.monotonic() + timeout
+    sessions: dict[str, GuestSSH] = {}
+    try:
+        for vm in plan.vms if vms is None else vms:
+            sessions[vm.name] = open_ssh(plan, vm, deadline)
+    except BaseException:
+        for ssh in sessions.values():
+            ssh.close()
+        raise
+    return sessions
 
 
 CLOUD_INIT_TIMEOUT = 480.0  # s at least for a cloud-init guest: ~120 s to its final stage under TCG, alone

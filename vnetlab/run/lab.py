@@ -7,7 +7,6 @@ recorded ends in teardown from the state file.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import fcntl
 import os
@@ -33,14 +32,16 @@ from vnetlab.backends.image import GuestImage
 from vnetlab.backends.image_kinds import ImageRef, ResolvedImage, ensure_images
 from vnetlab.model.validate import vm_image
 from vnetlab.checks.base import CheckResult
+from vnetlab.checks.evidence import EVIDENCE_FILE, NoSuchCheck, RunSetting, keep_setting, select_checks
 from vnetlab.checks.runner import run_checks
 from vnetlab.errors import Interrupted, VnetlabError
+from vnetlab.files import write_private
 from vnetlab.model.scenario import ScenarioModel
 from vnetlab.model.validate import load_scenario, parse_scenario
 from vnetlab.paths import Layout, resolve_scenario, search_path
 from vnetlab.run.apply import Admission, apply_network, start_guests
 from vnetlab.run.connections import Connections
-from vnetlab.run.configure import GuestTiming, address_vm, come_up, console_of, open_ssh, power_off, says_ready, wait_for_marker
+from vnetlab.run.configure import GuestTiming, address_vm, come_up, console_of, open_sessions, power_off, says_ready, wait_for_marker
 from vnetlab.plan.planner import LAB_NAME, LAB_NAME_MAX, METADATA_NS, Plan, PlannedVM, PlanOptions, domain_name, make_plan
 from vnetlab.run.progress import Progress
 from vnetlab.backends.ssh import GuestSSH
@@ -105,6 +106,9 @@ class Options:
     before_apply: Callable[[Plan], None] | None = None  # e.g. print `--explain` once the plan is known
     scenario_dirs: list[Path] = field(default_factory=list)  # --scenarios, searched before VNETLAB_PATH and the built-in ones
     cold: bool = False  # boot every guest (--cold) instead of restoring it from a warm image where it can be
+    allow_host_paths: bool = False  # --allow-host-paths: the scenario may read host files outside its folder (docs/reliability.md, "Trust model")
+    student: str | None = None  # whose params the scenario is drawn with (None: student `demo`)
+    after_up: Callable[[Plan, dict[str, GuestSSH], Path], None] | None = None  # once the guests are up and configured, before the checks, under the lab's lock (an exercise's setup); a failure tears the lab down
 
 
 @dataclass
@@ -181,18 +185,26 @@ def check_lab_name(lab: str) -> None:
 
 
 @contextmanager
-def lab_lock(lab: str, state_file: Path) -> Iterator[None]:
-    """One command at a time per lab; the lock file disappears with the lab."""
+def lab_lock(lab: str, state_file: Path, *, wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """One command at a time per lab; the lock file disappears with the lab. A busy lab is refused
+    at once, or with `wait` (called once, to say so) waited for until the other command is done."""
     LOCK_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = LOCK_DIR / f"{lab}.lock"
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if wait is None:
+                    raise LabError(f"lab {lab!r} is busy: another vnetlab command is working on it") from None
+                wait()
+                wait = lambda: None  # noqa: E731 — said once, however often the file is replaced
+                fcntl.flock(fd, fcntl.LOCK_EX)  # Ctrl-C interrupts it (the handler raises)
+        except BaseException:
             os.close(fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise LabError(f"lab {lab!r} is busy: another vnetlab command is working on it") from None
             raise
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
@@ -225,7 +237,11 @@ class LabPaths:
 
 @contextmanager
 def interrupts_as_exceptions() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C, so `kill` and CI timeouts also tear down."""
+    """SIGTERM behaves like Ctrl-C, so `kill` and CI timeouts also tear down. Off the main thread
+    (a server driving labs from worker threads) signals are the main thread's: nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def on_signal(signum, _frame):
         raise Interrupted(signal.Signals(signum).name)
@@ -241,7 +257,10 @@ def interrupts_as_exceptions() -> Iterator[None]:
 
 @contextmanager
 def shielded() -> Iterator[None]:
-    """Teardown must finish: a second Ctrl-C must not leave a half-removed lab."""
+    """Teardown must finish: a second Ctrl-C must not leave a half-removed lab (main thread only, as above)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
     old_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
@@ -251,13 +270,13 @@ def shielded() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old_term)
 
 
-def load(ref: str, model: ScenarioModel, dirs: list[Path] | None = None, say: Callable[[str], None] | None = None) -> tuple[Path, Any]:
+def load(ref: str, model: ScenarioModel, dirs: list[Path] | None = None, say: Callable[[str], None] | None = None, student: str | None = None, *, allow_host_paths: bool = False) -> tuple[Path, Any]:
     """A scenario by path, or by name in the search path (`dirs`: --scenarios, VNETLAB_PATH, built in);
-    `say` hears which file was taken when the name is in more than one folder."""
+    `say` hears which file was taken when the name is in more than one folder; `student`: whose params."""
     resolved = resolve_scenario(ref, search_path(dirs or []))
     if resolved.note and say is not None:
         say(resolved.note)
-    return resolved.path, load_scenario(resolved.path, model)
+    return resolved.path, load_scenario(resolved.path, model, student=student, allow_host_paths=allow_host_paths)
 
 
 def new_run_dir(layout: Layout, lab: str) -> Path:
@@ -282,43 +301,36 @@ def new_run_dir(layout: Layout, lab: str) -> Path:
     return path
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-
-
-def _console_text(plan: Plan, vm: PlannedVM) -> bytes | None:
-    """Its serial log, here or on its hypervisor (None when there is none, or it cannot be read)."""
+def _console_text(plan: Plan, vm: PlannedVM, warn: Callable[[str], None]) -> bytes | None:
+    """Its serial log, here or on its hypervisor (None when there is none, or it cannot be read:
+    `warn` hears why, e.g. its hypervisor's SFTP stopped answering, which every read is bounded for)."""
     if vm.host is None:
         return vm.console_log.read_bytes() if vm.console_log.exists() else None
     try:
         with console_of(plan, vm) as console, console() as f:
             return f.read(CONSOLE_KEEP_MAX)
-    except Exception:  # noqa: BLE001 — an artifact missing is no reason to fail the run or its teardown
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # noqa: BLE001 — an artifact missing is no reason to fail the run or its teardown
+        warn(f"{vm.name}'s console log was not kept: {exc}")
         return None
 
 
 CONSOLE_KEEP_MAX = 16 * 1024 * 1024  # bytes of a remote guest's console kept as an artifact
 
 
-def collect_artifacts(plan: Plan, run_dir: Path, pcaps: dict[str, Path]) -> dict[str, object]:
+def collect_artifacts(plan: Plan, run_dir: Path, pcaps: dict[str, Path], warn: Callable[[str], None] = lambda _: None) -> dict[str, object]:
     consoles: dict[str, str] = {}
     xmls: dict[str, str] = {}
     for vm in plan.vms:
-        console = _console_text(plan, vm)
+        console = _console_text(plan, vm, warn)
         if console is not None:
             dest = run_dir / f"{vm.name}.console.log"
-            _write_private(dest, console)
+            write_private(dest, console)
             consoles[vm.name] = str(dest)
         xml = run_dir / f"{vm.name}.domain.xml"
         defined = vm.secrets.parent / "domain.xml"  # what the domain was defined with: a restored guest's differs from the plan's
-        _write_private(xml, defined.read_bytes() if defined.is_file() else vm.xml.encode())
+        write_private(xml, defined.read_bytes() if defined.is_file() else vm.xml.encode())
         xmls[vm.name] = str(xml)
     return {
         "dir": str(run_dir),
@@ -411,10 +423,12 @@ class LabRunner:
         state.set_phase(plan.lab_dir, "up")
         return sessions
 
-    def _check(self, plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path, outcome: Outcome) -> None:
+    def _check(self, plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path, outcome: Outcome, setting: RunSetting, scenario_text: str) -> None:
+        keep_setting(run_dir, setting, scenario_text)  # first: what judging needs besides the evidence
         with self.progress.step("checks", f"Running {len(plan.scenario.checks)} check(s)"):
             outcome.checks, pcaps = run_checks(plan, sessions, run_dir)
         outcome.artifacts["pcap"] = {br: str(p) for br, p in pcaps.items()}
+        outcome.artifacts["evidence"] = str(run_dir / EVIDENCE_FILE)
 
     def _teardown(self, lab_dir: Path, state: LabState) -> TeardownResult:
         with shielded(), self.progress.step("teardown", f"Tearing down lab {state.lab}"):
@@ -430,7 +444,7 @@ class LabRunner:
         with shielded():
             try:
                 pcaps = {br: Path(p) for br, p in outcome.artifacts.get("pcap", {}).items()}  # type: ignore[union-attr]
-                outcome.artifacts.update(collect_artifacts(plan, run_dir, pcaps))
+                outcome.artifacts.update(collect_artifacts(plan, run_dir, pcaps, lambda problem: self.progress.say(f"[yellow]warning:[/] {escape(problem)}")))
             except Exception as exc:  # noqa: BLE001 — reported, and teardown still runs
                 problem = f"could not keep the run's artifacts in {run_dir}: {exc}"
                 outcome.error = problem if outcome.error is None else f"{outcome.error}; {problem}"
@@ -460,7 +474,7 @@ class LabRunner:
     def run(self, ref: str, *, keep: bool, check: bool = True) -> Outcome:
         """`vnetlab run` (check=True) and `vnetlab up` (check=False, keep=True)."""
         cpu_at_start = procfs.cpu_seconds(os.getpid()) or 0.0  # under pytest this process is the whole test session: the run counts from here
-        path, scenario = load(ref, self.model, self.options.scenario_dirs, lambda note: self.progress.detail(note))
+        path, scenario = load(ref, self.model, self.options.scenario_dirs, lambda note: self.progress.detail(note), self.options.student, allow_host_paths=self.options.allow_host_paths)
         lab = self.options.lab or scenario.name
         if lab == AUTO_NAME:
             lab = unique_lab_name(scenario.name)
@@ -474,7 +488,8 @@ class LabRunner:
             refuse_domain_clashes(self.options.layout, lab, {domain_name(lab, vm.name): vm.name for vm in scenario.vms})
             image, images = self._images(scenario)
             outcome.accel = self._accel(image)
-            plan = make_plan(scenario, lab, PlanOptions(outcome.accel.domain_type, image.kernel, self.options.layout, images, host_capabilities()))
+            instance = secrets.token_hex(4)  # this lab instance's own: its folders on other hypervisors are named with it
+            plan = make_plan(scenario, lab, PlanOptions(outcome.accel.domain_type, image.kernel, self.options.layout, images, host_capabilities(), instance))
             outcome.placement = list(plan.notes)
             for note in plan.notes:  # where features run when the host kernel decides it: never silently
                 self.progress.say(f"  {escape(note)}")
@@ -483,16 +498,22 @@ class LabRunner:
             run_dir = new_run_dir(self.options.layout, lab)
             outcome.artifacts["dir"] = str(run_dir)
             make_private_dir(plan.lab_dir)  # apply() lets libvirt's qemu group through to the guests' files
-            (plan.lab_dir / SCENARIO_COPY).write_text(path.read_text())
-            state = LabState(lab, scenario.name, str(path.resolve()), plan.namespace, plan.domain_type, str(image.kernel), os.getpid(), host_kernel=sorted(plan.host_kernel))
+            text = path.read_text()
+            (plan.lab_dir / SCENARIO_COPY).write_text(text)
+            state = LabState(
+                lab, scenario.name, str(path.resolve()), plan.namespace, plan.domain_type, str(image.kernel), os.getpid(),
+                host_kernel=sorted(plan.host_kernel), instance=instance, allow_host_paths=self.options.allow_host_paths, student=self.options.student,
+            )
             state.save(plan.lab_dir)
             self.outcome = outcome
             sessions: dict[str, GuestSSH] = {}
             try:
                 sessions = self._bring_up(plan, state, image, run_dir)
                 sample_guests(plan.vms, "up", outcome)
+                if self.options.after_up is not None:
+                    self.options.after_up(plan, sessions, run_dir)
                 if check:
-                    self._check(plan, sessions, run_dir, outcome)
+                    self._check(plan, sessions, run_dir, outcome, run_setting(plan, state, self.options.layout), text)
                     sample_guests(plan.vms, "checked", outcome)
             except Interrupted as exc:
                 outcome.error = f"interrupted ({exc}); the lab was torn down"
@@ -525,6 +546,7 @@ class LabRunner:
             plan = plan_from_state(paths, state, self.model)
             if only is not None:
                 plan = only_check(plan, only)
+            setting = run_setting(plan, state, self.options.layout, only=only)
             outcome = Outcome(plan.scenario.name, lab, kept=True)
             outcome.accel = AccelChoice("kvm" if state.domain_type == "kvm" else "tcg", state.domain_type, "as chosen when the lab came up")
             self.outcome = outcome
@@ -532,10 +554,8 @@ class LabRunner:
             sessions: dict[str, GuestSSH] = {}
             try:
                 with self.progress.step("connect", "Connecting to guests"):
-                    deadline = time.monotonic() + 20.0
-                    for vm in plan.vms:
-                        sessions[vm.name] = open_ssh(plan, vm, deadline)
-                self._check(plan, sessions, run_dir, outcome)
+                    sessions = open_sessions(plan)
+                self._check(plan, sessions, run_dir, outcome, setting, (paths.dir / SCENARIO_COPY).read_text())
             except Interrupted as exc:
                 exc.consequence = f"the checks were stopped; the lab is still up (`vnetlab down {lab}` removes it)"
                 outcome.error = f"interrupted ({exc}); {exc.consequence}"
@@ -565,17 +585,22 @@ class LabRunner:
 
 def plan_from_state(paths: LabPaths, state: LabState, model: ScenarioModel) -> Plan:
     """The plan of an existing lab: re-planned from its copy of the scenario (the plan is pure, so names match)."""
-    scenario = parse_scenario((paths.dir / SCENARIO_COPY).read_text(), state.scenario_file, model)
-    return make_plan(scenario, paths.lab, PlanOptions(state.domain_type, Path(state.kernel), paths.layout, host_kernel=frozenset(state.host_kernel)))
+    scenario = parse_scenario((paths.dir / SCENARIO_COPY).read_text(), state.scenario_file, model, student=state.student, allow_host_paths=state.allow_host_paths)
+    return make_plan(scenario, paths.lab, PlanOptions(state.domain_type, Path(state.kernel), paths.layout, host_kernel=frozenset(state.host_kernel), instance=state.instance))
+
+
+def run_setting(plan: Plan, state: LabState, layout: Layout, checks: str = "checks", only: str | None = None) -> RunSetting:
+    """What a run's checks are judged with besides the evidence (kept in its folder for `vnetlab judge`)."""
+    return RunSetting(state.scenario_file, plan.lab, plan.domain_type, str(plan.kernel), str(layout.root), tuple(sorted(plan.host_kernel)), state.student, checks, only, state.allow_host_paths)
 
 
 def only_check(plan: Plan, name: str) -> Plan:
     """The plan with only the check whose `name:` is `name` (captures then see that check's traffic only)."""
-    chosen = [c for c in plan.scenario.checks if getattr(c.spec, "name", None) == name]
-    if not chosen:
+    try:
+        return select_checks(plan, only=name)
+    except NoSuchCheck:
         named = [c.spec.name for c in plan.scenario.checks if getattr(c.spec, "name", None)]
-        raise LabError(f"no check named {name!r} in lab {plan.lab!r} (named checks: {', '.join(repr(n) for n in named) or 'none; give a check a name: to pick it'})")
-    return dataclasses.replace(plan, scenario=dataclasses.replace(plan.scenario, checks=chosen))
+        raise LabError(f"no check named {name!r} in lab {plan.lab!r} (named checks: {', '.join(repr(n) for n in named) or 'none; give a check a name: to pick it'})") from None
 
 
 def running_plan(lab: str, model: ScenarioModel, layout: Layout | None = None) -> Plan:

@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from vnetlab.files import write_private
+
 STATE_FILE = "state.json"
 _WRITE_LOCK = threading.Lock()  # guests are booted from several threads; each record is one atomic write
 
@@ -41,6 +43,9 @@ class LabState:
     resources: list[RecordedResource] = field(default_factory=list)
     held: bool = True  # its owner (pid) still has work on it: a `run` until teardown; False once `up`/`--keep` hands it over
     host_kernel: list[str] = field(default_factory=list)  # the kernel probe's capabilities the plan was made with (re-planning must match)
+    instance: str = ""  # PlanOptions.instance the plan was made with (a lab made before it existed: "")
+    allow_host_paths: bool = False  # --allow-host-paths was given: re-reading the scenario must allow it too
+    student: str | None = None  # whose params the scenario was drawn with (re-planning must match; None: student `demo`)
 
     def record(self, lab_dir: Path, kind: str, name: str, vm: str | None = None, uri: str | None = None) -> None:
         with _WRITE_LOCK:
@@ -56,6 +61,15 @@ class LabState:
             if len(kept) != len(self.resources):
                 self.resources = kept
                 self.save(lab_dir)
+
+    def replace(self, lab_dir: Path, kind: str, name: str, new_name: str) -> None:
+        """Rename a record in place (its place in the teardown order kept): an intent recorded
+        before a thing existed becomes the thing, e.g. a process recorded before it started, then with its PID."""
+        with _WRITE_LOCK:
+            for r in self.resources:
+                if r.kind == kind and r.name == name:
+                    r.name = new_name
+            self.save(lab_dir)
 
     def keep_only(self, lab_dir: Path, resources: list[RecordedResource]) -> None:
         """After a partial teardown: the state file lists what is left, and only that."""
@@ -75,15 +89,7 @@ class LabState:
             self.save(lab_dir)
 
     def save(self, lab_dir: Path) -> None:
-        tmp = lab_dir / (STATE_FILE + ".tmp")
-        data = json.dumps(asdict(self), indent=2).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, lab_dir / STATE_FILE)
+        write_private(lab_dir / STATE_FILE, json.dumps(asdict(self), indent=2).encode(), atomic=True)
 
     @classmethod
     def load(cls, lab_dir: Path) -> LabState:

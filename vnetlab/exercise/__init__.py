@@ -1,0 +1,22 @@
+"""The exercise engine: a student's lab (start, status, check, hint, answer, submit, reset), the
+proof that an exercise is solvable (`prove`), and grading bundles from their evidence (`grade`).
+
+    from vnetlab.compose import registry
+    from vnetlab.exercise import ExerciseLab, grade, prove
+
+    lab = ExerciseLab.start("ex-two-vm-ping", registry(), student="alice")   # lab ex-two-vm-ping-alice
+    lab.status().to_json()             # tasks: name, state passed|failed|untried, points, hints …
+    lab.check("address vm2")           # [TaskOutcome]: graded on the wire, remembered
+    lab.hint(1); lab.answer(2, "52:54:00:12:34:56"); lab.submit()   # → the bundle's folder
+    ExerciseLab("ex-two-vm-ping-alice", registry()).down()
+"""
+
+from vnetlab.exercise.grading import Gradebook, GradedBundle, grade
+from vnetlab.exercise.lab import Briefing, ExerciseLab, ExerciseStatus, Hint, TaskOutcome, exercise_labs, lab_name
+from vnetlab.exercise.proof import Proof, prove
+from vnetlab.exercise.state import ExerciseError, ExerciseInputError
+
+__all__ = [
+    "Briefing", "ExerciseError", "ExerciseInputError", "ExerciseLab", "ExerciseStatus", "Gradebook", "GradedBundle", "Hint", "Proof",
+    "TaskOutcome", "exercise_labs", "grade", "lab_name", "prove",
+]
