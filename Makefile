@@ -2,7 +2,7 @@
 VNETLAB := .venv/bin/vnetlab
 PYTEST  := .venv/bin/python -m pytest
 
-.PHONY: setup image demo test test-fast docs wheel bench soak clean-labs prove-debian13
+.PHONY: setup image demo test test-cold test-fast docs wheel bench soak clean-labs prove-debian13
 
 setup:
 	./scripts/setup-host
@@ -17,6 +17,10 @@ demo: image
 ## make test: set up the host, build the guest image, run the whole suite (unit, golden, root, end to end)
 test: image
 	$(PYTEST) -ra
+
+## make test-cold: the same suite with every guest booted (VNETLAB_COLD=1: warm start off; the tests about restored guests are skipped, saying why)
+test-cold: image
+	VNETLAB_COLD=1 $(PYTEST) -ra
 
 ## make test-fast: only the tests that need neither root nor VMs
 test-fast: setup

@@ -23,7 +23,7 @@ STARTS = {
 }
 
 
-@pytest.mark.parametrize("start", STARTS)
+@pytest.mark.parametrize("start", [pytest.param("warm", marks=pytest.mark.warm), "cold"])
 def test_run_two_vm_ping_passes_and_leaves_nothing(tmp_path, lab_name, start):
     options, first_stages, how, before_marker = STARTS[start]
     result, report = run_report(tmp_path, "two-vm-ping", lab_name, *options)

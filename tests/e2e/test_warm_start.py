@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from labtools import leftovers, start, state_of, vnetlab, wait_until
+from labtools import leftovers, start, state_of, vnetlab, wait_until, warm_image_modes
 
 from vnetlab.backends.warm_image import KIND, host_versions, warm_key
 from vnetlab.compose import registry
@@ -31,6 +31,7 @@ PROBE = "hostname; cat /proc/sys/kernel/random/uuid; head -c 32 /dev/urandom | o
 CLOCK_SLACK = 2.0
 
 
+@pytest.mark.warm
 def test_two_guests_restored_from_one_warm_image_are_two_guests(tmp_path, lab_name):
     report_path = tmp_path / "up.json"
     up = vnetlab("up", "two-vm-ping", "--name", lab_name, "--report", str(report_path))
@@ -67,6 +68,10 @@ def test_two_guests_restored_from_one_warm_image_are_two_guests(tmp_path, lab_na
     listing = json.loads(vnetlab("image", "list", "--format", "json").stdout)
     [entry] = [row for row in listing if row["name"] == f"{KIND}-{key}"]
     assert entry["kind"] == KIND and entry["current"] is True and entry["size_bytes"] > 10 * 2**20, entry
+    # the cache is root's: a tiny guest's warm image holds nothing qemu opens (libvirt reads the save image as root)
+    modes = warm_image_modes(key)
+    assert modes.pop(".")[0] == 0o711, modes  # passage, no listing (its group: qemu's if made here, root's if an older vnetlab made it)
+    assert modes == {"warm.save": (0o600, "root"), "console.log": (0o600, "root"), "info.json": (0o600, "root")}
 
     down = vnetlab("down", lab_name, "-q")
     assert down.returncode == 0, down.stdout + down.stderr
@@ -89,6 +94,7 @@ checks: []
 """
 
 
+@pytest.mark.warm
 def test_an_interrupt_while_a_warm_image_is_made_leaves_nothing(tmp_path, lab_name):
     scenario = tmp_path / "odd.yaml"
     scenario.write_text(ODD_SHAPE)

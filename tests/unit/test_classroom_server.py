@@ -390,3 +390,18 @@ def test_tls_files_are_checked_before_anything_starts(tmp_path):
         check_tls(str(cert), None)
     with pytest.raises(ClassroomError, match=f"cannot use the TLS certificate {cert} with the key {cert}"):
         check_tls(str(cert), str(cert))
+
+
+@pytest.mark.parametrize("cold", [False, True])
+def test_a_seat_starts_warm_unless_the_class_was_started_cold(tmp_path, cold):
+    """`classroom start --cold` is kept in the class record, and each seat's start asks the engine's
+    start operation for it (`--cold`: its guests booted, not restored from warm images)."""
+    layout = Layout(tmp_path / "root")
+    record = ClassRecord("cls", str(tmp_path / "ex.yaml"), [Seat("s01", "alice", "Alice", "cls-s01", new_token())], new_token(), cold=cold)
+    folder = ClassFolder(layout, "cls")
+    folder.create(record)
+    assert ClassFolder(layout, "cls").load().cold is cold
+    seats = Seats(record, folder, FakeEngine())
+    asyncio.run(seats._bring_up(seats.runs["s01"]))
+    assert seats.runs["s01"].phase == UP
+    assert seats.engine.calls == [["start", *(["--cold"] if cold else []), str(tmp_path / "ex.yaml"), "alice", "cls-s01"]]

@@ -4,9 +4,13 @@ were booted from is and the same QEMU and libvirt are installed, and pruned othe
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
-from vnetlab.backends import user_image, warm_image
+import pytest
+
+from vnetlab.backends import image_cache, user_image, warm_image
 from vnetlab.tools import images
 
 VERSIONS = "qemu 7.2.22, libvirt 9.0.0"
@@ -53,3 +57,37 @@ def test_a_cached_warm_image_needs_its_save_file(tmp_path):
     (cache / "warm-dddd" / "warm.save").write_bytes(b"s")
     found = warm_image.cached(cache, "dddd")
     assert found is not None and found.save == cache / "warm-dddd" / "warm.save" and found.disk.name == "disk.qcow2"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another group needs root")
+def test_a_warm_image_is_roots_and_qemus_group_reads_only_its_disk_and_seed(tmp_path: Path) -> None:
+    """While it is made, its guest's qemu passes through the build folder; once published, what the
+    restored guests' qemu opens (disk, seed) is granted to qemu's group when used, the save image
+    stays root's alone, nothing is readable by others, and using the cache again keeps it so."""
+    qemu_gid = 64055
+    with image_cache.building(tmp_path, warm_image.KIND, "eeee") as build:
+        image_cache.open_build_to_qemu(build, qemu_gid)
+        assert (stat.S_IMODE(build.stat().st_mode), build.stat().st_gid) == (0o710, qemu_gid)
+        for name in (warm_image.SAVE_FILE, warm_image.DISK_FILE, warm_image.SEED_FILE):
+            (build / name).write_bytes(b"x")
+            os.chmod(build / name, image_cache.FILE_MODE)
+        entry = image_cache.publish(build, tmp_path, warm_image.KIND, "eeee", {})
+    found = warm_image.cached(tmp_path, "eeee")
+    assert found is not None and found.read_by_qemu() == [found.disk, found.seed]
+    image_cache.grant_to_qemu(tmp_path, found.read_by_qemu(), qemu_gid)
+    assert warm_image.cached(tmp_path, "eeee") is not None  # another lab looking it up meanwhile
+
+    def seen(path: Path) -> tuple[int, int]:
+        st = path.stat()
+        return stat.S_IMODE(st.st_mode), st.st_gid
+
+    assert seen(tmp_path) == (0o710, qemu_gid) and seen(entry.path) == (0o710, qemu_gid)
+    assert seen(found.disk) == (0o640, qemu_gid) and seen(found.seed) == (0o640, qemu_gid)
+    assert seen(found.save) == (0o600, 0) and seen(entry.path / "info.json") == (0o600, 0)
+
+
+def test_a_tiny_guests_warm_image_gives_qemu_nothing_to_read(tmp_path: Path) -> None:
+    _entry(tmp_path, "warm-ffff", {"kind": "warm", "hash": "ffff"}, {"warm.save": b"s"})
+    found = warm_image.cached(tmp_path, "ffff")
+    assert found is not None and found.read_by_qemu() == []
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in found.path.iterdir()} == {"warm.save": 0o600, "info.json": 0o600}  # an older vnetlab's 0644, narrowed

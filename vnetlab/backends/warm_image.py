@@ -2,7 +2,9 @@
 
 A warm image is kept in the image cache beside the image it was booted from (`warm-<key>`): the
 save image libvirt wrote (`warm.save`), and for a disk guest the disk as the warm guest left it
-(an overlay of the base image, never written again). Its key is a hash of the guest's domain XML
+(an overlay of the base image, never written again), and for a cloud image the NoCloud seed
+of its warm boot. The cache is root's (backends/image_cache.py): the disk and the seed are granted
+to qemu's group when a lab restores from them, the save image stays root's alone. Its key is a hash of the guest's domain XML
 with everything that is not guest ABI taken out (names, taps, MACs, file paths, the kernel
 command line's identity), of QEMU's and libvirt's versions and of the warm start's own format:
 guests of one image kind, package set, memory, vCPU and NIC count share one, and anything that
@@ -89,6 +91,12 @@ class WarmImage:
     @property
     def seed(self) -> Path:
         return self.path / SEED_FILE
+
+    def read_by_qemu(self) -> list[Path]:
+        """What each restored guest's qemu opens itself (granted to qemu's group when a lab restores
+        from it): a disk guest's disk, backing the guest's own overlay, and a cloud image's seed.
+        The save image is read by vnetlab and libvirt, as root, never by qemu."""
+        return [f for f in (self.disk, self.seed) if f.is_file()]
 
 
 @dataclass(frozen=True)

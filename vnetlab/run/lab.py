@@ -51,6 +51,7 @@ from vnetlab.run.warm import ensure_warm_images, restorers, warm_keys
 
 SCENARIO_COPY = "scenario.yaml"
 AUTO_NAME = "auto"  # `--name auto` asks for a unique lab name
+COLD_ENV = "VNETLAB_COLD"  # set to anything but "" or "0": every lab boots its guests, as with --cold (e.g. a whole test suite run cold)
 LOCK_DIR = Path("/run/vnetlab/locks")
 
 
@@ -177,6 +178,11 @@ def unique_lab_name(scenario: str) -> str:
     """`--name auto`: <scenario>-<6 random hex digits>, so labs of one scenario can run side by side."""
     suffix = secrets.token_hex(3)
     return f"{scenario[: LAB_NAME_MAX - len(suffix) - 1].rstrip('-')}-{suffix}"
+
+
+def cold_by_environment() -> bool:
+    """Whether $VNETLAB_COLD asks every lab to boot its guests (no warm start, whatever the command says)."""
+    return os.environ.get(COLD_ENV, "") not in ("", "0")
 
 
 def check_lab_name(lab: str) -> None:
@@ -375,7 +381,9 @@ class LabRunner:
                 return domain_running(connections, plan, vm)
 
             stop = threading.Event()
-            keys = {} if self.options.cold else warm_keys(plan, self.progress.detail)
+            if state.cold and not self.options.cold:
+                self.progress.detail(f"warm start off ({COLD_ENV} is set): every guest boots")
+            keys = {} if state.cold else warm_keys(plan, self.progress.detail)
             apply_network(plan, state, connections, image, self.progress, restored=keys)
             try:
                 images = ensure_warm_images(plan, state, connections.get(), keys, self.options.layout.images, self.progress) if keys else {}
@@ -503,6 +511,7 @@ class LabRunner:
             state = LabState(
                 lab, scenario.name, str(path.resolve()), plan.namespace, plan.domain_type, str(image.kernel), os.getpid(),
                 host_kernel=sorted(plan.host_kernel), instance=instance, allow_host_paths=self.options.allow_host_paths, student=self.options.student,
+                cold=self.options.cold or cold_by_environment(),
             )
             state.save(plan.lab_dir)
             self.outcome = outcome

@@ -158,6 +158,9 @@ def ensure_warm_images(
                     futures = {key: pool.submit(make_warm_image, *args) for key, args in jobs}
                     for key, future in futures.items():
                         found[key] = future.result()
+    gid = hv.qemu_group(conn, plan.domain_type)
+    if gid is not None:  # the cache is root's: what the restored guests' qemu reads, for qemu's group only
+        image_cache.grant_to_qemu(cache, [f for image in found.values() for f in image.read_by_qemu()], gid)
     return {vm: found[key] for vm, key in keys.items()}
 
 
@@ -188,6 +191,9 @@ def make_warm_image(
         started = time.monotonic()
         name = f"vnl-{plan.lab}.warm{index}"  # '.' is in no VM name: never a lab guest's domain
         with image_cache.building(cache, KIND, key) as build:
+            gid = hv.qemu_group(conn, plan.domain_type)
+            if gid is not None:  # its guest's qemu opens its disk, seed and fw_cfg file in there (libvirt hands them over)
+                image_cache.open_build_to_qemu(build, gid)
             zeros = build / "identity.zero"
             zeros.write_bytes(b"\0" * IDENTITY_SIZE)
             os.chmod(zeros, 0o600)
@@ -222,11 +228,9 @@ def make_warm_image(
             time.sleep(WARM_SETTLE)
             hv.bounded(f"saving {name}", lambda: dom.save(str(build / SAVE_FILE)), timeout=RESTORE_TIMEOUT)
             saved = time.monotonic()
-            os.chmod(build / SAVE_FILE, 0o600)
-            if vm.disk is not None:
-                os.chmod(build / DISK_FILE, 0o644)  # read by every restored guest's qemu, never written
-            if vm.seed is not None:
-                os.chmod(build / SEED_FILE, 0o644)  # likewise (its keys are throw-away ones nobody holds)
+            for file in build.iterdir():  # root's alone (whatever libvirt left its owner); the disk and seed, read by every restored guest's qemu, never written, are granted to its group when used
+                os.chown(file, 0, 0)
+                os.chmod(file, image_cache.FILE_MODE)
             zeros.unlink()
             info = {
                 "image": vm.image.label(), "base": vm.boot.disk.parent.name if vm.boot and vm.boot.disk else (vm.boot.kernel.parent.name if vm.boot and vm.boot.kernel else ""),
