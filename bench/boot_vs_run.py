@@ -44,13 +44,13 @@ def one_raw_boot(accel_name: str) -> RawBoot:
         return raw_boot(image, secrets, accel_name, GUEST_READY_MARKER.encode(), memory=128, timeout=120.0)
 
 
-def vnetlab_run(accel: str, *extra: str) -> tuple[float, dict]:
-    return run_lab((SCENARIOS_DIR / "two-vm-ping.yaml").read_text(), "bench", accel, *extra)
+def vnetlab_run(accel: str, lab: str, *extra: str) -> tuple[float, dict]:
+    return run_lab((SCENARIOS_DIR / "two-vm-ping.yaml").read_text(), lab, accel, *extra)
 
 
 def main() -> int:
-    args, accel = bench_setup(__doc__)
-    made = vnetlab_run(accel.name)  # the warm image on first use (or found): not a round
+    args, accel = bench_setup(__doc__, lab="bench")
+    made = vnetlab_run(accel.name, args.lab)  # the warm image on first use (or found): not a round
     print(f"warm image: {', '.join(sorted({g['warm_image'] or 'none' for g in made[1]['guests'].values()}))} (first run {made[0]:.2f} s, not timed)")
     boots: list[RawBoot] = []
     pairs: list[float] = []
@@ -59,8 +59,8 @@ def main() -> int:
     for n in range(1, args.rounds + 1):
         boots.append(one_raw_boot(accel.name))
         pairs.append(raw_boots_together(2, accel.name).seconds)
-        warm.append(vnetlab_run(accel.name))
-        runs.append(vnetlab_run(accel.name, "--cold"))
+        warm.append(vnetlab_run(accel.name, args.lab))
+        runs.append(vnetlab_run(accel.name, args.lab, "--cold"))
         print(f"round {n}: raw qemu boot to readiness marker {boots[-1].seconds:5.2f} s, two together {pairs[-1]:5.2f} s; "
               f"vnetlab run two-vm-ping warm {warm[-1][0]:5.2f} s ({warm[-1][0] / boots[-1].seconds:.2f}x), "
               f"cold {runs[-1][0]:5.2f} s ({runs[-1][0] / boots[-1].seconds:.2f}x)", flush=True)

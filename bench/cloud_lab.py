@@ -38,12 +38,12 @@ def scenario(image: Path) -> str:
     )
 
 
-def up_and_down(path: Path, *extra: str) -> float:
+def up_and_down(path: Path, lab: str, *extra: str) -> float:
     """Seconds `vnetlab up` took; the lab is brought down after."""
     start = time.monotonic()
-    up = subprocess.run([sys.executable, "-m", "vnetlab", "up", str(path), "--name", LAB, "--quiet", "--boot-timeout", "900", *extra], capture_output=True, text=True)
+    up = subprocess.run([sys.executable, "-m", "vnetlab", "up", str(path), "--name", lab, "--quiet", "--boot-timeout", "900", *extra], capture_output=True, text=True)
     seconds = time.monotonic() - start
-    down = subprocess.run([sys.executable, "-m", "vnetlab", "down", LAB, "-q"], capture_output=True, text=True)
+    down = subprocess.run([sys.executable, "-m", "vnetlab", "down", lab, "-q"], capture_output=True, text=True)
     if up.returncode != 0 or down.returncode != 0:
         raise SystemExit(f"vnetlab up/down failed:\n{up.stdout}\n{up.stderr}\n{down.stdout}\n{down.stderr}")
     return seconds
@@ -55,19 +55,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, metavar="N", help="warm `vnetlab up`s (default 3)")
     parser.add_argument("--cold-rounds", type=int, default=1, metavar="N", help="booted `vnetlab up --cold`s for comparison (default 1; ~2 min each under TCG)")
+    parser.add_argument("--lab", default=LAB, metavar="NAME", help=f"the lab's name (default {LAB}); another lets it run beside a benchmark of the same name on this host")
     args = parser.parse_args()
     image = ensure_cloud_image()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cloud.yaml"
         path.write_text(scenario(image))
-        print(f"warm image made or found: first up {up_and_down(path):.2f} s (not timed)", flush=True)
+        print(f"warm image made or found: first up {up_and_down(path, args.lab):.2f} s (not timed)", flush=True)
         warm = []
         for n in range(1, max(1, args.rounds) + 1):
-            warm.append(up_and_down(path))
+            warm.append(up_and_down(path, args.lab))
             print(f"round {n}: two cloud guests up, restored: {warm[-1]:6.2f} s", flush=True)
         cold = []
         for n in range(1, args.cold_rounds + 1):
-            cold.append(up_and_down(path, "--cold"))
+            cold.append(up_and_down(path, args.lab, "--cold"))
             print(f"cold round {n}: two cloud guests up, booted: {cold[-1]:6.2f} s", flush=True)
     median = statistics.median(warm)
     cold_text = f"{statistics.median(cold):.2f} s booted (--cold, {len(cold)} round(s))" if cold else "not measured"

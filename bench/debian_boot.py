@@ -52,26 +52,26 @@ def raw_boot_to_login(accel_name: str) -> float:
 TARGET_WARM_RATIO = 0.30  # issue 28: debian-two-vm-ping, warm, against one raw boot to login
 
 
-def vnetlab_run(accel: str) -> tuple[float, float, float]:
+def vnetlab_run(accel: str, lab: str) -> tuple[float, float, float]:
     """(whole run, guest ready marker, guest SSH) in seconds, the guest booted."""
-    seconds, data = run_lab(SCENARIO, "bench-debian", accel, "--cold")
+    seconds, data = run_lab(SCENARIO, lab, accel, "--cold")
     guest = data["guests"]["vm1"]  # from its domain's start
     return seconds, guest["ready_seconds"], guest["ssh_seconds"]
 
 
-def two_vm_ping(accel: str, *extra: str) -> float:
-    return run_lab((SCENARIOS_DIR / "debian-two-vm-ping.yaml").read_text(), "bench-debian2", accel, *extra)[0]
+def two_vm_ping(accel: str, lab: str, *extra: str) -> float:
+    return run_lab((SCENARIOS_DIR / "debian-two-vm-ping.yaml").read_text(), f"{lab}2", accel, *extra)[0]
 
 
 def main() -> int:
-    args, accel = bench_setup(__doc__)
-    print(f"warm image made or found: first debian-two-vm-ping {two_vm_ping(accel.name):.2f} s (not timed)")
+    args, accel = bench_setup(__doc__, lab="bench-debian")
+    print(f"warm image made or found: first debian-two-vm-ping {two_vm_ping(accel.name, args.lab):.2f} s (not timed)")
     raws, runs, warm, cold = [], [], [], []
     for n in range(1, args.rounds + 1):
         raws.append(raw_boot_to_login(accel.name))
-        runs.append(vnetlab_run(accel.name))
-        warm.append(two_vm_ping(accel.name))
-        cold.append(two_vm_ping(accel.name, "--cold"))
+        runs.append(vnetlab_run(accel.name, args.lab))
+        warm.append(two_vm_ping(accel.name, args.lab))
+        cold.append(two_vm_ping(accel.name, args.lab, "--cold"))
         total, ready, ssh = runs[-1]
         print(f"round {n}: raw qemu boot of the debian disk to its login prompt {raws[-1]:5.2f} s; "
               f"vnetlab debian guest ready {ready:5.2f} s, SSH {ssh:5.2f} s (whole run {total:5.2f} s); "

@@ -64,21 +64,21 @@ def raw_boots_together(n: int, accel_name: str) -> RawBoot:
 TARGET_WARM_RATIO = 0.60  # issue 28
 
 
-def vnetlab_run(n: int, accel: str, *extra: str) -> tuple[float, dict]:
-    return run_lab(scenario(n), "bench-scale", accel, "--boot-timeout", "900", *extra)
+def vnetlab_run(n: int, accel: str, lab: str, *extra: str) -> tuple[float, dict]:
+    return run_lab(scenario(n), lab, accel, "--boot-timeout", "900", *extra)
 
 
 def main() -> int:
-    args, accel = bench_setup(__doc__, vms=True)
-    made = vnetlab_run(args.vms, accel.name)  # the warm image on first use (or found): not a round
+    args, accel = bench_setup(__doc__, lab="bench-scale", vms=True)
+    made = vnetlab_run(args.vms, accel.name, args.lab)  # the warm image on first use (or found): not a round
     print(f"warm image made or found, first run {made[0]:.2f} s (not timed)")
     boots: list[RawBoot] = []
     runs: list[tuple[float, dict]] = []  # cold
     warm: list[tuple[float, dict]] = []
     for r in range(1, args.rounds + 1):
         boots.append(raw_boots_together(args.vms, accel.name))
-        warm.append(vnetlab_run(args.vms, accel.name))
-        runs.append(vnetlab_run(args.vms, accel.name, "--cold"))
+        warm.append(vnetlab_run(args.vms, accel.name, args.lab))
+        runs.append(vnetlab_run(args.vms, accel.name, args.lab, "--cold"))
         (total, report), (warm_total, warm_report) = runs[-1], warm[-1]
         print(f"round {r}: {args.vms} raw boots together {boots[-1].seconds:6.2f} s; vnetlab run warm {warm_total:6.2f} s ({warm_total / boots[-1].seconds:.2f}x, "
               f"total Pss {warm_report['memory']['total_pss_mib']:.0f} MiB), cold {total:6.2f} s ({total / boots[-1].seconds:.2f}x, "

@@ -376,7 +376,7 @@ def _fake_run(monkeypatch, tmp_path: Path, lab: str, collect) -> lab_mod.LabRunn
         return {}
 
     monkeypatch.setattr(lab_mod.LabRunner, "_bring_up", bring_up)
-    monkeypatch.setattr(lab_mod.LabRunner, "_check", lambda self, plan, sessions, run_dir, outcome: None)
+    monkeypatch.setattr(lab_mod.LabRunner, "_check", lambda self, plan, sessions, run_dir, outcome, *_: None)
     monkeypatch.setattr(lab_mod, "collect_artifacts", collect)
     return lab_mod.LabRunner(lab_mod.Options(lab=lab, layout=layout), Progress(quiet=True), registry())
 

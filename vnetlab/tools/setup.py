@@ -60,7 +60,7 @@ CODENAMES = {"bookworm": DEBIAN_12, "trixie": DEBIAN_13, "jammy": UBUNTU_2204, "
 # Debian), qemu-img, mkfs.ext4 -d and depmod, plus extlinux and sfdisk (fdisk) for the test suite's disk-booted cloud
 # image; the tools vnetlab runs on the host (ip, ping, nft, tcpdump for `vnetlab shell`/capture,
 # OVS for `type: ovs`, Graphviz for `graph`, ssh for `vnetlab ssh`) and xmllint for the test suite.
-# WireGuard keys are made in Python, so the host needs no wireguard-tools.
+# WireGuard keys are made in Python: labs need no wireguard-tools (the test suite does, below).
 _HYPERVISOR = ("qemu-system-x86", "qemu-utils", "libvirt-daemon-system", "libvirt-clients")
 _IMAGE_BUILD = ("mmdebstrap", "debian-archive-keyring", "e2fsprogs", "kmod", "extlinux", "syslinux-common", "fdisk")
 # busybox and iperf3 also run on the host: container and host nodes are namespaces running the
@@ -72,10 +72,17 @@ _HOST_TOOLS = (
     "iproute2", "iputils-ping", "tcpdump", "nftables", "openvswitch-switch", "graphviz", "libxml2-utils", "openssh-client",
     "busybox-static", "iperf3", "dropbear-bin", "openssh-server",
 )
+# What the test suite runs beside the product, so that `make test` on a new machine skips nothing:
+# cpio reads the image's archives independently of vnetlab's own reader, and wg checks the
+# WireGuard keys vnetlab makes in Python against the reference tool; openssl makes the
+# classroom's TLS test certificate. (xmllint and dropbear-bin,
+# which the suite also uses, are above; tests/unit/test_setup_distros.py finds every tool the
+# tests look for and checks that a table installs it.)
+_TEST_SUITE = ("cpio", "wireguard-tools", "openssl")
 # Packages whose service must never start or be enabled by vnetlab's install: an sshd listening
 # in the root namespace is what the simulated hypervisors exist to avoid.
 _QUIET_PACKAGES = {"openssh-server": "ssh"}
-_RUNTIME = (*_HYPERVISOR, *_IMAGE_BUILD, *_HOST_TOOLS)
+_RUNTIME = (*_HYPERVISOR, *_IMAGE_BUILD, *_HOST_TOOLS, *_TEST_SUITE)
 # The test suite's browser for the classroom's pages (headless; Playwright drives it, it never
 # downloads one): Debian's chromium. Ubuntu ships Chromium only as a snap, which does not run in
 # containers: there the browser test says it is skipped, and why.
