@@ -77,6 +77,13 @@ def warm_image_modes(key: str) -> dict[str, tuple[int, str]]:
     return found
 
 
+def starts_of(lab: str) -> dict[str, str]:
+    """VM → how `vnetlab inspect` says it started: "warm" (restored from a warm image) or "cold" (booted)."""
+    inspect = vnetlab("inspect", lab, "--format", "json", "--no-guest")
+    assert inspect.returncode == 0, inspect.stdout + inspect.stderr
+    return {vm["name"]: vm["start"].split(" ")[0] for vm in json.loads(inspect.stdout)["vms"]}
+
+
 def lab_name_for(request, prefix: str) -> str:
     """A lab name unique to this test process and test, within the 24-character limit."""
     test = request.node.name.removeprefix("test_").split("[")[0][:8].strip("_").replace("_", "-")

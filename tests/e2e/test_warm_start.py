@@ -1,6 +1,7 @@
 """Warm start on real guests: two guests restored from one warm image are two guests (their own
 host keys, MACs, hostnames, random numbers and a clock that is right), inspect says how each
-started, and an interrupt while a warm image is being made leaves nothing behind."""
+started, a warm image is made on first use, and an interrupt while it is being made leaves nothing
+behind."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from labtools import leftovers, start, state_of, vnetlab, wait_until, warm_image_modes
+from labtools import leftovers, run_report, start, state_of, vnetlab, wait_until, warm_image_modes
 
 from vnetlab.backends.warm_image import KIND, host_versions, warm_key
 from vnetlab.compose import registry
@@ -95,7 +96,7 @@ checks: []
 
 
 @pytest.mark.warm
-def test_an_interrupt_while_a_warm_image_is_made_leaves_nothing(tmp_path, lab_name):
+def test_a_warm_image_is_made_on_first_use_and_an_interrupt_while_it_is_made_leaves_nothing(tmp_path, lab_name):
     scenario = tmp_path / "odd.yaml"
     scenario.write_text(ODD_SHAPE)
     cache = Layout().images
@@ -112,3 +113,14 @@ def test_an_interrupt_while_a_warm_image_is_made_leaves_nothing(tmp_path, lab_na
     assert proc.returncode == 130, out + err
     assert leftovers(lab_name) == []
     assert not (cache / f"{KIND}-{key}").exists() and not list(cache.glob(f".{KIND}-{key}.*"))  # no half-made warm image
+
+    # The next run makes it (its own step), restores its guest from it and leaves it in the cache.
+    result, report = run_report(tmp_path, str(scenario), lab_name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [s["name"] for s in report["steps"]][:5] == ["image", "accel", "prepare", "network", "warm"], report["steps"]
+    assert report["guests"]["vm1"]["start"] == "restore" and report["guests"]["vm1"]["warm_image"] == key, report["guests"]
+    assert f"warm image {key}: booted in " in result.stderr, result.stderr
+    info = json.loads((cache / f"{KIND}-{key}" / "info.json").read_text())
+    assert info["memory_mib"] == 144 and info["nics"] == 2 and info["save_mib"] > 10, info  # the management NIC and br0's
+    assert warm_image_modes(key) == {".": (0o711, "qemu"), "warm.save": (0o600, "root"), "console.log": (0o600, "root"), "info.json": (0o600, "root")}
+    assert leftovers(lab_name) == []
