@@ -1,5 +1,7 @@
 """Warm images in the image cache: listed with what they were made of, current while the image they
-were booted from is and the same QEMU and libvirt are installed, and pruned otherwise."""
+were booted from is and the same QEMU and libvirt are installed, and pruned otherwise; root's,
+with qemu's group reading only what restored guests open; and when a lab uses none ($VNETLAB_COLD,
+a --cold lab's rebuild)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from vnetlab.backends import image_cache, user_image, warm_image
+from vnetlab.run.lab import COLD_ENV, cold_by_environment
+from vnetlab.run.state import STATE_FILE, LabState
 from vnetlab.tools import images
 
 VERSIONS = "qemu 7.2.22, libvirt 9.0.0"
@@ -91,3 +95,37 @@ def test_a_tiny_guests_warm_image_gives_qemu_nothing_to_read(tmp_path: Path) -> 
     found = warm_image.cached(tmp_path, "ffff")
     assert found is not None and found.read_by_qemu() == []
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in found.path.iterdir()} == {"warm.save": 0o600, "info.json": 0o600}  # an older vnetlab's 0644, narrowed
+
+
+@pytest.mark.parametrize(("value", "cold"), [(None, False), ("", False), ("0", False), ("1", True), ("yes", True)])
+def test_vnetlab_cold_in_the_environment_turns_warm_start_off(monkeypatch, value, cold):
+    if value is None:
+        monkeypatch.delenv(COLD_ENV, raising=False)
+    else:
+        monkeypatch.setenv(COLD_ENV, value)
+    assert cold_by_environment() is cold
+
+
+def test_a_lab_remembers_it_was_booted_and_an_older_state_file_reads_as_warm(tmp_path: Path) -> None:
+    """An exercise's reset rebuilds a --cold lab booted (LabState.cold); a lab an older vnetlab
+    recorded, with no such field, is read as a lab with warm start on."""
+    LabState("l", "s", "/x/lab.yaml", "vnl-l", "qemu", "/k", 1, cold=True).save(tmp_path)
+    assert LabState.load(tmp_path).cold is True
+    raw = json.loads((tmp_path / STATE_FILE).read_text())
+    del raw["cold"]
+    (tmp_path / STATE_FILE).write_text(json.dumps(raw))
+    assert LabState.load(tmp_path).cold is False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_a_grant_leaves_the_owner_libvirt_gave_a_file_in_use(tmp_path: Path) -> None:
+    """While a guest runs, libvirt has its kernel owned by qemu's user (and remembers root); a lab
+    starting meanwhile grants the same kernel and must not take it back to root, or libvirt refuses
+    that lab's guests ("Setting different DAC user or group ... already in use": two classroom
+    seats restored at once)."""
+    qemu = 64055
+    entry = _entry(tmp_path, "tiny-aaaa", {"kind": "tiny"}, {"vmlinux": b"k"})
+    os.chown(entry / "vmlinux", qemu, qemu)
+    image_cache.grant_to_qemu(tmp_path, [entry / "vmlinux"], qemu)
+    st = (entry / "vmlinux").stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (qemu, qemu, 0o640)

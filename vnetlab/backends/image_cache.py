@@ -118,10 +118,13 @@ def open_build_to_qemu(build: Path, gid: int) -> None:
 
 
 def _grant(path: Path, mode: int, gid: int) -> None:
-    """root:<gid> and `mode` (root's even where libvirt left a file to qemu's user: what qemu reads it never writes)."""
+    """Group <gid> and `mode`; the owner is left as it is: while a guest runs, libvirt's DAC driver
+    has its file owned by qemu's user (and remembers root), and refuses to start another guest on
+    a file in use whose owner changed under it ("Setting different DAC user or group ... already
+    in use"): two labs starting at once on one kernel."""
     st = path.stat()
-    if (st.st_uid, st.st_gid) != (0, gid):
-        os.chown(path, 0, gid)
+    if st.st_gid != gid:
+        os.chown(path, -1, gid)
     if stat.S_IMODE(st.st_mode) != mode:
         os.chmod(path, mode)
 
