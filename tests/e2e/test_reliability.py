@@ -24,7 +24,7 @@ from labtools import LineWatcher, leftovers, run_failing, scenario_with_checks, 
 from vnetlab.backends import netns
 from vnetlab.checks.ping import ping_argv
 from vnetlab.backends.keys import generate_host_key
-from vnetlab.run.lab import LOCK_DIR
+from vnetlab.run.lab import LOCK_DIR, cold_by_environment
 from vnetlab.paths import RECIPE_DIR, SCENARIOS_DIR, Layout
 from vnetlab.plan.planner import METADATA_NS, tap_prefix
 
@@ -481,7 +481,8 @@ def test_secrets_are_private_and_a_swapped_host_key_is_refused(labs):
         assert folder.stat().st_uid == 0 and folder.stat().st_gid != 0
         qemu_gid = folder.stat().st_gid
     for vm in ("vm1", "vm2"):
-        keys = lab_dir / "guests" / vm / "secrets.cpio"
+        # a booted guest's keys' archive, a restored guest's identity archive (warm start, the default)
+        keys = lab_dir / "guests" / vm / ("secrets.cpio" if cold_by_environment() else "identity.tar")
         assert _mode(keys) == 0o600  # it holds the guest's private host key
         assert keys.stat().st_gid == qemu_gid  # libvirt handed it to qemu for the guest's lifetime
         assert not (lab_dir / "guests" / vm / "initrd.img").exists()  # the guests share the image's initramfs
