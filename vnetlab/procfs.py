@@ -1,4 +1,5 @@
-"""/proc/PID/stat, read in one place: whether a process is a zombie, its parent, its CPU time."""
+"""/proc, read in one place: from /proc/PID/stat whether a process is a zombie, its parent, its CPU
+time; from /proc/PID/ns/net which processes live in a network namespace."""
 
 from __future__ import annotations
 
@@ -33,3 +34,23 @@ def cpu_seconds(pid: int) -> float | None:
     if fields is None:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime and stime, fields 14 and 15 in proc(5)
+
+
+def net_namespace_members(namespace_file: str) -> list[int]:
+    """The processes whose network namespace is the one `namespace_file` (a /run/netns file, or a
+    /proc/PID/ns/net link) refers to, by PID. /proc/PID/ns/net is the namespace of a process's
+    main thread; a zombie has none, and a process gone meanwhile is skipped."""
+    try:
+        target = os.stat(namespace_file)
+    except OSError:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                st = os.stat(f"/proc/{entry}/ns/net")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+                pids.append(int(entry))
+    return pids

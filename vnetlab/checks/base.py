@@ -12,6 +12,7 @@ judges; features register theirs (see vnetlab.features.base.Feature).
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 import subprocess
 from collections.abc import Callable, Iterable, Mapping
@@ -21,8 +22,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from vnetlab.backends import netns
 from vnetlab.backends.ssh import CommandResult, GuestSSH
-from vnetlab.plan.planner import Plan, PlannedNic, PlannedNode
+from vnetlab.model.addressing import parse_address
 from vnetlab.model.scenario import split_link
+from vnetlab.model.validate import target_interface
+from vnetlab.plan.planner import Plan, PlannedNic, PlannedNode
 
 if TYPE_CHECKING:
     from vnetlab.checks.capture import Frames
@@ -94,6 +97,11 @@ class Evidence:
 
 
 Collector = Callable[["CheckContext", Any], Evidence]
+# What a capture expectation needs done at the start of the check phase, while the captures run, so
+# that the traffic it judges happens then (forget the neighbours so ARP/NDP ask again; a DHCP client
+# asks again): given every capture check that expects it; an exception is kept as that captures'
+# evidence and shown beside their verdicts.
+Stimulus = Callable[["CheckContext", "list[Any]"], None]
 Verdict = Callable[[Plan, Any, Evidence], CheckResult]
 Judge = Callable[[Plan, Any, CaptureSubject], Judgement]
 WireJudge = Callable[[Plan, Any, Evidence, "Mapping[str, Frames]"], Judgement]
@@ -123,19 +131,43 @@ class CheckKind:
 
 
 def node_ips(plan: Plan, name: str) -> set[str]:
-    """Every IPv4 address a node has on the lab's segments (a ping may name its target by address)."""
-    ips = {n.ip for vm in plan.vms if vm.name == name for n in vm.nics if n.ip}
+    """Every IPv4 and IPv6 address a node has on the lab's segments (a ping may name its target by address)."""
+    ips = {ip for vm in plan.vms if vm.name == name for n in vm.nics for ip in n.ips()}
     return ips | {n.ip for n in plan.nodes if n.name == name}
 
 
-def expected_echo_pairs(plan: Plan, a: str, b: str, via: str | None = None) -> int:
-    """Echo exchanges the ping checks between a and b should have put on the wire (through overlay `via`, or none)."""
+def planned_address(plan: Plan, node: str, iface: Any) -> str:
+    """The address of `node` the model's `iface` stands for: a VM's NIC on that subnet says it as
+    planned (a SLAAC address is known once its MAC is), any other node as the model has it."""
+    vm = next((v for v in plan.vms if v.name == node), None)
+    for nic in vm.nics if vm is not None else ():
+        cidr = nic.cidr if iface.version == 4 else nic.cidr6
+        if cidr and ipaddress.ip_interface(cidr).network == iface.network:
+            return cidr.split("/")[0]
+    return str(iface.ip)
+
+
+def ping_family(plan: Plan, ping: Any) -> int:
+    """4 or 6: the family a ping check's echo requests have (its target address's, or the one its
+    `family:` or the shared subnets choose for a node)."""
+    address = parse_address(ping.to)
+    if address is not None:
+        return address.version
+    if getattr(ping, "family", None):
+        return int(ping.family)
+    found = target_interface(plan.scenario, ping.source, ping.to) if getattr(ping, "via", None) is None else None
+    return found.version if found is not None else 4
+
+
+def expected_echo_pairs(plan: Plan, a: str, b: str, via: str | None = None, family: int = 4) -> int:
+    """Echo exchanges of `family` the ping checks between a and b should have put on the wire (through overlay `via`, or none)."""
     names = {a: {a} | node_ips(plan, a), b: {b} | node_ips(plan, b)}
     return sum(
         c.ping.count
         for c in plan.scenario.checks
         if c.ping is not None and c.ping.expect == "success" and getattr(c.ping, "via", None) == via
         and ((c.ping.source == a and c.ping.to in names[b]) or (c.ping.source == b and c.ping.to in names[a]))
+        and ping_family(plan, c.ping) == family
     )
 
 
@@ -228,7 +260,7 @@ def endpoint(plan: Plan, name: str, on: str) -> PlannedNic | PlannedNode:
     if node is not None:
         return node
     vm = plan.vm(name)
-    return vm.nic_on(capture_segment(plan, on)) or next(n for n in vm.nics if n.ip)
+    return vm.nic_on(capture_segment(plan, on)) or next(n for n in vm.nics if n.ip or n.ip6)
 
 
 def link_nic(plan: Plan, on: str) -> PlannedNic | None:

@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from vnetlab.backends.ssh import CommandResult
-from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire, node_ips
+from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire, node_ips, planned_address
 from vnetlab.checks.capture import count_echo, count_udp_from
 from vnetlab.checks.parse import MAX_TEXT, excerpt, ping_rtt, ping_summary
-from vnetlab.model.validate import interface, node_interfaces, overlay_named, route_to
+from vnetlab.model.addressing import parse_address
+from vnetlab.model.validate import interface, node_interfaces, overlay_named, target_interface
 from vnetlab.plan.planner import Plan
 
 if TYPE_CHECKING:
@@ -28,8 +29,8 @@ def ping_target(plan: Plan, ping: Any) -> str:
         overlay = overlay_named(plan.scenario, via)
         assert overlay is not None  # guaranteed by model validation
         return str(interface(overlay.members[ping.to]).ip)  # type: ignore[union-attr]
-    iface = route_to(plan.scenario, ping.source, ping.to)  # None for an address literal
-    return str(iface.ip) if iface is not None else ping.to
+    iface = target_interface(plan.scenario, ping.source, ping.to, getattr(ping, "family", None))  # None for an address literal
+    return planned_address(plan, ping.to, iface) if iface is not None else ping.to
 
 
 def ping_argv(count: int, target: str) -> list[str]:
@@ -67,7 +68,8 @@ def guest_of(plan: Plan, *names: str) -> tuple[str, ...]:
 
 def ping_name(ping: Any) -> str:
     via = getattr(ping, "via", None)
-    return f"ping {ping.source} → {ping.to}" + (f" via {via}" if via else "") + (" (must fail)" if ping.expect == "failure" else "")
+    family = f" (IPv{ping.family})" if getattr(ping, "family", None) else ""
+    return f"ping {ping.source} → {ping.to}{family}" + (f" via {via}" if via else "") + (" (must fail)" if ping.expect == "failure" else "")
 
 
 def collect_ping(ctx: CheckContext, ping: Any) -> Evidence:
@@ -128,12 +130,10 @@ def path_points(plan: Plan, source: str, target: str) -> list[str]:
     if node is not None:
         return [node.bridge or node.veth]
     vm = plan.vm(source)
-    addressed = [n for n in vm.nics if n.cidr]
-    try:
-        address = ipaddress.IPv4Address(target)
-        shared = [n for n in addressed if address in ipaddress.IPv4Interface(n.cidr).network]
-    except ValueError:
-        shared = []
+    address = parse_address(target)
+    family = address.version if address is not None else 4
+    addressed = [n for n in vm.nics if (n.cidr if family == 4 else n.cidr6)]
+    shared = [n for n in addressed if address in ipaddress.ip_interface(n.cidr if family == 4 else n.cidr6).network] if address is not None else []
     on_host = {b.name for b in plan.bridges if b.guest is None}
     return list(dict.fromkeys(n.bridge if n.bridge in on_host else f"{vm.name}.{n.guest_name}" for n in (shared or addressed)))
 

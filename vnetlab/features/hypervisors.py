@@ -390,8 +390,10 @@ def _setup_simulation(plan: Plan, ctx: Any, part: HostsPlan) -> dict[str, HostAc
         linux_bridge.set_link_up(stack, h.underlay_device)
         key = generate_host_key()
         sim_host.write_files(lab_dir, h.name, h.address, ns, key.openssh_private, key.public_line, client.public_line)
+        intent = f"{h.name}:"  # recorded before it starts: a kill -9 before its PID is known leaves it findable in its namespace
+        ctx.record("sim-sshd", intent)
         pid = sim_host.start_sshd(lab_dir, h.name, stack)
-        ctx.record("sim-sshd", f"{h.name}:{pid}")
+        ctx.state.replace(lab_dir, "sim-sshd", intent, f"{h.name}:{pid}")
         access[h.name] = HostAccess(h.name, h.address, ns, str(sim_host.client_key(lab_dir)), key.public_line, h.uri, sim_host.LIBVIRT_NETNS)
     return access
 
@@ -656,8 +658,9 @@ def remove_sim_host(resource: RecordedResource, state: LabState, lab_dir: Path) 
 
 
 def stop_sim_sshd(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
-    _keep_while_it_holds_the_lab(state, lab_dir, resource.name.rpartition(":")[0])
-    sim_host.stop_sshd(lab_dir, resource.name)
+    host = resource.name.rpartition(":")[0]
+    _keep_while_it_holds_the_lab(state, lab_dir, host)
+    sim_host.stop_sshd(lab_dir, resource.name, sim_stack_namespace(state.namespace, host))
 
 
 # -- checks: the underlay carries only VXLAN between the hypervisors -----------------------------

@@ -20,6 +20,10 @@ from vnetlab.backends.image_kinds import DEBIAN, FILE, ImageRef
 from vnetlab.backends.user_image import check_image_file
 from vnetlab.errors import VnetlabError
 from vnetlab.model import params
+from vnetlab.model.addressing import (
+    TOKENS, Address, Interface, bridge_entries, bridge_subnets, entry_family, known_interfaces, nic_addresses, nic_entries,
+    parse_address, parse_interface, parse_network, read_nic, read_subnets, unusable_v6,
+)
 from vnetlab.model.scenario import RESERVED_IFACE_PREFIX, RESERVED_IFACES, NodeDecl, Overlay, ScenarioModel, split_link
 from vnetlab.model.typed_yaml import Located, Problem, ValidationError, load_typed, read_text
 
@@ -29,22 +33,18 @@ _SPECIAL_BLOCKS = (
     ("multicast", ipaddress.IPv4Network("224.0.0.0/4")),
     ("reserved and broadcast", ipaddress.IPv4Network("240.0.0.0/4")),
 )
+CORE_FAMILIES = {"arp": 4, "icmp-echo": 4, "ndp": 6, "icmp6-echo": 6}  # the core's capture expectations, by the family they judge
+ADDRESS_EXAMPLES = "an IPv4 or IPv6 address with prefix like 10.1.1.2/24 or fd00:1::2/64, dhcp or slaac"
 
 
 def interface(text: str) -> ipaddress.IPv4Interface | None:
-    """An IPv4 address with an explicit prefix, else None."""
-    try:
-        iface = ipaddress.ip_interface(text)
-    except ValueError:
-        return None
-    return iface if isinstance(iface, ipaddress.IPv4Interface) and "/" in text else None
+    """An IPv4 address with an explicit prefix, else None (the IPv4-only fields of features)."""
+    iface = parse_interface(text)
+    return iface if isinstance(iface, ipaddress.IPv4Interface) else None
 
 
 def network(text: str) -> ipaddress.IPv4Network | None:
-    try:
-        net = ipaddress.ip_network(text, strict=True)
-    except ValueError:
-        return None
+    net = parse_network(text)
     return net if isinstance(net, ipaddress.IPv4Network) else None
 
 
@@ -69,24 +69,34 @@ def node_names(scenario: Any) -> set[str]:
     return {v.name for v in scenario.vms} | {n.name for n in feature_nodes(scenario)}
 
 
-def node_interfaces(scenario: Any, name: str) -> list[tuple[str, ipaddress.IPv4Interface]]:
-    """(segment, address) of every addressed interface of a VM or feature node."""
-    pairs: list[tuple[str, str | None]] = [(n.bridge, n.address) for v in scenario.vms if v.name == name for n in v.nics]
-    pairs += [pair for node in feature_nodes(scenario) if node.name == name for pair in node.interfaces]
-    return [(seg, iface) for seg, text in pairs if text and (iface := interface(text)) is not None]
+def node_interfaces(scenario: Any, name: str, family: int | None = 4) -> list[tuple[str, Any]]:
+    """(segment, address) of every addressed interface of a VM or feature node, of one family
+    (4: IPv4Interface, 6: IPv6Interface; None: both, IPv4 first on each NIC)."""
+    prefixes = {b.name: bridge_subnets(b).ipv6 for b in scenario.bridges}
+    pairs: list[tuple[str, Interface | None]] = [(n.bridge, i) for v in scenario.vms if v.name == name for n in v.nics for i in known_interfaces(nic_addresses(n), prefixes.get(n.bridge))]
+    pairs += [(seg, parse_interface(text)) for node in feature_nodes(scenario) if node.name == name for seg, text in node.interfaces if text]
+    return [(seg, iface) for seg, iface in pairs if iface is not None and (family is None or iface.version == family)]
 
 
-def route_to(scenario: Any, source: str, target: str) -> ipaddress.IPv4Interface | None:
-    """The address of target that source reaches: on a shared segment, or by a route a feature adds (NAT)."""
-    theirs = node_interfaces(scenario, target)
-    for seg, mine in node_interfaces(scenario, source):
+def route_to(scenario: Any, source: str, target: str, family: int = 4) -> Any:
+    """The address of target that source reaches: on a shared segment, or (IPv4) by a route a feature adds (NAT)."""
+    theirs = node_interfaces(scenario, target, family)
+    for seg, mine in node_interfaces(scenario, source, family):
         for tseg, iface in theirs:
             if seg == tseg and mine.network == iface.network:
                 return iface
-    for ext in scenario.model.extensions:
+    for ext in scenario.model.extensions if family == 4 else ():
         if ext.route is not None and (found := ext.route(scenario, source, target)) is not None:
             return found
     return None
+
+
+def target_interface(scenario: Any, source: str, target: str, family: int | None = None) -> Any:
+    """The address a ping from source to node `target` goes to: of `family`, or by default IPv4 when
+    they share an IPv4 subnet (or a route), else IPv6."""
+    if family is not None:
+        return route_to(scenario, source, target, family)
+    return route_to(scenario, source, target, 4) or route_to(scenario, source, target, 6)
 
 
 def lab_interfaces(scenario: Any) -> list[str]:
@@ -105,8 +115,8 @@ def overlay_named(scenario: Any, name: str) -> Overlay | None:
 def segment_networks(scenario: Any) -> list[ipaddress.IPv4Network]:
     """The management subnet and every bridge/NIC subnet (an overlay's subnet must overlap none)."""
     nets = [network(scenario.management.subnet)]
-    nets += [network(b.subnet) for b in scenario.bridges if b.subnet]
-    nets += [i.network for v in scenario.vms for n in v.nics if n.address and (i := interface(n.address)) is not None]
+    nets += [bridge_subnets(b).ipv4 for b in scenario.bridges]
+    nets += [i.network for v in scenario.vms for n in v.nics if (i := nic_addresses(n).ipv4) is not None]
     return [n for n in nets if n is not None]
 
 
@@ -122,8 +132,9 @@ class Rules:
         self.lines = lines
         self.problems: list[Problem] = []
         self.mgmt: ipaddress.IPv4Network | None = None
-        self.bridges: dict[str, ipaddress.IPv4Network | None] = {}
-        self.addresses: dict[ipaddress.IPv4Address, str] = {}
+        self.bridges: dict[str, ipaddress.IPv4Network | None] = {}  # each bridge's IPv4 subnet
+        self.bridges6: dict[str, ipaddress.IPv6Network | None] = {}  # and its IPv6 subnet
+        self.addresses: dict[Address, str] = {}
         self.names: set[str] = set()  # nodes: VMs, then the features' nodes as they are validated
         self.lab_ifaces: set[str] = {"lo"}  # interfaces of the lab namespace: bridges, then the features' links
 
@@ -160,7 +171,7 @@ class Rules:
             self.add(path, f"{net} overlaps the management subnet {self.mgmt} (change management.subnet)")
         return net
 
-    def claim(self, path: str, ip: ipaddress.IPv4Address, owner: str) -> None:
+    def claim(self, path: str, ip: Address, owner: str) -> None:
         if ip in self.addresses:
             self.add(path, f"{ip} is already used by {self.addresses[ip]}")
         else:
@@ -178,7 +189,7 @@ def image_file_path(scenario: Any, file: str) -> Path:
     return (base / file).absolute()
 
 
-def route_across(scenario: Any, source: str, target: str, same_segment: Callable[[str, str], bool]) -> ipaddress.IPv4Interface | None:
+def route_across(scenario: Any, source: str, target: str, same_segment: Callable[[str, str], bool]) -> ipaddress.IPv4Interface | None:  # IPv4: a feature's route
     """The target's address on a subnet the source shares across segments that `same_segment`
     says are one Ethernet segment (bridges joined by veths or a VXLAN), else None."""
     theirs = node_interfaces(scenario, target)
@@ -201,6 +212,19 @@ def vm_image(scenario: Any, vm: Any) -> ImageRef:
 
 def vm_memory(scenario: Any, vm: Any) -> int:
     return vm.memory if vm.memory is not None else vm_image(scenario, vm).info.default_memory
+
+
+def canonical(scenario: Any) -> Any:
+    """The scenario with its addresses canonicalised once: each bridge's subnets and each NIC's
+    addresses by family (leniently: what does not parse stays out, and the rules say why), then
+    each feature's canonical values (e.g. the DHCP reservations)."""
+    bridges = [dataclasses.replace(b, nets=read_subnets(bridge_entries(b))) for b in scenario.bridges]
+    vms = [dataclasses.replace(vm, nics=[dataclasses.replace(n, addrs=read_nic(nic_entries(n))) for n in vm.nics]) for vm in scenario.vms]
+    scenario = dataclasses.replace(scenario, bridges=bridges, vms=vms)
+    for ext in scenario.model.extensions:
+        if ext.normalise is not None:
+            scenario = ext.normalise(scenario)
+    return scenario
 
 
 def validate(scenario: Any, file: str, lines: dict[str, int]) -> None:
@@ -256,9 +280,32 @@ def _bridges(r: Rules) -> None:
             r.add(f"{path}.name", "names starting with 'vnl' are reserved for vnetlab's own devices")
         if br.name == "lo":
             r.add(f"{path}.name", "'lo' is the lab namespace's loopback interface")
-        net = r.subnet(f"{path}.subnet", br.subnet) if br.subnet is not None else None
-        r.bridges.setdefault(br.name, net)
+        v4, v6 = _bridge_subnets(r, br, path)
+        r.bridges.setdefault(br.name, v4)
+        r.bridges6.setdefault(br.name, v6)
     r.lab_ifaces |= set(r.bridges)
+
+
+def _bridge_subnets(r: Rules, br: Any, path: str) -> tuple[ipaddress.IPv4Network | None, ipaddress.IPv6Network | None]:
+    """`subnet:` or `subnets:`, at most one per family."""
+    if br.subnet is not None and br.subnets:
+        r.add(f"{path}.subnets", "expected one of: subnet, subnets (subnets: [IPv4, IPv6] for a dual-stack segment)")
+    paths = [f"{path}.subnets[{k}]" for k in range(len(br.subnets))] if br.subnets else [f"{path}.subnet"]
+    found: dict[int, Any] = {}
+    for spath, text in zip(paths, bridge_entries(br)):
+        net = parse_network(text)
+        if net is None:
+            r.add(spath, f"expected an IPv4 or IPv6 network like 10.1.1.0/24 or fd00:1::/64 (host bits zero), got {text!r}")
+            continue
+        if net.version in found:
+            r.add(spath, f"a second IPv{net.version} subnet: a bridge has at most one per family (subnets: [IPv4, IPv6])")
+            continue
+        if net.version == 4:
+            net = r.subnet(spath, text)
+        elif unusable_v6(net):
+            r.add(spath, str(unusable_v6(net)))
+        found[net.version] = net
+    return found.get(4), found.get(6)
 
 
 def _image(r: Rules, image: Any, path: str) -> ImageRef | None:
@@ -309,22 +356,52 @@ def _vms(r: Rules) -> None:
             nic_names.add(name)
             if nic.bridge not in r.bridges:
                 r.add(f"{npath}.bridge", f"no bridge named {nic.bridge!r} (bridges: {', '.join(r.bridges) or 'none'})")
-            if nic.address is None:
-                continue
-            iface = interface(nic.address)
-            if iface is None:
-                r.add(f"{npath}.address", f"expected an IPv4 address with prefix like 10.1.1.2/24, got {nic.address!r}")
-                continue
-            net = r.bridges.get(nic.bridge)
-            if net is not None and iface.network != net:
-                r.add(f"{npath}.address", f"{nic.address} is not in subnet {net} of bridge {nic.bridge!r}")
-            elif unusable(ipaddress.IPv4Network(iface.ip)):
-                r.add(f"{npath}.address", str(unusable(ipaddress.IPv4Network(iface.ip))))
-            elif iface.ip in (iface.network.network_address, iface.network.broadcast_address) and iface.network.prefixlen < 31:
-                r.add(f"{npath}.address", f"{iface.ip} is the network or broadcast address of {iface.network}")
-            elif r.mgmt is not None and iface.network.overlaps(r.mgmt):
-                r.add(f"{npath}.address", f"{iface.network} overlaps the management subnet {r.mgmt}")
-            r.claim(f"{npath}.address", iface.ip, f"{vm.name} {name}")
+            _nic_addresses(r, nic, npath, f"{vm.name} {name}")
+
+
+def _nic_addresses(r: Rules, nic: Any, npath: str, owner: str) -> None:
+    """`address:` or `addresses:`: at most one per family, each fitting its bridge's subnet of that family."""
+    if nic.address is not None and nic.addresses:
+        r.add(f"{npath}.addresses", "expected one of: address, addresses (addresses: [IPv4, IPv6] for a dual-stack NIC)")
+        return
+    paths = [f"{npath}.addresses[{k}]" for k in range(len(nic.addresses))] if nic.addresses else [f"{npath}.address"]
+    families: set[int] = set()
+    for path, text in zip(paths, nic_entries(nic)):
+        iface = parse_interface(text)
+        family = entry_family(text)
+        if family is None:
+            bare = parse_address(text)
+            r.add(path, f"expected {ADDRESS_EXAMPLES}, got {text!r}" if bare is None else f"{text} needs its prefix length: expected an address with prefix like {bare}/{24 if bare.version == 4 else 64}")
+            continue
+        if family in families:
+            r.add(path, f"a second IPv{family} address: a NIC has at most one per family (addresses: [IPv4, IPv6])")
+            continue
+        families.add(family)
+        if text in TOKENS or iface is None:
+            continue  # dhcp and slaac: the bridge must serve them (the DHCP feature's rules)
+        _static_address(r, nic.bridge, iface, path, text)
+        r.claim(path, iface.ip, owner)
+
+
+def _static_address(r: Rules, bridge: str, iface: Interface, path: str, text: str) -> None:
+    v4, v6 = r.bridges.get(bridge), r.bridges6.get(bridge)
+    own, other = (v4, v6) if iface.version == 4 else (v6, v4)
+    if own is not None and iface.network != own:
+        r.add(path, f"{text} is not in subnet {own} of bridge {bridge!r}")
+    elif own is None and other is not None:
+        r.add(path, f"{text} is an IPv{iface.version} address, but bridge {bridge!r} has only the IPv{other.version} subnet {other}: "
+                    f"give the bridge both (subnets: [{v4 or '10.1.1.0/24'}, {v6 or 'fd00:1::/64'}]) or use an IPv{other.version} address")
+    elif iface.version == 4:
+        if unusable(ipaddress.IPv4Network(iface.ip)):
+            r.add(path, str(unusable(ipaddress.IPv4Network(iface.ip))))
+        elif iface.ip in (iface.network.network_address, iface.network.broadcast_address) and iface.network.prefixlen < 31:
+            r.add(path, f"{iface.ip} is the network or broadcast address of {iface.network}")
+        elif r.mgmt is not None and iface.network.overlaps(r.mgmt):
+            r.add(path, f"{iface.network} overlaps the management subnet {r.mgmt}")
+    elif unusable_v6(ipaddress.IPv6Network(iface.ip)):
+        r.add(path, str(unusable_v6(ipaddress.IPv6Network(iface.ip))))
+    elif iface.ip == iface.network.network_address and iface.network.prefixlen < 127:
+        r.add(path, f"{iface.ip} is the network address of {iface.network} (the subnet-router anycast address): not a host's")
 
 
 # -- the core's checks: ping and capture ------------------------------------------------
@@ -347,13 +424,20 @@ def _ping(r: Rules, ping: Any, path: str) -> None:
     if ping.to in vm_names:
         if ping.to == ping.source:
             r.add(f"{path}.to", "a VM pinging itself proves nothing about the bridge")
-        elif route_to(scenario, ping.source, ping.to) is None:
-            r.add(f"{path}.to", f"{ping.source!r} and {ping.to!r} have no addressed NICs on a common subnet")
+        elif target_interface(scenario, ping.source, ping.to, ping.family) is None:
+            which = f"IPv{ping.family} " if ping.family else ""
+            r.add(f"{path}.to", f"{ping.source!r} and {ping.to!r} have no {which}addressed NICs on a common subnet")
         return
-    try:
-        ipaddress.IPv4Address(ping.to)
-    except ValueError:
-        r.add(f"{path}.to", f"expected a VM name or an IPv4 address, got {ping.to!r}")
+    _address_target(r, ping, path, "a VM name")
+
+
+def _address_target(r: Rules, ping: Any, path: str, names: str) -> None:
+    """A target given as an address: either family, and the family it says when `family:` is given too."""
+    address = parse_address(ping.to)
+    if address is None:
+        r.add(f"{path}.to", f"expected {names} or an IPv4 or IPv6 address, got {ping.to!r}")
+    elif ping.family is not None and address.version != ping.family:
+        r.add(f"{path}.family", f"family {ping.family} but {ping.to} is an IPv{address.version} address (an address says its family: drop family)")
 
 
 def _overlay_ping(r: Rules, ping: Any, via: str, path: str, vm_names: set[str]) -> None:
@@ -380,13 +464,10 @@ def _node_ping(r: Rules, ping: Any, path: str) -> None:
     elif ping.to == ping.source:
         r.add(f"{path}.to", "a node pinging itself proves nothing about the network")
     elif ping.to in everyone:
-        if route_to(r.scenario, ping.source, ping.to) is None:
+        if target_interface(r.scenario, ping.source, ping.to, ping.family) is None:
             r.add(f"{path}.to", f"{ping.source!r} has no route to {ping.to!r} (no common subnet, and no NAT uplink of its bridge leading there)")
     else:
-        try:
-            ipaddress.IPv4Address(ping.to)
-        except ValueError:
-            r.add(f"{path}.to", f"expected a {r.node_words()} name or an IPv4 address, got {ping.to!r}")
+        _address_target(r, ping, path, f"a {r.node_words()} name")
 
 
 def _expectations(scenario: Any) -> dict[str, Any]:
@@ -420,6 +501,12 @@ def _capture(r: Rules, cap: Any, path: str) -> None:
         if bridge is None:
             return
         cap = dataclasses.replace(cap, bridge=bridge)  # judged as on its bridge, seen from one port
+    if cap.expect and all(e in known and known[e].one_node for e in cap.expect):
+        _one_node(r, cap, path, known)
+        return
+    if any(e in known and known[e].one_node for e in cap.expect):
+        r.add(f"{path}.expect", f"{', '.join(e for e in cap.expect if e in known and known[e].one_node)} is judged for one node (between: [NODE]): give it a capture of its own")
+        return
     if cap.expect and all(e in known and known[e].across_segments for e in cap.expect):
         _across_segments(r, cap, path, known)
         return
@@ -431,12 +518,35 @@ def _capture(r: Rules, cap: Any, path: str) -> None:
         r.add(f"{path}.bridge", f"no bridge named {cap.bridge!r}")
         return
     for k, name in enumerate(cap.between):  # every name is a VM here: any other goes to _node_capture
-        if not any(n.bridge == cap.bridge and n.address for n in scenario.vm(name).nics):
+        entries = [text for n in scenario.vm(name).nics if n.bridge == cap.bridge for text in nic_entries(n)]
+        if not entries:
             r.add(f"{path}.between[{k}]", f"VM {name!r} has no addressed NIC on bridge {cap.bridge!r}")
+            continue
+        families = {entry_family(text) for text in entries}
+        for e in cap.expect:
+            family = CORE_FAMILIES.get(e)
+            if family is not None and None not in families and family not in families:  # an address that does not parse is reported already
+                r.add(f"{path}.between[{k}]", f"{e} needs an IPv{family} address on bridge {cap.bridge!r}: VM {name!r} has none there")
     if len(set(cap.between)) != len(cap.between):
         r.add(f"{path}.between", "expected two different VMs")
     for e in cap.expect:
         if e in known and known[e].validate is not None:
+            known[e].validate(r, cap, path)
+
+
+def _one_node(r: Rules, cap: Any, path: str, known: dict[str, Any]) -> None:
+    """Expectations judged for one node (its DHCP exchange, the router advertisements it takes): a
+    VM with a NIC on the captured bridge; the expectations judge the rest."""
+    if cap.bridge is None or cap.bridge not in r.bridges:
+        r.add(f"{path}.bridge" if cap.bridge is not None else f"{path}.interface", f"no bridge named {cap.bridge!r}" if cap.bridge is not None else f"{', '.join(cap.expect)} is judged on a bridge (bridge:) or a link (link:)")
+        return
+    name = cap.between[0]
+    vm = next((v for v in r.scenario.vms if v.name == name), None)
+    if vm is None or not any(n.bridge == cap.bridge for n in vm.nics):
+        r.add(f"{path}.between[0]", f"expected a VM with a NIC on bridge {cap.bridge!r}, got {name!r}")
+        return
+    for e in cap.expect:
+        if known[e].validate is not None:
             known[e].validate(r, cap, path)
 
 
@@ -487,6 +597,8 @@ def _node_capture(r: Rules, cap: Any, path: str, known: dict[str, Any]) -> None:
                 r.add(f"{path}.expect", f"{e} is judged between VMs on a bridge, not with containers or hosts")
         elif e == "arp" and cap.bridge is not None and not all(any(seg == cap.bridge for seg, _ in node_interfaces(scenario, n)) for n in (a, b)):
             r.add(f"{path}.expect", f"arp needs both nodes addressed on bridge {cap.bridge!r}")
+        elif CORE_FAMILIES.get(e) == 6:
+            r.add(f"{path}.expect", f"{e} is judged between VMs with IPv6 addresses on a bridge (containers and hosts have IPv4 only)")
 
 
 # -- reading a scenario file -------------------------------------------------------------
@@ -502,7 +614,7 @@ def parse_scenario(text: str, file: str, model: ScenarioModel, student: str | No
         return resolved[0].rendered
 
     located: Located = load_typed(text, model.Scenario, file, prepare)
-    scenario = dataclasses.replace(located.value, source=file, student=student, param_values=resolved[0].values)
+    scenario = canonical(dataclasses.replace(located.value, source=file, student=student, param_values=resolved[0].values))
     validate(scenario, file, located.lines)
     return scenario
 

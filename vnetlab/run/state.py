@@ -60,6 +60,15 @@ class LabState:
                 self.resources = kept
                 self.save(lab_dir)
 
+    def replace(self, lab_dir: Path, kind: str, name: str, new_name: str) -> None:
+        """Rename a record in place (its place in the teardown order kept): an intent recorded
+        before a thing existed becomes the thing, e.g. a process recorded before it started, then with its PID."""
+        with _WRITE_LOCK:
+            for r in self.resources:
+                if r.kind == kind and r.name == name:
+                    r.name = new_name
+            self.save(lab_dir)
+
     def keep_only(self, lab_dir: Path, resources: list[RecordedResource]) -> None:
         """After a partial teardown: the state file lists what is left, and only that."""
         with _WRITE_LOCK:
