@@ -35,7 +35,7 @@ from vnetlab.model.scenario import ScenarioModel, compose_model
 
 
 def default_features() -> tuple[Feature, ...]:
-    return (Containers(), Nat(), Dhcp(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), Vxlan(), Vlan(), SwitchGuestFeature(), Hypervisors(), Commands(), Exercise())
+    return (Containers(), Dhcp(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), Vxlan(), Vlan(), SwitchGuestFeature(), Hypervisors(), Commands(), Exercise())
 
 
 def check_order(features: tuple[Feature, ...]) -> None:

@@ -314,7 +314,7 @@ CASES = [
     case("routed-target-off-the-bridge", lab(bridges=[br(), br("br1", "10.1.2.0/24")], vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2", nic("br1", "10.1.2.3/24"))], checks=[capture(["vm1", "vm2"], ["routed"])]), (f"{C0}.capture.between[1]", E("routed needs between[1] ('vm2') addressed on bridge 'br0', where the routed packets arrive"))),
     case("routed-source-unaddressed", lab(vms=[vm("vm1"), vm("vm2", nic("br0", "10.1.1.3/24"))], checks=[capture(["vm1", "vm2"], ["routed"])]), (f"{C0}.capture.between[0]", E("'vm1' has no address to send from"))),
     # -- containers and outside hosts ------------------------------------------------------------
-    case("gateway-without-subnet", lab(bridges=[br(), br("br1", None, gateway="10.2.0.1")]), ("bridges[1].gateway", E("a gateway needs the bridge's subnet"))),
+    case("gateway-without-subnet", lab(bridges=[br(), br("br1", None, gateway="10.2.0.1")]), ("bridges[1].gateway", E("a gateway needs the bridge's IPv4 subnet"))),
     case("container-named-like-a-vm", lab(containers=[container("vm1", "10.1.1.9/24")]), ("containers[0].name", E("'vm1' is already the name of a VM, container or host (each node has its own namespace)"))),
     case("container-veth-clash", lab(bridges=[br(), br("ve-c1", "10.1.2.0/24")], containers=[container("c1", "10.1.1.9/24")]), ("containers[0].name", E("its veth 've-c1' clashes with another interface of the lab namespace"))),
     case("container-bridge-unknown", lab(containers=[container("c1", "10.1.1.9/24", "br9")]), ("containers[0].nic.bridge", E("no bridge named 'br9' (bridges: br0)"))),
@@ -328,7 +328,7 @@ CASES = [
     case("nat-without-gateway", nat_lab(bridges=[br("br0", "10.2.0.0/24", nat="eth0")]), ("bridges[0].nat", E("NAT needs a gateway on the bridge (the containers' next hop)"))),
     case("nat-uplink-unknown", nat_lab(bridges=[br("br0", "10.2.0.0/24", gateway="10.2.0.1", nat="eth9")]), ("bridges[0].nat", E("no routed uplink named 'eth9' (routed uplinks: eth0)"))),
     case("masqueraded-on-a-bridge-host", nat_lab(checks=[capture(["c1", "vm1"], ["masqueraded"], interface="eth0")]), (f"{C0}.capture.expect", E("masqueraded is judged on a routed uplink (interface:) leading to between[1]"))),
-    case("masqueraded-from-a-vm", nat_lab(checks=[capture(["vm1", "inet1"], ["masqueraded"], interface="eth0")]), (f"{C0}.capture.between", E("'vm1' has no route to 'inet1': there is no exchange between them to capture")), (f"{C0}.capture.between[0]", E("masqueraded needs a container whose bridge masquerades out of 'eth0'"))),
+    case("masqueraded-from-another-bridge", nat_lab(bridges=[br("br0", "10.2.0.0/24", gateway="10.2.0.1", nat="eth0"), br("br1", "10.3.0.0/24")], vms=[vm("vm1", nic("br0", "10.2.0.3/24")), vm("vm2", nic("br1", "10.3.0.2/24"))], checks=[capture(["vm2", "inet1"], ["masqueraded"], interface="eth0")]), (f"{C0}.capture.between", E("'vm2' has no route to 'inet1': there is no exchange between them to capture")), (f"{C0}.capture.between[0]", E("masqueraded needs a container (or a VM leasing its address there) whose bridge masquerades out of 'eth0'"))),
     # -- device operations -----------------------------------------------------------------------------
     case("op-bridge-unknown", lab(checks=[op("list", "br9")]), (f"{C0}.op.bridge", E("no bridge named 'br9'"))),
     case("op-on-ovs", lab(bridges=[br(type="ovs")], checks=[op("list")]), (f"{C0}.op.bridge", E("device operations work on linux bridges; 'br0' is type ovs"))),
@@ -350,7 +350,7 @@ CASES = [
     case("tunnel-underlay-unknown", lab(wireguard=[tunnel(underlay="br9")]), ("wireguard[0].underlay", E("no bridge named 'br9' (bridges: br0)"))),
     case("tunnel-member-twice", lab(wireguard=[tunnel("wg0", ("vm1", "192.168.2.1/24"), ("vm1", "192.168.2.2/24"))]), ("wireguard[0].members[1].vm", E("duplicate member 'vm1'"))),
     case("tunnel-member-unknown", lab(wireguard=[tunnel("wg0", ("vm1", "192.168.2.1/24"), ("vm9", "192.168.2.2/24"))]), ("wireguard[0].members[1].vm", E("no VM named 'vm9'"))),
-    case("tunnel-member-off-the-underlay", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2")], wireguard=[tunnel()]), ("wireguard[0].members[1].vm", E("VM 'vm2' has no addressed NIC on bridge 'br0' (the tunnel's underlay)"))),
+    case("tunnel-member-off-the-underlay", lab(vms=[vm("vm1", nic("br0", "10.1.1.2/24")), vm("vm2")], wireguard=[tunnel()]), ("wireguard[0].members[1].vm", E("VM 'vm2' has no IPv4-addressed NIC on bridge 'br0' (the tunnel's underlay)"))),
     case("tunnel-named-like-a-nic", lab(wireguard=[tunnel("eth0")]), ("wireguard[0].name", E("'eth0' is already an interface name in VM 'vm1'")), ("wireguard[0].name", E("'eth0' is already an interface name in VM 'vm2'"))),
     case("tunnel-address-not-ipv4", lab(wireguard=[tunnel("wg0", ("vm1", "192.168.2.1"), ("vm2", "192.168.2.2/24"))]), ("wireguard[0].members[0].address", E("expected an IPv4 address with prefix like 192.168.2.1/24, got '192.168.2.1'"))),
     case("tunnel-address-other-subnet", lab(wireguard=[tunnel("wg0", ("vm1", "192.168.2.1/24"), ("vm2", "192.168.3.2/24"))]), ("wireguard[0].members[1].address", E("192.168.3.2/24 is not in the tunnel's subnet 192.168.2.0/24 (from members[0])"))),

@@ -282,7 +282,7 @@ def _bridges(r: Rules) -> None:
             r.add(f"{path}.name", "'lo' is the lab namespace's loopback interface")
         v4, v6 = _bridge_subnets(r, br, path)
         r.bridges.setdefault(br.name, v4)
-        r.bridges6.setdefault(br.name, v6)
+        r.bridges6.setdefault(br.name, v6 or bridge_subnets(br).ipv6)  # a feature's (its router advertisements' prefix) when it names none
     r.lab_ifaces |= set(r.bridges)
 
 
