@@ -10,13 +10,13 @@ import sys
 
 import pytest
 import yaml
-from scapy.config import conf
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6ND_RS, ICMPv6NDOptPrefixInfo, IPv6
-from scapy.layers.l2 import ARP, Ether
+from scapy.layers.l2 import Ether
 
 from tests.unit.scenario_helpers import plan_of, problems
+from tests.unit.test_capture_analysis import no_neighbour_resolution, wire  # noqa: F401  (an autouse fixture: scapy never resolves a MAC here)
 from vnetlab.backends import dnsmasq
 from vnetlab.backends.cloud_seed import CloudSeed, network_config
 from vnetlab.backends.image import NO_IPV6
@@ -64,18 +64,6 @@ vms:
   - {name: vm1, nics: [{bridge: br0, address: 10.1.1.2/24}]}
   - {name: vm2, nics: [{bridge: br0, address: 10.1.1.3/24}]}
 """
-
-
-@pytest.fixture(autouse=True)
-def no_neighbour_resolution(monkeypatch):
-    def refuse(*_):
-        raise AssertionError("scapy tried to resolve a MAC address: give every Ether() a src and dst")
-
-    monkeypatch.setattr(conf.neighbor, "resolve", refuse)
-
-
-def wire(*packets):
-    return [Ether(bytes(p)) for p in packets]
 
 
 # -- the model ------------------------------------------------------------------------------------
@@ -316,3 +304,18 @@ def test_lease_lines_are_matched_whole():
     leases = dnsmasq.parse_leases(text)
     assert [(l.mac, l.address, l.hostname) for l in leases] == [("52:54:00:62:73:7f", "10.1.1.100", "d1"), ("52:54:00:62:73:81", "10.1.1.102", "*")]
     assert json.dumps(leases[0].to_json())
+
+
+def test_an_ipv6_ping_is_graded_on_the_wire_by_its_echo_pairs():
+    from vnetlab.checks.base import Evidence
+    from vnetlab.checks.ping import judge_ping_wire
+
+    plan = plan_of(DUAL, "dual")
+    ping = plan.scenario.checks[0].ping  # vm1 → vm2: IPv6, the only family they share
+    a, b = plan.vm("vm1").nics[0], plan.vm("vm2").nics[0]
+    said = Evidence({"command": "ping", "exit": 0, "stdout": "3 packets transmitted, 3 packets received, 0% packet loss\n", "stderr": ""})
+    pairs = [Ether(src=a.mac, dst=b.mac) / IPv6(src=a.ip6, dst=b.ip6) / ICMPv6EchoRequest(id=9, seq=s) for s in range(3)]
+    pairs += [Ether(src=b.mac, dst=a.mac) / IPv6(src=b.ip6, dst=a.ip6) / ICMPv6EchoReply(id=9, seq=s) for s in range(3)]
+    assert judge_ping_wire(plan, ping, said, {"lan": wire(*pairs)}).ok
+    j = judge_ping_wire(plan, ping, said, {"lan": wire(*pairs[:3])})  # the guest said 3/3; the wire saw no reply
+    assert not j.ok and "no echo reply crossed lan" in j.seen
