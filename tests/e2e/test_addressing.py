@@ -67,38 +67,41 @@ bridges:
 vms:
   - name: vm1
     nics: [{{bridge: lan, addresses: [10.1.1.2/24, "fd00:1::2/64"]}}]
-  - name: vm2
-    nics: [{{bridge: lan, addresses: [{second}]}}]
+  - name: vm2{vm2_image}
+    nics: [{{bridge: lan, addresses: [dhcp, slaac]}}]
 checks:
   - ping: {{from: vm1, to: vm2}}
   - ping: {{from: vm1, to: vm2, family: 6}}
   - ping: {{from: vm2, to: "fd00:1::2"}}
   - command: {{name: vm2 holds the IPv6 address the plan says, node: vm2, run: "ip -6 -o addr show | grep -F -- ' {{{{ vm2.eth0.address6 }}}} '"}}
   - capture: {{bridge: lan, between: [vm1, vm2], expect: [arp, icmp-echo, ndp, icmp6-echo]}}
-{more}"""
+  - capture: {{bridge: lan, between: [vm2], expect: [dhcp]}}
+  - capture: {{bridge: lan, between: [vm2], expect: [ra]}}
+"""
 
 
-def test_dual_stack_with_dhcp_and_slaac_on_the_debian_kind(tmp_path, lab_name):
-    scenario = tmp_path / "deb.yaml"
-    scenario.write_text(DUAL_STACK.format(
-        name="deb-dual", image="debian", second="dhcp, slaac",
-        more="  - capture: {bridge: lan, between: [vm2], expect: [dhcp]}\n  - capture: {bridge: lan, between: [vm2], expect: [ra]}\n",
-    ))
+def _dual_stack(tmp_path: Path, lab_name: str, **fields: str) -> dict:
+    scenario = tmp_path / "dual.yaml"
+    scenario.write_text(DUAL_STACK.format(**fields))
     result, report = run_report(tmp_path, str(scenario), lab_name)
     _ok(result, report, 7)
     [lease] = report["features"]["dhcp"]["leases"]
-    assert (lease["vm"], lease["address"]) == ("vm2", "10.1.1.100")
+    assert (lease["vm"], lease["nic"], lease["address"]) == ("vm2", "eth0", "10.1.1.100")
     [slaac] = report["features"]["dhcp"]["slaac"]
     assert slaac["vm"] == "vm2" and slaac["address"].startswith("fd00:1::") and slaac["address"].endswith("/64")
+    assert all(_check(report, f"capture on lan: {e}")["ok"] for e in ("dhcp", "ra"))
     assert leftovers(lab_name) == []
+    return report
 
 
-def test_dual_stack_on_a_users_cloud_image(tmp_path, lab_name):
-    image = ensure_cloud_image()
-    os.symlink(image, tmp_path / "my-cloud.qcow2")
-    scenario = tmp_path / "cloud.yaml"
-    scenario.write_text(DUAL_STACK.format(name="cloud-dual", image="{file: my-cloud.qcow2}", second='10.1.1.3/24, "fd00:1::3/64"', more=""))
-    result, report = run_report(tmp_path, str(scenario), lab_name)
-    _ok(result, report, 5)
-    assert all(g["image"].startswith("file ") for g in report["guests"].values())
-    assert leftovers(lab_name) == []
+def test_dual_stack_with_dhcp_and_slaac_on_the_debian_kind(tmp_path, lab_name):
+    report = _dual_stack(tmp_path, lab_name, name="deb-dual", image="debian", vm2_image="")
+    assert {g["image"] for g in report["guests"].values()} == {"debian"}
+
+
+def test_dual_stack_with_dhcp_and_slaac_on_a_users_cloud_image(tmp_path, lab_name):
+    """vm2 boots a cloud image: cloud-init's network-config asks for its lease (dhcp4: true); the
+    kernel forms its SLAAC address; a tiny vm1 holds static addresses of both families."""
+    os.symlink(ensure_cloud_image(), tmp_path / "my-cloud.qcow2")
+    report = _dual_stack(tmp_path, lab_name, name="cloud-dual", image="tiny", vm2_image="\n    image: {file: my-cloud.qcow2}")
+    assert report["guests"]["vm2"]["image"].startswith("file ") and report["guests"]["vm1"]["image"] == "tiny"

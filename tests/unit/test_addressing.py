@@ -16,7 +16,7 @@ from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA, 
 from scapy.layers.l2 import Ether
 
 from tests.unit.scenario_helpers import plan_of, problems
-from tests.unit.test_capture_analysis import no_neighbour_resolution, wire  # noqa: F401  (an autouse fixture: scapy never resolves a MAC here)
+from tests.unit.test_capture_analysis import no_neighbour_resolution, wire  # noqa: F401  # an autouse fixture: scapy never resolves a MAC here
 from vnetlab.backends import dnsmasq
 from vnetlab.backends.cloud_seed import CloudSeed, network_config
 from vnetlab.backends.image import NO_IPV6

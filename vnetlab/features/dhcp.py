@@ -36,7 +36,7 @@ import re
 import shlex
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +49,11 @@ from vnetlab.checks.parse import excerpt
 from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
 from vnetlab.files import write_private
-from vnetlab.model.addressing import bridge_subnets, eui64_address, nic_addresses, nic_entries, parse_address, parse_network
+from vnetlab.model.addressing import bridge_subnets, eui64_address, nic_addresses, nic_entries, parse_address, parse_interface, parse_network
 from vnetlab.model.scenario import NAME, VM_NAME_MAX, Expectation, ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules, feature_nodes, vm_image
-from vnetlab.plan.planner import Plan, PlanContext, PlannedNic, PlannedVM, PlanPart, Resource
+from vnetlab.plan.planner import Plan, PlanContext, PlannedNic, PlanPart, Resource
 from vnetlab.run.apply import ApplyContext
 from vnetlab.run.configure import find_nic
 from vnetlab.run.state import LabState, RecordedResource
@@ -107,10 +107,6 @@ def parse_range(text: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address
     return a, b
 
 
-def _dhcp_bridges(scenario: Any) -> list[Any]:
-    return [b for b in scenario.bridges if b.dhcp is not None]
-
-
 def _pool(bridge: Any) -> Iterator[ipaddress.IPv4Interface]:
     """The reservations a bridge's range gives out, in order (none when the range or subnet is unusable)."""
     net = bridge_subnets(bridge).ipv4
@@ -161,7 +157,7 @@ def _static_addresses(scenario: Any, bridge: Any) -> dict[ipaddress.IPv4Address,
         out[gateway] = f"the gateway of {bridge.name}"
     for node in feature_nodes(scenario):
         for seg, text in node.interfaces:
-            iface = ipaddress.ip_interface(text) if text and "/" in text else None
+            iface = parse_interface(text)
             if seg == bridge.name and isinstance(iface, ipaddress.IPv4Interface):
                 out[iface.ip] = f"{node.name} eth0"
     return out
@@ -567,7 +563,8 @@ def wait_for_address(ssh: GuestSSH, client: PlannedClient, family: int, wanted: 
             raise DhcpError(f"{client.vm} {client.nic}: formed {others[0]} from the advertised prefix, the plan says {wanted} (EUI-64 of {client.mac}): its kernel or network manager forms another kind of address (addr_gen_mode, stable privacy)")
         if time.monotonic() > deadline:
             seen = ", ".join(a for a, _ in held) or "no address"
-            raise DhcpError(f"{client.vm} {client.nic}: no {how} {wanted} within {timeout:g} s (it holds {seen})")
+            hint = " — a cloud image asks at boot, through its own DHCP client and cloud-init's network config (dhcp4: true): does the image have one?" if family == 4 and client.kind == FILE else ""
+            raise DhcpError(f"{client.vm} {client.nic}: no {how} {wanted} within {timeout:g} s (it holds {seen}){hint}")
         time.sleep(0.5)
 
 
@@ -678,8 +675,8 @@ def _each(fn: Any, clients: dict[str, list[PlannedClient]]) -> None:
             future.result()
 
 
-_DISCOVER, _OFFER, _REQUEST, _ACK, _NAK = 1, 2, 3, 5, 6
-_NAMES = {_DISCOVER: "DISCOVER", _OFFER: "OFFER", _REQUEST: "REQUEST", _ACK: "ACK", _NAK: "NAK"}
+_DISCOVER, _OFFER, _REQUEST, _ACK = 1, 2, 3, 5
+_NAMES = {_DISCOVER: "DISCOVER", _OFFER: "OFFER", _REQUEST: "REQUEST", 4: "DECLINE", _ACK: "ACK", 6: "NAK", 7: "RELEASE", 8: "INFORM"}  # RFC 2132 option 53
 
 
 def dhcp_messages(packets: Any, mac: str) -> list[tuple[int, str]]:
@@ -750,10 +747,11 @@ def judge_ra(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
 # -- the feature -----------------------------------------------------------------------------------------
 
 
-def _by_vm(clients: tuple[PlannedClient, ...]) -> dict[str, list[PlannedClient]]:
-    out: dict[str, list[PlannedClient]] = {}
-    for c in clients:
-        out.setdefault(c.vm, []).append(c)
+def _by_vm(items: tuple[Any, ...]) -> dict[str, list[Any]]:
+    """Clients or radvd records, grouped by their guest (one SSH session each)."""
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        out.setdefault(item.vm, []).append(item)
     return out
 
 
@@ -775,7 +773,7 @@ def explain_lines(plan: Plan) -> list[str]:
 def explain_guest_lines(plan: Plan) -> list[str]:
     lines: list[str] = []
     part = _part(plan)
-    for vm, routers in _by_vm_radvd(part.radvd).items():
+    for vm, routers in _by_vm(part.radvd).items():
         lines += [guest_line(vm, f"cat > {RADVD_CONF} <<'EOF'"), *radvd_conf(tuple(routers)).splitlines(), "EOF"]
         lines.append(guest_line(vm, f"echo 1 > /proc/sys/net/ipv6/conf/all/forwarding; radvd -C {RADVD_CONF}"))
     for c in part.clients:
@@ -789,13 +787,6 @@ def explain_guest_lines(plan: Plan) -> list[str]:
         if c.slaac:
             lines.append(guest_line(c.vm, f"# {c.nic} forms {c.slaac} from the router advertisements (EUI-64 of {c.mac}): ip -6 addr show dev {c.nic}"))
     return lines
-
-
-def _by_vm_radvd(radvd: tuple[PlannedRadvd, ...]) -> dict[str, list[PlannedRadvd]]:
-    out: dict[str, list[PlannedRadvd]] = {}
-    for r in radvd:
-        out.setdefault(r.vm, []).append(r)
-    return out
 
 
 def _running_servers(plan: Plan) -> dict[str, int]:
@@ -852,7 +843,7 @@ class Dhcp(Feature):
 
     def configure(self, plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path) -> None:
         part = _part(plan)
-        for vm, routers in _by_vm_radvd(part.radvd).items():
+        for vm, routers in _by_vm(part.radvd).items():
             start_radvd(sessions[vm], vm, tuple(routers))
         clients = _by_vm(part.clients)
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(clients))) as pool:
@@ -882,7 +873,6 @@ class Dhcp(Feature):
         return out
 
     def graph(self, plan: Plan, drawing: Any) -> None:
-        part = _part(plan)
         bridges = {n.label[0]: n for n in drawing.topo.bridges}
         for b in plan.scenario.bridges:
             node = bridges.get(b.name)
