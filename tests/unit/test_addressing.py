@@ -319,3 +319,25 @@ def test_an_ipv6_ping_is_graded_on_the_wire_by_its_echo_pairs():
     assert judge_ping_wire(plan, ping, said, {"lan": wire(*pairs)}).ok
     j = judge_ping_wire(plan, ping, said, {"lan": wire(*pairs[:3])})  # the guest said 3/3; the wire saw no reply
     assert not j.ok and "no echo reply crossed lan" in j.seen
+
+
+def test_a_failing_stimulus_is_kept_as_the_evidence_of_its_captures(monkeypatch, tmp_path):
+    from vnetlab.checks import runner
+    from vnetlab.checks.base import CheckContext
+    from vnetlab.checks.evidence import Collected
+
+    plan = plan_of(DUAL, "dual")
+    served = []
+
+    def boom(ctx, captures):
+        served.append([list(c.expect) for c in captures])
+        raise RuntimeError("no neighbour table")
+
+    monkeypatch.setitem(runner.CORE_STIMULI, "ndp", boom)
+    collected = Collected()
+    runner.stimulate(CheckContext(plan, {}, tmp_path), collected)  # no guest sessions: the DHCP and SLAAC stimuli fail too
+    assert served == [[["ndp", "icmp6-echo"]]]
+    assert collected.evidence[3].error == "RuntimeError: no neighbour table"
+    assert collected.evidence[4].error and collected.evidence[5].error  # each capture keeps why
+    result = runner.judge_capture(plan, plan.scenario.checks[3].capture, [], tmp_path / "lan.pcap", collected.evidence[3])
+    assert not result.ok and result.detail.endswith("(before the checks: RuntimeError: no neighbour table)")

@@ -350,6 +350,7 @@ class PlannedClient:
     dhcp: str | None  # the reservation, with prefix
     slaac: str | None  # the address it forms, with prefix
     static6: str | None = None  # its static IPv6 address (systemd-networkd, managing the NIC, keeps it)
+    router: str | None = None  # the default router its lease gives (DHCP option 3)
 
 
 @dataclass(frozen=True)
@@ -398,8 +399,12 @@ def _plan(ctx: PlanContext) -> DhcpPlan | None:
             address6 = eui64_address(prefix, ctx.take_mac("02:00:00", "ra", b.name)).with_prefixlen
         own = address is not None and getattr(b, "gateway", None) is None
         servers.append(PlannedServer(config, address, own, address6))
+    routers = {b.name: _router(b) for b in scenario.bridges if b.dhcp is not None}
     clients = tuple(
-        PlannedClient(v.name, n.guest_name, n.mac, n.bridge, v.image.kind, n.cidr if n.dhcp else None, n.cidr6 if n.slaac else None, None if n.slaac else n.cidr6)
+        PlannedClient(
+            v.name, n.guest_name, n.mac, n.bridge, v.image.kind, n.cidr if n.dhcp else None, n.cidr6 if n.slaac else None,
+            None if n.slaac else n.cidr6, routers.get(n.bridge) if n.dhcp else None,
+        )
         for v in ctx.vms for n in v.nics if n.dhcp or n.slaac
     )
     radvd = tuple(
@@ -568,6 +573,22 @@ def wait_for_address(ssh: GuestSSH, client: PlannedClient, family: int, wanted: 
         time.sleep(0.5)
 
 
+def wait_for_lease(ssh: GuestSSH, client: PlannedClient, timeout: float) -> None:
+    """Its reserved address, and the default route through the router its lease names (a lab's
+    check may go through it at once)."""
+    wait_for_address(ssh, client, 4, client.dhcp or "", timeout)
+    if client.router is None:
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        result = ssh.run(f"{find_nic(client.mac)}; ip -4 route show default", timeout=15.0, check=False)
+        if f"via {client.router} " in result.stdout + " ":
+            return
+        if time.monotonic() > deadline:
+            raise DhcpError(f"{client.vm} {client.nic}: leased {client.dhcp} but no default route via {client.router} within {timeout:g} s (routes: {excerpt(result.stdout) or 'none'})")
+        time.sleep(0.5)
+
+
 def configure_client(plan: Plan, ssh: GuestSSH, clients: list[PlannedClient]) -> None:
     ipv6 = any(n.link_local for n in plan.vm(clients[0].vm).nics)
     for client in clients:
@@ -578,7 +599,7 @@ def configure_client(plan: Plan, ssh: GuestSSH, clients: list[PlannedClient]) ->
                     raise DhcpError(f"{client.vm} {client.nic}: asking for a lease failed (exit {result.exit_code}): {excerpt(result.stdout + result.stderr)}")
     for client in clients:
         if client.dhcp:
-            wait_for_address(ssh, client, 4, client.dhcp, LEASE_WAIT)
+            wait_for_lease(ssh, client, LEASE_WAIT)
         if client.slaac:
             wait_for_address(ssh, client, 6, client.slaac, SLAAC_WAIT)
 
@@ -641,7 +662,7 @@ def redo_dhcp(ctx: CheckContext, captures: list[Any]) -> None:
             result = ssh.run(ask_again(c), timeout=LEASE_WAIT, check=False)
             if result.exit_code != 0:
                 raise DhcpError(f"{vm} {c.nic} did not ask again (exit {result.exit_code}): {excerpt(result.stdout + result.stderr)}")
-            wait_for_address(ssh, c, 4, c.dhcp or "", LEASE_WAIT)
+            wait_for_lease(ssh, c, LEASE_WAIT)
 
     _each(one, clients)
 
