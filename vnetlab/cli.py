@@ -20,6 +20,7 @@ from vnetlab.errors import InputError, Interrupted
 from vnetlab.model.typed_yaml import ValidationError
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+STUDENT_HELP = "draw the scenario's params (if it has any) for this student id (default: demo)"
 EXPLAIN_HELP = "first print, step by step, the ip/bridge/tunctl/virsh/wg/ovs-vsctl commands that do the same by hand"
 
 EPILOG = """\
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
         sp.add_argument("--junit", type=Path, metavar="PATH", help="also write a JUnit XML report here (one testcase per check; always kept in the artifact folder)")
         sp.add_argument("--scenarios", type=Path, action="append", default=[], metavar="DIR", help="look for scenarios by name in DIR first (repeatable; then $VNETLAB_PATH, then the built-in ones)")
+        sp.add_argument("--student", metavar="ID", help=STUDENT_HELP)
 
     run = sub.add_parser("run", help="run a scenario end to end and tear it down", description="Bring the lab up, run its checks, print a summary, tear everything down. Exit 0 iff every check passed.")
     lab_options(run)
@@ -99,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--xml", action="store_true", help="also print each domain's XML: one more YAML document per domain, {domain, xml} (read them with yaml.safe_load_all)")
     plan.add_argument("--xml-dir", type=Path, metavar="DIR", help="write each domain's XML to DIR/<domain>.xml, byte for byte as libvirt gets it")
     plan.add_argument("--explain", action="store_true", help="print the equivalent shell commands instead of the plan")
+    plan.add_argument("--student", metavar="ID", help=STUDENT_HELP + "; the plan shows them")
 
     image = sub.add_parser("image", help="guest image commands")
     image_sub = image.add_subparsers(dest="image_command", metavar="SUBCOMMAND", required=True)
@@ -282,7 +285,7 @@ def _runner(args, err: Console):
     from vnetlab.run.progress import Progress
 
     before_apply = _print_explain if getattr(args, "explain", False) else None
-    options = Options(lab=getattr(args, "name", None), accel=getattr(args, "accel", "auto"), boot_timeout=getattr(args, "boot_timeout", 180.0), boot_parallel=None if getattr(args, "boot_parallel", None) is None else max(0, args.boot_parallel), before_apply=before_apply, scenario_dirs=getattr(args, "scenarios", []))
+    options = Options(lab=getattr(args, "name", None), accel=getattr(args, "accel", "auto"), boot_timeout=getattr(args, "boot_timeout", 180.0), boot_parallel=None if getattr(args, "boot_parallel", None) is None else max(0, args.boot_parallel), before_apply=before_apply, scenario_dirs=getattr(args, "scenarios", []), student=getattr(args, "student", None))
     return LabRunner(options, Progress(err, quiet=getattr(args, "quiet", False)), registry())
 
 
@@ -458,7 +461,7 @@ def cmd_plan(args, out: Console, err: Console) -> int:
     from vnetlab.plan.planner import PlanOptions, make_plan
     from vnetlab.plan.dump import plan_summary
 
-    _, scenario = load(args.scenario, registry(), args.scenarios, lambda note: err.print(escape(note), soft_wrap=True))
+    _, scenario = load(args.scenario, registry(), args.scenarios, lambda note: err.print(escape(note), soft_wrap=True), args.student)
     lab = args.name or scenario.name
     check_lab_name(lab)
     from vnetlab.backends.kernel_probe import host_capabilities

@@ -24,7 +24,6 @@ An exercise, for a teacher's own tests (graded as a student is: on the wire):
 
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,20 +142,28 @@ class Lab:
             result.packets = cap.stop()
 
 
-@pytest.fixture(scope="module")
-def vnetlab_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    """The module's lab (see the vnetlab_scenario marker), up for the whole module."""
-    marker = request.node.get_closest_marker(MARKER)
+def _marked_lab(request: pytest.FixtureRequest, marker_name: str, fixture: str, what: str) -> tuple[pytest.Mark, Any, str, str]:
+    """The module's marker (a usage error without one), the composed model, the scenario as the marker
+    names it, and the lab's name: the marker's, else <scenario>-<random>."""
+    marker = request.node.get_closest_marker(marker_name)
     if marker is None or not marker.args:
-        raise pytest.UsageError(f"vnetlab_lab needs `pytestmark = pytest.mark.{MARKER}(\"SCENARIO\")` in {request.node.nodeid}")
+        raise pytest.UsageError(f"{fixture} needs `pytestmark = pytest.mark.{marker_name}(\"{what}\")` in {request.node.nodeid}")
     from vnetlab.compose import registry
-    from vnetlab.run.configure import open_ssh
-    from vnetlab.run.lab import LabRunner, Options, close_all, load, running_plan, unique_lab_name
-    from vnetlab.run.progress import Progress
+    from vnetlab.run.lab import load, unique_lab_name
 
     model = registry()
     ref = str(marker.args[0])
-    name = marker.kwargs.get("name") or unique_lab_name(load(ref, model)[1].name)
+    return marker, model, ref, marker.kwargs.get("name") or unique_lab_name(load(ref, model, student=marker.kwargs.get("student"))[1].name)
+
+
+@pytest.fixture(scope="module")
+def vnetlab_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The module's lab (see the vnetlab_scenario marker), up for the whole module."""
+    marker, model, ref, name = _marked_lab(request, MARKER, "vnetlab_lab", "SCENARIO")
+    from vnetlab.run.configure import open_sessions
+    from vnetlab.run.lab import LabRunner, Options, close_all, running_plan
+    from vnetlab.run.progress import Progress
+
     runner = LabRunner(
         Options(lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0))),
         Progress(quiet=True),
@@ -166,9 +173,7 @@ def vnetlab_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     try:
         outcome = runner.run(ref, keep=True, check=False)  # tears down by itself if bringing up fails
         plan = running_plan(name, model)
-        deadline = time.monotonic() + 30.0
-        for vm in plan.vms:
-            sessions[vm.name] = open_ssh(plan, vm, deadline)
+        sessions = open_sessions(plan, timeout=30.0)
         yield Lab(plan, sessions, Path(str(outcome.artifacts["dir"])))
     finally:
         close_all(sessions)
@@ -213,17 +218,10 @@ class ExerciseUnderTest:
 @pytest.fixture(scope="module")
 def vnetlab_exercise(request: pytest.FixtureRequest) -> Iterator[ExerciseUnderTest]:
     """The module's exercise lab (see the vnetlab_exercise marker), started once, ended at the module's end."""
-    marker = request.node.get_closest_marker(EXERCISE_MARKER)
-    if marker is None or not marker.args:
-        raise pytest.UsageError(f"vnetlab_exercise needs `pytestmark = pytest.mark.{EXERCISE_MARKER}(\"EXERCISE\")` in {request.node.nodeid}")
-    from vnetlab.compose import registry
+    marker, model, ref, name = _marked_lab(request, EXERCISE_MARKER, "vnetlab_exercise", "EXERCISE")
     from vnetlab.exercise import ExerciseLab
-    from vnetlab.run.lab import load, unique_lab_name
 
-    model = registry()
-    ref = str(marker.args[0])
     student = str(marker.kwargs.get("student", "demo"))
-    name = marker.kwargs.get("name") or unique_lab_name(load(ref, model, student=student)[1].name)
     lab = None
     try:
         lab = ExerciseLab.start(ref, model, student=student, lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0)))

@@ -481,7 +481,6 @@ CASES = [
     case("exercise-no-time", ex_lab(**{"time-limit": "0m"}), ("exercise.time-limit", E("a time limit of no time: give e.g. 45m"))),
     case("exercise-duplicate-task", ex_lab(task(), task()), ("exercise.tasks[1].name", E("duplicate task name 't1' (tasks[0] has it)"))),
     case("exercise-task-named-a-number", ex_lab(task("12")), ("exercise.tasks[0].name", E("'12' reads as a task number: name it with words"))),
-    case("exercise-task-without-checks", ex_lab(task(checks=[])), ("exercise.tasks[0]", E("task 't1' has no checks: nothing would grade it"))),
     case("exercise-hint-cost-above-points", ex_lab(task(points=1, **{"hint-cost": 2})), ("exercise.tasks[0].hint-cost", E("a hint costs 2 but the task is worth 1: at most its points"))),
     case("exercise-solve-answer-without-check", ex_lab(task(solve=[{"answer": "x"}])), ("exercise.tasks[0].solve[0].answer", E("task 't1' has no answer check to give it to"))),
     case("answer-outside-an-exercise", lab(checks=[{"answer": {"expect": "x"}}]), (f"{C0}.answer", E("an answer check grades a student's answer: it belongs in an exercise task (exercise.tasks[].checks)"))),

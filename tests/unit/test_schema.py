@@ -45,6 +45,15 @@ LOADER_ONLY = {
         r"there is no hypervisors: section|no hypervisor named|exactly one hypervisor must be this machine|cannot share a lab|simulate: true makes|"
         r"expected a qemu\+ssh://|needs underlay|this machine needs underlay|simulated hypervisors|shares: are folders of this machine|only Linux bridges are stretched|overlay expectation judges|a mapping of vxlan: settings is for labs|stretches its bridges with VXLAN itself|a stretched bridge runs on each hypervisor|VLANs on a bridge stretched over hypervisors"
     ),
+    "exercises: task names and costs, solutions and answers, the intro's file, the time limit": (
+        r"reads as a task number|a hint costs .* but the task is worth|has no answer check to give it to|an answer check grades a student's answer|"
+        r"is not an answer of its kind|a time limit of no time|an intro of one line ending in \.md is a file|expected exactly one of: run \(with node\), answer|"
+        r"run needs node|an answer is given to the task, not run on a node"
+    ),
+    "params: one kind each, drawn and used (JSON Schema lists the keys, not which go together)": (
+        r"unknown param kind|expected exactly one kind of param|subnet-of needs a prefix|expected \[lowest, highest\]|word: true \(or write|"
+        r"is too small for a /|param \S+ is used but not defined|found clear of the scenario's other subnets|the scenario's name cannot use params"
+    ),
     # value formats the model leaves to Python's ipaddress (no regex in the spec) -----------------
     "IPv4 network and address formats": r"expected an IPv4 (network|address)|expected a VM(, container or host)? name or an IPv4 address",
     # the host's files, and what needs rendering or compiling (users' own labs) ------------------
@@ -112,6 +121,10 @@ def instance(draw, schema: dict, rate: int, depth: int = 0):
     if kind == "integer":
         lo, hi = schema.get("minimum", 0), schema.get("maximum", 1000)
         return draw(st.integers(lo - 2, hi + 2) if broken() else st.integers(lo, hi))
+    if kind == "number":
+        lo, hi = schema.get("minimum", 0), schema.get("maximum", 1000)
+        lo, hi = (lo - 2, hi + 2) if broken() else (lo, hi)
+        return draw(st.one_of(st.integers(lo, hi), st.floats(lo, hi, allow_nan=False, allow_infinity=False)))
     if kind == "string":
         limit = schema.get("maxLength", 30)
         if broken():

@@ -28,7 +28,7 @@ from vnetlab.checks.base import Evidence
 from vnetlab.checks.capture import Frames, read_frames
 from vnetlab.errors import VnetlabError
 from vnetlab.files import write_private
-from vnetlab.plan.planner import Plan
+from vnetlab.plan.planner import LAB_NAME, Plan
 
 EVIDENCE_FILE = "evidence.json"
 JUDGING_FILE = "judging.json"
@@ -86,6 +86,8 @@ class RunSetting:
             raise EvidenceError(f"{JUDGING_FILE}: unexpected values")
         if not isinstance(setting.student, (str, type(None))) or not isinstance(setting.only, (str, type(None))):
             raise EvidenceError(f"{JUDGING_FILE}: unexpected values")
+        if not re.fullmatch(LAB_NAME, setting.lab) or setting.domain_type not in ("qemu", "kvm"):
+            raise EvidenceError(f"{JUDGING_FILE}: lab {setting.lab[:40]!r} or domain type {setting.domain_type[:10]!r} is none vnetlab makes")
         return dataclasses.replace(setting, host_kernel=tuple(setting.host_kernel))
 
 

@@ -39,7 +39,7 @@ from vnetlab.model.templates import render
 from vnetlab.paths import Layout
 from vnetlab.plan.planner import LAB_NAME_MAX, Plan
 from vnetlab.plan.variables import plan_variables
-from vnetlab.run.configure import open_ssh
+from vnetlab.run.configure import open_sessions
 from vnetlab.run.lab import (
     SCENARIO_COPY, DownReport, LabError, LabPaths, LabRunner, Options, check_lab_name, close_all, interrupts_as_exceptions,
     lab_lock, load, new_run_dir, plan_from_state, read_state, run_setting, shielded,
@@ -299,9 +299,7 @@ class ExerciseLab:
             sessions: dict[str, GuestSSH] = {}
             try:
                 with self.progress.step("connect", "Connecting to guests"):
-                    deadline = time.monotonic() + 20.0
-                    for vm in plan.vms:
-                        sessions[vm.name] = open_ssh(plan, vm, deadline)
+                    sessions = open_sessions(plan)
                 run_root = new_run_dir(self.layout, self.lab)
                 outcomes = []
                 for k in indexes:
@@ -360,12 +358,8 @@ class ExerciseLab:
             k = self.task_index(task, plan)
             t = plan.scenario.exercise.tasks[k]
             commands = [s for s in t.solve if s.run is not None]
-            sessions: dict[str, GuestSSH] = {}
+            sessions = open_sessions(plan, [vm for vm in plan.vms if any(s.node == vm.name for s in commands)])
             try:
-                deadline = time.monotonic() + 20.0
-                for vm in plan.vms:
-                    if any(s.node == vm.name for s in commands):
-                        sessions[vm.name] = open_ssh(plan, vm, deadline)
                 run_steps(plan, sessions, commands, f"the solution of task {k + 1} ({t.name})")
             finally:
                 close_all(sessions)

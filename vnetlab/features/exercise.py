@@ -43,7 +43,7 @@ from vnetlab.features.base import CliCommand, CliContext, Feature
 from vnetlab.model.scenario import NAME, VM_NAME_MAX, ModelExtension, compose_class, decl
 from vnetlab.model.templates import TemplateError, render, scenario_variables
 from vnetlab.model.typed_yaml import spec
-from vnetlab.model.validate import Rules, feature_guests, node_names, validate_checks
+from vnetlab.model.validate import Rules, feature_guests, node_names
 from vnetlab.plan.planner import Plan, PlanContext, PlanPart
 from vnetlab.plan.variables import plan_variables
 from vnetlab.tools.explain import Section, guest_line
@@ -102,7 +102,7 @@ def _sections(check: type) -> tuple[Any, ...]:
         decl("points", int, spec("what the task is worth", default=1, minimum=0, maximum=1000)),
         decl("hints", list[str], spec("revealed one at a time by `exercise hint` (template variables allowed)", default_factory=list)),
         decl("hint_cost", float, spec("points taken off a passed task for each hint revealed", key="hint-cost", default=0.0, minimum=0, maximum=1000)),
-        decl("checks", list[check], spec("what must hold once the task is done: any kind of check, and answer", default_factory=list)),
+        decl("checks", list[check], spec("what must hold once the task is done: any kind of check, and answer (at least one: a task without checks could not be graded)", min_items=1)),
         decl("solve", list[SolveStep], spec("the reference solution, run by `exercise test` (and teachers)", default_factory=list)),
     ], doc="One task of an exercise: its text, points, hints, checks and reference solution.")
     exercise = compose_class("Exercise", [
@@ -164,14 +164,11 @@ def _validate(r: Rules) -> None:
         seen.setdefault(task.name, i)
         if task.name.isdigit():
             r.add(f"{path}.name", f"{task.name!r} reads as a task number: name it with words")
-        if not task.checks:
-            r.add(path, f"task {task.name!r} has no checks: nothing would grade it")
         if task.hint_cost > task.points:
             r.add(f"{path}.hint-cost", f"a hint costs {task.hint_cost:g} but the task is worth {task.points}: at most its points")
         _template(r, f"{path}.text", task.text, variables)
         for h, hint in enumerate(task.hints):
             _template(r, f"{path}.hints[{h}]", hint, variables)
-        validate_checks(r, task.checks, f"{path}.checks")
         answers = [c for c in task.checks if c.kind == "answer"]
         for k, step in enumerate(task.solve):
             if step.node is not None:
@@ -206,6 +203,7 @@ MODEL = ModelExtension(
     check_validators={"answer": _validate_answer},
     validate=_validate,
     sections_with_checks=_sections,
+    check_lists=lambda scenario: [(f"exercise.tasks[{i}].checks", t.checks) for i, t in enumerate(scenario.exercise.tasks)] if scenario.exercise else [],
 )
 
 

@@ -33,7 +33,7 @@ from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
-from vnetlab.model.validate import Rules, feature_nodes
+from vnetlab.model.validate import Rules, check_lists, feature_nodes
 from vnetlab.plan.planner import GuestRequest, Plan, PlanContext, PlanPart
 from vnetlab.run.configure import open_ssh
 from vnetlab.tools.explain import Section, guest_line
@@ -126,8 +126,9 @@ def unsupported(scenario: Any, bridge: Any) -> list[tuple[str, str]]:
     return out
 
 
-def _capture_refusals(scenario: Any, name: str) -> list[int]:
-    return [i for i, c in enumerate(scenario.checks) if c.capture is not None and c.capture.bridge == name]
+def _capture_refusals(scenario: Any, name: str) -> list[str]:
+    """The paths of the captures on bridge `name`, in every list of checks (the scenario's, an exercise's tasks)."""
+    return [f"{path}[{i}]" for path, checks in check_lists(scenario) for i, c in enumerate(checks) if c.capture is not None and c.capture.bridge == name]
 
 
 CAPTURE_REFUSAL = "no host interface sees every frame of a bridge in a switch guest: capture on a member's link instead (link: VM.NIC)"
@@ -145,8 +146,8 @@ def _validate(r: Rules) -> None:
             continue
         for key, why in unsupported(r.scenario, b):
             r.add(f"bridges[{i}]" + (f".{key}" if key else ".in"), why)
-        for k in _capture_refusals(r.scenario, b.name):
-            r.add(f"checks[{k}].capture.bridge", f"bridge {b.name!r} runs in a switch guest (in: guest): " + CAPTURE_REFUSAL)
+        for where in _capture_refusals(r.scenario, b.name):
+            r.add(f"{where}.capture.bridge", f"bridge {b.name!r} runs in a switch guest (in: guest): " + CAPTURE_REFUSAL)
     bridges = {b.name for b in r.scenario.bridges}
     for i, vm in enumerate(r.scenario.vms):
         taken = next((b for b in bridges if vm.name == switch_name(b)), None)
@@ -209,7 +210,7 @@ def plan_switches(ctx: PlanContext) -> tuple[SwitchPlan, PlanPart] | None:
             continue
         bridge = next(b for b in ctx.scenario.bridges if b.name == p.bridge)
         problems = [why for _, why in unsupported(ctx.scenario, bridge)]
-        problems += [f"checks[{k}]: {CAPTURE_REFUSAL}" for k in _capture_refusals(ctx.scenario, bridge.name)]
+        problems += [f"{where}: {CAPTURE_REFUSAL}" for where in _capture_refusals(ctx.scenario, bridge.name)]
         if problems:
             raise PlacementError(f"bridge {bridge.name!r} must run in a switch guest ({p.why}), but: " + "; ".join(problems))
         ports: list[SwitchPort] = []

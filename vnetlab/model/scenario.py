@@ -138,6 +138,7 @@ class ModelExtension:
     overlays: Callable[[Any], Iterable[Overlay]] | None = None
     overlay_kind: str = ""  # what its overlays are called in messages, e.g. "WireGuard tunnel"
     sections_with_checks: Callable[[type], tuple[FieldDecl, ...]] | None = None  # top-level keys whose types hold checks: given the composed Check class (an exercise's tasks)
+    check_lists: Callable[[Any], Iterable[tuple[str, list[Any]]]] | None = None  # (path, checks) of the lists of checks those sections hold: validated like the scenario's
     guests: Callable[[Any], Iterable[str]] | None = None  # guests it adds to every lab of the scenario (a switch guest for `in: guest`): commands may name them
 
 

@@ -9,6 +9,7 @@ not a traceback. The dataclasses declare their constraints in field metadata
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -252,24 +253,16 @@ class _Converter:
                 self.problem(node, path, f"expected true or false, got {value!r}")
                 return None
             return value
-        if tp is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                self.problem(node, path, f"expected an integer, got {value!r}")
+        if tp is int or tp is float:
+            kinds = (int,) if tp is int else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds) or (isinstance(value, float) and not math.isfinite(value)):
+                self.problem(node, path, f"expected {describe(tp)}, got {value!r}")
                 return None
             lo, hi = meta.get("minimum"), meta.get("maximum")
             if (lo is not None and value < lo) or (hi is not None and value > hi):
-                self.problem(node, path, f"expected an integer from {lo} to {hi}, got {value}")
+                self.problem(node, path, f"expected {describe(tp)} from {lo} to {hi}, got {value}")
                 return None
-            return value
-        if tp is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
-                self.problem(node, path, f"expected a number, got {value!r}")
-                return None
-            lo, hi = meta.get("minimum"), meta.get("maximum")
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
-                self.problem(node, path, f"expected a number from {lo} to {hi}, got {value}")
-                return None
-            return float(value)
+            return tp(value)
         if tp is str:
             if not isinstance(value, str):
                 self.problem(node, path, f"expected a string, got {value!r}")

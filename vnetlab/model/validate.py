@@ -236,9 +236,16 @@ def validate(scenario: Any, file: str, lines: dict[str, int]) -> None:
     for ext in scenario.model.extensions:
         if ext.validate is not None:
             ext.validate(r)
-    validate_checks(r, scenario.checks, "checks")
+    for path, checks in check_lists(scenario):
+        validate_checks(r, checks, path)
     if r.problems:
         raise ValidationError(r.problems)
+
+
+def check_lists(scenario: Any) -> list[tuple[str, list[Any]]]:
+    """Every list of checks in the scenario with its path: its own `checks`, then those the features'
+    sections hold (an exercise's tasks)."""
+    return [("checks", scenario.checks), *(pair for e in scenario.model.extensions if e.check_lists for pair in e.check_lists(scenario))]
 
 
 def validate_checks(r: Rules, checks: list[Any], path: str) -> None:

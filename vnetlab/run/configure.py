@@ -137,6 +137,21 @@ def open_ssh(plan: Plan, vm: PlannedVM, deadline: float) -> GuestSSH:
     return ssh
 
 
+def open_sessions(plan: Plan, vms: list[PlannedVM] | None = None, timeout: float = 20.0) -> dict[str, GuestSSH]:
+    """A session to each guest of a lab that is up (default: all), within one deadline; if one
+    cannot be opened, those already open are closed again."""
+    deadline = time.monotonic() + timeout
+    sessions: dict[str, GuestSSH] = {}
+    try:
+        for vm in plan.vms if vms is None else vms:
+            sessions[vm.name] = open_ssh(plan, vm, deadline)
+    except BaseException:
+        for ssh in sessions.values():
+            ssh.close()
+        raise
+    return sessions
+
+
 CLOUD_INIT_TIMEOUT = 480.0  # s at least for a cloud-init guest: ~120 s to its final stage under TCG, alone
 SSH_PROBE_SLICE = 10.0  # s of SSH attempts between two questions to libvirt whether the guest still runs
 

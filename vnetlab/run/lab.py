@@ -41,7 +41,7 @@ from vnetlab.model.validate import load_scenario, parse_scenario
 from vnetlab.paths import Layout, resolve_scenario, search_path
 from vnetlab.run.apply import Admission, apply
 from vnetlab.run.connections import Connections
-from vnetlab.run.configure import GuestTiming, address_vm, console_of, open_ssh, power_off, wait_for_guests, wait_for_marker
+from vnetlab.run.configure import GuestTiming, address_vm, console_of, open_sessions, power_off, wait_for_guests, wait_for_marker
 from vnetlab.plan.planner import LAB_NAME, LAB_NAME_MAX, METADATA_NS, Plan, PlannedVM, PlanOptions, domain_name, make_plan
 from vnetlab.run.progress import Progress
 from vnetlab.backends.ssh import GuestSSH
@@ -534,9 +534,7 @@ class LabRunner:
             sessions: dict[str, GuestSSH] = {}
             try:
                 with self.progress.step("connect", "Connecting to guests"):
-                    deadline = time.monotonic() + 20.0
-                    for vm in plan.vms:
-                        sessions[vm.name] = open_ssh(plan, vm, deadline)
+                    sessions = open_sessions(plan)
                 self._check(plan, sessions, run_dir, outcome, setting, (paths.dir / SCENARIO_COPY).read_text())
             except Interrupted as exc:
                 exc.consequence = f"the checks were stopped; the lab is still up (`vnetlab down {lab}` removes it)"

@@ -131,7 +131,8 @@ def ex_doc(*tasks: dict, **extra) -> dict:
 
 PING = {"ping": {"from": "vm1", "to": "vm2"}}
 BAD = {
-    "task-without-checks": (ex_doc({"name": "t1", "checks": []}), "exercise.tasks[0]: task 't1' has no checks: nothing would grade it"),
+    "task-without-checks": (ex_doc({"name": "t1", "checks": []}), "exercise.tasks[0].checks: expected at least 1 item(s), got 0"),
+    "task-without-a-checks-key": (ex_doc({"name": "t1"}), "exercise.tasks[0].checks: missing (expected a list: what must hold once the task is done"),
     "solve-unknown-node": (ex_doc({"name": "t1", "checks": [PING], "solve": [{"node": "vm9", "run": "true"}]}), "exercise.tasks[0].solve[0].node: no VM, container or host named 'vm9'"),
     "answer-without-expect": (ex_doc({"name": "t1", "checks": [{"answer": {"normalize": "mac"}}]}), "exercise.tasks[0].checks[0].answer.expect: missing"),
     "unknown-param-kind": (doc(params={"x": {"ranges": [1, 2]}}), "params.x.ranges: unknown param kind 'ranges'"),
@@ -155,7 +156,7 @@ def test_bad_exercise_input_exits_2_with_file_and_line(tmp_path, case):
     assert f"error: {path}:{line}: {message}" in result.stderr, result.stderr
     where = text.splitlines()[line - 1]  # the line named is the field's own (or, for a missing key, its mapping's)
     key = field.rsplit(".", 1)[-1]
-    assert key.split("[")[0] in where or key == "expect" and "normalize" in where or key.startswith("tasks[") and "name: t1" in where, (line, where)
+    assert key.split("[")[0] in where or key in ("expect", "checks") and ("normalize" in where or "name: t1" in where), (line, where)
 
 
 # -- answers --------------------------------------------------------------------------------------------------------
@@ -325,3 +326,15 @@ def test_grading_recomputes_params_rejudges_the_evidence_and_flags_edits(tmp_pat
     assert "params do not fit student id 'bob'" in b.mismatch
     assert "tasks/1/br0.pcap altered or missing" in a.mismatch and a.tasks[0].points == 0 and any("task 1: claims 1.5 point(s), the evidence gives 0" in m for m in a.mismatch)
     assert grade([tmp_path / "bundles"], registry(), layout=Layout(tmp_path / "elsewhere")).rows[0].signature == "unknown (signed by another host)"
+
+
+def test_a_task_capturing_on_a_bridge_in_a_switch_guest_is_refused_like_a_scenario_check():
+    d = ex_doc({"name": "t1", "checks": [PING, {"capture": {"bridge": "br0", "between": ["vm1", "vm2"], "expect": ["arp"]}}]})
+    d["bridges"][0]["in"] = "guest"
+    assert problems(d) == [
+        "lab.yaml:24: exercise.tasks[0].checks[1].capture.bridge: bridge 'br0' runs in a switch guest (in: guest): "
+        "no host interface sees every frame of a bridge in a switch guest: capture on a member's link instead (link: VM.NIC)"
+    ]
+    d["exercise"]["setup"] = [{"node": "sw-br0", "run": "ip link del br0"}]  # its switch guest is a node setup may name
+    d["exercise"]["tasks"][0]["checks"][1]["capture"] = {"link": "vm1.eth0", "between": ["vm1", "vm2"], "expect": ["arp"]}
+    assert parse(d).exercise.setup[0].node == "sw-br0"
