@@ -1,4 +1,4 @@
-# Entry points for a fresh Debian 12 host, as root. Every target is safe to run again.
+# Entry points for a fresh Debian 12 or 13 host, as root. Every target is safe to run again.
 VNETLAB := .venv/bin/vnetlab
 PYTEST  := .venv/bin/python -m pytest
 
@@ -30,20 +30,21 @@ docs: setup
 wheel: setup
 	.venv/bin/python -m build --no-isolation --outdir dist .
 
-## make bench [VMS=N]: raw qemu boot vs `vnetlab run two-vm-ping` (a ratio); a debian guest's boot to SSH vs a raw boot of its disk to the login prompt; N guests (default 10) vs N raw boots together, with memory; boot admission (K at a time vs all at once)
+## make bench [VMS=N]: raw qemu boot vs `vnetlab run two-vm-ping` (a ratio); a debian guest's boot to SSH vs a raw boot of its disk to the login prompt; N guests (default 10) vs N raw boots together, with memory; boot admission (K at a time vs all at once); the QMP commands libvirt sends per domain start (its debug log turned on for one run, then put back)
 VMS ?= 10
 bench: image
 	.venv/bin/python bench/boot_vs_run.py
 	.venv/bin/python bench/debian_boot.py
 	.venv/bin/python bench/scale.py --vms $(VMS)
 	.venv/bin/python bench/admission.py --vms $(VMS)
+	.venv/bin/python bench/qmp_per_start.py --rounds 1
 	.venv/bin/python bench/table.py
 
 ## make soak: 20 consecutive `vnetlab run two-vm-ping`, then 3 at once; fails if anything of them remains
 soak: image
 	.venv/bin/python bench/soak.py
 
-## make prove-debian13: in a Debian 13 (trixie) chroot, install vnetlab (setup-host --packages-only) and build the guest image; no daemon started, PASS/FAIL with timings
+## make prove-debian13: in a Debian 13 (trixie) tree of its own (private mount and cgroup namespaces), install vnetlab, build the images, start trixie's own libvirtd and virtlogd, run two-vm-ping, debian-two-vm-ping, container-bridge-nat and web-service on its libvirt 11 and QEMU 10 (PASS/FAIL with each lab's time), the two-vm-ping benchmark and the QMP count (the Debian 13 rows of the benchmark table); nothing of it left behind, also after Ctrl-C
 prove-debian13:
 	./scripts/prove-debian13
 

@@ -16,13 +16,13 @@ from scale import scenario  # bench/scale.py: the same lab
 
 
 def main() -> int:
-    args, accel = bench_setup(__doc__, vms=True)
+    args, accel = bench_setup(__doc__, lab="bench-admit", vms=True)
     cores = os.cpu_count() or 1
     limits = sorted({0, cores, cores + 1, cores + 2} - set(range(args.vms, 10_000)))  # 0: all at once; a limit ≥ N is all at once too
     seconds: dict[int, list[float]] = {k: [] for k in limits}
     for r in range(1, args.rounds + 1):
         for k in limits:  # interleaved, so a slow moment of the host hits every setting
-            total, _ = run_lab(scenario(args.vms), "bench-admit", accel.name, "--boot-timeout", "900", "--boot-parallel", str(k))
+            total, _ = run_lab(scenario(args.vms), args.lab, accel.name, "--boot-timeout", "900", "--boot-parallel", str(k))
             seconds[k].append(total)
             print(f"round {r}: {args.vms} guests, {'all at once' if k == 0 else f'at most {k} booting'}: {total:6.2f} s", flush=True)
     medians = {k: statistics.median(v) for k, v in seconds.items()}

@@ -41,19 +41,19 @@ def one_raw_boot(accel_name: str) -> RawBoot:
         return raw_boot(image, secrets, accel_name, GUEST_READY_MARKER.encode(), memory=128, timeout=120.0)
 
 
-def vnetlab_run(accel: str) -> tuple[float, dict]:
-    return run_lab((SCENARIOS_DIR / "two-vm-ping.yaml").read_text(), "bench", accel)
+def vnetlab_run(accel: str, lab: str) -> tuple[float, dict]:
+    return run_lab((SCENARIOS_DIR / "two-vm-ping.yaml").read_text(), lab, accel)
 
 
 def main() -> int:
-    args, accel = bench_setup(__doc__)
+    args, accel = bench_setup(__doc__, lab="bench")
     boots: list[RawBoot] = []
     pairs: list[float] = []
     runs: list[tuple[float, dict]] = []
     for n in range(1, args.rounds + 1):
         boots.append(one_raw_boot(accel.name))
         pairs.append(raw_boots_together(2, accel.name).seconds)
-        runs.append(vnetlab_run(accel.name))
+        runs.append(vnetlab_run(accel.name, args.lab))
         print(f"round {n}: raw qemu boot to readiness marker {boots[-1].seconds:5.2f} s, two together {pairs[-1]:5.2f} s, "
               f"vnetlab run two-vm-ping {runs[-1][0]:5.2f} s, ratio {runs[-1][0] / boots[-1].seconds:.2f}x", flush=True)
     raws = [boot.seconds for boot in boots]

@@ -17,12 +17,15 @@ from vnetlab.backends.image import SECRETS_FW_CFG, GuestImage, ensure_image, ker
 from vnetlab.paths import Layout
 from vnetlab.procfs import cpu_seconds
 
+from results import record  # noqa: F401 — bench/results.py: every benchmark records through common
 
-def bench_setup(doc: str | None, *, vms: bool = False) -> tuple[argparse.Namespace, AccelChoice]:
-    """Parse --accel/--rounds (and --vms), build the tiny image if needed, choose the accelerator and say which."""
+
+def bench_setup(doc: str | None, *, lab: str, vms: bool = False) -> tuple[argparse.Namespace, AccelChoice]:
+    """Parse --accel/--rounds/--lab (and --vms), build the tiny image if needed, choose the accelerator and say which."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
     parser.add_argument("--rounds", type=int, default=3, metavar="N", help="raw boot + vnetlab run pairs (default 3)")
+    parser.add_argument("--lab", default=lab, metavar="NAME", help=f"the lab's name (default {lab}); another lets it run beside a benchmark of the same name on this host")
     if vms:
         parser.add_argument("--vms", type=int, default=10, metavar="N", help="guests in the lab and raw boots started together (default 10)")
     args = parser.parse_args()
@@ -112,25 +115,3 @@ def cpu_per_guest(raw_cpu: float, report: dict) -> str:
         f"vnetlab's own CPU during the run: {report['cpu']['vnetlab_s']:.2f} s (its start-up and imports before it not counted)",
     ]
     return "\n".join(lines)
-
-
-RESULTS = Path(__file__).resolve().parent / "results.json"  # the latest figures of each benchmark (not committed)
-
-
-def record(name: str, measured: str, raw: str, ratio: str, rounds: int, note: str = "") -> None:
-    """Keep this benchmark's latest medians in bench/results.json, for bench/table.py to publish."""
-    try:
-        results = json.loads(RESULTS.read_text())
-    except (OSError, ValueError):
-        results = {}
-    results[name] = {
-        "measured": measured, "raw": raw, "ratio": ratio, "rounds": rounds, "note": note,
-        "date": time.strftime("%Y-%m-%d"), "machine": machine(),
-    }
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-
-
-def machine() -> str:
-    cores = len([line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("processor")])
-    mem = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:")), 0)
-    return f"{cores} cores, {mem / 2**20:.0f} GiB"

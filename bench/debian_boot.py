@@ -47,20 +47,20 @@ def raw_boot_to_login(accel_name: str) -> float:
         return raw_boot(image, secrets, accel_name, LOGIN_PROMPT, memory=256, disk=overlay).seconds
 
 
-def vnetlab_run(accel: str) -> tuple[float, float, float]:
+def vnetlab_run(accel: str, lab: str) -> tuple[float, float, float]:
     """(whole run, guest ready marker, guest SSH) in seconds."""
-    seconds, data = run_lab(SCENARIO, "bench-debian", accel)
+    seconds, data = run_lab(SCENARIO, lab, accel)
     guest = data["guests"]["vm1"]
     boot = next(s["seconds"] for s in data["steps"] if s["name"] == "boot")  # domain define + start
     return seconds, boot + guest["ready_seconds"], boot + guest["ssh_seconds"]
 
 
 def main() -> int:
-    args, accel = bench_setup(__doc__)
+    args, accel = bench_setup(__doc__, lab="bench-debian")
     raws, runs = [], []
     for n in range(1, args.rounds + 1):
         raws.append(raw_boot_to_login(accel.name))
-        runs.append(vnetlab_run(accel.name))
+        runs.append(vnetlab_run(accel.name, args.lab))
         total, ready, ssh = runs[-1]
         print(f"round {n}: raw qemu boot of the debian disk to its login prompt {raws[-1]:5.2f} s; "
               f"vnetlab debian guest ready {ready:5.2f} s, SSH {ssh:5.2f} s (whole run {total:5.2f} s)", flush=True)

@@ -60,17 +60,17 @@ def raw_boots_together(n: int, accel_name: str) -> RawBoot:
         return RawBoot(time.monotonic() - start, statistics.median(boot.qemu_cpu_s for boot in boots))
 
 
-def vnetlab_run(n: int, accel: str) -> tuple[float, dict]:
-    return run_lab(scenario(n), "bench-scale", accel, "--boot-timeout", "900")
+def vnetlab_run(n: int, accel: str, lab: str) -> tuple[float, dict]:
+    return run_lab(scenario(n), lab, accel, "--boot-timeout", "900")
 
 
 def main() -> int:
-    args, accel = bench_setup(__doc__, vms=True)
+    args, accel = bench_setup(__doc__, lab="bench-scale", vms=True)
     boots: list[RawBoot] = []
     runs: list[tuple[float, dict]] = []
     for r in range(1, args.rounds + 1):
         boots.append(raw_boots_together(args.vms, accel.name))
-        runs.append(vnetlab_run(args.vms, accel.name))
+        runs.append(vnetlab_run(args.vms, accel.name, args.lab))
         total, report = runs[-1]
         print(f"round {r}: {args.vms} raw boots together {boots[-1].seconds:6.2f} s; vnetlab run {total:6.2f} s, ratio {total / boots[-1].seconds:.2f}x; "
               f"total Pss {report['memory']['total_pss_mib']:.0f} MiB", flush=True)

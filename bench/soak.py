@@ -27,11 +27,12 @@ SEQUENTIAL = 20
 PARALLEL = 3
 
 
-def run_lab(lab: str, report: Path) -> subprocess.Popen:
-    return subprocess.Popen([*VNETLAB, "run", "two-vm-ping", "--name", lab, "--report", str(report), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def run_lab(lab: str, report: Path, scenario: str = "two-vm-ping") -> subprocess.Popen:
+    return subprocess.Popen([*VNETLAB, "run", scenario, "--name", lab, "--report", str(report), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(lab: str, proc: subprocess.Popen, report: Path, started: float) -> tuple[bool, float, list[str]]:
+    """Wait for the run; (passed and nothing left behind, its seconds, what went wrong)."""
     out, err = proc.communicate(timeout=600)
     seconds = time.monotonic() - started
     problems: list[str] = []
@@ -39,11 +40,16 @@ def finish(lab: str, proc: subprocess.Popen, report: Path, started: float) -> tu
         problems.append(f"exit {proc.returncode}: {(out + err).strip()[-500:]}")
     elif not json.loads(report.read_text())["ok"]:
         problems.append("report says not ok")
+    problems += [f"left behind: {item}" for item in left_behind(lab)]
+    return not problems, seconds, problems
+
+
+def left_behind(lab: str) -> list[str]:
+    """Everything of the lab still on the host (the suite's leftovers), and its lock."""
     left = leftovers(lab)
     if (LOCK_DIR / f"{lab}.lock").exists():
         left.append(f"lock {LOCK_DIR / f'{lab}.lock'}")
-    problems += [f"left behind: {item}" for item in left]
-    return not problems, seconds, problems
+    return left
 
 
 def summary(label: str, seconds: list[float]) -> str:
@@ -77,7 +83,7 @@ def main() -> int:
 
     # A last sweep over every soak lab, in case something reappeared or was removed late.
     for lab in [f"soak-seq-{i:02d}" for i in range(SEQUENTIAL)] + labs:
-        failures += [f"{lab}: left behind at the end: {item}" for item in leftovers(lab)]
+        failures += [f"{lab}: left behind at the end: {item}" for item in left_behind(lab)]
 
     passed_seq = SEQUENTIAL - len({f.split(":")[0] for f in failures if f.startswith("soak-seq")})
     passed_par = PARALLEL - len({f.split(":")[0] for f in failures if f.startswith("soak-par")})

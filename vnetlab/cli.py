@@ -22,6 +22,10 @@ from vnetlab.model.typed_yaml import ValidationError
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 STUDENT_HELP = "draw the scenario's params (if it has any) for this student id (default: demo)"
 EXPLAIN_HELP = "first print, step by step, the ip/bridge/tunctl/virsh/wg/ovs-vsctl commands that do the same by hand"
+HOST_PATHS_HELP = (
+    "let the scenario's files: and shares: come from anywhere on this host, not only its own folder (never /, /etc, /root, "
+    "/boot, /dev, /proc, /sys, /run, /var/lib/vnetlab, /var/lib/libvirt); only for a scenario you trust: a scenario is code run as root"
+)
 
 EPILOG = """\
 examples:
@@ -34,6 +38,8 @@ examples:
   vnetlab exec lab1 vm1 -- ip route    run a command on any node of a lab
   vnetlab init mylab                   a starter lab folder: cd mylab && vnetlab run lab.yaml
   vnetlab setup                        install the host packages and start libvirtd (as root)
+  vnetlab classroom start ex-two-vm-ping --seats 20
+                                       a lab per student in the browser, a live teacher view
 """
 
 
@@ -56,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
         sp.add_argument("--junit", type=Path, metavar="PATH", help="also write a JUnit XML report here (one testcase per check; always kept in the artifact folder)")
         sp.add_argument("--scenarios", type=Path, action="append", default=[], metavar="DIR", help="look for scenarios by name in DIR first (repeatable; then $VNETLAB_PATH, then the built-in ones)")
+        sp.add_argument("--allow-host-paths", action="store_true", help=HOST_PATHS_HELP)
         sp.add_argument("--student", metavar="ID", help=STUDENT_HELP)
 
     run = sub.add_parser("run", help="run a scenario end to end and tear it down", description="Bring the lab up, run its checks, print a summary, tear everything down. Exit 0 iff every check passed.")
@@ -101,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--xml", action="store_true", help="also print each domain's XML: one more YAML document per domain, {domain, xml} (read them with yaml.safe_load_all)")
     plan.add_argument("--xml-dir", type=Path, metavar="DIR", help="write each domain's XML to DIR/<domain>.xml, byte for byte as libvirt gets it")
     plan.add_argument("--explain", action="store_true", help="print the equivalent shell commands instead of the plan")
+    plan.add_argument("--allow-host-paths", action="store_true", help=HOST_PATHS_HELP)
     plan.add_argument("--student", metavar="ID", help=STUDENT_HELP + "; the plan shows them")
 
     image = sub.add_parser("image", help="guest image commands")
@@ -133,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     setup_what.add_argument("--packages-only", action="store_true", help="only install the packages; start no daemon, and keep the packages' install scripts from starting theirs (for chroots, containers and image-building CI steps)")
     add_tool_commands(sub)
     add_feature_commands(sub)
+    from vnetlab.classroom.commands import add_commands as add_classroom_commands
+
+    add_classroom_commands(sub)
     return p
 
 
@@ -285,7 +296,11 @@ def _runner(args, err: Console):
     from vnetlab.run.progress import Progress
 
     before_apply = _print_explain if getattr(args, "explain", False) else None
-    options = Options(lab=getattr(args, "name", None), accel=getattr(args, "accel", "auto"), boot_timeout=getattr(args, "boot_timeout", 180.0), boot_parallel=None if getattr(args, "boot_parallel", None) is None else max(0, args.boot_parallel), before_apply=before_apply, scenario_dirs=getattr(args, "scenarios", []), student=getattr(args, "student", None))
+    options = Options(
+        lab=getattr(args, "name", None), accel=getattr(args, "accel", "auto"), boot_timeout=getattr(args, "boot_timeout", 180.0),
+        boot_parallel=None if getattr(args, "boot_parallel", None) is None else max(0, args.boot_parallel), before_apply=before_apply,
+        scenario_dirs=getattr(args, "scenarios", []), allow_host_paths=getattr(args, "allow_host_paths", False), student=getattr(args, "student", None),
+    )
     return LabRunner(options, Progress(err, quiet=getattr(args, "quiet", False)), registry())
 
 
@@ -461,7 +476,7 @@ def cmd_plan(args, out: Console, err: Console) -> int:
     from vnetlab.plan.planner import PlanOptions, make_plan
     from vnetlab.plan.dump import plan_summary
 
-    _, scenario = load(args.scenario, registry(), args.scenarios, lambda note: err.print(escape(note), soft_wrap=True), args.student)
+    _, scenario = load(args.scenario, registry(), args.scenarios, lambda note: err.print(escape(note), soft_wrap=True), args.student, allow_host_paths=args.allow_host_paths)
     lab = args.name or scenario.name
     check_lab_name(lab)
     from vnetlab.backends.kernel_probe import host_capabilities
@@ -759,6 +774,12 @@ def cmd_schema(args, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def cmd_classroom(args, out: Console, err: Console) -> int:
+    from vnetlab.classroom.commands import run_command
+
+    return run_command(args, out, err, registry())
+
+
 def _live_plan(lab: str):
     from vnetlab.run.lab import running_plan
 
@@ -787,6 +808,7 @@ COMMANDS = {
     "shell": cmd_shell,
     "capture": cmd_capture,
     "schema": cmd_schema,
+    "classroom": cmd_classroom,
 }
 
 if __name__ == "__main__":

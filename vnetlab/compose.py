@@ -63,9 +63,9 @@ def registry() -> ScenarioModel:
     return compose(default_features())
 
 
-def parse_scenario(text: str, file: str, student: str | None = None) -> Any:
-    return validate.parse_scenario(text, file, registry(), student)
+def parse_scenario(text: str, file: str, student: str | None = None, *, allow_host_paths: bool = False) -> Any:
+    return validate.parse_scenario(text, file, registry(), student, allow_host_paths=allow_host_paths)
 
 
-def load_scenario(path: Path, student: str | None = None) -> Any:
-    return validate.load_scenario(path, registry(), student)
+def load_scenario(path: Path, student: str | None = None, *, allow_host_paths: bool = False) -> Any:
+    return validate.load_scenario(path, registry(), student, allow_host_paths=allow_host_paths)

@@ -21,6 +21,7 @@ TEMPLATES_DIR = Path(str(files("vnetlab.templates")))
 SCENARIOS_DIR = Path(str(files("vnetlab.scenarios")))
 RECIPE_DIR = Path(str(files("vnetlab.images")))
 SCHEMA_FILE = PACKAGE_DIR / "schema" / "scenario.schema.json"
+CLASSROOM_WEB_DIR = PACKAGE_DIR / "classroom" / "web"  # the classroom's pages, and the npm manifest of their libraries
 SEARCH_PATH_ENV = "VNETLAB_PATH"
 
 
@@ -44,6 +45,15 @@ class Layout:
 
     def lab_dir(self, lab: str) -> Path:
         return self.labs / lab
+
+    @property
+    def classrooms(self) -> Path:
+        return self.root / "classrooms"
+
+    @property
+    def web(self) -> Path:
+        """The classroom pages' browser libraries (xterm.js), installed here by `vnetlab setup` from npm."""
+        return self.root / "web"
 
 
 @dataclass(frozen=True)

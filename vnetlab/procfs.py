@@ -1,5 +1,5 @@
-"""/proc, read in one place: from /proc/PID/stat whether a process is a zombie, its parent, its CPU
-time; from /proc/PID/ns/net which processes live in a network namespace."""
+"""/proc, read in one place: from /proc/PID/stat whether a process is a zombie, its parent, its
+group, its CPU time; from /proc/PID/ns/net which processes live in a network namespace."""
 
 from __future__ import annotations
 
@@ -26,6 +26,17 @@ def is_zombie(fields: list[str]) -> bool:
 
 def parent_pid(fields: list[str]) -> int:
     return int(fields[1])
+
+
+def group_alive(group: int) -> list[int]:
+    """The processes of process group `group` that have not exited (its zombies left out: they
+    write nothing, and an orphan's zombie waits for a PID 1 that may reap late)."""
+    alive = []
+    for entry in os.listdir("/proc"):
+        fields = stat_fields(int(entry)) if entry.isdigit() else None
+        if fields is not None and int(fields[2]) == group and not is_zombie(fields):
+            alive.append(int(entry))
+    return alive
 
 
 def cpu_seconds(pid: int) -> float | None:

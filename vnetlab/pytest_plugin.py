@@ -44,7 +44,7 @@ EXERCISE_MARKER = "vnetlab_exercise"
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(scenario, name=None, accel='auto', boot_timeout=180): bring SCENARIO (a name or a YAML path) up once "
+        f"{MARKER}(scenario, name=None, accel='auto', boot_timeout=180, allow_host_paths=False): bring SCENARIO (a name or a YAML path) up once "
         "for this module as lab NAME (default <scenario>-<random>); tests get it through the `vnetlab_lab` fixture",
     )
     config.addinivalue_line(
@@ -153,7 +153,8 @@ def _marked_lab(request: pytest.FixtureRequest, marker_name: str, fixture: str, 
 
     model = registry()
     ref = str(marker.args[0])
-    return marker, model, ref, marker.kwargs.get("name") or unique_lab_name(load(ref, model, student=marker.kwargs.get("student"))[1].name)
+    allow_host_paths = bool(marker.kwargs.get("allow_host_paths", False))  # as --allow-host-paths: only for a scenario you trust
+    return marker, model, ref, marker.kwargs.get("name") or unique_lab_name(load(ref, model, student=marker.kwargs.get("student"), allow_host_paths=allow_host_paths)[1].name)
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +165,9 @@ def vnetlab_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     from vnetlab.run.lab import LabRunner, Options, close_all, running_plan
     from vnetlab.run.progress import Progress
 
+    allow_host_paths = bool(marker.kwargs.get("allow_host_paths", False))
     runner = LabRunner(
-        Options(lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0))),
+        Options(lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0)), allow_host_paths=allow_host_paths),
         Progress(quiet=True),
         model,
     )

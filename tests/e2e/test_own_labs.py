@@ -4,7 +4,10 @@ a failing command check, a hung or failing startup command, and `vnetlab exec` /
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,19 +39,33 @@ def test_web_service(tmp_path, lab_name):
     assert not (SCENARIOS_DIR / "web-service" / "written-by-the-guest").exists()  # nothing reached the host folder
 
 
-def own_lab(tmp_path: Path, name: str, server_exec: str, checks: str) -> Path:
-    """web-service with absolute file paths (it is copied out of scenarios/), other exec and checks."""
+@pytest.fixture()
+def lab_folder() -> Iterator[Path]:
+    """A folder for a scenario and its files that libvirt's qemu user can pass through (its share is
+    opened by qemu; pytest's tmp_path is below a 0700 folder of root's)."""
+    folder = Path(tempfile.mkdtemp(prefix="vnetlab-own-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def own_lab(folder: Path, name: str, server_exec: str, checks: str) -> Path:
+    """web-service copied out of scenarios/ with its folder of files (a scenario reads its own folder
+    only: docs/reliability.md, "Trust model"), other exec and checks."""
     text = (SCENARIOS_DIR / "web-service.yaml").read_text().replace("name: web-service", f"name: {name}", 1)
-    text = text.replace("src: web-service", f"src: {SCENARIOS_DIR / 'web-service'}")
+    if not (folder / "web-service").exists():
+        shutil.copytree(SCENARIOS_DIR / "web-service", folder / "web-service")
     text = text.replace("      - start-web /www 8080\n", server_exec)
-    path = tmp_path / f"{name}.yaml"
+    path = folder / f"{name}.yaml"
     path.write_text(text.split("checks:")[0] + "checks:\n" + checks)
     return path
 
 
-def test_a_failing_command_check_fails_the_run_with_a_readable_detail_and_junit(tmp_path, lab_name):
+def test_a_failing_command_check_fails_the_run_with_a_readable_detail_and_junit(tmp_path, lab_folder, lab_name):
     checks = "  - command: {name: wrong page, node: client, run: 'wget -qO- http://{{ server.ip }}:8080/', expect: {stdout: goodbye}, retry: {for: 3}}\n"
-    path = own_lab(tmp_path, "own-fail", "      - start-web /www 8080\n", checks)
+    path = own_lab(lab_folder, "own-fail", "      - start-web /www 8080\n", checks)
     junit = tmp_path / "junit.xml"
     result, report = run_report(tmp_path, str(path), lab_name, "--junit", str(junit))
     assert result.returncode == 1
@@ -59,13 +76,13 @@ def test_a_failing_command_check_fails_the_run_with_a_readable_detail_and_junit(
     assert failure is not None and "goodbye" in failure.get("message", "")
 
 
-def test_a_failing_or_hung_startup_command_stops_the_run_and_leaves_nothing(tmp_path, lab_name):
-    path = own_lab(tmp_path, "own-hang", "      - {run: 'sleep 30', timeout: 2}\n", "  - ping: {from: client, to: server}\n")
+def test_a_failing_or_hung_startup_command_stops_the_run_and_leaves_nothing(lab_folder, lab_name):
+    path = own_lab(lab_folder, "own-hang", "      - {run: 'sleep 30', timeout: 2}\n", "  - ping: {from: client, to: server}\n")
     result = vnetlab("run", str(path), "--name", lab_name)
     assert result.returncode == 1
     assert "did not finish within 2s" in result.stdout + result.stderr and "sleep 30" in result.stdout + result.stderr
     assert leftovers(lab_name) == []
-    path = own_lab(tmp_path, "own-fails", "      - 'echo broken >&2; exit 7'\n", "  - ping: {from: client, to: server}\n")
+    path = own_lab(lab_folder, "own-fails", "      - 'echo broken >&2; exit 7'\n", "  - ping: {from: client, to: server}\n")
     result = vnetlab("run", str(path), "--name", lab_name)
     assert result.returncode == 1
     assert "server: exec `echo broken >&2; exit 7` exited 7; last output: broken" in result.stdout + result.stderr

@@ -13,24 +13,10 @@ import pytest
 from vnetlab.backends import netns
 
 
-def processes_in(ns: str) -> list[int]:
-    target = os.stat(netns.namespace_path(ns))
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                st = os.stat(f"/proc/{entry}/ns/net")
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
-                pids.append(int(entry))
-    return pids
-
-
 def remove_namespace(ns: str) -> None:
     """Every process in a test namespace was started by the tests: end them by PID, then delete it."""
     if netns.namespace_exists(ns):
-        for pid in processes_in(ns):
+        for pid in netns.processes_in(ns):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

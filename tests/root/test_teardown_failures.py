@@ -376,7 +376,7 @@ def _fake_run(monkeypatch, tmp_path: Path, lab: str, collect) -> lab_mod.LabRunn
         return {}
 
     monkeypatch.setattr(lab_mod.LabRunner, "_bring_up", bring_up)
-    monkeypatch.setattr(lab_mod.LabRunner, "_check", lambda self, plan, sessions, run_dir, outcome: None)
+    monkeypatch.setattr(lab_mod.LabRunner, "_check", lambda self, plan, sessions, run_dir, outcome, *_: None)
     monkeypatch.setattr(lab_mod, "collect_artifacts", collect)
     return lab_mod.LabRunner(lab_mod.Options(lab=lab, layout=layout), Progress(quiet=True), registry())
 
@@ -386,7 +386,7 @@ def test_a_full_disk_while_keeping_artifacts_is_reported_and_the_lab_is_still_to
     (tmp_path / "tf.yaml").write_text(LINUX)
     lab = lab_name()
 
-    def disk_full(plan, run_dir, pcaps):
+    def disk_full(plan, run_dir, pcaps, *_):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     runner = _fake_run(monkeypatch, tmp_path, lab, disk_full)
@@ -405,7 +405,7 @@ def test_a_signal_while_keeping_artifacts_does_not_skip_teardown(tmp_path, monke
     lab = lab_name()
     collected = []
 
-    def interrupted(plan, run_dir, pcaps):
+    def interrupted(plan, run_dir, pcaps, *_):
         os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C, while the artifacts are copied
         time.sleep(0.3)
         collected.append(run_dir)

@@ -100,7 +100,7 @@ def test_eui64_is_what_linux_forms():
     "old,new,expected",
     [
         ("addresses: [10.1.1.2/24, \"fd00:1::2/64\"]", "addresses: [10.1.1.2/24, \"fd00:2::2/64\"]", "dual.yaml:9: vms[0].nics[0].addresses[1]: fd00:2::2/64 is not in subnet fd00:1::/64 of bridge 'lan'"),
-        ("range: 10.1.1.100-10.1.1.200", "range: 10.1.2.100-10.1.2.200", "dual.yaml:5: bridges[0].dhcp.range: 10.1.2.100-10.1.2.200 is not inside subnet 10.1.1.0/24 of bridge 'lan' (10.1.2.100, 10.1.2.200 is outside)"),
+        ("range: 10.1.1.100-10.1.1.200", "range: 10.1.2.100-10.1.2.200", "dual.yaml:5: bridges[0].dhcp.range: 10.1.2.100-10.1.2.200 is not inside subnet 10.1.1.0/24 of bridge 'lan' (10.1.2.100 and 10.1.2.200 are outside)"),
         ("range: 10.1.1.100-10.1.1.200", "range: 10.1.1.1-10.1.1.200", "dual.yaml:5: bridges[0].dhcp.range: 10.1.1.1-10.1.1.200 overlaps static addresses: 10.1.1.2 (vm1 eth0); keep them out of the range"),
         ("    dhcp: {range: 10.1.1.100-10.1.1.200, lease: 30m, router: 10.1.1.1, dns: [10.1.1.1]}\n", "", "dual.yaml:12: vms[2].nics[0].addresses[0]: address dhcp needs a DHCP server on bridge 'lan': give the bridge dhcp: {range: FIRST-LAST}"),
         ("    ra: {prefix: fd00:1::/64}\n", "", "dual.yaml:12: vms[2].nics[0].addresses[1]: address slaac needs router advertisements on bridge 'lan': give the bridge ra: {prefix: fd00:1::/64}"),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from vnetlab import procfs
 from vnetlab.backends import image_cache, user_image
 from vnetlab.backends.debian_image import RECIPE as DEBIAN_RECIPE
 from vnetlab.backends.debian_image import base_packages
@@ -234,3 +235,18 @@ def test_tree_paths_never_resolve_to_the_hosts_files(tmp_path: Path) -> None:
     assert in_tree(root, "/lib64/ld-linux-x86-64.so.2") == root / "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
     assert find_in_tree(root, "/bin/tool") == "/usr/bin/tool"
     assert tree_libraries(root, "/usr/bin/tool") == ["/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libz.so.1", "/lib64/ld-linux-x86-64.so.2"]
+
+
+def test_an_interrupted_fetch_ends_what_mmdebstrap_left_running() -> None:
+    """mmdebstrap 1.5 (Debian 13) exits on SIGTERM while processes it started still write into the
+    tree: ending the fetch ends its whole process group, so the tree's removal does not race them."""
+    from vnetlab.backends.debian_tree import _stop
+
+    # The leader dies on SIGTERM; the helper it started ignores SIGTERM and would write on.
+    script = "(trap '' TERM; while :; do sleep 0.05; done) & echo started; exec sleep 60"
+    with subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+        started = time.monotonic()
+        _stop(proc)
+        assert time.monotonic() - started < 5
+    assert procfs.group_alive(proc.pid) == []  # nothing of its group runs on (a zombie may wait for PID 1)

@@ -92,7 +92,8 @@ def test_explain_schema_and_graph_on_a_pipe_are_the_exact_text():
     assert cli("graph", "wireguard-vpn", "--format", "dot").stdout == to_dot(topology(plan))
 
 
-def test_a_detail_with_emoji_codes_and_markup_survives_to_terminal_and_report(capsys):
+def test_a_detail_with_emoji_codes_and_markup_survives_to_terminal_and_report(capsys, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)  # a width the environment sets is the reader's choice (make_console)
     detail = "expected :cd: and [red]red[/] and [/] and [bold]x — got 52:54:00:cd:6a:eb " + "long " * 40
     outcome = Outcome("s", "lab", checks=[CheckResult("ping [red]x[/] :ab:", "ping", False, detail)])
     console = make_console()

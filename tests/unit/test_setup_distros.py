@@ -5,6 +5,7 @@ os-release files are written into tmp_path, and only apt-get is faked."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,10 +35,11 @@ UNKNOWN = {
     "ubuntu-20.04": ('PRETTY_NAME="Ubuntu 20.04.6 LTS"\nNAME="Ubuntu"\nVERSION_ID="20.04"\nVERSION_CODENAME=focal\nID=ubuntu\nID_LIKE=debian\nUBUNTU_CODENAME=focal\n', "ubuntu"),
     "devuan-5": ('PRETTY_NAME="Devuan GNU/Linux 5 (daedalus)"\nNAME="Devuan GNU/Linux"\nVERSION_ID="5"\nVERSION_CODENAME=daedalus\nID=devuan\nID_LIKE=debian\n', "debian"),
 }
-# The guest image no longer takes anything from the host's packages.
-NO_LONGER_NEEDED = {"linux-image-amd64", "cpio", "wireguard-tools"}
+# The guest image no longer takes anything from the host's packages (cpio and wireguard-tools are
+# back, for the test suite: TOOL_PACKAGES).
+NO_LONGER_NEEDED = {"linux-image-amd64"}
 IMAGE_BUILD = {"mmdebstrap", "debian-archive-keyring", "qemu-utils", "e2fsprogs", "kmod", "extlinux", "syslinux-common", "fdisk"}
-HYPERVISOR_AND_TOOLS = {"qemu-system-x86", "libvirt-daemon-system", "libvirt-clients", "iproute2", "iputils-ping", "tcpdump", "nftables", "openvswitch-switch", "graphviz", "libxml2-utils", "busybox-static", "iperf3", "dropbear-bin"}
+HYPERVISOR_AND_TOOLS = {"qemu-system-x86", "libvirt-daemon-system", "libvirt-clients", "iproute2", "iputils-ping", "tcpdump", "nftables", "openvswitch-switch", "graphviz", "libxml2-utils", "busybox-static", "iperf3", "dropbear-bin", "dnsmasq-base"}
 
 
 def _os_release(tmp_path: Path, text: str) -> Path:
@@ -90,6 +92,32 @@ def test_each_table_has_the_image_build_tools_and_nothing_the_guest_used_to_take
 @pytest.mark.parametrize(("release", "pkg_config"), [(DEBIAN_12, "pkg-config"), (DEBIAN_13, "pkgconf"), (UBUNTU_2204, "pkg-config"), (UBUNTU_2404, "pkgconf")], ids=str)
 def test_build_packages_by_release(release, pkg_config):
     assert set(BUILD_PACKAGES[release]) == {"python3-venv", "python3-dev", "gcc", "libvirt-dev", pkg_config}
+
+
+# Every program a test or benchmark looks for before it runs it, and the package that brings it:
+# `make test` on a new machine must skip nothing for want of one of them.
+TOOL_PACKAGES = {
+    "busybox": "busybox-static", "cpio": "cpio", "dot": "graphviz", "dropbearkey": "dropbear-bin", "mmdebstrap": "mmdebstrap",
+    "qemu-img": "qemu-utils", "qemu-system-x86_64": "qemu-system-x86", "virt-xml-validate": "libvirt-clients", "wg": "wireguard-tools",
+    "xmllint": "libxml2-utils", "mkfs.ext4": "e2fsprogs", "sfdisk": "fdisk", "extlinux": "extlinux",
+    "openssl": "openssl",
+}
+ON_EVERY_DEBIAN = {"dpkg-query", "apt-get", "losetup"}  # dpkg, apt and mount: required packages, in every installation
+_LOOKS_FOR = re.compile(r'shutil\.which\("([^"]+)"\)|os\.path\.exists\("/usr/s?bin/([^"/]+)"\)')
+
+
+def test_setup_installs_every_tool_the_tests_look_for():
+    from tests.support.cloud_image import HOST_TOOLS  # the test cloud image's tools, looked up by name in a loop
+
+    looked_for = set(HOST_TOOLS)
+    for path in [*(REPO / "tests").rglob("*.py"), *(REPO / "bench").glob("*.py")]:
+        looked_for |= {a or b for a, b in _LOOKS_FOR.findall(path.read_text())}
+    assert {"cpio", "wg", "xmllint", "mmdebstrap"} <= looked_for, "the search finds the tools"
+    unknown = looked_for - set(TOOL_PACKAGES) - ON_EVERY_DEBIAN
+    assert not unknown, f"tests look for {sorted(unknown)}: add the package that brings each to TOOL_PACKAGES and to vnetlab setup's tables"
+    for release, names in PACKAGES.items():
+        missing = {tool: package for tool, package in TOOL_PACKAGES.items() if package not in names}
+        assert not missing, f"{release}: vnetlab setup does not install {missing}"
 
 
 def _setup_host_build_packages(os_release: Path) -> subprocess.CompletedProcess:

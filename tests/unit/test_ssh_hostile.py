@@ -1,4 +1,5 @@
-"""GuestSSH.run() against a hostile guest: the student is root in it and controls its sshd.
+"""GuestSSH.run() against a hostile guest: the student is root in it and controls its sshd; and
+a hypervisor's SFTP (remote_host.HostShell) that stops answering.
 
 The "guest" is a paramiko server in this process, listening on 127.0.0.1 only; the namespace
 switch is patched out so GuestSSH makes its socket in the current (root) namespace. Each
@@ -31,8 +32,8 @@ MARGIN = 1.5  # seconds a bounded call may overrun its timeout (thread wake-ups,
 FLOOD = b"y\n" * 32768  # 64 KiB per write, as `yes` would
 
 
-def _ed25519() -> paramiko.Ed25519Key:
-    pem = generate_client_key("vnetlab-test").private_openssh.decode()
+def _ed25519(pem: str | None = None) -> paramiko.Ed25519Key:
+    pem = pem or generate_client_key("vnetlab-test").private_openssh.decode()
     return paramiko.Ed25519Key.from_private_key(io.StringIO(pem))
 
 
@@ -45,6 +46,7 @@ class Guest:
 
     handler: Handler
     client_key: paramiko.PKey
+    subsystem: Callable[[Guest, paramiko.Channel], bool] | None = None  # how it answers a subsystem request (SFTP)
     release: threading.Event = field(default_factory=threading.Event)  # set at teardown: stop everything
     exec_seen: threading.Event = field(default_factory=threading.Event)
     keepalive_seen: threading.Event = field(default_factory=threading.Event)
@@ -75,6 +77,9 @@ class _Interface(paramiko.ServerInterface):
         self.guest.exec_seen.set()
         return self.guest.handler(self.guest, channel, command.decode())
 
+    def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:
+        return name == "sftp" and self.guest.subsystem is not None and self.guest.subsystem(self.guest, channel)
+
     def check_global_request(self, kind: str, msg: paramiko.Message) -> bool:
         if kind == "keepalive@lag.net":
             self.guest.keepalive_seen.set()
@@ -103,6 +108,9 @@ def _answer_ok(guest: Guest, channel: paramiko.Channel, command: str) -> bool:
 class Lab:
     guest: Guest
     client: GuestSSH
+    port: int = 0
+    host_key: str = ""  # "type base64"
+    client_pem: str = ""  # the client's private key (OpenSSH format)
 
 
 @pytest.fixture
@@ -111,24 +119,26 @@ def lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Handler], Lab]]:
     monkeypatch.setattr(ssh, "run_in_namespace", lambda ns, fn, *a, **k: fn(*a, **k))
     started: list[tuple[Guest, GuestSSH, socket.socket, list[paramiko.Transport], threading.Thread]] = []
 
-    def start(handler: Handler) -> Lab:
-        host_key, client_key = _ed25519(), _ed25519()
-        guest = Guest(handler, client_key)
+    def start(handler: Handler, subsystem: Callable[[Guest, paramiko.Channel], bool] | None = None) -> Lab:
+        client_pem = generate_client_key("vnetlab-test").private_openssh.decode()
+        host_key, client_key = _ed25519(), _ed25519(client_pem)
+        guest = Guest(handler, client_key, subsystem)
         listener = socket.create_server(("127.0.0.1", 0))
         transports: list[paramiko.Transport] = []
 
         def accept() -> None:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            transport = paramiko.Transport(conn)
-            transports.append(transport)
-            transport.add_server_key(host_key)
-            try:
-                transport.start_server(server=_Interface(guest))
-            except (OSError, EOFError, paramiko.SSHException):
-                pass
+            while True:  # every connection made to it, until the listener closes
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                transport = paramiko.Transport(conn)
+                transports.append(transport)
+                transport.add_server_key(host_key)
+                try:
+                    transport.start_server(server=_Interface(guest))
+                except (OSError, EOFError, paramiko.SSHException):
+                    pass
 
         acceptor = threading.Thread(target=accept, name="fake-guest-accept", daemon=True)
         acceptor.start()
@@ -136,12 +146,16 @@ def lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Handler], Lab]]:
         client = GuestSSH("unused", "127.0.0.1", client_key, f"{host_key.get_name()} {host_key.get_base64()}", port=port)
         started.append((guest, client, listener, transports, acceptor))
         client.connect(time.monotonic() + 10)
-        return Lab(guest, client)
+        return Lab(guest, client, port, f"{host_key.get_name()} {host_key.get_base64()}", client_pem)
 
     yield start
     for guest, client, listener, transports, acceptor in started:
         guest.release.set()
         client.close()
+        try:
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the acceptor's accept() (close alone does not)
+        except OSError:
+            pass
         listener.close()
         acceptor.join(5)
         for transport in transports:
@@ -315,7 +329,7 @@ ROOM = getattr(ssh, "_CUT_MARKER_ROOM", 128)
 @pytest.mark.parametrize("chunk", [4096, 65536, 1 << 24])
 def test_capped_output_keeps_head_and_tail(size, chunk):
     data = (bytes(range(251)).replace(b"\n", b".") * (size // 251 + 1))[:size]
-    kept = ssh._CappedOutput()
+    kept = ssh.CappedOutput()
     for start in range(0, size, chunk):
         kept.add(data[start : start + chunk])
     text = kept.text()
@@ -327,3 +341,89 @@ def test_capped_output_keeps_head_and_tail(size, chunk):
     assert len(text) <= CAP
     marker = f"\n[... vnetlab dropped {kept.dropped} bytes of output here ...]\n"
     assert text == data[:head].decode(errors="replace") + marker + data[-tail:].decode(errors="replace")
+
+
+# --- a hypervisor's SFTP stops answering (issue 23, finding 3) ---------------------------
+
+
+SFTP_BOUND = 1.5  # s: remote_host.SFTP_TIMEOUT for these tests (20 s in production)
+
+
+def _sftp_never_answers_the_request(guest: Guest, channel: paramiko.Channel) -> bool:
+    guest.release.wait()  # the subsystem request is never answered
+    return False
+
+
+def _sftp_never_starts(guest: Guest, channel: paramiko.Channel) -> bool:
+    return True  # accepted, but no sftp-server behind it: the version exchange never ends
+
+
+def _sftp_stops_after_hello(guest: Guest, channel: paramiko.Channel) -> bool:
+    """Answers SFTP's INIT with VERSION 3, then reads every request and answers none (a SIGSTOPped sftp-server)."""
+
+    def serve() -> None:
+        try:
+            length = int.from_bytes(channel.recv(4), "big")
+            while length > 0:
+                length -= len(channel.recv(length))
+            channel.sendall((5).to_bytes(4, "big") + bytes([2]) + (3).to_bytes(4, "big"))  # SSH_FXP_VERSION 3
+            while not guest.release.is_set() and channel.recv(65536):
+                pass
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+
+    guest.spawn(serve)
+    return True
+
+
+@pytest.fixture
+def hypervisor(lab, tmp_path, monkeypatch):
+    """A HostShell connected to a fake hypervisor whose SFTP behaves as the test says."""
+    from vnetlab.backends import remote_host
+
+    monkeypatch.setattr(remote_host, "SFTP_TIMEOUT", SFTP_BOUND)
+    shells = []
+
+    def start(subsystem) -> remote_host.HostShell:
+        env = lab(_answer_ok, subsystem)
+        key = tmp_path / f"key{len(shells)}"
+        key.write_text(env.client_pem)
+        access = remote_host.HostAccess("hv2", "127.0.0.1", None, str(key), env.host_key, "qemu+ssh://root@127.0.0.1/system", port=env.port)
+        shells.append(remote_host.HostShell(access).connect(10))
+        return shells[-1]
+
+    yield start
+    for shell in shells:
+        shell.close()
+
+
+@pytest.mark.parametrize("subsystem", [_sftp_never_answers_the_request, _sftp_never_starts, _sftp_stops_after_hello])
+def test_a_copy_to_a_hypervisor_whose_sftp_does_not_answer_fails_in_bounded_time(hypervisor, tmp_path, subsystem):
+    from vnetlab.backends.remote_host import HostError
+
+    shell = hypervisor(subsystem)
+    local = tmp_path / "kernel"
+    local.write_bytes(b"k" * 100_000)
+    elapsed, outcome = _bounded(lambda: shell.put(local, "/var/lib/vnetlab/hosted/x/vmlinux"), 2 * SFTP_BOUND + MARGIN + 5)
+    assert isinstance(outcome, HostError), outcome
+    assert elapsed < 2 * SFTP_BOUND + MARGIN
+    assert str(outcome).startswith("hypervisor hv2: SFTP stopped answering while ") and "sftp-server hung" in str(outcome), outcome
+    if subsystem is not _sftp_never_answers_the_request:  # (that fake server stalls the whole connection)
+        assert shell.run("echo ok", timeout=5) == "ok\n"  # its shell still works: teardown can reach it
+    again, outcome = _bounded(lambda: shell.put(local, "/var/lib/vnetlab/hosted/x/vmlinux"), 1)
+    assert isinstance(outcome, HostError) and again < 0.5  # the stalled session is not waited for twice
+
+
+@pytest.mark.parametrize("subsystem", [_sftp_never_starts, _sftp_stops_after_hello])
+def test_a_console_read_on_a_hypervisor_whose_sftp_does_not_answer_fails_in_bounded_time(hypervisor, subsystem):
+    """The boot wait and the artifact step read a remote guest's serial log this way."""
+    from vnetlab.backends.remote_host import HostError
+    from vnetlab.run.configure import ConsoleFollower, console_tail
+
+    shell = hypervisor(subsystem)
+    elapsed, outcome = _bounded(lambda: ConsoleFollower(lambda: shell.open("/var/lib/vnetlab/hosted/x/vm2/console.log")).new_text(), SFTP_BOUND + MARGIN + 5)
+    assert isinstance(outcome, HostError), outcome
+    assert elapsed < SFTP_BOUND + MARGIN
+    assert str(outcome).startswith("hypervisor hv2: SFTP stopped answering while opening "), outcome
+    tail = console_tail(lambda: shell.open("/var/lib/vnetlab/hosted/x/vm2/console.log"))  # in an error message: says why, at once
+    assert tail.startswith("(the console cannot be read: hypervisor hv2: SFTP stopped answering"), tail

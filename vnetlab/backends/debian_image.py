@@ -90,7 +90,7 @@ def ensure_disk(
             qcow2.convert_to_qcow2(raw, "raw", build / ROOT_FILE)
             raw.unlink()
             (build / image_cache.LOCK).write_text(tree.lock_text())
-            (build / image_cache.LOCK).chmod(0o644)
+            (build / image_cache.LOCK).chmod(image_cache.FILE_MODE)
             seconds = time.monotonic() - started
             entry = image_cache.publish(build, cache, KIND, digest, {
                 "kernel_version": tiny.kernel_version, "tiny": tiny.recipe_hash, "seconds": round(seconds, 1),

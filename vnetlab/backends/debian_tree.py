@@ -7,9 +7,11 @@ the packages that went into a tree are recorded as a lock (one `name version arc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import time
@@ -17,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vnetlab import procfs
 from vnetlab.errors import VnetlabError
 
 SUITE = "bookworm"
@@ -85,7 +88,8 @@ def fetch_tree(
     started = time.monotonic()
     say(f"mmdebstrap {variant}: {len(packages)} packages from {mirror()} ({SUITE})")
     output: list[str] = []
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+    # In a process group of its own, so that an interrupted run can be ended with all it started.
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True) as proc:
         assert proc.stdout is not None
         try:
             for line in proc.stdout:
@@ -94,12 +98,7 @@ def fetch_tree(
                 if line.startswith(("I: ", "E: ")):
                     say(line[3:])
         except BaseException:
-            # Stopped (Ctrl-C, an error in `say`): mmdebstrap unmounts what it mounted on SIGTERM.
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)  # stopped (Ctrl-C, an error in `say`)
             raise
         returncode = proc.wait()
     if returncode != 0:
@@ -113,6 +112,24 @@ def fetch_tree(
     shutil.rmtree(archives, ignore_errors=True)
     archives.mkdir(parents=True, exist_ok=True)
     return Tree(dest, lock, time.monotonic() - started)
+
+
+def _stop(proc: subprocess.Popen, group_grace: float = 10.0) -> None:
+    """End an interrupted mmdebstrap: SIGTERM, on which it unmounts what it mounted, then whatever
+    of its process group outlives it. mmdebstrap 1.5 (Debian 13) exits with the processes that
+    unpack packages still writing into the tree for a moment, and the tree's removal raced them:
+    an interrupted build left empty folders in the cache (mmdebstrap 1.3 of Debian 12 did not)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + group_grace
+    while procfs.group_alive(proc.pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 def _lock_entry(filename: str) -> tuple[str, str, str]:

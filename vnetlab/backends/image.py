@@ -152,8 +152,8 @@ def ensure_image(
     """Return the cached image for the current recipe, building it first if it is missing.
 
     The packages are fetched by mmdebstrap (extract only: nothing of them runs) into the build
-    folder; the build is renamed into the cache when complete. Files are 0644 in 0755 folders:
-    libvirt's qemu user reads them.
+    folder; the build is renamed into the cache when complete. Files are 0600 in 0711 folders
+    (backends/image_cache): libvirt hands a guest's kernel and initramfs to qemu's user while it runs.
     """
     say = progress or (lambda _message: None)
     image = None if rebuild else cached_image(cache)
@@ -168,13 +168,13 @@ def ensure_image(
             kernel_version = _tree_kernel_version(tree)
             bzimage = in_tree(tree.root, f"/boot/vmlinuz-{kernel_version}")
             say(f"extracting the PVH vmlinux from {bzimage.name}")
-            _write_public(build / "vmlinux", _vmlinux(bzimage))
+            _write_private(build / "vmlinux", _vmlinux(bzimage))
             entries = _initramfs_entries(tree, kernel_version, say)
             say(f"packing the initramfs ({len(entries)} entries)")
             archive = gzip.compress(_newc(entries), compresslevel=6, mtime=0)
-            _write_public(build / "initrd.img", archive)
-            _write_public(build / "initrd.img.names", "".join(f"{name}\n" for name in entries).encode())
-            _write_public(build / image_cache.LOCK, tree.lock_text().encode())
+            _write_private(build / "initrd.img", archive)
+            _write_private(build / "initrd.img.names", "".join(f"{name}\n" for name in entries).encode())
+            _write_private(build / image_cache.LOCK, tree.lock_text().encode())
             _keep_modules(tree, kernel_version, build / KERNEL_MODULES, say)
             shutil.rmtree(tree.root)
             seconds = time.monotonic() - started
@@ -337,7 +337,7 @@ def _keep_modules(tree: Tree, kernel_version: str, dest: Path, say: Callable[[st
     skip = {f"lib/modules/{kernel_version}/{folder}" for folder in _UNUSED_MODULES}
     with tarfile.open(dest, "w") as archive:
         archive.add(modules, arcname=f"lib/modules/{kernel_version}", filter=lambda info: None if info.name in skip else info)
-    dest.chmod(0o644)
+    dest.chmod(image_cache.FILE_MODE)
 
 
 def _initramfs_entries(tree: Tree, kernel_version: str, say: Callable[[str], None]) -> dict[str, _Entry]:
@@ -521,6 +521,6 @@ def _align4(value: int) -> int:
 # --- files -----------------------------------------------------------------------------------
 
 
-def _write_public(path: Path, data: bytes) -> None:
+def _write_private(path: Path, data: bytes) -> None:
     path.write_bytes(data)
-    path.chmod(0o644)
+    path.chmod(image_cache.FILE_MODE)

@@ -3,6 +3,12 @@
 A build happens in a hidden temporary folder beside its entry and is renamed into place once
 everything (including info.json, written last) is there, so a reader never sees half an image and
 an interrupted build leaves nothing but a hidden folder that the next build or `prune` removes.
+
+The cache is root's: entries are built 0600 in 0711 folders, and nothing in it is ever readable by
+others. libvirt's qemu user reads a guest's base disk through the guest's overlay (libvirt does not
+hand backing files to it as it does the overlay), so what a lab's guests boot from is granted to
+qemu's group when the lab starts (`grant_to_qemu`): 0640 root:<qemu group> below 0710 root:<qemu
+group> folders, the way the lab folders are made.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import ctypes
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,6 +32,9 @@ from vnetlab.errors import VnetlabError
 INFO = "info.json"
 LOCK = "packages.lock"
 STALE_BUILD_SECONDS = 24 * 3600  # a hidden build folder this old belongs to no running build
+FOLDER_MODE, FILE_MODE = 0o711, 0o600  # as built
+_FOLDER_MASK = 0o711  # at most: nobody lists a folder; qemu's group (or anyone, 0711) passes through
+_GRANTED_MASK = 0o640  # a file granted to qemu's group (grant_to_qemu); any other file is root's alone (0600)
 
 
 class CacheError(VnetlabError):
@@ -52,18 +62,61 @@ def entry_path(cache: Path, kind: str, digest: str) -> Path:
 def cached(cache: Path, kind: str, digest: str) -> CacheEntry | None:
     path = entry_path(cache, kind, digest)
     try:
-        return CacheEntry(path, json.loads((path / INFO).read_text()))
+        entry = CacheEntry(path, json.loads((path / INFO).read_text()))
     except (OSError, ValueError):
         return None
+    make_private(cache, [path])  # an entry an older vnetlab left readable by all
+    return entry
+
+
+def make_private(cache: Path, entries: list[Path]) -> None:
+    """The cache folder and these entries as the cache keeps them: nothing for others, at most
+    group passage (folders) and group read (files, for qemu's group), only ever narrowed. Symbolic
+    links are left alone: a cache entry has none, and chmod would follow them."""
+    _narrow(cache, _FOLDER_MASK)
+    for entry in entries:
+        _narrow(entry, _FOLDER_MASK)
+        for path in entry.rglob("*"):
+            if not path.is_symlink():
+                _narrow(path, _FOLDER_MASK if path.is_dir() else None)
+
+
+def _narrow(path: Path, mask: int | None) -> None:
+    """chmod to at most `mask` (None: a file's, by its group: granted to a group, or root's alone)."""
+    st = path.lstat()
+    mode = stat.S_IMODE(st.st_mode)
+    mask = mask if mask is not None else _GRANTED_MASK if st.st_gid != 0 else FILE_MODE
+    if mode & ~mask:
+        os.chmod(path, mode & mask)
+
+
+def grant_to_qemu(cache: Path, files: list[Path], gid: int) -> None:
+    """Let qemu's group read these files of the cache (a lab's kernels, initramfs, base disks), and
+    pass through to them: files 0640 root:<gid>, their entry and the cache folder 0710 root:<gid>.
+    Anything but a file of a complete entry (one with its info.json) is left alone."""
+    root = cache.resolve()
+    for file in files:
+        try:
+            entry = file.resolve().relative_to(root).parts
+        except ValueError:
+            continue
+        if root == Path("/") or len(entry) != 2 or not (root / entry[0] / INFO).is_file():
+            continue
+        for path, mode in ((root, 0o710), (root / entry[0], 0o710), (file, 0o640)):
+            st = path.stat()
+            if st.st_gid != gid:
+                os.chown(path, -1, gid)
+            if stat.S_IMODE(st.st_mode) != mode:
+                os.chmod(path, mode)
 
 
 @contextlib.contextmanager
 def building(cache: Path, kind: str, digest: str) -> Iterator[Path]:
-    """A fresh temporary folder (0755) to build an entry in; removed on the way out, whatever happens."""
+    """A fresh temporary folder (0700) to build an entry in; removed on the way out, whatever happens."""
     try:
-        make_dirs(cache, 0o755)
-        build = Path(tempfile.mkdtemp(prefix=f".{kind}-{digest}.", dir=cache))
-        build.chmod(0o755)
+        make_dirs(cache, FOLDER_MODE)
+        make_private(cache, [])
+        build = Path(tempfile.mkdtemp(prefix=f".{kind}-{digest}.", dir=cache))  # 0700
     except OSError as exc:
         raise CacheError(f"cannot write the image cache {cache}: {exc.strerror}") from exc
     try:
@@ -102,7 +155,9 @@ def publish(build: Path, cache: Path, kind: str, digest: str, info: dict[str, An
     """Write info.json (the mark of a complete entry) and rename the build into its entry."""
     info = {"kind": kind, "hash": digest, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **info}
     (build / INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    (build / INFO).chmod(0o644)
+    (build / INFO).chmod(FILE_MODE)
+    build.chmod(FOLDER_MODE)  # from mkdtemp's 0700: qemu's user passes through to the files
+    make_private(cache, [build])
     target = entry_path(cache, kind, digest)
     _replace(build, target)
     return CacheEntry(target, info)

@@ -12,12 +12,16 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import select
+import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
 
+from vnetlab import procfs
 from vnetlab.errors import VnetlabError
 
 T = TypeVar("T")
@@ -163,6 +167,86 @@ def delete_namespace(name: str) -> None:
         pass
     except OSError as exc:
         raise NamespaceError(f"cannot remove {path}: {exc}") from exc
+
+
+END_GRACE = 2.0  # s a process in a namespace being removed has to end on SIGTERM before SIGKILL
+
+
+def processes_in(name: str) -> list[int]:
+    """The processes living in namespace `name` (none when it does not exist)."""
+    return procfs.net_namespace_members(namespace_path(name))
+
+
+def _pidfds_in(name: str) -> dict[int, int]:
+    """A pidfd for each process in the namespace (not this one), each checked again once held:
+    signals sent through it reach that process, never one that got its PID since."""
+    path = namespace_path(name)
+    held: dict[int, int] = {}
+    for pid in processes_in(name):
+        if pid == os.getpid():
+            continue
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        if _same_namespace(pid, path):
+            held[pid] = fd
+        else:
+            os.close(fd)
+    return held
+
+
+def _same_namespace(pid: int, path: str) -> bool:
+    try:
+        a, b = os.stat(f"/proc/{pid}/ns/net"), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def end_processes(name: str, grace: float = END_GRACE) -> list[int]:
+    """End every process in namespace `name`, before the namespace is deleted: one left there (a
+    command a scenario started in the background, a daemon) would keep running as root in a
+    namespace nobody can reach any more. SIGTERM, then SIGKILL to what is left after `grace`
+    seconds, until none is left; returns the PIDs signalled."""
+    ended: set[int] = set()
+    start = time.monotonic()
+    while True:
+        held = _pidfds_in(name)
+        if not held:
+            return sorted(ended)
+        waited = time.monotonic() - start
+        if waited > 2 * grace + 5.0:
+            for fd in held.values():
+                os.close(fd)
+            raise NamespaceError(f"processes {', '.join(map(str, sorted(held)))} in namespace {name!r} did not end within {waited:.0f} s of SIGKILL")
+        sig = signal.SIGTERM if waited < grace else signal.SIGKILL
+        try:
+            for pid, fd in held.items():
+                try:
+                    signal.pidfd_send_signal(fd, sig)
+                    ended.add(pid)
+                except ProcessLookupError:
+                    pass
+            _wait_for_exits(list(held.values()), min(0.5, max(0.05, grace - waited)) if sig == signal.SIGTERM else 0.5)
+        finally:
+            for fd in held.values():
+                os.close(fd)
+
+
+def _wait_for_exits(pidfds: list[int], timeout: float) -> None:
+    """Until every pidfd says its process has exited (readable), or `timeout` seconds."""
+    poller = select.poll()
+    for fd in pidfds:
+        poller.register(fd, select.POLLIN)
+    left, deadline = set(pidfds), time.monotonic() + timeout
+    while left:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        for fd, _ in poller.poll(remaining * 1000):
+            left.discard(fd)
+            poller.unregister(fd)
 
 
 def namespace_exists(name: str) -> bool:

@@ -13,6 +13,7 @@ import binascii
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -64,8 +65,9 @@ class CommandResult:
     truncated: bool = False  # stdout or stderr exceeded MAX_OUTPUT and lost its middle
 
 
-class _CappedOutput:
-    """One output stream, kept within MAX_OUTPUT bytes: the head, the latest tail, and a count of the rest."""
+class CappedOutput:
+    """One output stream, kept within MAX_OUTPUT bytes: the head, the latest tail, and a count of the rest
+    (a guest's over SSH, a container's or an outside host's through a pipe)."""
 
     def __init__(self, limit: int = MAX_OUTPUT) -> None:
         self._head_limit = limit // 2
@@ -99,6 +101,35 @@ def _tail(*texts: str) -> str:
     keep = 2 * _TAIL_CHARS + 2
     lines = "\n".join(t.rstrip("\n")[-keep:] for t in texts if t and not t.isspace()).splitlines()
     return "\n".join(lines[-_TAIL_LINES:])[-_TAIL_CHARS:]
+
+
+def _answered_by(deadline: float, channel: paramiko.Channel, request: Callable[[], None]) -> bool:
+    """Send a channel request (exec, subsystem); False if the server has not answered it by `deadline`.
+
+    paramiko waits for the reply without a bound. Closing the channel is the public way to end
+    that wait, so a timer does it at the deadline.
+    """
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        try:
+            channel.close()  # wakes the waiting request before it sends the close to the server
+        except (OSError, EOFError, paramiko.SSHException):
+            pass  # the transport went down meanwhile: the channel is closed all the same
+
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        request()
+    except (OSError, EOFError, paramiko.SSHException):
+        if expired.is_set():
+            return False
+        raise
+    finally:
+        watchdog.cancel()
+    return not expired.is_set()  # the timer may have fired just after the reply
 
 
 def _parse_host_key_line(line: str) -> tuple[str, bytes]:
@@ -246,7 +277,7 @@ class GuestSSH:
         """
         deadline = time.monotonic() + timeout
         channel = self._session(command, deadline, timeout, "running")
-        out, err = _CappedOutput(), _CappedOutput()
+        out, err = CappedOutput(), CappedOutput()
         try:
             self._exec_or_raise(channel, command, deadline, timeout)
             finished = self._exchange(channel, stdin or b"", out, err, deadline)
@@ -294,36 +325,32 @@ class GuestSSH:
 
     @staticmethod
     def _exec(channel: paramiko.Channel, command: str, deadline: float) -> bool:
-        """Send the exec request; False if the guest has not answered it by `deadline`.
+        """Send the exec request; False if the guest has not answered it by `deadline`."""
+        return _answered_by(deadline, channel, lambda: channel.exec_command(command))
 
-        paramiko's exec_command() waits for the reply without a bound. Closing the
-        channel is the public way to end that wait, so a timer does it at the deadline.
-        """
-        expired = threading.Event()
-
-        def expire() -> None:
-            expired.set()
-            try:
-                channel.close()  # wakes exec_command() before it sends the close to the guest
-            except (OSError, EOFError, paramiko.SSHException):
-                pass  # the transport went down meanwhile: the channel is closed all the same
-
-        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
-        watchdog.daemon = True
-        watchdog.start()
+    def open_sftp(self, timeout: float) -> paramiko.SFTPClient:
+        """An SFTP session whose every request must be answered within `timeout` seconds: opening
+        it (channel, subsystem request, version exchange) and each read, write or stat after it
+        raise socket.timeout (an OSError) instead of waiting for a server that stopped answering."""
+        if self._transport is None or not self._transport.is_active():
+            raise SSHError(f"not connected to {self._where}")
+        deadline = time.monotonic() + timeout
         try:
-            channel.exec_command(command)
-        except (OSError, EOFError, paramiko.SSHException):
-            if expired.is_set():
-                return False
+            channel = self._transport.open_session(timeout=timeout)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise SSHError(f"cannot open an SFTP session to {self._where} within {timeout:g}s: {exc}") from exc
+        try:
+            if not _answered_by(deadline, channel, lambda: channel.invoke_subsystem("sftp")):
+                raise socket.timeout(f"no answer to the SFTP subsystem request within {timeout:g}s")
+            channel.settimeout(timeout)  # every recv and send of the session from here on
+            return paramiko.SFTPClient(channel)
+        except BaseException:
+            channel.close()
             raise
-        finally:
-            watchdog.cancel()
-        return not expired.is_set()  # the timer may have fired just after the reply
 
     @staticmethod
     def _exchange(
-        channel: paramiko.Channel, stdin: bytes, out: _CappedOutput, err: _CappedOutput, deadline: float
+        channel: paramiko.Channel, stdin: bytes, out: CappedOutput, err: CappedOutput, deadline: float
     ) -> bool:
         """Feed stdin and collect output until the command's exit status arrives; False on timeout."""
         pending = memoryview(stdin)
@@ -375,13 +402,19 @@ class GuestSSH:
             return False
         return channel.status_event.wait(max(0.0, deadline - time.monotonic()))
 
-    def open_sftp(self) -> paramiko.SFTPClient:
-        if self._transport is None:
-            raise SSHError(f"not connected to {self._where}")
-        client = paramiko.SFTPClient.from_transport(self._transport)
-        if client is None:
-            raise SSHError(f"{self._where} offers no SFTP")
-        return client
+    def open_terminal(self, cols: int, rows: int, *, term: str = "xterm-256color", timeout: float = 10.0) -> paramiko.Channel:
+        """An interactive login shell on a PTY (the classroom's browser terminals): the channel, for
+        the caller to pump both ways and resize (`resize_pty`). Opening it is bounded by `timeout`."""
+        deadline = time.monotonic() + timeout
+        channel = self._session("a terminal", deadline, timeout, "opening")
+        try:
+            opened = _answered_by(deadline, channel, lambda: channel.get_pty(term=term, width=cols, height=rows)) and _answered_by(deadline, channel, channel.invoke_shell)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            channel.close()
+            raise SSHError(f"cannot open a terminal on {self._where}: {exc}") from exc
+        if not opened:
+            raise SSHError(f"cannot open a terminal on {self._where}: no answer within {timeout:g}s")
+        return channel
 
     @property
     def connected(self) -> bool:

@@ -28,7 +28,10 @@ def import_key(path: Path) -> str:
 
 
 def check_image_file(path: Path) -> str:
-    """The file's format ("qcow2" or "raw"), or ImageError saying why it cannot be a guest's disk."""
+    """The file's format ("qcow2" or "raw"), or ImageError saying why it cannot be a guest's disk.
+
+    The image is untrusted: a qcow2 that names any other file (an external data file, a backing
+    file) is refused, since importing it as root would copy that file into the guest's disk."""
     if not path.exists():
         raise ImageError(f"image file {path} does not exist")
     if not path.is_file():
@@ -36,17 +39,24 @@ def check_image_file(path: Path) -> str:
     if not os.access(path, os.R_OK):
         raise ImageError(f"image file {path} is not readable")
     try:
-        fmt = qcow2.disk_format(path)
-    except qcow2.DiskError as exc:
+        fmt = qcow2.probe_format(path)
+        outside = qcow2.outside_references(path) if fmt == qcow2.QCOW2 else []
+    except (OSError, qcow2.DiskError) as exc:
         raise ImageError(f"image file {path}: {exc}") from None
-    if fmt == "raw":
+    if outside:
+        raise ImageError(
+            f"image file {path} is refused: found {'; '.join(outside)}. A qcow2 that reads other files would have root "
+            "copy them into the guest's disk: only self-contained qcow2 images are imported (no external data file, "
+            "no backing file, no encryption); make one with `qemu-img convert -O qcow2 IN OUT` where you trust what IN points at"
+        )
+    if fmt == qcow2.RAW:
         with path.open("rb") as f:
             f.seek(510)
             if f.read(2) != _MBR_SIGNATURE:
                 raise ImageError(f"image file {path} is neither qcow2 nor a bootable raw disk (no MBR boot signature)")
-    elif fmt not in ("qcow2", "qcow2+backing"):
-        raise ImageError(f"image file {path} is {fmt}, expected a qcow2 or raw disk image")
-    return "qcow2" if fmt.startswith("qcow2") else fmt
+    elif fmt != qcow2.QCOW2:
+        raise ImageError(f"image file {path} is {fmt}, expected a qcow2 or raw disk image (convert it: `qemu-img convert -O qcow2 IN OUT`)")
+    return fmt
 
 
 def import_image(path: Path, cache: Path, say: Callable[[str], None]) -> Path:

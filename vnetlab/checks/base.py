@@ -13,15 +13,19 @@ judges; features register theirs (see vnetlab.features.base.Feature).
 from __future__ import annotations
 
 import ipaddress
+import os
+import select
+import selectors
 import shlex
 import subprocess
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from vnetlab.backends import netns
-from vnetlab.backends.ssh import CommandResult, GuestSSH
+from vnetlab.backends.ssh import CappedOutput, CommandResult, GuestSSH
 from vnetlab.model.addressing import parse_address
 from vnetlab.model.scenario import split_link
 from vnetlab.model.validate import target_interface
@@ -173,6 +177,9 @@ def expected_echo_pairs(plan: Plan, a: str, b: str, via: str | None = None, fami
 
 # -- running programs on the lab's nodes ---------------------------------------------
 
+_READ_CHUNK = 65536
+_WRITE_CHUNK = select.PIPE_BUF  # a write of at most this much never blocks once the pipe is writable
+
 
 class LabNode(Protocol):
     """Something a check can run a program on: a guest (over SSH) or a namespace (subprocess inside it)."""
@@ -216,15 +223,31 @@ class NamespaceNode:
     namespace: str
 
     def run(self, argv: list[str], timeout: float, stdin: bytes | None = None) -> CommandResult:
-        """The host's program, forked from a thread inside the namespace (a child inherits the thread's namespace)."""
+        """The host's program, forked from a thread inside the namespace (a child inherits the
+        thread's namespace). Its output is kept as a guest's over SSH is (at most MAX_OUTPUT bytes
+        per stream, the rest read and dropped), so a command printing without end cannot fill
+        this process's memory; the whole exchange is bounded by `timeout`."""
         try:
-            feed: dict[str, object] = {"stdin": subprocess.DEVNULL} if stdin is None else {"input": stdin}
-            done = netns.run_in_namespace(self.namespace, subprocess.run, argv, capture_output=True, timeout=timeout, **feed)
-        except subprocess.TimeoutExpired as exc:
-            return CommandResult(shlex.join(argv), 124, _text(exc.stdout), _text(exc.stderr) + f"\n(timed out after {timeout:g} s)")
+            proc = netns.run_in_namespace(
+                self.namespace, subprocess.Popen, argv,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )
         except OSError as exc:  # e.g. the program is not installed on the host
             return CommandResult(shlex.join(argv), 127, "", f"cannot run {argv[0]} in namespace {self.namespace}: {exc}")
-        return CommandResult(shlex.join(argv), done.returncode, _text(done.stdout), _text(done.stderr))
+        out, err = CappedOutput(), CappedOutput()
+        try:
+            finished = _exchange(proc, stdin, out, err, time.monotonic() + timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()  # our own child, by its PID: timed out, or interrupted
+                proc.wait()
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+        truncated = bool(out.dropped or err.dropped)
+        if not finished:
+            return CommandResult(shlex.join(argv), 124, out.text(), err.text() + f"\n(timed out after {timeout:g} s)", truncated)
+        return CommandResult(shlex.join(argv), proc.returncode, out.text(), err.text(), truncated)
 
     def start(self, argv: list[str]) -> Callable[[], None]:
         proc = netns.run_in_namespace(self.namespace, subprocess.Popen, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -241,8 +264,45 @@ class NamespaceNode:
         return stop
 
 
-def _text(data: bytes | str | None) -> str:
-    return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
+def _exchange(proc: subprocess.Popen, stdin: bytes | None, out: CappedOutput, err: CappedOutput, deadline: float) -> bool:
+    """Feed stdin and collect stdout and stderr until both end and the program exits; False at the
+    deadline. (A program that leaves a child holding its output open is waited for, as over SSH.)"""
+    assert proc.stdout is not None and proc.stderr is not None
+    kept = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    pending = memoryview(stdin or b"")
+    with selectors.DefaultSelector() as selector:
+        for fd in kept:
+            selector.register(fd, selectors.EVENT_READ)
+        if proc.stdin is not None:
+            if pending:
+                selector.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
+            else:
+                proc.stdin.close()
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            for key, _ in selector.select(remaining):
+                if key.fd in kept:
+                    data = os.read(key.fd, _READ_CHUNK)
+                    if data:
+                        kept[key.fd].add(data)
+                        continue
+                else:
+                    try:
+                        pending = pending[os.write(key.fd, pending[:_WRITE_CHUNK]):]
+                    except BrokenPipeError:
+                        pending = pending[:0]  # it stopped reading: the rest is not wanted
+                    if pending:
+                        continue
+                    assert proc.stdin is not None
+                    proc.stdin.close()
+                selector.unregister(key.fd)
+    try:
+        proc.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def lab_node(plan: Plan, sessions: dict[str, GuestSSH], name: str) -> LabNode:

@@ -68,6 +68,7 @@ class RunSetting:
     student: str | None = None  # whose params the scenario was drawn with (None: student `demo`)
     checks: str = "checks"  # where in the scenario the checks run are, e.g. exercise.tasks[0].checks
     only: str | None = None  # `vnetlab check --only NAME`: that check alone
+    allow_host_paths: bool = False  # the lab was brought up with --allow-host-paths: reading its scenario again needs it too
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, **dataclasses.asdict(self), "host_kernel": list(self.host_kernel)}
@@ -84,7 +85,7 @@ class RunSetting:
         texts = (setting.scenario_file, setting.lab, setting.domain_type, setting.kernel, setting.layout, setting.checks)
         if not all(isinstance(t, str) for t in texts) or not isinstance(setting.host_kernel, (list, tuple)) or not all(isinstance(k, str) for k in setting.host_kernel):
             raise EvidenceError(f"{JUDGING_FILE}: unexpected values")
-        if not isinstance(setting.student, (str, type(None))) or not isinstance(setting.only, (str, type(None))):
+        if not isinstance(setting.student, (str, type(None))) or not isinstance(setting.only, (str, type(None))) or not isinstance(setting.allow_host_paths, bool):
             raise EvidenceError(f"{JUDGING_FILE}: unexpected values")
         if not re.fullmatch(LAB_NAME, setting.lab) or setting.domain_type not in ("qemu", "kvm"):
             raise EvidenceError(f"{JUDGING_FILE}: lab {setting.lab[:40]!r} or domain type {setting.domain_type[:10]!r} is none vnetlab makes")

@@ -24,6 +24,8 @@ import json
 import math
 import re
 
+import regex
+
 MAX_LINE = 4096  # characters of one line looked at; real lines are < 400 (ip -o link with altnames)
 MAX_LINES = 2000  # lines looked at; ping -c is at most 100 here, wg/ip listings are a few dozen lines
 MAX_TEXT = 256 * 1024  # characters looked at; all real outputs parsed here are a few KiB
@@ -240,3 +242,95 @@ def guest_links(link_text: str, addr_text: str) -> dict[str, tuple[str, str, lis
     for name, (state, mac) in links.items():
         out.setdefault(mac, (name, state, list(addrs.get(name, []))))
     return out
+
+
+# -- a scenario's own regular expressions over guest output --------------------------------------
+# A scenario's pattern may backtrack catastrophically: `.*ok.*done` over 256 KiB of output without
+# "done" held Python's re for ~40 s (16 KiB already took minutes in another measurement here), and
+# re has no time limit. The `regex` module (re's syntax, plus its own extensions) takes one.
+MAX_MATCHED = 256 * 1024  # a scenario's pattern sees at most this much of an output (its end)
+MATCH_TIMEOUT = 2.0  # s one search may take
+
+
+class PatternError(ValueError):
+    """A scenario's regular expression does not compile."""
+
+
+class PatternTimeout(Exception):
+    """A scenario's regular expression did not finish searching within MATCH_TIMEOUT."""
+
+
+MAX_EXPANDED = 10_000  # atoms of a pattern once its counted repeats are multiplied out (what compiling costs)
+_COUNTED = re.compile(r"\{([0-9]{0,10})(?:(,)([0-9]{0,10}))?\}[?+]?")
+_ESCAPE_WITH_BRACES = re.compile(r"\\[pPNxuUg][{<][^}>]{0,64}[}>]|\\.", re.DOTALL)
+_CLASS = re.compile(r"\[\^?\]?(?:\\.|[^\]\\])*\]", re.DOTALL)
+_SIMPLE_QUANTIFIER = re.compile(r"[*+?][?+]?")
+
+
+def expanded_size(pattern: str) -> int:
+    """How many atoms `pattern` holds once its counted repeats are multiplied out, as the regex module
+    compiles them: `(a{1000}){1000}` is a million (1.6 s and 275 MiB to compile; four levels of 100
+    did not finish). An over-estimate: alternatives add up, an unbounded repeat counts its least."""
+    stack: list[list[int]] = [[]]  # per open group: the sizes of its items so far
+    position = 0
+    while position < len(pattern):
+        char = pattern[position]
+        counted = _COUNTED.match(pattern, position) if char == "{" else None
+        if counted and (counted[1] or counted[3]):
+            low, high = int(counted[1] or 0), int(counted[3] or 0) if counted[2] else int(counted[1] or 0)
+            if stack[-1]:
+                stack[-1][-1] *= max(low, high, 1)
+            position = counted.end()
+            continue
+        if char == "\\":
+            escape = _ESCAPE_WITH_BRACES.match(pattern, position)
+            position = escape.end() if escape else len(pattern)
+            stack[-1].append(1)
+        elif char == "[":
+            klass = _CLASS.match(pattern, position)
+            position = klass.end() if klass else len(pattern)
+            stack[-1].append(1)
+        elif char == "(":
+            if pattern.startswith("(?#", position):
+                end = pattern.find(")", position)
+                position = len(pattern) if end < 0 else end + 1
+                continue
+            stack.append([])
+            position += 1
+        elif char == ")":
+            inner = sum(stack.pop()) if len(stack) > 1 else 0
+            stack[-1].append(max(inner, 1))
+            position += 1
+        elif _SIMPLE_QUANTIFIER.match(pattern, position) or char == "|":
+            position += 1
+        else:
+            stack[-1].append(1)
+            position += 1
+    while len(stack) > 1:  # unbalanced: the compiler says so; count what is there
+        inner = sum(stack.pop())
+        stack[-1].append(inner)
+    return sum(stack[0])
+
+
+def compile_pattern(pattern: str) -> regex.Pattern[str]:
+    """A scenario's pattern, compiled; PatternError when it is not one, or would cost too much to compile."""
+    size = expanded_size(pattern)
+    if size > MAX_EXPANDED:
+        raise PatternError(f"the regular expression's repeats multiply out to {size} atoms; at most {MAX_EXPANDED} (write a{{1000}} as a+ or .{{0,1000}}, not nested counts)")
+    try:
+        return regex.compile(pattern)
+    except (regex.error, OverflowError, RecursionError, MemoryError) as exc:
+        raise PatternError(f"not a regular expression: {exc}") from None
+
+
+def pattern_found(pattern: str, text: str) -> bool:
+    """Whether a scenario's `pattern` occurs in the last MAX_MATCHED characters of `text`; PatternTimeout
+    after MATCH_TIMEOUT seconds, so a pattern that backtracks without end fails its check instead of
+    stalling the run."""
+    try:
+        return compile_pattern(pattern).search(text[-MAX_MATCHED:], timeout=MATCH_TIMEOUT) is not None
+    except TimeoutError:
+        raise PatternTimeout(
+            f"the regular expression {pattern!r} gave up after {MATCH_TIMEOUT:g} s over {min(len(text), MAX_MATCHED)} characters "
+            "(it backtracks too much: anchor it, or make it more specific than .*)"
+        ) from None

@@ -296,7 +296,7 @@ class JudgedRun:
 
 def setting_plan(setting: RunSetting, scenario_text: str, model: ScenarioModel) -> Plan:
     """The plan a run judged with, made again (the plan is a pure function of the scenario and these options)."""
-    scenario = parse_scenario(scenario_text, setting.scenario_file, model, student=setting.student)
+    scenario = parse_scenario(scenario_text, setting.scenario_file, model, student=setting.student, allow_host_paths=setting.allow_host_paths)
     plan = make_plan(scenario, setting.lab, PlanOptions(setting.domain_type, Path(setting.kernel), Layout(Path(setting.layout)), host_kernel=frozenset(setting.host_kernel)))
     return select_checks(plan, setting.checks, setting.only)
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import os
 import posixpath
-import re
 import shlex
 import stat
 import tarfile
@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from vnetlab.backends.ssh import CommandResult, GuestSSH
 from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, LabNode, NamespaceNode, lab_node
-from vnetlab.checks.parse import excerpt
+from vnetlab.checks.parse import MAX_MATCHED, PatternError, PatternTimeout, compile_pattern, excerpt, pattern_found
 from vnetlab.checks.ping import guest_of, recorded
 from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
@@ -39,14 +39,13 @@ from vnetlab.model.scenario import NAME, VM_NAME_MAX, ModelExtension, decl
 from vnetlab.model.templates import TemplateError, render, scenario_variables
 from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules, feature_nodes, node_names
-from vnetlab.plan.planner import Plan, PlanContext, PlannedShare, PlanPart
+from vnetlab.plan.planner import Plan, PlanContext, PlannedShare, PlannedVM, PlanPart
 from vnetlab.plan.variables import plan_variables
-from vnetlab.tools.explain import Section, guest_line, ssh_line
+from vnetlab.tools.explain import Section, comment, guest_line, sh, ssh_line
 
 MAX_FILES_BYTES = 64 * 1024 * 1024  # per VM: what `files:` may send in all
 MAX_SHARES = 8
 DEFAULT_TIMEOUT = 60
-MAX_MATCHED = 256 * 1024  # an expected-output regex sees at most this much of the output (its end)
 SHARE_TAG = "vnlshare{}"
 ABSOLUTE = r"/.*"  # an absolute path in the guest (normalisation is a rule of its own)
 
@@ -56,7 +55,7 @@ ABSOLUTE = r"/.*"  # an absolute path in the guest (normalisation is a rule of i
 
 @dataclass(frozen=True)
 class FileCopy:
-    src: str = spec("file on the host: relative to the scenario's folder (and inside it), or absolute")
+    src: str = spec("file on the host, in the scenario's folder (relative to it); elsewhere only with --allow-host-paths")
     dest: str = spec("absolute path in the guest", pattern=ABSOLUTE, max_length=4096)
     mode: str | None = spec('permissions in octal, e.g. "0755" (default: the source file\'s)', default=None, pattern=r"0?[0-7]{3}")
     template: bool = spec("render the file's contents with the template variables (node addresses, …)", default=False)
@@ -64,7 +63,7 @@ class FileCopy:
 
 @dataclass(frozen=True)
 class Share:
-    src: str = spec("host folder: relative to the scenario's folder (and inside it), or absolute")
+    src: str = spec("host folder, in the scenario's folder (relative to it); elsewhere only with --allow-host-paths")
     dest: str = spec("absolute mount point in the guest", pattern=ABSOLUTE, max_length=4096)
     readonly: bool = spec("the hypervisor refuses every write (default); false lets the guest write to the host folder", default=True)
 
@@ -78,8 +77,8 @@ class ExecStep:
 @dataclass(frozen=True)
 class Expect:
     exit: int | Literal["nonzero"] = spec("exit status, or nonzero", default=0, minimum=0, maximum=255)
-    stdout: str | None = spec("regular expression the standard output must contain (re.search)", default=None, max_length=1000)
-    stderr: str | None = spec("regular expression the standard error must contain (re.search)", default=None, max_length=1000)
+    stdout: str | None = spec("regular expression the standard output must contain (Python's re syntax, searched in its last 256 KiB for at most 2 s)", default=None, max_length=1000)
+    stderr: str | None = spec("regular expression the standard error must contain (Python's re syntax, searched in its last 256 KiB for at most 2 s)", default=None, max_length=1000)
 
 
 @dataclass(frozen=True)
@@ -98,29 +97,52 @@ class CommandCheck:
     name: str | None = spec("a name for this check in the summary, the report and JUnit", default=None, max_length=120)
 
 
+# Where a scenario's files: and shares: may come from (docs/reliability.md, "Trust model"): its own folder,
+# symbolic links resolved first; elsewhere only when the user says --allow-host-paths; and never from these,
+# whatever the flag (the host's configuration and secrets, the kernel's views, vnetlab's and libvirt's state).
+NEVER_SHARED = tuple(Path(p) for p in ("/etc", "/root", "/boot", "/dev", "/proc", "/sys", "/run", "/var/lib/vnetlab", "/var/lib/libvirt"))
+ALLOW_HOST_PATHS = "--allow-host-paths"
+
+
 def _base_dir(rules: Rules) -> Path:
     return Path(rules.file).resolve().parent
 
 
-def host_path(base: Path, src: str) -> tuple[Path, str | None]:
-    """The host path of a `src`, and why it is not usable (None: fine as far as its place goes)."""
-    path = Path(src)
-    if path.is_absolute():
-        return path, None
-    resolved = (base / path).resolve()
+def host_path(base: Path, src: str) -> Path:
+    """The host file or folder a `src:` names (relative to the scenario's folder), symbolic links resolved."""
+    return (base / src).resolve()
+
+
+def source_refusal(base: Path, src: str, allow_host_paths: bool) -> str | None:
+    """Why a scenario may not read `src` (None: it may), by where it really is once links are resolved."""
     try:
-        resolved.relative_to(base)
-    except ValueError:
-        return resolved, f"{src!r} leads outside the scenario's folder {base} (give an absolute path to mean it)"
-    return resolved, None
+        path = host_path(base, src)
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a loop of symbolic links
+        return f"{src!r} is not a usable path: {exc}"
+    via = f" (through a symbolic link: {src!r} resolves to {path})" if path != Path(os.path.normpath(base / src)) else ""
+    if path == Path("/"):
+        return f"{src!r} is the host's whole file system{via}: never copied or shared, even with {ALLOW_HOST_PATHS}"
+    inside = path.is_relative_to(base)
+    for never in NEVER_SHARED:
+        # a scenario kept in its own folder below one of these (e.g. /root/labs/x) may still read its own files
+        if path.is_relative_to(never) and not (inside and base.is_relative_to(never) and base != never):
+            return f"{src!r} is {path}, in {never}{via}: vnetlab never copies or shares {never} into a guest, even with {ALLOW_HOST_PATHS}"
+    if not inside and not allow_host_paths:
+        return (
+            f"{src!r} is {path}, outside the scenario's folder {base}{via}: a scenario reads files from its own folder only "
+            f"(a scenario is code: see the trust model); move it there, or run with {ALLOW_HOST_PATHS} if you trust this scenario with {path}"
+        )
+    return None
 
 
 def _host_source(rules: Rules, path: str, base: Path, text: str, *, folder: bool) -> Path | None:
     """The host file (or folder) a `src:` names, if it is usable; else a located problem and None."""
-    src, why = host_path(base, text)
+    why = source_refusal(base, text, rules.allow_host_paths)
     if why:
         rules.add(path, why)
-    elif folder and not src.is_dir():
+        return None
+    src = host_path(base, text)
+    if folder and not src.is_dir():
         rules.add(path, f"no folder {src}")
     elif not folder and not src.is_file():
         rules.add(path, f"no file {src}" + (" (it is a folder: use shares:)" if src.is_dir() else ""))
@@ -181,9 +203,9 @@ def _validate_check(rules: Rules, check: CommandCheck, path: str) -> None:
         if pattern is None:
             continue
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            rules.add(f"{path}.expect.{key}", f"not a regular expression: {exc}")
+            compile_pattern(pattern)
+        except PatternError as exc:
+            rules.add(f"{path}.expect.{key}", str(exc))
     if check.retry is not None and check.retry.every > check.retry.for_:
         rules.add(f"{path}.retry.every", f"every {check.retry.every} s is longer than for {check.retry.for_} s: one attempt only")
 
@@ -243,10 +265,10 @@ def plan_work(ctx: PlanContext) -> tuple[tuple[NodeWork, ...], dict[str, tuple[P
     work: list[NodeWork] = []
     shares: dict[str, tuple[PlannedShare, ...]] = {}
     for vm in ctx.scenario.vms:
-        files = tuple(PlannedFile(host_path(base, f.src)[0], f.dest, int(f.mode, 8) if f.mode else None, f.template) for f in vm.files)
+        files = tuple(PlannedFile(host_path(base, f.src), f.dest, int(f.mode, 8) if f.mode else None, f.template) for f in vm.files)
         mounts = tuple(PlannedMount(SHARE_TAG.format(k), s.dest, s.readonly) for k, s in enumerate(vm.shares))
         if vm.shares:
-            shares[vm.name] = tuple(PlannedShare(host_path(base, s.src)[0], SHARE_TAG.format(k), s.readonly) for k, s in enumerate(vm.shares))
+            shares[vm.name] = tuple(PlannedShare(host_path(base, s.src), SHARE_TAG.format(k), s.readonly) for k, s in enumerate(vm.shares))
         if files or mounts or vm.exec:
             work.append(NodeWork(vm.name, files, mounts, _steps(vm)))
     work += [NodeWork(n.name, steps=_steps(n.spec)) for n in feature_nodes(ctx.scenario) if n.spec.exec]
@@ -266,17 +288,24 @@ class CommandError(VnetlabError):
 
 
 def tar_of(files: tuple[PlannedFile, ...], variables: dict[str, Any]) -> bytes:
-    """The files as one tar stream for `tar -x -C /` in the guest (modes kept, contents rendered where asked)."""
+    """The files as one tar stream for `tar -x -C /` in the guest (modes kept, contents rendered where asked).
+
+    The cap is checked before a file is read, and no file is read beyond it: a source that grew
+    since the scenario was validated (a log, /dev/zero) costs at most MAX_FILES_BYTES of memory."""
     out = io.BytesIO()
     total = 0
     with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for f in files:
-            data = f.src.read_bytes()
-            if f.template:
+            room = MAX_FILES_BYTES - total
+            with f.src.open("rb") as src:
+                if os.fstat(src.fileno()).st_size > room:
+                    raise CommandError(f"files for one guest exceed {MAX_FILES_BYTES} bytes (at {f.src})")
+                data = src.read(room + 1)  # one byte more than fits tells it is too big (a size the file did not say)
+            if f.template and len(data) <= room:
                 data = render(data.decode(), variables).encode()
             total += len(data)
             if total > MAX_FILES_BYTES:
-                raise CommandError(f"files for one guest exceed {MAX_FILES_BYTES} bytes")
+                raise CommandError(f"files for one guest exceed {MAX_FILES_BYTES} bytes (at {f.src})")
             info = tarfile.TarInfo(str(PurePosixPath(f.dest).relative_to("/")))
             info.size = len(data)
             info.mode = f.mode if f.mode is not None else stat.S_IMODE(f.src.stat().st_mode)
@@ -326,11 +355,20 @@ def _expected(expect: Expect) -> str:
     return " and ".join(parts)
 
 
-def judge_output(expect: Expect, result: CommandResult) -> bool:
-    exit_ok = result.exit_code != 0 if expect.exit == "nonzero" else result.exit_code == expect.exit
-    out_ok = expect.stdout is None or re.search(expect.stdout, result.stdout[-MAX_MATCHED:]) is not None
-    err_ok = expect.stderr is None or re.search(expect.stderr, result.stderr[-MAX_MATCHED:]) is not None
-    return exit_ok and out_ok and err_ok
+def judge_output(expect: Expect, result: CommandResult) -> tuple[bool, list[str]]:
+    """Whether the result is what `expect` says, and why not when a pattern could not be searched to its end
+    (it took too long: the check fails, with that said, rather than stall the run)."""
+    ok = result.exit_code != 0 if expect.exit == "nonzero" else result.exit_code == expect.exit
+    problems = []
+    for key, pattern, text in (("stdout", expect.stdout, result.stdout), ("stderr", expect.stderr, result.stderr)):
+        if pattern is None:
+            continue
+        try:
+            ok = pattern_found(pattern, text) and ok
+        except PatternTimeout as exc:
+            ok = False
+            problems.append(f"{key}: {exc}")
+    return ok, problems
 
 
 def collect_command(ctx: CheckContext, check: CommandCheck) -> Evidence:
@@ -342,7 +380,7 @@ def collect_command(ctx: CheckContext, check: CommandCheck) -> Evidence:
     while True:
         attempts += 1
         result = run_step(node, command, check.timeout)
-        if judge_output(check.expect, result) or time.monotonic() + (check.retry.every if check.retry else 0) > deadline:
+        if judge_output(check.expect, result)[0] or time.monotonic() + (check.retry.every if check.retry else 0) > deadline:
             break
         time.sleep(check.retry.every)  # type: ignore[union-attr]
     kept = {"command": command, "exit": result.exit_code, "stdout": result.stdout[-MAX_MATCHED:], "stderr": result.stderr[-MAX_MATCHED:], "attempts": attempts}
@@ -353,14 +391,17 @@ def judge_command(plan: Plan, check: CommandCheck, evidence: Evidence) -> CheckR
     command = render(check.run, plan_variables(plan))
     result = recorded(evidence)
     attempts = int(evidence.data.get("attempts", 1))
-    ok = judge_output(check.expect, result)
+    ok, problems = judge_output(check.expect, result)
     tries = f" after {attempts} attempt(s)" if check.retry else ""
     detail = (
         f"ran `{command}` on {check.node}: expected {_expected(check.expect)}; got exit {result.exit_code}{tries}"
         + (f", stdout: {excerpt(result.stdout, 200)!r}" if result.stdout.strip() else ", no stdout")
         + (f", stderr: {excerpt(result.stderr, 200)!r}" if result.stderr.strip() else "")
+        + "".join(f"; {p}" for p in problems)
     )
     data = {"command": command, "exit": result.exit_code, "attempts": attempts, "stdout_tail": excerpt(result.stdout, 2000), "stderr_tail": excerpt(result.stderr, 2000)}
+    if problems:
+        data["pattern_timeouts"] = problems
     return CheckResult(check.name or f"command on {check.node}: {command}", "command", ok, detail, data=data)
 
 
@@ -379,35 +420,42 @@ def _runs_in(plan: Plan, name: str) -> str | None:
     return next((n.namespace for n in plan.nodes if n.name == name), None)
 
 
+def _command_line(plan: Plan, node: str, command: str) -> str:
+    """How `command` (a shell line) is typed to run at `node`: `sh -c` in its namespace, or in the guest."""
+    ns = _runs_in(plan, node)
+    return sh("ip", "netns", "exec", ns, "sh", "-c", command) if ns else guest_line(node, command)
+
+
+def copy_line(plan: Plan, vm: PlannedVM, f: PlannedFile) -> str:
+    """A file copied by hand: its bytes on ssh's stdin to `cat` in the guest (every word quoted at both ends:
+    the guest's shell parses the remote command, the host's shell the whole line)."""
+    remote = f"{sh('mkdir', '-p', posixpath.dirname(f.dest))} && cat > {shlex.quote(f.dest)}"
+    if f.mode is not None:
+        remote += f" && {sh('chmod', f'{f.mode:04o}', f.dest)}"
+    return f"{ssh_line(plan, vm)} {shlex.quote(remote)} < {shlex.quote(str(f.src))}"
+
+
 def explain_lines(plan: Plan) -> list[str]:
     variables = plan_variables(plan)
     lines: list[str] = []
     for work in plan.part("commands"):
-        ns = _runs_in(plan, work.node)
-        lines.append(f"# {work.node}")
-        if work.files:
-            vm = plan.vm(work.node)
-            for f in work.files:
-                chmod = f" && chmod {f.mode:04o} {f.dest}" if f.mode is not None else ""
-                remote = f"mkdir -p {posixpath.dirname(f.dest)} && cat > {f.dest}{chmod}"
-                lines.append(f"{ssh_line(plan, vm)} {shlex.quote(remote)} < {f.src}" + ("    # its contents rendered as a template first" if f.template else ""))
+        lines.append(comment(work.node))
+        for f in work.files:
+            lines.append(copy_line(plan, plan.vm(work.node), f) + ("    # its contents rendered as a template first" if f.template else ""))
         for mount in work.mounts:
             lines.append(f"# {mount.tag} is a <filesystem> of the domain (`vnetlab plan --xml`)" + (", read-only in QEMU" if mount.readonly else ""))
             lines.append(guest_line(work.node, mount_command(mount)))
         for step in work.steps:
             try:
-                command = render(step.template, variables)
+                lines.append(_command_line(plan, work.node, render(step.template, variables)))
             except TemplateError as exc:
-                command = f"{step.template}    # {exc}"
-            lines.append(f"ip netns exec {ns} sh -c {shlex.quote(command)}" if ns else guest_line(work.node, command))
+                lines.append(f"{_command_line(plan, work.node, step.template)}    {comment(str(exc))}")
     return lines
 
 
 def _check_commands(plan: Plan, check: CommandCheck) -> list[str]:
-    command = render(check.run, plan_variables(plan))
-    ns = _runs_in(plan, check.node)
-    line = f"ip netns exec {ns} sh -c {shlex.quote(command)}" if ns else guest_line(check.node, command)
-    return [line + f"    # must give {_expected(check.expect)}" + (f", retried for {check.retry.for_} s" if check.retry else "")]
+    line = _command_line(plan, check.node, render(check.run, plan_variables(plan)))
+    return [line + f"    {comment('must give ' + _expected(check.expect))}" + (f", retried for {check.retry.for_} s" if check.retry else "")]
 
 
 class Commands(Feature):

@@ -27,7 +27,7 @@ from vnetlab.model.addressing import bridge_subnets
 from vnetlab.model.validate import Rules
 from vnetlab.plan.planner import NODE_IFACE, Plan, PlanContext, PlannedNode, PlanPart, Resource
 from vnetlab.run.apply import ApplyContext
-from vnetlab.tools.explain import Section
+from vnetlab.tools.explain import Section, comment, sh
 from vnetlab.tools.inspect import InspectRow
 
 
@@ -230,16 +230,16 @@ def equivalent_commands(plan: Plan, node: PlannedNode) -> list[str]:
     """What create_node does, as iproute2 commands (for people reading `--explain`, never executed)."""
     lab, ns = plan.namespace, node.namespace
     cmds = [
-        f"ip netns add {ns}",
-        f"ip -n {lab} link add {node.veth} address {node.veth_mac} type veth peer name {node.iface} netns {ns} address {node.mac}",
+        sh("ip", "netns", "add", ns),
+        sh("ip", "-n", lab, "link", "add", node.veth, "address", node.veth_mac, "type", "veth", "peer", "name", node.iface, "netns", ns, "address", node.mac),
     ]
     if node.bridge:
-        cmds.append(f"ip -n {lab} link set {node.veth} master {node.bridge} up")
+        cmds.append(sh("ip", "-n", lab, "link", "set", node.veth, "master", node.bridge, "up"))
     else:
-        cmds += [f"ip -n {lab} addr add {node.veth_cidr} dev {node.veth}", f"ip -n {lab} link set {node.veth} up"]
-    cmds += [f"ip -n {ns} addr add {node.cidr} dev {node.iface}", f"ip -n {ns} link set {node.iface} up"]
+        cmds += [sh("ip", "-n", lab, "addr", "add", node.veth_cidr, "dev", node.veth), sh("ip", "-n", lab, "link", "set", node.veth, "up")]
+    cmds += [sh("ip", "-n", ns, "addr", "add", node.cidr, "dev", node.iface), sh("ip", "-n", ns, "link", "set", node.iface, "up")]
     if node.gateway:
-        cmds.append(f"ip -n {ns} route add default via {node.gateway}")
+        cmds.append(sh("ip", "-n", ns, "route", "add", "default", "via", node.gateway))
     return cmds
 
 
@@ -357,7 +357,7 @@ class Containers(Feature):
             return []
         lines: list[str] = []
         for node in nodes:
-            lines.append(f"# {node.kind} {node.name}")
+            lines.append(comment(f"{node.kind} {node.name}"))
             lines += equivalent_commands(plan, node)
         return [Section("Containers and hosts: namespaces joined by veth pairs", tuple(lines), stage="network")]
 

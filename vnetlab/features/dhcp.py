@@ -223,7 +223,8 @@ def _validate(r: Rules) -> None:
             if "slaac" in tokens:
                 path = _token_path(nic, npath, "slaac")
                 if bridge.ra is None:
-                    r.add(path, f"address slaac needs router advertisements on bridge {nic.bridge!r}: give the bridge ra: {{prefix: fd00:1::/64}}")
+                    prefix = bridge_subnets(bridge).ipv6 or "fd00:1::/64"
+                    r.add(path, f"address slaac needs router advertisements on bridge {nic.bridge!r}: give the bridge ra: {{prefix: {prefix}}}")
                 elif bridge.ra.source == vm.name:
                     r.add(path, f"{vm.name} sends the router advertisements of bridge {nic.bridge!r}: a router does not autoconfigure from its own (give it a static IPv6 address)")
 
@@ -236,6 +237,13 @@ def _validate_dhcp(r: Rules, b: Any, path: str) -> None:
     if net is None:
         r.add(path, f"DHCP needs the bridge's IPv4 subnet: give bridge {b.name!r} subnet: (or subnets: [IPv4, IPv6])")
         return
+    if b.dhcp.router is not None:
+        router = parse_address(b.dhcp.router)
+        if not isinstance(router, ipaddress.IPv4Address) or router not in net:
+            r.add(f"{path}.router", f"expected an IPv4 address of subnet {net}, got {b.dhcp.router!r}")
+    for k, text in enumerate(b.dhcp.dns):
+        if not isinstance(parse_address(text), ipaddress.IPv4Address):
+            r.add(f"{path}.dns[{k}]", f"expected an IPv4 address, got {text!r}")
     seconds = _lease_seconds(b.dhcp.lease)
     if seconds is None:
         r.add(f"{path}.lease", f"expected seconds or a number with s, m, h or d (e.g. 1h), got {b.dhcp.lease!r}")
@@ -248,7 +256,7 @@ def _validate_dhcp(r: Rules, b: Any, path: str) -> None:
     first, last = bounds
     outside = [ip for ip in bounds if ip not in net]
     if outside:
-        r.add(f"{path}.range", f"{b.dhcp.range} is not inside subnet {net} of bridge {b.name!r} ({', '.join(map(str, outside))} is outside)")
+        r.add(f"{path}.range", f"{b.dhcp.range} is not inside subnet {net} of bridge {b.name!r} ({' and '.join(map(str, outside))} {'is' if len(outside) == 1 else 'are'} outside)")
         return
     if first > last:
         r.add(f"{path}.range", f"{b.dhcp.range}: the first address is after the last")
@@ -264,13 +272,6 @@ def _validate_dhcp(r: Rules, b: Any, path: str) -> None:
         return
     if server_address(r.scenario, b) is None:
         r.add(f"{path}.range", f"no address of {net} is left for the DHCP server (outside the range, unused): shrink the range or give the bridge a gateway")
-    if b.dhcp.router is not None:
-        router = parse_address(b.dhcp.router)
-        if not isinstance(router, ipaddress.IPv4Address) or router not in net:
-            r.add(f"{path}.router", f"expected an IPv4 address of subnet {net}, got {b.dhcp.router!r}")
-    for k, text in enumerate(b.dhcp.dns):
-        if not isinstance(parse_address(text), ipaddress.IPv4Address):
-            r.add(f"{path}.dns[{k}]", f"expected an IPv4 address, got {text!r}")
 
 
 def _validate_ra(r: Rules, b: Any, path: str) -> None:

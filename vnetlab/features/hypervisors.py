@@ -19,7 +19,12 @@
   shared, so taps are made in libvirtd's namespace (backends/sim_host.LIBVIRT_NETNS).
 - State: every resource is recorded per host before it exists (kinds host-*, sim-*), and how to
   reach each host is kept in the lab folder (hosts.json): teardown and `down` after a kill work
-  from the record alone; a host that cannot be reached keeps its records for a later `down`.
+  from the record alone; a host that cannot be reached keeps its records for a later `down`. A
+  name another lab or program holds there is refused before anything is made, and a creation a
+  host refuses is un-recorded, so teardown never removes what is not this lab's. The lab's folder
+  on a host, /var/lib/vnetlab/hosted/<lab>.<host>.<instance>, is named with the lab instance's id
+  (in its state), so no two instances of one lab name ever share it; the VXLAN devices made in a
+  root namespace are named from a hash of the lab name, as its taps are.
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ import concurrent.futures
 import contextlib
 import functools
 import ipaddress
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -36,9 +40,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from vnetlab.backends import libvirt_domains as hv
-from vnetlab.backends import linux_bridge, netns, remote_host, sim_host
+from vnetlab.backends import libvirt_uri, linux_bridge, netns, remote_host, sim_host
 from vnetlab.backends.keys import generate_client_key, generate_host_key, write_secret
-from vnetlab.backends.remote_host import HostAccess, HostError, HostShell, Shells, q
+from vnetlab.backends.remote_host import HostAccess, HostCommandFailed, HostShell, Shells, q
 from vnetlab.checks.base import CaptureSubject, Judgement, expected_echo_pairs
 from vnetlab.checks.capture import count_arp_icmp, vxlan_payloads
 from vnetlab.errors import VnetlabError
@@ -46,10 +50,11 @@ from vnetlab.features.base import Feature
 from vnetlab.model.scenario import IFACE_MAX, NAME, Expectation, ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules
-from vnetlab.plan.planner import METADATA_NS, MGMT_BRIDGE, HostedVM, domain_name, Plan, PlanContext, PlannedVM, PlanPart, Resource
+from vnetlab.plan.planner import METADATA_NS, MGMT_BRIDGE, HostedVM, domain_name, Plan, PlanContext, PlannedVM, PlanPart, Resource, tap_prefix
+from vnetlab.run.apply import create_recorded
 from vnetlab.run.state import LabState, RecordedResource
 from vnetlab.run.teardown import KeepsLabNamespace
-from vnetlab.tools.explain import Section
+from vnetlab.tools.explain import Section, comment, sh
 from vnetlab.tools.inspect import InspectRow
 
 LOCAL_URI = hv.DEFAULT_URI
@@ -125,6 +130,9 @@ def _validate(r: Rules) -> None:
         if name in real:
             if not (h.uri or "").startswith("qemu+ssh://"):
                 r.add(f"hypervisors.{name}.uri", f"expected a qemu+ssh:// URI (vnetlab also runs its host commands over that SSH), got {h.uri!r}")
+            else:
+                for problem in libvirt_uri.uri_problems(h.uri or ""):  # the trust model: nothing that runs or trusts more here
+                    r.add(f"hypervisors.{name}.uri", problem)
             if h.underlay is None:
                 r.add(f"hypervisors.{name}.underlay", "a real hypervisor needs underlay: {address, device}: where its VXLAN traffic leaves")
         if h.underlay is not None:
@@ -194,6 +202,12 @@ class PlannedHost:
     host_key: str | None = None  # real: from the scenario (else known_hosts)
     key: str | None = None  # real: the URI's keyfile
     user: str = "root"
+    port: int = 22  # real: the URI's SSH port
+
+    @property
+    def ssh_target(self) -> str:
+        """user@address, with :port when it is not 22 (as `ssh -p` would need it)."""
+        return f"{self.user}@{self.address}" + (f":{self.port}" if self.port != 22 else "")
 
 
 @dataclass(frozen=True)
@@ -244,19 +258,27 @@ def sim_lab_namespace(lab_namespace: str, host: str) -> str:
     return f"{sim_stack_namespace(lab_namespace, host)}-lab"
 
 
-def hosted_folder(lab: str, host: str) -> str:
-    return f"{lab}.{host}"
+def hosted_folder(lab: str, host: str, instance: str = "") -> str:
+    """The lab's folder on a hypervisor (in HOSTED_ROOT): its instance id keeps two labs of one
+    name (two controllers, or one after a `down` that left its folder) apart."""
+    return f"{lab}.{host}" + (f".{instance}" if instance else "")
 
 
-def device_name(index: int) -> str:
-    return f"vnl-vx{index}"
+def device_name(lab: str, index: int) -> str:
+    """A VXLAN device of the lab: made in a root namespace (this machine's, a real host's) before it
+    moves into the lab's, so its name is unique per lab like a tap's (≤ 15 characters)."""
+    return f"{tap_prefix(lab)}x{index}"
 
 
-def _real_access(uri: str) -> tuple[str, str, str | None]:
-    """(user, address, keyfile) of a qemu+ssh:// URI."""
+def _real_access(uri: str) -> tuple[str, str, str | None, int]:
+    """(user, address, keyfile, SSH port) of a qemu+ssh:// URI."""
     parsed = urlparse(uri)
     key = parse_qs(parsed.query).get("keyfile", [None])[0]
-    return parsed.username or "root", parsed.hostname or "", key
+    try:
+        port = parsed.port or 22
+    except ValueError:  # not a number: the URI's validation says so
+        port = 22
+    return parsed.username or "root", parsed.hostname or "", key, port
 
 
 def plan_hosts(ctx: PlanContext) -> HostsPlan | None:
@@ -282,7 +304,7 @@ def plan_hosts(ctx: PlanContext) -> HostsPlan | None:
             continue
         used = [MGMT_BRIDGE] + [b.name for b in s.bridges if any(n.bridge == b.name for v in vms for n in by_vm[v].nics)]
         bridges = tuple((b, ctx.take_mac("02:00:00", "bridge", name, b)) for b in used)
-        folder = HOSTED_ROOT / hosted_folder(ctx.lab, name)
+        folder = HOSTED_ROOT / hosted_folder(ctx.lab, name, ctx.instance)
         if h.simulate:
             ip = sim_ips[name]
             hosts.append(PlannedHost(
@@ -290,10 +312,10 @@ def plan_hosts(ctx: PlanContext) -> HostsPlan | None:
                 underlay_veth=f"vnl-ul{simulated.index(name)}",
             ))
         else:
-            user, address, key = _real_access(h.uri or "")
+            user, address, key, port = _real_access(h.uri or "")
             hosts.append(PlannedHost(
                 name, False, False, h.uri or "", address, h.underlay.address if h.underlay else "", h.underlay.device if h.underlay else "",
-                ctx.namespace, None, folder, bridges, vms, host_key=h.host_key, key=key, user=user,
+                ctx.namespace, None, folder, bridges, vms, host_key=h.host_key, key=key, user=user, port=port,
             ))
     host_of_ip = {h.name: h.underlay_ip for h in hosts}
     local = next(h for h in hosts if h.local)
@@ -311,7 +333,7 @@ def plan_hosts(ctx: PlanContext) -> HostsPlan | None:
         for h in members:
             macs = tuple((n.mac, host_of_ip[on[vm_name]]) for vm_name, n in nics if on[vm_name] != h.name)
             tunnels.append(PlannedTunnel(
-                h.name, bridge, device_name(index), overlay.vni_base + index, h.underlay_ip,
+                h.name, bridge, device_name(ctx.lab, index), overlay.vni_base + index, h.underlay_ip,
                 tuple(m.underlay_ip for m in members if m.name != h.name), macs, mtu,
             ))
     underlay_mtu = (1500 if overlay.mtu == "guest-1450" else 1500 + OVERHEAD) if simulated else None
@@ -332,14 +354,14 @@ def resources(plan_part: HostsPlan, lab: str, vms: tuple[PlannedVM, ...], placed
     for h in plan_part.remote:
         if h.simulated:
             out += [Resource("sim-host", h.stack_namespace or ""), Resource("veth", h.underlay_veth or ""), Resource("sim-sshd", f"{h.name}:<pid>")]
-    out += [Resource("overlay-vxlan", t.device) for t in plan_part.tunnels_on(plan_part.local.name)]
+    out += [Resource(_local_vxlan_kind(plan_part), t.device) for t in plan_part.tunnels_on(plan_part.local.name)]
     for h in plan_part.remote:
         out += [Resource("host-files", f"{h.name}:{h.folder}"), Resource("host-namespace", f"{h.name}:{h.lab_namespace}")]
         out += [Resource("host-vxlan", f"{h.name}:{t.device}") for t in plan_part.tunnels_on(h.name)]
     for v in vms:
         if v.name in placed:
             host = placed[v.name].host
-            out += [Resource("host-taps", f"{host}:{','.join(n.tap for n in v.all_nics)}", v.name), Resource("domain", domain_name(lab, v.name), v.name)]
+            out += [Resource("host-tap", f"{host}:{n.tap}", v.name) for n in v.all_nics] + [Resource("domain", domain_name(lab, v.name), v.name)]
     return tuple(out)
 
 
@@ -347,19 +369,24 @@ def _part(plan: Plan) -> HostsPlan | None:
     return plan.part("hypervisors", None)
 
 
+def _local_vxlan_kind(part: HostsPlan) -> str:
+    """This machine's VXLAN devices: made on the simulated underlay in the lab namespace (sim-vxlan),
+    or in the root namespace against a real underlay and then moved (overlay-vxlan)."""
+    return "sim-vxlan" if part.underlay_mtu is not None else "overlay-vxlan"
+
+
 # -- apply ---------------------------------------------------------------------------------------
 
 
-def _known_host_key(address: str) -> str:
-    path = Path("/root/.ssh/known_hosts")
-    try:
-        for line in path.read_text().splitlines():
-            fields = line.split()
-            if len(fields) >= 3 and address in fields[0].split(","):
-                return f"{fields[1]} {fields[2]}"
-    except OSError:
-        pass
-    raise HypervisorError(f"no host key for {address}: give the hypervisor `host-key:` or add it to {path} (ssh-keyscan, checked by hand)")
+KNOWN_HOSTS = Path("/root/.ssh/known_hosts")
+
+
+def _known_host_key(address: str, port: int = 22, path: Path = KNOWN_HOSTS) -> str:
+    found = remote_host.known_host_key(path, address, port)
+    if found is None:
+        where = address if port == 22 else f"[{address}]:{port}"
+        raise HypervisorError(f"no host key for {where}: give the hypervisor `host-key:` or add it to {path} (ssh-keyscan{'' if port == 22 else f' -p {port}'}, checked by hand)")
+    return found
 
 
 def _setup_simulation(plan: Plan, ctx: Any, part: HostsPlan) -> dict[str, HostAccess]:
@@ -379,8 +406,7 @@ def _setup_simulation(plan: Plan, ctx: Any, part: HostsPlan) -> dict[str, HostAc
         stack = h.stack_namespace or ""
         if netns.namespace_exists(stack):
             raise HypervisorError(f"namespace {stack!r} already exists but no lab state records it: left alone")
-        ctx.record("sim-host", stack)
-        netns.create_namespace(stack)
+        create_recorded(plan, ctx.state, "sim-host", stack, None, lambda: netns.create_namespace(stack), lambda: netns.namespace_exists(stack), "/run/netns")
         ctx.record("veth", h.underlay_veth)
         linux_bridge.create_veth(ns, h.underlay_veth, stack, h.underlay_device)
         for where, link in ((ns, h.underlay_veth), (stack, h.underlay_device)):
@@ -403,9 +429,15 @@ def _local_tunnels(plan: Plan, ctx: Any, part: HostsPlan) -> None:
     else its own device), moved into the lab namespace when made elsewhere."""
     local = part.local
     made_in = plan.namespace if part.underlay_mtu is not None else None
+    where = "the lab namespace" if made_in else "the root namespace"
     for t in part.tunnels_on(local.name):
-        ctx.record("overlay-vxlan", t.device)
-        linux_bridge.create_vxlan(made_in, t.device, t.vni, t.local_ip, part.port, local.underlay_device, t.mtu, learning=False)
+        if linux_bridge.link_exists(made_in, t.device):  # someone else's: never record (= remove) it
+            raise HypervisorError(f"a link named {t.device!r} already exists in {where} and no lab state records it: left alone; pick another lab name")
+        create_recorded(
+            plan, ctx.state, _local_vxlan_kind(part), t.device, None,
+            lambda t=t: linux_bridge.create_vxlan(made_in, t.device, t.vni, t.local_ip, part.port, local.underlay_device, t.mtu, learning=False),
+            lambda t=t: linux_bridge.link_exists(made_in, t.device), where,
+        )
         if made_in is None:
             linux_bridge.move_link(t.device, plan.namespace)
         ctx.attach(t.device, t.bridge)
@@ -430,25 +462,43 @@ def host_commands(part: HostsPlan, h: PlannedHost) -> list[str]:
     return out
 
 
+def create_on_host(plan: Plan, state: LabState, sh: HostShell, kind: str, name: str, vm: str | None, command: str, what: str) -> None:
+    """Record, then run the one command that makes it. Each such command refuses a name that is
+    taken (ip netns add, ip link add, mkdir, the tap command) or fails without making anything: if
+    it exits non-zero, nothing of this lab's is there, so the record goes and teardown never
+    removes what another lab or program has under that name. A connection that broke keeps the
+    record (it may have been made)."""
+    state.record(plan.lab_dir, kind, name, vm)
+    try:
+        sh.run(command)
+    except HostCommandFailed as exc:
+        state.forget(plan.lab_dir, kind, name)
+        raise HypervisorError(f"{what}: {exc}; not recorded, so it is left alone (it may be another lab's: pick another lab name)") from None
+
+
 def _prepare_host(plan: Plan, ctx: Any, part: HostsPlan, h: PlannedHost, access: HostAccess) -> None:
+    assert h.folder is not None
     with remote_host.shell(access) as sh:
-        ctx.record("host-files", f"{h.name}:{h.folder}")
-        for command in remote_host.files_commands(h.folder):
-            sh.run(command)
-        for local, there in staged_images(plan, h).items():  # each once per hypervisor, before its guests boot
-            sh.put(local, there, 0o644)
-        # Checked before recording: a recorded name is removed by teardown, and this one is not ours.
+        # Checked before anything is made there: a lab of this name from elsewhere (another
+        # controller sharing the host) must not lose its files to this one's failed set-up.
         if sh.run(f"[ -e /run/netns/{q(h.lab_namespace)} ] && echo taken || true").strip() == "taken":
             raise HypervisorError(f"hypervisor {h.name}: namespace {h.lab_namespace!r} already exists there and no lab state records it: left alone; pick another lab name")
-        ctx.record("host-namespace", f"{h.name}:{h.lab_namespace}")
-        for command in remote_host.namespace_commands(h.lab_namespace):
+        parent, folder = remote_host.files_commands(h.folder)
+        sh.run(parent)
+        create_on_host(plan, ctx.state, sh, "host-files", f"{h.name}:{h.folder}", None, folder, f"hypervisor {h.name}: the lab's folder {h.folder}")
+        for local, there in staged_images(plan, h).items():  # each once per hypervisor, before its guests boot
+            sh.put(local, there, 0o644)
+        first, *rest = remote_host.namespace_commands(h.lab_namespace)
+        create_on_host(plan, ctx.state, sh, "host-namespace", f"{h.name}:{h.lab_namespace}", None, first, f"hypervisor {h.name}: namespace {h.lab_namespace}")
+        for command in rest:
             sh.run(command)
         for bridge, mac in h.bridges:
             for command in remote_host.bridge_commands(h.lab_namespace, bridge, mac):
                 sh.run(command)
         for t in part.tunnels_on(h.name):
-            ctx.record("host-vxlan", f"{h.name}:{t.device}")
-            for command in tunnel_commands(part, h, t):
+            first, *rest = tunnel_commands(part, h, t)
+            create_on_host(plan, ctx.state, sh, "host-vxlan", f"{h.name}:{t.device}", None, first, f"hypervisor {h.name}: VXLAN device {t.device}")
+            for command in rest:
                 sh.run(command)
 
 
@@ -459,7 +509,7 @@ def apply_hosts(plan: Plan, ctx: Any) -> None:
     access = _setup_simulation(plan, ctx, part) if part.underlay_mtu is not None else {}
     for h in part.remote:
         if h.name not in access:
-            access[h.name] = HostAccess(h.name, h.address, None, h.key or "/root/.ssh/id_ed25519", h.host_key or _known_host_key(h.address), h.uri, "", h.user)
+            access[h.name] = HostAccess(h.name, h.address, None, h.key or "/root/.ssh/id_ed25519", h.host_key or _known_host_key(h.address, h.port), h.uri, "", h.user, h.port)
     remote_host.save_hosts(plan.lab_dir, list(access.values()))
     _local_tunnels(plan, ctx, part)
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(part.remote)) as pool:  # each waits on its own SSH and SFTP
@@ -515,17 +565,12 @@ def boot_hosted(plan: Plan, state: LabState, conn: Any, vm: PlannedVM) -> None:
     access = _access(plan.lab_dir, h.name)
     folder = PurePosixPath(str(vm.staged))
     with remote_host.shell(access) as sh:
-        for command in remote_host.files_commands(folder) + guest_file_commands(vm):
+        for command in [remote_host.folder_command(folder, exclusive=False)] + guest_file_commands(vm):  # inside the lab's own folder
             sh.run(command)
         for local, there in guest_files(vm).items():
             sh.put(local, there)
-        taps = [n.tap for n in vm.all_nics]
-        state.record(plan.lab_dir, "host-taps", f"{h.name}:{','.join(taps)}", vm.name)
-        for tap in taps:
-            try:
-                sh.run(remote_host.tap_command(access, tap))
-            except HostError as exc:
-                raise HypervisorError(f"{vm.name}: tap {tap} on hypervisor {h.name}: {exc} (a link of that name may be someone else's: pick another lab name)") from None
+        for n in vm.all_nics:  # each refused if a link of its name exists where libvirtd opens it
+            create_on_host(plan, state, sh, "host-tap", f"{h.name}:{n.tap}", vm.name, remote_host.tap_command(access, n.tap), f"{vm.name}: tap {n.tap} on hypervisor {h.name}")
         if hv.lookup(conn, vm.domain) is not None:
             raise hv.HypervisorError(f"a libvirt domain named {vm.domain!r} already exists on hypervisor {h.name} and no lab state records it: left alone; pick another lab name")
         state.record(plan.lab_dir, "domain", vm.domain, vm.name, uri=vm.uri)  # removed by the core, through its URI
@@ -541,13 +586,8 @@ def boot_hosted(plan: Plan, state: LabState, conn: Any, vm: PlannedVM) -> None:
 def console_over_sftp(plan: Plan, vm: PlannedVM) -> Iterator[Any]:
     """Its serial log, read on its hypervisor over SFTP (one connection for the whole wait)."""
     access = _access(plan.lab_dir, vm.host or "")
-    lock = threading.Lock()
     with remote_host.shell(access) as sh:
-        def opener() -> Any:
-            with lock:
-                return sh.sftp().open(str(vm.console_path), "rb")
-
-        yield opener
+        yield lambda: sh.open(str(vm.console_path))
 
 
 # -- teardown: from the state and hosts.json alone -----------------------------------------------
@@ -586,6 +626,7 @@ def remove_host_namespace(shells: Shells, resource: RecordedResource, state: Lab
 
 
 def remove_host_taps(shells: Shells, resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
+    """A host-tap record (one tap), or a host-taps one of a lab made before (a VM's taps, joined by ',')."""
     host, taps = _split(resource)
     sh = _shell_for_removal(shells, lab_dir, host, state)
     sh.run(remote_host.tap_removal_command(sh.access, taps.split(",")))
@@ -608,7 +649,16 @@ def remove_host_files(shells: Shells, resource: RecordedResource, state: LabStat
 
 
 def remove_overlay_vxlan(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
-    linux_bridge.delete_link(None, resource.name)  # made outside the lab namespace and not yet moved
+    """Made in the root namespace, then moved: wherever it is. In the root namespace only under a
+    name of this lab's (a lab made before the names were per lab recorded vnl-vx<N>, which another
+    lab's device may have there now)."""
+    if resource.name.startswith(tap_prefix(state.lab)):
+        linux_bridge.delete_link(None, resource.name)  # made outside the lab namespace and not yet moved
+    remove_sim_vxlan(resource, state, lab_dir)
+
+
+def remove_sim_vxlan(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
+    """Made in the lab namespace (on the simulated underlay): only there, or it went with it."""
     if netns.namespace_exists(state.namespace):
         linux_bridge.delete_link(state.namespace, resource.name)
 
@@ -643,10 +693,11 @@ def _keep_while_it_holds_the_lab(state: LabState, lab_dir: Path, host: str) -> N
     """A simulated hypervisor stays (its namespace, its sshd) while its lab namespace, the lab's
     files or a guest on it are left: they were not removed because it did not answer, and a later
     `down` must reach it the same way. It is on this machine, so that is seen here."""
-    left = [what for what, there in (
-        (f"namespace {sim_lab_namespace(state.namespace, host)}", netns.namespace_exists(sim_lab_namespace(state.namespace, host))),
-        (f"folder {HOSTED_ROOT / hosted_folder(state.lab, host)}", Path(str(HOSTED_ROOT / hosted_folder(state.lab, host))).exists()),
-    ) if there]
+    def recorded(kind: str) -> list[str]:  # only what the lab made there: a same-named thing of someone else's holds nothing
+        return [_split(r)[1] for r in state.resources if r.kind == kind and _split(r)[0] == host]
+
+    left = [f"namespace {ns}" for ns in recorded("host-namespace") if netns.namespace_exists(ns)]
+    left += [f"folder {folder}" for folder in recorded("host-files") if Path(folder).exists()]
     left += [f"domain {name}" for name in _domains_still_there(state, lab_dir, host)]
     if left:
         raise KeepsLabNamespace(f"simulated hypervisor {host} still holds {' and '.join(left)}: kept so that a later `vnetlab down {state.lab}` can reach it")
@@ -654,6 +705,7 @@ def _keep_while_it_holds_the_lab(state: LabState, lab_dir: Path, host: str) -> N
 
 def remove_sim_host(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
     _keep_while_it_holds_the_lab(state, lab_dir, resource.name.rpartition(".")[2])
+    netns.end_processes(resource.name)  # its sshd's sessions, or the sshd itself if its stop failed
     netns.delete_namespace(resource.name)
 
 
@@ -704,7 +756,7 @@ def explain_sections(plan: Plan) -> list[Section]:
                 f"ip netns add {h.stack_namespace}",
                 f"ip -n {plan.namespace} link add {h.underlay_veth} mtu {part.underlay_mtu} type veth peer name {h.underlay_device} netns {h.stack_namespace}",
                 f"ip -n {h.stack_namespace} addr add {h.underlay_ip}/{SIM_UNDERLAY.prefixlen} dev {h.underlay_device} && ip -n {h.stack_namespace} link set {h.underlay_device} mtu {part.underlay_mtu} up",
-                f"ip netns exec {h.stack_namespace} /usr/sbin/sshd -D -e -f {sim_host.config(plan.lab_dir, h.name)}   # its own host key; the lab's key only",
+                f"{sh('ip', 'netns', 'exec', h.stack_namespace, '/usr/sbin/sshd', '-D', '-e', '-f', sim_host.config(plan.lab_dir, h.name))}   # its own host key; the lab's key only",
             ]
         out.append(Section("Simulated hypervisors: namespaces on a lab underlay, each with its own sshd", tuple(lines)))
     lines = []
@@ -717,16 +769,16 @@ def explain_sections(plan: Plan) -> list[Section]:
         out.append(Section(f"Hypervisor {local.name} (this machine): VXLAN ports of the stretched bridges", tuple(lines)))
     for h in part.remote:
         access = HostAccess(h.name, h.address, None, "", "", h.uri, sim_host.LIBVIRT_NETNS if h.simulated else "")
-        lines = [f"# over SSH to root@{h.address}; libvirt: {h.uri}", *host_commands(part, h)]
-        lines += [f"# over SFTP: {local} to {there}" for local, there in staged_images(plan, h).items()]
+        lines = [comment(f"over SSH to {h.ssh_target}; libvirt: {h.uri}"), *host_commands(part, h)]
+        lines += [comment(f"over SFTP: {local} to {there}") for local, there in staged_images(plan, h).items()]
         for vm in (plan.vm(v) for v in h.vms):
-            lines.append(f"# {vm.name}: " + ", ".join(f"{local.name} to {there}" for local, there in guest_files(vm).items()) + ", then")
+            lines.append(comment(f"{vm.name}: " + ", ".join(f"{local.name} to {there}" for local, there in guest_files(vm).items()) + ", then"))
             lines += guest_file_commands(vm)
             lines += [remote_host.tap_command(access, n.tap) for n in vm.all_nics]
-            lines.append(f"virsh -c '{h.uri}' define domain.xml && virsh start --paused {vm.domain}")
+            lines.append(f"{sh('virsh', '-c', h.uri, 'define', 'domain.xml')} && {sh('virsh', '-c', h.uri, 'start', '--paused', vm.domain)}")
             for n in vm.all_nics:
                 lines += remote_host.tap_into_lab_commands(access, n.tap, h.lab_namespace, n.port_of)
-            lines.append(f"virsh -c '{h.uri}' resume {vm.domain}")
+            lines.append(sh("virsh", "-c", h.uri, "resume", vm.domain))
         out.append(Section(f"Hypervisor {h.name}{' (simulated)' if h.simulated else ''}", tuple(lines)))
     return out
 
@@ -778,9 +830,10 @@ class Hypervisors(Feature):
     def __init__(self) -> None:
         shells = Shells()  # this feature object's: one connection per hypervisor across a teardown's removals
         self.removers = {
-            "sim-sshd": stop_sim_sshd, "sim-host": remove_sim_host, "overlay-vxlan": remove_overlay_vxlan,
+            "sim-sshd": stop_sim_sshd, "sim-host": remove_sim_host, "overlay-vxlan": remove_overlay_vxlan, "sim-vxlan": remove_sim_vxlan,
             **{kind: functools.partial(remover, shells) for kind, remover in (
-                ("host-files", remove_host_files), ("host-namespace", remove_host_namespace), ("host-vxlan", remove_host_vxlan), ("host-taps", remove_host_taps),
+                ("host-files", remove_host_files), ("host-namespace", remove_host_namespace), ("host-vxlan", remove_host_vxlan),
+                ("host-tap", remove_host_taps), ("host-taps", remove_host_taps),
             )},
         }
 

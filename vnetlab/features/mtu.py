@@ -43,7 +43,7 @@ from vnetlab.model.scenario import NAME, VM_NAME_MAX, ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules, node_names, route_to
 from vnetlab.plan.planner import Plan, PlanContext, PlanPart
-from vnetlab.tools.explain import Section, command_at, guest_line
+from vnetlab.tools.explain import Section, command_at, guest_line, sh
 from vnetlab.tools.inspect import InspectRow
 
 T = TypeVar("T")
@@ -374,17 +374,17 @@ def explain_network(plan: Plan) -> list[str]:
     part = _part(plan)
     lines: list[str] = []
     for b in part.bridges if part else ():
-        lines.append(f"ip -n {plan.namespace} link set {b.bridge} mtu {b.mtu}    # set by hand: the kernel no longer derives it from the ports")
+        lines.append(f"{sh('ip', '-n', plan.namespace, 'link', 'set', b.bridge, 'mtu', b.mtu)}    # set by hand: the kernel no longer derives it from the ports")
         for p in ports(plan, b.bridge):
-            lines.append(f"ip -n {plan.namespace} link set {p.name} mtu {b.mtu}    # {p.kind} of {p.owner}" + (": once the guest has started and the tap joined the bridge" if p.kind == "tap" else ""))
+            lines.append(f"{sh('ip', '-n', plan.namespace, 'link', 'set', p.name, 'mtu', b.mtu)}    # {p.kind} of {p.owner}" + (": once the guest has started and the tap joined the bridge" if p.kind == "tap" else ""))
             if p.kind == "veth":
-                lines.append(f"ip -n {p.peer_namespace} link set {p.peer} mtu {b.mtu}    # its other end")
+                lines.append(f"{sh('ip', '-n', p.peer_namespace, 'link', 'set', p.peer, 'mtu', b.mtu)}    # its other end")
     return lines
 
 
 def explain_guests(plan: Plan) -> list[str]:
     part = _part(plan)
-    return [guest_line(g.vm, f"ip link set dev {g.nic} mtu {g.mtu}") for g in (part.guests if part else ())]
+    return [guest_line(g.vm, ["ip", "link", "set", "dev", g.nic, "mtu", g.mtu]) for g in (part.guests if part else ())]
 
 
 def inspect_rows(plan: Plan) -> list[InspectRow]:

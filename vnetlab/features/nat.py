@@ -26,7 +26,7 @@ from vnetlab.model.addressing import bridge_subnets, nic_addresses
 from vnetlab.model.validate import Rules, interface, node_interfaces
 from vnetlab.plan.planner import Plan, PlanContext, PlanPart
 from vnetlab.run.apply import ApplyContext
-from vnetlab.tools.explain import Section
+from vnetlab.tools.explain import Section, sh
 
 TABLE = "vnetlab_nat"
 NFT_ARGV = ["nft", "-f", "-"]
@@ -84,8 +84,8 @@ def equivalent_commands(namespace: str, nats: tuple[PlannedNat, ...]) -> list[st
     if not nats:
         return []
     return [
-        f"ip netns exec {namespace} sysctl -w {'='.join(FORWARD_SYSCTL)}",
-        f"ip netns exec {namespace} {' '.join(NFT_ARGV)} <<'EOF'",
+        sh("ip", "netns", "exec", namespace, "sysctl", "-w", "=".join(FORWARD_SYSCTL)),
+        f"{sh('ip', 'netns', 'exec', namespace, *NFT_ARGV)} <<'EOF'",
         *ruleset(nats).splitlines(),
         "EOF",
     ]

@@ -34,7 +34,7 @@ from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules
 from vnetlab.plan.planner import Plan, PlanContext, PlanPart, Resource
 from vnetlab.run.configure import open_ssh
-from vnetlab.tools.explain import Section, guest_line
+from vnetlab.tools.explain import Section, guest_line, sh
 from vnetlab.tools.inspect import InspectRow
 
 if TYPE_CHECKING:
@@ -198,13 +198,13 @@ def host_lines(plan: Plan, link: NicNetem) -> list[str]:
     ns, tap, ifb, n = plan.namespace, link.tap, link.ifb, link.netem
     netem = n.tc_args(rate=False)
     lines = [
-        f"ip -n {ns} link add {ifb} type ifb && ip -n {ns} link set {ifb} up",
-        f"tc -n {ns} qdisc add dev {tap} ingress    # {link.vm} {link.nic}: the frames it sends arrive here",
-        f"tc -n {ns} filter add dev {tap} parent ffff: protocol all prio 1 u32 match u32 0 0 action mirred egress redirect dev {ifb}",
-        f"tc -n {ns} qdisc add dev {ifb} root handle 1: netem {' '.join(netem)}".rstrip(),
+        f"{sh('ip', '-n', ns, 'link', 'add', ifb, 'type', 'ifb')} && {sh('ip', '-n', ns, 'link', 'set', ifb, 'up')}",
+        f"{sh('tc', '-n', ns, 'qdisc', 'add', 'dev', tap, 'ingress')}    # {link.vm} {link.nic}: the frames it sends arrive here",
+        sh("tc", "-n", ns, "filter", "add", "dev", tap, "parent", "ffff:", "protocol", "all", "prio", "1", "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", ifb),
+        sh("tc", "-n", ns, "qdisc", "add", "dev", ifb, "root", "handle", "1:", "netem", *netem),
     ]
     if n.rate_bits is not None:
-        lines.append(f"tc -n {ns} qdisc add dev {ifb} parent 1: handle 2: tbf rate {tc_rate(n.rate_bits)} burst {host_netem.tbf_burst(n.rate_bits)} latency {host_netem.TBF_LATENCY_US // 1000}ms")
+        lines.append(sh("tc", "-n", ns, "qdisc", "add", "dev", ifb, "parent", "1:", "handle", "2:", "tbf", "rate", tc_rate(n.rate_bits), "burst", host_netem.tbf_burst(n.rate_bits), "latency", f"{host_netem.TBF_LATENCY_US // 1000}ms"))
     return lines
 
 

@@ -26,6 +26,7 @@ from vnetlab.model.scenario import IFACE_MAX, NAME, VM_NAME_MAX, ModelExtension,
 from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules, interface
 from vnetlab.plan.planner import Plan
+from vnetlab.tools.explain import sh
 
 
 @dataclass(frozen=True)
@@ -209,15 +210,15 @@ def op_commands(plan: Plan, op: OpCheck) -> list[str]:
     ns = plan.namespace
     tap = plan.vm(op.vm).nic_on(op.bridge).tap if op.vm else ""  # type: ignore[union-attr]
     return {
-        "list": [f"ip -n {ns} link", f"bridge -n {ns} link show"],
-        "detach": [f"ip -n {ns} link set {tap} nomaster    # brctl delif {op.bridge} {tap}"],
-        "attach": [f"ip -n {ns} link set {tap} master {op.bridge} up    # brctl addif {op.bridge} {tap}"],
-        "delete-tap": [f"ip -n {ns} link del {tap}    # tunctl -d {tap}"],
-        "add-address": [f"ip -n {ns} addr add {op.address} dev {op.bridge}"],
-        "delete-address": [f"ip -n {ns} addr del {op.address} dev {op.bridge}"],
-        "link-down": [f"ip -n {ns} link set {op.bridge} down    # ifconfig {op.bridge} down"],
-        "link-up": [f"ip -n {ns} link set {op.bridge} up"],
-        "delete-bridge": [f"ip netns exec {ns} brctl delbr {op.bridge}    # " + ("refused (EBUSY) while it is up; `ip link del` would not refuse" if op.expect == "error" else "works once it is down")],
+        "list": [sh("ip", "-n", ns, "link"), sh("bridge", "-n", ns, "link", "show")],
+        "detach": [f"{sh('ip', '-n', ns, 'link', 'set', tap, 'nomaster')}    # {sh('brctl', 'delif', op.bridge, tap)}"],
+        "attach": [f"{sh('ip', '-n', ns, 'link', 'set', tap, 'master', op.bridge, 'up')}    # {sh('brctl', 'addif', op.bridge, tap)}"],
+        "delete-tap": [f"{sh('ip', '-n', ns, 'link', 'del', tap)}    # {sh('tunctl', '-d', tap)}"],
+        "add-address": [sh("ip", "-n", ns, "addr", "add", op.address, "dev", op.bridge)],
+        "delete-address": [sh("ip", "-n", ns, "addr", "del", op.address, "dev", op.bridge)],
+        "link-down": [f"{sh('ip', '-n', ns, 'link', 'set', op.bridge, 'down')}    # {sh('ifconfig', op.bridge, 'down')}"],
+        "link-up": [sh("ip", "-n", ns, "link", "set", op.bridge, "up")],
+        "delete-bridge": [f"{sh('ip', 'netns', 'exec', ns, 'brctl', 'delbr', op.bridge)}    # " + ("refused (EBUSY) while it is up; `ip link del` would not refuse" if op.expect == "error" else "works once it is down")],
     }[op.action]
 
 

@@ -56,7 +56,7 @@ class OvsBackend:
         return [
             "# Open vSwitch, userspace datapath, daemons private to this lab (vnetlab runs them in the foreground",
             "# as its children and records their PIDs; by hand, --detach puts them in the background)",
-            f"mkdir -p {paths.dir}",
+            shlex.join(["mkdir", "-p", str(paths.dir)]),
             shlex.join(["ovsdb-tool", "create", str(paths.db), str(ovs.SCHEMA)]),
             shlex.join(["ip", "netns", "exec", ns, *ovs.daemon_argv(paths, "ovsdb-server"), "--detach"]),
             _vsctl(plan, ["--no-wait", "init"]),
@@ -69,17 +69,17 @@ class OvsBackend:
             lines += [
                 f"# mirror every frame of {b.name} to {b.capture_port}: its own port only sees what is flooded to it",
                 _vsctl(plan, ovs.mirror_args(b.name, b.capture_port)),
-                f"ip -n {plan.namespace} link set {b.capture_port} up",
+                shlex.join(["ip", "-n", plan.namespace, "link", "set", b.capture_port, "up"]),
             ]
         return lines
 
     def explain_attach(self, plan: Plan, port: str, bridge: str) -> list[str]:
-        return [_vsctl(plan, ["add-port", bridge, port]), f"ip -n {plan.namespace} link set {port} up"]
+        return [_vsctl(plan, ["add-port", bridge, port]), shlex.join(["ip", "-n", plan.namespace, "link", "set", port, "up"])]
 
     def explain_teardown(self, plan: Plan, resource: Resource) -> list[str]:
         if resource.kind == self.bridge_resource:
             return [_vsctl(plan, ["--if-exists", "del-br", resource.name])]
-        return [f"kill $(cat {_paths(plan).pidfile(resource.name)})"]
+        return [f"kill $(cat {shlex.quote(str(_paths(plan).pidfile(resource.name)))})"]
 
 
 def _remove_bridge(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:

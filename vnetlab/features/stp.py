@@ -34,7 +34,7 @@ from vnetlab.model.scenario import Expectation, ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules, route_across
 from vnetlab.plan.planner import Plan, PlanContext, PlanPart, Resource
-from vnetlab.tools.explain import Section
+from vnetlab.tools.explain import Section, sh
 from vnetlab.tools.inspect import PORT_STATES, InspectRow
 
 T = TypeVar("T")
@@ -375,19 +375,19 @@ def explain_lines(plan: Plan) -> list[str]:
         return []
     ns = plan.namespace
     lines = [
-        f"ip -n {ns} link set {br} type bridge stp_state 1 forward_delay {FORWARD_DELAY_CS} hello_time {HELLO_TIME_CS}    # before the links come up: a loop never forwards unprotected"
+        f"{sh('ip', '-n', ns, 'link', 'set', br, 'type', 'bridge', 'stp_state', 1, 'forward_delay', FORWARD_DELAY_CS, 'hello_time', HELLO_TIME_CS)}    # before the links come up: a loop never forwards unprotected"
         for br in part.bridges
     ]
     for link in part.links:
         (a, b), (va, vb), (ma, mb) = link.bridges, link.veths, link.macs
         lines += [
             f"# bridge link {a} ↔ {b}",
-            f"ip -n {ns} link add {va} address {ma} type veth peer name {vb} address {mb}",
-            f"ip -n {ns} link set {va} master {a} up",
-            f"ip -n {ns} link set {vb} master {b} up",
+            sh("ip", "-n", ns, "link", "add", va, "address", ma, "type", "veth", "peer", "name", vb, "address", mb),
+            sh("ip", "-n", ns, "link", "set", va, "master", a, "up"),
+            sh("ip", "-n", ns, "link", "set", vb, "master", b, "up"),
         ]
     if part.bridges:
-        lines.append(f"bridge -n {ns} link show    # wait until no port is listening or learning (up to {CONVERGE_TIMEOUT:.0f} s)")
+        lines.append(f"{sh('bridge', '-n', ns, 'link', 'show')}    # wait until no port is listening or learning (up to {CONVERGE_TIMEOUT:.0f} s)")
     return lines
 
 

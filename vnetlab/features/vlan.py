@@ -43,7 +43,7 @@ from vnetlab.model.typed_yaml import spec
 from vnetlab.model.addressing import nic_addresses, nic_entries
 from vnetlab.model.validate import Rules, interface, network
 from vnetlab.plan.planner import Plan, PlanContext, PlanPart
-from vnetlab.tools.explain import Section, guest_line
+from vnetlab.tools.explain import Section, guest_line, sh
 from vnetlab.tools.inspect import InspectRow
 
 VLAN_MIN, VLAN_MAX = 1, 4094  # 0 means "no VLAN" in a tag, 4095 is reserved (IEEE 802.1Q)
@@ -452,8 +452,8 @@ def explain_sections(plan: Plan) -> list[Section]:
         lines = [first] + [f"{_vsctl_line(plan, port_args(p))}    # {p.vm} {p.nic}, {_what(p)}" for p in ovs_ports]
         sections.append(Section("VLANs on the OVS ports", tuple(lines), stage="configure"))
     if host := _ports(plan, "host"):
-        lines = [first] + [f"ip -n {plan.namespace} link set {b} type bridge vlan_filtering 1" for b in dict.fromkeys(p.bridge for p in host)]
-        lines += [f"bridge -n {plan.namespace} {c}    # {p.vm} {p.nic}, {_what(p)}" for p in host for c in host_vlan_commands(p.tap, p.tag, p.trunks)]
+        lines = [first] + [sh("ip", "-n", plan.namespace, "link", "set", b, "type", "bridge", "vlan_filtering", 1) for b in dict.fromkeys(p.bridge for p in host)]
+        lines += [f"{sh('bridge', '-n', plan.namespace)} {c}    # {p.vm} {p.nic}, {_what(p)}" for p in host for c in host_vlan_commands(p.tap, p.tag, p.trunks)]
         sections.append(Section("VLANs on the bridge ports (the host kernel's VLAN filtering)", tuple(lines), stage="configure"))
     if part.subs:
         guest = [guest_line(vm, "modprobe 8021q") for vm in dict.fromkeys(s.vm for s in part.subs)]

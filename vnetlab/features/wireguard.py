@@ -404,11 +404,12 @@ def explain_section(plan: Plan) -> Section | None:
     lines = ["# a key pair per member (vnetlab makes X25519 keys in Python; by hand:)"]
     public = {(w.tunnel, w.vm): w.key_file.with_suffix(".pub") for w in interfaces}
     for w in interfaces:
-        lines.append(f"wg genkey > {w.key_file} && wg pubkey < {w.key_file} > {public[(w.tunnel, w.vm)]}")
+        key, pub = shlex.quote(str(w.key_file)), shlex.quote(str(public[(w.tunnel, w.vm)]))
+        lines.append(f"wg genkey > {key} && wg pubkey < {key} > {pub}")
     for w in interfaces:
         lines.append(f"# {w.vm}: its private key goes to {w.guest_key_file} on stdin (dropbear has no sftp)")
-        lines.append(f"{ssh_line(plan, plan.vm(w.vm))} {shlex.quote(key_upload_command(w))} < {w.key_file}")
-        lines += [guest_line(w.vm, c) for c in guest_commands(w, lambda vm, t=w.tunnel: f'"$(cat {public[(t, vm)]})"')]
+        lines.append(f"{ssh_line(plan, plan.vm(w.vm))} {shlex.quote(key_upload_command(w))} < {shlex.quote(str(w.key_file))}")
+        lines += [guest_line(w.vm, c) for c in guest_commands(w, lambda vm, t=w.tunnel: f'"$(cat {shlex.quote(str(public[(t, vm)]))})"')]
     return Section("WireGuard tunnels", tuple(lines), stage="configure")
 
 

@@ -31,10 +31,10 @@ from typing import Any, Literal
 import jinja2
 import jinja2.meta
 import jinja2.nodes
-import jinja2.sandbox
 import yaml
 
 from vnetlab.model.addressing import parse_interface
+from vnetlab.model.sandbox import BoundedEnvironment, TooBig
 from vnetlab.model.typed_yaml import Problem, ValidationError, convert_section, join_path, node_lines, spec
 
 DEFAULT_STUDENT = "demo"
@@ -108,11 +108,10 @@ def _netmask(value: Any) -> str:
 FILTERS: dict[str, Callable[..., Any]] = {"host": _host, "prefixlen": _prefixlen, "netmask": _netmask}
 
 
-def environment() -> jinja2.sandbox.SandboxedEnvironment:
-    """jinja2's sandbox (a scenario may come from anyone), undefined names an error, the address filters."""
-    env = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
-    env.filters.update(FILTERS)
-    return env
+def environment() -> BoundedEnvironment:
+    """A fresh environment for one rendering: the bounded sandbox (a scenario may come from anyone;
+    its budget is this rendering's own), undefined names an error, the address filters."""
+    return BoundedEnvironment(FILTERS)
 
 
 # -- drawing the values --------------------------------------------------------------------------------
@@ -317,8 +316,17 @@ def resolve(root: yaml.Node, loader: yaml.SafeLoader, file: str, student: str | 
             if free != {"params"}:
                 continue  # also names nodes: rendered once the lab is planned
             try:
-                node.value = env.from_string(text).render(params=values)
-            except (jinja2.TemplateError, ParamError, TypeError, ValueError, ArithmeticError) as exc:
+                node.value = environment().from_string(text).render(params=values)  # each rendering its own budget
+            except TooBig as exc:
+                problems.append(Problem(file, _line(node), path, f"template too costly: {exc}"))
+                continue
+            except MemoryError:
+                problems.append(Problem(file, _line(node), path, "template too costly: it ran out of memory"))
+                continue
+            except RecursionError:
+                problems.append(Problem(file, _line(node), path, "template too costly: it nests or recurses too deeply"))
+                continue
+            except (jinja2.TemplateError, ParamError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
                 problems.append(Problem(file, _line(node), path, f"template error: {exc}"))
                 continue
             rendered.add(id(node))

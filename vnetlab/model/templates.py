@@ -6,8 +6,12 @@ Every node by name (VMs and the features' nodes), and `nodes[...]` for names wit
 `.<nic>.ip6`, `.<nic>.address6`, `.<nic>.link_local` (in a lab that uses IPv6) and `.<nic>.mac`;
 a DHCP NIC's address is its reservation, a SLAAC NIC's the one it forms from its MAC (known once
 the lab is planned); `bridges[...]` has `.subnet`, `.subnet6` and `.gateway`. An undefined name
-is an error (StrictUndefined), reported by the model with the line of the template. Templates
-are rendered in jinja2's sandbox: a scenario may come from anyone.
+is an error (StrictUndefined), reported by the model with the line of the template.
+
+Templates come with scenarios and are rendered by root while the scenario is checked: they
+render in the bounded sandbox of vnetlab.model.sandbox, set up with the scenario's filters in one
+place (vnetlab.model.params.environment); a limit reached, a MemoryError or a RecursionError is a
+TemplateError like any other.
 """
 
 from __future__ import annotations
@@ -16,22 +20,17 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jinja2
-import jinja2.sandbox
 
 from vnetlab.model.addressing import UNKNOWN_MAC, bridge_subnets, formed_ipv6, link_local, nic_addresses, parse_interface, uses_ipv6
 from vnetlab.model.params import ParamError, environment
+from vnetlab.model.sandbox import TooBig
 from vnetlab.model.validate import feature_nodes
 
 MAC_UNKNOWN = UNKNOWN_MAC  # the model validates templates before MACs are planned
-MAX_RENDERED = 256 * 1024
 
 
 class TemplateError(ValueError):
     pass
-
-
-def _environment() -> jinja2.sandbox.SandboxedEnvironment:
-    return environment()  # the sandbox with the address filters (host, prefixlen, netmask)
 
 
 NicVars = tuple[str, "str | None", "str | None", str, "str | None"]  # (interface, IPv4 with prefix, IPv6 with prefix, MAC, link-local)
@@ -80,33 +79,37 @@ def by_family(cidr: str | None) -> tuple[str | None, str | None]:
 def scenario_variables(scenario: Any, macs: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
     """The variables of a scenario; `macs` ((node, interface) → MAC) once the plan has them."""
     macs = macs or {}
-    nodes: dict[str, Any] = {}
+    nodes_: dict[str, Any] = {}
     for vm in scenario.vms:
-        nodes[vm.name] = node_variables(vm_nic_variables(scenario, vm, macs))
+        nodes_[vm.name] = node_variables(vm_nic_variables(scenario, vm, macs))
     for node in feature_nodes(scenario):
-        nodes[node.name] = node_variables((iface, *by_family(cidr), macs.get((node.name, iface), MAC_UNKNOWN), None) for iface, cidr in node.nics)
+        nodes_[node.name] = node_variables((iface, *by_family(cidr), macs.get((node.name, iface), MAC_UNKNOWN), None) for iface, cidr in node.nics)
     bridges = {
         b.name: {"subnet": str(nets.ipv4) if nets.ipv4 else b.subnet, "subnet6": str(nets.ipv6) if nets.ipv6 else None, "gateway": getattr(b, "gateway", None)}
         for b in scenario.bridges
         for nets in [bridge_subnets(b)]
     }
-    return {**nodes, "nodes": nodes, "bridges": bridges, "params": dict(scenario.param_values)}
+    return {**nodes_, "nodes": nodes_, "bridges": bridges, "params": dict(scenario.param_values)}
 
 
 def render(template: str, variables: Mapping[str, Any]) -> str:
-    """The template with its variables; TemplateError says what is wrong (an undefined name, a syntax error)."""
+    """The template with its variables; TemplateError says what is wrong (an undefined name, a syntax
+    error, a limit reached)."""
     if "{{" not in template and "{%" not in template:
         return template
     try:
-        text = _environment().from_string(template).render(**variables)
+        return "".join(environment().from_string(template).generate(**variables))
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from None
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"template variable {exc.message} (variables: every node by name, nodes['…'], bridges['…'])") from None
     except jinja2.exceptions.SecurityError as exc:
         raise TemplateError(f"template not allowed: {exc}") from None
-    except (TypeError, ValueError, ArithmeticError, ParamError) as exc:
+    except TooBig as exc:
+        raise TemplateError(f"template too costly: {exc}") from None
+    except MemoryError:
+        raise TemplateError("template too costly: it ran out of memory") from None
+    except RecursionError:
+        raise TemplateError("template too costly: it nests or recurses too deeply") from None
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, LookupError, ParamError) as exc:
         raise TemplateError(f"template error: {exc}") from None
-    if len(text) > MAX_RENDERED:
-        raise TemplateError(f"the rendered text is {len(text)} characters long; at most {MAX_RENDERED}")
-    return text

@@ -22,7 +22,7 @@ from vnetlab.errors import VnetlabError
 from vnetlab.model import params
 from vnetlab.model.addressing import (
     TOKENS, Address, Interface, bridge_entries, bridge_subnets, entry_family, known_interfaces, nic_addresses, nic_entries,
-    parse_address, parse_interface, parse_network, read_nic, read_subnets, unusable_v6,
+    parse_address, parse_interface, parse_network, read_nic, read_subnets, unusable_v6, uses_ipv6,
 )
 from vnetlab.model.scenario import RESERVED_IFACE_PREFIX, RESERVED_IFACES, NodeDecl, Overlay, ScenarioModel, split_link
 from vnetlab.model.typed_yaml import Located, Problem, ValidationError, load_typed, read_text
@@ -126,10 +126,11 @@ def segment_networks(scenario: Any) -> list[ipaddress.IPv4Network]:
 class Rules:
     """Problems found so far, plus what the rules share: bridges' subnets, claimed addresses, names."""
 
-    def __init__(self, scenario: Any, file: str, lines: dict[str, int]):
+    def __init__(self, scenario: Any, file: str, lines: dict[str, int], *, allow_host_paths: bool = False):
         self.scenario = scenario
         self.file = file
         self.lines = lines
+        self.allow_host_paths = allow_host_paths  # --allow-host-paths: files outside the scenario's folder (the trust model)
         self.problems: list[Problem] = []
         self.mgmt: ipaddress.IPv4Network | None = None
         self.bridges: dict[str, ipaddress.IPv4Network | None] = {}  # each bridge's IPv4 subnet
@@ -227,9 +228,9 @@ def canonical(scenario: Any) -> Any:
     return scenario
 
 
-def validate(scenario: Any, file: str, lines: dict[str, int]) -> None:
+def validate(scenario: Any, file: str, lines: dict[str, int], *, allow_host_paths: bool = False) -> None:
     """Every cross-field rule, core then features; raises ValidationError with every broken one."""
-    r = Rules(scenario, file, lines)
+    r = Rules(scenario, file, lines, allow_host_paths=allow_host_paths)
     _management(r)
     _bridges(r)
     _vms(r)
@@ -445,6 +446,8 @@ def _address_target(r: Rules, ping: Any, path: str, names: str) -> None:
         r.add(f"{path}.to", f"expected {names} or an IPv4 or IPv6 address, got {ping.to!r}")
     elif ping.family is not None and address.version != ping.family:
         r.add(f"{path}.family", f"family {ping.family} but {ping.to} is an IPv{address.version} address (an address says its family: drop family)")
+    elif address.version == 6 and not uses_ipv6(r.scenario):
+        r.add(f"{path}.to", f"{ping.to} is an IPv6 address, but no NIC or bridge of this lab has IPv6 (its guests run without it): give the NICs IPv6 addresses (addresses: [IPv4, IPv6]) or ping an IPv4 address")
 
 
 def _overlay_ping(r: Rules, ping: Any, via: str, path: str, vm_names: set[str]) -> None:
@@ -611,9 +614,10 @@ def _node_capture(r: Rules, cap: Any, path: str, known: dict[str, Any]) -> None:
 # -- reading a scenario file -------------------------------------------------------------
 
 
-def parse_scenario(text: str, file: str, model: ScenarioModel, student: str | None = None) -> Any:
+def parse_scenario(text: str, file: str, model: ScenarioModel, student: str | None = None, *, allow_host_paths: bool = False) -> Any:
     """Params drawn for `student` (None: demo) and rendered in, shape (while loading), then every
-    cross-field rule; ValidationError lists each problem with its line."""
+    cross-field rule; ValidationError lists each problem with its line. `allow_host_paths`: the user
+    lets this scenario read host files outside its folder (--allow-host-paths)."""
     resolved: list[params.Resolved] = []
 
     def prepare(node: Any, loader: Any) -> set[int]:
@@ -622,9 +626,9 @@ def parse_scenario(text: str, file: str, model: ScenarioModel, student: str | No
 
     located: Located = load_typed(text, model.Scenario, file, prepare)
     scenario = canonical(dataclasses.replace(located.value, source=file, student=student, param_values=resolved[0].values))
-    validate(scenario, file, located.lines)
+    validate(scenario, file, located.lines, allow_host_paths=allow_host_paths)
     return scenario
 
 
-def load_scenario(path: Path, model: ScenarioModel, student: str | None = None) -> Any:
-    return parse_scenario(read_text(path), str(path), model, student)
+def load_scenario(path: Path, model: ScenarioModel, student: str | None = None, *, allow_host_paths: bool = False) -> Any:
+    return parse_scenario(read_text(path), str(path), model, student, allow_host_paths=allow_host_paths)

@@ -38,6 +38,7 @@ class PlanOptions:
     layout: Layout = field(default_factory=Layout)
     images: Mapping[ImageRef, ResolvedImage] = field(default_factory=dict)  # built images; else placeholders beside `kernel`
     host_kernel: frozenset[str] = frozenset()  # what the host kernel can do (kernel_probe keys); empty: nothing beyond what every lab uses
+    instance: str = ""  # this lab instance's id (made by `up`, kept in its state): for names two instances of one lab name must not share; empty: a preview
 
     def image(self, ref: ImageRef) -> ResolvedImage:
         return self.images.get(ref) or placeholder(ref, self.kernel)
@@ -253,6 +254,7 @@ class PlanContext:
     take_mac: Callable[..., str]
     vms: tuple[PlannedVM, ...] = ()  # the guests as planned so far (names, NICs, MACs; no XML yet)
     host_kernel: frozenset[str] = frozenset()  # PlanOptions.host_kernel
+    instance: str = ""  # PlanOptions.instance
 
 
 @dataclass(frozen=True)
@@ -405,7 +407,7 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
     ]
 
     namespace = f"vnl-{lab}"
-    ctx = PlanContext(scenario, lab, namespace, lab_dir, macs.take, tuple(vms), options.host_kernel)
+    ctx = PlanContext(scenario, lab, namespace, lab_dir, macs.take, tuple(vms), options.host_kernel, options.instance)
     parts: dict[str, Any] = {}
     nodes: list[PlannedNode] = []
     feature_resources: list[Resource] = []

@@ -20,7 +20,7 @@ import libvirt
 
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends import linux_bridge, netns
-from vnetlab.backends import qcow2
+from vnetlab.backends import image_cache, qcow2
 from vnetlab.backends.cloud_seed import CloudSeed, write_seed_iso
 from vnetlab.backends.image import GuestImage, write_guest_secrets
 from vnetlab.backends.keys import ClientKey, HostKey, generate_client_key, generate_host_key, write_secret
@@ -65,6 +65,9 @@ def prepare_files(plan: Plan, image: GuestImage, qemu_gid: int | None) -> None:
     """
     for folder in (plan.lab_dir, plan.lab_dir / "guests", *(vm.secrets.parent for vm in plan.vms)):
         qemu_passage(folder, qemu_gid)
+    if qemu_gid is not None:  # what the guests boot from the image cache (root's): readable by qemu's group
+        booted = [f for vm in plan.vms if vm.host is None and vm.boot is not None for f in (vm.boot.kernel, vm.boot.initrd, vm.boot.disk) if f is not None]
+        image_cache.grant_to_qemu(image.kernel.parent.parent, booted, qemu_gid)
     make_private_dir(secrets_dir(plan))
     client: ClientKey = generate_client_key(f"vnetlab-{plan.lab}")
     write_secret(secrets_dir(plan) / CLIENT_KEY, client.private_openssh)

@@ -58,6 +58,8 @@ def console_tail(source: Path | Console, lines: int = CONSOLE_TAIL_LINES) -> str
             text = f.read(CONSOLE_TAIL_BYTES).decode(errors="replace")
     except OSError:
         return "(no console output yet)"
+    except VnetlabError as exc:  # its hypervisor's SFTP stopped answering: the message says so
+        return f"(the console cannot be read: {exc})"
     tail = [line.rstrip("\r") for line in text.splitlines()[-lines:]]
     return "\n".join(tail) if tail else "(console is empty)"
 

@@ -104,6 +104,7 @@ class Options:
     layout: Layout = field(default_factory=Layout)
     before_apply: Callable[[Plan], None] | None = None  # e.g. print `--explain` once the plan is known
     scenario_dirs: list[Path] = field(default_factory=list)  # --scenarios, searched before VNETLAB_PATH and the built-in ones
+    allow_host_paths: bool = False  # --allow-host-paths: the scenario may read host files outside its folder (docs/reliability.md, "Trust model")
     student: str | None = None  # whose params the scenario is drawn with (None: student `demo`)
     after_up: Callable[[Plan, dict[str, GuestSSH], Path], None] | None = None  # once the guests are up and configured, before the checks, under the lab's lock (an exercise's setup); a failure tears the lab down
 
@@ -268,13 +269,13 @@ def shielded() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old_term)
 
 
-def load(ref: str, model: ScenarioModel, dirs: list[Path] | None = None, say: Callable[[str], None] | None = None, student: str | None = None) -> tuple[Path, Any]:
+def load(ref: str, model: ScenarioModel, dirs: list[Path] | None = None, say: Callable[[str], None] | None = None, student: str | None = None, *, allow_host_paths: bool = False) -> tuple[Path, Any]:
     """A scenario by path, or by name in the search path (`dirs`: --scenarios, VNETLAB_PATH, built in);
     `say` hears which file was taken when the name is in more than one folder; `student`: whose params."""
     resolved = resolve_scenario(ref, search_path(dirs or []))
     if resolved.note and say is not None:
         say(resolved.note)
-    return resolved.path, load_scenario(resolved.path, model, student=student)
+    return resolved.path, load_scenario(resolved.path, model, student=student, allow_host_paths=allow_host_paths)
 
 
 def new_run_dir(layout: Layout, lab: str) -> Path:
@@ -299,25 +300,29 @@ def new_run_dir(layout: Layout, lab: str) -> Path:
     return path
 
 
-def _console_text(plan: Plan, vm: PlannedVM) -> bytes | None:
-    """Its serial log, here or on its hypervisor (None when there is none, or it cannot be read)."""
+def _console_text(plan: Plan, vm: PlannedVM, warn: Callable[[str], None]) -> bytes | None:
+    """Its serial log, here or on its hypervisor (None when there is none, or it cannot be read:
+    `warn` hears why, e.g. its hypervisor's SFTP stopped answering, which every read is bounded for)."""
     if vm.host is None:
         return vm.console_log.read_bytes() if vm.console_log.exists() else None
     try:
         with console_of(plan, vm) as console, console() as f:
             return f.read(CONSOLE_KEEP_MAX)
-    except Exception:  # noqa: BLE001 — an artifact missing is no reason to fail the run or its teardown
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # noqa: BLE001 — an artifact missing is no reason to fail the run or its teardown
+        warn(f"{vm.name}'s console log was not kept: {exc}")
         return None
 
 
 CONSOLE_KEEP_MAX = 16 * 1024 * 1024  # bytes of a remote guest's console kept as an artifact
 
 
-def collect_artifacts(plan: Plan, run_dir: Path, pcaps: dict[str, Path]) -> dict[str, object]:
+def collect_artifacts(plan: Plan, run_dir: Path, pcaps: dict[str, Path], warn: Callable[[str], None] = lambda _: None) -> dict[str, object]:
     consoles: dict[str, str] = {}
     xmls: dict[str, str] = {}
     for vm in plan.vms:
-        console = _console_text(plan, vm)
+        console = _console_text(plan, vm, warn)
         if console is not None:
             dest = run_dir / f"{vm.name}.console.log"
             write_private(dest, console)
@@ -428,7 +433,7 @@ class LabRunner:
         with shielded():
             try:
                 pcaps = {br: Path(p) for br, p in outcome.artifacts.get("pcap", {}).items()}  # type: ignore[union-attr]
-                outcome.artifacts.update(collect_artifacts(plan, run_dir, pcaps))
+                outcome.artifacts.update(collect_artifacts(plan, run_dir, pcaps, lambda problem: self.progress.say(f"[yellow]warning:[/] {escape(problem)}")))
             except Exception as exc:  # noqa: BLE001 — reported, and teardown still runs
                 problem = f"could not keep the run's artifacts in {run_dir}: {exc}"
                 outcome.error = problem if outcome.error is None else f"{outcome.error}; {problem}"
@@ -458,7 +463,7 @@ class LabRunner:
     def run(self, ref: str, *, keep: bool, check: bool = True) -> Outcome:
         """`vnetlab run` (check=True) and `vnetlab up` (check=False, keep=True)."""
         cpu_at_start = procfs.cpu_seconds(os.getpid()) or 0.0  # under pytest this process is the whole test session: the run counts from here
-        path, scenario = load(ref, self.model, self.options.scenario_dirs, lambda note: self.progress.detail(note), self.options.student)
+        path, scenario = load(ref, self.model, self.options.scenario_dirs, lambda note: self.progress.detail(note), self.options.student, allow_host_paths=self.options.allow_host_paths)
         lab = self.options.lab or scenario.name
         if lab == AUTO_NAME:
             lab = unique_lab_name(scenario.name)
@@ -472,7 +477,8 @@ class LabRunner:
             refuse_domain_clashes(self.options.layout, lab, {domain_name(lab, vm.name): vm.name for vm in scenario.vms})
             image, images = self._images(scenario)
             outcome.accel = self._accel(image)
-            plan = make_plan(scenario, lab, PlanOptions(outcome.accel.domain_type, image.kernel, self.options.layout, images, host_capabilities()))
+            instance = secrets.token_hex(4)  # this lab instance's own: its folders on other hypervisors are named with it
+            plan = make_plan(scenario, lab, PlanOptions(outcome.accel.domain_type, image.kernel, self.options.layout, images, host_capabilities(), instance))
             outcome.placement = list(plan.notes)
             for note in plan.notes:  # where features run when the host kernel decides it: never silently
                 self.progress.say(f"  {escape(note)}")
@@ -483,7 +489,10 @@ class LabRunner:
             make_private_dir(plan.lab_dir)  # apply() lets libvirt's qemu group through to the guests' files
             text = path.read_text()
             (plan.lab_dir / SCENARIO_COPY).write_text(text)
-            state = LabState(lab, scenario.name, str(path.resolve()), plan.namespace, plan.domain_type, str(image.kernel), os.getpid(), host_kernel=sorted(plan.host_kernel), student=self.options.student)
+            state = LabState(
+                lab, scenario.name, str(path.resolve()), plan.namespace, plan.domain_type, str(image.kernel), os.getpid(),
+                host_kernel=sorted(plan.host_kernel), instance=instance, allow_host_paths=self.options.allow_host_paths, student=self.options.student,
+            )
             state.save(plan.lab_dir)
             self.outcome = outcome
             sessions: dict[str, GuestSSH] = {}
@@ -565,13 +574,13 @@ class LabRunner:
 
 def plan_from_state(paths: LabPaths, state: LabState, model: ScenarioModel) -> Plan:
     """The plan of an existing lab: re-planned from its copy of the scenario (the plan is pure, so names match)."""
-    scenario = parse_scenario((paths.dir / SCENARIO_COPY).read_text(), state.scenario_file, model, student=state.student)
-    return make_plan(scenario, paths.lab, PlanOptions(state.domain_type, Path(state.kernel), paths.layout, host_kernel=frozenset(state.host_kernel)))
+    scenario = parse_scenario((paths.dir / SCENARIO_COPY).read_text(), state.scenario_file, model, student=state.student, allow_host_paths=state.allow_host_paths)
+    return make_plan(scenario, paths.lab, PlanOptions(state.domain_type, Path(state.kernel), paths.layout, host_kernel=frozenset(state.host_kernel), instance=state.instance))
 
 
 def run_setting(plan: Plan, state: LabState, layout: Layout, checks: str = "checks", only: str | None = None) -> RunSetting:
     """What a run's checks are judged with besides the evidence (kept in its folder for `vnetlab judge`)."""
-    return RunSetting(state.scenario_file, plan.lab, plan.domain_type, str(plan.kernel), str(layout.root), tuple(sorted(plan.host_kernel)), state.student, checks, only)
+    return RunSetting(state.scenario_file, plan.lab, plan.domain_type, str(plan.kernel), str(layout.root), tuple(sorted(plan.host_kernel)), state.student, checks, only, state.allow_host_paths)
 
 
 def only_check(plan: Plan, name: str) -> Plan:

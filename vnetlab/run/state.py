@@ -43,6 +43,8 @@ class LabState:
     resources: list[RecordedResource] = field(default_factory=list)
     held: bool = True  # its owner (pid) still has work on it: a `run` until teardown; False once `up`/`--keep` hands it over
     host_kernel: list[str] = field(default_factory=list)  # the kernel probe's capabilities the plan was made with (re-planning must match)
+    instance: str = ""  # PlanOptions.instance the plan was made with (a lab made before it existed: "")
+    allow_host_paths: bool = False  # --allow-host-paths was given: re-reading the scenario must allow it too
     student: str | None = None  # whose params the scenario was drawn with (re-planning must match; None: student `demo`)
 
     def record(self, lab_dir: Path, kind: str, name: str, vm: str | None = None, uri: str | None = None) -> None:

@@ -1,7 +1,8 @@
 """Remove a lab from its state file, newest resource first.
 
 Works from the record alone (no plan, no scenario), so it also cleans up after
-a crash or kill -9. Each removal is idempotent; one failing removal does not
+a crash or kill -9. Before a namespace the lab made is deleted, every process still in it is
+ended (found by its /proc/PID/ns/net), so nothing the lab started there runs on as root. Each removal is idempotent; one failing removal does not
 stop the others (libvirtd being down leaves the domains, not the namespace, the
 taps or the switch daemons). What could not be removed stays in the state file,
 and only that, so a later `vnetlab down` finishes the job.
@@ -75,6 +76,7 @@ def _remove(resource: RecordedResource, state: LabState, conn_factory, lab_dir: 
     elif resource.kind in removers:  # kinds a feature adds (e.g. a switch's daemons and bridges)
         removers[resource.kind](resource, state, lab_dir)
     elif resource.kind == "namespace":
+        netns.end_processes(resource.name)  # a command started in the background there (exec:) must not outlive the lab
         netns.delete_namespace(resource.name)
     else:
         raise TeardownError(f"unknown resource kind {resource.kind!r} in the state file")

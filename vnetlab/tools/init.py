@@ -86,10 +86,20 @@ WORKFLOW = """\
 # Run this lab in CI (GitHub Actions, on a self-hosted Debian runner with nested virtualization
 # labelled `kvm`; without KVM vnetlab uses TCG, slower but the same). Install vnetlab from its
 # wheel first (see vnetlab's documentation).
+#
+# Trust: a scenario is code. `sudo vnetlab run` gives whoever wrote lab.yaml (and test_lab.py)
+# root on this runner (exec: on containers and hosts runs the runner's shell as root), so this
+# workflow never runs a pull request from a fork: it runs on pushes, on pull requests from this
+# repository's own branches (the `if:` below) and by hand. Never use pull_request_target here. To
+# test a fork's change, review it, then push it to a branch of your own. (vnetlab's docs, "Trust model")
 name: lab
-on: [push, pull_request]
+on:
+  push:
+  pull_request:
+  workflow_dispatch:
 jobs:
   lab:
+    if: github.event_name != 'pull_request' || github.event.pull_request.head.repo.full_name == github.repository
     runs-on: [self-hosted, kvm]
     timeout-minutes: 30
     steps:

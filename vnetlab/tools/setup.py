@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import json
 import os
 import pwd
 import re
@@ -32,6 +33,7 @@ from typing import NamedTuple
 from vnetlab import procfs
 from vnetlab.backends import libvirt_domains as hv
 from vnetlab.errors import VnetlabError
+from vnetlab.paths import CLASSROOM_WEB_DIR, Layout
 
 
 class Release(NamedTuple):
@@ -58,7 +60,7 @@ CODENAMES = {"bookworm": DEBIAN_12, "trixie": DEBIAN_13, "jammy": UBUNTU_2204, "
 # Debian), qemu-img, mkfs.ext4 -d and depmod, plus extlinux and sfdisk (fdisk) for the test suite's disk-booted cloud
 # image; the tools vnetlab runs on the host (ip, ping, nft, tcpdump for `vnetlab shell`/capture,
 # OVS for `type: ovs`, Graphviz for `graph`, ssh for `vnetlab ssh`) and xmllint for the test suite.
-# WireGuard keys are made in Python, so the host needs no wireguard-tools.
+# WireGuard keys are made in Python: labs need no wireguard-tools (the test suite does, below).
 _HYPERVISOR = ("qemu-system-x86", "qemu-utils", "libvirt-daemon-system", "libvirt-clients")
 _IMAGE_BUILD = ("mmdebstrap", "debian-archive-keyring", "e2fsprogs", "kmod", "extlinux", "syslinux-common", "fdisk")
 # busybox and iperf3 also run on the host: container and host nodes are namespaces running the
@@ -72,14 +74,25 @@ _HOST_TOOLS = (
     "iproute2", "iputils-ping", "tcpdump", "nftables", "openvswitch-switch", "graphviz", "libxml2-utils", "openssh-client",
     "busybox-static", "iperf3", "dnsmasq-base", "dropbear-bin", "openssh-server",
 )
+# What the test suite runs beside the product, so that `make test` on a new machine skips nothing:
+# cpio reads the image's archives independently of vnetlab's own reader, and wg checks the
+# WireGuard keys vnetlab makes in Python against the reference tool; openssl makes the
+# classroom's TLS test certificate. (xmllint and dropbear-bin,
+# which the suite also uses, are above; tests/unit/test_setup_distros.py finds every tool the
+# tests look for and checks that a table installs it.)
+_TEST_SUITE = ("cpio", "wireguard-tools", "openssl")
 # Packages whose service must never start or be enabled by vnetlab's install: an sshd listening
 # in the root namespace is what the simulated hypervisors exist to avoid.
 _QUIET_PACKAGES = {"openssh-server": "ssh"}
-_RUNTIME = (*_HYPERVISOR, *_IMAGE_BUILD, *_HOST_TOOLS)
+_RUNTIME = (*_HYPERVISOR, *_IMAGE_BUILD, *_HOST_TOOLS, *_TEST_SUITE)
+# The test suite's browser for the classroom's pages (headless; Playwright drives it, it never
+# downloads one): Debian's chromium. Ubuntu ships Chromium only as a snap, which does not run in
+# containers: there the browser test says it is skipped, and why.
+_TEST_BROWSER = ("chromium",)
 # The same names on all four releases: checked with apt-cache on Debian 12 and in a Debian 13
 # chroot (scripts/prove-debian13 installs them); the Ubuntu names are from the Ubuntu archive's
 # package lists, not installed here (mmdebstrap and debian-archive-keyring are in universe there).
-PACKAGES: dict[Release, tuple[str, ...]] = {DEBIAN_12: _RUNTIME, DEBIAN_13: _RUNTIME, UBUNTU_2204: _RUNTIME, UBUNTU_2404: _RUNTIME}
+PACKAGES: dict[Release, tuple[str, ...]] = {DEBIAN_12: (*_RUNTIME, *_TEST_BROWSER), DEBIAN_13: (*_RUNTIME, *_TEST_BROWSER), UBUNTU_2204: _RUNTIME, UBUNTU_2404: _RUNTIME}
 # To build libvirt-python when vnetlab is installed with pip (scripts/setup-host has the same
 # table, and a unit test keeps the two equal). Debian 13 and Ubuntu 24.04 ship pkg-config as
 # pkgconf (`pkg-config` is only a transitional package there).
@@ -377,14 +390,60 @@ def start_daemons(report: SetupReport, say: Callable[[str], None]) -> None:
         time.sleep(0.2)
 
 
-def setup(say: Callable[[str], None], *, packages: bool = True, daemons: bool = True, os_release: Path | None = None) -> SetupReport:
+# The classroom pages' browser libraries (xterm.js), from the npm registry: the manifest and its
+# lock (exact versions and their SHA-512) ship with vnetlab; `npm ci` installs exactly them into
+# Layout.web, outside the repository. npm comes from the distribution when the host has none.
+WEB_MANIFEST = ("package.json", "package-lock.json")
+
+
+def web_libraries_current(web: Path, manifest_dir: Path = CLASSROOM_WEB_DIR) -> bool:
+    """Whether `web` holds exactly what the shipped lock names (manifest and lock equal, every package there)."""
+    try:
+        if any((web / name).read_bytes() != (manifest_dir / name).read_bytes() for name in WEB_MANIFEST):
+            return False
+        lock = json.loads((manifest_dir / "package-lock.json").read_text())
+    except (OSError, ValueError):
+        return False
+    for where, entry in lock.get("packages", {}).items():
+        if not where:
+            continue
+        try:
+            if json.loads((web / where / "package.json").read_text()).get("version") != entry.get("version"):
+                return False
+        except (OSError, ValueError):
+            return False
+    return True
+
+
+def ensure_web_libraries(report: SetupReport, say: Callable[[str], None], web: Path, *, os_release: Path | None = None, start_services: bool = True) -> None:
+    if web_libraries_current(web):
+        report.already.append(f"the classroom's browser libraries in {web}")
+        return
+    if shutil.which("npm") is None:
+        host = host_release(os_release)
+        install_packages(["npm"], say, start_services=start_services, ubuntu=host.release is not None and host.release.id == "ubuntu")
+        report.installed.append("npm")
+    web.mkdir(parents=True, exist_ok=True)
+    for name in WEB_MANIFEST:
+        shutil.copyfile(CLASSROOM_WEB_DIR / name, web / name)
+    say(f"installing the classroom's browser libraries (xterm.js) from npm into {web}")
+    done = subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--omit=dev"], cwd=web, capture_output=True, text=True, check=False, timeout=600)
+    if done.returncode != 0:
+        raise SetupError(f"`npm ci` in {web} failed (exit {done.returncode}):\n{(done.stdout + done.stderr)[-1500:]}")
+    lock = json.loads((CLASSROOM_WEB_DIR / "package-lock.json").read_text())
+    report.installed += [f"{where.removeprefix('node_modules/')}@{entry['version']} (npm)" for where, entry in lock["packages"].items() if where]
+
+
+def setup(say: Callable[[str], None], *, packages: bool = True, daemons: bool = True, os_release: Path | None = None, web: Path | None = None) -> SetupReport:
     """packages=False: only the daemons (`--no-packages`); daemons=False: only the packages, and no
-    service started by their maintainer scripts either (`--packages-only`)."""
+    service started by their maintainer scripts either (`--packages-only`). `web`: where the
+    classroom's browser libraries go (default Layout().web)."""
     if os.geteuid() != 0:
         raise SetupError("vnetlab setup installs packages and starts daemons: run it as root (sudo vnetlab setup)")
     report = SetupReport()
     if packages:
         ensure_packages(report, say, os_release=os_release, start_services=daemons)
+        ensure_web_libraries(report, say, web or Layout().web, os_release=os_release, start_services=daemons)
     if daemons:
         start_daemons(report, say)
     else:
