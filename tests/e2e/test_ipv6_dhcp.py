@@ -62,8 +62,8 @@ image: {image}
 bridges:
   - name: lan
     subnets: [10.1.1.0/24, fd00:1::/64]
-    dhcp: {{range: 10.1.1.100-10.1.1.200, lease: 1h}}
-    ra: {{prefix: fd00:1::/64}}
+    dhcp: {{range: 10.1.1.100-10.1.1.200, lease: 1h{dhcp_options}}}
+    ra: {{prefix: fd00:1::/64{ra_from}}}
 vms:
   - name: vm1
     nics: [{{bridge: lan, addresses: [10.1.1.2/24, "fd00:1::2/64"]}}]
@@ -77,14 +77,14 @@ checks:
   - capture: {{bridge: lan, between: [vm1, vm2], expect: [arp, icmp-echo, ndp, icmp6-echo]}}
   - capture: {{bridge: lan, between: [vm2], expect: [dhcp]}}
   - capture: {{bridge: lan, between: [vm2], expect: [ra]}}
-"""
+{extra_checks}"""
 
 
-def _dual_stack(tmp_path: Path, lab_name: str, **fields: str) -> dict:
+def _dual_stack(tmp_path: Path, lab_name: str, ra_from: str = "", dhcp_options: str = "", extra_checks: str = "", **fields: str) -> dict:
     scenario = tmp_path / "dual.yaml"
-    scenario.write_text(DUAL_STACK.format(**fields))
+    scenario.write_text(DUAL_STACK.format(ra_from=ra_from, dhcp_options=dhcp_options, extra_checks=extra_checks, **fields))
     result, report = run_report(tmp_path, str(scenario), lab_name)
-    _ok(result, report, 7)
+    _ok(result, report, 7 + extra_checks.count("\n  - "))
     [lease] = report["features"]["dhcp"]["leases"]
     assert (lease["vm"], lease["nic"], lease["address"]) == ("vm2", "eth0", "10.1.1.100")
     [slaac] = report["features"]["dhcp"]["slaac"]
@@ -92,6 +92,24 @@ def _dual_stack(tmp_path: Path, lab_name: str, **fields: str) -> dict:
     assert all(_check(report, f"capture on lan: {e}")["ok"] for e in ("dhcp", "ra"))
     assert leftovers(lab_name) == []
     return report
+
+
+def test_dual_stack_with_dhcp_and_slaac_on_tiny_from_a_guests_radvd(tmp_path, lab_name):
+    """Both guests tiny: vm2 leases with udhcpc (taking the router and DNS options) and forms its
+    SLAAC address from the advertisements of vm1's radvd (ra: {from: vm1}), which also gives it
+    its IPv6 default route through vm1's link-local address."""
+    report = _dual_stack(
+        tmp_path, lab_name, ra_from=", from: vm1", name="tiny-dual", image="tiny", vm2_image="",
+        dhcp_options=", router: 10.1.1.2, dns: [10.1.1.53, 10.1.1.54]",
+        extra_checks=(
+            '\n  - command: {name: vm2 took the router and DNS options, node: vm2, run: "ip -4 route show default; cat /etc/resolv.conf",'
+            ' expect: {stdout: "default via 10\\\\.1\\\\.1\\\\.2 dev eth0(.|\\\\n)*nameserver 10\\\\.1\\\\.1\\\\.53\\\\nnameserver 10\\\\.1\\\\.1\\\\.54"}}'
+            '\n  - command: {name: vm2 routes IPv6 through vm1, node: vm2, run: "ip -6 route show default | grep -F \'default via {{ vm1.eth0.link_local }} dev eth0\'"}\n'
+        ),
+    )
+    assert {g["image"] for g in report["guests"].values()} == {"tiny"}
+    ra = _check(report, "capture on lan: ra")
+    assert ra["counts"]["ra"] >= 1 and "vm1's radvd" in ra["detail"], ra
 
 
 def test_dual_stack_with_dhcp_and_slaac_on_the_debian_kind(tmp_path, lab_name):

@@ -57,7 +57,7 @@ from vnetlab.plan.planner import Plan, PlanContext, PlannedNic, PlanPart, Resour
 from vnetlab.run.apply import ApplyContext
 from vnetlab.run.configure import find_nic
 from vnetlab.run.state import LabState, RecordedResource
-from vnetlab.tools.explain import Section, guest_line
+from vnetlab.tools.explain import Section, guest_line, sh
 from vnetlab.tools.inspect import InspectRow
 
 RESOURCE = "dnsmasq"  # a bridge's dnsmasq, recorded "<bridge>:<pid>"
@@ -472,12 +472,14 @@ def stop_server(resource: RecordedResource, state: LabState, lab_dir: Path) -> N
 
 
 UDHCPC_SCRIPT = """#!/bin/sh
-# vnetlab: udhcpc's hook in the tiny guest. It sets what the server gave on the NIC and keeps it
-# while the client asks again (deconfig does nothing: the lab's checks may be running).
+# vnetlab: udhcpc's hook in the tiny guest. It sets what the server gave on the NIC (its address,
+# the default route through its router, its DNS servers in /etc/resolv.conf) and keeps it while
+# the client asks again (deconfig does nothing: the lab's checks may be running).
 case "$1" in
 bound|renew)
 	ip addr add "$ip/$mask" dev "$interface" 2>/dev/null
 	[ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+	[ -n "$dns" ] && for s in $dns; do echo "nameserver $s"; done > /etc/resolv.conf
 	{ echo "ip=$ip/$mask"; echo "router=$router"; echo "dns=$dns"; echo "lease=$lease"; echo "serverid=$serverid"; } > "/run/vnetlab/udhcpc.$interface.lease"
 	;;
 esac
@@ -782,13 +784,13 @@ def explain_lines(plan: Plan) -> list[str]:
     lines = ["# one dnsmasq per bridge, bound to it only; vnetlab runs it in the foreground as its child and records its PID"]
     for s in _part(plan).servers:
         if s.own_address and s.address:
-            lines.append(f"ip -n {ns} addr add {s.address} dev {s.bridge}")
+            lines.append(sh("ip", "-n", ns, "addr", "add", s.address, "dev", s.bridge))
         if s.address6:
-            lines.append(f"ip netns exec {ns} sysctl -qw " + " ".join(f"{k}={v}" for k, v in _bridge_ipv6(ns, s.bridge)))
-            lines.append(f"ip -n {ns} addr add {s.address6} dev {s.bridge} nodad")
+            lines.append(sh("ip", "netns", "exec", ns, "sysctl", "-qw", *(f"{k}={v}" for k, v in _bridge_ipv6(ns, s.bridge))))
+            lines.append(sh("ip", "-n", ns, "addr", "add", s.address6, "dev", s.bridge, "nodad"))
         conf = dnsmasq.config_path(plan.lab_dir, s.bridge)
-        lines += [f"cat > {conf} <<'EOF'", *dnsmasq.config_text(s.config, plan.lab_dir).splitlines(), "EOF"]
-        lines.append(shlex.join(["ip", "netns", "exec", ns, *dnsmasq.argv(plan.lab_dir, s.bridge)]) + " &")
+        lines += [f"cat > {shlex.quote(str(conf))} <<'EOF'", *dnsmasq.config_text(s.config, plan.lab_dir).splitlines(), "EOF"]
+        lines.append(sh("ip", "netns", "exec", ns, *dnsmasq.argv(plan.lab_dir, s.bridge)) + " &")
     return lines
 
 
