@@ -921,8 +921,7 @@ class Dhcp(Feature):
                 if not any(x["mac"] == r.mac and x["address"] == r.address for x in held):
                     problems.append(f"no lease of {r.address} to {r.mac} ({r.name})")
             state = (f"dnsmasq pid {running[s.bridge]}" if s.bridge in running else "not running") + "".join(f"; lease {x['address']} → {x['mac']}" for x in held)
-            what = "dhcp" if s.config.range_start else ""
-            what += (" and " if what else "") + ("ra" if s.config.ra_prefix else "")
+            what = " and ".join(w for w, on in (("dhcp", s.config.range_start), ("ra", s.config.ra_prefix)) if on)
             planned = ", ".join(p for p in (f"{s.config.range_start}-{s.config.range_end}" if s.config.range_start else "", s.config.ra_prefix or "") if p)
             rows.append(InspectRow(f"{what} on {s.bridge}", planned, state, problems))
         return rows
