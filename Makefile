@@ -2,7 +2,7 @@
 VNETLAB := .venv/bin/vnetlab
 PYTEST  := .venv/bin/python -m pytest
 
-.PHONY: setup image demo test test-fast docs wheel bench soak clean-labs prove-debian13
+.PHONY: setup image demo test test-fast mutation docs wheel bench soak clean-labs prove-debian13
 
 setup:
 	./scripts/setup-host
@@ -21,6 +21,10 @@ test: image
 ## make test-fast: only the tests that need neither root nor VMs
 test-fast: setup
 	$(PYTEST) -ra -m "not e2e and not root"
+
+## make mutation: mutmut over vnetlab/checks/ and the features' judges, each mutant against the unit tests that reach it; fails under 90 % killed (not in `make test`: ~25 min on 2 cores, 97.8 % measured)
+mutation: setup
+	./scripts/mutation
 
 ## make docs: the documentation site, built strictly into site/ (lesson, syntax and CLI pages generated)
 docs: setup

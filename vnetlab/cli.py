@@ -8,15 +8,18 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Callable, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
 from vnetlab.errors import InputError, Interrupted
+from vnetlab.printable import printable, printable_json
 from vnetlab.model.typed_yaml import ValidationError
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -223,7 +226,21 @@ def make_console(*, stderr: bool = False) -> Console:
     probe = Console(stderr=stderr)
     columns = os.environ.get("COLUMNS", "")
     width = None if probe.is_terminal or columns.isdigit() else 10_000  # COLUMNS, when set, is the reader's choice
-    return Console(stderr=stderr, highlight=False, emoji=False, width=width)
+    return PrintableConsole(stderr=stderr, highlight=False, emoji=False, width=width)
+
+
+class PrintableConsole(Console):
+    """Every string printed (and every string cell of a table) goes through vnetlab.printable first:
+    errors, inspect rows, capture lines and check details may quote guests and remote hosts, whose
+    escape sequences must reach the terminal as text. Text objects are made printable where they are
+    built (so that tables lay them out at their shown width); whatever is missed there is escaped
+    when the rendered text is written, all but rich's own cursor and style codes."""
+
+    def render_str(self, text: str, **kwargs):  # type: ignore[no-untyped-def, override]
+        return super().render_str(printable(text), **kwargs)
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(s if s.control else Segment(printable(s.text), s.style) for s in buffer)
 
 
 def write_exact(text: str | bytes) -> None:
@@ -371,7 +388,7 @@ def cmd_judge(args, out: Console, err: Console) -> int:
     judged = [judge_run(folder, registry()) for folder in folders]
     ok = all(r.ok for j in judged for r in j.results)
     if args.format == "json":
-        write_exact(json.dumps([{"run_dir": str(f), "lab": j.setting.lab, "scenario": j.plan.scenario.name, "checks": j.setting.checks, "wire": j.collected.wire, "ok": all(r.ok for r in j.results), "results": [r.to_json() for r in j.results]} for f, j in zip(folders, judged)], indent=2, ensure_ascii=False) + "\n")
+        write_exact(printable_json([{"run_dir": str(f), "lab": j.setting.lab, "scenario": j.plan.scenario.name, "checks": j.setting.checks, "wire": j.collected.wire, "ok": all(r.ok for r in j.results), "results": [r.to_json() for r in j.results]} for f, j in zip(folders, judged)], indent=2) + "\n")
         return EXIT_OK if ok else EXIT_FAIL
     for folder, j in zip(folders, judged):
         table = Table(title=f"Judged again — {folder}", title_justify="left")
@@ -379,7 +396,7 @@ def cmd_judge(args, out: Console, err: Console) -> int:
         table.add_column("check")
         table.add_column("detail", overflow="fold")
         for r in j.results:
-            table.add_row("[green]✓[/]" if r.ok else "[red]✗[/]", Text(r.name), Text(r.detail))
+            table.add_row("[green]✓[/]" if r.ok else "[red]✗[/]", Text(printable(r.name)), Text(printable(r.detail)))  # the evidence may be a student's bundle
         out.print(table)
         passed = sum(r.ok for r in j.results)
         wire = ", graded on the wire" if j.collected.wire else ""
@@ -404,15 +421,15 @@ def cmd_down(args, out: Console, err: Console) -> int:
             unfinished.append(lab)
             removed = ", ".join(f"{r.kind} {r.name}" for r in exc.result.removed) or "nothing"
             left = ", ".join(f"{r.kind} {r.name}" for r in exc.result.left)
-            out.print(Text(f"lab {lab}: removed {removed}; left {left} (kept in its state file)"), soft_wrap=True)
+            out.print(Text(printable(f"lab {lab}: removed {removed}; left {left} (kept in its state file)")), soft_wrap=True)
             for problem in exc.result.problems:
-                err.print(Text(f"  {problem}"), soft_wrap=True)
+                err.print(Text(printable(f"  {problem}")), soft_wrap=True)
             continue
         except Exception as exc:  # noqa: BLE001 — with --all, one lab that fails does not stop the others
             if not args.all:
                 raise
             unfinished.append(lab)
-            out.print(Text(f"lab {lab}: not removed: {exc}"), soft_wrap=True)
+            out.print(Text(printable(f"lab {lab}: not removed: {exc}")), soft_wrap=True)
             continue
         out.print(f"lab {lab}: removed" if report.existed else f"lab {lab}: nothing to remove")
     if unfinished:
@@ -444,7 +461,7 @@ def cmd_status(args, out: Console, err: Console) -> int:
     out.print(table)
     problem = next((s.libvirt_problem for s in statuses if s.libvirt_problem), None)
     if problem:
-        out.print(Text(f"domains unknown: libvirtd is not answering ({problem})"), soft_wrap=True)
+        out.print(Text(printable(f"domains unknown: libvirtd is not answering ({problem})")), soft_wrap=True)
     return EXIT_OK
 
 
@@ -599,7 +616,7 @@ def cmd_inspect(args, out: Console, err: Console) -> int:
 
     report = inspect_lab(args.lab, registry(), guests=not args.no_guest)
     if args.format == "json":
-        write_exact(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+        write_exact(printable_json(report.to_json(), indent=2) + "\n")  # rows may quote a guest or another host
         return EXIT_OK if report.ok else EXIT_FAIL
     ns = "present" if report.namespace_present else "[red]missing[/]"
     out.print(f"lab [bold]{report.lab}[/] (scenario {report.scenario}), namespace {report.namespace}: {ns}")
@@ -636,7 +653,7 @@ def cmd_inspect(args, out: Console, err: Console) -> int:
         for col in ("", "what", "planned", "state"):
             others.add_column(col)
         for row in report.others:
-            others.add_row("[red]✗[/]" if row.problems else "[green]✓[/]", Text(row.what), Text(row.planned), Text(row.state))
+            others.add_row("[red]✗[/]" if row.problems else "[green]✓[/]", Text(printable(row.what)), Text(printable(row.planned)), Text(printable(row.state)))
             problems += [f"{row.what}: {p}" for p in row.problems]
         out.print(others)
     for b in report.bridges:

@@ -1,8 +1,16 @@
 """The one base class of failures a user can act on."""
 
+from vnetlab.printable import printable
+
 
 class VnetlabError(Exception):
-    """A failure whose message says what went wrong and what to do: the CLI prints it without a traceback."""
+    """A failure whose message says what went wrong and what to do: the CLI prints it without a traceback.
+
+    Its message often quotes a guest or another host (an SSH command's output, a console tail, a
+    remote command's stderr): it is made printable here, once, for every output it reaches."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(printable(a) if isinstance(a, str) else a for a in args))
 
 
 class InputError(VnetlabError):

@@ -16,7 +16,7 @@ from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6ND_NA, 
 from scapy.layers.l2 import Ether
 
 from tests.unit.scenario_helpers import plan_of, problems
-from tests.unit.test_capture_analysis import no_neighbour_resolution, wire  # noqa: F401  # an autouse fixture: scapy never resolves a MAC here
+from tests.unit.test_capture_analysis import wire
 from vnetlab.backends import dnsmasq
 from vnetlab.backends.cloud_seed import CloudSeed, network_config
 from vnetlab.backends.image import NO_IPV6
@@ -31,6 +31,8 @@ from vnetlab.model.templates import render, scenario_variables
 from vnetlab.plan.dump import plan_data
 from vnetlab.plan.variables import plan_variables
 from vnetlab.tools.explain import explain
+
+pytestmark = pytest.mark.usefixtures("no_neighbour_resolution")  # tests/unit/conftest.py: scapy never resolves a MAC here
 
 DUAL = """\
 name: dual
@@ -300,10 +302,42 @@ def test_lease_lines_are_matched_whole():
         "garbage line\n"
         "1796648896 52:54:00:62:73:80 10.1.1.101 " + "x" * 500 + " *\n"
         "0 52:54:00:62:73:81 10.1.1.102 * *\n"
+        "0 52:54:00:62:73:82 10.1.1.103 \x1b]0;pwned\x07 *\n"  # a host name the guest sent with a terminal escape: not dnsmasq's writing
+        "0 52:54:00:62:73:83 10.1.1.104 d3 \u202eid\n"
     )
     leases = dnsmasq.parse_leases(text)
     assert [(l.mac, l.address, l.hostname) for l in leases] == [("52:54:00:62:73:7f", "10.1.1.100", "d1"), ("52:54:00:62:73:81", "10.1.1.102", "*")]
     assert json.dumps(leases[0].to_json())
+
+
+class _Guest:
+    """A guest that answers `ip -o addr` with whatever it likes (it is root in there)."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def run(self, command: str, timeout: float, check: bool = True):
+        from vnetlab.backends.ssh import CommandResult
+
+        return CommandResult(command, 0, self.out, "")
+
+
+def test_the_addresses_a_guest_reports_are_kept_only_when_they_are_addresses():
+    from vnetlab.features.dhcp import DhcpError, _addresses, _part, wait_for_address
+
+    plan = plan_of(DUAL, "dual")
+    [client] = [c for c in _part(plan).clients if c.slaac]
+    out = (
+        "eth0\n"
+        "2: eth0    inet6 \x1b[2Jfd00:1::99/64 scope global \\       valid_lft forever\n"
+        "2: eth0    inet6 fd00:1:0::77/64 scope global tentative \\       valid_lft forever\n"
+        "2: eth0    inet 10.1.1.5/24 scope global eth0\n"
+    )
+    dev, held = _addresses(_Guest(out), client, 6)
+    assert (dev, held) == ("eth0", [("fd00:1::77/64", True)])  # canonical, the escape-laden word and the other family dropped
+    with pytest.raises(DhcpError) as err:
+        wait_for_address(_Guest(out.replace(" tentative", "")), client, 6, client.slaac, 0.0)
+    assert "formed fd00:1::77/64 from the advertised prefix" in str(err.value) and "\x1b" not in str(err.value)
 
 
 def test_an_ipv6_ping_is_graded_on_the_wire_by_its_echo_pairs():

@@ -7,7 +7,6 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.config import conf
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import ARP, Ether
@@ -22,14 +21,7 @@ MAC_C, IP_C = "52:54:00:00:00:0c", "10.1.1.4"
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
 
-@pytest.fixture(autouse=True)
-def no_neighbour_resolution(monkeypatch):
-    """An Ether() without dst makes scapy ARP/NDP for the route's gateway on the host network: forbid it."""
-
-    def refuse(*_):
-        raise AssertionError("scapy tried to resolve a MAC address: give every Ether() a src and dst")
-
-    monkeypatch.setattr(conf.neighbor, "resolve", refuse)
+pytestmark = pytest.mark.usefixtures("no_neighbour_resolution")  # tests/unit/conftest.py
 
 
 def wire(*packets):

@@ -390,3 +390,47 @@ def test_tls_files_are_checked_before_anything_starts(tmp_path):
         check_tls(str(cert), None)
     with pytest.raises(ClassroomError, match=f"cannot use the TLS certificate {cert} with the key {cert}"):
         check_tls(str(cert), str(cert))
+
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\x9b1m\u202eexit"
+FORBIDDEN = {chr(c) for c in range(0x20) if chr(c) not in "\n\t"} | {chr(c) for c in range(0x7F, 0xA0)} | {"\u202e"}
+
+
+def shown(answer: httpx.Response) -> str:
+    """The answer's JSON as the page gets it (decoded: a JSON escape of ESC would be an ESC again), with no character a terminal or bidi would act on."""
+    text = json.dumps(answer.json(), ensure_ascii=False)
+    assert {c for c in text if c in FORBIDDEN} == set(), answer.text
+    return text
+
+
+def test_the_api_returns_a_guests_and_a_students_text_escaped(classroom):
+    """A check's details (a guest's output), the engine's errors and a seat's failure reach the pages
+    as visible escapes, never as escape sequences (the pages then set them as textContent)."""
+    alice, teacher = classroom.record.seats[0].token, classroom.record.teacher_token
+    engine = classroom.seats.engine
+    status = json.loads(json.dumps(STATUS))
+    status["tasks"][0].update(state="failed", details=[{"name": "ping vm1 → vm2", "ok": False, "detail": "got " + HOSTILE}])
+    engine.status_of["cls-s01"] = status
+    classroom.seats.runs["s01"].status = status
+    classroom.seats.runs["s02"].error = "boot failed: " + HOSTILE
+
+    async def answer(args: list[str], **_: object) -> Done:
+        op = [a for a in args[args.index("--root") + 2 :] if a != "--"]
+        if op[0] == "check":
+            return Done(0, json.dumps({"passed": False, "tasks": [{"name": "address vm2", "passed": False, "checks": [{"name": "ping", "ok": False, "detail": HOSTILE}]}]}), "")
+        return Done(1, json.dumps({"error": "the guest said " + HOSTILE}), "Traceback …\n" + HOSTILE)
+
+    engine._run = answer
+
+    async def go():
+        async with client(classroom) as c:
+            seat = await c.get("/api/seat", headers=bearer(alice))
+            assert seat.status_code == 200 and "got \\\\x1b]0;owned\\\\x07\\\\x1b[2J\\\\x9b1m\\\\u202eexit" in shown(seat)
+            checked = await c.post("/api/seat/check", json={}, headers=bearer(alice))
+            assert checked.status_code == 200 and "\\\\x1b]0;owned" in json.dumps(checked.json()["result"]) and shown(checked)
+            hint = await c.post("/api/seat/hint", json={"task": "address vm2"}, headers=bearer(alice))
+            assert hint.status_code == 502 and hint.json()["error"] == "the guest said \\x1b]0;owned\\x07\\x1b[2J\\x9b1m\\u202eexit" and shown(hint)
+            whole = await c.get("/api/class", headers=bearer(teacher))
+            assert whole.status_code == 200 and "boot failed: \\\\x1b]0;owned" in shown(whole)
+
+    asyncio.run(go())

@@ -20,7 +20,7 @@ from vnetlab.backends.daemon import Daemon
 
 DNSMASQ = "dnsmasq"
 PACKAGE = "dnsmasq-base"  # the program without the system service (libvirt's choice too)
-_LEASE_LINE = re.compile(r"(\d{1,12}) ([0-9a-f]{2}(?::[0-9a-f]{2}){5}) (\d{1,3}(?:\.\d{1,3}){3}) (\S{1,64}) (\S{1,255})")
+_LEASE_LINE = re.compile(r"(\d{1,12}) ([0-9a-f]{2}(?::[0-9a-f]{2}){5}) (\d{1,3}(?:\.\d{1,3}){3}) ([A-Za-z0-9*._-]{1,64}) ([0-9A-Za-z*:]{1,255})")  # what dnsmasq writes: a legal host name or *, a hex client-id or *
 MAX_LEASE_FILE = 1 << 20  # bytes read of a lease file (a lab has a handful of leases)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from vnetlab.errors import VnetlabError
+from vnetlab.printable import printable
 from vnetlab.backends.netns import run_in_namespace
 from vnetlab.lazy import LazyModule
 
@@ -48,7 +49,8 @@ _TAIL_CHARS = 2000
 
 
 class SSHError(VnetlabError):
-    """Connecting, authenticating or running a command on a guest failed."""
+    """Connecting, authenticating or running a command on a guest failed. Its message may quote the
+    guest (output tails, an sshd's banner in paramiko's exception): VnetlabError makes it printable."""
 
 
 class NotYetTrusted(SSHError):
@@ -100,7 +102,7 @@ def _tail(*texts: str) -> str:
     # cutting there first keeps a flood's error message from splitting megabytes into lines.
     keep = 2 * _TAIL_CHARS + 2
     lines = "\n".join(t.rstrip("\n")[-keep:] for t in texts if t and not t.isspace()).splitlines()
-    return "\n".join(lines[-_TAIL_LINES:])[-_TAIL_CHARS:]
+    return printable("\n".join(lines[-_TAIL_LINES:])[-_TAIL_CHARS:])  # the guest's words, shown not obeyed
 
 
 def _answered_by(deadline: float, channel: paramiko.Channel, request: Callable[[], None]) -> bool:

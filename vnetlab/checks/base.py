@@ -30,6 +30,7 @@ from vnetlab.model.addressing import parse_address
 from vnetlab.model.scenario import split_link
 from vnetlab.model.validate import target_interface
 from vnetlab.plan.planner import Plan, PlannedNic, PlannedNode
+from vnetlab.printable import printable, printable_data
 
 if TYPE_CHECKING:
     from vnetlab.checks.capture import Frames
@@ -43,6 +44,13 @@ class CheckResult:
     detail: str
     counts: dict[str, int] | None = None
     data: dict[str, object] = field(default_factory=dict)
+
+    def shown(self) -> CheckResult:
+        """The result with every string in it printable (vnetlab.printable), as every output shows it:
+        a detail quotes what a guest printed, and evidence read back from a bundle is the student's
+        to edit. The runner gives nothing else to the summary, result.json, the classroom or JUnit."""
+        self.name, self.detail, self.data = printable(self.name), printable(self.detail), printable_data(self.data)  # type: ignore[assignment]
+        return self
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -131,7 +139,7 @@ class CheckKind:
 
     def run(self, ctx: CheckContext, spec: Any) -> CheckResult:
         """Collect and judge in one go (ad hoc checks: the pytest plugin, unit tests)."""
-        return self.judge(ctx.plan, spec, self.collect(ctx, spec))
+        return self.judge(ctx.plan, spec, self.collect(ctx, spec)).shown()
 
 
 def node_ips(plan: Plan, name: str) -> set[str]:

@@ -29,6 +29,7 @@ from vnetlab.checks.capture import Frames, read_frames
 from vnetlab.errors import VnetlabError
 from vnetlab.files import write_private
 from vnetlab.plan.planner import LAB_NAME, Plan
+from vnetlab.printable import printable_json
 
 EVIDENCE_FILE = "evidence.json"
 JUDGING_FILE = "judging.json"
@@ -114,7 +115,8 @@ def read_json(path: Path) -> Any:
 
 
 def write_json(path: Path, data: Any) -> None:
-    write_private(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode(), atomic=True)
+    """Exactly the data (a judge reads it again), in text that shows a guest's escape sequences as JSON escapes (vnetlab.printable)."""
+    write_private(path, (printable_json(data, indent=2) + "\n").encode(), atomic=True)
 
 
 def keep_setting(run_dir: Path, setting: RunSetting, scenario_text: str) -> None:

@@ -26,6 +26,8 @@ import re
 
 import regex
 
+from vnetlab.printable import printable
+
 MAX_LINE = 4096  # characters of one line looked at; real lines are < 400 (ip -o link with altnames)
 MAX_LINES = 2000  # lines looked at; ping -c is at most 100 here, wg/ip listings are a few dozen lines
 MAX_TEXT = 256 * 1024  # characters looked at; all real outputs parsed here are a few KiB
@@ -201,16 +203,16 @@ def iperf_error(data: dict) -> str | None:
 
 
 def excerpt(text: str, limit: int = EXCERPT) -> str:
-    """The last `limit` characters of stripped guest output, one line, with control and other unprintable characters replaced.
+    """The last `limit` characters of stripped guest output, one line, every control and other
+    unprintable character shown as an escape (vnetlab.printable).
 
-    Guest output quoted back in a check's detail reaches the operator's
-    terminal: escape sequences, bidi overrides and lone surrogates must not.
-    (Rich markup such as "[/]" is the renderer's to escape, not this one's.)
+    Guest output quoted back in a check's detail reaches the operator's terminal, report.json
+    and junit.xml: escape sequences, bidi overrides and lone surrogates must not, and a teacher
+    still sees that they were sent. (Rich markup such as "[/]" is the renderer's to escape, not this one's.)
     """
     if not isinstance(text, str) or limit <= 0:
         return ""
-    tail = text[-(limit + MAX_LINE):].strip()[-limit:]
-    return "".join(c if c.isprintable() else (" " if c in "\t\n\r" else "\ufffd") for c in tail)
+    return printable(text[-(limit + MAX_LINE):].strip()[-limit:], one_line=True)
 
 
 def guest_links(link_text: str, addr_text: str) -> dict[str, tuple[str, str, list[str]]]:

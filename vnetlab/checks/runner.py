@@ -26,6 +26,7 @@ from vnetlab.checks.evidence import Collected, RunSetting, load_collected, read_
 from vnetlab.checks.ping import PING
 from vnetlab.model.scenario import ScenarioModel
 from vnetlab.model.validate import parse_scenario
+from vnetlab.printable import printable
 from vnetlab.plan.planner import Plan, PlanOptions, make_plan
 from vnetlab.paths import Layout
 
@@ -142,7 +143,7 @@ def collect_one(kind: CheckKind, ctx: CheckContext, spec: Any) -> Evidence:
     try:
         return kind.collect(ctx, spec)
     except Exception as exc:  # noqa: BLE001 — isolating one check's failure is the point
-        return Evidence(error=f"{type(exc).__name__}: {exc}")
+        return Evidence(error=printable(f"{type(exc).__name__}: {exc}"))
 
 
 def on_the_wire(result: CheckResult, wire: Judgement) -> CheckResult:
@@ -167,7 +168,7 @@ def judge_one(kind: CheckKind, plan: Plan, check: Any, evidence: Evidence, frame
             result = CheckResult(f"{check.kind} check", check.kind, False, f"the check could not be judged: {type(exc).__name__}: {exc}")
     if getattr(spec, "name", None):  # the scenario's name for it wins (summary, report, JUnit)
         result.name = spec.name
-    return result
+    return result.shown()
 
 
 def run_one(table: Mapping[str, CheckKind], ctx: CheckContext, check: Any) -> CheckResult:
@@ -232,7 +233,7 @@ def stimulate(ctx: CheckContext, collected: Collected) -> None:
             fn(ctx, [ctx.plan.scenario.checks[i].capture for i in indexes])
         except Exception as exc:  # noqa: BLE001 — the captures it served say so; the other checks still run
             for i in indexes:
-                collected.evidence[i] = Evidence(error=f"{type(exc).__name__}: {exc}")
+                collected.evidence[i] = Evidence(error=printable(f"{type(exc).__name__}: {exc}"))
 
 
 def collect_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path, *, wire: bool = False, answer: Mapping[str, Any] | None = None) -> Collected:
@@ -266,7 +267,7 @@ def judge_checks(plan: Plan, collected: Collected) -> list[CheckResult]:
     for i, check in enumerate(plan.scenario.checks):
         if check.capture is not None:
             on = check.capture.on
-            results.append(judge_capture(plan, check.capture, collected.frames[on], collected.pcaps[on], collected.evidence.get(i)))
+            results.append(judge_capture(plan, check.capture, collected.frames[on], collected.pcaps[on], collected.evidence.get(i)).shown())
         else:
             results.append(judge_one(kinds[check.kind], plan, check, collected.evidence[i], collected.frames, wire=collected.wire))
     return results

@@ -50,6 +50,7 @@ from vnetlab.classroom.seats import UP, SeatRun, Seats
 from vnetlab.classroom.terminal import Terminals, clamp_size
 from vnetlab.classroom.view import class_row, exercise_view, seat_view
 from vnetlab.paths import CLASSROOM_WEB_DIR, Layout
+from vnetlab.printable import printable, printable_data
 
 log = logging.getLogger("vnetlab.classroom")
 WEB_DIR = CLASSROOM_WEB_DIR
@@ -97,14 +98,23 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
+class ShownJSON(JSONResponse):
+    """Every API answer: its strings printable (vnetlab.printable), since a seat's check details,
+    errors and the engine's messages quote what a guest printed or a student typed. The pages put
+    them in with textContent too; this keeps escape sequences and bidi overrides out of both."""
+
+    def render(self, content: Any) -> bytes:
+        return super().render(printable_data(content))
+
+
 def _bearer(request: Request) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def _fail(status: int, message: str) -> JSONResponse:
+def _fail(status: int, message: str) -> ShownJSON:
     headers = {"WWW-Authenticate": 'Bearer realm="vnetlab classroom"'} if status == 401 else None
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return ShownJSON({"error": message}, status_code=status, headers=headers)
 
 
 class Denied(Exception):
@@ -297,7 +307,7 @@ def build_app(classroom: Classroom) -> Starlette:
     async def seat(request: Request) -> Response:
         run, teacher = classroom.viewed_seat(request)
         await _after(request, classroom, run.seat.id)
-        return JSONResponse(classroom.view(run, teacher))
+        return ShownJSON(classroom.view(run, teacher))
 
     async def check(request: Request) -> Response:
         body = await body_json(request)
@@ -305,7 +315,7 @@ def build_app(classroom: Classroom) -> Starlette:
         _need_up(run)
         task = _task(run, _text(body, "task", required=False))
         result = await classroom.seats.check(run, task)
-        return JSONResponse({"result": result, "seat": classroom.view(run)})
+        return ShownJSON({"result": result, "seat": classroom.view(run)})
 
     async def hint(request: Request) -> Response:
         body = await body_json(request)
@@ -313,7 +323,7 @@ def build_app(classroom: Classroom) -> Starlette:
         _need_up(run)
         task = _task(run, _text(body, "task"))
         text = await classroom.seats.hint(run, task or "")
-        return JSONResponse({"hint": text.strip(), "seat": classroom.view(run)})
+        return ShownJSON({"hint": text.strip(), "seat": classroom.view(run)})
 
     async def answer(request: Request) -> Response:
         body = await body_json(request)
@@ -322,14 +332,14 @@ def build_app(classroom: Classroom) -> Starlette:
         task = _task(run, _text(body, "task"))
         value = _text(body, "value", most=limits.MAX_ANSWER)
         result = await classroom.seats.answer(run, task or "", value or "")
-        return JSONResponse({"result": result, "seat": classroom.view(run)})
+        return ShownJSON({"result": result, "seat": classroom.view(run)})
 
     async def submit(request: Request) -> Response:
         body = await body_json(request)
         run = classroom.student_seat(request, body.get("seat"))
         _need_up(run)
         where = await classroom.seats.submit(run)
-        return JSONResponse({"submitted": Path(where.splitlines()[-1]).name if where else "", "seat": classroom.view(run)})
+        return ShownJSON({"submitted": Path(where.splitlines()[-1]).name if where else "", "seat": classroom.view(run)})
 
     async def topology_svg(request: Request) -> Response:
         run, _ = classroom.viewed_seat(request)
@@ -341,7 +351,7 @@ def build_app(classroom: Classroom) -> Starlette:
         run, _ = classroom.viewed_seat(request)
         _need_up(run)
         _, watch = await classroom.drawing(run)
-        return JSONResponse({"links": await asyncio.to_thread(watch.read)})
+        return ShownJSON({"links": await asyncio.to_thread(watch.read)})
 
     async def evidence(request: Request) -> Response:
         run, _ = classroom.viewed_seat(request)
@@ -355,7 +365,7 @@ def build_app(classroom: Classroom) -> Starlette:
         classroom.teacher(request)
         await _after(request, classroom, None)
         seats = classroom.seats
-        return JSONResponse({
+        return ShownJSON({
             "class": classroom.record.name,
             "exercise": next((class_exercise(r) for r in seats.runs.values() if r.status), {}),
             "version": seats.version,
@@ -373,7 +383,7 @@ def build_app(classroom: Classroom) -> Starlette:
             raise Denied(404, f"no seat {ref!r}")
         run = classroom.seats.runs[seat_record.id]
         classroom.seats.begin_reset(run, on_reset=lambda: classroom.forget_lab(run))
-        return JSONResponse({"seat": run.seat.id, "resetting": True}, status_code=202)
+        return ShownJSON({"seat": run.seat.id, "resetting": True}, status_code=202)
 
     async def grades(request: Request) -> Response:
         classroom.teacher(request)
@@ -448,11 +458,11 @@ def build_app(classroom: Classroom) -> Starlette:
 
     async def engine_failed(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, EngineError)
-        return JSONResponse({"error": str(exc), "detail": exc.detail}, status_code=502)
+        return ShownJSON({"error": str(exc), "detail": exc.detail}, status_code=502)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        return ShownJSON({"error": exc.detail}, status_code=exc.status_code)
 
     app = Starlette(routes=routes, exception_handlers={Denied: denied, EngineError: engine_failed, HTTPException: http_error})
     app.add_middleware(_Guard)
@@ -478,7 +488,7 @@ def _same_origin(websocket: WebSocket) -> bool:
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
     try:
-        await websocket.send_text(json.dumps({"status": reason, "closed": True}))
+        await websocket.send_text(json.dumps({"status": printable(reason), "closed": True}))  # the page writes it into the terminal
         await websocket.close(code=code, reason=reason[:120])
     except (RuntimeError, WebSocketDisconnect, OSError):
         pass

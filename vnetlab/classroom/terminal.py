@@ -30,6 +30,7 @@ from vnetlab.backends.ssh import GuestSSH
 from vnetlab.classroom import limits
 from vnetlab.classroom.limits import TokenBucket
 from vnetlab.plan.planner import Plan, PlannedVM
+from vnetlab.printable import printable
 from vnetlab.run.configure import open_ssh
 
 CONNECT_TIMEOUT = 20.0
@@ -101,7 +102,7 @@ class Terminals:
 
 async def _say(websocket: WebSocket, text: str, *, closed: bool = False) -> None:
     try:
-        await websocket.send_text(json.dumps({"status": text, "closed": closed}))
+        await websocket.send_text(json.dumps({"status": printable(text), "closed": closed}))  # the page writes it into the terminal
     except (RuntimeError, WebSocketDisconnect, OSError):
         pass
 

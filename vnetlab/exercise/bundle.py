@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import re
 import secrets
@@ -32,6 +31,7 @@ from vnetlab.exercise.state import ExerciseError, ExerciseState, task_points
 from vnetlab.files import write_private
 from vnetlab.paths import Layout
 from vnetlab.plan.planner import Plan
+from vnetlab.printable import printable_json
 from vnetlab.run.state import make_private_dir
 from vnetlab.tools.junit import junit_xml
 
@@ -124,7 +124,7 @@ def write_bundle(state: ExerciseState, plan: Plan, exercise_text: str, out: Path
         "tasks": tasks,
         "files": digests,
     }
-    data = (json.dumps(result, indent=2, ensure_ascii=False) + "\n").encode()
+    data = (printable_json(result, indent=2) + "\n").encode()  # a student's answer and the checks' words, exactly, shown inert
     write_private(folder / RESULT_FILE, data)
     key = signing_key(layout, create=True)
     assert key is not None

@@ -29,6 +29,7 @@ from vnetlab.model.scenario import ScenarioModel
 from vnetlab.model.typed_yaml import ValidationError
 from vnetlab.model.validate import parse_scenario
 from vnetlab.paths import Layout, resolve_scenario, search_path
+from vnetlab.printable import printable
 
 
 @dataclass
@@ -79,7 +80,8 @@ class Gradebook:
         return names
 
     def table(self) -> tuple[list[str], list[list[str]]]:
-        """Header and rows, as the terminal table and the CSV show them."""
+        """Header and rows, as the terminal table and the CSV show them: every cell printable
+        (a bundle's student, names and evidence come from the student, a detail from a guest)."""
         tasks = self.task_names()
         header = ["student", "exercise", *tasks, "points", "max", "hints", "time", "signature", "from guests", "mismatch", "bundle"]
         rows = []
@@ -89,19 +91,36 @@ class Gradebook:
             time_used = "" if b.time_used_s is None else f"{int(b.time_used_s // 60)}m{int(b.time_used_s % 60):02d}s"
             guests = "; ".join(g for t in b.tasks for g in t.from_guests)
             mismatch = "; ".join(b.mismatch + ([b.error] if b.error else []))
-            rows.append([b.student, b.exercise, *cells, f"{b.points:g}", str(b.max_points), str(b.hints_used), time_used, b.signature, guests, mismatch, str(b.folder)])
-        return header, rows
+            row = [b.student, b.exercise, *cells, f"{b.points:g}", str(b.max_points), str(b.hints_used), time_used, b.signature, guests, mismatch, str(b.folder)]
+            rows.append([printable(cell) for cell in row])
+        return [printable(h) for h in header], rows
 
     def csv(self) -> str:
+        """The table as CSV for a spreadsheet, which would obey a cell that starts like a formula
+        (`=HYPERLINK(…)` as a student id): such a cell gets a leading apostrophe, shown as text."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         header, rows = self.table()
-        writer.writerow(header)
-        writer.writerows(rows)
+        writer.writerow([spreadsheet_text(h) for h in header])
+        writer.writerows([spreadsheet_text(cell) for cell in row] for row in rows)
         return out.getvalue()
 
     def to_json(self) -> list[dict[str, Any]]:
         return [b.to_json() for b in self.rows]
+
+
+FORMULA_START = ("=", "+", "-", "@")
+
+
+def spreadsheet_text(cell: str) -> str:
+    """A CSV cell a spreadsheet shows as text: one that would start a formula is quoted with an
+    apostrophe (OWASP's advice against CSV injection); a number such as -1.5 stays a number."""
+    if cell.startswith(FORMULA_START):
+        try:
+            float(cell)
+        except ValueError:
+            return "'" + cell
+    return cell
 
 
 def _teacher_file(name: str, exercise: Path | None, dirs: list[Path]) -> Path:

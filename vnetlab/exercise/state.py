@@ -14,6 +14,7 @@ from typing import Any
 
 from vnetlab.errors import InputError, VnetlabError
 from vnetlab.files import write_private
+from vnetlab.printable import printable_json
 
 STATE_FILE = "exercise.json"
 FORMAT = 1
@@ -64,7 +65,7 @@ class ExerciseState:
     format: int = FORMAT
 
     def save(self, lab_dir: Path) -> None:
-        write_private(lab_dir / STATE_FILE, (json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n").encode(), atomic=True)
+        write_private(lab_dir / STATE_FILE, (printable_json(asdict(self), indent=2) + "\n").encode(), atomic=True)  # a student's answer, exactly, shown inert
 
     @classmethod
     def load(cls, lab_dir: Path) -> ExerciseState:

@@ -8,7 +8,6 @@ one exercise lab on this host is meant (with several, it asks which).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from vnetlab.model.params import DEFAULT_STUDENT
 from vnetlab.model.typed_yaml import ValidationError
 from vnetlab.model.validate import load_scenario
 from vnetlab.paths import Layout, find_scenarios, search_path
+from vnetlab.printable import printable, printable_json
 from vnetlab.run.progress import Progress
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
@@ -155,7 +155,7 @@ def print_outcomes(ctx: Any, lab: str, outcomes: list[TaskOutcome]) -> None:
         table.add_column("check")
         table.add_column("detail", overflow="fold")
         for r in o.results:
-            table.add_row("[green]✓[/]" if r.ok else "[red]✗[/]", Text(r.name), Text(r.detail))  # guest text: never markup
+            table.add_row("[green]✓[/]" if r.ok else "[red]✗[/]", Text(printable(r.name)), Text(printable(r.detail)))  # guest text: never markup, never escape sequences
         ctx.out.print(table)
         if o.passed:
             ctx.out.print(f"[green]✓ passed[/] — {o.points:g} point(s)")
@@ -202,7 +202,7 @@ def run_command(args: argparse.Namespace, ctx: Any) -> int:
         xlab = ExerciseLab(lab, ctx.model, layout, _progress(ctx, args))
         if command == "status":
             if args.json:
-                ctx.write_exact(json.dumps(xlab.status().to_json(), indent=2, ensure_ascii=False) + "\n")
+                ctx.write_exact(printable_json(xlab.status().to_json(), indent=2) + "\n")
             else:
                 print_status(ctx, xlab)
             return EXIT_OK
@@ -275,16 +275,16 @@ def _test(args: argparse.Namespace, ctx: Any, layout: Layout) -> int:
         args.junit.parent.mkdir(parents=True, exist_ok=True)
         args.junit.write_text(proof.junit(), encoding="utf-8")
     if args.json:
-        ctx.write_exact(json.dumps(proof.to_json(), indent=2, ensure_ascii=False) + "\n")
+        ctx.write_exact(printable_json(proof.to_json(), indent=2) + "\n")
         return EXIT_OK if proof.ok else EXIT_FAIL
     table = Table(title=f"Proof of {proof.exercise} (lab {proof.lab}, student {proof.student})", title_justify="left")
     for column in ("", "task", "phase", "detail"):
         table.add_column(column, overflow="fold" if column == "detail" else None)
     for p in proof.phases:
-        table.add_row("[green]✓[/]" if p.ok else "[red]✗[/]", Text(p.task), p.phase, Text(p.detail))
+        table.add_row("[green]✓[/]" if p.ok else "[red]✗[/]", Text(p.task), p.phase, Text(printable(p.detail)))
     ctx.out.print(table)
     if proof.error:
-        ctx.out.print(f"[red]error:[/] {escape(proof.error)}", soft_wrap=True)
+        ctx.out.print(f"[red]error:[/] {escape(printable(proof.error))}", soft_wrap=True)
     ctx.out.print(f"{'[bold green]PASS[/]' if proof.ok else '[bold red]FAIL[/]'} {escape(proof.exercise)}: {sum(p.ok for p in proof.phases)}/{len(proof.phases)} phases hold")
     return EXIT_OK if proof.ok else EXIT_FAIL
 
@@ -295,7 +295,7 @@ def _grade(args: argparse.Namespace, ctx: Any, layout: Layout) -> int:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         args.csv.write_text(book.csv(), encoding="utf-8")
     if args.json:
-        ctx.write_exact(json.dumps(book.to_json(), indent=2, ensure_ascii=False) + "\n")
+        ctx.write_exact(printable_json(book.to_json(), indent=2) + "\n")
     else:
         header, rows = book.table()
         table = Table(title="Gradebook", title_justify="left")

@@ -380,9 +380,9 @@ def collect_command(ctx: CheckContext, check: CommandCheck) -> Evidence:
     while True:
         attempts += 1
         result = run_step(node, command, check.timeout)
-        if judge_output(check.expect, result)[0] or time.monotonic() + (check.retry.every if check.retry else 0) > deadline:
+        if judge_output(check.expect, result)[0] or check.retry is None or time.monotonic() + check.retry.every > deadline:  # no retry: one attempt, whatever the clock says
             break
-        time.sleep(check.retry.every)  # type: ignore[union-attr]
+        time.sleep(check.retry.every)
     kept = {"command": command, "exit": result.exit_code, "stdout": result.stdout[-MAX_MATCHED:], "stderr": result.stderr[-MAX_MATCHED:], "attempts": attempts}
     return Evidence(kept, guests=guest_of(ctx.plan, check.node))
 
@@ -395,8 +395,8 @@ def judge_command(plan: Plan, check: CommandCheck, evidence: Evidence) -> CheckR
     tries = f" after {attempts} attempt(s)" if check.retry else ""
     detail = (
         f"ran `{command}` on {check.node}: expected {_expected(check.expect)}; got exit {result.exit_code}{tries}"
-        + (f", stdout: {excerpt(result.stdout, 200)!r}" if result.stdout.strip() else ", no stdout")
-        + (f", stderr: {excerpt(result.stderr, 200)!r}" if result.stderr.strip() else "")
+        + (f", stdout: '{excerpt(result.stdout, 200)}'" if result.stdout.strip() else ", no stdout")  # excerpt shows escapes once: no repr on top
+        + (f", stderr: '{excerpt(result.stderr, 200)}'" if result.stderr.strip() else "")
         + "".join(f"; {p}" for p in problems)
     )
     data = {"command": command, "exit": result.exit_code, "attempts": attempts, "stdout_tail": excerpt(result.stdout, 2000), "stderr_tail": excerpt(result.stderr, 2000)}

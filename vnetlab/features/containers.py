@@ -288,7 +288,7 @@ def collect_unaddressed(ctx: CheckContext, check: UnaddressedCheck) -> Evidence:
 
 
 def judge_unaddressed(plan: Plan, check: UnaddressedCheck, evidence: Evidence) -> CheckResult:
-    """A bridged path keeps the host's IP stack out."""
+    """A bridged path keeps the host's IP stack out: the interface exists and has no IPv4 address."""
     found = evidence.data["addresses"]
     name = f"no address on {check.interface} in {plan.namespace}"
     if found is None:

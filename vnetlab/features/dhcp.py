@@ -547,13 +547,14 @@ def _addresses(ssh: GuestSSH, client: PlannedClient, family: int) -> tuple[str, 
     """(the NIC's name, its global addresses of `family` with whether each is still tentative)."""
     result = ssh.run(f"{find_nic(client.mac)}; echo \"$dev\"; ip -{family} -o addr show dev \"$dev\" scope global", timeout=15.0, check=False)
     lines = result.stdout.splitlines()
-    dev = lines[0].strip() if lines else "?"
+    dev = excerpt(lines[0], 15) if lines else "?"
     out = []
     for line in lines[1:50]:
         words = line.split()
         for k, word in enumerate(words[:-1]):
-            if word in ("inet", "inet6"):
-                out.append((words[k + 1], "tentative" in words))
+            iface = parse_interface(words[k + 1]) if word in ("inet", "inet6") else None
+            if iface is not None and iface.version == family:  # the guest's words: only an address is kept (and shown)
+                out.append((iface.with_prefixlen, "tentative" in words))
     return dev, out
 
 

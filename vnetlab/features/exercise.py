@@ -252,8 +252,8 @@ def judge_answer(plan: Plan, check: AnswerCheck, evidence: Evidence) -> CheckRes
     try:
         ok = answer_matches(answer, expect, check.normalize)
     except ValueError as exc:
-        return CheckResult(name, "answer", False, f"answered {shown!r}: {exc}", data={"answer": shown})
-    return CheckResult(name, "answer", ok, f"answered {shown!r}: " + ("right" if ok else "not the expected answer"), data={"answer": shown})
+        return CheckResult(name, "answer", False, f"answered '{shown}': {exc}", data={"answer": shown})
+    return CheckResult(name, "answer", ok, f"answered '{shown}': " + ("right" if ok else "not the expected answer"), data={"answer": shown})  # excerpt shows escapes once: no repr on top
 
 
 ANSWER = CheckKind(collect_answer, judge_answer)

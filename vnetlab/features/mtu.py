@@ -319,6 +319,7 @@ def collect_pmtu(ctx: CheckContext, check: PmtuCheck) -> Evidence:
 
 
 def judge_pmtu(plan: Plan, check: PmtuCheck, evidence: Evidence) -> CheckResult:
+    """Every echo answered (expect success) or none (expect failure), and who refused the packets."""
     target = pmtu_target(plan, check)
     argv = pmtu_argv(check.size, target)
     result = recorded(evidence)

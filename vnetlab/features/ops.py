@@ -155,7 +155,7 @@ def collect_op(ctx: CheckContext, op: OpCheck) -> Evidence:
 
 
 def judge_op(plan: Plan, op: OpCheck, evidence: Evidence) -> CheckResult:
-    """The operation's effect as the namespace shows it afterwards."""
+    """Whether the kernel did (or refused) what was expected, and the namespace read back shows it."""
     error, links = evidence.data["refused"], evidence.data["links"]
     effect_ok, expected, seen = _effect(plan, op, links)
     if op.expect == "error":

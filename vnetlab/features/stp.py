@@ -325,9 +325,8 @@ def _describe(owners: dict[str, str], bridge: str, port: str) -> str:
 
 
 def collect_stp(ctx: CheckContext, check: StpCheck) -> Evidence:
-    """The port states of the lab's bridges, read from the lab namespace (netlink)."""
-    bridges = {b.name for b in ctx.plan.bridges}
-    return Evidence({"ports": [[b, p, s] for b, p, s in port_states(ctx.plan.namespace) if b in bridges]})
+    """The port states of the lab namespace's bridges, read from the kernel (netlink)."""
+    return Evidence({"ports": [[b, p, s] for b, p, s in port_states(ctx.plan.namespace)]})
 
 
 def run_stp(ctx: CheckContext, check: StpCheck) -> CheckResult:
@@ -335,7 +334,10 @@ def run_stp(ctx: CheckContext, check: StpCheck) -> CheckResult:
 
 
 def judge_stp(plan: Plan, check: StpCheck, evidence: Evidence) -> CheckResult:
-    ports = [(str(b), str(p), int(s)) for b, p, s in evidence.data["ports"]]
+    """Exactly `check.blocking` ports of the lab's bridges blocking, every other one forwarding
+    (ports of any other bridge, such as the management bridge, do not count)."""
+    bridges = {b.name for b in plan.bridges}
+    ports = [(str(b), str(p), int(s)) for b, p, s in evidence.data["ports"] if b in bridges]
     owners = port_owners(plan)
     blocking = [p for p in ports if p[2] == BLOCKING]
     other = [p for p in ports if p[2] not in (BLOCKING, FORWARDING)]

@@ -193,6 +193,11 @@ def handshake_command(tunnel: str) -> str:
     return f"wg show {tunnel} latest-handshakes"
 
 
+def handshake_probe(tunnel: str) -> str:
+    """What a check runs on each member: the guest's clock, then its handshakes (an age needs both)."""
+    return f"date +%s; {handshake_command(tunnel)}"
+
+
 def collect_check(ctx: CheckContext, check: WireGuardCheck) -> Evidence:
     """Each member's `wg show` of its handshakes (with its clock), and the public keys of both.
     Graded on the wire, one echo through the tunnel first, so that the capture sees the tunnel
@@ -204,12 +209,14 @@ def collect_check(ctx: CheckContext, check: WireGuardCheck) -> Evidence:
         through = ctx.sessions[a].run(shlex.join(ping_argv(1, tunnel_ip(ctx.plan.scenario, check.tunnel, b))), timeout=15.0, check=False)
         data["probe"] = output_evidence(through)
     for me in (a, b):
-        data[me] = output_evidence(ctx.sessions[me].run(f"date +%s; {handshake_command(check.tunnel)}", timeout=15.0, check=False))
+        data[me] = output_evidence(ctx.sessions[me].run(handshake_probe(check.tunnel), timeout=15.0, check=False))
     return Evidence(data, guests=(a, b))
 
 
 def judge_check(plan: Plan, check: WireGuardCheck, evidence: Evidence) -> CheckResult:
-    """Both members must report a completed handshake with each other (read from the kernel via `wg show`)."""
+    """Both members must report a completed handshake with each other (read from the kernel via
+    `wg show`): each one's output names the other's public key with a handshake time (0: never).
+    The command named in the detail is the plan's, not the evidence's word."""
     a, b = check.between
     keys = evidence.data["keys"]
     seen: list[str] = []
@@ -223,7 +230,7 @@ def judge_check(plan: Plan, check: WireGuardCheck, evidence: Evidence) -> CheckR
         data[me] = {"peer": peer, "latest_handshake": stamp, "guest_time": now}
         if result.exit_code != 0:
             ok = False
-            seen.append(f"{me}: `{result.command}` exited {result.exit_code}: {excerpt(result.stderr or result.stdout, 200)}")
+            seen.append(f"{me}: `{handshake_probe(check.tunnel)}` exited {result.exit_code}: {excerpt(result.stderr or result.stdout, 200)}")
         elif stamp == 0:
             ok = False
             seen.append(f"{me}: no handshake with {peer}'s key yet")

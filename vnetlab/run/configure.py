@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from vnetlab.errors import VnetlabError
+from vnetlab.printable import printable
 from vnetlab.run.apply import CLIENT_KEY, host_key_file, secrets_dir
 from vnetlab.backends.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER, console_says
 from vnetlab.backends.keys import load_client_key
@@ -50,7 +51,8 @@ def console_of(plan: Plan, vm: PlannedVM) -> Iterator[Console]:
 
 
 def console_tail(source: Path | Console, lines: int = CONSOLE_TAIL_LINES) -> str:
-    """The last lines of a serial log, reading at most its last CONSOLE_TAIL_BYTES (the guest writes it)."""
+    """The last lines of a serial log, reading at most its last CONSOLE_TAIL_BYTES (the guest writes
+    it), made printable: a systemd-coloured line or a guest's escape sequences are shown, not obeyed."""
     try:
         with _opener(source)() as f:
             f.seek(0, 2)  # seek's return value: paramiko's SFTP files give none
@@ -60,7 +62,7 @@ def console_tail(source: Path | Console, lines: int = CONSOLE_TAIL_LINES) -> str
         return "(no console output yet)"
     except VnetlabError as exc:  # its hypervisor's SFTP stopped answering: the message says so
         return f"(the console cannot be read: {exc})"
-    tail = [line.rstrip("\r") for line in text.splitlines()[-lines:]]
+    tail = [printable(line.rstrip("\r")) for line in text.splitlines()[-lines:]]
     return "\n".join(tail) if tail else "(console is empty)"
 
 
@@ -155,6 +157,7 @@ def open_sessions(plan: Plan, vms: list[PlannedVM] | None = None, timeout: float
 
 
 CLOUD_INIT_TIMEOUT = 480.0  # s at least for a cloud-init guest: ~120 s to its final stage under TCG, alone
+CLOUD_INIT_SAID = 2000  # characters of `cloud-init status` quoted in its error
 SSH_PROBE_SLICE = 10.0  # s of SSH attempts between two questions to libvirt whether the guest still runs
 
 
@@ -164,7 +167,8 @@ def wait_for_cloud_init(vm: PlannedVM, ssh: GuestSSH, deadline: float) -> None:
     remaining = max(5.0, deadline - time.monotonic())
     result = ssh.run("command -v cloud-init >/dev/null || exit 0; cloud-init status --wait >/dev/null; cloud-init status", timeout=remaining, check=False)
     if result.exit_code not in (0, 2):  # 2: done, with recoverable errors (e.g. a deprecated key)
-        raise GuestError(f"{vm.name}: cloud-init failed (exit {result.exit_code}): {result.stdout.strip()} {result.stderr.strip()}\nLast console lines:\n{console_tail(vm.console_log)}")
+        said = f"{result.stdout.strip()} {result.stderr.strip()}"[-CLOUD_INIT_SAID:]  # the guest's words: bounded, printable (GuestError)
+        raise GuestError(f"{vm.name}: cloud-init failed (exit {result.exit_code}): {said}\nLast console lines:\n{console_tail(vm.console_log)}")
 
 
 def wait_for_trusted_ssh(plan: Plan, vm: PlannedVM, deadline: float, is_running, stop: threading.Event) -> GuestSSH:

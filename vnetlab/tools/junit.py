@@ -1,7 +1,9 @@
 """JUnit XML for CI: one testcase per check, written from the same data as the JSON report.
 
 CI systems (GitHub Actions reporters, GitLab, Jenkins) show JUnit natively: a failing check
-appears as a failed test whose message says what was expected and what was seen.
+appears as a failed test whose message says what was expected and what was seen. Every string
+goes through vnetlab.printable first, whatever report it is given: XML 1.0 has no way to carry
+most C0 characters (not even as references), and details quote what guests printed.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+from vnetlab.printable import printable_data
 
 
 def _steps_text(report: dict) -> str:
@@ -22,6 +26,7 @@ def _steps_text(report: dict) -> str:
 
 def junit_xml(report: dict) -> str:
     """A <testsuites> document for one run report (see vnetlab.tools.report.report_json)."""
+    report = printable_data(report)  # type: ignore[assignment]
     checks = report.get("checks", [])
     failures = sum(not c["ok"] for c in checks)
     errors = 1 if report.get("error") else 0

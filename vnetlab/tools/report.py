@@ -12,14 +12,17 @@ from rich.table import Table
 from rich.text import Text
 
 from vnetlab.model.scenario import ScenarioModel
+from vnetlab.printable import printable, printable_data
 from vnetlab.run.lab import Outcome
 from vnetlab.run.progress import StepTiming, VMEvent
 from vnetlab.tools.waterfall import timeline, waterfall_svg
 
 
 def report_json(outcome: Outcome, steps: list[StepTiming], events: Sequence[VMEvent] = ()) -> dict:
+    """Every string in it printable (vnetlab.printable): check details and errors quote guests and
+    remote hosts, and the report is read back into terminals, JUnit and web pages."""
     accel = outcome.accel
-    return {
+    return printable_data({
         "scenario": outcome.scenario,
         "lab": outcome.lab,
         "ok": outcome.ok,
@@ -36,7 +39,7 @@ def report_json(outcome: Outcome, steps: list[StepTiming], events: Sequence[VMEv
         "checks": [c.to_json() for c in outcome.checks],
         **({"features": outcome.reported} if outcome.reported else {}),
         "artifacts": outcome.artifacts,
-    }
+    })  # type: ignore[return-value]
 
 
 def write_report(path: Path, data: dict) -> None:
@@ -85,7 +88,7 @@ def print_summary(console: Console, outcome: Outcome, steps: list[StepTiming], m
         table.add_column("check")
         table.add_column("detail", overflow="fold")
         for c in outcome.checks:
-            table.add_row("[green]✓[/]" if c.ok else "[red]✗[/]", Text(c.name), Text(c.detail))  # guest text: never markup
+            table.add_row("[green]✓[/]" if c.ok else "[red]✗[/]", Text(printable(c.name)), Text(printable(c.detail)))  # guest text: never markup, never escape sequences
         console.print(table)
         for feature in model.features:  # e.g. the throughput table of perf checks
             extra = feature.summary(outcome.checks)
@@ -103,7 +106,7 @@ def print_summary(console: Console, outcome: Outcome, steps: list[StepTiming], m
     accel = outcome.accel.name if outcome.accel else "?"
     console.print(f"{verdict} {outcome.scenario} (lab {outcome.lab}): {passed}/{len(outcome.checks)} checks passed, accel {accel}, {total_seconds:.1f} s", soft_wrap=True)
     if outcome.error:
-        console.print(f"[red]error:[/] {escape(outcome.error)}", soft_wrap=True)  # a message, not markup; unwrapped for copying
+        console.print(f"[red]error:[/] {escape(printable(outcome.error))}", soft_wrap=True)  # a message, not markup; unwrapped for copying
     if outcome.kept:
         console.print(f"the lab is still up: `vnetlab check {outcome.lab}`, then `vnetlab down {outcome.lab}`", soft_wrap=True)
     if outcome.artifacts.get("dir"):
