@@ -1,10 +1,11 @@
 """mkdocs hook: pages generated at build time, so they cannot drift from the code.
 
 - lessons/<scenario>.md for every shipped scenario: what it teaches (docs/lessons.yaml), the
-  scenario, its topology as SVG (Graphviz), its `--explain` commands, what its checks prove;
-- exercises/<scenario>.md for every shipped exercise instead: its title, intro, params, tasks and
-  what grades each (on the wire or not), its topology, setup and how to start and prove it (not
-  its hints or its solution: students read this site too);
+  scenario, its topology as SVG (Graphviz), its `--explain` commands, what its checks prove, and
+  the exercise that practises it (docs/exercises.yaml);
+- exercises/<exercise>.md for every shipped exercise: its title, intro, params, tasks and what
+  grades each (on the wire or not), its topology, setup, the lesson it practises, and how to start
+  and prove it (not its hints or its solution: students read this site too);
 - syntax.md from the composed model's JSON Schema;
 - cli.md from the argparse parser.
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import textwrap
+import re
 from pathlib import Path
 
 import yaml
@@ -22,11 +25,10 @@ from vnetlab.checks.runner import check_kinds
 from vnetlab.cli import build_parser
 from vnetlab.compose import load_scenario, registry
 from vnetlab.exercise.content import intro_text
-from vnetlab.features.exercise import setup_lines
 from vnetlab.model.templates import render
 from vnetlab.model.schema import scenario_schema
 from vnetlab.model.typed_yaml import yaml_key
-from vnetlab.paths import scenario_files
+from vnetlab.paths import exercise_files, lesson_files
 from vnetlab.plan.planner import make_plan
 from vnetlab.plan.variables import plan_variables
 from vnetlab.tools.explain import explain
@@ -41,10 +43,13 @@ EXPECTATIONS = {
     "dhcp": "the client's DHCP exchange: DISCOVER, OFFER, REQUEST and ACK of its reservation (it asks again while captured)",
     "ra": "router advertisements of the bridge's prefix from its router (the client solicits them again while captured)",
     "bridged": "frames carrying the sender's own MAC and address (bridged, no router in between)",
-    "masqueraded": "only the uplink's address, never a private one (masqueraded)",
+    "masqueraded": "only the NAT's outside address (the uplink's, or the router VM's), never a private one (masqueraded)",
     "wireguard-udp": "the tunnel's encrypted UDP between the underlay addresses",
     "no-plaintext-tunnel": "no readable ICMP of the tunnel's subnet",
+    "wireguard-handshake": "a WireGuard handshake: an initiation one way, a response back",
+    "only-wireguard": "nothing between the underlay addresses but the tunnel's UDP",
     "routed": "echo requests arriving with their TTL decremented (they crossed a router)",
+    "frag-needed": "an ICMP \"fragmentation needed\" from the router to the sender",
     "bounded-broadcast": "at most 100 broadcast frames on the bridge during the whole check phase (no broadcast storm)",
     "vxlan": "UDP port 4789 datagrams between the underlay addresses, with the tunnel's VNI, carrying the echo pairs",
     "unencapsulated": "the echo pairs as plain Ethernet frames and not one VXLAN (UDP 4789) datagram",
@@ -79,11 +84,23 @@ def check_sentence(check: object) -> str:
         return f"`{spec.run}` on `{spec.node}` must give `{_flow(spec.expect)}`" + (f", retried for {spec.retry.for_} s" if spec.retry else "") + "."
     if kind == "answer":
         return f"The student's answer (`vnetlab exercise answer`), compared as `{spec.normalize}` with the expected one (never shown)."
+    if kind == "wireguard":
+        a, b = spec.between
+        fresh = f", made during the check (vnetlab first takes `{a}`'s `{spec.tunnel}` down and up, which drops its sessions)" if spec.rekey else ""
+        return f"`{a}` and `{b}` must both report a completed handshake with each other on `{spec.tunnel}` (`wg show`){fresh}."
+    if kind == "pmtu":
+        verdict = {"success": "every one must be answered", "failure": "none may be answered",
+                   "frag-needed": "none may be answered, and a router must answer *fragmentation needed*"}[spec.expect]
+        return f"`{spec.source}` sends don't-fragment pings of {spec.size + 28} bytes to `{spec.to}`: {verdict}."
     return f"`{kind}: {_flow(spec)}` (judged by vnetlab; the report says what was expected and seen)."
 
 
-def lesson_page(path: Path, teaches: str) -> tuple[str, str]:
+def lesson_page(path: Path, teaches: str, exercise: str | None = None) -> tuple[str, str]:
     scenario = load_scenario(path)
+    practise = f"""
+Practise it: the exercise [{exercise}](../exercises/{exercise}.md) builds this lab with a part left
+undone, and grades what you do on what crosses the wire (`vnetlab exercise start {exercise}`).
+""" if exercise else ""
     plan = make_plan(scenario, scenario.name)
     svg = to_svg(to_dot(topology(plan, management=False))).decode()
     checks = "\n".join(f"{i}. {check_sentence(c)}" for i, c in enumerate(scenario.checks, 1)) or "(none)"
@@ -97,7 +114,7 @@ def lesson_page(path: Path, teaches: str) -> tuple[str, str]:
 vnetlab run {scenario.name}              # up, checks, summary, teardown
 vnetlab plan {scenario.name} --explain   # the same lab as commands to type by hand
 ```
-
+{practise}
 ## Topology
 
 ![topology of {scenario.name}]({scenario.name}.svg)
@@ -121,7 +138,9 @@ vnetlab plan {scenario.name} --explain   # the same lab as commands to type by h
     return page, svg
 
 
-def exercise_page(path: Path) -> tuple[str, str]:
+def exercise_page(path: Path, lesson: str | None = None) -> tuple[str, str]:
+    """What a student may read before starting: no hints, no solution, and not the setup either
+    (an exercise that hides a fault would name it there); teachers see it in `plan --explain`."""
     scenario = load_scenario(path)
     plan = make_plan(scenario, scenario.name)
     ex = scenario.exercise
@@ -135,15 +154,18 @@ def exercise_page(path: Path) -> tuple[str, str]:
             f"    - {check_sentence(c)}" + (" Graded on the wire: vnetlab's own capture must see it." if c.kind in kinds and kinds[c.kind].wire is not None else "")
             for c in task.checks
         )
-        tasks.append(f"{k}. **{task.name}** ({task.points} point{'s' if task.points != 1 else ''}, {len(task.hints)} hint(s)" + (f", −{task.hint_cost:g} each" if task.hints and task.hint_cost else "") + f")\n\n    {render(task.text, variables).strip()}\n\n{checks}")
+        tasks.append(f"{k}. **{task.name}** ({task.points} point{'s' if task.points != 1 else ''}, {len(task.hints)} hint(s)" + (f", −{task.hint_cost:g} each" if task.hints and task.hint_cost else "") + f")\n\n{textwrap.indent(render(task.text, variables).strip(), '    ')}\n\n{checks}")
     page = f"""# {ex.title}
 
 `{scenario.name}` — {scenario.description}
 
 {render(intro_text(scenario), variables).strip()}
 
-A student's lab: `vnetlab exercise start {scenario.name} --student ID` (their params, lab `{scenario.name}-ID`).
-The proof that it works: `vnetlab exercise test {scenario.name}` (each task fails before its solution and passes after it).
+{f"It practises the lesson [{lesson}](../lessons/{lesson}.md)." if lesson else ""}
+A student's lab: `vnetlab exercise start {scenario.name} --student ID` (their params, lab `{scenario.name}-ID`);
+how to work on it: [doing exercises](../exercises-doing.md).
+The proof that it works: `vnetlab exercise test {scenario.name}` (each task fails before its solution and passes after it);
+how to write one: [writing exercises](../exercises-writing.md).
 How the checks below grade: [how exercises are graded](../grading.md).
 
 {f"Time limit: {ex.time_limit} (shown, not enforced)." if ex.time_limit else ""}
@@ -162,11 +184,11 @@ How the checks below grade: [how exercises are graded](../grading.md).
 
 ![topology of {scenario.name}]({scenario.name}.svg)
 
-## Setup: what the student finds taken away
+## Setup
 
-```sh
-{chr(10).join(setup_lines(plan)) or "(nothing)"}
-```
+The lab is built as the scenario says, then {len(ex.setup)} setup step(s) take away what the
+tasks ask for. What they do is not on this page (it could give a task away); a teacher sees
+them with `vnetlab plan {scenario.name} --explain`.
 """
     return page, svg
 
@@ -206,6 +228,9 @@ def syntax_page() -> str:
         out += ["", f"## {name}", ""]
         if definition.get("description"):
             out += [definition["description"], ""]
+        if "properties" not in definition:  # a value, not a mapping (a template of params in a number's place)
+            out += [f"A string matching `{definition['pattern']}`." if "pattern" in definition else f"Of type {_type(definition)}."]
+            continue
         if "oneOf" in definition:
             out += ["Exactly one of these keys per entry.", ""]
         out += ["| key | type | required | default | meaning |", "|---|---|---|---|---|"]
@@ -232,21 +257,24 @@ def cli_page() -> str:
 
 def on_files(files, config):
     teaches = yaml.safe_load((DOCS / "lessons.yaml").read_text())
+    practised = yaml.safe_load((DOCS / "exercises.yaml").read_text())  # exercise → lesson
+    exercise_of = {lesson: exercise for exercise, lesson in practised.items()}
     index = ["# Lessons", "", "Each lesson is a scenario you run with `vnetlab run NAME`; every page below is generated from it.", "", "| lesson | what it shows |", "|---|---|"]
-    exercises = ["# Exercises", "", "Each exercise is a scenario whose student does the work: `vnetlab exercise start NAME --student ID`; every page below is generated from it.", "", "| exercise | title | tasks |", "|---|---|---|"]
-    for path in scenario_files():
+    exercises = ["# Exercises", "", "Each exercise is a scenario whose student does the work: `vnetlab exercise start NAME --student ID`; every page below is generated from it.", "", "| exercise | title | tasks | lesson |", "|---|---|---|---|"]
+    for path in lesson_files():
         scenario = load_scenario(path)
-        if scenario.exercise is not None:
-            page, svg = exercise_page(path)
-            files.append(File.generated(config, f"exercises/{path.stem}.md", content=page))
-            files.append(File.generated(config, f"exercises/{path.stem}.svg", content=svg))
-            exercises.append(f"| [{path.stem}]({path.stem}.md) | {scenario.exercise.title} | {len(scenario.exercise.tasks)} |")
-            continue
-        page, svg = lesson_page(path, teaches.get(path.stem, ""))
+        page, svg = lesson_page(path, teaches.get(path.stem, ""), exercise_of.get(path.stem))
         files.append(File.generated(config, f"lessons/{path.stem}.md", content=page))
         files.append(File.generated(config, f"lessons/{path.stem}.svg", content=svg))
         index.append(f"| [{path.stem}]({path.stem}.md) | {scenario.description} |")
     files.append(File.generated(config, "lessons/index.md", content="\n".join(index) + "\n"))
+    for path in exercise_files():
+        scenario = load_scenario(path)
+        page, svg = exercise_page(path, practised.get(path.stem))
+        files.append(File.generated(config, f"exercises/{path.stem}.md", content=page))
+        files.append(File.generated(config, f"exercises/{path.stem}.svg", content=svg))
+        lesson = practised.get(path.stem)
+        exercises.append(f"| [{path.stem}]({path.stem}.md) | {scenario.exercise.title} | {len(scenario.exercise.tasks)} | " + (f"[{lesson}](../lessons/{lesson}.md)" if lesson else "") + " |")
     files.append(File.generated(config, "exercises/index.md", content="\n".join(exercises) + "\n"))
     files.append(File.generated(config, "syntax.md", content=syntax_page()))
     files.append(File.generated(config, "cli.md", content=cli_page()))

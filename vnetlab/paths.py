@@ -12,6 +12,7 @@ then the built-in scenarios.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -101,6 +102,21 @@ def resolve_scenario(ref: str, dirs: list[Path] | None = None) -> Resolved:
     return Resolved(chosen.path, f"scenario {ref!r}: using {chosen.path}" + (" (built in)" if chosen.builtin else "") + f"; also found: {others}")
 
 
+def is_exercise(path: Path) -> bool:
+    """A scenario with a top-level `exercise:` section: a lab the student completes, not a lesson."""
+    return re.search(r"^exercise:", path.read_text(errors="replace"), re.MULTILINE) is not None
+
+
 def scenario_files() -> list[Path]:
-    """The built-in scenarios."""
+    """The built-in scenarios: the lessons and the exercises."""
     return _in(SCENARIOS_DIR)
+
+
+def lesson_files() -> list[Path]:
+    """The built-in scenarios that are lessons (vnetlab builds and checks the whole lab itself)."""
+    return [p for p in scenario_files() if not is_exercise(p)]
+
+
+def exercise_files() -> list[Path]:
+    """The built-in exercises (scenarios with an `exercise:` section)."""
+    return [p for p in scenario_files() if is_exercise(p)]

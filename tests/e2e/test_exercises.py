@@ -1,12 +1,15 @@
-"""Exercises on real guests: every shipped exercise proven (`exercise test`), two students' labs
-worked, submitted and graded (different params, their points, an edited bundle flagged), a faked
-ping graded ✗ on the wire, `check` waiting for the lab's lock, Ctrl-C leaving the state as it was,
-`judge` on an exercise's run, and `reset`."""
+"""Exercises on real guests: every shipped exercise proven (`exercise test`) and done the student's
+way (commands typed over SSH, answers read from the live lab), two students' labs worked, submitted
+and graded (different params, their points, an edited bundle flagged, another task's answer never
+shown), a faked ping graded ✗ on the wire, `check` waiting for the lab's lock, Ctrl-C leaving the state as it was, `judge` on an
+exercise's run, and `reset`."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,7 +20,7 @@ import pytest
 from labtools import ENV, VNETLAB, LineWatcher, leftovers, vnetlab
 
 from vnetlab.compose import load_scenario
-from vnetlab.paths import Layout, SCENARIOS_DIR, scenario_files
+from vnetlab.paths import Layout, SCENARIOS_DIR, exercise_files
 from vnetlab.run.lab import lab_lock
 
 pytestmark = pytest.mark.e2e
@@ -26,14 +29,16 @@ EXERCISE = SCENARIOS_DIR / "ex-two-vm-ping.yaml"
 
 
 def shipped_exercises() -> list[str]:
-    return [p.stem for p in scenario_files() if load_scenario(p).exercise is not None]
+    return [p.stem for p in exercise_files()]
 
 
 @pytest.mark.parametrize("name", shipped_exercises())
 def test_every_shipped_exercise_is_proven(tmp_path, name, lab_name):
-    """Each task fails after setup and passes after its solution; at the end all pass. (make test runs this for every exercise shipped.)"""
+    """`vnetlab exercise test`: each task fails after setup and passes after its solution; at the end all
+    pass. (make test runs this for every exercise shipped.)"""
     junit = tmp_path / "junit.xml"
     result = vnetlab("exercise", "test", name, "--name", lab_name, "--junit", str(junit), timeout=1800)
+    print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
     tasks = load_scenario(SCENARIOS_DIR / f"{name}.yaml").exercise.tasks
     cases = ET.parse(junit).getroot().findall(".//testcase")
@@ -42,6 +47,124 @@ def test_every_shipped_exercise_is_proven(tmp_path, name, lab_name):
     for k, task in enumerate(tasks, 1):
         assert f"{k}. {task.name}: fails before its solution" in names and f"{k}. {task.name}: passes after its solution" in names
     assert f"PASS {name}" in result.stdout
+
+
+def typed(lab: str, node: str, command: str) -> str:
+    """A command the student types in a guest over SSH (`vnetlab ssh LAB NODE -- COMMAND`); its output."""
+    done = vnetlab("ssh", lab, node, "--", command)
+    print(f"{node}$ {command}\n{done.stdout}{done.stderr}", end="")
+    assert done.returncode == 0, f"{command} on {node}: exit {done.returncode}: {done.stdout}{done.stderr}"
+    return done.stdout.strip()
+
+
+def _two_vm_ping(lab: str, p: dict, task: int) -> str | None:
+    vm2 = ipaddress.IPv4Network(p["net"])[p["host2"]]
+    if task == 1:
+        typed(lab, "vm2", f"ip addr add {vm2}/24 dev eth0")
+        return None
+    neigh = typed(lab, "vm1", f"ip neigh show {vm2}")  # the MAC that answered vm1's ARP, as vm1 learnt it
+    return re.search(r"lladdr ([0-9a-f:]{17})", neigh).group(1)
+
+
+def _bridge_by_hand(lab: str, p: dict, task: int) -> str | None:
+    if task == 1:
+        for command in ("ip link add name br0 type bridge", "ip link set p1 master br0", "ip link set p2 master br0", "ip link set p1 up", "ip link set p2 up", "ip link set br0 up"):
+            typed(lab, "sw-br0", command)
+        return None
+    mac = typed(lab, "vm2", "cat /sys/class/net/eth0/address")  # the port the bridge learnt vm2's MAC on
+    return re.search(rf"^{mac} dev (\S+) master br0", typed(lab, "sw-br0", "bridge fdb show br br0"), re.MULTILINE).group(1)
+
+
+def _wireguard(lab: str, p: dict, task: int) -> str | None:
+    tun, port = ipaddress.IPv4Network(p["tun"]), p["port"]
+    me, peer, peer_ip = ("vm1", "vm2", "10.1.1.3") if task == 1 else ("vm2", "vm1", "10.1.1.2")
+    mine, theirs = (tun[1], tun[2]) if task == 1 else (tun[2], tun[1])
+    typed(lab, me, "ip link add wg0 type wireguard")
+    typed(lab, me, f'wg set wg0 listen-port {port} private-key /etc/wireguard/wg0.key peer "$(cat /root/{peer}.pub)" allowed-ips {theirs}/32 endpoint {peer_ip}:{port}')
+    typed(lab, me, f"ip addr add {mine}/24 dev wg0")
+    typed(lab, me, "ip link set wg0 up")
+    return None
+
+
+def _container_nat(lab: str, p: dict, task: int) -> str | None:
+    if task == 1:
+        typed(lab, "router", "sysctl -w net.ipv4.ip_forward=1")
+    else:  # nft, where the reference solution uses iptables: any NAT that does the job passes
+        typed(lab, "router", "nft add table ip nat")
+        typed(lab, "router", "nft 'add chain ip nat post { type nat hook postrouting priority 100; }'")
+        typed(lab, "router", f'nft add rule ip nat post ip saddr {p["inside"]} oifname "eth1" masquerade')
+    return None
+
+
+def _vlan_trunk(lab: str, p: dict, task: int) -> str | None:
+    vid, address = (p["vid_a"], "10.0.10.5/24") if task == 1 else (p["vid_b"], "10.0.20.5/24")
+    typed(lab, "vm3", f"ip link add link eth0 name eth0.{vid} type vlan id {vid}")
+    typed(lab, "vm3", f"ip addr add {address} dev eth0.{vid}")
+    typed(lab, "vm3", f"ip link set eth0.{vid} up")
+    return None
+
+
+def _mtu_trouble(lab: str, p: dict, task: int) -> str | None:
+    small = int(typed(lab, "small1", "cat /sys/class/net/eth0/mtu"))
+    if task == 2:
+        typed(lab, "router", f"ip link set eth1 mtu {small}")
+        return None
+    typed(lab, "jumbo1", f"/usr/bin/ping -M do -c 1 -W 2 -s {small - 28} 10.14.0.10")  # the path MTU crosses
+    lost = vnetlab("ssh", lab, "jumbo1", "--", f"/usr/bin/ping -M do -c 1 -W 2 -s {small - 27} 10.14.0.10")
+    assert lost.returncode != 0 and "Frag needed" not in lost.stdout + lost.stderr, lost.stdout  # one byte more vanishes: a black hole
+    mtus = {nic: int(typed(lab, vm, f"cat /sys/class/net/{nic.split()[1]}/mtu")) for vm, nic in (("router", "router eth1"), ("small1", "small1 eth0"))}
+    [wrong] = [nic for nic, mtu in mtus.items() if mtu != small]  # the NIC on small that does not match its segment
+    return wrong
+
+
+STUDENTS_WORK = {
+    "ex-two-vm-ping": _two_vm_ping, "ex-bridge-by-hand": _bridge_by_hand, "ex-wireguard": _wireguard,
+    "ex-container-nat": _container_nat, "ex-vlan-trunk": _vlan_trunk, "ex-mtu-trouble": _mtu_trouble,
+}
+
+
+def shown(output: str, answers: list[str]) -> list[str]:
+    """The answers a check's detail shows (an answer check only quotes what the student typed)."""
+    details = "\n".join(line for line in output.splitlines() if "│ answer (" not in line)
+    return [a for a in answers if re.search(rf"(?<![\w:]){re.escape(a)}(?![\w:])", details, re.IGNORECASE)]
+
+
+@pytest.mark.parametrize("name", shipped_exercises())
+def test_a_student_does_each_shipped_exercise(name, lab_name):
+    """The student's way: start, every task fails while the work is not done, the commands typed in the
+    guests over SSH (not the exercise's own solve steps) and the answers read from the live lab make
+    each task pass, and no check shows a student another task's answer."""
+    assert set(STUDENTS_WORK) == set(shipped_exercises())
+    started = exercise("start", name, "--student", "e2e-student", "--name", lab_name, "-q")
+    print(started.stdout)
+    assert started.returncode == 0, started.stdout + started.stderr
+    scenario = load_scenario(SCENARIOS_DIR / f"{name}.yaml", "e2e-student")
+    tasks = scenario.exercise.tasks
+    assert scenario.exercise.title in started.stdout and all(f"Task {k}: {t.name}" in started.stdout for k, t in enumerate(tasks, 1))
+    params = json.loads(exercise("status", lab_name, "--json").stdout)["params"]
+    assert params == scenario.param_values
+
+    before = exercise("check", lab_name, "-q")
+    print(before.stdout)
+    status = json.loads(exercise("status", lab_name, "--json").stdout)
+    assert before.returncode == 1 and [t["state"] for t in status["tasks"]] == ["failed"] * len(tasks), before.stdout
+    outputs, answers = [before.stdout], []
+    for k, task in enumerate(tasks, 1):
+        answer = STUDENTS_WORK[name](lab_name, params, k)
+        if answer is not None:
+            done = exercise("answer", lab_name, str(k), answer, "-q")
+            answers.append(answer)
+        else:
+            done = exercise("check", lab_name, str(k), "-q")
+            outputs.append(done.stdout)
+        print(done.stdout)
+        assert done.returncode == 0 and "✓ passed" in done.stdout, f"{k}. {task.name}: {done.stdout}{done.stderr}"
+    final = exercise("check", lab_name, "-q")
+    outputs.append(final.stdout)
+    status = json.loads(exercise("status", lab_name, "--json").stdout)
+    assert final.returncode == 0 and [t["state"] for t in status["tasks"]] == ["passed"] * len(tasks), final.stdout
+    assert status["points"] == status["max_points"] == sum(t.points for t in tasks)
+    assert shown("\n".join(outputs), answers) == []  # the wire checks' details (MACs, ports …) hide the answers
 
 
 def addresses(student: str) -> tuple[str, str]:
@@ -73,13 +196,20 @@ def work(lab: str, student: str, tmp_path: Path, *, hint: bool) -> tuple[Path, d
     assert vnetlab("exec", lab, "vm2", "--", f"ip addr add {address} dev eth0").returncode == 0
     done = exercise("check", lab, "1")
     assert done.returncode == 0 and f"passed — {2 - 0.5 * hint:g} point(s)" in done.stdout, done.stdout
+    mac = mac_of(lab, "vm2")  # task 2's answer: the capture's detail would name it
+    assert "‹hidden: an answer›" in done.stdout and mac not in done.stdout.lower(), done.stdout
+    state = (Layout().lab_dir(lab) / "exercise.json").read_text()
+    assert mac not in state.lower() and mac in vnetlab("judge", str(Path(json.loads(state)["tasks"][0]["run"]).parent), "--format", "json").stdout.lower()  # the teacher's judge shows it
     assert exercise("answer", lab, "whose MAC", "52:54:00:00:00:01").returncode == 1
-    right = exercise("answer", lab, "2", mac_of(lab, "vm2").upper())
+    right = exercise("answer", lab, "2", mac.upper())
     assert right.returncode == 0 and "right" in right.stdout, right.stdout
     status = json.loads(exercise("status", lab, "--json").stdout)
     submitted = exercise("submit", lab, "--out", str(tmp_path / "bundles"))
     assert submitted.returncode == 0, submitted.stderr
-    return Path(submitted.stdout.strip()), status
+    bundle = Path(submitted.stdout.strip())
+    claims = json.loads((bundle / "result.json").read_text())
+    assert mac not in json.dumps(claims["tasks"][0]["checks"]).lower() and claims["tasks"][1]["answer"]["value"] == mac.upper()  # hidden but in the answer typed
+    return bundle, status
 
 
 def test_two_students_work_submit_and_are_graded(tmp_path):

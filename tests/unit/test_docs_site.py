@@ -4,20 +4,23 @@ syntax from the model, and the command line from the parser."""
 
 from __future__ import annotations
 
+import html
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from vnetlab.cli import build_parser
-from html import escape
-
 from vnetlab.compose import load_scenario, registry
 from vnetlab.model.templates import render
 from vnetlab.model.schema import scenario_schema
-from vnetlab.paths import scenario_files
+from vnetlab.paths import exercise_files, lesson_files
+from vnetlab.plan.planner import make_plan
+from vnetlab.plan.variables import plan_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 MKDOCS = Path(sys.executable).parent / "mkdocs"
@@ -37,31 +40,39 @@ def site(tmp_path_factory) -> Path:
     return out
 
 
-def _is_exercise(path: Path) -> bool:
-    return load_scenario(path).exercise is not None
-
-
 def test_every_lesson_has_a_page_with_its_topology_and_commands(site: Path):
-    for path in scenario_files():
-        if _is_exercise(path):
-            continue
+    for path in lesson_files():
         page = (site / "lessons" / path.stem / "index.html").read_text()
         assert f'src="../{path.stem}.svg"' in page and f"vnetlab plan {path.stem} --explain" in page
         assert (site / "lessons" / f"{path.stem}.svg").read_text().lstrip().startswith("<?xml")
         assert "What its checks prove" in page
 
 
-def test_every_exercise_has_a_page_with_its_tasks_and_no_solution(site: Path):
-    exercises = [p for p in scenario_files() if _is_exercise(p)]
-    assert exercises
+def test_every_exercise_has_a_page_without_its_solution_and_its_lesson_links_it(site: Path):
+    """A student may read the site: an exercise's page has its tasks and what grades them, never a
+    hint, a solution step, an answer (unless the task's own text offers it as a choice) or its setup."""
+    practised = yaml.safe_load((ROOT / "docs" / "exercises.yaml").read_text())
+    assert exercise_files() and set(practised) == {p.stem for p in exercise_files()}
     index = (site / "exercises" / "index.html").read_text()
-    for path in exercises:
+    for path in exercise_files():
         scenario = load_scenario(path)
-        page = (site / "exercises" / path.stem / "index.html").read_text()
-        assert f"vnetlab exercise start {path.stem}" in page and f'src="../{path.stem}.svg"' in page
-        assert all(escape(t.name) in page for t in scenario.exercise.tasks) and "Graded on the wire" in page
-        assert all(escape(render(s.run, {}), quote=False) not in page for t in scenario.exercise.tasks for s in t.solve if s.run and "{{" not in s.run)
-        assert f'href="{path.stem}/"' in index
+        variables = plan_variables(make_plan(scenario, scenario.name))  # the page shows student demo's values
+        raw = (site / "exercises" / path.stem / "index.html").read_text()
+        page = html.unescape(re.sub(r"<[^>]+>", "", raw))  # the text a reader sees
+        assert scenario.exercise.title in page and f"vnetlab exercise start {path.stem}" in page and f'src="../{path.stem}.svg"' in raw
+        assert "Graded on the wire" in page and f'href="{path.stem}/"' in index
+        for task in scenario.exercise.tasks:
+            text = render(task.text, variables)
+            assert task.name in page
+            answers = [render(s.answer, variables) for s in task.solve if s.answer is not None]
+            secrets = [render(s.run, variables) for s in task.solve if s.run is not None] + [a for a in answers if a not in text] + [render(h, variables) for h in task.hints]
+            secrets += [render(s.run, variables) for s in scenario.exercise.setup]
+            for secret in secrets:
+                assert secret not in page, (path.stem, secret)
+        lesson = (site / "lessons" / practised[path.stem] / "index.html").read_text()
+        assert f'href="../../exercises/{path.stem}/"' in lesson
+    for page in ("exercises-doing", "exercises-writing"):
+        assert (site / page / "index.html").exists()
     assert "no echo reply crossed br0" in (site / "grading" / "index.html").read_text()
 
 

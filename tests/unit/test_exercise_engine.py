@@ -19,12 +19,13 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
-from vnetlab.checks.base import Evidence
+from vnetlab.checks.base import CheckResult, Evidence
 from vnetlab.checks.capture import read_frames
 from vnetlab.checks.evidence import Collected, EvidenceError, RunSetting, keep_setting, save_evidence, select_checks
 from vnetlab.checks.ping import echo_on_wire, judge_ping, judge_ping_wire
 from vnetlab.checks.runner import judge_checks, judge_run
 from vnetlab.compose import load_scenario, parse_scenario, registry
+from vnetlab.exercise.answers import HIDDEN, expected_answers, hide_answers
 from vnetlab.exercise.bundle import RESULT_FILE, write_bundle
 from vnetlab.exercise.grading import grade
 from vnetlab.exercise.lab import clean_answer, lab_name
@@ -182,6 +183,37 @@ def test_the_answer_judge_never_shows_the_expected_answer():
     assert mac not in wrong.detail and mac not in none.detail and "no answer yet" in none.detail
 
 
+def test_no_check_shows_a_student_another_tasks_answer():
+    """Task 1's capture names vm2's MAC, task 2's answer: what a student sees has it hidden, in any notation."""
+    plan = make_plan(load_scenario(EXERCISE, "alice"), "ex-two-vm-ping-alice")
+    mac = plan.vm("vm2").nics[0].mac
+    found = expected_answers(plan)
+    assert found is not None
+    cisco = mac.replace(":", "")[:4] + "." + mac.replace(":", "")[4:8] + "." + mac.replace(":", "")[8:]
+    capture = CheckResult("capture on br0", "capture", False, f"expected ≥1 ARP request and ≥1 reply between 52:54:00:aa:bb:cc (vm1) and {mac} (vm2); saw {mac.upper()} and {mac.replace(':', '-')}, {cisco}",
+                          data={"macs": [mac], "nested": {"seen": mac}, "count": 3})
+    other = CheckResult("ping vm1 → vm2", "ping", True, f"expected 3/3 echo replies from 10.1.1.3, got 3/3 ({mac}0 is longer, a{mac[1:]} is not it either)")
+    answer = judge_answer(plan, plan.scenario.exercise.tasks[1].checks[0].answer, Evidence({"answer": mac, "at": 1.0}))
+    shown = hide_answers([capture, other, answer], found)
+    assert shown[0].detail == f"expected ≥1 ARP request and ≥1 reply between 52:54:00:aa:bb:cc (vm1) and {HIDDEN} (vm2); saw {HIDDEN} and {HIDDEN}, {HIDDEN}"
+    assert shown[0].data == {"macs": [HIDDEN], "nested": {"seen": HIDDEN}, "count": 3} and capture.detail.count(mac) == 1  # the evidence's copy is untouched
+    assert shown[1] == other  # a longer hex string is not the MAC
+    assert shown[2] == answer and mac in answer.detail  # an answer check only quotes what the student typed
+    assert expected_answers(make_plan(parse(doc()), "p")) is None  # no exercise: nothing to hide
+
+
+@pytest.mark.parametrize("how,value,text,hidden", [
+    ("ip", "10.1.1.3/24", "to 10.1.1.3, 10.1.1.30, 110.1.1.3 and 10.1.1.3.", f"to {HIDDEN}, 10.1.1.30, 110.1.1.3 and {HIDDEN}."),
+    ("int", "1450", "mtu 1450, 14500, 1450.5 and (1450)", f"mtu {HIDDEN}, 14500, 1450.5 and ({HIDDEN})"),
+    ("exact", "p2", "port p2 or P2, not p20 or sp2", f"port {HIDDEN} or {HIDDEN}, not p20 or sp2"),
+])
+def test_answers_are_hidden_as_their_kind_is_written(how, value, text, hidden):
+    task = {"name": "q", "checks": [{"answer": {"expect": value, "normalize": how}}], "solve": [{"answer": value}]}
+    plan = make_plan(parse(doc(exercise={"title": "t", "tasks": [task]})), "p")
+    [shown] = hide_answers([CheckResult("c", "ping", True, text)], expected_answers(plan))
+    assert shown.detail == hidden
+
+
 # -- on the wire ----------------------------------------------------------------------------------------------------
 
 
@@ -223,12 +255,19 @@ def test_wireguard_and_perf_have_their_own_signatures(tmp_path):
     def wgmsg(src: str, dst: str, kind: int, size: int):
         return Ether() / IP(src=src, dst=dst) / UDP(sport=51820, dport=51820) / Raw(bytes([kind, 0, 0, 0]) + b"\1" * (size - 4))
 
-    assert message_types([bytes([1, 0, 0, 0]) + b"x" * 144, b"\x04\x00\x00\x00", b"\x04\x01\x00\x00"]) == {1: 1, 4: 1}
+    data_message = b"\x04\x00\x00\x00" + b"x" * 28  # a keepalive: header and tag, no payload
+    assert message_types([bytes([1, 0, 0, 0]) + b"x" * 144, data_message, b"\x04\x01\x00\x00" + b"x" * 28]) == {1: 1, 4: 1}
+    assert message_types([bytes([1, 0, 0, 0]) + b"x" * 100, data_message[:20], bytes([2, 0, 0, 0]) + b"x" * 100]) == {}  # each message has its size
     handshake = [wgmsg("10.1.1.2", "10.1.1.3", 1, 148), wgmsg("10.1.1.3", "10.1.1.2", 2, 92)]
     assert judge_handshake_wire(plan, check, Evidence(), {"br0": frames_of(tmp_path, handshake)}).ok
     one_way = judge_handshake_wire(plan, check, Evidence(), {"br0": frames_of(tmp_path, handshake[:1])})
     assert not one_way.ok and one_way.seen.startswith("no completed WireGuard handshake crossed br0")
-    assert judge_handshake_wire(plan, check, Evidence(), {"br0": frames_of(tmp_path, [wgmsg("10.1.1.2", "10.1.1.3", 4, 64), wgmsg("10.1.1.3", "10.1.1.2", 4, 64)])}).ok
+    data_both = {"br0": frames_of(tmp_path, [wgmsg("10.1.1.2", "10.1.1.3", 4, 64), wgmsg("10.1.1.3", "10.1.1.2", 4, 64)])}
+    assert judge_handshake_wire(plan, check, Evidence(), data_both).ok
+    rekeyed = dataclasses.replace(check, rekey=True)  # the check made a new handshake: data of an older session is not it
+    stale = judge_handshake_wire(plan, rekeyed, Evidence(), data_both)
+    assert not stale.ok and stale.seen.startswith("no new WireGuard handshake crossed br0")
+    assert judge_handshake_wire(plan, rekeyed, Evidence(), {"br0": frames_of(tmp_path, handshake)}).ok
     perf = plan.scenario.checks[1].perf
     claimed = {"server_error": None, "iperf": {"command": "", "exit": 0, "stdout": json.dumps({"end": {"sum_received": {"bytes": 4000, "bits_per_second": 1e6, "seconds": 1}}}), "stderr": ""},
                "ping": {"command": "", "exit": 0, "stdout": "1 packets transmitted, 1 packets received\n", "stderr": ""}}

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from vnetlab import cli
@@ -368,7 +368,9 @@ def hostile_free_text(draw) -> Case:
     """Fields that are not names but must still be addresses, subnets or known targets."""
     doc = copy.deepcopy(BASE)
     path = draw(st.sampled_from([("checks", 0, "ping", "to"), ("bridges", 0, "subnet"), ("management", "subnet"), ("vms", 1, "nics", 0, "address")]))
-    put(doc, path, get(doc, path) + draw(st.sampled_from(METACHARACTERS)) + draw(st.text(max_size=6)))
+    value = get(doc, path) + draw(st.sampled_from(METACHARACTERS)) + draw(st.text(max_size=6))
+    assume("{{" not in value and "{%" not in value)  # the start of a template: its syntax is the params' problem (test_params)
+    put(doc, path, value)
     message = {
         "to": "expected a VM name or an IPv4 or IPv6 address, got ",
         "subnet": "expected an IPv4 or IPv6 network like 10.1.1.0/24 or fd00:1::/64 (host bits zero), got " if path[0] == "bridges" else "expected an IPv4 network like 172.30.255.0/24, got ",

@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import Ether
 
 from vnetlab.features import wireguard
-from vnetlab.checks.base import CaptureSubject
+from vnetlab.backends.ssh import CommandResult
+from vnetlab.checks.base import CaptureSubject, CheckContext
 from vnetlab.checks.parse import handshakes
 from vnetlab.checks.ping import ping_target
 from vnetlab.checks.runner import judges
@@ -164,6 +166,95 @@ def test_wireguard_judges_pass_on_encrypted_traffic_and_fail_on_plaintext():
     assert not too_few.ok and too_few.expected.startswith("≥12 UDP datagram(s) on port 51820") and too_few.seen == "11 UDP datagram(s) on port 51820"
     leak = judges(plan)["no-plaintext-tunnel"](plan, check, _subject(plan, _frames(True, 12)))
     assert not leak.ok and leak.counts == {"plaintext_tunnel_icmp": 1}
+
+
+def _wg_message(src: str, dst: str, kind: int, size: int, port: int = 51820):
+    eth = Ether(src="52:54:00:00:00:01", dst="52:54:00:00:00:02")
+    return eth / IP(src=src, dst=dst) / UDP(sport=port, dport=port) / (bytes([kind, 0, 0, 0]) + b"\0" * (size - 4))
+
+
+def _wg_capture(plan, expectation: str):
+    """The scenario's capture check with `expect: [expectation]` (validated like a scenario's)."""
+    text = WG.replace("expect: [wireguard-udp, no-plaintext-tunnel]", f"expect: [{expectation}]")
+    replanned = make_plan(parse_scenario(text, "wg.yaml"), "s1-wg")
+    return replanned.scenario.checks[3].capture
+
+
+def test_a_handshake_on_the_wire_is_an_initiation_one_way_and_a_response_back():
+    plan = make_plan(parse_scenario(WG, "wg.yaml"), "s1-wg")
+    check = _wg_capture(plan, "wireguard-handshake")
+    judge = judges(plan)["wireguard-handshake"]
+    init, resp = _wg_message("10.1.1.2", "10.1.1.3", 1, 148), _wg_message("10.1.1.3", "10.1.1.2", 2, 92)
+    data = [_wg_message("10.1.1.2", "10.1.1.3", 4, 128), _wg_message("10.1.1.3", "10.1.1.2", 4, 128)]
+    good = judge(plan, check, _subject(plan, [init, resp, *data]))
+    assert good.ok and good.counts == {"wireguard_initiations": 1, "wireguard_responses": 1}
+    assert good.seen == "10.1.1.2 → 10.1.1.3: 1 handshake initiation, 1 data; back: 1 handshake response, 1 data"
+    assert good.expected.startswith("a WireGuard handshake on port 51820 between 10.1.1.2 and 10.1.1.3")
+    # data alone (a session made before the capture), half a handshake, or the response from the initiator: no handshake
+    for frames in (data, [init, *data], [init, _wg_message("10.1.1.2", "10.1.1.3", 2, 92)]):
+        assert not judge(plan, check, _subject(plan, frames)).ok
+    # the type byte alone is not a handshake: the message has its exact size, on the tunnel's port
+    assert not judge(plan, check, _subject(plan, [_wg_message("10.1.1.2", "10.1.1.3", 1, 100), resp])).ok
+    assert not judge(plan, check, _subject(plan, [_wg_message("10.1.1.2", "10.1.1.3", 1, 148, port=51821), resp])).ok
+    # either member may start it
+    assert judge(plan, check, _subject(plan, [_wg_message("10.1.1.3", "10.1.1.2", 1, 148), _wg_message("10.1.1.2", "10.1.1.3", 2, 92)])).ok
+
+
+def test_only_wireguard_means_nothing_else_between_the_underlay_addresses():
+    plan = make_plan(parse_scenario(WG, "wg.yaml"), "s1-wg")
+    check = _wg_capture(plan, "only-wireguard")
+    judge = judges(plan)["only-wireguard"]
+    eth = Ether(src="52:54:00:00:00:01", dst="52:54:00:00:00:02")
+    tunnel = _frames(False, 4)
+    assert judge(plan, check, _subject(plan, tunnel)).ok
+    plain = eth / IP(src="10.1.1.2", dst="10.1.1.3") / ICMP()
+    other_port = eth / IP(src="10.1.1.3", dst="10.1.1.2") / UDP(sport=4000, dport=4001)
+    bad = judge(plan, check, _subject(plan, [*tunnel, plain, other_port]))
+    assert not bad.ok and bad.counts == {"wireguard_udp_port": 4, "underlay_other": 2}
+    assert bad.seen == "4 UDP datagram(s) on port 51820, 2 other IPv4 packet(s) between them"
+    stranger = eth / IP(src="10.1.1.9", dst="10.1.1.3") / ICMP()  # another host's traffic is not theirs
+    assert judge(plan, check, _subject(plan, [*tunnel, stranger])).ok
+    assert not judge(plan, check, _subject(plan, [])).ok  # nothing crossed: nothing proves the tunnel
+
+
+@dataclass
+class ScriptedSSH:
+    """Answers each command by the first (needle, stdout, exit) whose needle it contains."""
+
+    answers: list[tuple[str, str, int]]
+    commands: list[str] = field(default_factory=list)
+
+    def run(self, command: str, *, timeout: float = 30.0, stdin: bytes | None = None, check: bool = True) -> CommandResult:
+        self.commands.append(command)
+        out, code = next((o, c) for needle, o, c in self.answers if needle in command)
+        return CommandResult(command, code, out, "")
+
+
+def _rekey_plan(tmp_path):
+    text = WG.replace("wireguard: {tunnel: wg0, between: [vm1, vm2]}", "wireguard: {tunnel: wg0, between: [vm1, vm2], rekey: true}")
+    plan = make_plan(parse_scenario(text, "wg.yaml"), "s1-wg", PlanOptions(layout=_layout(tmp_path)))
+    wireguard.ensure_keys(plan.part("wireguard"))
+    keys = {i.vm: wireguard.public_key(i.key_file) for i in plan.part("wireguard")}
+    return plan, plan.scenario.checks[2].wireguard, keys
+
+
+def test_a_rekeyed_check_drops_the_sessions_then_wants_a_handshake_from_after_that(tmp_path):
+    plan, check, keys = _rekey_plan(tmp_path)
+    vm1 = ScriptedSSH([("wg show", f"1002\n{keys['vm2']}\t1001\n", 0), ("date", "1000\n", 0)])
+    vm2 = ScriptedSSH([("wg show", f"1003\n{keys['vm1']}\t1001\n", 0), ("date", "999\n", 0)])
+    result = wireguard.HANDSHAKE.run(CheckContext(plan, {"vm1": vm1, "vm2": vm2}, tmp_path), check)
+    assert vm1.commands[0] == "date +%s; ip link set wg0 down && ip link set wg0 up && ping -c 1 -W 5 192.168.2.2 >/dev/null"
+    assert vm2.commands[0] == "date +%s"
+    assert result.ok and result.name == "wireguard wg0: handshake vm1 ↔ vm2 (rekeyed)"
+    assert result.detail.endswith("saw vm1: handshake with vm2 1 s ago (after the rekey); vm2: handshake with vm1 2 s ago (after the rekey)")
+    # a handshake from before the rekey (still valid for two minutes) is not this check's
+    stale = ScriptedSSH([("wg show", f"1003\n{keys['vm1']}\t990\n", 0), ("date", "999\n", 0)])
+    result = wireguard.HANDSHAKE.run(CheckContext(plan, {"vm1": vm1, "vm2": stale}, tmp_path), check)
+    assert not result.ok and "vm2: no handshake with vm1 since the rekey (the latest 9 s before it)" in result.detail
+    # no tunnel on vm1: the rekey's failure is said, and nothing passes
+    gone = ScriptedSSH([("wg show", "1000\n", 1), ("ip link set", "1000\n", 1), ("date", "1000\n", 0)])
+    result = wireguard.HANDSHAKE.run(CheckContext(plan, {"vm1": gone, "vm2": stale}, tmp_path), check)
+    assert not result.ok and "vm1: `ip link set wg0 down && ip link set wg0 up && ping -c 1 -W 5 192.168.2.2 >/dev/null` exited 1" in result.detail
 
 
 # -- device operations ----------------------------------------------------------------

@@ -165,6 +165,62 @@ def test_masqueraded_needs_the_translated_source_and_no_private_address():
     assert not none.ok and "≥3 packets 203.0.113.1 (translated) → 203.0.113.2" in none.detail
 
 
+ROUTER_NAT = """\
+name: t
+bridges:
+  - {name: br0, subnet: 10.2.0.0/24}
+  - {name: wan, subnet: 203.0.113.0/24}
+containers:
+  - name: c1
+    nic: {bridge: br0, address: 10.2.0.2/24}
+  - name: c2
+    nic: {bridge: br0, address: 10.2.0.3/24}
+hosts:
+  - name: inet1
+    address: 203.0.113.2/24
+    uplink: {name: up0, bridge: wan}
+vms:
+  - name: router
+    nics: [{bridge: br0, address: 10.2.0.1/24}, {bridge: wan, address: 203.0.113.1/24}]
+checks:
+  - ping: {from: c1, to: 203.0.113.2, count: 2}
+  - ping: {from: c2, to: 203.0.113.2}
+  - capture: {bridge: wan, between: [router, inet1], expect: [masqueraded]}
+"""
+
+
+def test_masqueraded_by_a_router_vm_is_judged_on_its_outside_bridge():
+    from vnetlab.checks.runner import judge_capture
+
+    plan = make_plan(parse_scenario(ROUTER_NAT, "lab.yaml"), "s2-lab", PlanOptions())
+    check = plan.scenario.checks[2].capture
+    translated = [_frame("52:54:00:00:00:01", "203.0.113.1", "203.0.113.2") for _ in range(5)]
+    good = judge_capture(plan, check, translated, plan.lab_dir / "x.pcap")
+    assert good.ok and good.counts == {"translated": 5, "private": 0}
+    assert good.detail.startswith("expected ≥5 packets 203.0.113.1 (router, translated) → 203.0.113.2 on wan and none with an address of 10.2.0.0/24 (behind router)")
+    leaked = judge_capture(plan, check, translated + [_frame("52:54:00:00:00:01", "10.2.0.3", "203.0.113.2")], plan.lab_dir / "x.pcap")
+    assert not leaked.ok and leaked.counts == {"translated": 5, "private": 1}  # forwarded, not masqueraded
+    too_few = judge_capture(plan, check, translated[:4], plan.lab_dir / "x.pcap")
+    assert not too_few.ok
+    from vnetlab.features.nat import behind_router
+
+    assert behind_router(plan, "router", "wan") == (["10.2.0.0/24"], ["c1", "c2"])
+
+
+@pytest.mark.parametrize(
+    "between,expected",
+    [
+        ("[c1, inet1]", "checks[2].capture.between[0]: masqueraded on bridge 'wan' is judged from the VM that masquerades: a VM addressed on 'wan' and on another bridge, got 'c1'"),
+        ("[inet1, router]", "checks[2].capture.between[0]: masqueraded on bridge 'wan' is judged from the VM that masquerades: a VM addressed on 'wan' and on another bridge, got 'inet1'"),
+        ("[router, c1]", "checks[2].capture.between[1]: masqueraded on bridge 'wan' needs between[1] addressed on it, where the translated packets go; 'c1' is not"),
+    ],
+)
+def test_masqueraded_on_a_bridge_names_the_router_first(between, expected):
+    text = ROUTER_NAT.replace("between: [router, inet1]", f"between: {between}")
+    found = problems(text)
+    assert any(p.endswith(expected) for p in found), found
+
+
 def test_bridged_needs_the_vms_own_mac():
     plan, _ = _judge("bridged", [])
     vm1 = plan.vm("vm1").nics[0]

@@ -81,7 +81,7 @@ def test_missing_field_is_reported_where_its_mapping_starts():
         ("{from: vm1, to: vm2}", "{from: vm1, to: vm1}", "lab.yaml:16: checks[0].ping.to: a VM pinging itself proves nothing about the bridge"),
         ("between: [vm1, vm2]", "between: [vm1, vm1]", "lab.yaml:17: checks[1].capture.between: expected two different VMs"),
         ("between: [vm1, vm2]", "between: [vm1]", "lab.yaml:17: checks[1].capture: between: expected exactly two node names, got 1"),
-        ("expect: [arp, icmp-echo]", "expect: [arp, tcp]", "lab.yaml:17: checks[1].capture.expect[1]: expected one of: arp, icmp-echo, ndp, icmp6-echo, bridged, dhcp, ra, masqueraded, wireguard-udp, no-plaintext-tunnel, routed, bounded-broadcast, vxlan, unencapsulated, vlan-tagged, untagged, overlay; got 'tcp'"),
+        ("expect: [arp, icmp-echo]", "expect: [arp, tcp]", "lab.yaml:17: checks[1].capture.expect[1]: expected one of: arp, icmp-echo, ndp, icmp6-echo, bridged, dhcp, ra, masqueraded, wireguard-udp, no-plaintext-tunnel, wireguard-handshake, only-wireguard, routed, frag-needed, bounded-broadcast, vxlan, unencapsulated, vlan-tagged, untagged, overlay; got 'tcp'"),
     ],
 )
 def test_semantic_and_shape_problems(old, new, expected):

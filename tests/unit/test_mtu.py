@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from vnetlab.backends.ssh import CommandResult
-from vnetlab.checks.base import CheckContext
+from vnetlab.checks.base import CheckContext, Evidence
+from vnetlab.checks.capture import frag_needed
+from vnetlab.checks.ping import output_evidence
 from vnetlab.cli import main
 from vnetlab.compose import load_scenario
 from vnetlab.features import mtu
@@ -113,7 +115,7 @@ def test_mtu_on_an_ovs_bridge_is_located():
         ("pmtu: {from: vm1, to: vm2, size: 65508}", "lab.yaml:14: checks[0].pmtu.size: expected an integer from 0 to 65507, got 65508"),
         ("pmtu: {from: vm1, to: vm2, size: -1}", "lab.yaml:14: checks[0].pmtu.size: expected an integer from 0 to 65507, got -1"),
         ("pmtu: {from: vm1, to: vm2}", "lab.yaml:14: checks[0].pmtu.size: missing (expected an integer: ICMP payload bytes of each ping; the IPv4 packet is 28 bytes more (ping -s))"),
-        ("pmtu: {from: vm1, to: vm2, size: 10, expect: maybe}", "lab.yaml:14: checks[0].pmtu.expect: expected one of: success, failure; got 'maybe'"),
+        ("pmtu: {from: vm1, to: vm2, size: 10, expect: maybe}", "lab.yaml:14: checks[0].pmtu.expect: expected one of: success, failure, frag-needed; got 'maybe'"),
         ("pmtu: {from: vm1, to: vm2, size: 10, dont-fragment: true}", "lab.yaml:14: checks[0].pmtu.dont-fragment: unknown key (expected one of: from, to, size, expect, name)"),
     ],
 )
@@ -329,6 +331,97 @@ def test_a_wrong_expectation_fails_with_what_was_seen():
     assert result.detail == "expected no echo reply from 10.9.0.1 to 9001-byte packets (8973 bytes of payload) with don't-fragment, got 3/3"
     result, _ = run_check(2, *REFUSED_LOCALLY, 1)
     assert not result.ok and result.detail.endswith("got 0/3; the sender refused to send it (mtu 9000)")
+
+
+BLACK_HOLE = ("PING 10.14.0.10 (10.14.0.10) 1373(1401) bytes of data.\n\n--- 10.14.0.10 ping statistics ---\n"
+              "3 packets transmitted, 0 received, 100% packet loss, time 2044ms\n\n", "")
+
+
+def run_frag_needed(out: str, err: str = "", code: int = 1):
+    """The lesson's last check (1373 bytes across the router) with expect: frag-needed."""
+    plan = plan_of((SCENARIOS_DIR / "mtu-pmtu.yaml").read_text().replace("size: 1373, expect: failure}\n", "size: 1373, expect: frag-needed}\n"), "mtu-pmtu")
+    check = plan.scenario.checks[-1].pmtu
+    ssh = FakeSSH((out, err, code))
+    return mtu.run_pmtu(CheckContext(plan, {check.source: ssh}, Path("/nonexistent")), check), ssh.commands
+
+
+def test_frag_needed_wants_the_routers_answer_after_forgetting_the_learnt_path_mtu():
+    result, commands = run_frag_needed(*REFUSED_BY_ROUTER)
+    assert commands == ["ip route flush cache", "/usr/bin/ping -M do -c 3 -W 2 -s 1373 10.14.0.10"]
+    assert result.ok and result.name == "pmtu jumbo1 → 10.14.0.10: 1401-byte packets, don't fragment (a router must answer fragmentation needed)"
+    assert result.detail == ("expected no echo reply from 10.14.0.10 to 1401-byte packets (1373 bytes of payload) with don't-fragment, and a router answering "
+                             "fragmentation needed, got 0/3; a router answered fragmentation needed (mtu 1400), then the sender refused to send it (mtu 1400)")
+
+
+def test_frag_needed_fails_on_a_black_hole_and_on_the_senders_own_refusal():
+    result, _ = run_frag_needed(*BLACK_HOLE)
+    assert not result.ok and result.detail.endswith("got 0/3 (dropped without a word: a black hole)")
+    result, _ = run_frag_needed(*REFUSED_LOCALLY)  # the sender's NIC is the smallest: no router was asked
+    assert not result.ok and result.detail.endswith("got 0/3; the sender refused to send it (mtu 9000)")
+    result, _ = run_frag_needed(OK_9000, "", 0)
+    assert not result.ok
+
+
+def _frag_needed(src: str, dst: str, next_hop_mtu: int):
+    from scapy.layers.inet import ICMP, IP, IPerror, ICMPerror
+    from scapy.layers.l2 import Ether
+
+    quoted = IPerror(src=dst, dst="10.14.0.10", flags="DF") / ICMPerror(type=8)
+    return Ether() / IP(src=src, dst=dst) / ICMP(type=3, code=4, nexthopmtu=next_hop_mtu) / quoted
+
+
+def test_the_frag_needed_expectation_reads_the_routers_icmp_on_the_wire():
+    from scapy.layers.inet import ICMP, IP
+    from scapy.layers.l2 import Ether
+    from vnetlab.checks.base import CaptureSubject
+    from vnetlab.checks.runner import judges
+
+    text = (SCENARIOS_DIR / "mtu-pmtu.yaml").read_text() + "  - capture: {bridge: jumbo, between: [jumbo1, router], expect: [frag-needed]}\n"
+    plan = plan_of(text, "mtu-pmtu")
+    check = plan.scenario.checks[-1].capture
+    judge = judges(plan)["frag-needed"]
+
+    def subject(packets):
+        return CaptureSubject("jumbo1", plan.vm("jumbo1").nic_on("jumbo"), "router", plan.vm("router").nic_on("jumbo"), packets)
+
+    seen = judge(plan, check, subject([_frag_needed("10.9.0.1", "10.9.0.10", 1400), _frag_needed("10.9.0.1", "10.9.0.10", 1400)]))
+    assert seen.ok and seen.counts == {"frag_needed": 2}
+    assert seen.expected == "≥1 ICMP fragmentation needed from 10.9.0.1 (router) to 10.9.0.10 (jumbo1)" and seen.seen == "2 fragmentation needed (next-hop MTU 1400)"
+    others = [
+        Ether() / IP(src="10.9.0.1", dst="10.9.0.10") / ICMP(type=3, code=1),  # host unreachable: not about the size
+        _frag_needed("10.9.0.10", "10.9.0.1", 1400),  # the other way round
+        Ether() / IP(src="10.9.0.1", dst="10.9.0.10") / ICMP(type=0),
+    ]
+    none = judge(plan, check, subject(others))
+    assert not none.ok and none.seen == "0 fragmentation needed"
+    assert frag_needed([_frag_needed("10.9.0.1", "10.9.0.10", 1280)], {"10.9.0.10"}, sender="10.9.0.1") == [1280]
+    assert frag_needed([_frag_needed("10.9.0.1", "10.9.0.10", 1280)], {"10.9.0.10"}, about="10.14.0.10") == [1280]
+    assert frag_needed([_frag_needed("10.9.0.1", "10.9.0.10", 1280)], {"10.9.0.10"}, about="10.14.0.11") == []
+
+
+def _echo(src: str, dst: str, kind: int, payload: int):
+    from scapy.layers.inet import ICMP, IP
+    from scapy.layers.l2 import Ether
+
+    return Ether(bytes(Ether() / IP(src=src, dst=dst) / ICMP(type=kind, id=7, seq=1) / (b"\0" * payload)))  # as captured: lengths filled in
+
+
+def test_frag_needed_on_the_wire_is_no_reply_and_the_routers_answer_to_the_sender():
+    """Graded on the wire, ping's word is not enough: the capture must see the router's answer, and no reply of the probe's size."""
+    plan = plan_of((SCENARIOS_DIR / "mtu-pmtu.yaml").read_text().replace("size: 1373, expect: failure}\n", "size: 1373, expect: frag-needed}\n"), "mtu-pmtu")
+    check = plan.scenario.checks[-1].pmtu
+    wire = mtu.PMTU.wire
+    assert wire is not None and wire.points(plan, check) == ["jumbo"]
+    evidence = Evidence(output_evidence(CommandResult("ping", 1, *REFUSED_BY_ROUTER)))
+    probe = _echo("10.9.0.10", "10.14.0.10", 8, 1373)
+    said = wire.judge(plan, check, evidence, {"jumbo": [probe, _frag_needed("10.9.0.1", "10.9.0.10", 1400)]})
+    assert said.ok and said.counts["wire_frag_needed"] == 1 and said.seen.endswith("; 1 fragmentation needed about 10.14.0.10 (next-hop MTU 1400)")
+    silent = wire.judge(plan, check, evidence, {"jumbo": [probe]})  # ping printed the router's answer; the wire saw none
+    assert not silent.ok and silent.seen.endswith("; 0 fragmentation needed about 10.14.0.10")
+    answered = wire.judge(plan, check, evidence, {"jumbo": [probe, _frag_needed("10.9.0.1", "10.9.0.10", 1400), _echo("10.14.0.10", "10.9.0.10", 0, 1373)]})
+    assert not answered.ok  # a reply of the probe's size crossed: the path carried it after all
+    elsewhere = wire.judge(plan, check, evidence, {"jumbo": [probe, _frag_needed("10.9.0.1", "10.9.0.11", 1400)]})
+    assert not elsewhere.ok  # told to another host
 
 
 @pytest.mark.parametrize("index", [2, 3])

@@ -91,6 +91,15 @@ NAT = {
 }
 
 
+# a router VM (vm1) between br0 and wan: the NAT is the router's own (what an exercise's student configures)
+ROUTER_NAT = {
+    "bridges": [br("br0", "10.2.0.0/24"), br("wan", "203.0.113.0/24")],
+    "vms": [vm("vm1", nic("br0", "10.2.0.1/24"), nic("wan", "203.0.113.1/24"))],
+    "containers": [container("c1", "10.2.0.2/24")],
+    "hosts": [{"name": "inet1", "address": "203.0.113.2/24", "uplink": {"name": "up0", "bridge": "wan"}}],
+}
+
+
 def nat_lab(**changes: Any) -> dict:
     doc = lab(**copy.deepcopy(NAT))
     doc.update(changes)
@@ -330,6 +339,8 @@ CASES = [
     case("nat-uplink-unknown", nat_lab(bridges=[br("br0", "10.2.0.0/24", gateway="10.2.0.1", nat="eth9")]), ("bridges[0].nat", E("no routed uplink named 'eth9' (routed uplinks: eth0)"))),
     case("masqueraded-on-a-bridge-host", nat_lab(checks=[capture(["c1", "vm1"], ["masqueraded"], interface="eth0")]), (f"{C0}.capture.expect", E("masqueraded is judged on a routed uplink (interface:) leading to between[1]"))),
     case("masqueraded-from-another-bridge", nat_lab(bridges=[br("br0", "10.2.0.0/24", gateway="10.2.0.1", nat="eth0"), br("br1", "10.3.0.0/24")], vms=[vm("vm1", nic("br0", "10.2.0.3/24")), vm("vm2", nic("br1", "10.3.0.2/24"))], checks=[capture(["vm2", "inet1"], ["masqueraded"], interface="eth0")]), (f"{C0}.capture.between", E("'vm2' has no route to 'inet1': there is no exchange between them to capture")), (f"{C0}.capture.between[0]", E("masqueraded needs a container (or a VM leasing its address there) whose bridge masquerades out of 'eth0'"))),
+    case("masqueraded-by-a-container", lab(**ROUTER_NAT, checks=[capture(["c1", "inet1"], ["masqueraded"], bridge="wan")]), (f"{C0}.capture.between", E("'c1' has no route to 'inet1': there is no exchange between them to capture")), (f"{C0}.capture.between[0]", E("masqueraded on bridge 'wan' is judged from the VM that masquerades: a VM addressed on 'wan' and on another bridge, got 'c1'"))),
+    case("masqueraded-to-the-inside", lab(**ROUTER_NAT, checks=[capture(["vm1", "c1"], ["masqueraded"], bridge="wan")]), (f"{C0}.capture.between[1]", E("masqueraded on bridge 'wan' needs between[1] addressed on it, where the translated packets go; 'c1' is not"))),
     # -- device operations -----------------------------------------------------------------------------
     case("op-bridge-unknown", lab(checks=[op("list", "br9")]), (f"{C0}.op.bridge", E("no bridge named 'br9'"))),
     case("op-on-ovs", lab(bridges=[br(type="ovs")], checks=[op("list")]), (f"{C0}.op.bridge", E("device operations work on linux bridges; 'br0' is type ovs"))),

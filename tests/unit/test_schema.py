@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from vnetlab.compose import load_scenario, registry
 from vnetlab.model.validate import validate
 from vnetlab.paths import SCHEMA_FILE, scenario_files
-from vnetlab.model.schema import scenario_schema, schema_text
+from vnetlab.model.schema import PARAM_TEMPLATE, scenario_schema, schema_text
 from vnetlab.model.typed_yaml import Problem, ValidationError, load_typed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared golden helper
@@ -120,8 +120,9 @@ def instance(draw, schema: dict, rate: int, depth: int = 0):
 
     if depth > 0 and broken():
         return draw(_JUNK)
-    if "anyOf" in schema:
-        return draw(instance(draw(st.sampled_from(schema["anyOf"])), rate, depth + 1))
+    if "anyOf" in schema:  # not a template of params: what it renders to is the loader's to judge (LOADER_ONLY's params)
+        alternatives = [a for a in schema["anyOf"] if a.get("$ref") != f"#/$defs/{PARAM_TEMPLATE}"]
+        return draw(instance(draw(st.sampled_from(alternatives)), rate, depth + 1))
     if "enum" in schema:
         return draw(_TEXT) if broken() else draw(st.sampled_from(schema["enum"]))
     kind = schema.get("type")
@@ -242,7 +243,7 @@ def test_schema_carries_the_spec_metadata():
     assert vm["additionalProperties"] is False and vm["required"] == ["name", "nics"]
     assert vm["properties"]["memory"] == {
         "description": "guest RAM in MiB (default: 128 for tiny, 256 for debian, 512 for a file image)",
-        "anyOf": [{"type": "integer", "minimum": 64, "maximum": 4096}, {"type": "null"}],
+        "anyOf": [{"type": "integer", "minimum": 64, "maximum": 4096}, {"$ref": f"#/$defs/{PARAM_TEMPLATE}"}, {"type": "null"}],
         "default": None,
     }
     assert vm["properties"]["name"]["maxLength"] == 20 and vm["properties"]["nics"]["minItems"] == 1

@@ -28,7 +28,7 @@ from vnetlab.backends import netns
 from vnetlab.backends.ssh import CappedOutput, CommandResult, GuestSSH
 from vnetlab.model.addressing import parse_address
 from vnetlab.model.scenario import split_link
-from vnetlab.model.validate import target_interface
+from vnetlab.model.validate import carried_addresses, target_interface
 from vnetlab.plan.planner import Plan, PlannedNic, PlannedNode
 from vnetlab.printable import printable, printable_data
 
@@ -142,9 +142,22 @@ class CheckKind:
         return self.judge(ctx.plan, spec, self.collect(ctx, spec)).shown()
 
 
+def nic_cidrs(plan: Plan, vm_name: str) -> list[tuple[PlannedNic, list[str]]]:
+    """Each data NIC of a VM with every address (with prefix) its traffic may carry: its own, IPv4
+    and IPv6 (a leased or SLAAC one as planned), and its sub-interfaces' (a trunk's VLANs). A guest
+    a feature adds (a switch guest) has its NICs' own."""
+    declared = next((v for v in plan.scenario.vms if v.name == vm_name), None)
+    nics = plan.vm(vm_name).nics
+    own = {n.guest_name: [c for c in (n.cidr, n.cidr6) if c] for n in nics}
+    if declared is None:
+        return [(n, own[n.guest_name]) for n in nics]
+    return [(n, own[n.guest_name] + carried_addresses(plan.scenario, d)) for n, d in zip(nics, declared.nics)]
+
+
 def node_ips(plan: Plan, name: str) -> set[str]:
-    """Every IPv4 and IPv6 address a node has on the lab's segments (a ping may name its target by address)."""
+    """Every IPv4 and IPv6 address a node has on the lab's segments, sub-interfaces included (a ping may name its target by address)."""
     ips = {ip for vm in plan.vms if vm.name == name for n in vm.nics for ip in n.ips()}
+    ips |= {c.split("/")[0] for vm in plan.vms if vm.name == name for _, cidrs in nic_cidrs(plan, name) for c in cidrs}
     return ips | {n.ip for n in plan.nodes if n.name == name}
 
 

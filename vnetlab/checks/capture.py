@@ -442,6 +442,27 @@ def count_echo(packets: Iterable[Packet], sources: set[str], target: str, size: 
     return EchoCounts(requests, replies, pairs)
 
 
+_ICMP_UNREACHABLE, _FRAG_NEEDED = 3, 4
+
+
+def frag_needed(packets: Iterable[Packet], to: set[str], *, sender: str | None = None, about: str | None = None) -> list[int]:
+    """The next-hop MTU of every ICMP "fragmentation needed" (type 3, code 4) sent to one of the
+    addresses `to` (from `sender`, when given), about a packet to `about` (the quoted header's
+    destination, when given). Read from the bytes: the quoted packet may be cut anywhere."""
+    mtus = []
+    for packet in packets:
+        ip = packet.getlayer(_inet.IP)
+        if ip is None or ip.dst not in to or (sender is not None and ip.src != sender) or ip.proto != _PROTO_ICMP:
+            continue
+        icmp = bytes(ip.payload)
+        if len(icmp) < 8 or icmp[0] != _ICMP_UNREACHABLE or icmp[1] != _FRAG_NEEDED:
+            continue
+        if about is not None and (len(icmp) < 28 or socket.inet_ntoa(icmp[24:28]) != about):
+            continue
+        mtus.append(int.from_bytes(icmp[6:8], "big"))
+    return mtus
+
+
 def count_udp_from(packets: Iterable[Packet], src_ip: str, dst_ip: str, port: int) -> int:
     """UDP datagrams from src_ip to dst_ip with `port` at either end (one direction of count_udp)."""
     return sum(

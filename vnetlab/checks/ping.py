@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from vnetlab.backends.ssh import CommandResult
-from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire, node_ips, planned_address
+from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire, nic_cidrs, node_ips, planned_address
 from vnetlab.checks.capture import count_echo, count_udp_from
 from vnetlab.checks.parse import MAX_TEXT, excerpt, ping_rtt, ping_summary
 from vnetlab.model.addressing import parse_address
@@ -123,19 +123,19 @@ def run_ping(ctx: CheckContext, ping: Any) -> CheckResult:
 
 def path_points(plan: Plan, source: str, target: str) -> list[str]:
     """Where vnetlab's captures see `source`'s traffic to address `target` leave and come back: the
-    bridge of its NIC on the target's subnet (else of every NIC it has an address on: a routed path
-    starts there), or that NIC's link (VM.NIC) when the bridge runs in a switch guest; a container's
-    or host's bridge, or its uplink."""
+    bridge of its NIC with an address on the target's subnet (its own, or a sub-interface's: a
+    trunk's VLANs), else of every NIC with an address (a routed path starts there); that NIC's link
+    (VM.NIC) when the bridge runs in a switch guest; a container's or host's bridge, or its uplink."""
     node = next((n for n in plan.nodes if n.name == source), None)
     if node is not None:
         return [node.bridge or node.veth]
-    vm = plan.vm(source)
     address = parse_address(target)
     family = address.version if address is not None else 4
-    addressed = [n for n in vm.nics if (n.cidr if family == 4 else n.cidr6)]
-    shared = [n for n in addressed if address in ipaddress.ip_interface(n.cidr if family == 4 else n.cidr6).network] if address is not None else []
+    of_family = [(n, [c for c in cidrs if ipaddress.ip_interface(c).version == family]) for n, cidrs in nic_cidrs(plan, source)]
+    addressed = [(n, cidrs) for n, cidrs in of_family if cidrs]  # a trunk's addresses are its sub-interfaces'
+    shared = [n for n, cidrs in addressed if address is not None and any(address in ipaddress.ip_interface(c).network for c in cidrs)]
     on_host = {b.name for b in plan.bridges if b.guest is None}
-    return list(dict.fromkeys(n.bridge if n.bridge in on_host else f"{vm.name}.{n.guest_name}" for n in (shared or addressed)))
+    return list(dict.fromkeys(n.bridge if n.bridge in on_host else f"{source}.{n.guest_name}" for n in (shared or [n for n, _ in addressed])))
 
 
 def echo_on_wire(plan: Plan, source: str, target: str, frames: Mapping[str, Frames], points: list[str], *, claimed: int, must_fail: bool, size: int | None = None) -> Judgement:

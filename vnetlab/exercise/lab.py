@@ -10,7 +10,9 @@ SIGTERM) leaves the state as it was: it is written once, after every task was ju
 Checks are graded on the wire: each task's checks run as one check phase with vnetlab's
 captures where their traffic crosses, and a kind of check with a wire signature counts only
 when the capture saw it. Each task's check keeps its own run folder (evidence, pcaps, what
-judging needs), which `submit` bundles and `grade` judges again.
+judging needs), which `submit` bundles and `grade` judges again. What a check returns and
+records is what the student sees: every task's expected answer is hidden in it
+(vnetlab.exercise.answers); the run folder keeps the evidence whole.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from vnetlab.checks.base import CheckResult
 from vnetlab.checks.evidence import keep_setting, select_checks
 from vnetlab.checks.runner import run_checks
 from vnetlab.errors import Interrupted
+from vnetlab.exercise.answers import expected_answers, hide_answers
 from vnetlab.exercise.bundle import write_bundle
 from vnetlab.exercise.content import duration_seconds, intro_text
 from vnetlab.exercise.state import FAILED, PASSED, STATE_FILE, ExerciseError, ExerciseInputError, ExerciseState, TaskRecord, task_points
@@ -315,8 +318,10 @@ class ExerciseLab:
                 close_all(sessions)
             now = time.time()
             ex = plan.scenario.exercise
+            answers = expected_answers(plan)
             done = []
-            for k, results, run_dir in outcomes:
+            for k, full, run_dir in outcomes:
+                results = hide_answers(full, answers)  # what the student sees; run_dir keeps the evidence whole
                 rec = state.tasks[k]
                 passed = all(r.ok for r in results)
                 rec.state, rec.checked_at, rec.run, rec.checks = (PASSED if passed else FAILED), now, str(run_dir), [r.to_json() for r in results]

@@ -12,7 +12,9 @@
   bridge's ports would be dropped without a word.
 - `pmtu` checks ping with `-M do -s SIZE`: a packet larger than the path MTU is refused — by the
   sender's own NIC, or by a router that answers "fragmentation needed" — instead of being
-  fragmented. busybox's ping has no -M, so the guest image also carries iputils' ping at
+  fragmented. `expect: frag-needed` wants the router's answer: a path that drops the packet without
+  one is a black hole (a router whose NIC is larger than its segment's MTU). The `frag-needed`
+  capture expectation sees that answer on the wire. busybox's ping has no -M, so the guest image also carries iputils' ping at
   PING_PATH (images/binaries.txt). A bare `ping` in the guest is still busybox's: the guest's
   shell (busybox sh) runs its own applets before anything on PATH.
 """
@@ -34,12 +36,13 @@ from pyroute2.netlink.exceptions import NetlinkError
 from vnetlab.backends import linux_bridge
 from vnetlab.backends.netns import namespace_exists
 from vnetlab.backends.ssh import GuestSSH
-from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire
+from vnetlab.checks.base import CaptureSubject, CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire, node_ips
+from vnetlab.checks.capture import frag_needed
 from vnetlab.checks.ping import echo_on_wire, guest_of, output_evidence, path_points, recorded
 from vnetlab.checks.parse import MAX_LINE, MAX_LINES, MAX_TEXT, excerpt, ping_summary
 from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
-from vnetlab.model.scenario import NAME, VM_NAME_MAX, ModelExtension, decl
+from vnetlab.model.scenario import NAME, VM_NAME_MAX, Expectation, ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules, node_names, route_to
 from vnetlab.plan.planner import Plan, PlanContext, PlanPart
@@ -69,8 +72,10 @@ class PmtuCheck:
     source: str = spec("VM, container or host that sends the pings", key="from", pattern=NAME, max_length=VM_NAME_MAX)
     to: str = spec("target VM, container or host name, or an IPv4 address (a target behind a router: its address)")
     size: int = spec("ICMP payload bytes of each ping; the IPv4 packet is 28 bytes more (ping -s)", minimum=0, maximum=SIZE_MAX)
-    expect: Literal["success", "failure"] = spec(
-        "success: every echo comes back unfragmented; failure: none does (the packet exceeds the path MTU and may not be fragmented)",
+    expect: Literal["success", "failure", "frag-needed"] = spec(
+        "success: every echo comes back unfragmented; failure: none does (the packet exceeds the path MTU and may not be fragmented); "
+        "frag-needed: none does, and a router on the path said why, with an ICMP \"fragmentation needed\" (path MTU discovery works: "
+        "no black hole). For frag-needed the source first forgets the path MTUs it learnt (ip route flush cache), so the router is asked again",
         default="success",
     )
 
@@ -128,6 +133,7 @@ MODEL = ModelExtension(
     nic_fields=(decl("mtu", int | None, _mtu_field("MTU of this NIC inside the guest, at most its bridge's (default: the bridge's mtu, else 1500)")),),
     checks=(decl("pmtu", PmtuCheck | None, spec("ping with don't-fragment and a payload size: does a packet of that size cross the path unfragmented?", default=None)),),
     check_validators={"pmtu": _validate_check},
+    expectations=(Expectation("frag-needed"),),
     validate=_validate,
 )
 
@@ -309,13 +315,21 @@ def pmtu_target(plan: Plan, check: PmtuCheck) -> str:
 
 
 def check_name(check: PmtuCheck) -> str:
-    return f"pmtu {check.source} → {check.to}: {check.size + HEADERS}-byte packets, don't fragment" + (" (must fail)" if check.expect == "failure" else "")
+    must = {"failure": " (must fail)", "frag-needed": " (a router must answer fragmentation needed)"}.get(check.expect, "")
+    return f"pmtu {check.source} → {check.to}: {check.size + HEADERS}-byte packets, don't fragment" + must
+
+
+FLUSH_ARGV = ["ip", "route", "flush", "cache"]  # the path MTUs the source learnt expire after 10 minutes; this forgets them now
 
 
 def collect_pmtu(ctx: CheckContext, check: PmtuCheck) -> Evidence:
     argv = pmtu_argv(check.size, pmtu_target(ctx.plan, check))
-    result = ctx.node(check.source).run(argv, timeout=10.0 + 2.5 * PING_COUNT)
-    return Evidence(output_evidence(result), guests=guest_of(ctx.plan, check.source))
+    node = ctx.node(check.source)
+    more: dict[str, Any] = {}
+    if check.expect == "frag-needed":  # best effort: a path MTU still known shows as the sender's refusal
+        more["flush"] = {"command": shlex.join(FLUSH_ARGV), "exit": node.run(FLUSH_ARGV, timeout=10.0).exit_code}
+    result = node.run(argv, timeout=10.0 + 2.5 * PING_COUNT)
+    return Evidence(output_evidence(result, **more), guests=guest_of(ctx.plan, check.source))
 
 
 def judge_pmtu(plan: Plan, check: PmtuCheck, evidence: Evidence) -> CheckResult:
@@ -336,6 +350,11 @@ def judge_pmtu(plan: Plan, check: PmtuCheck, evidence: Evidence) -> CheckResult:
     if check.expect == "success":
         ok = received == PING_COUNT
         detail = f"expected {PING_COUNT}/{PING_COUNT} echo replies from {target} to {packet}-byte packets ({check.size} bytes of payload) with don't-fragment, {seen}"
+    elif check.expect == "frag-needed":
+        ok = received == 0 and ROUTER in refused
+        detail = f"expected no echo reply from {target} to {packet}-byte packets ({check.size} bytes of payload) with don't-fragment, and a router answering fragmentation needed, {seen}"
+        if received == 0 and not refused:
+            detail += " (dropped without a word: a black hole)"
     else:
         ok = received == 0
         detail = f"expected no echo reply from {target} to {packet}-byte packets ({check.size} bytes of payload) with don't-fragment, {seen}"
@@ -351,11 +370,21 @@ def _wire_points(plan: Plan, check: PmtuCheck) -> list[str]:
 
 
 def judge_pmtu_wire(plan: Plan, check: PmtuCheck, evidence: Evidence, frames: Mapping[str, Any]) -> Judgement:
-    """On the wire: echo pairs of exactly the probe's size (or, to fail, no reply of that size)."""
+    """On the wire: echo pairs of exactly the probe's size (or, to fail, no reply of that size); for
+    frag-needed, no reply and the router's "fragmentation needed" to the source about the target."""
     summary = ping_summary(recorded(evidence).stdout)
-    return echo_on_wire(
-        plan, check.source, pmtu_target(plan, check), frames, _wire_points(plan, check),
-        claimed=summary[1] if summary else 0, must_fail=check.expect == "failure", size=check.size + HEADERS,
+    target, points = pmtu_target(plan, check), _wire_points(plan, check)
+    echo = echo_on_wire(
+        plan, check.source, target, frames, points,
+        claimed=summary[1] if summary else 0, must_fail=check.expect != "success", size=check.size + HEADERS,
+    )
+    if check.expect != "frag-needed":
+        return echo
+    mtus = [m for p in points for m in frag_needed(frames.get(p, ()), node_ips(plan, check.source), about=target)]
+    said = f"{len(mtus)} fragmentation needed about {target}" + (f" (next-hop MTU {', '.join(map(str, sorted(set(mtus))))})" if mtus else "")
+    return Judgement(
+        echo.ok and bool(mtus), f"{echo.expected}, and ≥1 ICMP fragmentation needed to {check.source}", f"{echo.seen}; {said}",
+        {**echo.counts, "wire_frag_needed": len(mtus)},
     )
 
 
@@ -366,9 +395,28 @@ PMTU = CheckKind(collect_pmtu, judge_pmtu, Wire(_wire_points, judge_pmtu_wire))
 
 
 def _check_commands(plan: Plan, check: PmtuCheck) -> list[str]:
-    line = command_at(plan, check.source)(shlex.join(pmtu_argv(check.size, pmtu_target(plan, check))))
+    at = command_at(plan, check.source)
+    line = at(shlex.join(pmtu_argv(check.size, pmtu_target(plan, check))))
     packet = check.size + HEADERS
+    if check.expect == "frag-needed":
+        return [at(shlex.join(FLUSH_ARGV)) + "    # forget the path MTUs learnt so far", line + f"    # {packet}-byte packets: a router must answer \"Frag needed\""]
     return [line + (f"    # {packet}-byte packets: must get {PING_COUNT}/{PING_COUNT} replies" if check.expect == "success" else f"    # {packet}-byte packets: must be refused or get no reply")]
+
+
+# -- the frag-needed capture expectation ----------------------------------------------------------
+
+
+def judge_frag_needed(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
+    """between[1] (a router) told between[0] that its packet was too big for the next hop, on the wire."""
+    assert s.nic_a.ip and s.nic_b.ip  # guaranteed by model validation
+    mtus = frag_needed(s.packets, {s.nic_a.ip}, sender=s.nic_b.ip)
+    said = f" (next-hop MTU {', '.join(str(m) for m in sorted(set(mtus)))})" if mtus else ""
+    return Judgement(
+        bool(mtus),
+        f"≥1 ICMP fragmentation needed from {s.nic_b.ip} ({s.name_b}) to {s.nic_a.ip} ({s.name_a})",
+        f"{len(mtus)} fragmentation needed{said}",
+        {"frag_needed": len(mtus)},
+    )
 
 
 def explain_network(plan: Plan) -> list[str]:
@@ -407,6 +455,7 @@ class Mtu(Feature):
     model = MODEL
     check_kinds = {"pmtu": PMTU}
     check_commands = {"pmtu": _check_commands}
+    judges = {"frag-needed": judge_frag_needed}
 
     def plan(self, ctx: PlanContext) -> PlanPart | None:
         part = plan_mtu(ctx)

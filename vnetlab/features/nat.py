@@ -6,6 +6,11 @@ rewrites the containers' private source to the uplink's address. The rules are
 loaded with `nft -f -` run inside the lab namespace: pyroute2's nftables
 support is too partial to build a nat chain with a masquerade statement, and
 nft is the reference tool (no Python binding is installed here).
+
+The `masqueraded` expectation judges that picture on the uplink, and also a NAT a
+router VM does (its own commands, or a student's in an exercise): captured on the
+router's outside bridge between the router and the node it reaches, only the
+router's address may carry the traffic of the subnets behind it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vnetlab.backends import netns
-from vnetlab.checks.base import CaptureSubject, Judgement, expected_echo_pairs
+from vnetlab.checks.base import CaptureSubject, Judgement, capture_segment, expected_echo_pairs
 from vnetlab.checks.capture import count_ipv4
 from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
@@ -109,6 +114,8 @@ def apply_nat(namespace: str, nats: tuple[PlannedNat, ...]) -> None:
 
 def judge_masqueraded(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
     """On the NAT uplink, the containers' traffic to b leaves with the uplink's address, never a private one."""
+    if check.interface is None:  # on a router VM's outside bridge
+        return judge_router_masqueraded(plan, check, s)
     nat = next(n for n in plan.part("nat") if n.uplink == check.on)
     want = max(1, sum(expected_echo_pairs(plan, c, s.name_b) for c in behind(plan.scenario, nat.bridge)))
     translated = count_ipv4(s.packets, src=nat.outside, dst=s.nic_b.ip)
@@ -116,6 +123,30 @@ def judge_masqueraded(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
     return Judgement(
         translated >= want and private == 0,
         f"≥{want} packets {nat.outside} (translated) → {s.nic_b.ip} on {check.on} and none with an address of {nat.subnet} (e.g. {s.name_a}'s {s.nic_a.ip})",
+        f"{translated} translated, {private} with a private address",
+        {"translated": translated, "private": private},
+    )
+
+
+def behind_router(plan: Plan, router: str, outside: str) -> tuple[list[str], list[str]]:
+    """(the subnets of the router VM's NICs on other bridges than `outside`, the nodes addressed in them)."""
+    inside = [ipaddress.IPv4Interface(n.cidr).network for n in plan.vm(router).nics if n.cidr and n.bridge != outside]
+    addressed = [(vm.name, n.cidr) for vm in plan.vms if vm.name != router for n in vm.nics if n.cidr] + [(n.name, n.cidr) for n in plan.nodes]
+    nodes = sorted({name for name, cidr in addressed if any(ipaddress.IPv4Interface(cidr).ip in net for net in inside)})
+    return [str(net) for net in inside], nodes
+
+
+def judge_router_masqueraded(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
+    """On the router's outside bridge, what the nodes behind it sent to b leaves with the router's own
+    address, never one of the subnets behind it (the router masquerades them)."""
+    assert s.nic_a.ip and s.nic_b.ip  # guaranteed by model validation
+    subnets, behind = behind_router(plan, s.name_a, capture_segment(plan, check.on))
+    want = max(1, sum(expected_echo_pairs(plan, name, s.name_b) for name in behind))
+    translated = count_ipv4(s.packets, src=s.nic_a.ip, dst=s.nic_b.ip)
+    private = sum(count_ipv4(s.packets, within=subnet) for subnet in subnets)
+    return Judgement(
+        translated >= want and private == 0,
+        f"≥{want} packets {s.nic_a.ip} ({s.name_a}, translated) → {s.nic_b.ip} on {check.on} and none with an address of {', '.join(subnets)} (behind {s.name_a})",
         f"{translated} translated, {private} with a private address",
         {"translated": translated, "private": private},
     )
@@ -148,12 +179,26 @@ def _route(scenario: Any, source: str, target: str) -> ipaddress.IPv4Interface |
 
 def _validate_masqueraded(r: Rules, cap: Any, path: str) -> None:
     scenario = r.scenario
+    if cap.interface is None:
+        _validate_router_masqueraded(r, cap, path)
+        return
     host = next((h for h in scenario.hosts if h.uplink.name == cap.interface), None)
     a, b = cap.between
     if host is None or host.uplink.bridge is not None or host.name != b:
         r.add(f"{path}.expect", "masqueraded is judged on a routed uplink (interface:) leading to between[1]")
     elif not any(br.nat == cap.interface and a in behind(scenario, br.name) for br in scenario.bridges):
         r.add(f"{path}.between[0]", f"masqueraded needs a container (or a VM leasing its address there) whose bridge masquerades out of {cap.interface!r}")
+
+
+def _validate_router_masqueraded(r: Rules, cap: Any, path: str) -> None:
+    """On a bridge: between[0] is the VM that masquerades (addressed there and on another bridge), between[1] is out there."""
+    a, b = cap.between
+    vm = next((v for v in r.scenario.vms if v.name == a), None)
+    mine = {n.bridge for n in vm.nics if n.address} if vm is not None else set()
+    if cap.bridge not in mine or not mine - {cap.bridge}:
+        r.add(f"{path}.between[0]", f"masqueraded on bridge {cap.bridge!r} is judged from the VM that masquerades: a VM addressed on {cap.bridge!r} and on another bridge, got {a!r}")
+    elif not any(seg == cap.bridge for seg, _ in node_interfaces(r.scenario, b)):
+        r.add(f"{path}.between[1]", f"masqueraded on bridge {cap.bridge!r} needs between[1] addressed on it, where the translated packets go; {b!r} is not")
 
 
 class Nat(Feature):

@@ -237,6 +237,7 @@ MODEL = ModelExtension(
     ),
     expectations=(Expectation("vlan-tagged", _validate_tagging, across_segments=True), Expectation("untagged", _validate_tagging, across_segments=True)),
     validate=_validate,
+    nic_addresses=lambda nic: [t.address for t in nic.trunk or () if t.address],
     route=_route,
 )
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from vnetlab.backends.keys import write_secret
 from vnetlab.backends.ssh import GuestSSH
 from vnetlab.checks.base import CaptureSubject, CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire, expected_echo_pairs
-from vnetlab.checks.capture import count_icmp_in_subnet, count_udp, udp_payloads
+from vnetlab.checks.capture import count_icmp_in_subnet, count_ipv4, count_udp, count_udp_from, udp_payloads
 from vnetlab.checks.ping import output_evidence, ping_argv, recorded
 from vnetlab.checks.parse import excerpt, handshakes, unix_time
 from vnetlab.features.base import Feature
@@ -60,6 +60,12 @@ class WireGuardTunnel:
 class WireGuardCheck:
     tunnel: str = spec("WireGuard interface name of a tunnel in the scenario's wireguard section", pattern=NAME, max_length=IFACE_MAX)
     between: list[str] = spec("the two member VMs that must have completed a handshake", min_items=2)
+    rekey: bool = spec(
+        "make a new handshake happen now: between[0]'s tunnel interface goes down and up (its sessions are dropped, its "
+        "configuration stays) and pings between[1] once through it; both ends must then report a handshake no older than that, "
+        "and graded on the wire (an exercise) the capture on the underlay must see that handshake. Without it, a handshake of any age counts",
+        default=False,
+    )
 
     def check_shape(self) -> list[str]:
         return [] if len(self.between) == 2 else [f"between: expected exactly two VM names, got {len(self.between)}"]
@@ -198,28 +204,49 @@ def handshake_probe(tunnel: str) -> str:
     return f"date +%s; {handshake_command(tunnel)}"
 
 
+def rekey_command(tunnel: str, peer_ip: str) -> str:
+    """Drop the interface's sessions (down and up keeps its keys, peers, port and addresses) and
+    send one packet through it, which starts a new handshake at once."""
+    return f"ip link set {tunnel} down && ip link set {tunnel} up && ping -c 1 -W 5 {peer_ip} >/dev/null"
+
+
 def collect_check(ctx: CheckContext, check: WireGuardCheck) -> Evidence:
     """Each member's `wg show` of its handshakes (with its clock), and the public keys of both.
-    Graded on the wire, one echo through the tunnel first, so that the capture sees the tunnel
-    work (a handshake, or data both ways when the session is fresh) however long ago it began."""
+    With rekey, first both clocks and a new handshake (between[0]'s wg down and up, one echo
+    through it); else, graded on the wire, one echo through the tunnel, so that the capture sees
+    the tunnel work (a handshake, or data both ways when the session is fresh) however long ago it began."""
     interfaces = {i.vm: i for i in ctx.plan.part("wireguard") if i.tunnel == check.tunnel}
     a, b = check.between
     data: dict[str, Any] = {"keys": {vm: public_key(interfaces[vm].key_file) for vm in (a, b)}}
-    if ctx.wire:
-        through = ctx.sessions[a].run(shlex.join(ping_argv(1, tunnel_ip(ctx.plan.scenario, check.tunnel, b))), timeout=15.0, check=False)
-        data["probe"] = output_evidence(through)
+    peer = tunnel_ip(ctx.plan.scenario, check.tunnel, b)
+    if check.rekey:  # the clocks first: a handshake no older than its own side's clock then is the new one
+        data["clock"] = output_evidence(ctx.sessions[b].run("date +%s", timeout=15.0, check=False))
+        data["rekey"] = output_evidence(ctx.sessions[a].run(f"date +%s; {rekey_command(check.tunnel, peer)}", timeout=30.0, check=False))
+    elif ctx.wire:
+        data["probe"] = output_evidence(ctx.sessions[a].run(shlex.join(ping_argv(1, peer)), timeout=15.0, check=False))
     for me in (a, b):
         data[me] = output_evidence(ctx.sessions[me].run(handshake_probe(check.tunnel), timeout=15.0, check=False))
     return Evidence(data, guests=(a, b))
 
 
+def _rekeyed_since(plan: Plan, check: WireGuardCheck, evidence: Evidence) -> tuple[dict[str, int | None], list[str]]:
+    """Each member's clock before the rekey (guest output: parsed with bounds), and what went wrong with it."""
+    a, b = check.between
+    rekey, clock = recorded(Evidence(evidence.data["rekey"])), recorded(Evidence(evidence.data["clock"]))
+    since = {a: unix_time(rekey.stdout.partition("\n")[0]), b: unix_time(clock.stdout.partition("\n")[0])}
+    command = rekey_command(check.tunnel, tunnel_ip(plan.scenario, check.tunnel, b))
+    said = [f"{a}: `{command}` exited {rekey.exit_code}" + (f": {excerpt(rekey.stderr, 200)}" if rekey.stderr.strip() else "")] if rekey.exit_code != 0 else []
+    return since, said  # a failed rekey is said; the handshakes show whether one happened anyway
+
+
 def judge_check(plan: Plan, check: WireGuardCheck, evidence: Evidence) -> CheckResult:
     """Both members must report a completed handshake with each other (read from the kernel via
-    `wg show`): each one's output names the other's public key with a handshake time (0: never).
-    The command named in the detail is the plan's, not the evidence's word."""
+    `wg show`): each one's output names the other's public key with a handshake time (0: never);
+    with rekey, one no older than the check. The command named in the detail is the plan's, not
+    the evidence's word."""
     a, b = check.between
     keys = evidence.data["keys"]
-    seen: list[str] = []
+    since, seen = _rekeyed_since(plan, check, evidence) if check.rekey else ({}, [])
     ok = True
     data: dict[str, object] = {}
     for me, peer in ((a, b), (b, a)):
@@ -228,29 +255,53 @@ def judge_check(plan: Plan, check: WireGuardCheck, evidence: Evidence) -> CheckR
         now = unix_time(first)
         stamp = handshakes(rest).get(str(keys[peer]), 0)
         data[me] = {"peer": peer, "latest_handshake": stamp, "guest_time": now}
+        start = since.get(me)
         if result.exit_code != 0:
             ok = False
             seen.append(f"{me}: `{handshake_probe(check.tunnel)}` exited {result.exit_code}: {excerpt(result.stderr or result.stdout, 200)}")
         elif stamp == 0:
             ok = False
             seen.append(f"{me}: no handshake with {peer}'s key yet")
+        elif check.rekey and (start is None or stamp < start):
+            ok = False
+            seen.append(f"{me}: no handshake with {peer} since the rekey (the latest {start - stamp} s before it)" if start is not None else f"{me}: its clock could not be read before the rekey")
         else:
             age = f"{now - stamp} s ago" if now is not None else f"at {stamp}"
-            seen.append(f"{me}: handshake with {peer} {age}")
-    detail = f"expected a completed handshake on {check.tunnel} between {a} and {b} on both sides; saw {'; '.join(seen)}"
-    return CheckResult(f"wireguard {check.tunnel}: handshake {a} ↔ {b}", "wireguard", ok, detail, data=data)
+            seen.append(f"{me}: handshake with {peer} {age}" + (" (after the rekey)" if check.rekey else ""))
+    fresh = " made during this check (after a rekey)" if check.rekey else ""
+    detail = f"expected a completed handshake{fresh} on {check.tunnel} between {a} and {b} on both sides; saw {'; '.join(seen)}"
+    return CheckResult(f"wireguard {check.tunnel}: handshake {a} ↔ {b}" + (" (rekeyed)" if check.rekey else ""), "wireguard", ok, detail, data=data)
 
 
 WG_MESSAGES = {1: "handshake initiation", 2: "handshake response", 3: "cookie reply", 4: "data"}
+HANDSHAKE_INITIATION, HANDSHAKE_RESPONSE, DATA = 1, 2, 4
+_SIZES = {1: 148, 2: 92, 3: 64}  # a handshake message has a fixed size (the WireGuard paper, §5.4)
+_DATA_MIN = 32  # a data message's header (16) and its authentication tag (16), even for a keepalive
 
 
 def message_types(payloads: Iterable[bytes]) -> Counter[int]:
-    """WireGuard message types among UDP payloads (a type is a little-endian 32-bit word: 1-4, then three zero bytes)."""
+    """WireGuard message types among UDP payloads: a type is a little-endian 32-bit word (1-4, then
+    three zero bytes), and each message has its size (handshakes and cookies exact, data at least 32)."""
     found: Counter[int] = Counter()
     for payload in payloads:
-        if len(payload) >= 4 and payload[0] in WG_MESSAGES and payload[1:4] == b"\0\0\0":
-            found[payload[0]] += 1
+        kind = payload[0] if len(payload) >= 4 and payload[1:4] == b"\0\0\0" else 0
+        if (kind in _SIZES and len(payload) == _SIZES[kind]) or (kind == DATA and len(payload) >= _DATA_MIN):
+            found[kind] += 1
     return found
+
+
+def handshake_seen(there: Counter[int], back: Counter[int]) -> bool:
+    """An initiation one way and its response the other (either member may have begun)."""
+    return bool((there[HANDSHAKE_INITIATION] and back[HANDSHAKE_RESPONSE]) or (back[HANDSHAKE_INITIATION] and there[HANDSHAKE_RESPONSE]))
+
+
+def _messages(packets: Any, ip_a: str, ip_b: str, port: int) -> tuple[Counter[int], Counter[int]]:
+    """The WireGuard messages ip_a sent ip_b and those it got back, on the tunnel's port."""
+    return message_types(udp_payloads(packets, ip_a, ip_b, port)), message_types(udp_payloads(packets, ip_b, ip_a, port))
+
+
+def _said(seen: Counter[int]) -> str:
+    return ", ".join(f"{n} {WG_MESSAGES[t]}" for t, n in sorted(seen.items())) or "nothing"
 
 
 def _underlay_points(plan: Plan, check: WireGuardCheck) -> list[str]:
@@ -260,23 +311,21 @@ def _underlay_points(plan: Plan, check: WireGuardCheck) -> list[str]:
 
 def judge_handshake_wire(plan: Plan, check: WireGuardCheck, evidence: Evidence, frames: Mapping[str, Any]) -> Judgement:
     """On the underlay: a handshake (an initiation one way, its response the other) or, for a session
-    begun earlier, data messages both ways; only a completed handshake gives either."""
+    begun earlier, data messages both ways; only a completed handshake gives either. With rekey
+    the check made a new handshake: only that counts."""
     tunnel = tunnel_named(plan.scenario, check.tunnel)
     assert tunnel is not None  # guaranteed by model validation
     a, b = check.between
     ip_a, ip_b = _underlay_ip(plan.scenario, a, tunnel.underlay), _underlay_ip(plan.scenario, b, tunnel.underlay)
-    packets = frames.get(tunnel.underlay, ())
-    there = message_types(udp_payloads(packets, ip_a, ip_b, tunnel.listen_port))
-    back = message_types(udp_payloads(packets, ip_b, ip_a, tunnel.listen_port))
-    handshake = (there[1] and back[2]) or (back[1] and there[2])
-    data_both = there[4] and back[4]
+    there, back = _messages(frames.get(tunnel.underlay, ()), ip_a, ip_b, tunnel.listen_port)
+    handshake = handshake_seen(there, back)
+    data_both = bool(there[DATA] and back[DATA]) and not check.rekey
     counts = {f"wire_{WG_MESSAGES[t].replace(' ', '_')}_{way}": n for way, seen in (("out", there), ("back", back)) for t, n in sorted(seen.items())}
-    said = ", ".join(f"{n} {WG_MESSAGES[t]}" for t, n in sorted(there.items())) or "nothing"
-    answered = ", ".join(f"{n} {WG_MESSAGES[t]}" for t, n in sorted(back.items())) or "nothing"
-    seen = f"{ip_a} → {ip_b}: {said}; back: {answered} (UDP port {tunnel.listen_port} on {tunnel.underlay})"
+    seen = f"{ip_a} → {ip_b}: {_said(there)}; back: {_said(back)} (UDP port {tunnel.listen_port} on {tunnel.underlay})"
     if not handshake and not data_both:
-        seen = f"no completed WireGuard handshake crossed {tunnel.underlay}: " + seen
-    return Judgement(bool(handshake or data_both), f"a WireGuard handshake (or data both ways) between {ip_a} and {ip_b} on {tunnel.underlay}", seen, counts)
+        seen = f"no {'new ' if check.rekey else 'completed '}WireGuard handshake crossed {tunnel.underlay}: " + seen
+    wanted = "a new WireGuard handshake" if check.rekey else "a WireGuard handshake (or data both ways)"
+    return Judgement(handshake or data_both, f"{wanted} between {ip_a} and {ip_b} on {tunnel.underlay}", seen, counts)
 
 
 HANDSHAKE = CheckKind(collect_check, judge_check, Wire(_underlay_points, judge_handshake_wire))
@@ -303,6 +352,36 @@ def judge_no_plaintext(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
     subnet = str(interface(tunnel.members[0].address).network)  # type: ignore[union-attr]  # model validation
     n = count_icmp_in_subnet(s.packets, subnet)
     return Judgement(n == 0, f"0 plaintext ICMP packets of tunnel subnet {subnet}", f"{n} plaintext ICMP packet(s) of {subnet}", {"plaintext_tunnel_icmp": n})
+
+
+def judge_handshake(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
+    """A handshake crossed the underlay: an initiation from one member and a response from the other,
+    each a UDP datagram of its exact size on the tunnel's port (what no ping output can stand in for)."""
+    tunnel = capture_tunnel(plan.scenario, check)
+    assert tunnel is not None and s.nic_a.ip and s.nic_b.ip  # guaranteed by model validation
+    there, back = _messages(s.packets, s.nic_a.ip, s.nic_b.ip, tunnel.listen_port)
+    initiations, responses = there[HANDSHAKE_INITIATION] + back[HANDSHAKE_INITIATION], there[HANDSHAKE_RESPONSE] + back[HANDSHAKE_RESPONSE]
+    return Judgement(
+        handshake_seen(there, back),
+        f"a WireGuard handshake on port {tunnel.listen_port} between {s.nic_a.ip} and {s.nic_b.ip}: an initiation (148 bytes) one way, a response (92 bytes) back",
+        f"{s.nic_a.ip} → {s.nic_b.ip}: {_said(there)}; back: {_said(back)}",
+        {"wireguard_initiations": initiations, "wireguard_responses": responses},
+    )
+
+
+def judge_only_wireguard(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
+    """Between the two underlay addresses nothing but the tunnel's UDP crossed the bridge (and some of it did)."""
+    tunnel = capture_tunnel(plan.scenario, check)
+    assert tunnel is not None and s.nic_a.ip and s.nic_b.ip  # guaranteed by model validation
+    a, b, port = s.nic_a.ip, s.nic_b.ip, tunnel.listen_port
+    udp = count_udp_from(s.packets, a, b, port) + count_udp_from(s.packets, b, a, port)
+    other = count_ipv4(s.packets, src=a, dst=b) + count_ipv4(s.packets, src=b, dst=a) - udp
+    return Judgement(
+        udp > 0 and other == 0,
+        f"only UDP on port {port} between {a} and {b} (and some)",
+        f"{udp} UDP datagram(s) on port {port}, {other} other IPv4 packet(s) between them",
+        {"wireguard_udp_port": udp, "underlay_other": other},
+    )
 
 
 # -- rules -----------------------------------------------------------------------------
@@ -379,10 +458,13 @@ def _validate_check(r: Rules, check: WireGuardCheck, path: str) -> None:
 
 def _validate_expectation(r: Rules, cap: Any, path: str) -> None:
     if capture_tunnel(r.scenario, cap) is None:
-        tunnel_expectations = [e for e in cap.expect if e in ("wireguard-udp", "no-plaintext-tunnel")]
+        tunnel_expectations = [e for e in cap.expect if e in TUNNEL_EXPECTATIONS]
         message = f"{', '.join(tunnel_expectations)} needs a WireGuard tunnel with underlay {cap.bridge!r} joining {' and '.join(cap.between)}"
         if not any(p.field == f"{path}.expect" and p.message == message for p in r.problems):  # one problem for both expectations
             r.add(f"{path}.expect", message)
+
+
+TUNNEL_EXPECTATIONS = ("wireguard-udp", "no-plaintext-tunnel", "wireguard-handshake", "only-wireguard")
 
 
 def _overlays(scenario: Any) -> list[Overlay]:
@@ -394,7 +476,7 @@ MODEL = ModelExtension(
     ping_fields=(decl("via", str | None, spec("WireGuard tunnel whose address of the target VM to ping (e.g. wg0)", default=None, pattern=NAME, max_length=IFACE_MAX)),),
     checks=(decl("wireguard", WireGuardCheck | None, spec("assert a WireGuard handshake happened between two members", default=None)),),
     check_validators={"wireguard": _validate_check},
-    expectations=(Expectation("wireguard-udp", _validate_expectation), Expectation("no-plaintext-tunnel", _validate_expectation)),
+    expectations=tuple(Expectation(name, _validate_expectation) for name in TUNNEL_EXPECTATIONS),
     validate=_validate,
     overlays=_overlays,
     overlay_kind="WireGuard tunnel",
@@ -421,14 +503,16 @@ def explain_section(plan: Plan) -> Section | None:
 
 
 def _check_commands(plan: Plan, check: WireGuardCheck) -> list[str]:
-    return [guest_line(vm, handshake_command(check.tunnel)) for vm in check.between]
+    a, b = check.between
+    rekey = [guest_line(a, rekey_command(check.tunnel, tunnel_ip(plan.scenario, check.tunnel, b)))] if check.rekey else []
+    return rekey + [guest_line(vm, handshake_command(check.tunnel)) for vm in check.between]
 
 
 class WireGuard(Feature):
     name = "wireguard"
     model = MODEL
     check_kinds = {"wireguard": HANDSHAKE}
-    judges = {"wireguard-udp": judge_udp, "no-plaintext-tunnel": judge_no_plaintext}
+    judges = {"wireguard-udp": judge_udp, "no-plaintext-tunnel": judge_no_plaintext, "wireguard-handshake": judge_handshake, "only-wireguard": judge_only_wireguard}
     check_commands = {"wireguard": _check_commands}
 
     def plan(self, ctx: PlanContext) -> PlanPart | None:

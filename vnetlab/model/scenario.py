@@ -134,6 +134,7 @@ class ModelExtension:
     normalise: Callable[[Any], Any] | None = None  # (scenario) → the scenario with its canonical values (e.g. DHCP reservations), before any rule runs: lenient, the rules report what is wrong
     nodes: Callable[[Any], Iterable[NodeDecl]] | None = None
     lab_interfaces: Callable[[Any], Iterable[str]] | None = None  # interfaces of the lab namespace besides bridges
+    nic_addresses: Callable[[Any], Iterable[str]] | None = None  # a VM's NIC → addresses with prefix it carries besides its own (a trunk's sub-interfaces)
     route: Callable[[Any, str, str], Any] | None = None  # (scenario, source, target) → target's IPv4Interface reached beyond a shared segment, or None (IPv4 only)
     overlays: Callable[[Any], Iterable[Overlay]] | None = None
     overlay_kind: str = ""  # what its overlays are called in messages, e.g. "WireGuard tunnel"

@@ -19,6 +19,12 @@ from vnetlab.model.scenario import ScenarioModel
 from vnetlab.model.typed_yaml import yaml_fields, yaml_key
 
 SCHEMA_ID = "https://vnetlab.dev/schema/scenario.schema.json"
+PARAM_TEMPLATE = "ParamTemplate"  # a number may be written as a template of params: the loader reads its rendered text as the number
+_PARAM_TEMPLATE = {
+    "description": "a template of params, e.g. \"{{ params.port }}\" or \"{{ params.mtu - 28 }}\": rendered while the file is read, its text is the number",
+    "type": "string",
+    "pattern": r"^\s*\{\{[\s\S]*\bparams\b[\s\S]*\}\}\s*$",
+}
 
 
 def _is_required(f: dataclasses.Field) -> bool:
@@ -67,7 +73,8 @@ class _Builder:
             # the loader takes YAML null for an optional field; a mapping for the dataclass alternative,
             # a scalar for the first scalar alternative it fits
             nullable = [{"type": "null"}] if type(None) in typing.get_args(tp) else []
-            return {"anyOf": [*(self.type_schema(a, meta) for a in args), *nullable]}
+            alternatives = [self.type_schema(a, meta) for a in args]
+            return {"anyOf": [*(alt for s in alternatives for alt in (s["anyOf"] if set(s) == {"anyOf"} else [s])), *nullable]}
         if dataclasses.is_dataclass(tp):
             return {"$ref": f"#/$defs/{self.define(tp)}"}
         if origin is list:
@@ -88,7 +95,8 @@ class _Builder:
                 out["minimum"] = meta["minimum"]
             if meta.get("maximum") is not None:
                 out["maximum"] = meta["maximum"]
-            return out
+            self.defs[PARAM_TEMPLATE] = _PARAM_TEMPLATE
+            return {"anyOf": [out, {"$ref": f"#/$defs/{PARAM_TEMPLATE}"}]}
         if tp is str:
             out = {"type": "string"}
             if meta.get("pattern") is not None:

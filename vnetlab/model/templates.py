@@ -3,9 +3,11 @@
 Every node by name (VMs and the features' nodes), and `nodes[...]` for names with a dash, has
 `.ip` (its first IPv4 data address, no prefix; its first IPv6 one when it has no IPv4), `.ip6`
 (its first IPv6 address) and, per interface, `.<nic>.ip`, `.<nic>.address` (with prefix),
-`.<nic>.ip6`, `.<nic>.address6`, `.<nic>.link_local` (in a lab that uses IPv6) and `.<nic>.mac`;
-a DHCP NIC's address is its reservation, a SLAAC NIC's the one it forms from its MAC (known once
-the lab is planned); `bridges[...]` has `.subnet`, `.subnet6` and `.gateway`. An undefined name
+`.<nic>.ip6`, `.<nic>.address6`, `.<nic>.link_local` (in a lab that uses IPv6), `.<nic>.mac` and
+`.<nic>.port` (the switch port it is plugged into: its port's name in a switch guest, else the
+host end, a tap or a veth, that is its bridge's port); a DHCP NIC's address is its reservation,
+a SLAAC NIC's the one it forms from its MAC (known once the lab is planned); `bridges[...]` has
+`.subnet`, `.subnet6` and `.gateway`. An undefined name
 is an error (StrictUndefined), reported by the model with the line of the template.
 
 Templates come with scenarios and are rendered by root while the scenario is checked: they
@@ -27,13 +29,14 @@ from vnetlab.model.sandbox import TooBig
 from vnetlab.model.validate import feature_nodes
 
 MAC_UNKNOWN = UNKNOWN_MAC  # the model validates templates before MACs are planned
+PORT_UNKNOWN = "port"  # nor are ports known then (where a bridge runs is decided by the plan)
 
 
 class TemplateError(ValueError):
     pass
 
 
-NicVars = tuple[str, "str | None", "str | None", str, "str | None"]  # (interface, IPv4 with prefix, IPv6 with prefix, MAC, link-local)
+NicVars = tuple[str, "str | None", "str | None", str, "str | None", str]  # (interface, IPv4 with prefix, IPv6 with prefix, MAC, link-local, switch port)
 
 
 def _ip(cidr: str | None) -> str | None:
@@ -41,12 +44,12 @@ def _ip(cidr: str | None) -> str | None:
 
 
 def node_variables(nics: Iterable[NicVars]) -> dict[str, Any]:
-    """One node: (interface, IPv4 with prefix, IPv6 with prefix, MAC, link-local) per interface, in order."""
+    """One node: (interface, IPv4 with prefix, IPv6 with prefix, MAC, link-local, switch port) per interface, in order."""
     out: dict[str, Any] = {}
     first4 = first6 = None
-    for name, v4, v6, mac, ll in nics:
+    for name, v4, v6, mac, ll, port in nics:
         out[name] = {
-            "ip": _ip(v4 or v6), "address": v4 or v6, "ip6": _ip(v6), "address6": v6, "mac": mac,
+            "ip": _ip(v4 or v6), "address": v4 or v6, "ip6": _ip(v6), "address6": v6, "mac": mac, "port": port,
             **({"link_local": _ip(ll)} if ll else {}),
         }
         first4, first6 = first4 or _ip(v4), first6 or _ip(v6)
@@ -55,16 +58,17 @@ def node_variables(nics: Iterable[NicVars]) -> dict[str, Any]:
     return out
 
 
-def vm_nic_variables(scenario: Any, vm: Any, macs: Mapping[tuple[str, str], str]) -> list[NicVars]:
+def vm_nic_variables(scenario: Any, vm: Any, macs: Mapping[tuple[str, str], str], ports: Mapping[tuple[str, str], str]) -> list[NicVars]:
     """A VM's NICs as template variables: a SLAAC address formed from the MAC (a placeholder MAC until planned)."""
     prefixes = {b.name: bridge_subnets(b).ipv6 for b in scenario.bridges}
     ipv6 = uses_ipv6(scenario)
     out: list[NicVars] = []
     for j, nic in enumerate(vm.nics):
-        mac = macs.get((vm.name, vm.nic_name(j)), MAC_UNKNOWN)
+        key = (vm.name, vm.nic_name(j))
+        mac = macs.get(key, MAC_UNKNOWN)
         addrs = nic_addresses(nic)
         v6 = formed_ipv6(addrs, prefixes.get(nic.bridge), mac)
-        out.append((vm.nic_name(j), addrs.ipv4.with_prefixlen if addrs.ipv4 else None, v6.with_prefixlen if v6 else None, mac, str(link_local(mac)) if ipv6 else None))
+        out.append((vm.nic_name(j), addrs.ipv4.with_prefixlen if addrs.ipv4 else None, v6.with_prefixlen if v6 else None, mac, str(link_local(mac)) if ipv6 else None, ports.get(key, PORT_UNKNOWN)))
     return out
 
 
@@ -76,14 +80,16 @@ def by_family(cidr: str | None) -> tuple[str | None, str | None]:
     return (cidr, None) if iface.version == 4 else (None, cidr)
 
 
-def scenario_variables(scenario: Any, macs: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
-    """The variables of a scenario; `macs` ((node, interface) → MAC) once the plan has them."""
-    macs = macs or {}
+def scenario_variables(scenario: Any, macs: Mapping[tuple[str, str], str] | None = None, ports: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
+    """The variables of a scenario; `macs` and `ports` ((node, interface) → MAC, switch port) once the plan has them."""
+    macs, ports = macs or {}, ports or {}
     nodes_: dict[str, Any] = {}
     for vm in scenario.vms:
-        nodes_[vm.name] = node_variables(vm_nic_variables(scenario, vm, macs))
+        nodes_[vm.name] = node_variables(vm_nic_variables(scenario, vm, macs, ports))
     for node in feature_nodes(scenario):
-        nodes_[node.name] = node_variables((iface, *by_family(cidr), macs.get((node.name, iface), MAC_UNKNOWN), None) for iface, cidr in node.nics)
+        nodes_[node.name] = node_variables(
+            (iface, *by_family(cidr), macs.get((node.name, iface), MAC_UNKNOWN), None, ports.get((node.name, iface), PORT_UNKNOWN)) for iface, cidr in node.nics
+        )
     bridges = {
         b.name: {"subnet": str(nets.ipv4) if nets.ipv4 else b.subnet, "subnet6": str(nets.ipv6) if nets.ipv6 else None, "gateway": getattr(b, "gateway", None)}
         for b in scenario.bridges

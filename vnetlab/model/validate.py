@@ -78,6 +78,12 @@ def node_interfaces(scenario: Any, name: str, family: int | None = 4) -> list[tu
     return [(seg, iface) for seg, iface in pairs if iface is not None and (family is None or iface.version == family)]
 
 
+def carried_addresses(scenario: Any, nic: Any) -> list[str]:
+    """The addresses (with prefix) a VM's NIC carries besides its own: those of sub-interfaces a
+    feature makes on it (a trunk's VLANs): what leaves the guest through that NIC may come from them too."""
+    return [a for e in scenario.model.extensions if e.nic_addresses for a in e.nic_addresses(nic)]
+
+
 def route_to(scenario: Any, source: str, target: str, family: int = 4) -> Any:
     """The address of target that source reaches: on a shared segment, or (IPv4) by a route a feature adds (NAT)."""
     theirs = node_interfaces(scenario, target, family)
