@@ -162,6 +162,7 @@ def _stop(pid: int, program: str, marker: str) -> None:
         while time.monotonic() < end:
             _reap(pid)
             if not is_running(pid, program, marker):
+                _reap(pid)  # it may have exited just after the first: collect that zombie too
                 return
             time.sleep(0.05)
     raise DaemonError(f"{program} (pid {pid}) did not stop")
