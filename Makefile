@@ -2,7 +2,7 @@
 VNETLAB := .venv/bin/vnetlab
 PYTEST  := .venv/bin/python -m pytest
 
-.PHONY: setup image demo test test-fast mutation docs wheel bench soak clean-labs prove-debian13
+.PHONY: setup image demo test test-cold test-fast mutation docs wheel bench soak clean-labs prove-debian13
 
 setup:
 	./scripts/setup-host
@@ -17,6 +17,10 @@ demo: image
 ## make test: set up the host, build the guest image, run the whole suite (unit, golden, root, end to end)
 test: image
 	$(PYTEST) -ra
+
+## make test-cold: the same suite with every guest booted (VNETLAB_COLD=1: warm start off; the tests about restored guests are skipped, saying why)
+test-cold: image
+	VNETLAB_COLD=1 $(PYTEST) -ra
 
 ## make test-fast: only the tests that need neither root nor VMs
 test-fast: setup
@@ -34,11 +38,12 @@ docs: setup
 wheel: setup
 	.venv/bin/python -m build --no-isolation --outdir dist .
 
-## make bench [VMS=N]: raw qemu boot vs `vnetlab run two-vm-ping` (a ratio); a debian guest's boot to SSH vs a raw boot of its disk to the login prompt; N guests (default 10) vs N raw boots together, with memory; boot admission (K at a time vs all at once); the QMP commands libvirt sends per domain start (its debug log turned on for one run, then put back)
+## make bench [VMS=N]: raw qemu boot vs `vnetlab run two-vm-ping`, warm start and --cold (ratios); a debian guest's boot to SSH vs a raw boot of its disk to the login prompt, and debian-two-vm-ping warm and cold; two guests of a cloud image up, warm and cold; N guests (default 10) vs N raw boots together, warm and cold, with memory; boot admission (K at a time vs all at once); the QMP commands libvirt sends per domain start (its debug log turned on for one run, then put back)
 VMS ?= 10
 bench: image
 	.venv/bin/python bench/boot_vs_run.py
 	.venv/bin/python bench/debian_boot.py
+	.venv/bin/python bench/cloud_lab.py
 	.venv/bin/python bench/scale.py --vms $(VMS)
 	.venv/bin/python bench/admission.py --vms $(VMS)
 	.venv/bin/python bench/qmp_per_start.py --rounds 1

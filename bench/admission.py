@@ -1,5 +1,5 @@
-"""Boot admission, decided by measurement: N tiny guests on one bridge (the scale bench's lab), run
-with every guest booting at once and with at most K booting at a time (`--boot-parallel K`: the
+"""Boot admission, decided by measurement: N tiny guests on one bridge (the scale bench's lab), booted
+(--cold), run with every guest booting at once and with at most K booting at a time (`--boot-parallel K`: the
 next starts when one's console says it is ready), K around the host's core count. Prints each
 round, the median per setting, and records which is fastest; vnetlab's default (cores + 1) should
 be it or within noise of it.
@@ -22,7 +22,7 @@ def main() -> int:
     seconds: dict[int, list[float]] = {k: [] for k in limits}
     for r in range(1, args.rounds + 1):
         for k in limits:  # interleaved, so a slow moment of the host hits every setting
-            total, _ = run_lab(scenario(args.vms), args.lab, accel.name, "--boot-timeout", "900", "--boot-parallel", str(k))
+            total, _ = run_lab(scenario(args.vms), args.lab, accel.name, "--boot-timeout", "900", "--boot-parallel", str(k), "--cold")
             seconds[k].append(total)
             print(f"round {r}: {args.vms} guests, {'all at once' if k == 0 else f'at most {k} booting'}: {total:6.2f} s", flush=True)
     medians = {k: statistics.median(v) for k, v in seconds.items()}

@@ -3,7 +3,7 @@
 libvirt 9.0 reads the guest CPU's features one `qom-get` at a time before it resumes a guest
 (docs/benchmark.md: 413 commands per domain, 397 of them `qom-get`): the biggest cost a lab guest
 has that a raw boot has not. This counts them on the host's libvirt and QEMU, so that each release
-is measured instead of assumed. Method: for the length of `vnetlab run two-vm-ping` (--rounds
+is measured instead of assumed. Method: for the length of `vnetlab run two-vm-ping --cold` (--rounds
 times), libvirtd's debug log of its QEMU monitor and process code goes to a file of its own
 (`virt-admin daemon-log-filters '1:qemu.qemu_monitor 1:qemu.qemu_process'`; the daemon's filters
 and outputs are put back afterwards, also on failure). A domain's monitor is the one libvirt
@@ -79,7 +79,7 @@ def main() -> int:
         scenario = (SCENARIOS_DIR / "two-vm-ping.yaml").read_text()
         for n in range(1, args.rounds + 1):
             lab = f"{args.lab}-{n}"
-            run_lab(scenario, lab, accel.name)
+            run_lab(scenario, lab, accel.name, "--cold")  # booted guests' domain starts, the count compared across releases (a restore is one too, with its own count)
             found = commands_per_start(log.read_text(), {domain_name(lab, vm) for vm in ("vm1", "vm2")})
             if len(found) != 2:
                 raise SystemExit(f"round {n}: found the start of {len(found)} of the 2 domains in libvirtd's log ({log})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto", help="kvm, tcg (software emulation), or auto: probe whether KVM really boots a guest (default)")
         sp.add_argument("--boot-timeout", type=float, default=180.0, metavar="S", help="seconds a guest may take to become reachable (default 180)")
         sp.add_argument("--boot-parallel", type=int, default=None, metavar="N", help="boot at most N guests at a time, the next when one's console says it is ready; 0: all at once (default: the host's cores + 1, the fastest measured; see docs/benchmark.md)")
+        sp.add_argument("--cold", action="store_true", help="boot every guest instead of restoring it from a warm image (a guest of the same image, memory and NICs booted once and saved, made on first use; see docs/architecture.md)")
         sp.add_argument("--report", type=Path, metavar="PATH", help="write the JSON report here (it is always kept in the run's artifact folder too)")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
         sp.add_argument("--junit", type=Path, metavar="PATH", help="also write a JUnit XML report here (one testcase per check; always kept in the artifact folder)")
@@ -317,6 +319,7 @@ def _runner(args, err: Console):
         lab=getattr(args, "name", None), accel=getattr(args, "accel", "auto"), boot_timeout=getattr(args, "boot_timeout", 180.0),
         boot_parallel=None if getattr(args, "boot_parallel", None) is None else max(0, args.boot_parallel), before_apply=before_apply,
         scenario_dirs=getattr(args, "scenarios", []), allow_host_paths=getattr(args, "allow_host_paths", False), student=getattr(args, "student", None),
+        cold=getattr(args, "cold", False),
     )
     return LabRunner(options, Progress(err, quiet=getattr(args, "quiet", False)), registry())
 
@@ -355,14 +358,12 @@ def _reported(runner, args, out: Console, command: Callable[[], int]) -> int:
 
 
 def cmd_run(args, out: Console, err: Console, *, check: bool = True) -> int:
-    from vnetlab.run.lab import Outcome
-
     runner = _runner(args, err)
 
     def run() -> int:
         outcome = runner.run(args.scenario, keep=args.keep if check else True, check=check)
-        if not check:  # `up`: no checks ran, so nothing failed
-            _finish(runner, Outcome(outcome.scenario, outcome.lab, outcome.accel, artifacts=outcome.artifacts, kept=True), args, out)
+        if not check:  # `up`: no checks ran, so nothing failed; how each guest came up is reported
+            _finish(runner, dataclasses.replace(outcome, checks=[], kept=True), args, out)
             return EXIT_OK
         return _finish(runner, outcome, args, out)
 
@@ -627,18 +628,19 @@ def cmd_inspect(args, out: Console, err: Console) -> int:
         state = b["state"] if not b["problems"] else f"[red]{b['state'] or 'missing'}[/]"
         bridges.add_row(b["name"], b["type"], state, ", ".join(b["addresses"]), ", ".join(b["ports"]))
     out.print(bridges)
-    chain = Table(title="Chain per vNIC: domain → qemu PID → tun fd → tap → bridge (port state) → guest NIC", title_justify="left")
-    for col in ("", "vm", "pid", "fd", "tap", "bridge", "guest", "mac", "addresses"):
+    chain = Table(title="Chain per vNIC: domain (warm: restored from that warm image; cold: booted) → qemu PID → tun fd → tap → bridge (port state) → guest NIC", title_justify="left")
+    for col in ("", "vm", "start", "pid", "fd", "tap", "bridge", "guest", "mac", "addresses"):
         chain.add_column(col, overflow="fold")
     problems: list[str] = []
     for vm in report.vms:
         problems += [f"{vm.name}: {p}" for p in vm.problems]
-        for nic in vm.nics:
+        for index, nic in enumerate(vm.nics):
             problems += [f"{vm.name} {nic.guest_name}: {p}" for p in nic.problems]
             bad = bool(nic.problems or vm.problems)
             chain.add_row(
                 "[red]✗[/]" if bad else "[green]✓[/]",
                 vm.name if vm.state == "running" else f"{vm.name} [red]({vm.state})[/]",
+                (vm.start or "—") if index == 0 else "",
                 str(vm.pid) if vm.pid else (f"[dim]on {vm.host}[/]" if vm.host else "[red]—[/]"),
                 str(nic.tun_fd) if nic.tun_fd is not None else ("[dim]there[/]" if vm.host else "[red]none[/]"),
                 nic.tap + ("" if (nic.tap_state, nic.tap_oper) == ("up", "UP") or (vm.host and nic.tap_state == "up") else f" [red]({nic.tap_state or 'missing'}/{nic.tap_oper or '—'})[/]"),

@@ -44,12 +44,12 @@ EXERCISE_MARKER = "vnetlab_exercise"
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(scenario, name=None, accel='auto', boot_timeout=180, allow_host_paths=False): bring SCENARIO (a name or a YAML path) up once "
-        "for this module as lab NAME (default <scenario>-<random>); tests get it through the `vnetlab_lab` fixture",
+        f"{MARKER}(scenario, name=None, accel='auto', boot_timeout=180, allow_host_paths=False, cold=False): bring SCENARIO (a name or a YAML path) up once "
+        "for this module as lab NAME (default <scenario>-<random>; cold=True: its guests booted, not restored from warm images); tests get it through the `vnetlab_lab` fixture",
     )
     config.addinivalue_line(
         "markers",
-        f"{EXERCISE_MARKER}(exercise, student='demo', name=None, accel='auto', boot_timeout=180): start EXERCISE for STUDENT once "
+        f"{EXERCISE_MARKER}(exercise, student='demo', name=None, accel='auto', boot_timeout=180, cold=False): start EXERCISE for STUDENT once "
         "for this module as lab NAME (default <exercise>-<random>), setup applied; tests get it through the `vnetlab_exercise` fixture",
     )
 
@@ -167,7 +167,7 @@ def vnetlab_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 
     allow_host_paths = bool(marker.kwargs.get("allow_host_paths", False))
     runner = LabRunner(
-        Options(lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0)), allow_host_paths=allow_host_paths),
+        Options(lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0)), allow_host_paths=allow_host_paths, cold=bool(marker.kwargs.get("cold", False))),
         Progress(quiet=True),
         model,
     )
@@ -226,7 +226,10 @@ def vnetlab_exercise(request: pytest.FixtureRequest) -> Iterator[ExerciseUnderTe
     student = str(marker.kwargs.get("student", "demo"))
     lab = None
     try:
-        lab = ExerciseLab.start(ref, model, student=student, lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0)))
+        lab = ExerciseLab.start(
+            ref, model, student=student, lab=name, accel=marker.kwargs.get("accel", "auto"), boot_timeout=float(marker.kwargs.get("boot_timeout", 180.0)),
+            cold=bool(marker.kwargs.get("cold", False)),
+        )
         yield ExerciseUnderTest(lab)
     finally:
         if lab is not None:

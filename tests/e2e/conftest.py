@@ -5,6 +5,19 @@ from __future__ import annotations
 import pytest
 from labtools import lab_name_for, leftovers, module_lab_name_for, vnetlab
 
+from vnetlab.run.lab import COLD_ENV, cold_by_environment
+
+
+def pytest_collection_modifyitems(config, items):
+    """With $VNETLAB_COLD set (`make test-cold`) every lab boots its guests: the tests about restored
+    guests (marker `warm`) cannot hold and are skipped, saying why; every other test runs cold."""
+    if not cold_by_environment():
+        return
+    skip = pytest.mark.skip(reason=f"{COLD_ENV} is set: every guest boots, and this test is about guests restored from warm images")
+    for item in items:
+        if item.get_closest_marker("warm") is not None:
+            item.add_marker(skip)
+
 
 @pytest.fixture
 def lab_name(request):

@@ -14,10 +14,17 @@ from pathlib import Path
 import libvirt
 import pytest
 
+from vnetlab.backends import libvirt_domains as hv
 from vnetlab.backends.linux_bridge import list_links
 from vnetlab.backends.netns import list_namespaces
+from vnetlab.backends.warm_image import KIND as WARM
 from vnetlab.paths import SCENARIOS_DIR, Layout
 from vnetlab.plan.planner import METADATA_NS, tap_prefix
+from vnetlab.run.lab import cold_by_environment
+
+# How a local guest of a run without --cold starts: restored from a warm image, unless $VNETLAB_COLD
+# (`make test-cold`) boots every guest.
+DEFAULT_START = "boot" if cold_by_environment() else "restore"
 
 VNETLAB = [sys.executable, "-m", "vnetlab"]
 ENV = {**os.environ, "COLUMNS": "250"}  # tables unwrapped, so names can be found in them
@@ -50,6 +57,31 @@ def run_failing(tmp_path: Path, scenario: str, checks: str, name: str, lab: str)
     result, report = run_report(tmp_path, str(scenario_with_checks(tmp_path, scenario, checks, name=name)), lab)
     assert result.returncode == 1, result.stdout + result.stderr
     return result, report
+
+
+def warm_image_modes(key: str) -> dict[str, tuple[int, str]]:
+    """A warm image's cache entry as the cache keeps it: its folder (".") and each file → (mode,
+    "root" or "qemu" for its group); the owner must be root throughout."""
+    conn = libvirt.open("qemu:///system")
+    try:
+        qemu = hv.qemu_group(conn, "qemu")
+    finally:
+        conn.close()
+    entry = Layout().images / f"{WARM}-{key}"
+    found = {}
+    for path in (entry, *entry.iterdir()):
+        st = path.stat()
+        assert st.st_uid == 0, (path, st.st_uid)
+        group = "root" if st.st_gid == 0 else "qemu" if st.st_gid == qemu else str(st.st_gid)
+        found["." if path == entry else path.name] = (st.st_mode & 0o7777, group)
+    return found
+
+
+def starts_of(lab: str) -> dict[str, str]:
+    """VM → how `vnetlab inspect` says it started: "warm" (restored from a warm image) or "cold" (booted)."""
+    inspect = vnetlab("inspect", lab, "--format", "json", "--no-guest")
+    assert inspect.returncode == 0, inspect.stdout + inspect.stderr
+    return {vm["name"]: vm["start"].split(" ")[0] for vm in json.loads(inspect.stdout)["vms"]}
 
 
 def lab_name_for(request, prefix: str) -> str:
@@ -183,8 +215,10 @@ def _processes_whose_cmdline_has(needle: bytes) -> list[int]:
 
 
 def qemu_pids_of(lab: str) -> list[int]:
-    """qemu processes of this lab's domains (libvirt names them in `-name guest=`)."""
-    return [pid for pid in _processes_whose_cmdline_has(f"guest=vnl-{lab}-".encode()) if b"qemu-system" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    """qemu processes of this lab's domains (libvirt names them in `-name guest=`): its guests'
+    (vnl-LAB-VM) and those of the warm images it made (vnl-LAB.warmN)."""
+    pids = _processes_whose_cmdline_has(f"guest=vnl-{lab}-".encode()) + _processes_whose_cmdline_has(f"guest=vnl-{lab}.warm".encode())
+    return [pid for pid in pids if b"qemu-system" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 def ovs_daemons_of(lab: str) -> list[int]:

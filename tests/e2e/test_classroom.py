@@ -28,11 +28,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from labtools import leftovers, vnetlab
+from labtools import leftovers, starts_of, vnetlab
 
 from vnetlab.classroom.record import ClassFolder
 from vnetlab.classroom.seats import lab_ready
 from vnetlab.paths import Layout
+from vnetlab.run.lab import cold_by_environment
 
 pytestmark = pytest.mark.e2e
 
@@ -107,6 +108,13 @@ def class_view(klass: Class) -> dict:
 
 def exercise_files(klass: Class) -> dict[str, bytes]:
     return {s: (Layout().lab_dir(lab) / "exercise.json").read_bytes() for s, lab in klass.labs.items()}
+
+
+def test_every_seats_guests_are_restored_from_warm_images(klass: Class):
+    """The seats start as `vnetlab exercise start` does: warm (the first seat to need a warm image makes
+    it, the others wait for it and restore); `classroom start --cold` boots them (a unit test pins it)."""
+    how = "cold" if cold_by_environment() else "warm"
+    assert {seat: starts_of(lab) for seat, lab in klass.labs.items()} == {seat: {"vm1": how, "vm2": how} for seat in klass.labs}
 
 
 def test_start_printed_the_urls_and_keeps_them_for_root_only(klass: Class):
@@ -358,6 +366,8 @@ def test_a_reset_rebuilds_one_seat_for_the_same_student(klass: Class):
     assert after["tasks"][0]["html"] == before["tasks"][0]["html"]  # the same student: the same values
     assert other_lab.read_bytes() == other_before  # s01's lab was not touched
     assert lab_ready(Layout(), klass.labs["s02"]) == "ready"
+    how = "cold" if cold_by_environment() else "warm"
+    assert starts_of(klass.labs["s02"]) == {"vm1": how, "vm2": how}  # restored again
 
 
 def test_status_shows_the_seats(klass: Class):

@@ -17,11 +17,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from labtools import ENV, VNETLAB, LineWatcher, leftovers, vnetlab
+from labtools import ENV, VNETLAB, LineWatcher, leftovers, starts_of, vnetlab
 
 from vnetlab.compose import load_scenario
 from vnetlab.paths import Layout, SCENARIOS_DIR, exercise_files
-from vnetlab.run.lab import lab_lock
+from vnetlab.run.lab import cold_by_environment, lab_lock
 
 pytestmark = pytest.mark.e2e
 LAB_PREFIX = "t-x"
@@ -264,6 +264,8 @@ def real_shell(lab: str) -> None:
 def test_faked_ping_lock_waits_ctrl_c_judge_and_reset(lab_name):
     started = exercise("start", "ex-two-vm-ping", "--student", "carol", "--name", lab_name)
     assert started.returncode == 0, started.stdout + started.stderr
+    how = "cold" if cold_by_environment() else "warm"  # an exercise's guests are restored from warm images, as a run's
+    assert starts_of(lab_name) == {"vm1": how, "vm2": how}
     state = Layout().lab_dir(lab_name) / "exercise.json"
     address, _ = addresses("carol")
     assert exercise("hint", lab_name, "1").returncode == 0
@@ -308,5 +310,6 @@ def test_faked_ping_lock_waits_ctrl_c_judge_and_reset(lab_name):
     assert reset.returncode == 0 and f"Give vm2 the address {address} on eth0." in reset.stdout, reset.stdout + reset.stderr
     status = json.loads(exercise("status", lab_name, "--json").stdout)
     assert [t["state"] for t in status["tasks"]] == ["untried", "untried"] and status["tasks"][0]["hints_used"] == 1
+    assert starts_of(lab_name) == {"vm1": how, "vm2": how}  # restored again (test_cold_start.py: a --cold lab's reset boots)
     assert status["params"] == load_scenario(EXERCISE, "carol").param_values and status["student"] == "carol"
     assert exercise("check", lab_name, "1").returncode == 1  # vm2's address is gone again

@@ -392,6 +392,21 @@ def test_tls_files_are_checked_before_anything_starts(tmp_path):
         check_tls(str(cert), str(cert))
 
 
+@pytest.mark.parametrize("cold", [False, True])
+def test_a_seat_starts_warm_unless_the_class_was_started_cold(tmp_path, cold):
+    """`classroom start --cold` is kept in the class record, and each seat's start asks the engine's
+    start operation for it (`--cold`: its guests booted, not restored from warm images)."""
+    layout = Layout(tmp_path / "root")
+    record = ClassRecord("cls", str(tmp_path / "ex.yaml"), [Seat("s01", "alice", "Alice", "cls-s01", new_token())], new_token(), cold=cold)
+    folder = ClassFolder(layout, "cls")
+    folder.create(record)
+    assert ClassFolder(layout, "cls").load().cold is cold
+    seats = Seats(record, folder, FakeEngine())
+    asyncio.run(seats._bring_up(seats.runs["s01"]))
+    assert seats.runs["s01"].phase == UP
+    assert seats.engine.calls == [["start", *(["--cold"] if cold else []), str(tmp_path / "ex.yaml"), "alice", "cls-s01"]]
+
+
 HOSTILE = "\x1b]0;owned\x07\x1b[2J\x9b1m\u202eexit"
 FORBIDDEN = {chr(c) for c in range(0x20) if chr(c) not in "\n\t"} | {chr(c) for c in range(0x7F, 0xA0)} | {"\u202e"}
 

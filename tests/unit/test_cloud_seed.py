@@ -236,3 +236,26 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path: Path, seed: CloudSe
 def test_the_seed_is_frozen(seed: CloudSeed) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         seed.hostname = "other"  # type: ignore[misc]
+
+
+def test_the_warm_seed_writes_the_warm_start_into_the_guest_and_starts_it(seed: CloudSeed) -> None:
+    """A cloud image's warm boot (run/warm.py): the usual first boot, plus the agent that waits for each
+    restored guest's identity, boot.sh's functions, its unit and sshd's drop-in; no address anywhere."""
+    from vnetlab.backends.cloud_seed import network_config, warm_recipe_hash, warm_user_data
+    from vnetlab.paths import RECIPE_DIR
+
+    text = warm_user_data(seed)
+    assert text.startswith("#cloud-config\n")
+    config = yaml.safe_load(text)
+    files = {f["path"]: f for f in config["write_files"]}
+    assert sorted(files) == [
+        "/etc/systemd/system/ssh.service.d/vnetlab.conf", "/etc/systemd/system/vnetlab-warm.service",
+        "/usr/local/lib/vnetlab/boot.sh", "/usr/local/lib/vnetlab/warm",
+    ]
+    assert files["/usr/local/lib/vnetlab/boot.sh"]["content"] == (RECIPE_DIR / "guest/lib/vnetlab/boot.sh").read_text()
+    assert files["/usr/local/lib/vnetlab/warm"]["permissions"] == "0755" and files["/usr/local/lib/vnetlab/boot.sh"]["permissions"] == "0644"
+    assert config["runcmd"] == [["systemctl", "daemon-reload"], ["systemctl", "start", "--no-block", "vnetlab-warm.service"]]
+    assert config["ssh_keys"]["ed25519_public"] == seed.host_key_public  # otherwise the first boot's own
+    network = yaml.safe_load(network_config(seed, addressed=False))
+    assert all("addresses" not in nic for nic in network["ethernets"].values()), network
+    assert len(warm_recipe_hash()) == 16

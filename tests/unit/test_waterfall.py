@@ -59,3 +59,34 @@ def test_cpu_is_reported_per_guest_and_moment() -> None:
     assert list(cpu["moments"]) == [name for name, _ in CPU_MOMENTS] == ["started", "up", "checked"]
     assert Outcome("s", "l").cpu_json()["vnetlab_s"] is None  # `vnetlab check` does not measure itself
 
+
+
+def test_a_restored_guest_is_drawn_restored_and_what_it_does_before_its_marker_is_not_a_boot() -> None:
+    events = [VMEvent("vm1", "restoring", 0.2), VMEvent("vm1", "restored", 0.6), VMEvent("vm1", "console ready", 0.9),
+              VMEvent("vm2", "starting", 0.2), VMEvent("vm2", "started", 0.5), VMEvent("vm2", "console ready", 2.9)]
+    root = ET.fromstring(waterfall_svg("warm", STEPS, events))
+    titles = [t.text for t in root.iter(f"{SVG}title")]
+    assert "vm1: domain restored from a warm image, taps into the lab, 0.40 s (0.20 → 0.60 s)" in titles
+    assert "vm1: identity (keys, MACs, clock, reseed) to the readiness marker, 0.30 s (0.60 → 0.90 s)" in titles
+    assert "vm2: boot to the readiness marker, 2.40 s (0.50 → 2.90 s)" in titles
+    legend = [t.text for t in root.iter(f"{SVG}text")]
+    assert "domain restored from a warm image, taps into the lab" in legend and "boot to the readiness marker" in legend
+    width = float(root.get("width"))
+    assert all(float(t.get("x")) < width for t in root.iter(f"{SVG}text"))  # the legend wraps rather than leaving the picture
+    assert "domain restored from a warm image, taps into the lab" not in [t.text for t in ET.fromstring(waterfall_svg("cold", STEPS, EVENTS)).iter(f"{SVG}text")]
+
+
+def test_the_live_rows_show_a_restored_guest_in_the_booted_guests_columns() -> None:
+    from rich.console import Console
+
+    from vnetlab.run.progress import Progress
+
+    progress = Progress(Console(record=True, width=200, force_terminal=True))
+    progress.vm_stage("vm1", "restoring")
+    progress.vm_stage("vm1", "restored")
+    progress.vm_stage("vm2", "starting")
+    progress.console.print(progress.__rich__())
+    text = progress.console.export_text()
+    assert "started/restored" in text and progress.restored == {"vm1"}
+    vm1 = next(line for line in text.splitlines() if line.strip().startswith("vm1"))
+    assert vm1.count("✓") == 2  # restoring and restored: the first two columns

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import yaml
 
+from vnetlab.backends.image import hash_sources
 from vnetlab.backends.keys import write_secret
+from vnetlab.paths import RECIPE_DIR
 
 VOLUME_ID = "cidata"  # the label cloud-init's NoCloud data source looks for
 MGMT_NAME = "mgmt0"
@@ -62,8 +64,12 @@ class CloudSeed:
 
 def user_data(seed: CloudSeed) -> str:
     """The #cloud-config document: root login by key, the pinned host key, a fast first boot."""
+    return "#cloud-config\n" + yaml.safe_dump(_cloud_config(seed), sort_keys=False, default_flow_style=False, width=_NO_FOLDING)
+
+
+def _cloud_config(seed: CloudSeed) -> dict[str, object]:
     _validate(seed)
-    config = {
+    return {
         "hostname": seed.hostname,
         "preserve_hostname": False,
         "manage_etc_hosts": True,  # the hostname resolves without DNS (there is none in a lab)
@@ -85,7 +91,6 @@ def user_data(seed: CloudSeed) -> str:
         "locale": "false",
         "grub_dpkg": {"enabled": False},  # only records grub's install device for debconf; ~1.5 s under TCG
     }
-    return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False, default_flow_style=False, width=_NO_FOLDING)
 
 
 def meta_data(seed: CloudSeed) -> str:
@@ -94,19 +99,21 @@ def meta_data(seed: CloudSeed) -> str:
     return yaml.safe_dump({"instance-id": instance_id(seed), "local-hostname": seed.hostname}, sort_keys=False)
 
 
-def network_config(seed: CloudSeed) -> str:
-    """Network config version 2: every NIC matched by MAC and renamed; mgmt0 addressed, the DHCP NICs asking."""
+def network_config(seed: CloudSeed, *, addressed: bool = True) -> str:
+    """Network config version 2: every NIC matched by MAC and renamed; mgmt0 addressed and the DHCP
+    NICs asking (neither with `addressed` false: a warm image's guest, whose NICs take their
+    addresses once restored)."""
     _validate(seed)
     ethernets: dict[str, dict[str, object]] = {
         MGMT_NAME: {
             "match": {"macaddress": _mac(seed.mgmt_mac)},
             "set-name": MGMT_NAME,
             "dhcp4": False,
-            "addresses": [str(ipaddress.ip_interface(seed.mgmt_cidr))],
+            **({"addresses": [str(ipaddress.ip_interface(seed.mgmt_cidr))]} if addressed else {}),
         }
     }
     for mac, name in seed.nics:
-        ethernets[name] = {"match": {"macaddress": _mac(mac)}, "set-name": name, "dhcp4": name in seed.dhcp}
+        ethernets[name] = {"match": {"macaddress": _mac(mac)}, "set-name": name, "dhcp4": addressed and name in seed.dhcp}
     return yaml.safe_dump({"version": 2, "ethernets": ethernets}, sort_keys=False)
 
 
@@ -119,7 +126,49 @@ def instance_id(seed: CloudSeed) -> str:
 
 def write_seed_iso(dest: Path, seed: CloudSeed) -> None:
     """Write the seed ISO to `dest`, mode 0600, atomically (it holds the guest's private host key)."""
-    documents = {"user-data": user_data(seed), "meta-data": meta_data(seed), "network-config": network_config(seed)}
+    _write_iso(dest, {"user-data": user_data(seed), "meta-data": meta_data(seed), "network-config": network_config(seed)})
+
+
+# --- warm start -------------------------------------------------------------------------------
+
+WARM_FILES = RECIPE_DIR / "cloud"  # what the warm seed writes into the guest (images/cloud/README.md)
+GUEST_FUNCTIONS = RECIPE_DIR / "guest/lib/vnetlab/boot.sh"
+WARM_SERVICE = "vnetlab-warm.service"
+
+
+def _warm_files() -> dict[str, Path]:
+    """Path in the guest → the recipe file written there."""
+    files = {"/" + p.relative_to(WARM_FILES).as_posix(): p for p in sorted(WARM_FILES.rglob("*")) if p.is_file() and p.name != "README.md"}
+    files["/usr/local/lib/vnetlab/boot.sh"] = GUEST_FUNCTIONS
+    return files
+
+
+def warm_recipe_hash() -> str:
+    """What a cloud image's warm guest runs beyond the image: part of its warm image's key."""
+    sources = {path: file for path, file in _warm_files().items()}
+    sources["vnetlab/cloud_seed.py"] = Path(__file__)
+    return hash_sources(sources, WARM_SERVICE)
+
+
+def warm_user_data(seed: CloudSeed) -> str:
+    """The warm boot's #cloud-config: `seed`'s (throw-away keys nobody holds), plus the files of the
+    warm start and a runcmd that starts it once cloud-init's last stage runs."""
+    config = _cloud_config(seed)
+    config["write_files"] = [
+        {"path": path, "permissions": "0755" if file.stat().st_mode & 0o100 else "0644", "owner": "root:root", "content": file.read_text()}
+        for path, file in _warm_files().items()
+    ]
+    config["runcmd"] = [["systemctl", "daemon-reload"], ["systemctl", "start", "--no-block", WARM_SERVICE]]
+    return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False, default_flow_style=False, width=_NO_FOLDING)
+
+
+def write_warm_seed_iso(dest: Path, seed: CloudSeed) -> None:
+    """The seed of a cloud image's warm boot: no address on any NIC (they are the warm image's, and
+    go down before it is saved)."""
+    _write_iso(dest, {"user-data": warm_user_data(seed), "meta-data": meta_data(seed), "network-config": network_config(seed, addressed=False)})
+
+
+def _write_iso(dest: Path, documents: dict[str, str]) -> None:
     import pycdlib  # here, not at the top: 40 ms of every run's start-up, and only cloud images need it
 
     iso = pycdlib.PyCdlib()

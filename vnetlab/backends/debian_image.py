@@ -122,9 +122,15 @@ def _install_modules(root: Path, tiny: GuestImage, build: Path, say: Callable[[s
     depmod(root, tiny.kernel_version)
 
 
+# The initramfs's shell functions, also on the disk: a restored guest's identity steps run there
+# (images/debian/usr/local/lib/vnetlab/warm).
+GUEST_FUNCTIONS = (RECIPE_DIR / "guest/lib/vnetlab/boot.sh", "/usr/local/lib/vnetlab/boot.sh")
+
+
 def _apply_recipe(root: Path) -> None:
-    """The recipe's files, the readiness unit enabled, the boot-time-only units masked, and no
-    shared SSH host keys (each guest gets its own from the initramfs)."""
+    """The recipe's files, the readiness and warm-start units enabled, the boot-time-only units
+    masked, and no shared SSH host keys (each guest gets its own from the initramfs, or a restored
+    one from its identity)."""
     for source in sorted(p for p in RECIPE.rglob("*") if p.is_file() and p.name not in _NOT_COPIED):
         relative = source.relative_to(RECIPE).as_posix()
         dest = in_tree(root, "/" + relative)
@@ -134,7 +140,11 @@ def _apply_recipe(root: Path) -> None:
     units = in_tree(root, "/etc/systemd/system")
     wants = units / "multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
-    _symlink("/etc/systemd/system/vnetlab-ready.service", wants / "vnetlab-ready.service")
+    for unit in ("vnetlab-ready.service", "vnetlab-warm.service"):
+        _symlink(f"/etc/systemd/system/{unit}", wants / unit)
+    source, dest = GUEST_FUNCTIONS
+    in_tree(root, dest).write_bytes(source.read_bytes())
+    in_tree(root, dest).chmod(0o644)
     for unit in _recipe_words("masked.txt"):
         _symlink("/dev/null", units / unit)
     for key in in_tree(root, "/etc/ssh").glob("ssh_host_*"):

@@ -8,7 +8,10 @@ The cache is root's: entries are built 0600 in 0711 folders, and nothing in it i
 others. libvirt's qemu user reads a guest's base disk through the guest's overlay (libvirt does not
 hand backing files to it as it does the overlay), so what a lab's guests boot from is granted to
 qemu's group when the lab starts (`grant_to_qemu`): 0640 root:<qemu group> below 0710 root:<qemu
-group> folders, the way the lab folders are made.
+group> folders, the way the lab folders are made. A warm image's disk and seed, which every guest
+restored from it reads through its own overlay or shared, are granted the same way when a lab
+restores from it; while a warm image is made, its guest passes through its build folder
+(`open_build_to_qemu`).
 """
 
 from __future__ import annotations
@@ -103,11 +106,27 @@ def grant_to_qemu(cache: Path, files: list[Path], gid: int) -> None:
         if root == Path("/") or len(entry) != 2 or not (root / entry[0] / INFO).is_file():
             continue
         for path, mode in ((root, 0o710), (root / entry[0], 0o710), (file, 0o640)):
-            st = path.stat()
-            if st.st_gid != gid:
-                os.chown(path, -1, gid)
-            if stat.S_IMODE(st.st_mode) != mode:
-                os.chmod(path, mode)
+            _grant(path, mode, gid)
+
+
+def open_build_to_qemu(build: Path, gid: int) -> None:
+    """Let qemu's user pass through a build folder (and the cache folder) to the files libvirt hands
+    it while the build boots a guest (a warm image's: its top disk, its fw_cfg file, its seed): 0710
+    root:<gid>, as grant_to_qemu leaves an entry. Its files stay root's until granted once published."""
+    for path in (build.parent, build):
+        _grant(path, 0o710, gid)
+
+
+def _grant(path: Path, mode: int, gid: int) -> None:
+    """Group <gid> and `mode`; the owner is left as it is: while a guest runs, libvirt's DAC driver
+    has its file owned by qemu's user (and remembers root), and refuses to start another guest on
+    a file in use whose owner changed under it ("Setting different DAC user or group ... already
+    in use"): two labs starting at once on one kernel."""
+    st = path.stat()
+    if st.st_gid != gid:
+        os.chown(path, -1, gid)
+    if stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)
 
 
 @contextlib.contextmanager

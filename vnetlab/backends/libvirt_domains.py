@@ -118,6 +118,12 @@ def start_paused(dom: libvirt.virDomain, pause: float = 0.2) -> None:
         time.sleep(pause)
 
 
+def restore_paused(conn: libvirt.virConnect, save_image: Path, name: str, timeout: float = 120.0) -> None:
+    """Restore the domain a save image's header describes (backends/save_image.py), paused: its taps
+    are moved into the lab namespace before it runs again."""
+    bounded(f"restoring {name}", lambda: conn.restoreFlags(str(save_image), None, libvirt.VIR_DOMAIN_SAVE_PAUSED), timeout=timeout)
+
+
 def resume(dom: libvirt.virDomain) -> None:
     bounded(f"resuming {dom.name()}", dom.resume)
 

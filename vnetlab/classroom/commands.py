@@ -50,6 +50,7 @@ def add_commands(sub: Any) -> None:
     start.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
     start.add_argument("--insecure-http", action="store_true", help="allow plain HTTP on a non-loopback --listen (only on a network that is yours alone)")
     start.add_argument("--idle-timeout", type=float, default=limits.IDLE_TIMEOUT / 60, metavar="MIN", help=f"close a terminal after MIN minutes without a key pressed (default {limits.IDLE_TIMEOUT / 60:g})")
+    start.add_argument("--cold", action="store_true", help="boot every seat's guests instead of restoring them from warm images (as `vnetlab run --cold`; the first seat otherwise makes the warm images the others restore from)")
     start.add_argument("--seats-at-once", type=int, default=None, metavar="K", help="seats whose labs boot at the same time (default: the host's cores + 1 guests' worth, at least 1)")
     start.add_argument("--scenarios", type=Path, action="append", default=[], metavar="DIR", help="look for EXERCISE by name in DIR first (repeatable)")
     start.add_argument("--no-wait", action="store_true", help="return once the server runs, while the seats still come up")
@@ -120,7 +121,7 @@ def start(args: argparse.Namespace, out: Console, err: Console, model: Any, layo
     seats = [Seat(seat_id(i), s.id, s.name, f"{name}-{seat_id(i)}", new_token()) for i, s in enumerate(students, start=1)]
     record = ClassRecord(
         name, str(path.resolve()), seats, new_token(), listen=args.listen, tls_cert=_absolute(args.tls_cert), tls_key=_absolute(args.tls_key),
-        insecure_http=args.insecure_http, idle_timeout=max(1.0, args.idle_timeout * 60), seats_at_once=max(1, at_once),
+        insecure_http=args.insecure_http, idle_timeout=max(1.0, args.idle_timeout * 60), seats_at_once=max(1, at_once), cold=args.cold,
     )
     folder = ClassFolder(layout, name)
     _refuse_lab_clashes(layout, seats)

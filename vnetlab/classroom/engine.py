@@ -123,8 +123,8 @@ class Engine:
             raise EngineError(message or f"the exercise operation {args[0]} failed (exit {done.code})", _tail(done.stderr or done.stdout))
         return result
 
-    async def start(self, exercise: str, student: str, lab: str, on_line: Callable[[str], None] | None = None) -> None:
-        await self._op(["start", "--", exercise, student, lab], START_TIMEOUT, on_line)
+    async def start(self, exercise: str, student: str, lab: str, on_line: Callable[[str], None] | None = None, *, cold: bool = False) -> None:
+        await self._op(["start", *(["--cold"] if cold else []), "--", exercise, student, lab], START_TIMEOUT, on_line)
 
     async def status(self, lab: str) -> dict:
         try:

@@ -91,7 +91,7 @@ def _run(op: str, args: argparse.Namespace) -> Any:
     if op == "grade":
         return _grade(args)
     if op == "start":
-        ExerciseLab.start(args.exercise, registry(), student=args.student, lab=args.lab, layout=layout, progress=progress)
+        ExerciseLab.start(args.exercise, registry(), student=args.student, lab=args.lab, layout=layout, progress=progress, cold=args.cold)
         return {"lab": args.lab}
     ex_lab = ExerciseLab(args.lab, registry(), layout, progress)
     if op == "check":
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", type=Path, default=Layout().root)
     sub = p.add_subparsers(dest="op", required=True)
     start = sub.add_parser("start")
+    start.add_argument("--cold", action="store_true")
     start.add_argument("exercise")
     start.add_argument("student")
     start.add_argument("lab")

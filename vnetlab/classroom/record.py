@@ -62,6 +62,7 @@ class ClassRecord:
     insecure_http: bool = False
     idle_timeout: float = 1800.0  # seconds without a key press before a terminal closes
     seats_at_once: int = 2  # boot admission: seats starting at the same time
+    cold: bool = False  # --cold: the seats' guests are booted, not restored from warm images
     created: float = field(default_factory=time.time)
 
     def seat(self, ref: str) -> Seat | None:

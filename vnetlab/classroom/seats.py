@@ -177,7 +177,7 @@ class Seats:
                     run.progress = "removing what a start that died left"
                     self.touch(run)
                     await self.engine.down(lab)
-                await self.engine.start(self.record.exercise, run.seat.student, lab, on_line=lambda line: self._progress(run, line))
+                await self.engine.start(self.record.exercise, run.seat.student, lab, cold=self.record.cold, on_line=lambda line: self._progress(run, line))
             except EngineError as exc:
                 run.phase, run.error = FAILED, f"{exc}\n{exc.detail}".strip()
                 log.warning("seat %s: %s", run.seat.id, run.error)
@@ -281,7 +281,7 @@ class Seats:
                         await self.engine.reset(run.seat.lab, on_line=lambda line: self._progress(run, line))
                     else:  # its start failed (or it was removed by hand): start it afresh
                         await self.engine.down(run.seat.lab)
-                        await self.engine.start(self.record.exercise, run.seat.student, run.seat.lab, on_line=lambda line: self._progress(run, line))
+                        await self.engine.start(self.record.exercise, run.seat.student, run.seat.lab, cold=self.record.cold, on_line=lambda line: self._progress(run, line))
             except EngineError as exc:
                 run.phase, run.error = FAILED, f"{exc}\n{exc.detail}".strip()
                 self.touch(run)

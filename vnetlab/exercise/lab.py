@@ -193,11 +193,12 @@ class ExerciseLab:
     def start(
         cls, ref: str, model: ScenarioModel, *, student: str = DEFAULT_STUDENT, lab: str | None = None, layout: Layout | None = None,
         progress: Progress | None = None, scenario_dirs: list[Path] | None = None, accel: str = "auto", boot_timeout: float = 180.0,
-        carry: ExerciseState | None = None,
+        carry: ExerciseState | None = None, cold: bool = False,
     ) -> ExerciseLab:
         """Build the exercise's lab for `student` (named NAME-ID unless `lab`), apply its setup,
         and record the exercise in the lab's folder; the lab stays up. `carry`: the state of the lab
-        this one replaces (reset): its hints, answers, submissions and start time go on."""
+        this one replaces (reset): its hints, answers, submissions and start time go on. `cold`:
+        boot its guests instead of restoring them from warm images (as `vnetlab run --cold`)."""
         try:
             check_student(student)
         except ParamError as exc:
@@ -225,7 +226,7 @@ class ExerciseLab:
             )
             state.save(plan.lab_dir)
 
-        options = Options(lab=name, accel=accel, boot_timeout=boot_timeout, layout=layout, scenario_dirs=scenario_dirs or [], student=student, after_up=record)
+        options = Options(lab=name, accel=accel, boot_timeout=boot_timeout, layout=layout, scenario_dirs=scenario_dirs or [], student=student, after_up=record, cold=cold)
         LabRunner(options, progress, model).run(str(path), keep=True, check=False)
         return cls(name, model, layout, progress)
 
@@ -386,13 +387,14 @@ class ExerciseLab:
 
     def reset(self) -> ExerciseLab:
         """The lab rebuilt from scratch for the same student: tasks untried again; hints, answers,
-        submissions and the start time go on."""
+        submissions and the start time go on; booted again if it was booted (--cold)."""
         state = self.state()
+        cold = read_state(self.paths).cold
         path = Path(state.file)
         if not path.is_file() or file_sha256(path) != state.sha256:
             raise ExerciseError(f"the exercise file {path} changed (or went) since the lab was built: `vnetlab down {self.lab}`, then start it again")
         LabRunner(Options(lab=self.lab, layout=self.layout), self.progress, self.model).down(self.lab)
-        return ExerciseLab.start(str(path), self.model, student=state.student, lab=self.lab, layout=self.layout, progress=self.progress, carry=state)
+        return ExerciseLab.start(str(path), self.model, student=state.student, lab=self.lab, layout=self.layout, progress=self.progress, carry=state, cold=cold)
 
     def down(self) -> DownReport:
         """End the exercise: the lab and its state go (submitted bundles stay)."""

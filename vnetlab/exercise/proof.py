@@ -70,17 +70,18 @@ def _verdicts(outcome: TaskOutcome) -> str:
 
 def prove(
     ref: str, model: ScenarioModel, *, student: str = DEFAULT_STUDENT, lab: str | None = None, layout: Layout | None = None,
-    progress: Progress | None = None, scenario_dirs: list[Path] | None = None, accel: str = "auto", keep: bool = False,
+    progress: Progress | None = None, scenario_dirs: list[Path] | None = None, accel: str = "auto", keep: bool = False, cold: bool = False,
 ) -> Proof:
-    """Build the exercise on a lab of its own (NAME-<random> unless `lab`), prove every task, then
-    take the lab down (unless `keep`). The proof says what failed; it raises only for bad input."""
+    """Build the exercise on a lab of its own (NAME-<random> unless `lab`; `cold`: its guests booted,
+    not restored), prove every task, then take the lab down (unless `keep`). The proof says what
+    failed; it raises only for bad input."""
     progress = progress or Progress(quiet=True)
     _, scenario = load(ref, model, scenario_dirs or [], progress.detail, student)
     name = lab or unique_lab_name(scenario.name)
     proof = Proof(scenario.name, name, student)
     xlab: ExerciseLab | None = None
     try:
-        xlab = ExerciseLab.start(ref, model, student=student, lab=name, layout=layout, progress=progress, scenario_dirs=scenario_dirs, accel=accel)
+        xlab = ExerciseLab.start(ref, model, student=student, lab=name, layout=layout, progress=progress, scenario_dirs=scenario_dirs, accel=accel, cold=cold)
         tasks = scenario.exercise.tasks
         for k, task in enumerate(tasks):
             label = f"{k + 1}. {task.name}"

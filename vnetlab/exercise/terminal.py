@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start.add_argument("--name", metavar="LAB", help="lab name (default: NAME-ID)")
     start.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto", help="kvm, tcg, or auto: probe whether KVM really boots a guest (default)")
     start.add_argument("--boot-timeout", type=float, default=180.0, metavar="S", help="seconds a guest may take to become reachable (default 180)")
+    start.add_argument("--cold", action="store_true", help="boot the guests instead of restoring them from warm images (as `vnetlab run --cold`); `reset` boots them again")
     start.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     _scenarios(start)
 
@@ -81,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     test.add_argument("--json", action="store_true", help="print the proof as JSON")
     test.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     test.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
+    test.add_argument("--cold", action="store_true", help="boot the guests instead of restoring them from warm images (as `vnetlab run --cold`)")
     test.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     _scenarios(test)
 
@@ -190,7 +192,7 @@ def run_command(args: argparse.Namespace, ctx: Any) -> int:
     if command == "list":
         return _list(args, ctx)
     if command == "start":
-        xlab = ExerciseLab.start(args.exercise, ctx.model, student=args.student, lab=args.name, layout=layout, progress=_progress(ctx, args), scenario_dirs=args.scenarios, accel=args.accel, boot_timeout=args.boot_timeout)
+        xlab = ExerciseLab.start(args.exercise, ctx.model, student=args.student, lab=args.name, layout=layout, progress=_progress(ctx, args), scenario_dirs=args.scenarios, accel=args.accel, boot_timeout=args.boot_timeout, cold=args.cold)
         print_briefing(ctx, xlab)
         return EXIT_OK
     if command == "test":
@@ -270,7 +272,7 @@ def _list(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def _test(args: argparse.Namespace, ctx: Any, layout: Layout) -> int:
-    proof = prove(args.exercise, ctx.model, student=args.student, lab=args.name, layout=layout, progress=_progress(ctx, args), scenario_dirs=args.scenarios, accel=args.accel, keep=args.keep)
+    proof = prove(args.exercise, ctx.model, student=args.student, lab=args.name, layout=layout, progress=_progress(ctx, args), scenario_dirs=args.scenarios, accel=args.accel, keep=args.keep, cold=args.cold)
     if args.junit:
         args.junit.parent.mkdir(parents=True, exist_ok=True)
         args.junit.write_text(proof.junit(), encoding="utf-8")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 import libvirt
@@ -23,7 +24,9 @@ from vnetlab.backends import linux_bridge, netns
 from vnetlab.backends import image_cache, qcow2
 from vnetlab.backends.cloud_seed import CloudSeed, write_seed_iso
 from vnetlab.backends.image import GuestImage, write_guest_secrets
+from vnetlab.backends.image_kinds import TINY
 from vnetlab.backends.keys import ClientKey, HostKey, generate_client_key, generate_host_key, write_secret
+from vnetlab.backends.warm_image import IDENTITY_FILE, identity_archive, identity_words
 from vnetlab.errors import VnetlabError
 from vnetlab.lazy import preload
 from vnetlab.plan.planner import METADATA_NS, Plan, PlannedBridge, PlannedVM
@@ -36,6 +39,7 @@ AUTHORIZED_KEYS = "/root/.ssh/authorized_keys"
 GUEST_HOST_KEY = "/etc/dropbear/dropbear_ed25519_host_key"
 # Where /sbin/vnl-root (disk guests) finds the OpenSSH host key it copies onto the root disk.
 DISK_GUEST_HOST_KEY = "/etc/vnetlab/ssh_host_ed25519_key"
+OPENSSH_HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"  # where a restored disk or cloud guest's sshd reads it
 
 
 def secrets_dir(plan: Plan) -> Path:
@@ -55,9 +59,16 @@ def qemu_passage(path: Path, qemu_gid: int | None) -> None:
         os.chmod(path, 0o710)
 
 
-def prepare_files(plan: Plan, image: GuestImage, qemu_gid: int | None) -> None:
+def identity_file(vm: PlannedVM) -> Path:
+    """A restored guest's fw_cfg file: its identity and keys (backends/warm_image.identity_archive)."""
+    return vm.secrets.parent / "identity.tar"
+
+
+def prepare_files(plan: Plan, image: GuestImage, qemu_gid: int | None, restored: Collection[str] = ()) -> None:
     """Per-lab client key, per-guest host keys, and what each guest boots from besides the image's
-    kernel and initramfs: its keys' archive (fw_cfg), its qcow2 overlay, its cloud-init seed.
+    kernel and initramfs: its keys' archive (fw_cfg), its qcow2 overlay, its cloud-init seed; for
+    a guest restored from a warm image (named in `restored`), its identity archive instead (its
+    overlay is made when it is restored, on the warm image's disk).
 
     Keys are 0600 in the 0700 secrets folder. Keys' archives and seeds embed the guests' private host
     keys: they are 0600 (libvirt's DAC driver hands them to qemu's user while the guest runs)
@@ -74,7 +85,10 @@ def prepare_files(plan: Plan, image: GuestImage, qemu_gid: int | None) -> None:
     for vm in plan.vms:
         host: HostKey = generate_host_key()
         write_secret(host_key_file(plan, vm.name), host.public_line.encode())
-        _guest_boot_files(vm, image, client, host)
+        if vm.name in restored:
+            write_secret(identity_file(vm), _guest_identity(vm, client, host))
+        else:
+            _guest_boot_files(vm, image, client, host)
         (vm.secrets.parent / "domain.xml").write_text(vm.xml)
 
 
@@ -117,6 +131,21 @@ class StateRecords:
 
     def settle(self, intent: str, name: str) -> None:
         self.state.replace(self.lab_dir, self.kind, intent, name)
+
+
+def _guest_identity(vm: PlannedVM, client: ClientKey, host: HostKey) -> bytes:
+    """What makes a restored guest this guest: the lab's key, its host key (dropbear's format for the
+    tiny guest, OpenSSH's for the others, where sshd reads it) and its identity's words."""
+    files = {
+        AUTHORIZED_KEYS: ((client.public_line + "\n").encode(), 0o600),
+        IDENTITY_FILE: (identity_words(vm.name, vm.mgmt.mac, vm.mgmt.cidr or "", [(n.mac, n.guest_name) for n in vm.nics]).encode(), 0o644),
+    }
+    if vm.image.kind == TINY:
+        files[GUEST_HOST_KEY] = (host.dropbear_blob, 0o600)
+    else:
+        files[OPENSSH_HOST_KEY] = (host.openssh_private, 0o600)
+        files[OPENSSH_HOST_KEY + ".pub"] = ((host.public_line + "\n").encode(), 0o644)
+    return identity_archive(files, {"/root/.ssh": 0o700, str(PurePosixPath(IDENTITY_FILE).parent): 0o755})
 
 
 class Switch(Protocol):
@@ -221,39 +250,73 @@ def create_network(plan: Plan, state: LabState) -> None:
         feature.apply(plan, ctx)
 
 
-def boot_vm(plan: Plan, state: LabState, conn: libvirt.virConnect, vm: PlannedVM, before_resume: Callable[[PlannedVM], None] | None = None) -> None:
+class Starter(Protocol):
+    """How a guest's domain starts: booted (the default) or restored from a warm image (run/warm.py)."""
+
+    how: str  # "boot" or "restore": said in the progress, the report and the waterfall
+
+    def domain_xml(self, vm: PlannedVM) -> str: ...  # the XML its domain is defined with
+
+    def start_paused(self, conn: libvirt.virConnect, dom: libvirt.virDomain, vm: PlannedVM) -> None: ...
+
+
+@dataclass(frozen=True)
+class Boot:
+    how: str = "boot"
+
+    def domain_xml(self, vm: PlannedVM) -> str:
+        return vm.xml
+
+    def start_paused(self, conn: libvirt.virConnect, dom: libvirt.virDomain, vm: PlannedVM) -> None:
+        hv.start_paused(dom)
+
+
+def boot_vm(
+    plan: Plan, state: LabState, conn: libvirt.virConnect, vm: PlannedVM, before_resume: Callable[[PlannedVM], None] | None = None,
+    starter: Starter = Boot(),
+) -> None:
     if vm.host is not None:  # on another hypervisor: the feature that placed it there boots it
         if not any(feature.boot(plan, state, conn, vm) for feature in plan.features):
             raise hv.HypervisorError(f"{vm.name}: no feature of this lab boots guests on hypervisor {vm.host!r}")
         return
     for nic in vm.all_nics:
-        if linux_bridge.link_exists(None, nic.tap):  # someone else's link: never record (= remove) it
-            raise linux_bridge.LinkError(f"a link named {nic.tap!r} already exists in the root namespace and no lab state records it: left alone; pick another lab name")
-        create_recorded(plan, state, "tap", nic.tap, vm.name, lambda tap=nic.tap: linux_bridge.create_tap(tap), lambda tap=nic.tap: linux_bridge.link_exists(None, tap), "the root namespace")
-    existing = hv.lookup(conn, vm.domain)
-    if existing is not None:
-        raise hv.HypervisorError(f"a libvirt domain named {vm.domain!r} already exists and no lab state records it: left alone; pick another lab name ({_owner(existing)})")
-    state.record(plan.lab_dir, "domain", vm.domain, vm.name)
-    try:
-        dom = hv.define(conn, vm.xml)
-    except hv.HypervisorError:
-        # libvirt refuses a second domain of one name (its UUID differs): another lab defined it
-        # since the lookup above. Its metadata says so; then it is not ours to record or remove.
-        try:
-            hv.lookup_of_lab(conn, vm.domain, plan.lab, METADATA_NS)
-        except hv.ForeignDomain as foreign:
-            state.forget(plan.lab_dir, "domain", vm.domain)
-            raise hv.HypervisorError(f"a libvirt domain named {vm.domain!r} was defined by someone else while this lab was defining it: left alone; pick another lab name ({foreign})") from None
-        except hv.HypervisorError:
-            pass
-        raise
-    hv.start_paused(dom)
+        create_tap_recorded(plan, state, nic.tap, vm.name)
+    dom = define_recorded(plan, state, conn, vm.domain, starter.domain_xml(vm), vm.name)
+    starter.start_paused(conn, dom, vm)
     for nic in vm.all_nics:
         linux_bridge.move_link(nic.tap, plan.namespace)
         switch_for(plan, plan.bridge(nic.port_of).type).attach_port(plan, nic.tap, nic.port_of)
     if before_resume is not None:
         before_resume(vm)
     hv.resume(dom)
+
+
+def create_tap_recorded(plan: Plan, state: LabState, tap: str, vm: str | None) -> None:
+    """A tap, down and unaddressed in the root namespace (where libvirt opens it), recorded first."""
+    if linux_bridge.link_exists(None, tap):  # someone else's link: never record (= remove) it
+        raise linux_bridge.LinkError(f"a link named {tap!r} already exists in the root namespace and no lab state records it: left alone; pick another lab name")
+    create_recorded(plan, state, "tap", tap, vm, lambda: linux_bridge.create_tap(tap), lambda: linux_bridge.link_exists(None, tap), "the root namespace")
+
+
+def define_recorded(plan: Plan, state: LabState, conn: libvirt.virConnect, domain: str, xml: str, vm: str | None) -> libvirt.virDomain:
+    """Define the domain, recorded first; never one of that name that is not this lab's."""
+    existing = hv.lookup(conn, domain)
+    if existing is not None:
+        raise hv.HypervisorError(f"a libvirt domain named {domain!r} already exists and no lab state records it: left alone; pick another lab name ({_owner(existing)})")
+    state.record(plan.lab_dir, "domain", domain, vm)
+    try:
+        return hv.define(conn, xml)
+    except hv.HypervisorError:
+        # libvirt refuses a second domain of one name (its UUID differs): another lab defined it
+        # since the lookup above. Its metadata says so; then it is not ours to record or remove.
+        try:
+            hv.lookup_of_lab(conn, domain, plan.lab, METADATA_NS)
+        except hv.ForeignDomain as foreign:
+            state.forget(plan.lab_dir, "domain", domain)
+            raise hv.HypervisorError(f"a libvirt domain named {domain!r} was defined by someone else while this lab was defining it: left alone; pick another lab name ({foreign})") from None
+        except hv.HypervisorError:
+            pass
+        raise
 
 
 def _owner(dom: libvirt.virDomain) -> str:
@@ -274,56 +337,81 @@ class Admission:
     ones do not start."""
 
     limit: int = 0
-    until_ready: Callable[[PlannedVM], None] | None = None
+    until_ready: Callable[[PlannedVM, float], None] | None = None  # the guest, and when its start began (time.monotonic())
     stop: threading.Event = field(default_factory=threading.Event)
 
 
-def apply(
-    plan: Plan, state: LabState, connections: Connections, image: GuestImage, progress: Progress,
-    admission: Admission | None = None, *, before_resume: Callable[[PlannedVM], None] | None = None,
-) -> None:
-    """Files, network, then the guests (`before_resume` is told of each local guest whose domain
-    libvirt has started, paused, with its taps on their bridges)."""
+def apply_network(plan: Plan, state: LabState, connections: Connections, image: GuestImage, progress: Progress, restored: Collection[str] = ()) -> None:
+    """The guests' files (`restored`: the guests restored from warm images), then the network."""
     with progress.step("prepare", "Keys and guest files"):
-        prepare_files(plan, image, hv.qemu_group(connections.get(), plan.domain_type))
+        prepare_files(plan, image, hv.qemu_group(connections.get(), plan.domain_type), restored)
     with progress.step("network", f"Namespace {plan.namespace} with bridges {', '.join(b.name for b in host_bridges(plan))}"):
         create_network(plan, state)
+
+
+def start_guests(
+    plan: Plan, state: LabState, connections: Connections, progress: Progress, admission: Admission | None = None, *,
+    before_resume: Callable[[PlannedVM], None] | None = None,
+    then: Callable[[PlannedVM, float], None] | None = None,
+    starters: Mapping[str, Starter] | None = None,
+) -> None:
+    """Start every guest, each on its own way: booted or restored (`starters`, by VM; booted when
+    absent), paused while its taps join their bridges (`before_resume` is told of each local guest
+    then), waited for while it holds its admission slot, then `then` (SSH, addresses) while the
+    next guests start. The first failure stops the guests that have not started and is raised
+    once every guest's thread has ended."""
     admission = admission or Admission()
+    starters = starters or {}
     bounded = 0 < admission.limit < len(plan.vms)
     slots = threading.BoundedSemaphore(admission.limit) if bounded else None
-    how = f", at most {admission.limit} booting at a time" if bounded else ""
+    how = f", at most {admission.limit} at a time" if bounded else ""
+    restored = sum(1 for vm in plan.vms if vm.name in starters and starters[vm.name].how == "restore")
+    what = f"{len(plan.vms)} guest(s)" + (f", {restored} restored from warm images" if restored else "")
     gate = BootGate()
-    with progress.step("boot", f"Starting {len(plan.vms)} guest(s) ({plan.domain_type}{how})"):
+    with progress.step("boot", f"Starting {what} ({plan.domain_type}{how}): console, SSH, addresses"):
         preload()  # SSH's and the capture's libraries, imported while libvirt starts the guests
 
-        def boot(vm: PlannedVM) -> None:
+        def guest(vm: PlannedVM) -> None:
+            starter = starters.get(vm.name, Boot())
+            started = None
             if slots is not None:
                 slots.acquire()
             try:
                 if not gate.enter():
                     return  # the lab is being abandoned (a guest failed, or an interrupt): closed with `stop` set
                 try:
-                    progress.vm_stage(vm.name, "starting")
-                    boot_vm(plan, state, connections.get(vm.uri), vm, before_resume)
-                    progress.vm_stage(vm.name, "started")
+                    started = time.monotonic()
+                    progress.vm_stage(vm.name, STAGES[starter.how][0])
+                    boot_vm(plan, state, connections.get(vm.uri), vm, before_resume, starter)
+                    progress.vm_stage(vm.name, STAGES[starter.how][1])
                     where = plan.namespace if vm.host is None else f"hypervisor {vm.host}'s lab namespace"
-                    progress.detail(f"{vm.name}: domain {vm.domain} started, taps {', '.join(n.tap for n in vm.all_nics)} in {where}")
-                    if slots is not None and admission.until_ready is not None:
-                        admission.until_ready(vm)
+                    progress.detail(f"{vm.name}: domain {vm.domain} {'restored' if starter.how == 'restore' else 'started'}, taps {', '.join(n.tap for n in vm.all_nics)} in {where}")
+                    if admission.until_ready is not None:
+                        admission.until_ready(vm, started)
                 finally:
                     gate.leave()
             finally:
                 if slots is not None:
                     slots.release()
+            if then is not None and started is not None:
+                then(vm, started)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(plan.vms)) as pool:
+            futures = [pool.submit(guest, vm) for vm in plan.vms]
             try:
-                for future in [pool.submit(boot, vm) for vm in plan.vms]:
-                    future.result()
+                pending = set(futures)
+                while pending:
+                    done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_EXCEPTION)
+                    for future in done:
+                        future.result()
             except BaseException:
                 admission.stop.set()  # the waiting ones stop waiting
                 gate.close_and_wait()  # and no guest starts after this: teardown must see every record
                 raise
+
+
+# A guest's first two stages, by how it starts (run/progress.py shows both in one column).
+STAGES = {"boot": ("starting", "started"), "restore": ("restoring", "restored")}
 
 
 class BootGate:

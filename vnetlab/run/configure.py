@@ -106,24 +106,37 @@ class ConsoleFollower:
 
 def wait_for_marker(vm: PlannedVM, deadline: float, is_running, stop: threading.Event, source: Path | Console | None = None) -> None:
     """Poll the serial log (written by virtlogd) for the guest's readiness line; `stop` abandons the wait."""
-    source = vm.console_log if source is None else source
+    wait_for_console(
+        vm.console_log if source is None else source, vm.name,
+        lambda text: console_says(text, GUEST_READY_MARKER, vm.name), lambda text: console_says(text, GUEST_FAILED_MARKER, vm.name),
+        deadline, lambda: is_running(vm), stop, "no readiness marker on the serial console within the boot timeout (--boot-timeout)",
+    )
+
+
+def wait_for_console(
+    source: Path | Console, name: str, ready: Callable[[str], bool], failed: Callable[[str], bool], deadline: float,
+    running: Callable[[], bool], stop: threading.Event, too_late: str,
+) -> None:
+    """Poll a serial log until `ready` finds its line in what the guest wrote; raise GuestError, with
+    the console's last lines, when `failed` finds its own, the guest stopped or `deadline` passed
+    (`too_late`: what was missing)."""
     console = ConsoleFollower(source)
     next_liveness_check = 0.0
     while True:
         text = console.new_text()
-        if console_says(text, GUEST_READY_MARKER, vm.name):
+        if ready(text):
             return
-        if console_says(text, GUEST_FAILED_MARKER, vm.name):
-            raise GuestError(f"{vm.name}: the guest's init failed. Last console lines:\n{console_tail(source)}")
+        if failed(text):
+            raise GuestError(f"{name}: the guest's init failed. Last console lines:\n{console_tail(source)}")
         now = time.monotonic()
         if now >= next_liveness_check:
-            if not is_running(vm):
-                raise GuestError(f"{vm.name}: the guest stopped before it was ready. Last console lines:\n{console_tail(source)}")
+            if not running():
+                raise GuestError(f"{name}: the guest stopped before it was ready. Last console lines:\n{console_tail(source)}")
             next_liveness_check = now + LIVENESS_POLL
         if now > deadline:
-            raise GuestError(f"{vm.name}: no readiness marker on the serial console within the boot timeout (--boot-timeout). Last console lines:\n{console_tail(source)}")
+            raise GuestError(f"{name}: {too_late}. Last console lines:\n{console_tail(source)}")
         if stop.wait(CONSOLE_POLL):
-            raise GuestError(f"{vm.name}: waiting abandoned")
+            raise GuestError(f"{name}: waiting abandoned")
 
 
 def guest_ssh(plan: Plan, vm: PlannedVM) -> GuestSSH:
@@ -196,90 +209,63 @@ def wait_for_trusted_ssh(plan: Plan, vm: PlannedVM, deadline: float, is_running,
 
 @dataclass(frozen=True)
 class GuestTiming:
-    """How long a guest took, from the start of the wait: to its readiness marker (None for a
-    guest that prints none), and to an authenticated SSH session."""
+    """How long a guest took, from the start of its own domain (its define, then its boot or
+    restore): to its readiness marker (None for a guest that prints none), and to an
+    authenticated SSH session; `start`: "boot" or "restore", and the warm image restored from."""
 
     image: str
     ready_seconds: float | None
     ssh_seconds: float
+    start: str = "boot"
+    warm_image: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {"image": self.image, "ready_seconds": self.ready_seconds, "ssh_seconds": self.ssh_seconds}
+        return {"image": self.image, "start": self.start, "warm_image": self.warm_image, "ready_seconds": self.ready_seconds, "ssh_seconds": self.ssh_seconds}
 
 
-def wait_for_guests(
-    plan: Plan,
-    progress: Progress,
-    boot_timeout: float,
-    is_running,
-    timings: dict[str, GuestTiming] | None = None,
-    then: Callable[[PlannedVM, GuestSSH], None] | None = None,
-) -> dict[str, GuestSSH]:
-    """Wait for every guest in parallel; the first failure is raised after the others are closed.
-    Each guest's times are added to `timings` as it becomes ready. `then` runs on each guest as soon
-    as its SSH session is open (its addresses): a guest ready early is set up while others boot."""
-    timings = {} if timings is None else timings
-    start = time.monotonic()
-    deadline = start + boot_timeout
-    stop = threading.Event()  # set on Ctrl-C/SIGTERM or a failure, so the pool does not wait out the boot timeout
+def says_ready(vm: PlannedVM, how: str) -> bool:
+    """Whether the guest prints VNETLAB-READY on its console: every guest but a cloud image booted
+    by its own bootloader (a restored one does: its warm start's agent, once cloud-init was done
+    before the warm image was saved)."""
+    return vm.image.info.ready_on_console or how == "restore"
 
-    def one(vm: PlannedVM) -> GuestSSH:
-        if not vm.image.info.ready_on_console:
-            cloud_deadline = start + max(boot_timeout, CLOUD_INIT_TIMEOUT)
-            ssh = wait_for_trusted_ssh(plan, vm, cloud_deadline, is_running, stop)
-            trusted = time.monotonic()
-            progress.vm_stage(vm.name, "SSH")
-            wait_for_cloud_init(vm, ssh, cloud_deadline)
-            timings[vm.name] = GuestTiming(vm.image.label(), round(time.monotonic() - start, 2), round(trusted - start, 2))
-            progress.detail(
-                f"{vm.name} ({vm.image.label()}): SSH answered with its pinned key after {trusted - start:.1f} s, "
-                f"cloud-init done {time.monotonic() - trusted:.1f} s later"
-            )
-            return ssh
-        with console_of(plan, vm) as console:
-            wait_for_marker(vm, deadline, is_running, stop, console)
-        if stop.is_set():
-            raise GuestError(f"{vm.name}: waiting abandoned")
-        booted = time.monotonic()
-        progress.vm_stage(vm.name, "console ready")
-        ssh = open_ssh(plan, vm, max(deadline, booted + 30.0))
-        timings[vm.name] = GuestTiming(vm.image.label(), round(booted - start, 2), round(time.monotonic() - start, 2))
+
+def come_up(
+    plan: Plan, vm: PlannedVM, started: float, progress: Progress, boot_timeout: float, is_running, stop: threading.Event,
+    *, how: str = "boot", warm_image: str | None = None,
+) -> tuple[GuestSSH, GuestTiming]:
+    """A started guest's way to an authenticated SSH session: its readiness marker, then SSH (a booted
+    guest that prints no marker: SSH with the pinned key, then cloud-init's end). Timed from `started`,
+    the guest's own start (time.monotonic()); `stop` abandons the wait."""
+    deadline = started + boot_timeout
+    label = vm.image.label()
+    if not says_ready(vm, how):
+        cloud_deadline = started + max(boot_timeout, CLOUD_INIT_TIMEOUT)
+        ssh = wait_for_trusted_ssh(plan, vm, cloud_deadline, is_running, stop)
+        trusted = time.monotonic()
         progress.vm_stage(vm.name, "SSH")
-        progress.detail(f"{vm.name} ({vm.image.label()}): ready in {booted - start:.1f} s, SSH after {time.monotonic() - booted:.1f} s more")
-        return ssh
-
-    def one_then(vm: PlannedVM) -> GuestSSH:
-        ssh = one(vm)
-        if then is not None:
-            try:
-                then(vm, ssh)
-            except BaseException:
-                ssh.close()
-                raise
-        return ssh
-
-    sessions: dict[str, GuestSSH] = {}
-    errors: list[BaseException] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(plan.vms))) as pool:
-        futures = {pool.submit(one_then, vm): vm.name for vm in plan.vms}
         try:
-            for future in concurrent.futures.as_completed(futures):
-                try:
-                    sessions[futures[future]] = future.result()
-                except BaseException as exc:  # noqa: BLE001 — collected and re-raised below
-                    errors.append(exc)
-                    stop.set()
-        except BaseException:  # Ctrl-C or SIGTERM in this thread: release the waiting workers first
-            stop.set()
-            for future in futures:
-                if future.done() and future.exception() is None:
-                    future.result().close()
-            raise
-    if errors:
-        for ssh in sessions.values():
+            wait_for_cloud_init(vm, ssh, cloud_deadline)
+        except BaseException:
             ssh.close()
-        raise errors[0]
-    return sessions
+            raise
+        timing = GuestTiming(label, round(time.monotonic() - started, 2), round(trusted - started, 2), how, warm_image)
+        progress.detail(
+            f"{vm.name} ({label}): SSH answered with its pinned key {trusted - started:.1f} s after its {how} began, "
+            f"cloud-init done {time.monotonic() - trusted:.1f} s later"
+        )
+        return ssh, timing
+    with console_of(plan, vm) as console:
+        wait_for_marker(vm, deadline, is_running, stop, console)
+    if stop.is_set():
+        raise GuestError(f"{vm.name}: waiting abandoned")
+    ready = time.monotonic()
+    progress.vm_stage(vm.name, "console ready")
+    ssh = open_ssh(plan, vm, max(deadline, ready + 30.0))
+    connected = time.monotonic()
+    progress.vm_stage(vm.name, "SSH")
+    progress.detail(f"{vm.name} ({label}): ready {ready - started:.1f} s after its {how} began, SSH {connected - ready:.1f} s later")
+    return ssh, GuestTiming(label, round(ready - started, 2), round(connected - started, 2), how, warm_image)
 
 
 # The kernel powers off at once (sysrq 'o' works whatever init the guest runs, and regardless of the

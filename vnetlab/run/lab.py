@@ -39,17 +39,19 @@ from vnetlab.files import write_private
 from vnetlab.model.scenario import ScenarioModel
 from vnetlab.model.validate import load_scenario, parse_scenario
 from vnetlab.paths import Layout, resolve_scenario, search_path
-from vnetlab.run.apply import Admission, apply
+from vnetlab.run.apply import Admission, apply_network, start_guests
 from vnetlab.run.connections import Connections
-from vnetlab.run.configure import GuestTiming, address_vm, console_of, open_sessions, power_off, wait_for_guests, wait_for_marker
+from vnetlab.run.configure import GuestTiming, address_vm, come_up, console_of, open_sessions, power_off, says_ready, wait_for_marker
 from vnetlab.plan.planner import LAB_NAME, LAB_NAME_MAX, METADATA_NS, Plan, PlannedVM, PlanOptions, domain_name, make_plan
 from vnetlab.run.progress import Progress
 from vnetlab.backends.ssh import GuestSSH
 from vnetlab.run.state import STATE_FILE, LabState, RecordedResource, make_private_dir, owner_alive
 from vnetlab.run.teardown import TeardownResult, teardown_lab
+from vnetlab.run.warm import ensure_warm_images, restorers, warm_keys
 
 SCENARIO_COPY = "scenario.yaml"
 AUTO_NAME = "auto"  # `--name auto` asks for a unique lab name
+COLD_ENV = "VNETLAB_COLD"  # set to anything but "" or "0": every lab boots its guests, as with --cold (e.g. a whole test suite run cold)
 LOCK_DIR = Path("/run/vnetlab/locks")
 
 
@@ -104,6 +106,7 @@ class Options:
     layout: Layout = field(default_factory=Layout)
     before_apply: Callable[[Plan], None] | None = None  # e.g. print `--explain` once the plan is known
     scenario_dirs: list[Path] = field(default_factory=list)  # --scenarios, searched before VNETLAB_PATH and the built-in ones
+    cold: bool = False  # boot every guest (--cold) instead of restoring it from a warm image where it can be
     allow_host_paths: bool = False  # --allow-host-paths: the scenario may read host files outside its folder (docs/reliability.md, "Trust model")
     student: str | None = None  # whose params the scenario is drawn with (None: student `demo`)
     after_up: Callable[[Plan, dict[str, GuestSSH], Path], None] | None = None  # once the guests are up and configured, before the checks, under the lab's lock (an exercise's setup); a failure tears the lab down
@@ -176,6 +179,11 @@ def unique_lab_name(scenario: str) -> str:
     """`--name auto`: <scenario>-<6 random hex digits>, so labs of one scenario can run side by side."""
     suffix = secrets.token_hex(3)
     return f"{scenario[: LAB_NAME_MAX - len(suffix) - 1].rstrip('-')}-{suffix}"
+
+
+def cold_by_environment() -> bool:
+    """Whether $VNETLAB_COLD asks every lab to boot its guests (no warm start, whatever the command says)."""
+    return os.environ.get(COLD_ENV, "") not in ("", "0")
 
 
 def check_lab_name(lab: str) -> None:
@@ -328,7 +336,8 @@ def collect_artifacts(plan: Plan, run_dir: Path, pcaps: dict[str, Path], warn: C
             write_private(dest, console)
             consoles[vm.name] = str(dest)
         xml = run_dir / f"{vm.name}.domain.xml"
-        write_private(xml, vm.xml.encode())
+        defined = vm.secrets.parent / "domain.xml"  # what the domain was defined with: a restored guest's differs from the plan's
+        write_private(xml, defined.read_bytes() if defined.is_file() else vm.xml.encode())
         xmls[vm.name] = str(xml)
     return {
         "dir": str(run_dir),
@@ -363,29 +372,52 @@ class LabRunner:
         return choice
 
     def _bring_up(self, plan: Plan, state: LabState, image: GuestImage, run_dir: Path) -> dict[str, GuestSSH]:
+        """Files and network, the warm images missing (made on first use), then every guest on its
+        own way: started (booted or restored), ready on its console, SSH, addresses."""
         connections = Connections()
+        sessions: dict[str, GuestSSH] = {}
+        collected = threading.Lock()
         try:
             def is_running(vm) -> bool:
                 return domain_running(connections, plan, vm)
 
             stop = threading.Event()
-            deadline = time.monotonic() + self.options.boot_timeout
+            if state.cold and not self.options.cold:
+                self.progress.detail(f"warm start off ({COLD_ENV} is set): every guest boots")
+            keys = {} if state.cold else warm_keys(plan, self.progress.detail)
+            apply_network(plan, state, connections, image, self.progress, restored=keys)
+            try:
+                images = ensure_warm_images(plan, state, connections.get(), keys, self.options.layout.images, self.progress) if keys else {}
+            except VnetlabError as exc:
+                raise LabError(f"{exc}\n(warm start: `--cold` boots every guest instead)") from exc
+            starters = restorers(images)
 
-            def until_ready(vm) -> None:  # a booting guest holds its slot until its console says it is ready
-                if vm.image.info.ready_on_console:
+            def until_ready(vm, started: float) -> None:  # a booting guest holds its slot until its console says it is ready
+                if says_ready(vm, starters[vm.name].how if vm.name in starters else "boot"):
                     with console_of(plan, vm) as console:
-                        wait_for_marker(vm, deadline, is_running, stop, console)
+                        wait_for_marker(vm, started + self.options.boot_timeout, is_running, stop, console)
                     self.progress.vm_stage(vm.name, "console ready")
 
-            limit = default_admission() if self.options.boot_parallel is None else self.options.boot_parallel
-            paused = (lambda vm: sample_guests([vm], "started", self.outcome, memory=False)) if self.outcome else None
-            apply(plan, state, connections, image, self.progress, Admission(limit, until_ready, stop), before_resume=paused)
+            def then(vm, started: float) -> None:  # as soon as this guest started: SSH, then its addresses
+                how = starters[vm.name].how if vm.name in starters else "boot"
+                warm = images[vm.name].key if vm.name in images else None
+                ssh, timing = come_up(plan, vm, started, self.progress, self.options.boot_timeout, is_running, stop, how=how, warm_image=warm)
+                with collected:
+                    sessions[vm.name] = ssh
+                if self.outcome is not None:
+                    self.outcome.guests[vm.name] = timing
+                address_vm(vm, ssh, self.progress)
 
-            with self.progress.step("wait", "Waiting for guests (console marker, SSH, data NIC addresses)"):
-                sessions = wait_for_guests(
-                    plan, self.progress, self.options.boot_timeout, is_running, self.outcome.guests if self.outcome else None,
-                    then=lambda vm, ssh: address_vm(vm, ssh, self.progress),
-                )
+            limit = default_admission() if self.options.boot_parallel is None else self.options.boot_parallel
+            bounded = 0 < limit < len(plan.vms)
+            paused = (lambda vm: sample_guests([vm], "started", self.outcome, memory=False)) if self.outcome else None
+            start_guests(
+                plan, state, connections, self.progress, Admission(limit, until_ready if bounded else None, stop),
+                before_resume=paused, then=then, starters=starters,
+            )
+        except BaseException:
+            close_all(sessions)
+            raise
         finally:
             connections.close()
         try:
@@ -492,6 +524,7 @@ class LabRunner:
             state = LabState(
                 lab, scenario.name, str(path.resolve()), plan.namespace, plan.domain_type, str(image.kernel), os.getpid(),
                 host_kernel=sorted(plan.host_kernel), instance=instance, allow_host_paths=self.options.allow_host_paths, student=self.options.student,
+                cold=self.options.cold or cold_by_environment(),
             )
             state.save(plan.lab_dir)
             self.outcome = outcome

@@ -1,7 +1,8 @@
 """Progress of long work, and the step timings that go into the report.
 
 On a terminal, the running step shows a spinner and, while guests come up, one live row per
-VM (starting → started → console ready → SSH → addressed). Elsewhere (CI logs, pipes) the
+VM (starting → started → console ready → SSH → addressed; a guest restored from a warm image:
+restoring → restored → …). Elsewhere (CI logs, pipes) the
 output is plain lines, one per finished step and per VM event, exactly as before.
 """
 
@@ -21,6 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 VM_STAGES = ("starting", "started", "console ready", "SSH", "addressed")
+# A restored guest's first stages, shown in the columns of the booted guest's.
+STAGE_COLUMN = {"restoring": "starting", "restored": "started"}
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Progress:
         self.steps: list[StepTiming] = []
         self.vms: dict[str, VMProgress] = {}
         self.events: list[VMEvent] = []
+        self.restored: set[str] = set()  # guests restored from a warm image rather than booted
         self.started = time.monotonic()
         self._lock = threading.Lock()  # one printed line at a time
         self._vm_lock = threading.Lock()  # separate: printing during a live display renders __rich__
@@ -92,6 +96,8 @@ class Progress:
             if any(e.vm == vm and e.stage == stage for e in self.events):
                 return  # seen already (a guest admitted one at a time is seen ready while booting, then again by the wait)
             since = first.since if first else now
+            if stage in STAGE_COLUMN:
+                self.restored.add(vm)
             self.vms[vm] = VMProgress(stage, since, now - since)
             self.events.append(VMEvent(vm, stage, round(now - self.started, 3)))
 
@@ -105,11 +111,12 @@ class Progress:
         table = Table(box=None, padding=(0, 2), show_header=True, header_style="dim")
         table.add_column("vm")
         for stage in VM_STAGES:
-            table.add_column(stage, justify="center")
+            table.add_column("started/restored" if stage == "started" and self.restored else stage, justify="center")
         table.add_column("", justify="right", style="dim")
         now = time.monotonic()
         for vm, p in rows.items():
-            reached = VM_STAGES.index(p.stage) if p.stage in VM_STAGES else -1
+            stage = STAGE_COLUMN.get(p.stage, p.stage)
+            reached = VM_STAGES.index(stage) if stage in VM_STAGES else -1
             marks = ["[green]✓[/]" if i <= reached else ("[yellow]…[/]" if i == reached + 1 else "[dim]·[/]") for i in range(len(VM_STAGES))]
             elapsed = p.at if reached == len(VM_STAGES) - 1 else now - p.since
             table.add_row(vm, *marks, f"{elapsed:.1f} s")

@@ -46,6 +46,7 @@ class LabState:
     instance: str = ""  # PlanOptions.instance the plan was made with (a lab made before it existed: "")
     allow_host_paths: bool = False  # --allow-host-paths was given: re-reading the scenario must allow it too
     student: str | None = None  # whose params the scenario was drawn with (re-planning must match; None: student `demo`)
+    cold: bool = False  # its guests were booted, not restored (--cold or $VNETLAB_COLD): a rebuild (exercise reset) boots them too
 
     def record(self, lab_dir: Path, kind: str, name: str, vm: str | None = None, uri: str | None = None) -> None:
         with _WRITE_LOCK:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vnetlab.backends import debian_image, image_cache, user_image
+from vnetlab.backends import debian_image, image_cache, user_image, warm_image
 from vnetlab.backends.image import KIND as TINY
 from vnetlab.backends.image import GuestImage, cached_image
 from vnetlab.backends.image_kinds import DEBIAN, FILE, ImageRef, ResolvedImage, ensure_images
@@ -31,9 +31,31 @@ class ImageRow:
         }
 
 
-def _current(entry: image_cache.CacheEntry, tiny: GuestImage | None) -> bool:
-    """Whether the current recipe (`tiny`: the current tiny image, if built) or file still makes this entry."""
-    info = entry.info
+@dataclass(frozen=True)
+class _Now:
+    """What decides whether a cache entry is current: the tiny image of the current recipe (if
+    built), every entry by name (a warm image's base), and the QEMU and libvirt installed."""
+
+    tiny: GuestImage | None
+    entries: dict[str, image_cache.CacheEntry]
+    versions: str | None
+
+
+def _now(cache: Path) -> _Now:
+    try:
+        versions = warm_image.host_versions()
+    except warm_image.WarmError:
+        versions = None
+    return _Now(cached_image(cache), {e.path.name: e for e in image_cache.entries(cache)}, versions)
+
+
+def _current(entry: image_cache.CacheEntry, now: _Now) -> bool:
+    """Whether the current recipe or file still makes this entry; a warm image: whether the image it
+    was booted from is current and the QEMU and libvirt that saved it are the ones installed."""
+    info, tiny = entry.info, now.tiny
+    if entry.kind == warm_image.KIND:
+        base = now.entries.get(str(info.get("base", "")))
+        return base is not None and base.kind != warm_image.KIND and _current(base, now) and info.get("versions") == now.versions
     if entry.kind == TINY:
         return tiny is not None and entry.path == tiny.entry
     if entry.kind == DEBIAN:
@@ -48,9 +70,9 @@ def _current(entry: image_cache.CacheEntry, tiny: GuestImage | None) -> bool:
 
 
 def list_images(cache: Path) -> list[ImageRow]:
-    tiny = cached_image(cache)
+    now = _now(cache)
     rows = []
-    for entry in image_cache.entries(cache):
+    for entry in now.entries.values():
         info = entry.info
         lock = entry.path / image_cache.LOCK
         if entry.kind == TINY:
@@ -59,19 +81,23 @@ def list_images(cache: Path) -> list[ImageRow]:
             detail = ", ".join(info.get("packages", [])) or "(recipe packages only)"
         elif entry.kind == FILE:
             detail = str(info.get("source", ""))
+        elif entry.kind == warm_image.KIND:
+            detail = (f"warm start: {info.get('image', '?')}, {info.get('memory_mib', '?')} MiB, {info.get('vcpus', '?')} vCPU, "
+                      f"{info.get('nics', '?')} NIC(s), booted from {info.get('base', '?')} ({info.get('versions', '?')})")
         else:
             detail = "left by an older vnetlab (prune removes it)"
         rows.append(ImageRow(
-            entry.path.name, entry.kind, _current(entry, tiny), entry.size(), str(info.get("built", "")),
+            entry.path.name, entry.kind, _current(entry, now), entry.size(), str(info.get("built", "")),
             info.get("seconds"), detail, len(lock.read_text().splitlines()) if lock.is_file() else 0,
         ))
     return rows
 
 
 def prune_images(cache: Path, *, everything: bool = False) -> list[Path]:
-    """Remove every entry that is not current (all of them with `everything`)."""
-    tiny = cached_image(cache)
-    keep = set() if everything else {e.path for e in image_cache.entries(cache) if _current(e, tiny)}
+    """Remove every entry that is not current (all of them with `everything`): a warm image goes
+    with the image it was booted from."""
+    now = _now(cache)
+    keep = set() if everything else {e.path for e in now.entries.values() if _current(e, now)}
     return image_cache.prune(cache, keep)
 
 

@@ -25,6 +25,7 @@ from vnetlab.backends import netns
 from vnetlab.backends import linux_bridge
 from vnetlab.backends.linux_bridge import list_links
 from vnetlab.backends.ssh import SSHError
+from vnetlab.backends.warm_image import KIND, WARM_IMAGE_ATTRIBUTE
 from vnetlab.checks.parse import guest_links
 from vnetlab.model.scenario import ScenarioModel
 from vnetlab.paths import Layout
@@ -77,6 +78,7 @@ class VMChain:
     nics: list[NicChain]
     problems: list[str] = field(default_factory=list)
     host: str | None = None  # the hypervisor it runs on when not this machine (its qemu PID and fds are not read from here)
+    start: str | None = None  # "warm (warm-<key>)": restored from that warm image; "cold": booted (from its live XML)
 
     @property
     def ok(self) -> bool:
@@ -141,9 +143,19 @@ def _port_details(ns: str) -> dict[str, tuple[str | None, str | None]]:
     return {name: (oper, PORT_STATES.get(state, str(state)) if state is not None else None) for name, _, state, oper in linux_bridge.port_states(ns)}
 
 
-def _domain_macs(dom: libvirt.virDomain) -> dict[str, str]:
+def _domain_xml(dom: libvirt.virDomain) -> ET.Element:
+    return ET.fromstring(hv.bounded(f"XML of {dom.name()}", lambda: dom.XMLDesc(0)))
+
+
+def _start_of(root: ET.Element) -> str:
+    """How the guest started, from the metadata of its live XML: restored from a warm image, or booted."""
+    lab = root.find(f"metadata/{{{METADATA_NS}}}lab")
+    warm = lab.get(WARM_IMAGE_ATTRIBUTE) if lab is not None else None
+    return f"warm ({KIND}-{warm})" if warm else "cold"
+
+
+def _domain_macs(root: ET.Element) -> dict[str, str]:
     """MAC → tap (target dev) from the domain's live XML."""
-    root = ET.fromstring(hv.bounded(f"XML of {dom.name()}", lambda: dom.XMLDesc(0)))
     out: dict[str, str] = {}
     for iface in root.iter("interface"):
         mac, target = iface.find("mac"), iface.find("target")
@@ -254,7 +266,9 @@ def inspect_lab(lab: str, model: ScenarioModel, *, guests: bool = True, layout: 
             guest, why = _guest_view(plan, vm) if guests and state == "running" else (None, None)
             if why:
                 chain.problems.append(why)
-            macs = _domain_macs(dom) if dom is not None else {}
+            live = _domain_xml(dom) if dom is not None else None
+            macs = _domain_macs(live) if live is not None else {}
+            chain.start = _start_of(live) if live is not None else None
             fds = (tun_fds(pid) if pid is not None else {}) if vm.host is None else None
             chain.nics = [_inspect_nic(n, macs, fds, links if elsewhere is None else elsewhere, ports if elsewhere is None else {}, guest) for n in vm.all_nics]
             vms.append(chain)

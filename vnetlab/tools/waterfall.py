@@ -1,8 +1,10 @@
 """The boot waterfall: where a run's time went, as an SVG picture in its artifacts.
 
-One row per step of the run (image, accelerator, network, boot, wait, features' set-up, checks,
-teardown) and one row per guest, whose bar is split at each stage it reached: domain start →
-started (taps moved, resumed) → readiness marker on the console → SSH → addressed. All times are
+One row per step of the run (image, accelerator, network, warm images made, guests, features'
+set-up, checks, teardown) and one row per guest, whose bar is split at each stage it reached:
+domain start → started (taps moved, resumed) → readiness marker on the console → SSH →
+addressed; a guest restored from a warm image: restoring → restored → its identity steps to the
+readiness marker → SSH → addressed. All times are
 seconds from the start of the run, the same numbers report.json carries under "timeline".
 The SVG is written byte for byte (names escaped), with no scripts or external references.
 """
@@ -19,13 +21,17 @@ LABEL_WIDTH = 170
 ROW = 22
 BAR = 14
 TOP = 46
+LEGEND_LINE = 18
 # A guest's segments, named by the stage they end at: what the guest was doing until then.
 SEGMENTS = {
     "started": ("domain start, taps into the lab", "#9aa5b1"),
     "console ready": ("boot to the readiness marker", "#4c78a8"),
     "SSH": ("SSH handshake", "#f58518"),
     "addressed": ("data NICs addressed", "#54a24b"),
+    "restored": ("domain restored from a warm image, taps into the lab", "#b279a2"),
 }
+# A restored guest does not boot: what it does between the restore and its marker.
+AFTER_RESTORE = ("identity (keys, MACs, clock, reseed) to the readiness marker", "#72b7b2")
 STEP_COLOUR, FAILED_COLOUR = "#b8c4d6", "#e45756"
 
 
@@ -47,7 +53,8 @@ def waterfall_svg(title: str, steps: Sequence[StepTiming], events: Sequence[VMEv
     end = max([s.start + s.seconds for s in steps] + [e.at for e in events] + [0.001])
     scale = (WIDTH - LABEL_WIDTH - 20) / end
     rows = len(steps) + len(guests)
-    height = TOP + rows * ROW + 70
+    restored = any(e.stage == "restored" for e in events)
+    height = TOP + rows * ROW + 70 + (LEGEND_LINE if restored else 0)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="Helvetica, Arial, sans-serif" font-size="12">',
         f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
@@ -65,14 +72,14 @@ def waterfall_svg(title: str, steps: Sequence[StepTiming], events: Sequence[VMEv
     for vm, vm_events in guests.items():
         out.append(f'<text x="10" y="{y + BAR - 2}" font-weight="bold">{escape(vm)}</text>')
         for before, after in zip(vm_events, vm_events[1:]):
-            what, colour = SEGMENTS.get(after.stage, (after.stage, "#bab0ac"))
+            what, colour = AFTER_RESTORE if (before.stage, after.stage) == ("restored", "console ready") else SEGMENTS.get(after.stage, (after.stage, "#bab0ac"))
             tip = f"{vm}: {what}, {after.at - before.at:.2f} s ({before.at:.2f} → {after.at:.2f} s)"
             out.append(_bar(LABEL_WIDTH + before.at * scale, y, max(1.0, (after.at - before.at) * scale), colour, tip))
         if vm_events:
             last = vm_events[-1]
             out.append(f'<text x="{LABEL_WIDTH + last.at * scale + 4:.1f}" y="{y + BAR - 2}" fill="#555">{escape(last.stage)} at {last.at:.2f} s</text>')
         y += ROW
-    out += _legend(y + 24)
+    out += _legend(y + 24, restored)
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
@@ -92,10 +99,12 @@ def _axis(end: float, scale: float, top: float, bottom: float) -> list[str]:
     return out
 
 
-def _legend(y: float) -> list[str]:
+def _legend(y: float, restored: bool) -> list[str]:
+    """The segments' colours, on a second line when a restored guest's two do not fit on the first."""
     out, x = [], 10.0
-    for stage in VM_STAGES[1:]:
-        what, colour = SEGMENTS[stage]
+    for what, colour in [SEGMENTS[stage] for stage in VM_STAGES[1:]] + ([SEGMENTS["restored"], AFTER_RESTORE] if restored else []):
+        if x + 16 + 7 * len(what) > WIDTH:
+            x, y = 10.0, y + LEGEND_LINE
         out.append(f'<rect x="{x:.1f}" y="{y - 10}" width="12" height="12" fill="{colour}"/>')
         out.append(f'<text x="{x + 16:.1f}" y="{y}">{escape(what)}</text>')
         x += 30 + 7 * len(what)
