@@ -322,6 +322,12 @@ def find_nic(mac: str) -> str:
     )
 
 
+# A static IPv6 address is usable (not tentative) before the checks: right after the link came up a
+# ping to fd00:1::3 was measured leaving from the link-local address (ipv6-ndp, 3 of 6 echo pairs
+# between the static addresses), the static one not yet usable. Waits at most 5 s.
+_USABLE_V6 = 'n=0; while ip -6 -o addr show dev "$dev" | grep -q tentative && [ $n -lt 50 ]; do n=$((n+1)); sleep 0.1; done; '
+
+
 def address_vm(vm: PlannedVM, ssh: GuestSSH, progress: Progress | None = None) -> None:
     """Find each data NIC of the guest by its MAC (not its name or PCI order) and give it the
     scenario's static addresses (DHCP's and SLAAC's the guest gets itself: the DHCP feature waits
@@ -332,7 +338,9 @@ def address_vm(vm: PlannedVM, ssh: GuestSSH, progress: Progress | None = None) -
             find_nic(nic.mac) + "; "
             + "".join(f"{line} && " for line in ipv6_settings(nic))
             + "".join(f"ip addr add {shlex.quote(cidr)} dev $dev && " for cidr in nic.static)
-            + 'ip link set "$dev" up && echo "$dev" || exit 1'
+            + 'ip link set "$dev" up || exit 1; '
+            + (_USABLE_V6 if nic.cidr6 and not nic.slaac else "")
+            + 'echo "$dev"'
         )
     if steps:
         ssh.run("; ".join(steps), timeout=20.0)
