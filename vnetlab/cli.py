@@ -382,6 +382,7 @@ def cmd_check(args, out: Console, err: Console) -> int:
 def cmd_judge(args, out: Console, err: Console) -> int:
     from vnetlab.checks.evidence import EVIDENCE_FILE, EvidenceError
     from vnetlab.checks.runner import judge_run
+    from vnetlab.tools.report import tally_text
 
     folders = [args.run_dir] if (args.run_dir / EVIDENCE_FILE).exists() else sorted(p.parent for p in args.run_dir.glob(f"*/{EVIDENCE_FILE}"))
     if not folders:
@@ -401,7 +402,7 @@ def cmd_judge(args, out: Console, err: Console) -> int:
         out.print(table)
         passed = sum(r.ok for r in j.results)
         wire = ", graded on the wire" if j.collected.wire else ""
-        out.print(Text(f"{'PASS' if passed == len(j.results) else 'FAIL'} {j.plan.scenario.name} (lab {j.setting.lab}, {j.setting.checks}{wire}): {passed}/{len(j.results)} checks passed"), soft_wrap=True)
+        out.print(Text(f"{'PASS' if passed == len(j.results) else 'FAIL'} {j.plan.scenario.name} (lab {j.setting.lab}, {j.setting.checks}{wire}): {tally_text(j.results)}"), soft_wrap=True)
     return EXIT_OK if ok else EXIT_FAIL
 
 
@@ -730,6 +731,12 @@ def cmd_exec(args, out: Console, err: Console) -> int:
     result = exec_on(_live_plan(args.lab), args.node, " ".join(command), timeout=args.timeout, stdin=stdin)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
+    if result.signal:  # as a shell reports it: 128 + the signal's number
+        import signal
+
+        err.print(f"the command was killed by signal {escape(result.signal)}", soft_wrap=True)
+        number = getattr(signal, f"SIG{result.signal}", None)
+        return 128 + int(number) if number is not None else EXIT_FAIL
     return result.exit_code
 
 

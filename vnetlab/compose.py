@@ -18,6 +18,7 @@ from vnetlab.features.containers import Containers
 from vnetlab.features.dhcp import Dhcp
 from vnetlab.features.exercise import Exercise
 from vnetlab.features.hypervisors import Hypervisors
+from vnetlab.features.links import LinkFaults
 from vnetlab.features.mtu import Mtu
 from vnetlab.features.netem import NetemFeature
 from vnetlab.features.nat import Nat
@@ -35,7 +36,7 @@ from vnetlab.model.scenario import ScenarioModel, compose_model
 
 
 def default_features() -> tuple[Feature, ...]:
-    return (Containers(), Dhcp(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), Vxlan(), Vlan(), SwitchGuestFeature(), Hypervisors(), Commands(), Exercise())
+    return (Containers(), Dhcp(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), LinkFaults(), Vxlan(), Vlan(), SwitchGuestFeature(), Hypervisors(), Commands(), Exercise())
 
 
 def check_order(features: tuple[Feature, ...]) -> None:

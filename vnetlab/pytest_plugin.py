@@ -101,7 +101,7 @@ class Lab:
 
         result = run_step(node_runner(self.plan, self.sessions, node), command, int(timeout))
         if check and result.exit_code != 0:
-            raise SSHError(f"`{command}` on {node} exited {result.exit_code}: {(result.stdout + result.stderr)[-500:]}")
+            raise SSHError(f"`{command}` on {node} {result.exited}: {(result.stdout + result.stderr)[-500:]}")
         return result
 
     def copy(self, vm: str, src: str | Path, dest: str, *, mode: int | None = None) -> None:

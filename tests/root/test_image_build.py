@@ -9,9 +9,12 @@ import json
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared golden helper
 
 from vnetlab.backends import debian_image, image_cache
 from vnetlab.backends.debian_tree import TreeError, fetch_tree
@@ -102,3 +105,64 @@ def test_bad_package_names_are_refused_before_any_download(tmp_path: Path) -> No
     with pytest.raises(TreeError, match="not a Debian package name: Bad_Name"):
         fetch_tree(tmp_path / "tree", ["Bad_Name"], variant="extract", say=lambda _m: None)
     assert not (tmp_path / "tree").exists()
+
+
+# -- what the tiny image carries, as docs/images.md says ------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "images.md"
+BEGIN, END = "<!-- tiny-contents: begin -->", "<!-- tiny-contents: end -->"
+OWN = {"/usr/bin/wget": "vnetlab's wrapper of busybox's wget: `-T SEC` works (images/guest/usr/bin/wget)", "/sbin/vnl-root": "vnetlab's init of the debian kind's initramfs (images/guest)"}
+ABOUT = {  # by path: what each program of binaries.txt is for in a lab
+    "/usr/bin/ping": "iputils' ping: `-M do` (path MTU), `-D` (timestamps: `measure: recovery`); plain `ping` is busybox's, first in PATH",
+    "/usr/bin/iperf3": "throughput (`perf` checks)",
+    "/usr/bin/wg": "WireGuard's tool",
+    "/usr/sbin/tc": "iproute2's tc: netem inside the guest (busybox's tc has none)",
+    "/usr/sbin/bridge": "iproute2's bridge: VLANs in a switch guest",
+    "/usr/sbin/dropbear": "the SSH server",
+}
+
+
+def contents_markdown(applets: list[str], programs: list[str]) -> str:
+    """The section of docs/images.md between the markers, from the image itself."""
+    from vnetlab.backends.image import recipe_binaries
+
+    packages = {binary: package for binary, package in recipe_binaries()}
+    rows = [f"| `{p}` | {packages.get(p, 'vnetlab')} | {ABOUT.get(p) or OWN.get(p, '')} |" for p in programs]
+    words, line, lines = [f"`{a}`" for a in applets], "", []
+    for word in words:
+        if line and len(line) + 1 + len(word) > 100:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    return "\n".join([
+        BEGIN,
+        "Generated from the built image by tests/root/test_image_build.py (`VNETLAB_UPDATE_GOLDEN=1` rewrites it).",
+        "",
+        "| program | from | what for |",
+        "| --- | --- | --- |",
+        *rows,
+        "",
+        f"busybox (busybox-static) with {len(applets)} applets, each a link in /bin, /sbin, /usr/bin or /usr/sbin:",
+        "",
+        *lines,
+        END,
+    ])
+
+
+def test_the_docs_list_what_the_tiny_image_carries(built: tuple[GuestImage, list[str]]) -> None:
+    from goldens import update_mode
+
+    from vnetlab.backends.image import image_programs
+
+    image, _ = built
+    applets, programs = image_programs(image.initrd)
+    assert "wget" not in applets and "/usr/bin/wget" in programs  # the wrapper, not the applet that dies on -T
+    text = DOCS.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    wanted = contents_markdown(applets, programs)
+    if update_mode():
+        DOCS.write_text(text[:start] + wanted + text[end:])
+        pytest.fail("docs/images.md rewritten; review the diff and run again without VNETLAB_UPDATE_GOLDEN", pytrace=False)
+    assert text[start:end] == wanted, "docs/images.md does not list what the tiny image carries: run this test with VNETLAB_UPDATE_GOLDEN=1"

@@ -293,3 +293,32 @@ def test_bridge_joins_two_host_namespaces(make_ns):
 def test_invalid_link_names_are_refused(bad):
     with pytest.raises(lb.LinkError, match="invalid interface name"):
         lb.create_tap(bad)
+
+
+def _fdb(ns, bridge):
+    return subprocess.run(["bridge", "-n", ns, "fdb", "show", "br", bridge], capture_output=True, text=True, timeout=10, check=True).stdout
+
+
+def test_a_pulled_port_reads_down_and_disabled_and_learned_addresses_are_flushed(make_ns):
+    """What a link action reads and does on a bridge port (features/links.py): the veth end's state,
+    the port's STP state (disabled while down), and the flush of what the bridge learned."""
+    sw, host = make_ns(), make_ns()
+    lb.create_bridge(sw, "br0", BRIDGE_MAC)
+    lb.create_veth(sw, "p1", host, "eth0")
+    lb.attach_to_bridge(sw, "p1", "br0")
+    lb.set_link_up(host, "eth0")
+    assert lb.link_state(sw, "p1") == "up"
+    assert _wait_until(lambda: ("br0", "p1", 3) in lb.bridge_ports(sw))  # forwarding (no STP on br0)
+    learned = "02:00:5e:10:00:99"
+    subprocess.run(["bridge", "-n", sw, "fdb", "add", learned, "dev", "p1", "master", "dynamic"], check=True, timeout=10)
+    assert learned in _fdb(sw, "br0")
+    lb.flush_fdb(sw, ["br0"])
+    after = _fdb(sw, "br0")
+    assert learned not in after and "permanent" in after  # the bridge's and its ports' own entries stay
+    lb.set_link_down(sw, "p1")
+    assert lb.link_state(sw, "p1") == "down"
+    assert _wait_until(lambda: ("br0", "p1", 0) in lb.bridge_ports(sw))  # disabled
+    lb.set_link_up(sw, "p1")
+    assert lb.link_state(sw, "p1") == "up"
+    with pytest.raises(lb.LinkError):
+        lb.link_state(sw, "p9")

@@ -121,8 +121,8 @@ def test_ping_that_must_fail(two, tmp_path):
     spec = ping_spec(two, expect="failure")
     quiet, _ = ping(two, tmp_path, ping_output(3, 0, rtt=None), spec)
     assert quiet.ok and quiet.name == "ping vm1 → vm2 (must fail)" and quiet.kind == "ping"
-    assert quiet.detail == "expected no echo reply from 10.1.1.3, got 0/3"
-    assert quiet.data == {"target": "10.1.1.3", "sent": 3, "received": 0}
+    assert quiet.detail == "expected no echo reply from 10.1.1.3, got 0/3: no reply on the wire (the requests left the source, nothing came back)"
+    assert quiet.data == {"target": "10.1.1.3", "sent": 3, "received": 0, "failure": "no reply"}
     answered, _ = ping(two, tmp_path, ping_output(3, 1), spec)
     assert not answered.ok and answered.detail == "expected no echo reply from 10.1.1.3, got 1/3"
 

@@ -39,7 +39,7 @@ def test_dot_has_bridges_in_the_namespace_vms_and_one_edge_per_nic(plan):
     assert 'label="namespace vnl-demo"' in cluster
     assert 'bridge_br0 [shape=box, style="rounded,filled", fillcolor="#dbe9f6", label="br0\\nlinux · 10.1.1.0/24"];' in cluster
     assert "bridge_br_x" in cluster and "bridge_vnl_mgmt" in cluster
-    assert 'vm_vm1 [shape=box3d, label="vm1\\nvm\\n1 vCPU · 128 MiB"];' in dot
+    assert 'vm_vm1 [shape=box3d, label="vm1\\nvm\\ntiny · 1 vCPU · 128 MiB"];' in dot
     vm1 = plan.vm("vm1")
     assert f'vm_vm1 -- bridge_br0 [label="eth0 10.1.1.2/24\\ntap {vm1.nics[0].tap} · {vm1.nics[0].mac}"];' in dot
     assert f'vm_vm1 -- bridge_br_x [label="eth1\\ntap {vm1.nics[1].tap} · {vm1.nics[1].mac}"];' in dot
@@ -58,7 +58,7 @@ def test_mermaid_text(plan):
     assert lines[0] == "flowchart LR"
     assert '  subgraph ns["namespace vnl-demo"]' in lines
     assert '    bridge_br0[["br0<br/>linux · 10.1.1.0/24"]]' in lines
-    assert '  vm_vm2("vm2<br/>vm<br/>1 vCPU · 128 MiB")' in lines
+    assert '  vm_vm2("vm2<br/>vm<br/>tiny · 1 vCPU · 128 MiB")' in lines
     tap = plan.vm("vm2").nics[0]
     assert f'  vm_vm2 ---|"eth0 10.1.1.3/24<br/>tap {tap.tap} · {tap.mac}"| bridge_br0' in lines
     assert sum(" -.-|" in line for line in lines) == 2  # management links are dotted

@@ -177,7 +177,7 @@ def _yaml_keys() -> set[str]:
 
 
 KNOWN_KEYS = _yaml_keys()
-INT_RANGES = {"memory": (64, 4096), "vcpus": (1, 8), "count": (1, 100)}
+INT_RANGES = {"memory": (64, 4096), "vcpus": (1, 8), "count": (1, 1000)}
 SPECIAL = {  # blocks no lab segment may use, as the message names them
     "0.0.0.0/8": "'this network'",
     "127.0.0.0/8": "loopback",
@@ -378,6 +378,10 @@ def hostile_free_text(draw) -> Case:
     }[path[-1]]
     if path[-1] == "address":
         no_checks(doc)  # a ping to vm2 would have no address to reach
+    if path[-1] == "to" and ("{{" in get(doc, path) or "{%" in get(doc, path)):
+        return case(doc, (field_of(path), r"template (syntax error|variable|error|not allowed)|expected a VM name or an IPv4 or IPv6 address, got "))  # `to:` may be a template
+    if path[-1] == "to" and "." in get(doc, path):  # vm2.x reads as NODE.NIC
+        return case(doc, (field_of(path), re.escape(message) + r"|'vm2' has no addressed interface named .* \(expected NODE\.NIC like vm2\.eth0; its addressed interfaces: eth0\)$"))
     return case(doc, (field_of(path), re.escape(message)))
 
 
@@ -388,8 +392,8 @@ def huge_number(draw) -> Case:
     lo, hi = INT_RANGES[path[-1]]
     out_of_range = rf"expected an integer from {lo} to {hi}, got -?\d+$"
     value = draw(st.one_of(st.integers(min_value=101), st.integers(max_value=0), st.sampled_from([10**30, -(10**30), 2**63, 2**64 + 1])))
-    if path[-1] == "memory":
-        value = value if value > 4096 or value < 64 else 10**9
+    if path[-1] in ("memory", "count"):
+        value = value if value > hi or value < lo else 10**9
     text = dump(doc)
     put(doc, path, value)
     if draw(st.booleans()):

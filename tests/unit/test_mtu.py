@@ -127,7 +127,7 @@ def test_a_pmtu_target_off_every_common_subnet_must_be_named_by_address():
     text = BASE.replace("      - {bridge: jumbo, address: 10.9.0.3/24, mtu: 4000}", "      - {bridge: plain, address: 10.8.0.3/24}")
     text = text.replace("      - {bridge: plain, address: 10.8.0.2/24}\n", "")
     assert problems(with_checks("pmtu: {from: vm1, to: vm2, size: 100}", base=text)) == [
-        "lab.yaml:13: checks[0].pmtu.to: 'vm1' has no route to 'vm2' on a common subnet (name a target behind a router by its IPv4 address)"
+        "lab.yaml:13: checks[0].pmtu.to: 'vm1' and 'vm2' have no addressed NICs on a common subnet"
     ]
     assert problems(with_checks("pmtu: {from: vm1, to: 10.8.0.3, size: 100}", base=text)) == []
 
@@ -154,7 +154,7 @@ def test_removing_any_rule_of_the_module_lets_a_case_through():
     import test_rules_are_tested as harness
 
     sites = [s for s in harness.SITES if s.module == "vnetlab.features.mtu"]
-    assert len(sites) == 6, [str(s) for s in sites]
+    assert len(sites) == 3, [str(s) for s in sites]  # the target rules are the core's (check_target), shared with ping
     expected = [problems(text) for text in RULE_CASES]
     assert all(len(p) == 1 for p in expected), expected
     uncaught = []
@@ -529,3 +529,15 @@ def test_the_scenario_file_names_its_schema_first():
     text = (SCENARIOS_DIR / "mtu-pmtu.yaml").read_text()
     assert text.splitlines()[0] == "# yaml-language-server: $schema=../schema/scenario.schema.json"
     assert yaml.safe_load(text)["name"] == "mtu-pmtu"
+
+
+def test_a_pmtu_target_takes_a_pings_forms_across_a_router():
+    """A node behind a router by name (its first address), NODE.NIC, a template: as a ping's `to`."""
+    text = BASE.replace("      - {bridge: jumbo, address: 10.9.0.3/24, mtu: 4000}", "      - {bridge: plain, address: 10.8.0.3/24}")
+    text = text.replace("  - name: vm1\n    nics:\n      - {bridge: jumbo, address: 10.9.0.2/24}\n      - {bridge: plain, address: 10.8.0.2/24}\n",
+                        "  - name: vm1\n    nics:\n      - {bridge: jumbo, address: 10.9.0.2/24}\n  - name: router\n    nics:\n      - {bridge: jumbo, address: 10.9.0.1/24}\n      - {bridge: plain, address: 10.8.0.1/24}\n")
+    checks = ("pmtu: {from: vm1, to: vm2, size: 100}", "pmtu: {from: vm1, to: router.eth1, size: 100}", 'pmtu: {from: vm1, to: "{{ vm2.ip }}", size: 100}')
+    assert problems(with_checks(*checks, base=text)) == []
+    plan = plan_of(with_checks(*checks, base=text))
+    assert [mtu.pmtu_target(plan, c.spec) for c in plan.scenario.checks] == ["10.8.0.3", "10.8.0.1", "10.8.0.3"]
+    assert mtu.check_name(plan.scenario.checks[2].spec, plan) == "pmtu vm1 → 10.8.0.3: 128-byte packets, don't fragment"

@@ -36,7 +36,7 @@ LOADER_ONLY = {
     "addresses fit their subnets, subnets do not clash": r"is not in (the tunnel's )?subnet|overlaps|too small|network or broadcast address",
     "unique names and addresses": r"duplicate|is already (used by|the name of|an interface|the port of)|are already joined by|clashes with",
     "reserved names": r"reserved|'lo' is the lab namespace's loopback",
-    "checks that could prove nothing": r"pinging itself|against itself|two different|has no route|no addressed NICs on a common subnet|has no (IPv[46]-)?(addressed )?NIC on bridge|needs both nodes addressed|no bridge has stp: true",
+    "checks that could prove nothing": r"pinging itself|against itself|two different|has no route|no (IPv[46] )?addressed NICs on a common subnet|has no (IPv[46]-)?(addressed )?NIC on bridge|needs both nodes addressed|no bridge has stp: true",
     "fields that depend on other fields": r"needs (an address|the VM|the bridge's subnet|a gateway|a WireGuard tunnel|a container)|takes no|a gateway needs|device operations work on linux bridges|is judged (between|on)|with via, expected|is too little for a \w+ guest|extra packages need kind: debian|is of type \w+(:|, which takes no)",
     "VLANs: declared on the bridge, access or trunk": r"declares no vlans|is not one of bridge '[^']*''s vlans|has vlans: this NIC needs|expected one of vlan \(an access port\) or trunk|a trunk's own interface stays unaddressed|sub-interface '[^']*' would be longer|share no VLAN|a bridge with vlans has one subnet per VLAN",
     "a bridge in a switch guest: what it cannot have yet, its guest's name": r"in a switch guest|is the name of bridge '[^']*''s switch guest|in: is where a Linux bridge runs",
@@ -74,6 +74,16 @@ LOADER_ONLY = {
     "templates and regular expressions": r"template (variable|syntax error|error|not allowed|too costly)|not a regular expression|repeats multiply out|the rendered text is|one attempt only",
     # shape rules in check_shape that the generated schema does not express ---------------------
     "exactly two peers / exactly one of two fields": r"expected exactly two (VM|node) names|expected exactly one of: \w+( \(.*\))?, \w+",
+    # link faults: the links a check list acts on, and pings that measure a recovery ---------------
+    "actions and recoveries": (
+        r"state: missing \(expected up or down|state goes with link|no bridge-link joins|a link between bridges is \[br1, br2\]|expected NODE\.NIC|has no interface named|"
+        r"is behind a routed uplink|netem impairs a VM NIC|clear takes no|recovery-max-s bounds a measured recovery|a recovery is measured on a ping|cannot see an outage|nothing after this ping acts"
+    ),
+    "exercise tasks: names, what grades them, what they are worth": (
+        r"has no checks: nothing would grade it|reads as a task number: name it with words|a time limit of no time|a hint costs .* at most its points|"
+        r"has no answer check to give it to|belongs in an exercise task|is not an answer of its kind|run needs node: the node|an answer is given to the task, not run on a node"
+    ),
+    "ping targets by NIC or across routers": r"has no (IPv[46] )?addressed interface named|has no (IPv[46] )?address to ping|\(to: is a node, NODE\.NIC or an IPv4( or IPv6)? address\)|has no address: there is no exchange",
 }
 _LOADER_ONLY_RE = re.compile("|".join(f"(?:{r})" for r in LOADER_ONLY.values()))
 
@@ -156,7 +166,8 @@ def instance(draw, schema: dict, rate: int, depth: int = 0):
             low = max(0, low - 1)
         return draw(st.lists(instance(schema["items"], rate, depth + 1), min_size=low, max_size=low + 3))
     if kind == "object" and "additionalProperties" in schema and "properties" not in schema:  # entries by name
-        names = draw(st.lists(st.sampled_from(["hv1", "hv2", "hv3"]) if not broken() else _TEXT, max_size=3, unique=True))
+        numbered = schema.get("propertyNames", {}).get("pattern") == "^[0-9]+$"  # a list written as a mapping {10: …} (vlans, trunk)
+        names = draw(st.lists(st.sampled_from(["10", "20", "30"] if numbered else ["hv1", "hv2", "hv3"]) if not broken() else _TEXT, max_size=3, unique=True))
         return {name: draw(instance(schema["additionalProperties"], rate, depth + 1)) for name in names}
     if kind == "object":
         props: dict = schema["properties"]
@@ -249,7 +260,7 @@ def test_schema_carries_the_spec_metadata():
     assert vm["properties"]["name"]["maxLength"] == 20 and vm["properties"]["nics"]["minItems"] == 1
     ping = SCHEMA["$defs"]["PingCheck"]
     assert "from" in ping["properties"] and "source" not in ping["properties"]  # YAML key, not the attribute
-    assert ping["properties"]["expect"]["enum"] == ["success", "failure"]
+    assert ping["properties"]["expect"]["enum"] == ["success", "failure", "no-reply"]
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -343,6 +343,41 @@ def test_capped_output_keeps_head_and_tail(size, chunk):
     assert text == data[:head].decode(errors="replace") + marker + data[-tail:].decode(errors="replace")
 
 
+# --- a command killed by a signal -------------------------------------------------
+
+
+def _killed_by(name: str) -> Handler:
+    """An sshd whose command dies of a signal: stderr, then an exit-signal request (RFC 4254 6.10), no exit status."""
+
+    def handler(guest: Guest, channel: paramiko.Channel, command: str) -> bool:
+        def die() -> None:
+            time.sleep(0.2)  # after the reply to the exec request, as a real command dies
+            channel.sendall_stderr(b"Terminated\n")
+            m = paramiko.Message()
+            m.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
+            m.add_int(channel.remote_chanid)
+            m.add_string("exit-signal")
+            m.add_boolean(False)
+            m.add_string(name)
+            m.add_boolean(False)
+            m.add_string("")
+            m.add_string("")
+            channel.transport._send_user_message(m)
+            channel.close()
+
+        guest.spawn(die)
+        return True
+
+    return handler
+
+
+def test_a_command_killed_by_a_signal_says_which(lab):
+    result = lab(_killed_by("TERM")).client.run("sleep 5", timeout=10, check=False)
+    assert (result.exit_code, result.signal, result.ended, result.exited) == (-1, "TERM", "killed by signal TERM", "was killed by signal TERM")
+    with pytest.raises(SSHError, match="'sleep 5' on .* was killed by signal TERM:\nTerminated"):
+        lab(_killed_by("TERM")).client.run("sleep 5", timeout=10)
+    odd = lab(_killed_by("X; rm -rf /")).client.run("sleep 5", timeout=10, check=False)
+    assert odd.signal == "?" and odd.ended == "killed by signal ?"  # the guest names it: only a plain name is shown
 # --- a hypervisor's SFTP stops answering (issue 23, finding 3) ---------------------------
 
 

@@ -74,7 +74,7 @@ def test_a_link_closing_a_long_loop_names_every_bridge_on_it():
 def test_the_lesson_and_a_good_lab_load():
     assert problems(with_checks("stp: {blocking: 1}", "ping: {from: vm1, to: vm2}", "capture: {bridge: br2, between: [vm1, vm2], expect: [bounded-broadcast]}")) == []
     scenario = load_scenario(SCENARIOS_DIR / "stp-loop.yaml")
-    assert [b.stp for b in scenario.bridges] == [True, True, True]
+    assert [stp.priority(b.stp) for b in scenario.bridges] == [4096, 8192, 12288]  # br1 the root, the blocked port on br3
     assert [link.between for link in scenario.bridge_links] == [["br1", "br2"], ["br2", "br3"], ["br3", "br1"]]
 
 
@@ -255,7 +255,19 @@ def test_bounded_broadcast_counts_broadcasts_only():
     assert not storm.ok and storm.counts == {"broadcast_frames": 101}
 
 
-def test_the_lesson_plan_has_three_links_and_one_stp_check():
+def test_the_lesson_plan_has_three_links_and_its_second_half_pulls_the_link_to_the_root():
     plan = make_plan(load_scenario(SCENARIOS_DIR / "stp-loop.yaml"), "stp-loop", PlanOptions(kernel=KERNEL))
-    assert len(plan.part("stp").links) == 3
-    assert [c.kind for c in plan.scenario.checks] == ["ping", "ping", "stp", "capture"]
+    assert len(plan.part("stp").links) == 3 and plan.part("stp").priorities == (4096, 8192, 12288)
+    assert [c.kind for c in plan.scenario.checks] == ["ping", "ping", "stp", "capture", "ping", "action", "action", "action", "stp"]
+    recovery, _, pull, _, after = plan.scenario.checks[4:]
+    assert recovery.ping.measure == "recovery" and recovery.ping.recovery_max_s == 6
+    assert pull.action.link == ["br3", "br1"] and pull.action.state == "down"
+    assert (after.stp.blocking, after.stp.disabled) == (0, 2)
+
+
+def test_priorities_are_set_with_stp_and_a_bare_true_keeps_the_default():
+    scenario = load_scenario(SCENARIOS_DIR / "stp-loop.yaml")
+    assert stp.priority(True) == 32768 and stp.priority(False) is None and stp.priority(scenario.bridges[0].stp) == 4096
+    lines = stp.explain_lines(make_plan(scenario, "stp-loop", PlanOptions(kernel=KERNEL)))
+    assert lines[0].startswith("ip -n vnl-stp-loop link set br1 type bridge stp_state 1 forward_delay 200 hello_time 100 priority 4096    #")
+    assert problems(BASE.replace("{name: br1, stp: true}", "{name: br1, stp: {priority: 70000}}")) == ["lab.yaml:3: bridges[0].stp.priority: expected an integer from 0 to 65535, got 70000"]

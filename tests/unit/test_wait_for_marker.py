@@ -36,8 +36,8 @@ def write_later(path: Path, text: str, after: float) -> threading.Timer:
 
 
 def test_returns_soon_after_the_marker_appears(vm) -> None:
+    start = time.monotonic()  # before the timer starts: a descheduled test thread must not shorten what it measures
     write_later(vm.console_log, f"booting\n{GUEST_READY_MARKER} host=vm1\n", after=0.3)
-    start = time.monotonic()
     wait_for_marker(vm, time.monotonic() + 10, lambda _vm: True, threading.Event())
     assert 0.3 <= time.monotonic() - start < 3  # well before the 10 s deadline
 

@@ -23,7 +23,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
@@ -359,6 +359,10 @@ def _initramfs_entries(tree: Tree, kernel_version: str, say: Callable[[str], Non
         if PurePosixPath(binary).name == "busybox":
             for applet in _busybox_applets(in_tree(tree.root, found)):
                 entries.setdefault(applet, _Entry(stat.S_IFLNK | 0o777, binary.encode()))
+            data, renamed = rename_applet(entries[_guest_name(binary)].data, *WGET_RENAMED)
+            entries[_guest_name(binary)] = _Entry(stat.S_IFREG | 0o755, data)
+            if not renamed:
+                say("warning: busybox has no applet named wget to rename: `wget -T` may crash in the guests")
 
     modules = [words[0] for words in recipe_lines("modules.txt", columns=1)]
     say(f"collecting kernel modules for {', '.join(modules)}")
@@ -369,6 +373,30 @@ def _initramfs_entries(tree: Tree, kernel_version: str, say: Callable[[str], Non
         for parent in PurePosixPath(name).parents[:-1]:
             entries.setdefault(str(parent), _Entry(stat.S_IFDIR | 0o755))
     return entries
+
+
+# Debian's busybox (busybox-static 1.35) is built without FEATURE_WGET_TIMEOUT, yet its option
+# table keeps -T with a null place for the number: `wget -T 3 URL` writes through that null pointer
+# and dies with SIGSEGV (exit 139). Its shell runs applets before looking at PATH
+# (FEATURE_SH_STANDALONE), so no file named wget can stand in for the applet: the applet is renamed
+# in the guest's copy of busybox (one byte of its sorted name table; the order stays) and
+# images/guest/usr/bin/wget wraps it, taking -T as the whole transfer's timeout.
+WGET_RENAMED = (b"wget", b"wgeT")
+
+
+def rename_applet(busybox: bytes, name: bytes, new: bytes) -> tuple[bytes, bool]:
+    """busybox with applet `name` called `new` (same length, same place in the sorted name table);
+    unchanged, and False, unless the name table holds `name` exactly once between two neighbours that
+    still sort around `new`."""
+    needle = b"\0" + name + b"\0"
+    if len(new) != len(name) or busybox.count(needle) != 1:
+        return busybox, False
+    at = busybox.index(needle)
+    start, end = busybox.rfind(b"\0", 0, at), busybox.find(b"\0", at + len(needle))
+    before, after = busybox[start + 1 : at], busybox[at + len(needle) : end]
+    if start < 0 or end < 0 or not before < new < after:
+        return busybox, False
+    return busybox[: at + 1] + new + busybox[at + 1 + len(name) :], True
 
 
 def _busybox_applets(busybox: Path) -> list[str]:
@@ -493,17 +521,38 @@ def _archive_names(initrd: Path) -> frozenset[str]:
         return frozenset(_names_file(initrd).read_text().splitlines())
     except FileNotFoundError:
         pass
-    data = gzip.decompress(initrd.read_bytes())
-    names = set()
+    return frozenset(name for name, _, _ in archive_members(gzip.decompress(initrd.read_bytes())))
+
+
+def archive_members(data: bytes) -> Iterator[tuple[str, int, bytes]]:
+    """(name, mode, contents) of each member of a newc cpio archive, up to its trailer."""
     position = 0
     while data[position : position + 6] == b"070701":
-        size, name_size = int(data[position + 54 : position + 62], 16), int(data[position + 94 : position + 102], 16)
+        mode, size, name_size = (int(data[position + start : position + start + 8], 16) for start in (14, 54, 94))
         name = data[position + 110 : position + 110 + name_size - 1].decode()
         if name == "TRAILER!!!":
             break
-        names.add(name)
-        position = _align4(_align4(position + 110 + name_size) + size)
-    return frozenset(names)
+        begin = _align4(position + 110 + name_size)
+        yield name, mode, data[begin : begin + size]
+        position = _align4(begin + size)
+
+
+PROGRAM_DIRS = ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin")
+
+
+def image_programs(initrd: Path) -> tuple[list[str], list[str]]:
+    """What a tiny image's initramfs lets a lab run: busybox's applets (by name: the links to it),
+    and the other programs by path (iputils' ping, dropbear, wg, …, and the image's own wrappers)."""
+    applets, programs = set(), set()
+    for name, mode, data in archive_members(gzip.decompress(initrd.read_bytes())):
+        folder, _, base = name.rpartition("/")
+        if folder not in PROGRAM_DIRS:
+            continue
+        if stat.S_ISLNK(mode) and data.rstrip(b"/").endswith(b"bin/busybox"):
+            applets.add(base)
+        elif stat.S_ISREG(mode) and mode & 0o111 and base != "busybox":
+            programs.add("/" + name)
+    return sorted(applets), sorted(programs)
 
 
 def _guest_name(path: str) -> str:

@@ -241,3 +241,38 @@ def lab_of(dom: libvirt.virDomain, metadata_ns: str) -> str | None:
 def domains_of_lab(conn: libvirt.virConnect, lab: str, metadata_ns: str) -> list[str]:
     doms = bounded("listing domains", conn.listAllDomains)
     return sorted(d.name() for d in doms if lab_of(d, metadata_ns) == lab)
+
+
+LINK_STATES = ("up", "down")
+
+
+def _interface(dom: libvirt.virDomain, mac: str) -> ET.Element:
+    """The running domain's <interface> with this MAC (its live definition: libvirt compares the rest)."""
+    live = ET.fromstring(bounded(f"reading the definition of {dom.name()}", lambda: dom.XMLDesc(0)))
+    for iface in live.iter("interface"):
+        found = iface.find("mac")
+        if found is not None and (found.get("address") or "").lower() == mac.lower():
+            return iface
+    raise HypervisorError(f"{dom.name()} has no interface with MAC {mac}")
+
+
+def link_state(dom: libvirt.virDomain, mac: str) -> str:
+    """'up' or 'down': whether the guest's NIC has its carrier (`virsh domif-getlink`); no <link> element means up."""
+    link = _interface(dom, mac).find("link")
+    return "down" if link is not None and link.get("state") == "down" else "up"
+
+
+def set_link_state(dom: libvirt.virDomain, mac: str, state: str) -> str:
+    """Give or take the carrier of the guest's NIC, as a cable plugged or pulled (`virsh domif-setlink`):
+    the live interface with <link state='…'/>, through virDomainUpdateDeviceFlags. Returns the state
+    read back from the live definition."""
+    if state not in LINK_STATES:
+        raise ValueError(f"link state {state!r}: expected up or down")
+    iface = _interface(dom, mac)
+    link = iface.find("link")
+    if link is None:
+        link = ET.SubElement(iface, "link")
+    link.set("state", state)
+    xml = ET.tostring(iface, encoding="unicode")
+    bounded(f"setting the link of {dom.name()} {mac} {state}", lambda: dom.updateDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE))
+    return link_state(dom, mac)

@@ -14,6 +14,7 @@ import errno
 import ipaddress
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -76,6 +77,39 @@ def port_states(ns: str) -> list[tuple[str, str | None, int | None, str | None]]
         return sorted(out, key=lambda row: row[0])
 
     return with_netlink(ns, "reading bridge port states", op)
+
+
+LISTENING, LEARNING = 1, 2  # IFLA_BRPORT_STATE of a port the spanning tree is still moving to forwarding
+SETTLE_POLL = 0.2
+
+
+def bridge_ports(ns: str) -> list[tuple[str, str, int]]:
+    """(bridge, port, IFLA_BRPORT_STATE) of every bridge port in namespace ns, sorted."""
+    return sorted((bridge, port, state) for port, bridge, state, _ in port_states(ns) if bridge is not None and state is not None)
+
+
+def flush_fdb(ns: str, bridges: list[str]) -> None:
+    """Forget the MAC addresses the bridges learned (`ip link set BR type bridge fdb_flush`); the
+    permanent entries (the bridge's and its ports' own) stay."""
+
+    def op(ipr: IPRoute) -> None:
+        for name in bridges:
+            ipr.link("set", index=_index(ipr, name, ns), kind="bridge", br_fdb_flush=None)
+
+    if bridges:
+        with_netlink(ns, f"flushing the learned addresses of {', '.join(bridges)}", op)
+
+
+def wait_settled(read: Callable[[], list[tuple[str, str, int]]], timeout: float, sleep: Callable[[float], None] = time.sleep) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int]]]:
+    """Poll `read` ((bridge, port, state) rows) until no port is listening or learning, at most
+    `timeout` seconds. Returns the last rows and those still moving (empty once settled)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ports = read()
+        moving = [p for p in ports if p[2] in (LISTENING, LEARNING)]
+        if not moving or time.monotonic() >= deadline:
+            return ports, moving
+        sleep(SETTLE_POLL)
 
 
 def _index(ipr: IPRoute, name: str, ns: str | None) -> int:
@@ -288,6 +322,11 @@ def set_link_up(ns: str, ifname: str) -> None:
 
 def set_link_down(ns: str, ifname: str) -> None:
     with_netlink(ns, f"set {ifname!r} down", lambda ipr: ipr.link("set", index=_index(ipr, ifname, ns), state="down"))
+
+
+def link_state(ns: str, ifname: str) -> str:
+    """'up' or 'down': the link's administrative state (`ip link set … up|down`)."""
+    return with_netlink(ns, f"read the state of {ifname!r}", lambda ipr: "up" if ipr.get_links(_index(ipr, ifname, ns))[0]["flags"] & _IFF_UP else "down")
 
 
 def delete_link(ns: str | None, name: str) -> None:

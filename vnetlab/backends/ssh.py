@@ -61,10 +61,40 @@ class NotYetTrusted(SSHError):
 @dataclass
 class CommandResult:
     command: str
-    exit_code: int
+    exit_code: int  # -1 when the command was killed by a signal (no exit status)
     stdout: str
     stderr: str
     truncated: bool = False  # stdout or stderr exceeded MAX_OUTPUT and lost its middle
+    signal: str | None = None  # the signal that killed it, without "SIG" (TERM, KILL, SEGV), when one did
+
+    @property
+    def ended(self) -> str:
+        """How it ended, for people: 'exit 1', or 'killed by signal TERM'."""
+        return f"killed by signal {self.signal}" if self.signal else f"exit {self.exit_code}"
+
+    @property
+    def exited(self) -> str:
+        """The same as a verb: 'exited 1', or 'was killed by signal TERM'."""
+        return f"was killed by signal {self.signal}" if self.signal else f"exited {self.exit_code}"
+
+
+EXIT_SIGNAL = "exit-signal"  # RFC 4254 6.10: the command was killed by a signal (paramiko's client drops it)
+_SIGNAL_NAME = 32  # characters of a signal name kept (the guest sends it)
+
+
+def _handle_request(channel: paramiko.Channel, m: paramiko.Message) -> None:
+    """The transport's handler of channel requests, which also keeps an exit-signal's name on the
+    channel (`vnetlab_signal`), then lets paramiko handle the request as it does."""
+    position = m.packet.tell()
+    try:
+        if m.get_text() == EXIT_SIGNAL:
+            m.get_boolean()  # want reply
+            name = m.get_text()[:_SIGNAL_NAME]
+            channel.vnetlab_signal = name if name.isascii() and name.isalnum() else "?"
+    except Exception:  # noqa: BLE001 — a malformed request is paramiko's to refuse below
+        pass
+    m.packet.seek(position)
+    paramiko.Channel._handle_request(channel, m)
 
 
 class CappedOutput:
@@ -226,6 +256,8 @@ class GuestSSH:
             sock.close()
             raise
         transport = paramiko.Transport(sock)
+        # One handler per transport (its table shadows the class's): keep what killed a command.
+        transport._channel_handler_table = {**transport._channel_handler_table, paramiko.common.MSG_CHANNEL_REQUEST: _handle_request}
         try:
             remaining = max(0.01, deadline - time.monotonic())
             transport.banner_timeout = transport.handshake_timeout = transport.auth_timeout = remaining
@@ -293,10 +325,11 @@ class GuestSSH:
             raise SSHError(f"command {command!r} on {self._where} failed: {exc}") from exc
         finally:
             channel.close()
-        result = CommandResult(command, exit_code, out.text(), err.text(), bool(out.dropped or err.dropped))
+        killed = getattr(channel, "vnetlab_signal", None) if exit_code == -1 else None
+        result = CommandResult(command, exit_code, out.text(), err.text(), bool(out.dropped or err.dropped), killed)
         if check and exit_code != 0:
             raise SSHError(
-                f"command {command!r} on {self._where} exited with {exit_code}:\n{_tail(result.stdout, result.stderr)}"
+                f"command {command!r} on {self._where} {'was killed by signal ' + killed if killed else f'exited with {exit_code}'}:\n{_tail(result.stdout, result.stderr)}"
             )
         return result
 

@@ -17,6 +17,7 @@ import os
 import select
 import selectors
 import shlex
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -28,7 +29,7 @@ from vnetlab.backends import netns
 from vnetlab.backends.ssh import CappedOutput, CommandResult, GuestSSH
 from vnetlab.model.addressing import parse_address
 from vnetlab.model.scenario import split_link
-from vnetlab.model.validate import carried_addresses, target_interface
+from vnetlab.model.validate import carried_addresses, is_named_interface, rendered, target_interface
 from vnetlab.plan.planner import Plan, PlannedNic, PlannedNode
 from vnetlab.printable import printable, printable_data
 
@@ -44,6 +45,7 @@ class CheckResult:
     detail: str
     counts: dict[str, int] | None = None
     data: dict[str, object] = field(default_factory=dict)
+    action: bool = False  # an action of the check list (a link taken down, a pause), not a check of the lab
 
     def shown(self) -> CheckResult:
         """The result with every string in it printable (vnetlab.printable), as every output shows it:
@@ -58,6 +60,8 @@ class CheckResult:
             out.pop("counts")
         if not self.data:
             out.pop("data")
+        if not self.action:
+            out.pop("action")
         return out
 
 
@@ -115,6 +119,7 @@ Collector = Callable[["CheckContext", Any], Evidence]
 # evidence and shown beside their verdicts.
 Stimulus = Callable[["CheckContext", "list[Any]"], None]
 Verdict = Callable[[Plan, Any, Evidence], CheckResult]
+Undo = Callable[["CheckContext", Any, Evidence], dict[str, Any]]
 Judge = Callable[[Plan, Any, CaptureSubject], Judgement]
 WireJudge = Callable[[Plan, Any, Evidence, "Mapping[str, Frames]"], Judgement]
 
@@ -131,11 +136,25 @@ class Wire:
 
 @dataclass(frozen=True)
 class CheckKind:
-    """One kind of check: collect on the live lab, judge from the evidence alone."""
+    """One kind of check: collect on the live lab, judge from the evidence alone.
+
+    An *action* (`undo` set) changes the lab during the check phase (a link taken down, a netem
+    impairment): its evidence records what it did and, under the key `restores`, what it changed
+    (e.g. "link vm1.eth0"); at the end of the phase the runner calls `undo` once per thing changed,
+    with the evidence of the first action that changed it, and records what the undo did there
+    (`undone`, or `undo_error`). `background(spec)`: this check runs in the background from its
+    place in the list while the entries after it run (e.g. a ping measuring the recovery from a
+    link the next actions pull), and is collected when it ends; the phase waits for it."""
 
     collect: Collector
     judge: Verdict
     wire: Wire | None = None
+    undo: Undo | None = None
+    background: Callable[[Any], bool] | None = None
+
+    @property
+    def acts(self) -> bool:
+        return self.undo is not None
 
     def run(self, ctx: CheckContext, spec: Any) -> CheckResult:
         """Collect and judge in one go (ad hoc checks: the pytest plugin, unit tests)."""
@@ -172,26 +191,55 @@ def planned_address(plan: Plan, node: str, iface: Any) -> str:
     return str(iface.ip)
 
 
+def rendered_target(plan: Plan, to: str) -> str | None:
+    """A check's `to` with its template rendered; None when it cannot be (validation said so)."""
+    try:
+        return rendered(plan.scenario, to)
+    except ValueError:
+        return None
+
+
+def target_of(plan: Plan, source: str, to: str, family: int | None = None) -> str:
+    """The address a check's rendered `to` goes to from `source`: a node's (NODE.NIC's) as planned
+    (see planned_address), an address literal as written."""
+    iface = target_interface(plan.scenario, source, to, family)  # None for an address literal
+    node = to.partition(".")[0] if is_named_interface(to) else to
+    return planned_address(plan, node, iface) if iface is not None else to
+
+
 def ping_family(plan: Plan, ping: Any) -> int:
     """4 or 6: the family a ping check's echo requests have (its target address's, or the one its
     `family:` or the shared subnets choose for a node)."""
-    address = parse_address(ping.to)
+    to = rendered_target(plan, ping.to)
+    if to is None:
+        return 4
+    address = parse_address(to)
     if address is not None:
         return address.version
     if getattr(ping, "family", None):
         return int(ping.family)
-    found = target_interface(plan.scenario, ping.source, ping.to) if getattr(ping, "via", None) is None else None
+    found = target_interface(plan.scenario, ping.source, to) if getattr(ping, "via", None) is None else None
     return found.version if found is not None else 4
 
 
-def expected_echo_pairs(plan: Plan, a: str, b: str, via: str | None = None, family: int = 4) -> int:
-    """Echo exchanges of `family` the ping checks between a and b should have put on the wire (through overlay `via`, or none)."""
+def expected_echo_pairs(plan: Plan, a: str, b: str, via: str | None = None, family: int = 4, *, one_way: bool = False) -> int:
+    """Echo exchanges of `family` the ping checks between a and b should have put on the wire
+    (through overlay `via`, or none); `one_way`: only those a started."""
     names = {a: {a} | node_ips(plan, a), b: {b} | node_ips(plan, b)}
+
+    def reaches(ping: Any, other: str) -> bool:
+        if ping.to in names[other]:
+            return True
+        to = rendered_target(plan, ping.to)
+        if to is None:
+            return False
+        return (target_of(plan, ping.source, to, getattr(ping, "family", None)) if via is None else to) in names[other]
+
     return sum(
-        c.ping.count
+        c.ping.count if getattr(c.ping, "measure", None) is None else 1  # a ping measuring a recovery loses replies on purpose
         for c in plan.scenario.checks
         if c.ping is not None and c.ping.expect == "success" and getattr(c.ping, "via", None) == via
-        and ((c.ping.source == a and c.ping.to in names[b]) or (c.ping.source == b and c.ping.to in names[a]))
+        and ((c.ping.source == a and reaches(c.ping, b)) or (not one_way and c.ping.source == b and reaches(c.ping, a)))
         and ping_family(plan, c.ping) == family
     )
 
@@ -268,7 +316,8 @@ class NamespaceNode:
         truncated = bool(out.dropped or err.dropped)
         if not finished:
             return CommandResult(shlex.join(argv), 124, out.text(), err.text() + f"\n(timed out after {timeout:g} s)", truncated)
-        return CommandResult(shlex.join(argv), proc.returncode, out.text(), err.text(), truncated)
+        killed = signal_name(-proc.returncode) if proc.returncode < 0 else None
+        return CommandResult(shlex.join(argv), -1 if killed else proc.returncode, out.text(), err.text(), truncated, signal=killed)
 
     def start(self, argv: list[str]) -> Callable[[], None]:
         proc = netns.run_in_namespace(self.namespace, subprocess.Popen, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -283,6 +332,14 @@ class NamespaceNode:
                     proc.wait()
 
         return stop
+
+
+def signal_name(number: int) -> str:
+    """TERM for 15, as ssh's exit-signal names it."""
+    try:
+        return signal.Signals(number).name.removeprefix("SIG")
+    except ValueError:
+        return str(number)
 
 
 def _exchange(proc: subprocess.Popen, stdin: bytes | None, out: CappedOutput, err: CappedOutput, deadline: float) -> bool:
@@ -385,6 +442,11 @@ class CheckContext:
     run_dir: Path
     wire: bool = False
     answer: Mapping[str, Any] | None = None
+    started: float = field(default_factory=time.monotonic)  # when the check phase began
+
+    def elapsed(self) -> float:
+        """Seconds since the check phase began: when an action or a background check happened, for the report."""
+        return round(time.monotonic() - self.started, 3)
 
     def node(self, name: str) -> LabNode:
         """Where to run a program as `name`: the guest over SSH, or a namespace node's namespace."""

@@ -98,6 +98,30 @@ def ping_summary(text: str) -> tuple[int, int] | None:
     return None
 
 
+# One echo reply: iputils "[1733565600.123456] 64 bytes from 10.1.1.2: icmp_seq=5 ttl=64 time=0.53 ms"
+# (the [time] with -D), busybox "64 bytes from 10.1.1.2: seq=4 ttl=64 time=0.5 ms"; a duplicate says "(DUP!)".
+_PING_REPLY = re.compile(
+    rf"(?:\[([0-9]{{1,{MAX_TIME_DIGITS}}}(?:\.[0-9]{{1,9}})?)\] )?[0-9]{{1,{MAX_DIGITS}}} bytes from [^:\s]{{1,128}}: (?:icmp_)?seq=([0-9]{{1,{MAX_DIGITS}}}) ",
+    re.ASCII,
+)
+
+
+def ping_replies(text: str) -> list[tuple[int, float | None]]:
+    """(sequence number, reply time or None) of each echo reply ping printed, in order, duplicates
+    left out; the time is the guest's clock (iputils' -D), None from a ping without timestamps."""
+    out: list[tuple[int, float | None]] = []
+    seen: set[int] = set()
+    for line in _tail_lines(text):
+        m = _PING_REPLY.match(line)
+        if m is None or "(DUP!)" in line:
+            continue
+        seq = int(m[2])
+        if seq not in seen:
+            seen.add(seq)
+            out.append((seq, float(m[1]) if m[1] else None))
+    return out
+
+
 def ping_rtt(text: str) -> tuple[float, float, float] | None:
     """(min, avg, max) ms from iputils "rtt …" or busybox "round-trip …"; the last such line wins, None if none."""
     for line in reversed(_tail_lines(text)):

@@ -9,11 +9,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from vnetlab.backends.ssh import CommandResult
-from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire, nic_cidrs, node_ips, planned_address
+from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire, nic_cidrs, node_ips, target_of
 from vnetlab.checks.capture import count_echo, count_udp_from
-from vnetlab.checks.parse import MAX_TEXT, excerpt, ping_rtt, ping_summary
+from vnetlab.checks.parse import MAX_TEXT, excerpt, ping_replies, ping_rtt, ping_summary
+from vnetlab.checks.recovery import describe as describe_outage, first_sequence, longest_outage
 from vnetlab.model.addressing import parse_address
-from vnetlab.model.validate import interface, node_interfaces, overlay_named, target_interface
+from vnetlab.model.validate import interface, node_interfaces, overlay_named, rendered, shown_target
 from vnetlab.plan.planner import Plan
 
 if TYPE_CHECKING:
@@ -29,13 +30,31 @@ def ping_target(plan: Plan, ping: Any) -> str:
         overlay = overlay_named(plan.scenario, via)
         assert overlay is not None  # guaranteed by model validation
         return str(interface(overlay.members[ping.to]).ip)  # type: ignore[union-attr]
-    iface = target_interface(plan.scenario, ping.source, ping.to, getattr(ping, "family", None))  # None for an address literal
-    return planned_address(plan, ping.to, iface) if iface is not None else ping.to
+    return target_of(plan, ping.source, rendered(plan.scenario, ping.to), getattr(ping, "family", None))
 
 
-def ping_argv(count: int, target: str) -> list[str]:
-    """The command a ping check runs at its source (also shown by `--explain`)."""
-    return ["ping", "-c", str(count), "-i", PING_INTERVAL, "-W", "2", target]
+def ping_argv(count: int, target: str, *, timestamps: bool = False) -> list[str]:
+    """The command a ping check runs at its source (also shown by `--explain`); with `timestamps`
+    (a recovery measured), iputils' ping stamps each reply (-D)."""
+    return (["/usr/bin/ping", "-D"] if timestamps else ["ping"]) + ["-c", str(count), "-i", PING_INTERVAL, "-W", "2", target]
+
+
+UNREACHABLE = ("Network is unreachable", "No route to host")  # what sendto()/connect() say when the source's kernel has no route
+
+
+def must_fail(ping: Any) -> bool:
+    return ping.expect in ("failure", "no-reply")
+
+
+def no_route(result: CommandResult) -> str | None:
+    """Which of UNREACHABLE the ping printed: the source refused to send (not a reply missing on the wire)."""
+    text = result.stdout[-MAX_TEXT:] + result.stderr[-MAX_TEXT:]
+    return next((words for words in UNREACHABLE if words in text), None)
+
+
+def measures_recovery(ping: Any) -> bool:
+    """`measure: recovery`: it runs in the background while the actions after it take a link down."""
+    return getattr(ping, "measure", None) == "recovery"
 
 
 # -- evidence of a program run on a node -----------------------------------------------------------
@@ -48,13 +67,15 @@ def kept_output(text: str) -> str:
 
 
 def output_evidence(result: CommandResult, **more: Any) -> dict[str, Any]:
-    return {"command": getattr(result, "command", ""), "exit": result.exit_code, "stdout": kept_output(result.stdout), "stderr": kept_output(result.stderr), **more}
+    killed = {"signal": result.signal} if getattr(result, "signal", None) else {}
+    return {"command": getattr(result, "command", ""), "exit": result.exit_code, **killed, "stdout": kept_output(result.stdout), "stderr": kept_output(result.stderr), **more}
 
 
 def recorded(evidence: Evidence) -> CommandResult:
     """The program run an evidence records, as its collector saw it."""
     d = evidence.data
-    return CommandResult(str(d.get("command", "")), int(d.get("exit", -1)), str(d.get("stdout", "")), str(d.get("stderr", "")))
+    killed = d.get("signal")
+    return CommandResult(str(d.get("command", "")), int(d.get("exit", -1)), str(d.get("stdout", "")), str(d.get("stderr", "")), signal=str(killed)[:32] if killed else None)
 
 
 def guest_of(plan: Plan, *names: str) -> tuple[str, ...]:
@@ -66,22 +87,27 @@ def guest_of(plan: Plan, *names: str) -> tuple[str, ...]:
 # -- the ping check ----------------------------------------------------------------------------------
 
 
-def ping_name(ping: Any) -> str:
+def ping_name(ping: Any, plan: Plan | None = None) -> str:
     via = getattr(ping, "via", None)
     family = f" (IPv{ping.family})" if getattr(ping, "family", None) else ""
-    return f"ping {ping.source} → {ping.to}{family}" + (f" via {via}" if via else "") + (" (must fail)" if ping.expect == "failure" else "")
+    to = shown_target(plan.scenario, ping.to) if plan is not None else ping.to
+    return f"ping {ping.source} → {to}{family}" + (f" via {via}" if via else "") + {"failure": " (must fail)", "no-reply": " (no reply on the wire)"}.get(ping.expect, "")
 
 
 def collect_ping(ctx: CheckContext, ping: Any) -> Evidence:
-    argv = ping_argv(ping.count, ping_target(ctx.plan, ping))
-    result = ctx.node(ping.source).run(argv, timeout=10.0 + 2.5 * ping.count)
-    return Evidence(output_evidence(result), guests=guest_of(ctx.plan, ping.source))
+    measuring = measures_recovery(ping)
+    argv = ping_argv(ping.count, ping_target(ctx.plan, ping), timestamps=measuring)
+    started = ctx.elapsed() if measuring else None
+    # iputils sends on its schedule whatever comes back, and waits 2 s for the last reply (-W 2)
+    result = ctx.node(ping.source).run(argv, timeout=(15.0 + 0.2 * ping.count) if measuring else (10.0 + 2.5 * ping.count))
+    more = {"started_s": started, "ended_s": ctx.elapsed()} if measuring else {}  # beside the actions' times
+    return Evidence(output_evidence(result, **more), guests=guest_of(ctx.plan, ping.source))
 
 
 def judge_ping(plan: Plan, ping: Any, evidence: Evidence) -> CheckResult:
     target = ping_target(plan, ping)
-    name = ping_name(ping)
-    command = shlex.join(ping_argv(ping.count, target))
+    name = ping_name(ping, plan)
+    command = shlex.join(ping_argv(ping.count, target, timestamps=measures_recovery(ping)))
     result = recorded(evidence)
     summary = ping_summary(result.stdout)  # guest output: bounded parsing, never trusted
     sent, received = summary or (0, 0)
@@ -89,10 +115,21 @@ def judge_ping(plan: Plan, ping: Any, evidence: Evidence) -> CheckResult:
     data: dict[str, Any] = {"target": target, "sent": sent, "received": received}
     if rtt is not None:
         data.update(rtt_min_ms=rtt[0], rtt_avg_ms=rtt[1], rtt_max_ms=rtt[2])
+    refused = no_route(result)
+    if must_fail(ping) and (summary is None or received == 0) and refused is not None:
+        data["failure"] = "no route"
+        said = f"`{command}` said {refused!r} ({result.ended}): {ping.source} has no route to {target}, nothing was sent"
+        if ping.expect == "no-reply":
+            return CheckResult(name, "ping", False, f"expected the requests to leave {ping.source} and get no reply; but {said}", data=data)
+        return CheckResult(name, "ping", True, f"no route from the source: {said}", data=data)
     if summary is None:
-        return CheckResult(name, "ping", False, f"`{command}` printed no summary (exit {result.exit_code}): {excerpt(result.stdout + result.stderr)}", data=data)
-    if ping.expect == "failure":
-        return CheckResult(name, "ping", received == 0, f"expected no echo reply from {target}, got {received}/{sent}", data=data)
+        return CheckResult(name, "ping", False, f"`{command}` printed no summary ({result.ended}): {excerpt(result.stdout + result.stderr)}", data=data)
+    if must_fail(ping):
+        if received == 0:
+            data["failure"] = "no reply"
+        return CheckResult(name, "ping", received == 0, f"expected no echo reply from {target}, got {received}/{sent}" + (": no reply on the wire (the requests left the source, nothing came back)" if received == 0 else ""), data=data)
+    if measures_recovery(ping):
+        return judge_recovery(ping, name, target, result.stdout, sent, received, data, evidence)
     loss = 100.0 * (ping.count - received) / ping.count
     data["loss_percent"] = round(loss, 1)
     if ping.loss_max is None:
@@ -111,6 +148,21 @@ def judge_ping(plan: Plan, ping: Any, evidence: Evidence) -> CheckResult:
             seen = f"min/avg/max {rtt[0]:g}/{avg:g}/{rtt[2]:g} ms"
         detail += f"; average round trip {' and '.join(wanted)}: {seen}"
     return CheckResult(name, "ping", ok, detail, data=data)
+
+
+def judge_recovery(ping: Any, name: str, target: str, stdout: str, sent: int, received: int, data: dict[str, Any], evidence: Evidence) -> CheckResult:
+    """`measure: recovery`: the longest run of lost replies must end, within `recovery-max-s` when given."""
+    interval = float(PING_INTERVAL)
+    outage = longest_outage(ping_replies(stdout), sent, interval, first_sequence(stdout))
+    limit = getattr(ping, "recovery_max_s", None)
+    bound = f" (at most {limit:g} s allowed)" if limit is not None else ""
+    window = evidence.data.get("started_s"), evidence.data.get("ended_s")
+    during = f"; it ran from +{window[0]:g} s to +{window[1]:g} s of the checks" if all(isinstance(t, (int, float)) for t in window) else ""
+    if outage is None:
+        return CheckResult(name, "ping", False, f"no echo reply from {target} was lost ({received}/{sent}): no outage to measure a recovery from{during}", data=data)
+    data.update(recovery_s=outage.seconds, outage_lost=outage.lost, outage_first_seq=outage.first_lost, outage_resumed_seq=outage.resumed)
+    ok = outage.seconds is not None and (limit is None or outage.seconds <= limit)
+    return CheckResult(name, "ping", ok, f"{describe_outage(outage, sent, interval)}{bound}{during}", data=data)
 
 
 def run_ping(ctx: CheckContext, ping: Any) -> CheckResult:
@@ -188,7 +240,7 @@ def judge_ping_wire(plan: Plan, ping: Any, evidence: Evidence, frames: Mapping[s
     claimed = _claimed(plan, ping, evidence)
     via = getattr(ping, "via", None)
     if via is None:
-        return echo_on_wire(plan, ping.source, ping_target(plan, ping), frames, points, claimed=claimed, must_fail=ping.expect == "failure")
+        return echo_on_wire(plan, ping.source, ping_target(plan, ping), frames, points, claimed=claimed, must_fail=must_fail(ping))
     overlay = overlay_named(plan.scenario, via)
     assert overlay is not None and overlay.underlay and overlay.port  # guaranteed by model validation and the overlay's feature
     a, b = _underlay_ip(plan, ping.source, overlay.underlay), _underlay_ip(plan, ping.to, overlay.underlay)
@@ -197,7 +249,7 @@ def judge_ping_wire(plan: Plan, ping: Any, evidence: Evidence, frames: Mapping[s
     back = count_udp_from(packets, b, a, overlay.port) if a and b else 0
     figures = {"wire_carrier_out": there, "wire_carrier_back": back}
     seen = f"{there} datagram(s) {a} → {b} and {back} back on UDP port {overlay.port} ({overlay.kind} {via})"
-    if ping.expect == "failure":
+    if must_fail(ping):
         return Judgement(back == 0, f"no {overlay.kind} datagram from {b} back on {overlay.underlay}", seen + f" on {overlay.underlay}", figures)
     want = max(1, claimed)
     if back == 0:
@@ -205,4 +257,4 @@ def judge_ping_wire(plan: Plan, ping: Any, evidence: Evidence, frames: Mapping[s
     return Judgement(there >= want and back >= want, f"≥{want} {overlay.kind} datagram(s) each way between {a} and {b} on {overlay.underlay}", seen, figures)
 
 
-PING = CheckKind(collect_ping, judge_ping, Wire(ping_points, judge_ping_wire))
+PING = CheckKind(collect_ping, judge_ping, Wire(ping_points, judge_ping_wire), background=measures_recovery)

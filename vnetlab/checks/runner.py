@@ -14,13 +14,14 @@ plan's features (their `check_kinds` and `judges`), so this module names none of
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vnetlab.backends.ssh import GuestSSH
-from vnetlab.checks.base import CaptureSubject, CheckContext, CheckKind, CheckResult, Evidence, Judge, Judgement, Stimulus, capture_iface, endpoint, expected_echo_pairs
+from vnetlab.checks.base import CaptureSubject, CheckContext, CheckKind, CheckResult, Evidence, Judge, Judgement, Stimulus, capture_iface, capture_segment, endpoint, expected_echo_pairs
 from vnetlab.checks.capture import Capture, Frames, TrafficCounts, count_arp_icmp, count_echo_between, count_ndp
 from vnetlab.checks.evidence import Collected, RunSetting, load_collected, read_setting, save_evidence, select_checks
 from vnetlab.checks.ping import PING
@@ -29,6 +30,7 @@ from vnetlab.model.validate import parse_scenario
 from vnetlab.printable import printable
 from vnetlab.plan.planner import Plan, PlanOptions, make_plan
 from vnetlab.paths import Layout
+from vnetlab.signals import shielded
 
 
 def _arp_icmp(s: CaptureSubject) -> TrafficCounts:
@@ -49,9 +51,12 @@ def judge_arp(plan: Plan, check: object, s: CaptureSubject) -> Judgement:
 def judge_icmp_echo(plan: Plan, check: object, s: CaptureSubject) -> Judgement:
     c = _arp_icmp(s)
     want = max(1, expected_echo_pairs(plan, s.name_a, s.name_b))
+    segment = capture_segment(plan, check.on)  # type: ignore[attr-defined]
+    away = [name for name, nic in ((s.name_a, s.nic_a), (s.name_b, s.nic_b)) if getattr(nic, "bridge", segment) != segment]
+    routed = f" (routed: {' and '.join(away)} {'is' if len(away) == 1 else 'are'} not on {segment}, whose frames carry a router's MAC: judged by the addresses)" if away else ""
     return Judgement(
         c.icmp_echo_pairs >= want,
-        f"≥{want} ICMP echo request/reply pairs between {s.nic_a.ip} and {s.nic_b.ip}",
+        f"≥{want} ICMP echo request/reply pairs between {s.nic_a.ip} and {s.nic_b.ip}{routed}",
         f"{c.icmp_echo_request} request(s), {c.icmp_echo_reply} reply(ies), {c.icmp_echo_pairs} pair(s)",
         {"icmp_echo_request": c.icmp_echo_request, "icmp_echo_reply": c.icmp_echo_reply, "icmp_echo_pairs": c.icmp_echo_pairs},
     )
@@ -168,6 +173,7 @@ def judge_one(kind: CheckKind, plan: Plan, check: Any, evidence: Evidence, frame
             result = CheckResult(f"{check.kind} check", check.kind, False, f"the check could not be judged: {type(exc).__name__}: {exc}")
     if getattr(spec, "name", None):  # the scenario's name for it wins (summary, report, JUnit)
         result.name = spec.name
+    result.action = kind.acts
     return result.shown()
 
 
@@ -237,27 +243,65 @@ def stimulate(ctx: CheckContext, collected: Collected) -> None:
 
 
 def collect_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path, *, wire: bool = False, answer: Mapping[str, Any] | None = None) -> Collected:
-    """Run every check of the plan on the live lab, captures around them all; judges nothing."""
+    """Run every check of the plan on the live lab, captures around them all; judges nothing.
+    The actions among them are undone at the end, whatever happened (a failure, Ctrl-C)."""
     ctx = CheckContext(plan, sessions, run_dir, wire=wire, answer=answer)
     kinds = check_kinds(plan)
     captures = {on: Capture(plan.namespace, capture_iface(plan, on), run_dir / f"{on}.pcap") for on in capture_points(plan, kinds, wire)}
     collected = Collected(pcaps={on: c.pcap_path for on, c in captures.items()}, wire=wire)
     started: list[Capture] = []
+    background: dict[int, concurrent.futures.Future[Evidence]] = {}
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="background check")
     try:
         for capture in captures.values():
             capture.start()
             started.append(capture)
         stimulate(ctx, collected)
+        ctx.started = time.monotonic()  # the actions' and recoveries' times count from here, after the stimuli
         # One after another, in scenario order: two pings at once through a WireGuard tunnel make both
         # peers start a handshake at the same moment, and neither completes within the pings' wait.
+        # A background check (a ping measuring a recovery) runs beside the entries after it.
         for i, check in enumerate(plan.scenario.checks):
-            if check.kind != "capture":
-                collected.evidence[i] = collect_one(kinds[check.kind], ctx, check.spec)
+            if check.kind == "capture":
+                continue
+            kind = kinds[check.kind]
+            if kind.background is not None and kind.background(check.spec):
+                background[i] = pool.submit(collect_one, kind, ctx, check.spec)
+            else:
+                collected.evidence[i] = collect_one(kind, ctx, check.spec)
+        for i, future in background.items():
+            collected.evidence[i] = future.result()
     finally:
-        for on, capture in captures.items():
-            if capture in started:
-                collected.frames[on] = capture.stop()
+        pool.shutdown(wait=False, cancel_futures=True)  # after a failure or Ctrl-C: each is bounded in time, and ends with its sessions
+        try:
+            undo_actions(ctx, kinds, collected)
+        finally:
+            for on, capture in captures.items():
+                if capture in started:
+                    collected.frames[on] = capture.stop()
     return collected
+
+
+def undo_actions(ctx: CheckContext, kinds: Mapping[str, CheckKind], collected: Collected) -> None:
+    """Put back what the actions changed, newest change first, once per thing changed (from the
+    state before its first change), so that the checks can run again on the same lab. Signals are
+    held off meanwhile; what each undo did, or why it failed, goes into that action's evidence."""
+    firsts: dict[str, int] = {}
+    for i, evidence in sorted(collected.evidence.items()):
+        key = evidence.data.get("restores")
+        if isinstance(key, str) and kinds[ctx.plan.scenario.checks[i].kind].acts:
+            firsts.setdefault(key, i)
+    if not firsts:
+        return
+    with shielded():
+        for key, i in sorted(firsts.items(), key=lambda item: -item[1]):
+            check, evidence = ctx.plan.scenario.checks[i], collected.evidence[i]
+            undo = kinds[check.kind].undo
+            assert undo is not None
+            try:
+                evidence.data.update(undo(ctx, check.spec, evidence))
+            except Exception as exc:  # noqa: BLE001 — reported in the action's verdict; the other undos still run
+                evidence.data["undo_error"] = f"{type(exc).__name__}: {exc}"
 
 
 def judge_checks(plan: Plan, collected: Collected) -> list[CheckResult]:

@@ -25,7 +25,7 @@ def run_steps(plan: Plan, sessions: dict[str, GuestSSH], steps: list[Any], what:
     for step in steps:
         command = render(step.run, variables)
         result = lab_node(plan, sessions, step.node).run(["sh", "-c", command], timeout=float(step.timeout))
-        logs.append(f"{step.node}$ {command}\n{result.stdout}{result.stderr}[exit {result.exit_code}]\n")
+        logs.append(f"{step.node}$ {command}\n{result.stdout}{result.stderr}[{result.ended}]\n")
         if result.exit_code != 0:
-            raise StepError(f"{what}: `{command}` on {step.node} exited {result.exit_code}: {excerpt(result.stdout + result.stderr)}")
+            raise StepError(f"{what}: `{command}` on {step.node} {result.exited}: {excerpt(result.stdout + result.stderr)}")
     return logs

@@ -320,7 +320,7 @@ def _log(run_dir: Path | None, node: str, command: str, result: CommandResult) -
     folder = run_dir / "exec"
     folder.mkdir(mode=0o700, exist_ok=True)
     with (folder / f"{node}.log").open("a") as log:
-        log.write(f"$ {command}\n{result.stdout}{result.stderr}[exit {result.exit_code}]\n")
+        log.write(f"$ {command}\n{result.stdout}{result.stderr}[{result.ended}]\n")
 
 
 def run_step(node: LabNode, command: str, timeout: int) -> CommandResult:
@@ -343,15 +343,24 @@ def configure_node(plan: Plan, work: NodeWork, sessions: dict[str, GuestSSH], ru
         result = run_step(node, command, step.timeout)
         _log(run_dir, work.node, command, result)
         if result.exit_code != 0:
-            raise CommandError(f"{work.node}: exec `{command}` exited {result.exit_code}; last output: {excerpt(result.stdout + result.stderr)}")
+            raise CommandError(f"{work.node}: exec `{command}` {result.exited}; last output: {excerpt(result.stdout + result.stderr)}")
 
 
 # -- the command check -------------------------------------------------------------------
 
 
+def shown(pattern: str) -> str:
+    """A regular expression as the scenario spells it, quoted: repr() would double its backslashes."""
+    if "'" not in pattern and pattern.isprintable():
+        return f"'{pattern}'"
+    if '"' not in pattern and pattern.isprintable():
+        return f'"{pattern}"'
+    return repr(pattern)
+
+
 def _expected(expect: Expect) -> str:
     parts = ["a nonzero exit" if expect.exit == "nonzero" else f"exit {expect.exit}"]
-    parts += [f"{key} matching {pattern!r}" for key, pattern in (("stdout", expect.stdout), ("stderr", expect.stderr)) if pattern is not None]
+    parts += [f"{key} matching {shown(pattern)}" for key, pattern in (("stdout", expect.stdout), ("stderr", expect.stderr)) if pattern is not None]
     return " and ".join(parts)
 
 
@@ -383,7 +392,7 @@ def collect_command(ctx: CheckContext, check: CommandCheck) -> Evidence:
         if judge_output(check.expect, result)[0] or check.retry is None or time.monotonic() + check.retry.every > deadline:  # no retry: one attempt, whatever the clock says
             break
         time.sleep(check.retry.every)
-    kept = {"command": command, "exit": result.exit_code, "stdout": result.stdout[-MAX_MATCHED:], "stderr": result.stderr[-MAX_MATCHED:], "attempts": attempts}
+    kept = {"command": command, "exit": result.exit_code, **({"signal": result.signal} if result.signal else {}), "stdout": result.stdout[-MAX_MATCHED:], "stderr": result.stderr[-MAX_MATCHED:], "attempts": attempts}
     return Evidence(kept, guests=guest_of(ctx.plan, check.node))
 
 
@@ -394,7 +403,7 @@ def judge_command(plan: Plan, check: CommandCheck, evidence: Evidence) -> CheckR
     ok, problems = judge_output(check.expect, result)
     tries = f" after {attempts} attempt(s)" if check.retry else ""
     detail = (
-        f"ran `{command}` on {check.node}: expected {_expected(check.expect)}; got exit {result.exit_code}{tries}"
+        f"ran `{command}` on {check.node}: expected {_expected(check.expect)}; got {result.ended}{tries}"
         + (f", stdout: '{excerpt(result.stdout, 200)}'" if result.stdout.strip() else ", no stdout")  # excerpt shows escapes once: no repr on top
         + (f", stderr: '{excerpt(result.stderr, 200)}'" if result.stderr.strip() else "")
         + "".join(f"; {p}" for p in problems)

@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import ipaddress
 import re
 import shlex
 from collections.abc import Callable, Mapping
@@ -44,7 +43,7 @@ from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import NAME, VM_NAME_MAX, Expectation, ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
-from vnetlab.model.validate import Rules, node_names, route_to
+from vnetlab.model.validate import Rules, check_target, node_names, shown_target, target_address
 from vnetlab.plan.planner import Plan, PlanContext, PlanPart
 from vnetlab.tools.explain import Section, command_at, guest_line, sh
 from vnetlab.tools.inspect import InspectRow
@@ -70,7 +69,7 @@ class MtuError(VnetlabError):
 @dataclass(frozen=True)
 class PmtuCheck:
     source: str = spec("VM, container or host that sends the pings", key="from", pattern=NAME, max_length=VM_NAME_MAX)
-    to: str = spec("target VM, container or host name, or an IPv4 address (a target behind a router: its address)")
+    to: str = spec("target, as a ping's: a VM, container or host name (behind a router: its first address), NODE.NIC, or an IPv4 address; may be a template")
     size: int = spec("ICMP payload bytes of each ping; the IPv4 packet is 28 bytes more (ping -s)", minimum=0, maximum=SIZE_MAX)
     expect: Literal["success", "failure", "frag-needed"] = spec(
         "success: every echo comes back unfragmented; failure: none does (the packet exceeds the path MTU and may not be fragmented); "
@@ -112,20 +111,11 @@ def _validate(rules: Rules) -> None:
 
 
 def _validate_check(rules: Rules, check: PmtuCheck, path: str) -> None:
-    scenario = rules.scenario
-    everyone = node_names(scenario)
-    if check.source not in everyone:
+    """`to` as a ping's: a node (across a router: its first address), NODE.NIC, an address, a template."""
+    if check.source not in node_names(rules.scenario):
         rules.add(f"{path}.from", f"no {rules.node_words()} named {check.source!r}")
-    elif check.to == check.source:
-        rules.add(f"{path}.to", "a node pinging itself proves nothing about the path")
-    elif check.to in everyone:
-        if route_to(scenario, check.source, check.to) is None:
-            rules.add(f"{path}.to", f"{check.source!r} has no route to {check.to!r} on a common subnet (name a target behind a router by its IPv4 address)")
     else:
-        try:
-            ipaddress.IPv4Address(check.to)
-        except ValueError:
-            rules.add(f"{path}.to", f"expected a {rules.node_words()} name or an IPv4 address, got {check.to!r}")
+        check_target(rules, check, path, rules.node_words(), "the path")
 
 
 MODEL = ModelExtension(
@@ -310,13 +300,13 @@ def pmtu_argv(size: int, target: str) -> list[str]:
 
 
 def pmtu_target(plan: Plan, check: PmtuCheck) -> str:
-    iface = route_to(plan.scenario, check.source, check.to)  # None for an address literal
-    return str(iface.ip) if iface is not None else check.to
+    return target_address(plan.scenario, check.source, check.to)
 
 
-def check_name(check: PmtuCheck) -> str:
+def check_name(check: PmtuCheck, plan: Plan | None = None) -> str:
+    to = shown_target(plan.scenario, check.to) if plan is not None else check.to
     must = {"failure": " (must fail)", "frag-needed": " (a router must answer fragmentation needed)"}.get(check.expect, "")
-    return f"pmtu {check.source} → {check.to}: {check.size + HEADERS}-byte packets, don't fragment" + must
+    return f"pmtu {check.source} → {to}: {check.size + HEADERS}-byte packets, don't fragment" + must
 
 
 FLUSH_ARGV = ["ip", "route", "flush", "cache"]  # the path MTUs the source learnt expire after 10 minutes; this forgets them now
@@ -343,7 +333,7 @@ def judge_pmtu(plan: Plan, check: PmtuCheck, evidence: Evidence) -> CheckResult:
     packet = check.size + HEADERS
     data: dict[str, object] = {"target": target, "size": check.size, "packet": packet, "sent": sent, "received": received}
     data.update({f"{who}_mtu": mtu for who, mtu in refused.items()})
-    name = check_name(check)
+    name = check_name(check, plan)
     if summary is None:
         return CheckResult(name, "pmtu", False, f"`{shlex.join(argv)}` printed no summary (exit {result.exit_code}): {excerpt(result.stdout + result.stderr)}", data=data)
     seen = f"got {received}/{sent}" + _said(refused)

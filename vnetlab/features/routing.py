@@ -22,7 +22,7 @@ def judge_routed(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
     """Echo requests a → b on this bridge: at least the pings' count, every one with TTL < 64."""
     from scapy.layers.inet import ICMP, IP  # loaded by the capture that made s.packets
 
-    want = max(1, expected_echo_pairs(plan, s.name_a, s.name_b))
+    want = max(1, expected_echo_pairs(plan, s.name_a, s.name_b, one_way=True))  # the requests a sent: b's pings to a are the other way
     ttls: list[int] = []
     for packet in s.packets:
         ip = packet.getlayer(IP)

@@ -42,7 +42,6 @@ T = TypeVar("T")
 FORWARD_DELAY_CS = 200  # the kernel's minimum with STP on: 2 s (IFLA_BR_FORWARD_DELAY is in centiseconds)
 HELLO_TIME_CS = 100  # the kernel's minimum: 1 s
 CONVERGE_TIMEOUT = 60.0  # seconds configure waits for every STP port to leave listening/learning
-POLL_EVERY = 0.2
 BROADCAST_MAX = 100  # broadcasts a bridge may see during the checks; a storm gives thousands a second
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 DISABLED, LISTENING, LEARNING, FORWARDING, BLOCKING = 0, 1, 2, 3, 4
@@ -65,8 +64,26 @@ class BridgeLink:
 
 
 @dataclass(frozen=True)
+class StpSettings:
+    """The spanning tree with a bridge priority: the lowest bridge ID (priority, then MAC) is the root."""
+
+    priority: int = spec("bridge priority, 0..65535 (default 32768): the lowest becomes the root bridge, so the lesson decides which port blocks", minimum=0, maximum=65535)
+
+
+@dataclass(frozen=True)
 class StpCheck:
     blocking: int = spec("how many bridge ports must be blocking (read from the kernel); every other port must be forwarding", minimum=0, maximum=1000)
+    disabled: int = spec("how many bridge ports must be disabled: their link is down (e.g. a link the checks pulled)", default=0, minimum=0, maximum=1000)
+
+
+DEFAULT_PRIORITY = 32768
+
+
+def priority(stp: Any) -> int | None:
+    """A bridge's `stp:` as its priority: None without STP, the kernel's default for `stp: true`."""
+    if not stp:
+        return None
+    return stp.priority if isinstance(stp, StpSettings) else DEFAULT_PRIORITY
 
 
 def link_veths(i: int) -> tuple[str, str]:
@@ -201,7 +218,7 @@ def _route(scenario: Any, source: str, target: str) -> Any:
 
 MODEL = ModelExtension(
     sections=(decl("bridge_links", list[BridgeLink], spec("veth pairs joining two bridges of the lab namespace, each end a port of one (a loop needs stp: true on its bridges)", key="bridge-links", default_factory=list)),),
-    bridge_fields=(decl("stp", bool, spec("run the kernel's spanning tree protocol on this bridge (forward delay 2 s, hello 1 s); required on every bridge of a loop of bridge-links", default=False)),),
+    bridge_fields=(decl("stp", bool | StpSettings, spec("run the kernel's spanning tree protocol on this bridge (forward delay 2 s, hello 1 s): true, or {priority: N} to choose the root bridge; required on every bridge of a loop of bridge-links", default=False)),),
     checks=(decl("stp", StpCheck | None, spec("assert how many bridge ports the spanning tree blocks; every other port must forward", default=None)),),
     check_validators={"stp": _validate_check},
     expectations=(Expectation("bounded-broadcast", _validate_bounded, across_segments=True),),
@@ -225,15 +242,17 @@ class PlannedLink:
 class StpPlan:
     bridges: tuple[str, ...]  # bridges with stp: true
     links: tuple[PlannedLink, ...]
+    priorities: tuple[int, ...] = ()  # of each bridge with STP, in the order of `bridges`
 
 
 def plan_stp(ctx: PlanContext) -> StpPlan | None:
     stp = tuple(b.name for b in ctx.scenario.bridges if b.stp)
+    priorities = tuple(priority(b.stp) or DEFAULT_PRIORITY for b in ctx.scenario.bridges if b.stp)
     links = []
     for i, (a, b) in enumerate((lk.between[0], lk.between[1]) for lk in ctx.scenario.bridge_links):
         va, vb = link_veths(i)
         links.append(PlannedLink(i, (a, b), (va, vb), (ctx.take_mac("02:00:00", "bridge-link", va), ctx.take_mac("02:00:00", "bridge-link", vb))))
-    return StpPlan(stp, tuple(links)) if stp or links else None
+    return StpPlan(stp, tuple(links), priorities) if stp or links else None
 
 
 def _part(plan: Plan) -> StpPlan | None:
@@ -266,13 +285,13 @@ def _index(ipr: IPRoute, name: str) -> int:
     return found[0]
 
 
-def enable_stp(ns: str, bridges: tuple[str, ...]) -> None:
-    """`ip link set BR type bridge stp_state 1 forward_delay 200 hello_time 100` for each."""
+def enable_stp(ns: str, bridges: tuple[str, ...], priorities: tuple[int, ...] = ()) -> None:
+    """`ip link set BR type bridge stp_state 1 forward_delay 200 hello_time 100 priority N` for each."""
 
     def op(ipr: IPRoute) -> None:
-        for name in bridges:
+        for name, prio in zip(bridges, priorities or (DEFAULT_PRIORITY,) * len(bridges)):
             index = _index(ipr, name)
-            ipr.link("set", index=index, kind="bridge", br_forward_delay=FORWARD_DELAY_CS, br_hello_time=HELLO_TIME_CS)
+            ipr.link("set", index=index, kind="bridge", br_forward_delay=FORWARD_DELAY_CS, br_hello_time=HELLO_TIME_CS, br_priority=prio)
             ipr.link("set", index=index, kind="bridge", br_stp_state=1)
 
     if bridges:
@@ -282,7 +301,7 @@ def enable_stp(ns: str, bridges: tuple[str, ...]) -> None:
 def port_states(ns: str) -> list[tuple[str, str, int]]:
     """(bridge, port, IFLA_BRPORT_STATE) of every bridge port in namespace ns, sorted."""
     try:
-        return sorted((bridge, port, state) for port, bridge, state, _ in linux_bridge.port_states(ns) if bridge is not None and state is not None)
+        return linux_bridge.bridge_ports(ns)
     except linux_bridge.LinkError as exc:
         raise StpError(str(exc)) from exc
 
@@ -293,15 +312,10 @@ def _state(code: int) -> str:
 
 def wait_converged(ns: str, bridges: tuple[str, ...], timeout: float = CONVERGE_TIMEOUT, sleep: Callable[[float], None] = time.sleep) -> list[tuple[str, str, int]]:
     """Poll until no port of an STP bridge is listening or learning; StpError after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        ports = [p for p in port_states(ns) if p[0] in bridges]
-        moving = [p for p in ports if p[2] in (LISTENING, LEARNING)]
-        if not moving:
-            return ports
-        if time.monotonic() >= deadline:
-            raise StpError(f"the spanning tree did not converge within {timeout:.0f} s: still " + ", ".join(f"{b} port {p} {_state(s)}" for b, p, s in moving))
-        sleep(POLL_EVERY)
+    ports, moving = linux_bridge.wait_settled(lambda: [p for p in port_states(ns) if p[0] in bridges], timeout, sleep)
+    if moving:
+        raise StpError(f"the spanning tree did not converge within {timeout:.0f} s: still " + ", ".join(f"{b} port {p} {_state(s)}" for b, p, s in moving))
+    return ports
 
 
 def create_links(plan: Plan, ctx: Any, part: StpPlan) -> None:
@@ -340,14 +354,19 @@ def judge_stp(plan: Plan, check: StpCheck, evidence: Evidence) -> CheckResult:
     ports = [(str(b), str(p), int(s)) for b, p, s in evidence.data["ports"] if b in bridges]
     owners = port_owners(plan)
     blocking = [p for p in ports if p[2] == BLOCKING]
-    other = [p for p in ports if p[2] not in (BLOCKING, FORWARDING)]
-    ok = len(blocking) == check.blocking and not other
+    disabled = [p for p in ports if p[2] == DISABLED]
+    other = [p for p in ports if p[2] not in (BLOCKING, FORWARDING, DISABLED)]
+    ok = len(blocking) == check.blocking and len(disabled) == check.disabled and not other
     seen = f"{len(blocking)} blocking" + (": " + ", ".join(_describe(owners, b, p) for b, p, _ in blocking) if blocking else "")
+    if disabled or check.disabled:
+        seen += f"; {len(disabled)} disabled" + (": " + ", ".join(_describe(owners, b, p) for b, p, _ in disabled) if disabled else "")
     if other:
         seen += "; not forwarding: " + ", ".join(f"{_describe(owners, b, p)} {_state(s)}" for b, p, s in other)
-    detail = f"expected {check.blocking} blocking port(s) and every other of the {len(ports)} bridge ports forwarding; saw {seen}"
+    wanted = f"{check.blocking} blocking port(s)" + (f", {check.disabled} disabled (link down)" if check.disabled else "")
+    detail = f"expected {wanted} and every other of the {len(ports)} bridge ports forwarding; saw {seen}"
     data = {"blocking": [f"{b}/{p}" for b, p, _ in blocking], "ports": {f"{b}/{p}": _state(s) for b, p, s in ports}}
-    return CheckResult(f"stp: {check.blocking} blocking port(s)", "stp", ok, detail, data=data)
+    name = f"stp: {check.blocking} blocking port(s)" + (f", {check.disabled} disabled" if check.disabled else "")
+    return CheckResult(name, "stp", ok, detail, data=data)
 
 
 STP = CheckKind(collect_stp, judge_stp)
@@ -376,9 +395,12 @@ def explain_lines(plan: Plan) -> list[str]:
     if not part:
         return []
     ns = plan.namespace
+    prios = part.priorities or (DEFAULT_PRIORITY,) * len(part.bridges)
     lines = [
-        f"{sh('ip', '-n', ns, 'link', 'set', br, 'type', 'bridge', 'stp_state', 1, 'forward_delay', FORWARD_DELAY_CS, 'hello_time', HELLO_TIME_CS)}    # before the links come up: a loop never forwards unprotected"
-        for br in part.bridges
+        sh("ip", "-n", ns, "link", "set", br, "type", "bridge", "stp_state", 1, "forward_delay", FORWARD_DELAY_CS, "hello_time", HELLO_TIME_CS,
+           *(("priority", prio) if prio != DEFAULT_PRIORITY else ()))
+        + "    # before the links come up: a loop never forwards unprotected"
+        for br, prio in zip(part.bridges, prios)
     ]
     for link in part.links:
         (a, b), (va, vb), (ma, mb) = link.bridges, link.veths, link.macs
@@ -394,7 +416,8 @@ def explain_lines(plan: Plan) -> list[str]:
 
 
 def _check_commands(plan: Plan, check: StpCheck) -> list[str]:
-    return [f"bridge -n {plan.namespace} link show    # exactly {check.blocking} port(s) in state blocking, every other forwarding"]
+    disabled = f", {check.disabled} disabled" if check.disabled else ""
+    return [f"bridge -n {plan.namespace} link show    # exactly {check.blocking} port(s) in state blocking{disabled}, every other forwarding"]
 
 
 def inspect_rows(plan: Plan) -> list[InspectRow]:
@@ -440,6 +463,8 @@ class Stp(Feature):
         out: dict[str, Any] = {}
         if part.bridges:
             out["stp"] = {"bridges": list(part.bridges), "forward_delay_cs": FORWARD_DELAY_CS, "hello_time_cs": HELLO_TIME_CS}
+            if any(p != DEFAULT_PRIORITY for p in part.priorities):
+                out["stp"]["priorities"] = dict(zip(part.bridges, part.priorities))
         if part.links:
             out["bridge-links"] = [
                 {"between": list(link.bridges), "veths": [{"name": v, "mac": m, "bridge": b} for v, m, b in zip(link.veths, link.macs, link.bridges)]}
@@ -451,7 +476,7 @@ class Stp(Feature):
         part = _part(plan)
         if not part:
             return
-        enable_stp(plan.namespace, part.bridges)  # first: the links below may close a loop
+        enable_stp(plan.namespace, part.bridges, part.priorities)  # first: the links below may close a loop
         create_links(plan, ctx, part)
 
     def configure_label(self, plan: Plan) -> str | None:

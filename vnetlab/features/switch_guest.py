@@ -165,6 +165,7 @@ MODEL = ModelExtension(
     ),
     validate=_validate,
     guests=lambda scenario: [switch_name(b.name) for b in scenario.bridges if b.type == "linux" and b.placement == "guest"],
+    maybe_guests=lambda scenario: [switch_name(b.name) for b in scenario.bridges if b.type == "linux" and b.placement is None and needs(b)],
 )
 
 

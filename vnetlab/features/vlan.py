@@ -4,8 +4,8 @@
   of one `subnet:`; each VLAN is its own broadcast domain with its own subnet.
 - A NIC is an access port (`vlan: 10`, its `address:` in VLAN 10's subnet; the guest sees untagged
   frames) or a trunk (`trunk: [{vlan: 10, address: …}, …]`: the guest gets `eth0.10` … with those
-  addresses, eth0 itself stays unaddressed). The loader reads mappings into dataclasses only, so a
-  trunk is a list of {vlan, address} rather than a `{10: address}` mapping.
+  addresses, eth0 itself stays unaddressed). Both take the short mapping form too: `vlans: {10:
+  10.0.10.0/24}` and `trunk: {10: 10.0.10.5/24, 20: 10.0.20.5/24}` (the loader reads them as the lists).
 - On `type: ovs`, OVS does the tagging in its userspace datapath: an access port is `tag=N` on the
   tap's OVS port, a trunk `trunks=N,M`. On a Linux bridge the kernel's VLAN filtering does it
   (`bridge vlan add … pvid untagged` for an access port): on the host when its kernel has it,
@@ -230,10 +230,10 @@ def _route(scenario: Any, source: str, target: str) -> ipaddress.IPv4Interface |
 
 
 MODEL = ModelExtension(
-    bridge_fields=(decl("vlans", list[VlanSubnet] | None, spec("VLANs of an ovs bridge, each with its subnet (instead of subnet:), e.g. [{vlan: 10, subnet: 10.0.10.0/24}]", default=None, min_items=1)),),
+    bridge_fields=(decl("vlans", list[VlanSubnet] | None, spec("VLANs of the bridge, each with its subnet (instead of subnet:): {10: 10.0.10.0/24, 20: 10.0.20.0/24}, or [{vlan: 10, subnet: 10.0.10.0/24}, …]", default=None, min_items=1, mapping=("vlan", "subnet"))),),
     nic_fields=(
         decl("vlan", int | None, spec("access port of this VLAN (one of its bridge's vlans): the guest sends and receives untagged frames", default=None, minimum=VLAN_MIN, maximum=VLAN_MAX)),
-        decl("trunk", list[TrunkVlan] | None, spec("tagged VLANs on this NIC: the guest gets a sub-interface <nic>.<vlan> per entry, with its address; the NIC itself stays unaddressed", default=None, min_items=1)),
+        decl("trunk", list[TrunkVlan] | None, spec("tagged VLANs on this NIC: the guest gets a sub-interface <nic>.<vlan> per entry, with its address; the NIC itself stays unaddressed: {10: 10.0.10.5/24, 20: 10.0.20.5/24}, or [{vlan: 10, address: 10.0.10.5/24}, …]", default=None, min_items=1, mapping=("vlan", "address"))),
     ),
     expectations=(Expectation("vlan-tagged", _validate_tagging, across_segments=True), Expectation("untagged", _validate_tagging, across_segments=True)),
     validate=_validate,

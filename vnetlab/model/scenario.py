@@ -141,6 +141,7 @@ class ModelExtension:
     sections_with_checks: Callable[[type], tuple[FieldDecl, ...]] | None = None  # top-level keys whose types hold checks: given the composed Check class (an exercise's tasks)
     check_lists: Callable[[Any], Iterable[tuple[str, list[Any]]]] | None = None  # (path, checks) of the lists of checks those sections hold: validated like the scenario's
     guests: Callable[[Any], Iterable[str]] | None = None  # guests it adds to every lab of the scenario (a switch guest for `in: guest`): commands may name them
+    maybe_guests: Callable[[Any], Iterable[str]] | None = None  # guests it adds where the host needs them (a switch guest for a bridge this kernel cannot run): a link action may name their NICs
 
 
 # -- the core's fields of the composed classes -------------------------------------
@@ -211,10 +212,10 @@ def _check_decl(field_decl: FieldDecl) -> FieldDecl:
 def _core_ping() -> list[FieldDecl]:
     return [
         decl("source", str, spec("VM, container or host that sends the pings", key="from", pattern=NAME, max_length=VM_NAME_MAX)),
-        decl("to", str, spec("target VM, container or host name, or an IPv4 or IPv6 address")),
+        decl("to", str, spec("target: a VM, container or host name (behind a router: its first address), NODE.NIC (web.eth0), or an IPv4 or IPv6 address; may be a template ({{ web.ip }})")),
         decl("family", Literal[4, 6] | None, spec("with a node name as target: ping its IPv4 (4) or IPv6 (6) address (default: IPv4 when the two share an IPv4 subnet, else IPv6); an address says its family itself", default=None)),
-        decl("count", int, spec("echo requests to send", default=3, minimum=1, maximum=100)),
-        decl("expect", Literal["success", "failure"], spec("whether the ping must succeed or must fail", default="success")),
+        decl("count", int, spec("echo requests to send, 20 a second", default=3, minimum=1, maximum=1000)),
+        decl("expect", Literal["success", "failure", "no-reply"], spec("success; failure: no reply, or no route from the source (the detail says which); no-reply: the requests must leave the source and get no reply (a route that sends them on the wire)", default="success")),
         decl("rtt_min_ms", int | None, spec("the average round-trip time must be at least this many ms (e.g. a netem delay took effect)", key="rtt-min-ms", default=None, minimum=0, maximum=600000)),
         decl("rtt_max_ms", int | None, spec("the average round-trip time must be at most this many ms", key="rtt-max-ms", default=None, minimum=0, maximum=600000)),
         decl("loss_max", int | None, spec("pass with up to this share of echo requests lost, in percent (default: none may be lost)", key="loss-max", default=None, minimum=0, maximum=100)),
@@ -231,6 +232,11 @@ def _core_capture(expectations: tuple[str, ...]) -> list[FieldDecl]:
         decl("link", str | None, spec("one VM NIC's link to its bridge to capture on instead of a bridge, as VM.NIC (e.g. vm3.eth0): its tap sees that NIC's frames only, as they enter and leave the guest", default=None, pattern=LINK, max_length=VM_NAME_MAX + 1 + IFACE_MAX)),
         _check_name(),
     ]
+
+
+def feature_nodes(scenario: Any) -> list[NodeDecl]:
+    """Nodes the features add (containers, outside hosts …), in declaration order."""
+    return [n for e in scenario.model.extensions if e.nodes for n in e.nodes(scenario)]
 
 
 def split_link(link: str) -> tuple[str, str]:

@@ -78,9 +78,12 @@ class _Builder:
         if dataclasses.is_dataclass(tp):
             return {"$ref": f"#/$defs/{self.define(tp)}"}
         if origin is list:
-            out: dict[str, Any] = {"type": "array", "items": self.type_schema(typing.get_args(tp)[0], {})}
+            item = typing.get_args(tp)[0]
+            out: dict[str, Any] = {"type": "array", "items": self.type_schema(item, {})}
             if meta.get("min_items"):
                 out["minItems"] = meta["min_items"]
+            if meta.get("mapping") and dataclasses.is_dataclass(item):  # also {K: V, …}
+                return {"anyOf": [out, self._entries(item, meta)]}
             return out
         if origin is dict:
             names = self.type_schema(str, meta)
@@ -105,6 +108,19 @@ class _Builder:
                 out["maxLength"] = meta["max_length"]
             return out
         raise TypeError(f"no JSON Schema for type hint {tp!r}")
+
+    def _entries(self, item: type, meta: typing.Mapping[str, Any]) -> dict:
+        """A list of `item` written as a mapping {key: value, …} (spec(..., mapping=(key, value)))."""
+        key, value = meta["mapping"]
+        fields = {yaml_key(f): f for f in yaml_fields(item)}
+        hints = typing.get_type_hints(item)
+        key_field, value_field = fields[key], fields[value]
+        out: dict[str, Any] = {"type": "object", "additionalProperties": self.type_schema(hints[value_field.name], value_field.metadata)}
+        if hints[key_field.name] is int:
+            out["propertyNames"] = {"pattern": "^[0-9]+$"}
+        if meta.get("min_items"):
+            out["minProperties"] = meta["min_items"]
+        return out
 
     def define(self, cls: type) -> str:
         name = cls.__name__

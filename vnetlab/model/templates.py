@@ -26,7 +26,7 @@ import jinja2
 from vnetlab.model.addressing import UNKNOWN_MAC, bridge_subnets, formed_ipv6, link_local, nic_addresses, parse_interface, uses_ipv6
 from vnetlab.model.params import ParamError, environment
 from vnetlab.model.sandbox import TooBig
-from vnetlab.model.validate import feature_nodes
+from vnetlab.model.scenario import feature_nodes
 
 MAC_UNKNOWN = UNKNOWN_MAC  # the model validates templates before MACs are planned
 PORT_UNKNOWN = "port"  # nor are ports known then (where a bridge runs is decided by the plan)

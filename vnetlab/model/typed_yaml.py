@@ -52,9 +52,13 @@ def spec(
     minimum: int | None = None,
     maximum: int | None = None,
     min_items: int | None = None,
+    mapping: tuple[str, str] | None = None,
 ) -> Any:
-    """A dataclass field carrying its YAML key, documentation and constraints."""
+    """A dataclass field carrying its YAML key, documentation and constraints. `mapping` (on a list
+    of dataclasses): the list may also be written as a mapping {K: V, …}, read as [{key: K, value: V}, …]
+    for mapping = (key, value), e.g. `vlans: {10: 10.0.10.0/24}` for [{vlan: 10, subnet: 10.0.10.0/24}]."""
     meta = {
+        "mapping": mapping,
         "doc": doc,
         "key": key,
         "pattern": pattern,
@@ -114,6 +118,7 @@ class _Converter:
         self.loader = loader
         self.problems: list[Problem] = []
         self.rendered = rendered or set()  # ids of scalar nodes whose text a template gave (a number there is a number)
+        self.aliases: dict[str, int] = {}  # lines of paths the file spells another way (a list written as a mapping)
 
     def problem(self, node: yaml.Node | None, path: str, message: str) -> None:
         line = node.start_mark.line + 1 if node is not None else None
@@ -162,6 +167,8 @@ class _Converter:
         return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
     def convert_list(self, node: yaml.Node, item: Any, path: str, meta: typing.Mapping[str, Any]) -> Any:
+        if isinstance(node, yaml.MappingNode) and meta.get("mapping") and dataclasses.is_dataclass(item):
+            node = self.as_entries(node, path, meta["mapping"])
         if not isinstance(node, yaml.SequenceNode):
             self.problem(node, path, f"expected a list, got {self._kind(node)}")
             return None
@@ -169,6 +176,20 @@ class _Converter:
         if min_items and len(node.value) < min_items:
             self.problem(node, path, f"expected at least {min_items} item(s), got {len(node.value)}")
         return [self.convert(child, item, join_path(path, i), {}) for i, child in enumerate(node.value)]
+
+    def as_entries(self, node: yaml.MappingNode, path: str, names: tuple[str, str]) -> yaml.SequenceNode:
+        """{K: V, …} as the list [{key: K, value: V}, …] it stands for: each entry's fields keep the
+        lines of K and V (and the paths `path[i].key`, `path[i].value` find them)."""
+        key, value = names
+        entries = []
+        for i, (k, v) in enumerate(node.value):
+            if isinstance(k, yaml.ScalarNode) and k.tag == "tag:yaml.org,2002:str" and re.fullmatch(r"[0-9]{1,9}", k.value):
+                k = yaml.ScalarNode("tag:yaml.org,2002:int", k.value, k.start_mark, k.end_mark)  # '10': as JSON spells every key
+            entry = join_path(path, i)
+            self.aliases.update({entry: k.start_mark.line + 1, join_path(entry, key): k.start_mark.line + 1, join_path(entry, value): v.start_mark.line + 1})
+            fields = [(yaml.ScalarNode("tag:yaml.org,2002:str", key, k.start_mark, k.end_mark), k), (yaml.ScalarNode("tag:yaml.org,2002:str", value, v.start_mark, v.end_mark), v)]
+            entries.append(yaml.MappingNode("tag:yaml.org,2002:map", fields, k.start_mark, v.end_mark))
+        return yaml.SequenceNode("tag:yaml.org,2002:seq", entries, node.start_mark, node.end_mark)
 
     def convert_named(self, node: yaml.Node, item: Any, path: str, meta: typing.Mapping[str, Any]) -> Any:
         """`dict[str, Spec]`: entries named by their keys (e.g. `hypervisors: {hv1: {...}}`); the field's
@@ -358,6 +379,8 @@ def load_typed(text: str, cls: type, file: str, prepare: Prepare | None = None) 
         raise ValidationError(converter.problems)
     lines: dict[str, int] = {}
     _index_lines(node, "", lines)
+    for path, line in converter.aliases.items():
+        lines.setdefault(path, line)
     return Located(value, lines)
 
 

@@ -24,7 +24,8 @@ from vnetlab.model.addressing import (
     TOKENS, Address, Interface, bridge_entries, bridge_subnets, entry_family, known_interfaces, nic_addresses, nic_entries,
     parse_address, parse_interface, parse_network, read_nic, read_subnets, unusable_v6, uses_ipv6,
 )
-from vnetlab.model.scenario import RESERVED_IFACE_PREFIX, RESERVED_IFACES, NodeDecl, Overlay, ScenarioModel, split_link
+from vnetlab.model.scenario import RESERVED_IFACE_PREFIX, RESERVED_IFACES, Overlay, ScenarioModel, feature_nodes, split_link
+from vnetlab.model.templates import render, scenario_variables
 from vnetlab.model.typed_yaml import Located, Problem, ValidationError, load_typed, read_text
 
 _SPECIAL_BLOCKS = (
@@ -57,11 +58,6 @@ def unusable(net: ipaddress.IPv4Network) -> str | None:
 
 
 # -- the lab's nodes and how they reach each other ----------------------------------
-
-
-def feature_nodes(scenario: Any) -> list[NodeDecl]:
-    """Nodes the features add (containers, outside hosts …), in declaration order."""
-    return [n for e in scenario.model.extensions if e.nodes for n in e.nodes(scenario)]
 
 
 def node_names(scenario: Any) -> set[str]:
@@ -97,12 +93,94 @@ def route_to(scenario: Any, source: str, target: str, family: int = 4) -> Any:
     return None
 
 
-def target_interface(scenario: Any, source: str, target: str, family: int | None = None) -> Any:
-    """The address a ping from source to node `target` goes to: of `family`, or by default IPv4 when
+def shared_route(scenario: Any, source: str, target: str, family: int | None = None) -> Any:
+    """The address of target that source reaches (route_to) of `family`, or by default IPv4 when
     they share an IPv4 subnet (or a route), else IPv6."""
     if family is not None:
         return route_to(scenario, source, target, family)
     return route_to(scenario, source, target, 4) or route_to(scenario, source, target, 6)
+
+
+def rendered(scenario: Any, text: str) -> str:
+    """A check field that takes an address may be a template (`to: "{{ web.ip }}"`): its text
+    rendered with the scenario's variables (TemplateError when it cannot be)."""
+    if "{{" not in text and "{%" not in text:
+        return text
+    return render(text, scenario_variables(scenario)).strip()
+
+
+def addressed_nics(scenario: Any, node: str, family: int | None = None) -> list[tuple[str, Any]]:
+    """(NIC name, address) of every addressed interface of a VM or feature node, of `family` (None:
+    both, IPv4 first on each NIC)."""
+    prefixes = {b.name: bridge_subnets(b).ipv6 for b in scenario.bridges}
+    for vm in scenario.vms:
+        if vm.name == node:
+            pairs: list[tuple[str, Interface | None]] = [(vm.nic_name(j), i) for j, n in enumerate(vm.nics) for i in known_interfaces(nic_addresses(n), prefixes.get(n.bridge))]
+            break
+    else:
+        found = next((n for n in feature_nodes(scenario) if n.name == node), None)
+        pairs = [(name, parse_interface(cidr)) for name, cidr in found.nics if cidr] if found else []
+    return [(name, iface) for name, iface in pairs if iface is not None and (family is None or iface.version == family)]
+
+
+def named_interface(scenario: Any, target: str, family: int | None = None) -> Any:
+    """NODE.NIC (web.eth0): that interface's address (of `family`, by default its IPv4 one if it has
+    one); None when there is no such addressed interface."""
+    node, _, nic = target.partition(".")
+    return next((iface for name, iface in addressed_nics(scenario, node, family) if name == nic), None)
+
+
+def is_named_interface(target: str) -> bool:
+    """NODE.NIC rather than a node or an address literal (10.1.1.2 has dots too)."""
+    return "." in target and parse_address(target) is None
+
+
+def target_interface(scenario: Any, source: str, target: str, family: int | None = None) -> Any:
+    """The address a check's `to` means: a node's on a segment the source shares (or by a feature's
+    route), else the node's first address (a target behind a router); NODE.NIC's; None for an
+    address literal. Of `family`, by default IPv4 where there is one (see shared_route). `target` is
+    rendered already (see `rendered`)."""
+    if is_named_interface(target):
+        return named_interface(scenario, target, family)
+    reached = shared_route(scenario, source, target, family)
+    if reached is not None:
+        return reached
+    addresses = node_interfaces(scenario, target, family or 4) or (node_interfaces(scenario, target, 6) if family is None else [])
+    return addresses[0][1] if addresses else None
+
+
+def shown_target(scenario: Any, to: str) -> str:
+    """A check's `to` as its name shows it: what a template named (as written if it does not render)."""
+    if "{{" not in to:
+        return to
+    try:
+        return rendered(scenario, to)
+    except ValueError:
+        return to
+
+
+def target_address(scenario: Any, source: str, to: str, family: int | None = None) -> str:
+    """The address a check's `to` pings from `source` (see target_interface; an address as written)."""
+    to = rendered(scenario, to)
+    iface = target_interface(scenario, source, to, family)  # None for an address literal
+    return str(iface.ip) if iface is not None else to
+
+
+def routable(scenario: Any, source: str, target: str, family: int | None = None) -> bool:
+    """Whether some chain of nodes with addresses on two subnets (routers, as the lab's own commands
+    may make them) joins a subnet of `source` to one of `target`: a ping by name across them can work."""
+    subnets: dict[str, set[tuple[str, Any]]] = {}  # node → the (segment, subnet) it has an address on
+    for name in node_names(scenario):
+        subnets[name] = {(segment, iface.network) for segment, iface in node_interfaces(scenario, name, family)}
+    reached, todo = set(subnets.get(source, ())), list(subnets.get(source, ()))
+    while todo:
+        net = todo.pop()
+        for nets in subnets.values():
+            if net in nets:
+                fresh = nets - reached
+                reached |= fresh
+                todo += fresh
+    return bool(reached & subnets.get(target, set()))
 
 
 def lab_interfaces(scenario: Any) -> list[str]:
@@ -257,18 +335,20 @@ def check_lists(scenario: Any) -> list[tuple[str, list[Any]]]:
 
 def validate_checks(r: Rules, checks: list[Any], path: str) -> None:
     """The rules of each kind of check, for a list of checks at `path` (the scenario's, an exercise task's)."""
-    validators = {"ping": _ping, "capture": _capture}
+    validators: dict[str, list[Any]] = {"ping": [_ping], "capture": [_capture]}
     for ext in r.scenario.model.extensions:
-        validators.update(ext.check_validators)
+        for kind, validator in ext.check_validators.items():
+            validators.setdefault(kind, []).append(validator)  # a feature's rules for a core kind (its ping fields) come after the core's
     for i, check in enumerate(checks):
-        validator = validators.get(check.kind)
-        if validator is not None:
+        for validator in validators.get(check.kind, ()):
             validator(r, check.spec, f"{path}[{i}].{check.kind}")
 
 
-def feature_guests(scenario: Any) -> list[str]:
-    """Guests the features add to every lab of the scenario (a switch guest a bridge asks for)."""
-    return [g for e in scenario.model.extensions if e.guests for g in e.guests(scenario)]
+def feature_guests(scenario: Any, *, maybe: bool = False) -> list[str]:
+    """Guests the features add to every lab of the scenario (a switch guest a bridge asks for);
+    `maybe`: also those they add only on a host that needs them (the plan decides)."""
+    out = [g for e in scenario.model.extensions if e.guests for g in e.guests(scenario)]
+    return out + [g for e in scenario.model.extensions if maybe and e.maybe_guests for g in e.maybe_guests(scenario) if g not in out]
 
 
 def _management(r: Rules) -> None:
@@ -435,25 +515,55 @@ def _ping(r: Rules, ping: Any, path: str) -> None:
     if via is not None:
         _overlay_ping(r, ping, via, path, vm_names)
         return
-    if ping.to in vm_names:
-        if ping.to == ping.source:
-            r.add(f"{path}.to", "a VM pinging itself proves nothing about the bridge")
-        elif target_interface(scenario, ping.source, ping.to, ping.family) is None:
-            which = f"IPv{ping.family} " if ping.family else ""
-            r.add(f"{path}.to", f"{ping.source!r} and {ping.to!r} have no {which}addressed NICs on a common subnet")
+    check_target(r, ping, path, "VM", "the bridge", ipv6=True)
+
+
+def check_target(r: Rules, ping: Any, path: str, words: str, what: str, *, ipv6: bool = False) -> None:
+    """A check's `to` (a ping's, a pmtu probe's): a node (its address the source reaches, else its
+    first: across a router), NODE.NIC, or an IPv4 address (`ipv6`: or an IPv6 one, and the check's
+    `family:` chooses a node's); each may be a template ({{ web.ip }})."""
+    try:
+        to = rendered(r.scenario, ping.to)
+    except ValueError as exc:  # TemplateError
+        r.add(f"{path}.to", str(exc))
         return
-    _address_target(r, ping, path, "a VM name")
+    family = getattr(ping, "family", None)
+    which = f"IPv{family} " if family else ""
+    literals = "an IPv4 or IPv6 address" if ipv6 else "an IPv4 address"
+    name = to.partition(".")[0] if is_named_interface(to) else to
+    if name == ping.source:
+        r.add(f"{path}.to", f"a {'VM' if words == 'VM' else 'node'} pinging itself proves nothing about {what}")
+    elif to != name:  # NODE.NIC
+        if name not in node_names(r.scenario):
+            r.add(f"{path}.to", f"no {words} named {name!r} (to: is a node, NODE.NIC or {literals})")
+        elif named_interface(r.scenario, to, family) is None:
+            names = ", ".join(dict.fromkeys(nic for nic, _ in addressed_nics(r.scenario, name, family))) or "none"
+            r.add(f"{path}.to", f"{name!r} has no {which}addressed interface named {to.partition('.')[2]!r} (expected NODE.NIC like {name}.eth0; its {which}addressed interfaces: {names})")
+    elif to in node_names(r.scenario):
+        if target_interface(r.scenario, ping.source, to, family) is None:
+            r.add(f"{path}.to", f"{to!r} has no {which}address to ping")
+        elif shared_route(r.scenario, ping.source, to, family) is not None:
+            pass
+        elif ping.source not in {v.name for v in r.scenario.vms}:
+            if ping.expect == "success":  # a container's or host's routes are vnetlab's (its gateway, its uplink)
+                r.add(f"{path}.to", f"{ping.source!r} has no route to {to!r} (no common subnet, and no NAT uplink of its bridge leading there)")
+        elif not routable(r.scenario, ping.source, to, family):  # a VM routes by its own exec: a router must be there to route through
+            r.add(f"{path}.to", f"{ping.source!r} and {to!r} have no {which}addressed NICs on a common subnet")
+    else:
+        _address_target(r, ping, to, path, f"a {words} name or {literals}", ipv6)
 
 
-def _address_target(r: Rules, ping: Any, path: str, names: str) -> None:
-    """A target given as an address: either family, and the family it says when `family:` is given too."""
-    address = parse_address(ping.to)
-    if address is None:
-        r.add(f"{path}.to", f"expected {names} or an IPv4 or IPv6 address, got {ping.to!r}")
-    elif ping.family is not None and address.version != ping.family:
-        r.add(f"{path}.family", f"family {ping.family} but {ping.to} is an IPv{address.version} address (an address says its family: drop family)")
+def _address_target(r: Rules, ping: Any, to: str, path: str, expected: str, ipv6: bool) -> None:
+    """A target given as an address (rendered): of a family the check takes, and the family it says
+    when `family:` is given too."""
+    address = parse_address(to)
+    family = getattr(ping, "family", None)
+    if address is None or (address.version == 6 and not ipv6):
+        r.add(f"{path}.to", f"expected {expected}, got {to!r}" + (f" (from {ping.to!r})" if to != ping.to else ""))
+    elif family is not None and address.version != family:
+        r.add(f"{path}.family", f"family {family} but {to} is an IPv{address.version} address (an address says its family: drop family)")
     elif address.version == 6 and not uses_ipv6(r.scenario):
-        r.add(f"{path}.to", f"{ping.to} is an IPv6 address, but no NIC or bridge of this lab has IPv6 (its guests run without it): give the NICs IPv6 addresses (addresses: [IPv4, IPv6]) or ping an IPv4 address")
+        r.add(f"{path}.to", f"{to} is an IPv6 address, but no NIC or bridge of this lab has IPv6 (its guests run without it): give the NICs IPv6 addresses (addresses: [IPv4, IPv6]) or ping an IPv4 address")
 
 
 def _overlay_ping(r: Rules, ping: Any, via: str, path: str, vm_names: set[str]) -> None:
@@ -477,13 +587,13 @@ def _node_ping(r: Rules, ping: Any, path: str) -> None:
     everyone = node_names(r.scenario)
     if ping.source not in everyone:
         r.add(f"{path}.from", f"no {r.node_words()} named {ping.source!r}")
-    elif ping.to == ping.source:
-        r.add(f"{path}.to", "a node pinging itself proves nothing about the network")
-    elif ping.to in everyone:
-        if target_interface(r.scenario, ping.source, ping.to, ping.family) is None:
-            r.add(f"{path}.to", f"{ping.source!r} has no route to {ping.to!r} (no common subnet, and no NAT uplink of its bridge leading there)")
     else:
-        _address_target(r, ping, path, f"a {r.node_words()} name")
+        check_target(r, ping, path, r.node_words(), "the network", ipv6=True)
+
+
+# Judged by addresses alone, so also on a bridge a routed path crosses, where the frames carry the
+# router's MACs: an endpoint need not be on the captured bridge (its first address is judged).
+ROUTED_EXPECTATIONS = frozenset({"icmp-echo"})
 
 
 def _expectations(scenario: Any) -> dict[str, Any]:
@@ -536,7 +646,10 @@ def _capture(r: Rules, cap: Any, path: str) -> None:
     for k, name in enumerate(cap.between):  # every name is a VM here: any other goes to _node_capture
         entries = [text for n in scenario.vm(name).nics if n.bridge == cap.bridge for text in nic_entries(n)]
         if not entries:
-            r.add(f"{path}.between[{k}]", f"VM {name!r} has no addressed NIC on bridge {cap.bridge!r}")
+            if not all(e in ROUTED_EXPECTATIONS or (e in known and known[e].across_segments) for e in cap.expect):
+                r.add(f"{path}.between[{k}]", f"VM {name!r} has no addressed NIC on bridge {cap.bridge!r}")
+            elif not node_interfaces(scenario, name):
+                r.add(f"{path}.between[{k}]", f"VM {name!r} has no address: there is no exchange of it to capture")
             continue
         families = {entry_family(text) for text in entries}
         for e in cap.expect:

@@ -36,6 +36,7 @@ from vnetlab.checks.evidence import EVIDENCE_FILE, NoSuchCheck, RunSetting, keep
 from vnetlab.checks.runner import run_checks
 from vnetlab.errors import Interrupted, VnetlabError
 from vnetlab.files import write_private
+from vnetlab.signals import shielded
 from vnetlab.model.scenario import ScenarioModel
 from vnetlab.model.validate import load_scenario, parse_scenario
 from vnetlab.paths import Layout, resolve_scenario, search_path
@@ -255,21 +256,6 @@ def interrupts_as_exceptions() -> Iterator[None]:
 
     old_int = signal.signal(signal.SIGINT, on_signal)
     old_term = signal.signal(signal.SIGTERM, on_signal)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
-
-
-@contextmanager
-def shielded() -> Iterator[None]:
-    """Teardown must finish: a second Ctrl-C must not leave a half-removed lab (main thread only, as above)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    old_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         yield
     finally:

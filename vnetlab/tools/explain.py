@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from vnetlab.checks.base import capture_iface
-from vnetlab.checks.ping import ping_argv, ping_target
+from vnetlab.checks.ping import measures_recovery, ping_argv, ping_target
 from vnetlab.plan.planner import MGMT_BRIDGE, Plan, PlannedBridge, PlannedVM
 from vnetlab.run.configure import ipv6_settings
 
@@ -144,8 +144,10 @@ def command_at(plan: Plan, name: str) -> Callable[[str], str]:
 
 
 def _ping(plan: Plan, ping: Any) -> list[str]:
-    line = command_at(plan, ping.source)(shlex.join(ping_argv(ping.count, ping_target(plan, ping))))
-    return [line + ("    # must get no reply" if ping.expect == "failure" else "")]
+    line = command_at(plan, ping.source)(shlex.join(ping_argv(ping.count, ping_target(plan, ping), timestamps=measures_recovery(ping))))
+    if measures_recovery(ping):  # in the background: the lines after it act while it runs
+        return [line + " > recovery.txt &    # the lines below run while it does; `wait`, then its longest run of lost replies is the outage"]
+    return [line + {"failure": "    # must get no reply", "no-reply": "    # the requests must leave and get no reply"}.get(ping.expect, "")]
 
 
 def _check_lines(plan: Plan, check: Any) -> list[str]:

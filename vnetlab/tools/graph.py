@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 from vnetlab.errors import VnetlabError
 from vnetlab.model.addressing import bridge_subnets
-from vnetlab.plan.planner import MGMT_BRIDGE, Plan
+from vnetlab.plan.planner import MGMT_BRIDGE, Plan, PlannedVM
 
 ROUTER = "namespace_router"  # the lab namespace itself, where routed uplinks end
 
@@ -61,6 +62,11 @@ class Topology:
 
 def _node_id(kind: str, name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", f"{kind}_{name}")
+
+
+def image_label(vm: PlannedVM) -> str:
+    """The image a guest boots, short: tiny, debian + frr, file my-cloud.qcow2."""
+    return f"file {PurePosixPath(vm.image.file).name}" if vm.image.file else vm.image.label()
 
 
 def _nic_label(nic: object) -> list[str]:
@@ -127,7 +133,7 @@ def topology(plan: Plan, *, management: bool = True) -> Topology:
         if vm.role != "vm":  # a guest that runs part of the network: its feature draws it (e.g. as a bridge's label)
             continue
         nid = _node_id("vm", vm.name)
-        drawing.node(Node(nid, "vm", [vm.name, "vm", f"{vm.vcpus} vCPU · {vm.memory} MiB"]))
+        drawing.node(Node(nid, "vm", [vm.name, "vm", f"{image_label(vm)} · {vm.vcpus} vCPU · {vm.memory} MiB"]))
         for nic in vm.all_nics:
             if nic.bridge in drawing.bridge_ids:
                 drawing.edge(nid, drawing.bridge_ids[nic.bridge], _nic_label(nic), management=nic.bridge == MGMT_BRIDGE)

@@ -104,7 +104,7 @@ jobs:
     timeout-minutes: 30
     steps:
       - uses: actions/checkout@v4
-      - run: sudo vnetlab setup && sudo vnetlab image build
+      - run: sudo vnetlab setup && sudo vnetlab image build lab.yaml   # every image the lab names (debian, your cloud image), tiny for its kernel
       - run: sudo vnetlab run lab.yaml --name ci-$GITHUB_RUN_ID --junit junit.xml
       - uses: actions/upload-artifact@v4
         if: always()

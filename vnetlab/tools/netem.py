@@ -96,13 +96,13 @@ def _rate(bits: int) -> str:
     return f"{bits} bit/s"
 
 
-def parse_duration(text: str, what: str) -> int:
+def parse_duration(text: str, what: str, max_us: int = DELAY_MAX_US) -> int:
     match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise NetemValueError(what, f"expected a duration like 40ms, 1.5s or 500us, got {text!r}")
     us = round(float(match.group(1)) * _US[match.group(2)])
-    if not 0 <= us <= DELAY_MAX_US:
-        raise NetemValueError(what, f"{text} is out of range (0 to 60s)")
+    if not 0 <= us <= max_us:
+        raise NetemValueError(what, f"{text} is out of range (0 to {max_us / 1_000_000:g}s)")
     return us
 
 

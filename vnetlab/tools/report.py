@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from vnetlab.checks.base import CheckResult
 from vnetlab.model.scenario import ScenarioModel
 from vnetlab.printable import printable, printable_data
 from vnetlab.run.lab import Outcome
@@ -81,6 +82,19 @@ def _artifact_files(artifacts: dict) -> str:
     return f" ({', '.join(names)})" if names else ""
 
 
+def tally_text(results: Sequence[CheckResult]) -> str:
+    """'3/4 checks passed', with the actions among them counted apart ('…, 2 actions done')."""
+    checks = [r for r in results if not r.action]
+    actions = [r for r in results if r.action]
+    if not results:
+        return "no checks"
+    text = f"{sum(r.ok for r in checks)}/{len(checks)} checks passed"
+    if actions:
+        done = sum(r.ok for r in actions)
+        text += f", {len(actions)} action{'s' if len(actions) != 1 else ''} done" if done == len(actions) else f", {done}/{len(actions)} actions done"
+    return text
+
+
 def print_summary(console: Console, outcome: Outcome, steps: list[StepTiming], model: ScenarioModel) -> None:
     if outcome.checks:
         table = Table(title=f"Checks — lab {outcome.lab}", title_justify="left", show_lines=False)
@@ -98,13 +112,13 @@ def print_summary(console: Console, outcome: Outcome, steps: list[StepTiming], m
         if feature.name in outcome.reported:
             for line in feature.report_lines(outcome.reported[feature.name]):
                 console.print(Text(line), soft_wrap=True)
-    passed = sum(c.ok for c in outcome.checks)
     total_seconds = sum(s.seconds for s in steps)
     verdict = "[bold green]PASS[/]" if outcome.ok else "[bold red]FAIL[/]"
+    tally = tally_text(outcome.checks)
     if outcome.ok and outcome.kept and not outcome.checks:
-        verdict = "[bold green]UP[/]"
+        verdict, tally = "[bold green]UP[/]", "ready, no checks run"
     accel = outcome.accel.name if outcome.accel else "?"
-    console.print(f"{verdict} {outcome.scenario} (lab {outcome.lab}): {passed}/{len(outcome.checks)} checks passed, accel {accel}, {total_seconds:.1f} s", soft_wrap=True)
+    console.print(f"{verdict} {outcome.scenario} (lab {outcome.lab}): {tally}, accel {accel}, {total_seconds:.1f} s", soft_wrap=True)
     if outcome.error:
         console.print(f"[red]error:[/] {escape(printable(outcome.error))}", soft_wrap=True)  # a message, not markup; unwrapped for copying
     if outcome.kept:
