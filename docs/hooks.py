@@ -38,6 +38,10 @@ DOCS = Path(__file__).parent
 EXPECTATIONS = {
     "arp": "the ARP request and its reply",
     "icmp-echo": "the ICMP echo requests and replies of the pings",
+    "ndp": "a neighbour solicitation for the other's IPv6 address (to its solicited-node multicast group) and the advertisement back",
+    "icmp6-echo": "the ICMPv6 echo requests and replies of the IPv6 pings",
+    "dhcp": "the client's DHCP exchange: DISCOVER, OFFER, REQUEST and ACK of its reservation (it asks again while captured)",
+    "ra": "router advertisements of the bridge's prefix from its router (the client solicits them again while captured)",
     "bridged": "frames carrying the sender's own MAC and address (bridged, no router in between)",
     "masqueraded": "only the NAT's outside address (the uplink's, or the router VM's), never a private one (masqueraded)",
     "wireguard-udp": "the tunnel's encrypted UDP between the underlay addresses",
@@ -70,10 +74,12 @@ def check_sentence(check: object) -> str:
     if kind == "ping":
         via = f" through `{spec.via}`" if getattr(spec, "via", None) else ""
         verdict = "no reply may come back" if spec.expect == "failure" else "every request must be answered"
-        return f"`{spec.source}` sends {spec.count} echo request(s) to `{spec.to}`{via}; {verdict}."
+        family = f" over IPv{spec.family}" if getattr(spec, "family", None) else ""
+        return f"`{spec.source}` sends {spec.count} echo request(s) to `{spec.to}`{family}{via}; {verdict}."
     if kind == "capture":
         seen = "; ".join(EXPECTATIONS.get(e, e) for e in spec.expect)
-        return f"A capture on `{spec.on}` for the whole check phase must show, between `{spec.between[0]}` and `{spec.between[1]}`: {seen}."
+        who = f"between `{spec.between[0]}` and `{spec.between[1]}`" if len(spec.between) == 2 else f"for `{spec.between[0]}`"
+        return f"A capture on `{spec.on}` for the whole check phase must show, {who}: {seen}."
     if kind == "command":
         return f"`{spec.run}` on `{spec.node}` must give `{_flow(spec.expect)}`" + (f", retried for {spec.retry.for_} s" if spec.retry else "") + "."
     if kind == "answer":

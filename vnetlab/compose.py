@@ -15,6 +15,7 @@ from typing import Any
 from vnetlab.features.base import Feature
 from vnetlab.features.commands import Commands
 from vnetlab.features.containers import Containers
+from vnetlab.features.dhcp import Dhcp
 from vnetlab.features.exercise import Exercise
 from vnetlab.features.hypervisors import Hypervisors
 from vnetlab.features.links import LinkFaults
@@ -35,7 +36,7 @@ from vnetlab.model.scenario import ScenarioModel, compose_model
 
 
 def default_features() -> tuple[Feature, ...]:
-    return (Containers(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), LinkFaults(), Vxlan(), Vlan(), SwitchGuestFeature(), Hypervisors(), Commands(), Exercise())
+    return (Containers(), Dhcp(), Nat(), Perf(), WireGuard(), OpenVSwitch(), DeviceOps(), Routing(), Mtu(), Stp(), NetemFeature(), LinkFaults(), Vxlan(), Vlan(), SwitchGuestFeature(), Hypervisors(), Commands(), Exercise())
 
 
 def check_order(features: tuple[Feature, ...]) -> None:

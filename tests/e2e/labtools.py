@@ -244,6 +244,7 @@ def leftovers(lab: str) -> list[str]:
     found += [f"qemu pid {pid}" for pid in qemu_pids_of(lab)]
     found += [f"ovs daemon pid {pid}" for pid in ovs_daemons_of(lab)]
     found += [f"simulated hypervisor sshd pid {pid}" for pid in _processes_whose_cmdline_has(f"/labs/{lab}/hosts/".encode())]
+    found += [f"dnsmasq pid {pid}" for pid in _processes_whose_cmdline_has(f"/labs/{lab}/dhcp/".encode())]
     found += [f"hosted folder {p}" for p in Path("/var/lib/vnetlab/hosted").glob(f"{lab}.*")]
     if Layout().lab_dir(lab).exists():
         found.append(f"lab folder {Layout().lab_dir(lab)}")

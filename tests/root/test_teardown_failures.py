@@ -25,7 +25,7 @@ import pytest
 
 from vnetlab import cli
 from vnetlab.backends import libvirt_domains as hv
-from vnetlab.backends import linux_bridge, netns, ovs
+from vnetlab.backends import daemon, linux_bridge, netns, ovs
 from vnetlab.backends.accel import AccelChoice
 from vnetlab.backends.image import GuestImage
 from vnetlab.compose import parse_scenario, registry
@@ -188,7 +188,7 @@ class NetLab:
         return [(r["kind"], r["name"]) for r in json.loads((self.plan.lab_dir / STATE_FILE).read_text())["resources"]]
 
     def daemons_alive(self) -> list[int]:
-        return [pid for pid in self.daemon_pids if ovs._is_lab_daemon(pid, "ovs", ovs.ovs_dir(self.plan.lab_dir))]
+        return [pid for pid in self.daemon_pids if any(daemon.is_running(pid, program, str(ovs.ovs_dir(self.plan.lab_dir))) for program in ovs.DAEMONS)]
 
     def cleanup(self) -> None:
         """Whatever a failing test left: this test's daemons, taps and namespace, by name and PID."""

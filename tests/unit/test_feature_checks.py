@@ -24,6 +24,7 @@ from vnetlab.backends import netns
 from vnetlab.backends.ssh import CappedOutput, CommandResult
 from vnetlab.checks import base, runner
 from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, GuestNode, NamespaceNode
+from vnetlab.checks.evidence import Collected
 from vnetlab.checks.ping import PING, PING_INTERVAL, output_evidence, ping_argv, ping_target, run_ping
 from vnetlab.compose import load_scenario, parse_scenario
 from vnetlab.features import commands, containers, mtu, ops, perf, stp, wireguard
@@ -255,11 +256,11 @@ def test_text_of_process_output():
 
 def test_only_the_nodes_of_an_arp_capture_forget_their_neighbours(two, tmp_path):
     sessions = {"vm1": FakeSSH(), "vm2": FakeSSH()}
-    runner.forget_neighbours(CheckContext(two, sessions, tmp_path))
+    runner.stimulate(CheckContext(two, sessions, tmp_path), Collected(pcaps={}))
     assert [s.calls for s in sessions.values()] == [[("ip neigh flush all", 10.0, False)]] * 2
     wg = lesson("wireguard-vpn")  # its capture has no arp expectation
     quiet = {"vm1": FakeSSH(), "vm2": FakeSSH()}
-    runner.forget_neighbours(CheckContext(wg, quiet, tmp_path))
+    runner.stimulate(CheckContext(wg, quiet, tmp_path), Collected(pcaps={}))
     assert [s.calls for s in quiet.values()] == [[], []]
 
 
@@ -300,7 +301,7 @@ def test_run_checks_captures_around_every_check_and_judges_after(two, tmp_path, 
     results, pcaps = runner.run_checks(two, sessions, tmp_path)
     iface = two.bridge("br0").capture_iface
     assert FakeCapture.events == [
-        "vm1: ip neigh flush all", "vm2: ip neigh flush all", f"start {iface} in {two.namespace}",
+        f"start {iface} in {two.namespace}", "vm1: ip neigh flush all", "vm2: ip neigh flush all",  # forgotten while the capture runs
         "vm1: ping -c 3 -i 0.05 -W 2 10.1.1.3", "vm2: ping -c 3 -i 0.05 -W 2 10.1.1.2", f"stop {iface}",
     ]
     assert [(r.name, r.ok) for r in results] == [("ping vm1 → vm2", True), ("ping vm2 → vm1", True), ("capture on br0: arp, icmp-echo between vm1 and vm2", True)]

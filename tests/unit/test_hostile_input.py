@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 
 from vnetlab import cli
 from vnetlab.compose import parse_scenario, registry
+from vnetlab.model.addressing import TOKENS, parse_address, parse_interface
 from vnetlab.model.scenario import IFACE_MAX, NAME, RESERVED_IFACES, VM_NAME_MAX
 from vnetlab.paths import Layout
 from vnetlab.plan.planner import METADATA_NS, PlanOptions, make_plan
@@ -259,7 +260,7 @@ def misplaced_address(draw) -> Case:
     k = draw(st.integers(0, 1))
     path = ("vms", k, "nics", 0, "address")
     subnet = ipaddress.IPv4Network("10.1.1.0/24")
-    not_an_address = "expected an IPv4 address with prefix like 10.1.1.2/24, got "
+    not_an_address = "expected an IPv4 or IPv6 address with prefix like 10.1.1.2/24 or fd00:1::2/64, dhcp or slaac, got "
     choice = draw(st.sampled_from(["outside", "network", "broadcast", "no-prefix", "other-prefix", "ipv6", "garbage", "in-management", "special"]))
     if choice == "outside":
         ip = draw(st.ip_addresses(v=4).filter(lambda a: a not in subnet))
@@ -268,14 +269,15 @@ def misplaced_address(draw) -> Case:
         ip = "10.1.1.0" if choice == "network" else "10.1.1.255"
         address, message = f"{ip}/24", rf"{re.escape(ip)} is the network or broadcast address of 10\.1\.1\.0/24$"
     elif choice == "no-prefix":
-        address, message = "10.1.1.9", re.escape(not_an_address + "'10.1.1.9'") + "$"
+        address, message = "10.1.1.9", re.escape("10.1.1.9 needs its prefix length: expected an address with prefix like 10.1.1.9/24") + "$"
     elif choice == "other-prefix":
         address = f"10.1.1.9/{draw(st.integers(0, 32).filter(lambda p: p != 24))}"
         message = rf"{re.escape(address)} is not in subnet 10\.1\.1\.0/24 of bridge 'br0'$"
     elif choice == "ipv6":
-        address, message = f"{draw(st.ip_addresses(v=6))}/64", re.escape(not_an_address)
-    elif choice == "garbage":  # a character no IPv4 address/prefix (or netmask) form has
-        address = draw(st.text(min_size=1, max_size=20).filter(lambda t: set(t) - set("0123456789./")))
+        address = f"{draw(st.ip_addresses(v=6))}/64"  # on a bridge with an IPv4 subnet only
+        message = re.escape(f"{address} is an IPv6 address, but bridge 'br0' has only the IPv4 subnet 10.1.1.0/24") + ".*$"
+    elif choice == "garbage":  # a character no IPv4 address/prefix (or netmask) form has, and no IPv6 address or dhcp/slaac either
+        address = draw(st.text(min_size=1, max_size=20).filter(lambda t: set(t) - set("0123456789./") and parse_interface(t) is None and parse_address(t) is None and t not in TOKENS))
         message = re.escape(not_an_address)
     elif choice == "in-management":  # the bridge has no subnet: only the management rule can object
         ip = draw(st.ip_addresses(network="172.30.255.0/24").filter(lambda a: str(a) not in ("172.30.255.0", "172.30.255.255")))
@@ -311,7 +313,7 @@ def misplaced_subnet(draw) -> Case:
         return case(no_checks(doc), ("bridges[0].subnet", message))
     if choice == "bridge-host-bits":  # the NICs keep their addresses: an unusable subnet constrains nothing
         doc["bridges"][0]["subnet"] = "10.1.1.5/24"
-        return case(doc, ("bridges[0].subnet", re.escape("expected an IPv4 network like 10.1.1.0/24 (host bits zero), got '10.1.1.5/24'") + "$"))
+        return case(doc, ("bridges[0].subnet", re.escape("expected an IPv4 or IPv6 network like 10.1.1.0/24 or fd00:1::/64 (host bits zero), got '10.1.1.5/24'") + "$"))
     if choice == "bridge-in-management":
         net = ipaddress.IPv4Network(f"172.30.255.0/{draw(st.integers(16, 24))}", strict=False)
         for vm in doc["vms"]:
@@ -370,14 +372,14 @@ def hostile_free_text(draw) -> Case:
     assume("{{" not in value and "{%" not in value)  # the start of a template: its syntax is the params' problem (test_params)
     put(doc, path, value)
     message = {
-        "to": "expected a VM name or an IPv4 address, got ",
-        "subnet": "expected an IPv4 network like 10.1.1.0/24 (host bits zero), got " if path[0] == "bridges" else "expected an IPv4 network like 172.30.255.0/24, got ",
-        "address": "expected an IPv4 address with prefix like 10.1.1.2/24, got ",
+        "to": "expected a VM name or an IPv4 or IPv6 address, got ",
+        "subnet": "expected an IPv4 or IPv6 network like 10.1.1.0/24 or fd00:1::/64 (host bits zero), got " if path[0] == "bridges" else "expected an IPv4 network like 172.30.255.0/24, got ",
+        "address": "expected an IPv4 or IPv6 address with prefix like 10.1.1.2/24 or fd00:1::2/64, dhcp or slaac, got ",
     }[path[-1]]
     if path[-1] == "address":
         no_checks(doc)  # a ping to vm2 would have no address to reach
     if path[-1] == "to" and ("{{" in get(doc, path) or "{%" in get(doc, path)):
-        return case(doc, (field_of(path), r"template (syntax error|variable|error|not allowed)|expected a VM name or an IPv4 address, got "))  # `to:` may be a template
+        return case(doc, (field_of(path), r"template (syntax error|variable|error|not allowed)|expected a VM name or an IPv4 or IPv6 address, got "))  # `to:` may be a template
     if path[-1] == "to" and "." in get(doc, path):  # vm2.x reads as NODE.NIC
         return case(doc, (field_of(path), re.escape(message) + r"|'vm2' has no addressed interface named .* \(expected NODE\.NIC like vm2\.eth0; its addressed interfaces: eth0\)$"))
     return case(doc, (field_of(path), re.escape(message)))

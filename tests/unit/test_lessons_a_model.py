@@ -76,7 +76,7 @@ def test_bad_wireguard_sections_are_located(old, new, needle, expected):
 def test_tunnel_member_needs_an_addressed_nic_on_the_underlay():
     text = WG.replace("      - bridge: br0\n        address: 10.1.1.3/24\n", "      - bridge: br0\n")
     found = problems(text)
-    assert f"lab.yaml:{line_of(text, 'vm: vm2, address')}: wireguard[0].members[1].vm: VM 'vm2' has no addressed NIC on bridge 'br0' (the tunnel's underlay)" in found
+    assert f"lab.yaml:{line_of(text, 'vm: vm2, address')}: wireguard[0].members[1].vm: VM 'vm2' has no IPv4-addressed NIC on bridge 'br0' (the tunnel's underlay)" in found
 
 
 def test_tunnel_capture_expectations_need_a_tunnel_on_that_bridge():

@@ -56,7 +56,7 @@ def test_every_shipped_scenario_is_valid():
 
 def test_unknown_key_names_file_line_field_and_the_expected_keys():
     text = GOOD.replace("        address: 10.1.1.3/24", "        adress: 10.1.1.3/24")
-    assert problems(text) == ["lab.yaml:14: vms[1].nics[0].adress: unknown key (expected one of: bridge, address, name, mtu, netem, vlan, trunk)"]
+    assert problems(text) == ["lab.yaml:14: vms[1].nics[0].adress: unknown key (expected one of: bridge, address, addresses, name, mtu, netem, vlan, trunk)"]
 
 
 def test_missing_field_is_reported_where_its_mapping_starts():
@@ -71,16 +71,17 @@ def test_missing_field_is_reported_where_its_mapping_starts():
         ("address: 10.1.1.3/24", "address: 10.1.2.3/24", "lab.yaml:14: vms[1].nics[0].address: 10.1.2.3/24 is not in subnet 10.1.1.0/24 of bridge 'br0'"),
         ("address: 10.1.1.3/24", "address: 10.1.1.2/24", "lab.yaml:14: vms[1].nics[0].address: 10.1.1.2 is already used by vm1 eth0"),
         ("address: 10.1.1.3/24", "address: 10.1.1.255/24", "lab.yaml:14: vms[1].nics[0].address: 10.1.1.255 is the network or broadcast address of 10.1.1.0/24"),
-        ("address: 10.1.1.3/24", "address: 10.1.1.3", "lab.yaml:14: vms[1].nics[0].address: expected an IPv4 address with prefix like 10.1.1.2/24, got '10.1.1.3'"),
-        ("address: 10.1.1.3/24", "address: fe80::1/64", "lab.yaml:14: vms[1].nics[0].address: expected an IPv4 address with prefix like 10.1.1.2/24, got 'fe80::1/64'"),
+        ("address: 10.1.1.3/24", "address: 10.1.1.3", "lab.yaml:14: vms[1].nics[0].address: 10.1.1.3 needs its prefix length: expected an address with prefix like 10.1.1.3/24"),
+        ("address: 10.1.1.3/24", "address: fd00:1::3/64", "lab.yaml:14: vms[1].nics[0].address: fd00:1::3/64 is an IPv6 address, but bridge 'br0' has only the IPv4 subnet 10.1.1.0/24: give the bridge both (subnets: [10.1.1.0/24, fd00:1::/64]) or use an IPv4 address"),
+        ("address: 10.1.1.3/24", "address: 10.1.1.3/24x", "lab.yaml:14: vms[1].nics[0].address: expected an IPv4 or IPv6 address with prefix like 10.1.1.2/24 or fd00:1::2/64, dhcp or slaac, got '10.1.1.3/24x'"),
         ("- name: vm2", "- name: vm1", "lab.yaml:11: vms[1].name: duplicate VM name 'vm1'"),
         ("      - bridge: br0\n        address: 10.1.1.3/24", "      - bridge: br9\n        address: 10.1.1.3/24", "lab.yaml:13: vms[1].nics[0].bridge: no bridge named 'br9' (bridges: br0)"),
-        ("subnet: 10.1.1.0/24", "subnet: 10.1.1.1/24", "lab.yaml:5: bridges[0].subnet: expected an IPv4 network like 10.1.1.0/24 (host bits zero), got '10.1.1.1/24'"),
-        ("{from: vm1, to: vm2}", "{from: vm1, to: vm3}", "lab.yaml:16: checks[0].ping.to: expected a VM name or an IPv4 address, got 'vm3'"),
+        ("subnet: 10.1.1.0/24", "subnet: 10.1.1.1/24", "lab.yaml:5: bridges[0].subnet: expected an IPv4 or IPv6 network like 10.1.1.0/24 or fd00:1::/64 (host bits zero), got '10.1.1.1/24'"),
+        ("{from: vm1, to: vm2}", "{from: vm1, to: vm3}", "lab.yaml:16: checks[0].ping.to: expected a VM name or an IPv4 or IPv6 address, got 'vm3'"),
         ("{from: vm1, to: vm2}", "{from: vm1, to: vm1}", "lab.yaml:16: checks[0].ping.to: a VM pinging itself proves nothing about the bridge"),
         ("between: [vm1, vm2]", "between: [vm1, vm1]", "lab.yaml:17: checks[1].capture.between: expected two different VMs"),
-        ("between: [vm1, vm2]", "between: [vm1]", "lab.yaml:17: checks[1].capture.between: expected at least 2 item(s), got 1"),
-        ("expect: [arp, icmp-echo]", "expect: [arp, tcp]", "lab.yaml:17: checks[1].capture.expect[1]: expected one of: arp, icmp-echo, bridged, masqueraded, wireguard-udp, no-plaintext-tunnel, wireguard-handshake, only-wireguard, routed, frag-needed, bounded-broadcast, vxlan, unencapsulated, vlan-tagged, untagged, overlay; got 'tcp'"),
+        ("between: [vm1, vm2]", "between: [vm1]", "lab.yaml:17: checks[1].capture: between: expected exactly two node names, got 1"),
+        ("expect: [arp, icmp-echo]", "expect: [arp, tcp]", "lab.yaml:17: checks[1].capture.expect[1]: expected one of: arp, icmp-echo, ndp, icmp6-echo, bridged, dhcp, ra, masqueraded, wireguard-udp, no-plaintext-tunnel, wireguard-handshake, only-wireguard, routed, frag-needed, bounded-broadcast, vxlan, unencapsulated, vlan-tagged, untagged, overlay; got 'tcp'"),
     ],
 )
 def test_semantic_and_shape_problems(old, new, expected):

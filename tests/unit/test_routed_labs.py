@@ -51,7 +51,7 @@ def test_without_a_router_between_them_the_ping_by_name_is_refused_as_before():
 @pytest.mark.parametrize("to, found", [
     ("web.eth1", "lab.yaml:13: checks[0].ping.to: 'web' has no addressed interface named 'eth1' (expected NODE.NIC like web.eth0; its addressed interfaces: eth0)"),
     ('"{{ web.eth1.ip }}"', "lab.yaml:13: checks[0].ping.to: template variable 'dict object' has no attribute 'eth1' (variables: every node by name, nodes['…'], bridges['…'])"),
-    ('"{{ web.eth0.mac }}"', "lab.yaml:13: checks[0].ping.to: expected a VM name or an IPv4 address, got '00:00:00:00:00:00' (from '{{ web.eth0.mac }}')"),
+    ('"{{ web.eth0.mac }}"', "lab.yaml:13: checks[0].ping.to: expected a VM name or an IPv4 or IPv6 address, got '00:00:00:00:00:00' (from '{{ web.eth0.mac }}')"),
 ])
 def test_bad_targets_are_located(to, found):
     assert problems(checks_appended(ROUTED, f"ping: {{from: client, to: {to}}}")) == [found]

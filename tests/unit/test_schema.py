@@ -36,7 +36,7 @@ LOADER_ONLY = {
     "addresses fit their subnets, subnets do not clash": r"is not in (the tunnel's )?subnet|overlaps|too small|network or broadcast address",
     "unique names and addresses": r"duplicate|is already (used by|the name of|an interface|the port of)|are already joined by|clashes with",
     "reserved names": r"reserved|'lo' is the lab namespace's loopback",
-    "checks that could prove nothing": r"pinging itself|against itself|two different|has no route|no addressed NICs on a common subnet|has no (addressed )?NIC on bridge|needs both nodes addressed|no bridge has stp: true",
+    "checks that could prove nothing": r"pinging itself|against itself|two different|has no route|no (IPv[46] )?addressed NICs on a common subnet|has no (IPv[46]-)?(addressed )?NIC on bridge|needs both nodes addressed|no bridge has stp: true",
     "fields that depend on other fields": r"needs (an address|the VM|the bridge's subnet|a gateway|a WireGuard tunnel|a container)|takes no|a gateway needs|device operations work on linux bridges|is judged (between|on)|with via, expected|is too little for a \w+ guest|extra packages need kind: debian|is of type \w+(:|, which takes no)",
     "VLANs: declared on the bridge, access or trunk": r"declares no vlans|is not one of bridge '[^']*''s vlans|has vlans: this NIC needs|expected one of vlan \(an access port\) or trunk|a trunk's own interface stays unaddressed|sub-interface '[^']*' would be longer|share no VLAN|a bridge with vlans has one subnet per VLAN",
     "a bridge in a switch guest: what it cannot have yet, its guest's name": r"in a switch guest|is the name of bridge '[^']*''s switch guest|in: is where a Linux bridge runs",
@@ -55,8 +55,18 @@ LOADER_ONLY = {
         r"unknown param kind|expected exactly one kind of param|subnet-of needs a prefix|expected \[lowest, highest\]|word: true \(or write|"
         r"is too small for a /|param \S+ is used but not defined|found clear of the scenario's other subnets|the scenario's name cannot use params"
     ),
+    "IPv6, DHCP and router advertisements: families per NIC and bridge, ranges, what each needs of its bridge": (
+        r"at most one per family|expected one of: (subnet, subnets|address, addresses) \(|is an IPv[46] address, but|"
+        r"needs (a DHCP server|router advertisements|the bridge's IPv4 subnet|an IPv[46] address)|is not inside subnet|the first address is after the last|"
+        r"overlaps static addresses|has no address left for this NIC|is left for the DHCP server|dnsmasq's shortest lease|SLAAC forms addresses in a /64|"
+        r"is not the IPv6 subnet|sends the (router )?advertisements|cannot ask the bridge's DHCP server|is judged for (one node|a DHCP client|a node that takes them)|"
+        r"expected a VM with a NIC on bridge|subnet-router anycast|not usable on a lab segment|has no IPv6|family \d but"
+    ),
     # value formats the model leaves to Python's ipaddress (no regex in the spec) -----------------
-    "IPv4 network and address formats": r"expected an IPv4 (network|address)|expected a VM(, container or host)? name or an IPv4 address",
+    "IPv4 and IPv6 network and address formats": (
+        r"expected an IPv4 (or IPv6 )?(network|address|prefix)|expected an IPv6 prefix|expected a VM(, container or host)? name or an IPv4( or IPv6)? address|"
+        r"needs its prefix length|expected seconds or a number with s, m, h or d|expected FIRST-LAST"
+    ),
     # the host's files, and what needs rendering or compiling (users' own labs) ------------------
     "files and folders on the host": r"no (file|folder) /|outside the scenario's folder|never copies or shares|the host's whole file system|is not a plain absolute path|template: true needs a UTF-8 text file|bytes in all; at most|shares per VM|image file /",
     "Debian package names (checked against apt's rules)": r"not a Debian package name",
@@ -73,7 +83,7 @@ LOADER_ONLY = {
         r"has no checks: nothing would grade it|reads as a task number: name it with words|a time limit of no time|a hint costs .* at most its points|"
         r"has no answer check to give it to|belongs in an exercise task|is not an answer of its kind|run needs node: the node|an answer is given to the task, not run on a node"
     ),
-    "ping targets by NIC or across routers": r"has no addressed interface named|has no address to ping|\(to: is a node, NODE\.NIC or an IPv4 address\)|has no address: there is no exchange",
+    "ping targets by NIC or across routers": r"has no (IPv[46] )?addressed interface named|has no (IPv[46] )?address to ping|\(to: is a node, NODE\.NIC or an IPv4( or IPv6)? address\)|has no address: there is no exchange",
 }
 _LOADER_ONLY_RE = re.compile("|".join(f"(?:{r})" for r in LOADER_ONLY.values()))
 

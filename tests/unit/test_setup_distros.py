@@ -39,7 +39,7 @@ UNKNOWN = {
 # back, for the test suite: TOOL_PACKAGES).
 NO_LONGER_NEEDED = {"linux-image-amd64"}
 IMAGE_BUILD = {"mmdebstrap", "debian-archive-keyring", "qemu-utils", "e2fsprogs", "kmod", "extlinux", "syslinux-common", "fdisk"}
-HYPERVISOR_AND_TOOLS = {"qemu-system-x86", "libvirt-daemon-system", "libvirt-clients", "iproute2", "iputils-ping", "tcpdump", "nftables", "openvswitch-switch", "graphviz", "libxml2-utils", "busybox-static", "iperf3", "dropbear-bin"}
+HYPERVISOR_AND_TOOLS = {"qemu-system-x86", "libvirt-daemon-system", "libvirt-clients", "iproute2", "iputils-ping", "tcpdump", "nftables", "openvswitch-switch", "graphviz", "libxml2-utils", "busybox-static", "iperf3", "dropbear-bin", "dnsmasq-base"}
 
 
 def _os_release(tmp_path: Path, text: str) -> Path:

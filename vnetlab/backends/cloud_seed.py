@@ -9,7 +9,8 @@ What the seed does in the guest, and why:
 - the guest's SSH host key is the one vnetlab made and pinned, so the very first connection is
   verified (no trust on first use) and no key is generated on an emulated CPU;
 - the management NIC, found by MAC, is renamed mgmt0 and given its static address; data NICs
-  are renamed by MAC and left unaddressed: vnetlab addresses them over SSH later;
+  are renamed by MAC and left unaddressed: vnetlab addresses them over SSH later — except those
+  that ask their bridge's DHCP server, which the guest's own network configuration does at boot;
 - work that only slows a first boot under TCG is switched off (package updates, locale).
 """
 
@@ -48,6 +49,7 @@ class CloudSeed:
 
     nics: (MAC, interface name) of each data NIC. mgmt_cidr: the management address with its
     prefix length, e.g. "10.99.0.2/24" (no gateway: management traffic stays on its subnet).
+    dhcp: the names of the data NICs that ask for their IPv4 address by DHCP.
     """
 
     hostname: str
@@ -57,6 +59,7 @@ class CloudSeed:
     mgmt_mac: str
     mgmt_cidr: str
     nics: tuple[tuple[str, str], ...] = ()
+    dhcp: tuple[str, ...] = ()
 
 
 def user_data(seed: CloudSeed) -> str:
@@ -97,8 +100,9 @@ def meta_data(seed: CloudSeed) -> str:
 
 
 def network_config(seed: CloudSeed, *, addressed: bool = True) -> str:
-    """Network config version 2: every NIC matched by MAC and renamed; only mgmt0 is addressed
-    (none with `addressed` false: a warm image's guest, whose NICs take their addresses once restored)."""
+    """Network config version 2: every NIC matched by MAC and renamed; mgmt0 addressed and the DHCP
+    NICs asking (neither with `addressed` false: a warm image's guest, whose NICs take their
+    addresses once restored)."""
     _validate(seed)
     ethernets: dict[str, dict[str, object]] = {
         MGMT_NAME: {
@@ -109,7 +113,7 @@ def network_config(seed: CloudSeed, *, addressed: bool = True) -> str:
         }
     }
     for mac, name in seed.nics:
-        ethernets[name] = {"match": {"macaddress": _mac(mac)}, "set-name": name, "dhcp4": False}
+        ethernets[name] = {"match": {"macaddress": _mac(mac)}, "set-name": name, "dhcp4": addressed and name in seed.dhcp}
     return yaml.safe_dump({"version": 2, "ethernets": ethernets}, sort_keys=False)
 
 
@@ -208,6 +212,8 @@ def _validate(seed: CloudSeed) -> None:
         if name in names:
             raise ValueError(f"interface name {name!r} is used twice")
         names.add(name)
+    if not isinstance(seed.dhcp, tuple) or not set(seed.dhcp) <= names:
+        raise ValueError(f"invalid dhcp {seed.dhcp!r}: expected a tuple of data NIC names")
     duplicates = sorted({mac for mac in macs if macs.count(mac) > 1})
     if duplicates:
         raise ValueError(f"MAC address used by more than one NIC: {', '.join(duplicates)}")

@@ -46,12 +46,14 @@ _UNUSED_MODULES = ("kernel/drivers/gpu", "kernel/drivers/media", "kernel/drivers
 DISK_INIT = "/sbin/vnl-root"  # the initramfs's init for guests whose root is a disk
 
 # Fixed part of every guest command line: serial console with only errors on it (each console
-# line costs time under TCG); reboot at once on panic (qemu -no-reboot then exits); no IPv6 (its
-# neighbour discovery would fill captures with noise); no crypto self-tests at boot (~0.4 s of
-# the ~3 s TCG boot).
+# line costs time under TCG); reboot at once on panic (qemu -no-reboot then exits); no IPv6 unless
+# the lab uses it (its neighbour discovery would fill an IPv4 lab's captures with noise); no crypto
+# self-tests at boot (~0.4 s of the ~3 s TCG boot).
 # no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer test can time out and panic
 # ("IO-APIC + timer doesn't work!", seen here with several guests booting at once on 2 busy cores).
-_BOOT_ARGS = ("console=ttyS0", "loglevel=3", "panic=-1", "ipv6.disable=1", "cryptomgr.notests", "no_timer_check")
+_BOOT_ARGS = ("console=ttyS0", "loglevel=3", "panic=-1")
+NO_IPV6 = "ipv6.disable=1"
+_BOOT_ARGS_AFTER = ("cryptomgr.notests", "no_timer_check")
 _HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _IFNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}")
@@ -211,11 +213,12 @@ def write_guest_secrets(image: GuestImage, dest: Path, files: Mapping[str, tuple
     write_secret(dest, _newc(entries))
 
 
-def kernel_cmdline(hostname: str, mgmt_mac: str, mgmt_cidr: str, nics: Sequence[tuple[str, str]], *, disk_root: bool = False) -> str:
+def kernel_cmdline(hostname: str, mgmt_mac: str, mgmt_cidr: str, nics: Sequence[tuple[str, str]], *, disk_root: bool = False, ipv6: bool = False) -> str:
     """The guest's full kernel command line; images/guest/lib/vnetlab/boot.sh parses the vnl.* part.
 
     `nics` are (MAC, interface name) of the data NICs, which the guest renames but leaves down.
     `disk_root`: the initramfs runs /sbin/vnl-root, which switches to the root disk's systemd.
+    `ipv6`: the lab uses IPv6, so the kernel keeps it (else `ipv6.disable=1`).
     """
     if not _HOSTNAME.fullmatch(hostname):
         raise ValueError(f"invalid guest hostname {hostname!r}: letters, digits, '-', '_', '.'; at most 63")
@@ -237,7 +240,7 @@ def kernel_cmdline(hostname: str, mgmt_mac: str, mgmt_cidr: str, nics: Sequence[
         if duplicates:
             raise ValueError(f"duplicate guest {what}: {', '.join(duplicates)}")
 
-    args = [*_BOOT_ARGS, *([f"rdinit={DISK_INIT}"] if disk_root else []), f"vnl.host={hostname}", f"vnl.mgmt={macs[0]},{mgmt.with_prefixlen}"]
+    args = [*_BOOT_ARGS, *([] if ipv6 else [NO_IPV6]), *_BOOT_ARGS_AFTER, *([f"rdinit={DISK_INIT}"] if disk_root else []), f"vnl.host={hostname}", f"vnl.mgmt={macs[0]},{mgmt.with_prefixlen}"]
     if nics:
         args.append("vnl.nics=" + ",".join(f"{mac}:{name}" for mac, name in zip(macs[1:], names[1:])))
     cmdline = " ".join(args)

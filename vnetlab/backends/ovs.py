@@ -10,29 +10,25 @@ An OVS bridge's internal port only sees frames flooded to it, not unicast
 between two other ports; each bridge therefore gets a mirror (select-all) whose
 output is a dedicated internal port, and captures listen there.
 
-The daemons are recorded as `process` resources named "<program>:<pid>" as soon
-as they are forked; `stop_process` ends exactly that PID, after checking it is
-still the daemon of this lab (a PID can be reused after a crash).
+The daemons run as every lab daemon does (vnetlab.backends.daemon): recorded as `process`
+resources "<program>:" before they start and "<program>:<pid>" once forked; `stop_process` ends
+exactly that PID, after checking it is still the daemon of this lab (a PID can be reused after a
+crash), or finds it in the lab namespace when its PID was never recorded.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vnetlab import procfs
-from vnetlab.backends import linux_bridge
+from vnetlab.backends import daemon, linux_bridge
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 DAEMONS = ("ovsdb-server", "ovs-vswitchd")
 _START_TIMEOUT = 15.0
-_STOP_TIMEOUT = 5.0
 
 
 class OvsError(linux_bridge.LinkError):
@@ -125,40 +121,28 @@ class OvsSwitch:
     def for_lab(cls, ns: str, lab_dir: Path) -> OvsSwitch:
         return cls(ns, OvsPaths(ovs_dir(lab_dir)))
 
-    def start(self, record: Callable[[str], None]) -> None:
-        """Create the database and start both daemons; record(name) is called with "<program>:<pid>" right after each fork."""
+    def daemon(self, program: str) -> daemon.Daemon:
+        return daemon.Daemon(program, daemon_argv(self.paths, program), self.ns, str(self.paths.dir), env=self.paths.env)
+
+    def start(self, records: daemon.Records) -> None:
+        """Create the database and start both daemons, each recorded before it starts and then with its PID."""
         missing = [p for p in ("ovsdb-tool", "ovs-vsctl", *DAEMONS) if shutil.which(p) is None]
         if missing or not SCHEMA.exists():
             raise OvsError(f"bridges of type ovs need Open vSwitch ({', '.join(missing) or SCHEMA} missing): apt-get install -y openvswitch-switch")
         self.paths.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not self.paths.db.exists():
             _run(self.ns, self.paths, ["ovsdb-tool", "create", str(self.paths.db), str(SCHEMA)])
-        self._spawn("ovsdb-server", record)
-        self._wait_for(self.paths.socket, "ovsdb-server")
+        self._start("ovsdb-server", self.paths.socket, records)
         _run(self.ns, self.paths, vsctl_argv(self.paths, "--no-wait", "init"))
-        self._spawn("ovs-vswitchd", record)
-        self._wait_for(self.paths.ctl("ovs-vswitchd"), "ovs-vswitchd")
+        self._start("ovs-vswitchd", self.paths.ctl("ovs-vswitchd"), records)
 
-    def _spawn(self, program: str, record: Callable[[str], None]) -> None:
+    def _start(self, program: str, ready: Path, records: daemon.Records) -> None:
+        d = self.daemon(program)
         try:
-            proc = subprocess.Popen(
-                _in_namespace(self.ns, daemon_argv(self.paths, program)),
-                env=self.paths.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C in the terminal reaches vnetlab, which tears the daemons down itself
-            )
-        except OSError as exc:
-            raise OvsError(f"cannot start {program}: {exc}") from exc
-        record(f"{program}:{proc.pid}")
-
-    def _wait_for(self, path: Path, program: str) -> None:
-        deadline = time.monotonic() + _START_TIMEOUT
-        while not path.exists():
-            if time.monotonic() > deadline:
-                raise OvsError(f"{program} did not start within {_START_TIMEOUT:g} s; see {self.paths.log(program)}")
-            time.sleep(0.05)
+            pid = daemon.start(d, records)
+            daemon.wait_until(ready.exists, d, pid, _START_TIMEOUT, f"ready ({ready.name}); see {self.paths.log(program)}")
+        except daemon.DaemonError as exc:
+            raise OvsError(str(exc)) from None
 
     def create_bridge(self, name: str, mac: str) -> None:
         _run(self.ns, self.paths, vsctl_argv(self.paths, *bridge_args(name, mac)))
@@ -185,50 +169,16 @@ class OvsSwitch:
             pid = int(self.paths.pidfile(program).read_text().strip())
         except (OSError, ValueError):
             return False
-        return _is_lab_daemon(pid, program, self.paths.dir)
+        return daemon.is_running(pid, program, str(self.paths.dir))
 
 
-def _is_lab_daemon(pid: int, program: str, dir: Path) -> bool:
-    """Whether pid still runs `program` with this lab's OVS folder on its command line (not a reused PID)."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    fields = procfs.stat_fields(pid)
-    if fields is None or procfs.is_zombie(fields):
-        return False
-    return bool(argv) and os.path.basename(argv[0].decode(errors="replace")).startswith(program) and any(str(dir).encode() in a for a in argv)
-
-
-def stop_process(lab_dir: Path, name: str) -> None:
-    """Stop the recorded daemon "<program>:<pid>" (SIGTERM, then SIGKILL); gone already is fine."""
-    program, _, pid_text = name.rpartition(":")
-    if program not in DAEMONS or not pid_text.isdigit():
+def stop_process(lab_dir: Path, name: str, namespace: str | None = None) -> None:
+    """Stop the recorded daemon "<program>:<pid>" (SIGTERM, then SIGKILL); gone already is fine. A
+    record without its PID ("<program>:") stops that daemon of this lab found in `namespace`."""
+    program = name.rpartition(":")[0]
+    if program not in DAEMONS:
         raise OvsError(f"unexpected process record {name!r}")
-    pid = int(pid_text)
-    directory = ovs_dir(lab_dir)
-    signalled = False
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not _is_lab_daemon(pid, program, directory):
-            break
-        os.kill(pid, sig)
-        signalled = True
-        deadline = time.monotonic() + _STOP_TIMEOUT
-        while time.monotonic() < deadline and _is_lab_daemon(pid, program, directory):
-            time.sleep(0.05)
-    if _is_lab_daemon(pid, program, directory):
-        raise OvsError(f"{program} (pid {pid}) did not stop")
-    if signalled:
-        _reap_if_ours(pid)
-
-
-def _reap_if_ours(pid: int) -> None:
-    """Collect the exit status of a daemon this process started (`vnetlab run`), so no zombie lingers."""
-    fields = procfs.stat_fields(pid)
-    if fields is None:
-        return
-    if procfs.parent_pid(fields) == os.getpid():
-        try:
-            os.waitpid(pid, 0)  # it has been killed: this returns as soon as it has exited
-        except ChildProcessError:
-            pass
+    try:
+        daemon.stop(name, program, str(ovs_dir(lab_dir)), namespace)
+    except daemon.DaemonError as exc:
+        raise OvsError(str(exc)) from None

@@ -3,10 +3,11 @@
 vnetlab reaches it exactly as it reaches a real second machine — libvirt's ssh transport
 (`qemu+ssh://`) and host commands over SSH — only its libvirtd is this machine's. The sshd
 listens on the namespace's underlay address only, with its own host key, the lab's client key as
-its only authorized key, no passwords and no PAM. It is recorded as a `sim-sshd` resource
-"<host>:" before it starts, then "<host>:<pid>"; `stop_sshd` ends exactly that PID after checking
-that it is still this lab's sshd (its command line names the lab's config file), or, when the PID
-was never recorded (a kill -9 in between), every such sshd in the host's namespace.
+its only authorized key, no passwords and no PAM. It runs as every lab daemon does
+(vnetlab.backends.daemon): recorded as a `sim-sshd` resource "<host>:" before it starts, then
+"<host>:<pid>"; `stop_sshd` ends exactly that PID after checking that it is still this lab's sshd
+(its command line names the lab's config file), or, when the PID was never recorded (a kill -9 in
+between), every such sshd in the host's namespace.
 
 libvirt's ssh client runs through a wrapper (the URI's `command=`) that starts /usr/bin/ssh inside
 the lab namespace with the host key pinned, so this machine's root namespace is never addressed.
@@ -15,14 +16,10 @@ the lab namespace with the host key pinned, so this machine's root namespace is 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 from urllib.parse import quote
 
-from vnetlab import procfs
-from vnetlab.backends import netns
+from vnetlab.backends import daemon
 from vnetlab.errors import VnetlabError
 
 SSHD = Path("/usr/sbin/sshd")
@@ -107,65 +104,34 @@ def write_files(lab_dir: Path, host: str, address: str, namespace: str, host_key
         os.chmod(path, mode)
 
 
+def sshd(lab_dir: Path, host: str, namespace: str) -> daemon.Daemon:
+    """sshd in the host's namespace, in the foreground (-D) of its own session: it outlives vnetlab
+    until teardown ends it by PID; its log is sshd.log in the host's folder."""
+    return daemon.Daemon(host, [str(SSHD), "-D", "-e", "-f", str(config(lab_dir, host))], namespace, f"-f {config(lab_dir, host)}", folder(lab_dir, host) / "sshd.log")
+
+
 def start_sshd(lab_dir: Path, host: str, namespace: str) -> int:
-    """sshd in the host's namespace, in the foreground of its own session (it outlives vnetlab until
-    teardown ends it by PID). `ip netns exec` execs sshd in place: the PID is sshd's."""
+    """Start its sshd; its PID (`ip netns exec` execs sshd in place)."""
     if not SSHD.exists():
         raise SimHostError(f"simulated hypervisor {host}: {SSHD} is missing: install openssh-server (`vnetlab setup`)")
     PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
-    log = (folder(lab_dir, host) / "sshd.log").open("ab")
     try:
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, str(SSHD), "-D", "-e", "-f", str(config(lab_dir, host))],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        )
-    finally:
-        log.close()
-    return proc.pid
+        return daemon.spawn(sshd(lab_dir, host, namespace))
+    except daemon.DaemonError as exc:
+        raise SimHostError(f"simulated hypervisor {host}: {exc}") from None
 
 
 def is_lab_sshd(pid: int, lab_dir: Path, host: str) -> bool:
     """Whether pid still runs sshd with this lab's config for `host` (not a PID reused since)."""
-    try:
-        # sshd rewrites its title ("sshd: /usr/sbin/sshd -D -e -f CONFIG [listener] …"): search the whole line
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        comm = Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return False
-    fields = procfs.stat_fields(pid)
-    return fields is not None and not procfs.is_zombie(fields) and comm == "sshd" and f"-f {config(lab_dir, host)}".encode() in cmdline.replace(b"\0", b" ")
+    return daemon.is_running(pid, "sshd", f"-f {config(lab_dir, host)}")
 
 
-def stop_sshd(lab_dir: Path, name: str, namespace: str) -> None:
+def stop_sshd(lab_dir: Path, name: str, namespace: str | None = None) -> None:
     """Stop the recorded "<host>:<pid>" (SIGTERM, then SIGKILL); gone already is fine. A record
     without its PID ("<host>:", made before the start) stops every sshd of this lab's config for
     `host` found in the host's `namespace`."""
-    host, _, pid_text = name.rpartition(":")
-    if not host or not (pid_text.isdigit() or pid_text == ""):
-        raise SimHostError(f"unexpected sshd record {name!r}")
-    pids = [int(pid_text)] if pid_text else [pid for pid in netns.processes_in(namespace) if is_lab_sshd(pid, lab_dir, host)]
-    for pid in pids:
-        _stop(pid, lab_dir, host)
-
-
-def _stop(pid: int, lab_dir: Path, host: str) -> None:
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
-        if not is_lab_sshd(pid, lab_dir, host):
-            _reap(pid)
-            return
-        os.kill(pid, sig)
-        end = time.monotonic() + wait
-        while time.monotonic() < end:
-            _reap(pid)
-            if not is_lab_sshd(pid, lab_dir, host):
-                return
-            time.sleep(0.05)
-    raise SimHostError(f"sshd {pid} of simulated hypervisor {host} did not stop")
-
-
-def _reap(pid: int) -> None:
-    """Collect it if it is our child (started by this process), so it leaves no zombie."""
+    host = name.rpartition(":")[0]
     try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+        daemon.stop(name, "sshd", f"-f {config(lab_dir, host)}", namespace)
+    except daemon.DaemonError as exc:
+        raise SimHostError(f"sshd of simulated hypervisor {host or '?'}: {exc}") from None

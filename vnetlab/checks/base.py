@@ -12,6 +12,7 @@ judges; features register theirs (see vnetlab.features.base.Feature).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import select
 import selectors
@@ -26,9 +27,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from vnetlab.backends import netns
 from vnetlab.backends.ssh import CappedOutput, CommandResult, GuestSSH
-from vnetlab.plan.planner import Plan, PlannedNic, PlannedNode
+from vnetlab.model.addressing import parse_address
 from vnetlab.model.scenario import split_link
-from vnetlab.model.validate import nic_addresses, rendered, target_interface
+from vnetlab.model.validate import carried_addresses, is_named_interface, rendered, target_interface
+from vnetlab.plan.planner import Plan, PlannedNic, PlannedNode
 from vnetlab.printable import printable, printable_data
 
 if TYPE_CHECKING:
@@ -111,6 +113,11 @@ class Evidence:
 
 
 Collector = Callable[["CheckContext", Any], Evidence]
+# What a capture expectation needs done at the start of the check phase, while the captures run, so
+# that the traffic it judges happens then (forget the neighbours so ARP/NDP ask again; a DHCP client
+# asks again): given every capture check that expects it; an exception is kept as that captures'
+# evidence and shown beside their verdicts.
+Stimulus = Callable[["CheckContext", "list[Any]"], None]
 Verdict = Callable[[Plan, Any, Evidence], CheckResult]
 Undo = Callable[["CheckContext", Any, Evidence], dict[str, Any]]
 Judge = Callable[[Plan, Any, CaptureSubject], Judgement]
@@ -155,41 +162,85 @@ class CheckKind:
 
 
 def nic_cidrs(plan: Plan, vm_name: str) -> list[tuple[PlannedNic, list[str]]]:
-    """Each data NIC of a VM with every address (with prefix) its traffic may carry: its own, and its
-    sub-interfaces' (a trunk's VLANs). A guest a feature adds (a switch guest) has its NICs' own."""
+    """Each data NIC of a VM with every address (with prefix) its traffic may carry: its own, IPv4
+    and IPv6 (a leased or SLAAC one as planned), and its sub-interfaces' (a trunk's VLANs). A guest
+    a feature adds (a switch guest) has its NICs' own."""
     declared = next((v for v in plan.scenario.vms if v.name == vm_name), None)
     nics = plan.vm(vm_name).nics
+    own = {n.guest_name: [c for c in (n.cidr, n.cidr6) if c] for n in nics}
     if declared is None:
-        return [(n, [n.cidr] if n.cidr else []) for n in nics]
-    return [(n, nic_addresses(plan.scenario, d)) for n, d in zip(nics, declared.nics)]
+        return [(n, own[n.guest_name]) for n in nics]
+    return [(n, own[n.guest_name] + carried_addresses(plan.scenario, d)) for n, d in zip(nics, declared.nics)]
 
 
 def node_ips(plan: Plan, name: str) -> set[str]:
-    """Every IPv4 address a node has on the lab's segments, sub-interfaces included (a ping may name its target by address)."""
-    ips = {c.split("/")[0] for vm in plan.vms if vm.name == name for _, cidrs in nic_cidrs(plan, name) for c in cidrs}
+    """Every IPv4 and IPv6 address a node has on the lab's segments, sub-interfaces included (a ping may name its target by address)."""
+    ips = {ip for vm in plan.vms if vm.name == name for n in vm.nics for ip in n.ips()}
+    ips |= {c.split("/")[0] for vm in plan.vms if vm.name == name for _, cidrs in nic_cidrs(plan, name) for c in cidrs}
     return ips | {n.ip for n in plan.nodes if n.name == name}
 
 
-def expected_echo_pairs(plan: Plan, a: str, b: str, via: str | None = None, *, one_way: bool = False) -> int:
-    """Echo exchanges the ping checks between a and b should have put on the wire (through overlay
-    `via`, or none); `one_way`: only those a started."""
+def planned_address(plan: Plan, node: str, iface: Any) -> str:
+    """The address of `node` the model's `iface` stands for: a VM's NIC on that subnet says it as
+    planned (a SLAAC address is known once its MAC is), any other node as the model has it."""
+    vm = next((v for v in plan.vms if v.name == node), None)
+    for nic in vm.nics if vm is not None else ():
+        cidr = nic.cidr if iface.version == 4 else nic.cidr6
+        if cidr and ipaddress.ip_interface(cidr).network == iface.network:
+            return cidr.split("/")[0]
+    return str(iface.ip)
+
+
+def rendered_target(plan: Plan, to: str) -> str | None:
+    """A check's `to` with its template rendered; None when it cannot be (validation said so)."""
+    try:
+        return rendered(plan.scenario, to)
+    except ValueError:
+        return None
+
+
+def target_of(plan: Plan, source: str, to: str, family: int | None = None) -> str:
+    """The address a check's rendered `to` goes to from `source`: a node's (NODE.NIC's) as planned
+    (see planned_address), an address literal as written."""
+    iface = target_interface(plan.scenario, source, to, family)  # None for an address literal
+    node = to.partition(".")[0] if is_named_interface(to) else to
+    return planned_address(plan, node, iface) if iface is not None else to
+
+
+def ping_family(plan: Plan, ping: Any) -> int:
+    """4 or 6: the family a ping check's echo requests have (its target address's, or the one its
+    `family:` or the shared subnets choose for a node)."""
+    to = rendered_target(plan, ping.to)
+    if to is None:
+        return 4
+    address = parse_address(to)
+    if address is not None:
+        return address.version
+    if getattr(ping, "family", None):
+        return int(ping.family)
+    found = target_interface(plan.scenario, ping.source, to) if getattr(ping, "via", None) is None else None
+    return found.version if found is not None else 4
+
+
+def expected_echo_pairs(plan: Plan, a: str, b: str, via: str | None = None, family: int = 4, *, one_way: bool = False) -> int:
+    """Echo exchanges of `family` the ping checks between a and b should have put on the wire
+    (through overlay `via`, or none); `one_way`: only those a started."""
     names = {a: {a} | node_ips(plan, a), b: {b} | node_ips(plan, b)}
 
     def reaches(ping: Any, other: str) -> bool:
         if ping.to in names[other]:
             return True
-        try:
-            to = rendered(plan.scenario, ping.to)
-        except ValueError:
+        to = rendered_target(plan, ping.to)
+        if to is None:
             return False
-        iface = target_interface(plan.scenario, ping.source, to) if via is None else None
-        return (str(iface.ip) if iface is not None else to) in names[other]
+        return (target_of(plan, ping.source, to, getattr(ping, "family", None)) if via is None else to) in names[other]
 
     return sum(
         c.ping.count if getattr(c.ping, "measure", None) is None else 1  # a ping measuring a recovery loses replies on purpose
         for c in plan.scenario.checks
         if c.ping is not None and c.ping.expect == "success" and getattr(c.ping, "via", None) == via
         and ((c.ping.source == a and reaches(c.ping, b)) or (not one_way and c.ping.source == b and reaches(c.ping, a)))
+        and ping_family(plan, c.ping) == family
     )
 
 
@@ -347,7 +398,7 @@ def endpoint(plan: Plan, name: str, on: str) -> PlannedNic | PlannedNode:
     if node is not None:
         return node
     vm = plan.vm(name)
-    return vm.nic_on(capture_segment(plan, on)) or next(n for n in vm.nics if n.ip)
+    return vm.nic_on(capture_segment(plan, on)) or next(n for n in vm.nics if n.ip or n.ip6)
 
 
 def link_nic(plan: Plan, on: str) -> PlannedNic | None:

@@ -66,6 +66,8 @@ _RECV_SIZE = 0xFFFF  # scapy's MTU, the pcap snaplen
 _RCVBUF = 4 << 20  # scapy's 64 KiB drops frames in bursts; the kernel caps this at rmem_max
 _DLT_EN10MB = 1
 _ICMP_ECHO_REQUEST, _ICMP_ECHO_REPLY = 8, 0
+_ICMP6_ECHO_REQUEST, _ICMP6_ECHO_REPLY = 128, 129
+_ND_ROUTER_SOLICIT, _ND_ROUTER_ADVERT, _ND_NEIGHBOR_SOLICIT, _ND_NEIGHBOR_ADVERT = 133, 134, 135, 136
 _ARP_REQUEST, _ARP_REPLY = 1, 2
 _PROTO_ICMP, _PROTO_ICMPV6 = 1, 58
 _SOL_PACKET, _PACKET_ADD_MEMBERSHIP, _PACKET_MR_PROMISC = 263, 1, 1  # <linux/if_packet.h>
@@ -396,23 +398,46 @@ class EchoCounts:
     pairs: int  # replies that answer an earlier request (same id and sequence, swapped addresses)
 
 
+def _echo(ip: Packet) -> tuple[str, int, int] | None:
+    """An ICMP or ICMPv6 echo in this IP header: ('request'|'reply', id, seq), else None."""
+    payload = ip.payload
+    if isinstance(ip, _inet.IP) and isinstance(payload, _inet.ICMP) and payload.type in (_ICMP_ECHO_REQUEST, _ICMP_ECHO_REPLY):
+        return ("request" if payload.type == _ICMP_ECHO_REQUEST else "reply", payload.id, payload.seq)
+    if isinstance(ip, _inet6.IPv6) and isinstance(payload, _inet6.ICMPv6EchoRequest):  # scapy's echo reply is a subclass of its request
+        return ("reply" if isinstance(payload, _inet6.ICMPv6EchoReply) else "request", payload.id, payload.seq)
+    return None
+
+
+def _canonical_ip(text: str) -> str:
+    """An address as ipaddress writes it (scapy and the plan may spell an IPv6 address differently)."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text
+
+
 def count_echo(packets: Iterable[Packet], sources: set[str], target: str, size: int | None = None) -> EchoCounts:
-    """The ICMP echo exchange between any of `sources` and `target` (each reply answers at most
-    one request); with `size`, only packets of that IPv4 total length (a path-MTU probe's)."""
+    """The ICMP (or, for an IPv6 target, ICMPv6) echo exchange between any of `sources` and
+    `target` (each reply answers at most one request); with `size`, only IPv4 packets of that
+    total length (a path-MTU probe's)."""
     requests = replies = pairs = 0
+    sources = {_canonical_ip(s) for s in sources}
+    target = _canonical_ip(target)
     waiting: Counter[tuple[str, int, int]] = Counter()
     for packet in packets:
         for ip in _ip_layers(packet):
-            if not isinstance(ip, _inet.IP) or not isinstance(ip.payload, _inet.ICMP) or (size is not None and ip.len != size):
+            echo = _echo(ip)
+            if echo is None or (size is not None and (not isinstance(ip, _inet.IP) or ip.len != size)):
                 continue
-            icmp = ip.payload
-            if icmp.type == _ICMP_ECHO_REQUEST and ip.src in sources and ip.dst == target:
+            kind, ident, seq = echo
+            src, dst = _canonical_ip(ip.src), _canonical_ip(ip.dst)
+            if kind == "request" and src in sources and dst == target:
                 requests += 1
-                waiting[(ip.src, icmp.id, icmp.seq)] += 1
-            elif icmp.type == _ICMP_ECHO_REPLY and ip.src == target and ip.dst in sources:
+                waiting[(src, ident, seq)] += 1
+            elif kind == "reply" and src == target and dst in sources:
                 replies += 1
-                if waiting[(ip.dst, icmp.id, icmp.seq)] > 0:
-                    waiting[(ip.dst, icmp.id, icmp.seq)] -= 1
+                if waiting[(dst, ident, seq)] > 0:
+                    waiting[(dst, ident, seq)] -= 1
                     pairs += 1
     return EchoCounts(requests, replies, pairs)
 
@@ -525,6 +550,66 @@ def count_arp_icmp(packets: Iterable[Packet], mac_a: str, ip_a: str, mac_b: str,
                     waiting[request] -= 1
                     pairs += 1
     return TrafficCounts(arp_request, arp_reply, echo_request, echo_reply, pairs)
+
+
+def count_echo_between(packets: Iterable[Packet], ip_a: str, ip_b: str) -> EchoCounts:
+    """The echo exchange between two addresses of one family, both directions (ICMP or ICMPv6)."""
+    there, back = count_echo(packets, {ip_a}, ip_b), count_echo(packets, {ip_b}, ip_a)
+    return EchoCounts(there.requests + back.requests, there.replies + back.replies, there.pairs + back.pairs)
+
+
+@dataclass
+class NdpCounts:
+    solicitations: int  # neighbour solicitations from one node for an address of the other (not DAD's)
+    advertisements: int  # neighbour advertisements from the other node's MAC for its address, to the asker
+    solicited_to: set[str] = field(default_factory=set)  # where the solicitations went: "IPv6 destination / Ethernet destination"
+
+
+def count_ndp(packets: Iterable[Packet], mac_a: str, ips_a: set[str], mac_b: str, ips_b: set[str]) -> NdpCounts:
+    """Address resolution between hosts a and b in IPv6: a neighbour solicitation from one's MAC
+    for an address of the other (sent to the solicited-node multicast address, or unicast when it
+    checks a neighbour again), and the other's advertisement of that address to the asker's MAC.
+    Duplicate address detection (source ::) is not address resolution and is not counted."""
+    mac_a, mac_b = mac_a.lower(), mac_b.lower()
+    ips_a, ips_b = {_canonical_ip(i) for i in ips_a}, {_canonical_ip(i) for i in ips_b}
+    owns = {mac_a: ips_a, mac_b: ips_b}
+    other = {mac_a: mac_b, mac_b: mac_a}
+    solicitations = advertisements = 0
+    solicited_to: set[str] = set()
+    for packet in packets:
+        ip6 = packet.getlayer(_inet6.IPv6)
+        if ip6 is None:
+            continue
+        src_mac, dst_mac = str(getattr(packet, "src", "")).lower(), str(getattr(packet, "dst", "")).lower()
+        if src_mac not in owns:
+            continue
+        ns, na = packet.getlayer(_inet6.ICMPv6ND_NS), packet.getlayer(_inet6.ICMPv6ND_NA)
+        if ns is not None and _canonical_ip(ip6.src) != "::" and _canonical_ip(ns.tgt) in owns[other[src_mac]]:
+            solicitations += 1
+            solicited_to.add(f"{ip6.dst} / {dst_mac}")
+        elif na is not None and _canonical_ip(na.tgt) in owns[src_mac] and dst_mac == other[src_mac]:
+            advertisements += 1
+    return NdpCounts(solicitations, advertisements, solicited_to)
+
+
+def router_advertisements(packets: Iterable[Packet]) -> Iterator[tuple[Packet, list[str]]]:
+    """Every router advertisement with the prefixes it carries (prefix information options), in order."""
+    for packet in packets:
+        ra = packet.getlayer(_inet6.ICMPv6ND_RA)
+        if ra is None:
+            continue
+        prefixes = []
+        option = ra.payload
+        while option is not None and not isinstance(option, _config.conf.raw_layer) and option.__class__.__name__ != "NoPayload":
+            if isinstance(option, _inet6.ICMPv6NDOptPrefixInfo):
+                prefixes.append(f"{option.prefix}/{option.prefixlen}")
+            option = option.payload
+        yield packet, prefixes
+
+
+def count_router_solicitations(packets: Iterable[Packet], mac: str) -> int:
+    mac = mac.lower()
+    return sum(1 for p in packets if p.getlayer(_inet6.ICMPv6ND_RS) is not None and str(getattr(p, "src", "")).lower() == mac)
 
 
 def count_udp(packets: Iterable[Packet], src_ip: str, dst_ip: str, port: int) -> int:

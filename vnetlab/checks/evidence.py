@@ -46,7 +46,8 @@ class EvidenceError(VnetlabError):
 
 @dataclass
 class Collected:
-    """What a check phase saw: each check's evidence (by its index; captures have none), the frames
+    """What a check phase saw: each check's evidence (by its index; a capture has some only when what
+    was to make its traffic happen failed: see vnetlab.checks.base.Stimulus), the frames
     each capture kept and its pcap; `wire`: graded on the wire (an exercise)."""
 
     evidence: dict[int, Evidence] = field(default_factory=dict)
@@ -158,9 +159,14 @@ def load_collected(run_dir: Path, plan: Plan) -> Collected:
     collected = Collected(wire=raw.get("wire") is True)
     by_index = {e.get("index"): e for e in raw["checks"] if isinstance(e, dict)}
     for i, check in enumerate(plan.scenario.checks):
-        if check.capture is not None:
-            continue
         entry = by_index.get(i)
+        if check.capture is not None:  # a capture has evidence only of what went wrong before the checks (a stimulus)
+            if entry is not None and entry.get("kind") == "capture":
+                try:
+                    collected.evidence[i] = Evidence.from_json(entry)
+                except ValueError as exc:
+                    raise EvidenceError(f"{run_dir / EVIDENCE_FILE}, check {i + 1}: {exc}") from None
+            continue
         if entry is None or entry.get("kind") != check.kind:
             raise EvidenceError(f"{run_dir / EVIDENCE_FILE} has no evidence for check {i + 1} ({check.kind})")
         try:

@@ -9,11 +9,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from vnetlab.backends.ssh import CommandResult
-from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire, nic_cidrs, node_ips
+from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire, nic_cidrs, node_ips, target_of
 from vnetlab.checks.capture import count_echo, count_udp_from
 from vnetlab.checks.parse import MAX_TEXT, excerpt, ping_replies, ping_rtt, ping_summary
 from vnetlab.checks.recovery import describe as describe_outage, first_sequence, longest_outage
-from vnetlab.model.validate import interface, node_interfaces, overlay_named, shown_target, target_address
+from vnetlab.model.addressing import parse_address
+from vnetlab.model.validate import interface, node_interfaces, overlay_named, rendered, shown_target
 from vnetlab.plan.planner import Plan
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def ping_target(plan: Plan, ping: Any) -> str:
         overlay = overlay_named(plan.scenario, via)
         assert overlay is not None  # guaranteed by model validation
         return str(interface(overlay.members[ping.to]).ip)  # type: ignore[union-attr]
-    return target_address(plan.scenario, ping.source, ping.to)
+    return target_of(plan, ping.source, rendered(plan.scenario, ping.to), getattr(ping, "family", None))
 
 
 def ping_argv(count: int, target: str, *, timestamps: bool = False) -> list[str]:
@@ -88,8 +89,9 @@ def guest_of(plan: Plan, *names: str) -> tuple[str, ...]:
 
 def ping_name(ping: Any, plan: Plan | None = None) -> str:
     via = getattr(ping, "via", None)
+    family = f" (IPv{ping.family})" if getattr(ping, "family", None) else ""
     to = shown_target(plan.scenario, ping.to) if plan is not None else ping.to
-    return f"ping {ping.source} → {to}" + (f" via {via}" if via else "") + {"failure": " (must fail)", "no-reply": " (no reply on the wire)"}.get(ping.expect, "")
+    return f"ping {ping.source} → {to}{family}" + (f" via {via}" if via else "") + {"failure": " (must fail)", "no-reply": " (no reply on the wire)"}.get(ping.expect, "")
 
 
 def collect_ping(ctx: CheckContext, ping: Any) -> Evidence:
@@ -179,12 +181,11 @@ def path_points(plan: Plan, source: str, target: str) -> list[str]:
     node = next((n for n in plan.nodes if n.name == source), None)
     if node is not None:
         return [node.bridge or node.veth]
-    addressed = [(n, cidrs) for n, cidrs in nic_cidrs(plan, source) if cidrs]  # a trunk's addresses are its sub-interfaces'
-    try:
-        address = ipaddress.IPv4Address(target)
-        shared = [n for n, cidrs in addressed if any(address in ipaddress.IPv4Interface(c).network for c in cidrs)]
-    except ValueError:
-        shared = []
+    address = parse_address(target)
+    family = address.version if address is not None else 4
+    of_family = [(n, [c for c in cidrs if ipaddress.ip_interface(c).version == family]) for n, cidrs in nic_cidrs(plan, source)]
+    addressed = [(n, cidrs) for n, cidrs in of_family if cidrs]  # a trunk's addresses are its sub-interfaces'
+    shared = [n for n, cidrs in addressed if address is not None and any(address in ipaddress.ip_interface(c).network for c in cidrs)]
     on_host = {b.name for b in plan.bridges if b.guest is None}
     return list(dict.fromkeys(n.bridge if n.bridge in on_host else f"{source}.{n.guest_name}" for n in (shared or [n for n, _ in addressed])))
 

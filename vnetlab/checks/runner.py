@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from vnetlab.backends.ssh import GuestSSH
-from vnetlab.checks.base import CaptureSubject, CheckContext, CheckKind, CheckResult, Evidence, Judge, Judgement, capture_iface, capture_segment, endpoint, expected_echo_pairs
-from vnetlab.checks.capture import Capture, Frames, TrafficCounts, count_arp_icmp
+from vnetlab.checks.base import CaptureSubject, CheckContext, CheckKind, CheckResult, Evidence, Judge, Judgement, Stimulus, capture_iface, capture_segment, endpoint, expected_echo_pairs
+from vnetlab.checks.capture import Capture, Frames, TrafficCounts, count_arp_icmp, count_echo_between, count_ndp
 from vnetlab.checks.evidence import Collected, RunSetting, load_collected, read_setting, save_evidence, select_checks
 from vnetlab.checks.ping import PING
 from vnetlab.model.scenario import ScenarioModel
@@ -62,8 +62,42 @@ def judge_icmp_echo(plan: Plan, check: object, s: CaptureSubject) -> Judgement:
     )
 
 
+def _v6(s: CaptureSubject) -> tuple[str, str]:
+    a, b = getattr(s.nic_a, "ip6", None), getattr(s.nic_b, "ip6", None)
+    assert a and b  # guaranteed by model validation: both have an IPv6 address on the bridge
+    return a, b
+
+
+def judge_icmp6_echo(plan: Plan, check: object, s: CaptureSubject) -> Judgement:
+    a, b = _v6(s)
+    c = count_echo_between(s.packets, a, b)
+    want = max(1, expected_echo_pairs(plan, s.name_a, s.name_b, family=6))
+    return Judgement(
+        c.pairs >= want,
+        f"≥{want} ICMPv6 echo request/reply pairs between {a} and {b}",
+        f"{c.requests} request(s), {c.replies} reply(ies), {c.pairs} pair(s)",
+        {"icmp6_echo_request": c.requests, "icmp6_echo_reply": c.replies, "icmp6_echo_pairs": c.pairs},
+    )
+
+
+def judge_ndp(plan: Plan, check: object, s: CaptureSubject) -> Judgement:
+    """IPv6's ARP: a neighbour solicitation for the other's address, to its solicited-node multicast
+    group (not to everyone, as ARP's broadcast), and the other's advertisement back."""
+    _v6(s)
+    ips_a = {ip for ip in (getattr(s.nic_a, "ip6", None), getattr(s.nic_a, "link_local", None)) if ip}
+    ips_b = {ip for ip in (getattr(s.nic_b, "ip6", None), getattr(s.nic_b, "link_local", None)) if ip}
+    c = count_ndp(s.packets, s.nic_a.mac, {i.split("/")[0] for i in ips_a}, s.nic_b.mac, {i.split("/")[0] for i in ips_b})
+    where = f", sent to {', '.join(sorted(c.solicited_to))}" if c.solicited_to else ""
+    return Judgement(
+        c.solicitations >= 1 and c.advertisements >= 1,
+        f"≥1 neighbour solicitation and ≥1 advertisement between {s.nic_a.mac} ({s.name_a}) and {s.nic_b.mac} ({s.name_b})",
+        f"{c.solicitations} neighbour solicitation(s){where}, {c.advertisements} advertisement(s)",
+        {"ndp_solicitation": c.solicitations, "ndp_advertisement": c.advertisements},
+    )
+
+
 CORE_KINDS: dict[str, CheckKind] = {"ping": PING}
-CORE_JUDGES: dict[str, Judge] = {"arp": judge_arp, "icmp-echo": judge_icmp_echo}
+CORE_JUDGES: dict[str, Judge] = {"arp": judge_arp, "icmp-echo": judge_icmp_echo, "ndp": judge_ndp, "icmp6-echo": judge_icmp6_echo}
 
 
 def check_kinds(plan: Plan) -> dict[str, CheckKind]:
@@ -80,10 +114,13 @@ def judges(plan: Plan) -> dict[str, Judge]:
     return out
 
 
-def judge_capture(plan: Plan, check: object, packets, pcap: Path) -> CheckResult:
-    a, b = check.between  # type: ignore[attr-defined]
+def judge_capture(plan: Plan, check: object, packets, pcap: Path, before: Evidence | None = None) -> CheckResult:
+    """`before`: what went wrong making the traffic happen (a stimulus), said beside the verdict."""
+    between = list(check.between)  # type: ignore[attr-defined]
+    a, b = between[0], between[-1]  # one node: judged for it alone
     on = check.on  # type: ignore[attr-defined]
-    name = getattr(check, "name", None) or f"capture on {on}: {', '.join(check.expect)} between {a} and {b}"  # type: ignore[attr-defined]
+    who = f"between {a} and {b}" if len(between) == 2 else f"for {a}"
+    name = getattr(check, "name", None) or f"capture on {on}: {', '.join(check.expect)} {who}"  # type: ignore[attr-defined]
     subject = CaptureSubject(a, endpoint(plan, a, on), b, endpoint(plan, b, on), packets)
     table = judges(plan)
     try:
@@ -94,6 +131,8 @@ def judge_capture(plan: Plan, check: object, packets, pcap: Path) -> CheckResult
     for j in judgements:
         counts.update(j.counts)
     detail = f"expected {'; '.join(j.expected for j in judgements)}; saw {'; '.join(j.seen for j in judgements)} in {len(packets)} frames"
+    if before is not None and before.error:
+        detail += f" (before the checks: {before.error})"
     data: dict[str, object] = {"pcap": str(pcap)}
     if getattr(packets, "truncated", False):  # the capture's memory bound was hit: judged on the first frames only
         detail += f" (of {packets.seen} seen: the capture keeps at most its bound in memory; the pcap has {packets.written})"
@@ -159,22 +198,54 @@ def capture_points(plan: Plan, kinds: Mapping[str, CheckKind], wire: bool) -> li
     return sorted(points)
 
 
-def forget_neighbours(ctx: CheckContext) -> None:
-    """ARP is judged on what the check phase itself puts on the wire: a neighbour cache still warm
-    from an earlier run (`vnetlab check` soon after `run --keep`) would answer without asking."""
-    names = sorted({n for c in ctx.plan.scenario.checks if c.capture is not None and "arp" in c.capture.expect for n in c.capture.between})
+def forget_neighbours(ctx: CheckContext, captures: list[Any]) -> None:
+    """ARP and NDP are judged on what the check phase itself puts on the wire: a neighbour cache
+    still warm from an earlier run (`vnetlab check` soon after `run --keep`), or from configuring
+    the lab, would answer without asking."""
+    names = sorted({n for c in captures for n in c.between})
     if not names:
         return
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:  # one SSH round trip each, at once
         for future in [pool.submit(ctx.node(name).run, ["ip", "neigh", "flush", "all"], 10.0) for name in names]:
-            future.result()  # best effort in the guest: a failed flush shows in the ARP verdict
+            future.result()  # best effort in the guest: a failed flush shows in the ARP and NDP verdicts
+
+
+CORE_STIMULI: dict[str, Stimulus] = {"arp": forget_neighbours, "ndp": forget_neighbours}
+
+
+def stimuli(plan: Plan) -> dict[str, Stimulus]:
+    out = dict(CORE_STIMULI)
+    for feature in plan.features:
+        out.update(feature.stimuli)
+    return out
+
+
+def stimulate(ctx: CheckContext, collected: Collected) -> None:
+    """Each stimulus once, with every capture check that expects it (one stimulus serving several
+    expectations, e.g. ARP's and NDP's, runs once); a failure is kept as those captures' evidence."""
+    table = stimuli(ctx.plan)
+    wanted: dict[int, tuple[Stimulus, list[int]]] = {}
+    for i, check in enumerate(ctx.plan.scenario.checks):
+        if check.capture is None:
+            continue
+        for e in check.capture.expect:
+            fn = table.get(e)
+            if fn is not None:
+                indexes = wanted.setdefault(id(fn), (fn, []))[1]
+                if i not in indexes:
+                    indexes.append(i)
+    for fn, indexes in wanted.values():
+        try:
+            fn(ctx, [ctx.plan.scenario.checks[i].capture for i in indexes])
+        except Exception as exc:  # noqa: BLE001 — the captures it served say so; the other checks still run
+            for i in indexes:
+                collected.evidence[i] = Evidence(error=printable(f"{type(exc).__name__}: {exc}"))
 
 
 def collect_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path, *, wire: bool = False, answer: Mapping[str, Any] | None = None) -> Collected:
     """Run every check of the plan on the live lab, captures around them all; judges nothing.
     The actions among them are undone at the end, whatever happened (a failure, Ctrl-C)."""
     ctx = CheckContext(plan, sessions, run_dir, wire=wire, answer=answer)
-    forget_neighbours(ctx)
     kinds = check_kinds(plan)
     captures = {on: Capture(plan.namespace, capture_iface(plan, on), run_dir / f"{on}.pcap") for on in capture_points(plan, kinds, wire)}
     collected = Collected(pcaps={on: c.pcap_path for on, c in captures.items()}, wire=wire)
@@ -185,7 +256,8 @@ def collect_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path, *, 
         for capture in captures.values():
             capture.start()
             started.append(capture)
-        ctx.started = time.monotonic()
+        stimulate(ctx, collected)
+        ctx.started = time.monotonic()  # the actions' and recoveries' times count from here, after the stimuli
         # One after another, in scenario order: two pings at once through a WireGuard tunnel make both
         # peers start a handshake at the same moment, and neither completes within the pings' wait.
         # A background check (a ping measuring a recovery) runs beside the entries after it.
@@ -239,7 +311,7 @@ def judge_checks(plan: Plan, collected: Collected) -> list[CheckResult]:
     for i, check in enumerate(plan.scenario.checks):
         if check.capture is not None:
             on = check.capture.on
-            results.append(judge_capture(plan, check.capture, collected.frames[on], collected.pcaps[on]).shown())
+            results.append(judge_capture(plan, check.capture, collected.frames[on], collected.pcaps[on], collected.evidence.get(i)).shown())
         else:
             results.append(judge_one(kinds[check.kind], plan, check, collected.evidence[i], collected.frames, wire=collected.wire))
     return results

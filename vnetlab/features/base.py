@@ -17,9 +17,12 @@ Hooks, by step:
   `removers` for resource kinds it introduces (teardown works from the state file alone)
 - configure: `configure_label(plan)` and `configure(plan, sessions, run_dir)` over SSH
 - checks: `check_kinds` (kind → CheckKind: collect → evidence → judge, and its signature on the
-  wire), `judges` (capture expectation → judge)
+  wire), `judges` (capture expectation → judge), `stimuli` (capture expectation → what to do once
+  the captures run, so that the traffic it judges happens during the check phase)
 - views: `explain(plan)` (sections of commands), `check_commands` (kind → commands),
-  `graph(plan, drawing)`, `inspect(plan)` (rows), `summary(results)` (a table under the report)
+  `graph(plan, drawing)`, `inspect(plan)` (rows), `summary(results)` (a table under the report),
+  `report(plan)` (what the run's report says of its part of the lab once it is configured, e.g.
+  the DHCP leases) and `report_lines(data)` (the same for people, under the summary)
 - command line: `cli_commands()` (commands of its own, e.g. `vnetlab exercise …`)
 """
 
@@ -36,7 +39,7 @@ from vnetlab.model.scenario import ModelExtension
 
 if TYPE_CHECKING:
     from vnetlab.backends.ssh import GuestSSH
-    from vnetlab.checks.base import CheckKind, CheckResult, Judge
+    from vnetlab.checks.base import CheckKind, CheckResult, Judge, Stimulus
     from vnetlab.plan.planner import Plan, PlanContext, PlannedVM, PlanPart
     from vnetlab.run.apply import ApplyContext, SwitchBackend
     from vnetlab.run.state import LabState, RecordedResource
@@ -80,6 +83,7 @@ class Feature:
     switches: Sequence[SwitchBackend] = ()
     check_kinds: Mapping[str, CheckKind] = {}
     judges: Mapping[str, Judge] = {}
+    stimuli: Mapping[str, Stimulus] = {}
     removers: Mapping[str, Remover] = {}
     check_commands: Mapping[str, Callable[[Plan, Any], list[str]]] = {}
 
@@ -125,6 +129,14 @@ class Feature:
 
     def summary(self, results: list[CheckResult]) -> Any | None:
         return None
+
+    def report(self, plan: Plan) -> Mapping[str, Any] | None:
+        """JSON for the run's report (`features.<name>`), read from the live lab once it is configured; None: nothing to say."""
+        return None
+
+    def report_lines(self, data: Mapping[str, Any]) -> Sequence[str]:
+        """What `report` returned, as lines under the run's summary."""
+        return ()
 
     def cli_commands(self) -> Sequence[CliCommand]:
         """Commands of its own on the command line (cli.py adds them; it names no feature)."""

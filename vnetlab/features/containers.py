@@ -23,6 +23,7 @@ from vnetlab.checks.capture import count_ipv4
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import IFACE_MAX, NAME, NODE_NAME_MAX, Expectation, ModelExtension, NodeDecl, NodeSection, decl
 from vnetlab.model.typed_yaml import spec
+from vnetlab.model.addressing import bridge_subnets
 from vnetlab.model.validate import Rules
 from vnetlab.plan.planner import NODE_IFACE, Plan, PlanContext, PlannedNode, PlanPart, Resource
 from vnetlab.run.apply import ApplyContext
@@ -115,9 +116,9 @@ def _validate(r: Rules) -> None:
         if br.gateway is None:
             continue
         net = r.bridges.get(br.name)
-        if br.subnet is None:
-            r.add(f"bridges[{i}].gateway", "a gateway needs the bridge's subnet")
-        elif net is not None:
+        if net is None:
+            r.add(f"bridges[{i}].gateway", "a gateway needs the bridge's IPv4 subnet")
+        else:
             gw = r.address(f"bridges[{i}].gateway", f"{br.gateway}/{net.prefixlen}", net, f"bridge {br.name!r}")
             if gw is not None:
                 r.claim(f"bridges[{i}].gateway", gw.ip, f"the gateway of {br.name}")
@@ -222,7 +223,7 @@ def plan_nodes(ctx: PlanContext) -> tuple[PlannedNode, ...]:
 
 def _gateway_cidrs(scenario: Any) -> dict[str, str]:
     """The lab namespace's address on each bridge that is the containers' gateway."""
-    return {b.name: f"{b.gateway}/{ipaddress.IPv4Network(b.subnet).prefixlen}" for b in scenario.bridges if b.gateway is not None and b.subnet is not None}
+    return {b.name: f"{b.gateway}/{net.prefixlen}" for b in scenario.bridges if b.gateway is not None and (net := bridge_subnets(b).ipv4) is not None}
 
 
 def equivalent_commands(plan: Plan, node: PlannedNode) -> list[str]:

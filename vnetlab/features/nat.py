@@ -27,7 +27,8 @@ from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import IFACE_MAX, NAME, Expectation, ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
-from vnetlab.model.validate import Rules, node_interfaces
+from vnetlab.model.addressing import bridge_subnets, nic_addresses
+from vnetlab.model.validate import Rules, interface, node_interfaces
 from vnetlab.plan.planner import Plan, PlanContext, PlanPart
 from vnetlab.run.apply import ApplyContext
 from vnetlab.tools.explain import Section, sh
@@ -53,10 +54,21 @@ class PlannedNat:
 def plan_nat(scenario: Any) -> tuple[PlannedNat, ...]:
     uplinks = {h.uplink.name: h.uplink for h in scenario.hosts}
     return tuple(
-        PlannedNat(b.name, b.subnet or "", b.gateway or "", b.nat, str(ipaddress.IPv4Interface(uplinks[b.nat].address or "").ip))
+        PlannedNat(b.name, str(bridge_subnets(b).ipv4 or ""), b.gateway or "", b.nat, str(interface(uplinks[b.nat].address or "").ip))  # type: ignore[union-attr]  # model validation: a routed uplink
         for b in scenario.bridges
         if b.nat is not None
     )
+
+
+def behind(scenario: Any, bridge: str) -> list[str]:
+    """The nodes a masquerading bridge takes out: its containers (their default route is its
+    gateway), and the VMs that lease their address on it with the gateway as their router (the
+    bridge's `dhcp:`, as on libvirt's default network); a VM with a static address has no route there."""
+    br = next(b for b in scenario.bridges if b.name == bridge)
+    dhcp = getattr(br, "dhcp", None)
+    routed = dhcp is not None and br.gateway is not None and (dhcp.router or br.gateway) == br.gateway
+    containers = [c.name for c in scenario.containers if c.nic.bridge == bridge]
+    return containers + [vm.name for vm in scenario.vms if routed and any(n.bridge == bridge and nic_addresses(n).dhcp for n in vm.nics)]
 
 
 def ruleset(nats: tuple[PlannedNat, ...]) -> str:
@@ -105,8 +117,7 @@ def judge_masqueraded(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
     if check.interface is None:  # on a router VM's outside bridge
         return judge_router_masqueraded(plan, check, s)
     nat = next(n for n in plan.part("nat") if n.uplink == check.on)
-    behind = [c.name for c in plan.scenario.containers if c.nic.bridge == nat.bridge]
-    want = max(1, sum(expected_echo_pairs(plan, c, s.name_b) for c in behind))
+    want = max(1, sum(expected_echo_pairs(plan, c, s.name_b) for c in behind(plan.scenario, nat.bridge)))
     translated = count_ipv4(s.packets, src=nat.outside, dst=s.nic_b.ip)
     private = count_ipv4(s.packets, within=nat.subnet)
     return Judgement(
@@ -156,12 +167,12 @@ def _validate(r: Rules) -> None:
 
 
 def _route(scenario: Any, source: str, target: str) -> ipaddress.IPv4Interface | None:
-    """A container behind a masquerading bridge reaches a host on that bridge's NAT uplink."""
-    container = next((c for c in scenario.containers if c.name == source), None)
-    bridge = next((b for b in scenario.bridges if container and b.name == container.nic.bridge), None)
+    """A container (or a VM) behind a masquerading bridge reaches a host on that bridge's NAT uplink."""
     host = next((h for h in scenario.hosts if h.name == target), None)
     theirs = node_interfaces(scenario, target)
-    if bridge is not None and bridge.nat and host is not None and host.uplink.name == bridge.nat and theirs:
+    if host is None or not theirs:
+        return None
+    if any(b.nat == host.uplink.name and source in behind(scenario, b.name) for b in scenario.bridges):
         return theirs[0][1]
     return None
 
@@ -175,8 +186,8 @@ def _validate_masqueraded(r: Rules, cap: Any, path: str) -> None:
     a, b = cap.between
     if host is None or host.uplink.bridge is not None or host.name != b:
         r.add(f"{path}.expect", "masqueraded is judged on a routed uplink (interface:) leading to between[1]")
-    elif not any(c.name == a and any(br.name == c.nic.bridge and br.nat == cap.interface for br in scenario.bridges) for c in scenario.containers):
-        r.add(f"{path}.between[0]", f"masqueraded needs a container whose bridge masquerades out of {cap.interface!r}")
+    elif not any(br.nat == cap.interface and a in behind(scenario, br.name) for br in scenario.bridges):
+        r.add(f"{path}.between[0]", f"masqueraded needs a container (or a VM leasing its address there) whose bridge masquerades out of {cap.interface!r}")
 
 
 def _validate_router_masqueraded(r: Rules, cap: Any, path: str) -> None:
@@ -192,7 +203,7 @@ def _validate_router_masqueraded(r: Rules, cap: Any, path: str) -> None:
 
 class Nat(Feature):
     name = "nat"
-    requires = ("containers",)  # the gateway and the routed uplinks of outside hosts
+    requires = ("containers", "dhcp")  # the gateway and the routed uplinks of outside hosts; a VM's lease with the gateway as its router
     model = ModelExtension(
         bridge_fields=(decl("nat", str | None, spec("name of a routed uplink to masquerade this bridge's subnet out of (enables ip_forward)", default=None, pattern=NAME, max_length=IFACE_MAX)),),
         expectations=(Expectation("masqueraded", _validate_masqueraded, node_scoped=True),),

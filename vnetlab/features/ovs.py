@@ -8,10 +8,11 @@ resources, their teardown, and the commands `--explain` shows for them.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from vnetlab.backends import ovs
+from vnetlab.backends.daemon import Records
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import ModelExtension
 from vnetlab.plan.planner import Plan, PlannedBridge, Resource
@@ -38,8 +39,8 @@ class OvsBackend:
     def setup_resources(self) -> Sequence[str]:
         return ovs.DAEMONS
 
-    def start(self, plan: Plan, record: Callable[[str], None]) -> None:
-        ovs.OvsSwitch.for_lab(plan.namespace, plan.lab_dir).start(record)
+    def start(self, plan: Plan, records: Records) -> None:
+        ovs.OvsSwitch.for_lab(plan.namespace, plan.lab_dir).start(records)
 
     def create_bridge(self, plan: Plan, bridge: PlannedBridge) -> None:
         switch = ovs.OvsSwitch.for_lab(plan.namespace, plan.lab_dir)
@@ -86,7 +87,7 @@ def _remove_bridge(resource: RecordedResource, state: LabState, lab_dir: Path) -
 
 
 def _stop_daemon(resource: RecordedResource, state: LabState, lab_dir: Path) -> None:
-    ovs.stop_process(lab_dir, resource.name)
+    ovs.stop_process(lab_dir, resource.name, state.namespace)
 
 
 class OpenVSwitch(Feature):

@@ -40,6 +40,7 @@ from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import IFACE_MAX, Expectation, ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
+from vnetlab.model.addressing import nic_addresses, nic_entries
 from vnetlab.model.validate import Rules, interface, network
 from vnetlab.plan.planner import Plan, PlanContext, PlanPart
 from vnetlab.tools.explain import Section, guest_line, sh
@@ -91,8 +92,8 @@ def _validate_bridges(r: Rules) -> None:
         if not bridge.vlans:
             continue
         path = f"bridges[{i}]"
-        if bridge.subnet is not None:
-            r.add(f"{path}.subnet", "a bridge with vlans has one subnet per VLAN (in vlans): drop subnet")
+        if bridge.subnet is not None or bridge.subnets:
+            r.add(f"{path}.subnet" if bridge.subnet is not None else f"{path}.subnets", "a bridge with vlans has one subnet per VLAN (in vlans): drop subnet")
         seen: dict[int, int] = {}
         nets: list[tuple[int, ipaddress.IPv4Network]] = []
         for k, v in enumerate(bridge.vlans):
@@ -136,15 +137,15 @@ def _validate_nics(r: Rules) -> None:
             if nic.vlan is not None:
                 if nic.vlan not in nets:
                     r.add(f"{path}.vlan", f"VLAN {nic.vlan} is not one of bridge {nic.bridge!r}'s vlans ({', '.join(map(str, nets))})")
-                elif nic.address is not None and (iface := interface(nic.address)) is not None and nets[nic.vlan] is not None and iface.network != nets[nic.vlan]:
+                elif (iface := nic_addresses(nic).ipv4) is not None and not nic_addresses(nic).dhcp and nets[nic.vlan] is not None and iface.network != nets[nic.vlan]:
                     r.add(f"{path}.address", f"{nic.address} is not in subnet {nets[nic.vlan]} of VLAN {nic.vlan} on bridge {nic.bridge!r}")
                 continue
             _validate_trunk(r, vm, j, nic, nets, path)
 
 
 def _validate_trunk(r: Rules, vm: Any, j: int, nic: Any, nets: dict[int, Any], path: str) -> None:
-    if nic.address is not None:
-        r.add(f"{path}.address", "a trunk's own interface stays unaddressed: give each VLAN its address in trunk")
+    if nic_entries(nic):
+        r.add(f"{path}.address" if nic.address is not None else f"{path}.addresses", "a trunk's own interface stays unaddressed: give each VLAN its address in trunk")
     name = vm.nic_name(j)
     seen: set[int] = set()
     for k, t in enumerate(nic.trunk):
@@ -196,7 +197,7 @@ def vlan_addresses(scenario: Any, name: str) -> list[tuple[str, int, ipaddress.I
         if vm.name != name:
             continue
         for nic in vm.nics:
-            if nic.vlan is not None and nic.address and (iface := interface(nic.address)) is not None:
+            if nic.vlan is not None and (iface := nic_addresses(nic).ipv4) is not None:
                 out.append((nic.bridge, nic.vlan, iface))
             for t in nic.trunk or ():
                 if t.address and (iface := interface(t.address)) is not None:

@@ -42,6 +42,7 @@ from vnetlab.errors import VnetlabError
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import IFACE_MAX, NAME, Expectation, ModelExtension, decl
 from vnetlab.model.typed_yaml import spec
+from vnetlab.model.addressing import bridge_subnets, nic_addresses
 from vnetlab.model.validate import Rules, feature_nodes, interface, network, node_interfaces, route_across, unusable
 from vnetlab.plan.planner import Plan, PlanContext, PlannedNic, PlannedNode, PlanPart, Resource
 from vnetlab.run.state import LabState, RecordedResource
@@ -149,8 +150,8 @@ def _segments(pairs: list[tuple[str, str]]) -> Callable[[str], str]:
 def _taken_networks(scenario: Any) -> list[tuple[ipaddress.IPv4Network, str]]:
     """Every subnet of the lab an underlay must not overlap, with what it is."""
     out = [(net, "the management subnet") for net in [network(scenario.management.subnet)] if net]
-    out += [(net, f"the subnet of bridge {b.name}") for b in scenario.bridges if b.subnet and (net := network(b.subnet))]
-    addresses = [(n.address, f"{vm.name}'s NIC on {n.bridge}") for vm in scenario.vms for n in vm.nics]
+    out += [(net, f"the subnet of bridge {b.name}") for b in scenario.bridges if (net := bridge_subnets(b).ipv4) is not None]
+    addresses = [(str(a.ipv4), f"{vm.name}'s NIC on {n.bridge}") for vm in scenario.vms for n in vm.nics if (a := nic_addresses(n)).ipv4 is not None]
     addresses += [(address, f"{node.kind} {node.name}") for node in feature_nodes(scenario) for _, address in node.interfaces]
     out += [(iface.network, what) for address, what in addresses if address and (iface := interface(address))]
     return out

@@ -31,6 +31,7 @@ from vnetlab.checks.parse import excerpt, handshakes, unix_time
 from vnetlab.features.base import Feature
 from vnetlab.model.scenario import IFACE_MAX, NAME, RESERVED_IFACES, VM_NAME_MAX, Expectation, ModelExtension, Overlay, decl
 from vnetlab.model.typed_yaml import spec
+from vnetlab.model.addressing import nic_addresses
 from vnetlab.model.validate import Rules, interface, segment_networks
 from vnetlab.plan.planner import Plan, PlanContext, PlanPart
 from vnetlab.tools.explain import Section, guest_line, ssh_line
@@ -103,8 +104,8 @@ class WgInterface:
 
 
 def _underlay_ip(scenario: Any, vm: str, bridge: str) -> str:
-    nic = next(n for n in scenario.vm(vm).nics if n.bridge == bridge and n.address)
-    return str(ipaddress.IPv4Interface(nic.address).ip)
+    """The member's IPv4 address on the underlay (static or its DHCP reservation): the peers' endpoint."""
+    return next(str(a.ipv4.ip) for n in scenario.vm(vm).nics if n.bridge == bridge and (a := nic_addresses(n)).ipv4 is not None)
 
 
 def plan_wireguard(scenario: Any, secrets: Path) -> tuple[WgInterface, ...]:
@@ -116,7 +117,7 @@ def plan_wireguard(scenario: Any, secrets: Path) -> tuple[WgInterface, ...]:
                 WgPeer(
                     other.vm,
                     f"{_underlay_ip(scenario, other.vm, tunnel.underlay)}:{tunnel.listen_port}",
-                    f"{ipaddress.IPv4Interface(other.address).ip}/32",
+                    f"{interface(other.address).ip}/32",  # type: ignore[union-attr]  # model validation: an IPv4 address
                 )
                 for other in tunnel.members
                 if other.vm != member.vm
@@ -130,7 +131,7 @@ def tunnel_ip(scenario: Any, tunnel: str, vm: str) -> str:
     t = tunnel_named(scenario, tunnel)
     assert t is not None
     member = next(m for m in t.members if m.vm == vm)
-    return str(ipaddress.IPv4Interface(member.address).ip)
+    return str(interface(member.address).ip)  # type: ignore[union-attr]  # model validation: an IPv4 address
 
 
 # -- keys -----------------------------------------------------------------------
@@ -348,7 +349,7 @@ def judge_no_plaintext(plan: Plan, check: Any, s: CaptureSubject) -> Judgement:
     """No ICMP of the tunnel subnet is readable on the bridge: it only travels encrypted."""
     tunnel = capture_tunnel(plan.scenario, check)
     assert tunnel is not None
-    subnet = str(ipaddress.IPv4Interface(tunnel.members[0].address).network)
+    subnet = str(interface(tunnel.members[0].address).network)  # type: ignore[union-attr]  # model validation
     n = count_icmp_in_subnet(s.packets, subnet)
     return Judgement(n == 0, f"0 plaintext ICMP packets of tunnel subnet {subnet}", f"{n} plaintext ICMP packet(s) of {subnet}", {"plaintext_tunnel_icmp": n})
 
@@ -419,8 +420,8 @@ def _validate_tunnel(r: Rules, index: int) -> None:
             r.add(f"{mpath}.vm", f"no VM named {member.vm!r}")
         else:
             vm = scenario.vm(member.vm)
-            if bridge is not None and not any(n.bridge == bridge.name and n.address for n in vm.nics):
-                r.add(f"{mpath}.vm", f"VM {member.vm!r} has no addressed NIC on bridge {bridge.name!r} (the tunnel's underlay)")
+            if bridge is not None and not any(n.bridge == bridge.name and nic_addresses(n).ipv4 is not None for n in vm.nics):
+                r.add(f"{mpath}.vm", f"VM {member.vm!r} has no IPv4-addressed NIC on bridge {bridge.name!r} (the tunnel's underlay)")
             if tunnel.name in {vm.nic_name(j) for j in range(len(vm.nics))}:
                 r.add(f"{path}.name", f"{tunnel.name!r} is already an interface name in VM {member.vm!r}")
         iface = interface(member.address)

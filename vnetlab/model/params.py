@@ -33,6 +33,7 @@ import jinja2.meta
 import jinja2.nodes
 import yaml
 
+from vnetlab.model.addressing import parse_interface
 from vnetlab.model.sandbox import BoundedEnvironment, TooBig
 from vnetlab.model.typed_yaml import Problem, ValidationError, convert_section, join_path, node_lines, spec
 
@@ -254,11 +255,10 @@ def _literal_networks(root: yaml.Node) -> list[ipaddress.IPv4Network]:
     for node, path in _scalars(root, ""):
         if path.startswith("params"):
             continue  # a parent to draw from is no subnet of the lab
-        if isinstance(node.value, str) and "/" in node.value and "{" not in node.value:
-            try:
-                out.append(ipaddress.IPv4Interface(node.value.strip()).network)
-            except ValueError:
-                pass
+        if isinstance(node.value, str) and "{" not in node.value:
+            iface = parse_interface(node.value.strip())
+            if isinstance(iface, ipaddress.IPv4Interface):  # drawn subnets are IPv4
+                out.append(iface.network)
     return out
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from vnetlab.model.addressing import NO_ADDRESSES, NO_SUBNETS, NicAddresses, Subnets
 from vnetlab.model.params import params_field
 from vnetlab.model.typed_yaml import spec
 
@@ -31,6 +32,7 @@ RESERVED_IFACES = {"lo", "mgmt0"}
 RESERVED_IFACE_PREFIX = "vnltmp"
 DEFAULT_MANAGEMENT_SUBNET = "172.30.255.0/24"
 NO_DESCRIPTION = "(no description)"
+CORE_EXPECTATIONS = ("arp", "icmp-echo", "ndp", "icmp6-echo")  # judged by vnetlab.checks.runner
 
 FieldDecl = tuple[str, Any, Any]  # (attribute name, type, spec(...)): one field of a composed dataclass
 
@@ -108,6 +110,7 @@ class Expectation:
     name: str
     validate: CheckValidator | None = None  # (rules, capture check, path) → problems via rules.add
     node_scoped: bool = False  # judged on an uplink or with non-VM nodes (validated on the node path)
+    one_node: bool = False  # judged for one node (`between: [d1]`: its DHCP exchange, the router advertisements it takes); its validator decides the rest
     across_segments: bool = False  # the two nodes need not share the captured segment (e.g. a routed path): its validator decides
 
 
@@ -128,10 +131,11 @@ class ModelExtension:
     bridge_types: tuple[str, ...] = ()  # switch backends besides "linux"
     node_kinds: tuple[str, ...] = ()  # e.g. ("container", "host"), for messages
     validate: Validator | None = None  # cross-field rules, after the core's bridges and VMs
+    normalise: Callable[[Any], Any] | None = None  # (scenario) → the scenario with its canonical values (e.g. DHCP reservations), before any rule runs: lenient, the rules report what is wrong
     nodes: Callable[[Any], Iterable[NodeDecl]] | None = None
     lab_interfaces: Callable[[Any], Iterable[str]] | None = None  # interfaces of the lab namespace besides bridges
     nic_addresses: Callable[[Any], Iterable[str]] | None = None  # a VM's NIC → addresses with prefix it carries besides its own (a trunk's sub-interfaces)
-    route: Callable[[Any, str, str], Any] | None = None  # (scenario, source, target) → target's IPv4Interface reached beyond a shared segment, or None
+    route: Callable[[Any, str, str], Any] | None = None  # (scenario, source, target) → target's IPv4Interface reached beyond a shared segment, or None (IPv4 only)
     overlays: Callable[[Any], Iterable[Overlay]] | None = None
     overlay_kind: str = ""  # what its overlays are called in messages, e.g. "WireGuard tunnel"
     sections_with_checks: Callable[[type], tuple[FieldDecl, ...]] | None = None  # top-level keys whose types hold checks: given the composed Check class (an exercise's tasks)
@@ -143,11 +147,21 @@ class ModelExtension:
 # -- the core's fields of the composed classes -------------------------------------
 
 
+def _internal(doc: str, default: Any) -> Any:
+    """A field the loader sets (never read from YAML): the canonical form of what the user wrote."""
+    return field(default=default, compare=False, metadata={"internal": True, "doc": doc})
+
+
+ADDRESS_DOC = "IPv4 or IPv6 address with prefix (10.1.1.2/24, fd00:1::2/64), dhcp (the bridge's DHCP server gives it) or slaac (formed from the bridge's router advertisements)"
+
+
 def _core_nic() -> list[FieldDecl]:
     return [
         decl("bridge", str, spec("name of the bridge this vNIC is a port of", pattern=NAME, max_length=IFACE_MAX)),
-        decl("address", str | None, spec("IPv4 address with prefix, e.g. 10.1.1.2/24", default=None)),
+        decl("address", str | None, spec(ADDRESS_DOC, default=None, max_length=64)),
+        decl("addresses", list[str], spec("several addresses, at most one per family (dual-stack), e.g. [10.1.1.2/24, fd00:1::2/64] or [dhcp, slaac]; instead of address", default_factory=list)),
         decl("name", str | None, spec("interface name inside the guest (default eth0, eth1, …)", default=None, pattern=NAME, max_length=IFACE_MAX)),
+        decl("addrs", NicAddresses, _internal("its addresses by family, canonicalised by the loader", NO_ADDRESSES)),
     ]
 
 
@@ -165,7 +179,9 @@ def _core_bridge(types: tuple[str, ...]) -> list[FieldDecl]:
     return [
         decl("name", str, spec("bridge name inside the lab namespace", pattern=NAME, max_length=IFACE_MAX)),
         decl("type", Literal[types], spec("switch backend", default="linux")),  # type: ignore[valid-type]
-        decl("subnet", str | None, spec("IPv4 subnet of the bridge's segment, e.g. 10.1.1.0/24; addresses on it must fit", default=None)),
+        decl("subnet", str | None, spec("subnet of the bridge's segment, IPv4 (10.1.1.0/24) or IPv6 (fd00:1::/64); addresses on it must fit", default=None, max_length=64)),
+        decl("subnets", list[str], spec("one IPv4 and one IPv6 subnet (dual-stack), e.g. [10.1.1.0/24, fd00:1::/64]; instead of subnet", default_factory=list)),
+        decl("nets", Subnets, _internal("its subnets by family, canonicalised by the loader", NO_SUBNETS)),
     ]
 
 
@@ -196,7 +212,8 @@ def _check_decl(field_decl: FieldDecl) -> FieldDecl:
 def _core_ping() -> list[FieldDecl]:
     return [
         decl("source", str, spec("VM, container or host that sends the pings", key="from", pattern=NAME, max_length=VM_NAME_MAX)),
-        decl("to", str, spec("target: a VM, container or host name (behind a router: its first address), NODE.NIC (web.eth0), or an IPv4 address; may be a template ({{ web.ip }})")),
+        decl("to", str, spec("target: a VM, container or host name (behind a router: its first address), NODE.NIC (web.eth0), or an IPv4 or IPv6 address; may be a template ({{ web.ip }})")),
+        decl("family", Literal[4, 6] | None, spec("with a node name as target: ping its IPv4 (4) or IPv6 (6) address (default: IPv4 when the two share an IPv4 subnet, else IPv6); an address says its family itself", default=None)),
         decl("count", int, spec("echo requests to send, 20 a second", default=3, minimum=1, maximum=1000)),
         decl("expect", Literal["success", "failure", "no-reply"], spec("success; failure: no reply, or no route from the source (the detail says which); no-reply: the requests must leave the source and get no reply (a route that sends them on the wire)", default="success")),
         decl("rtt_min_ms", int | None, spec("the average round-trip time must be at least this many ms (e.g. a netem delay took effect)", key="rtt-min-ms", default=None, minimum=0, maximum=600000)),
@@ -208,7 +225,7 @@ def _core_ping() -> list[FieldDecl]:
 
 def _core_capture(expectations: tuple[str, ...]) -> list[FieldDecl]:
     return [
-        decl("between", list[str], spec("the two nodes (VMs, containers, hosts) whose exchange must be seen", min_items=2)),
+        decl("between", list[str], spec("the two nodes (VMs, containers, hosts) whose exchange must be seen; one node for what one node does (dhcp, ra)", min_items=1)),
         decl("expect", list[Literal[expectations]], spec("what must be seen between them", min_items=1)),  # type: ignore[valid-type]
         decl("bridge", str | None, spec("bridge to capture on for the whole check phase", default=None, pattern=NAME, max_length=IFACE_MAX)),
         decl("interface", str | None, spec("an uplink of the lab namespace to capture on instead of a bridge", default=None, pattern=NAME, max_length=IFACE_MAX)),
@@ -234,8 +251,14 @@ class _VMMethods:
 
 
 class _CaptureMethods:
+    one_node: frozenset[str] = frozenset()  # expectations judged for one node (set on the composed class)
+
     def check_shape(self) -> list[str]:
-        problems = [] if len(self.between) == 2 else [f"between: expected exactly two node names, got {len(self.between)}"]  # type: ignore[attr-defined]
+        single = bool(self.expect) and all(e in self.one_node for e in self.expect)  # type: ignore[attr-defined]
+        if single:
+            problems = [] if len(self.between) == 1 else [f"between: {', '.join(self.expect)} is judged for one node: expected exactly one node name, got {len(self.between)}"]  # type: ignore[attr-defined]
+        else:
+            problems = [] if len(self.between) == 2 else [f"between: expected exactly two node names, got {len(self.between)}"]  # type: ignore[attr-defined]
         given = [x for x in (self.bridge, self.interface, self.link) if x is not None]  # type: ignore[attr-defined]
         return problems + ([] if len(given) == 1 else ["expected exactly one of: bridge, interface, link"])
 
@@ -320,8 +343,9 @@ def compose_model(extensions: Iterable[ModelExtension], features: tuple[Any, ...
     bridge_types = ("linux", *(t for e in exts for t in e.bridge_types))
     bridge = _compose("Bridge", _core_bridge(bridge_types) + [f for e in exts for f in e.bridge_fields])
     ping = _compose("PingCheck", _core_ping() + [f for e in exts for f in e.ping_fields])
-    expectations = ("arp", "icmp-echo", *(x.name for e in exts for x in e.expectations))
-    capture = _compose("CaptureCheck", _core_capture(expectations), _CaptureMethods)
+    expectations = (*CORE_EXPECTATIONS, *(x.name for e in exts for x in e.expectations))
+    one_node = frozenset(x.name for e in exts for x in e.expectations if x.one_node)
+    capture = _compose("CaptureCheck", _core_capture(expectations), _CaptureMethods, one_node=one_node)
     check = _compose(
         "Check",
         [

@@ -33,7 +33,11 @@ def plan_data(plan: Plan) -> dict:
                 **({"disk": str(vm.disk), "base_disk": str(vm.boot.disk)} if vm.disk and vm.boot else {}),
                 **({"seed": str(vm.seed)} if vm.seed else {}),
                 "nics": [
-                    {"guest": n.guest_name, "bridge": n.bridge, **({"port_of": n.attach} if n.attach else {}), "tap": n.tap, "mac": n.mac, "address": n.cidr}
+                    {
+                        "guest": n.guest_name, "bridge": n.bridge, **({"port_of": n.attach} if n.attach else {}), "tap": n.tap, "mac": n.mac, "address": n.cidr,
+                        **({"dhcp": True} if n.dhcp else {}), **({"address6": n.cidr6} if n.cidr6 else {}), **({"slaac": True} if n.slaac else {}),
+                        **({"link_local": n.link_local} if n.link_local else {}),
+                    }
                     for n in vm.all_nics
                 ],
             }

@@ -19,6 +19,7 @@ import jinja2
 
 from vnetlab.backends.image import SECRETS_FW_CFG, kernel_cmdline
 from vnetlab.backends.image_kinds import DEBIAN, ImageRef, ResolvedImage, placeholder
+from vnetlab.model.addressing import NO_ADDRESSES, NicAddresses, bridge_subnets, formed_ipv6, link_local, nic_addresses, uses_ipv6
 from vnetlab.model.validate import vm_image, vm_memory
 from vnetlab.paths import TEMPLATES_DIR, Layout
 
@@ -50,12 +51,28 @@ class PlannedNic:
     bridge: str  # bridge inside the lab namespace
     tap: str  # host-side tap name (created in the root namespace, moved into the lab's)
     mac: str
-    cidr: str | None  # address with prefix, None for an unaddressed NIC
+    cidr: str | None  # IPv4 address with prefix, None for a NIC without one
     attach: str | None = None  # the host bridge its tap joins when `bridge` runs elsewhere (a switch guest's link)
+    cidr6: str | None = None  # IPv6 address with prefix: static, or the one SLAAC forms from `mac`
+    link_local: str | None = None  # fe80::/64 from `mac`, in a lab that uses IPv6
+    dhcp: bool = False  # cidr is the DHCP server's reservation for `mac`: the guest asks for it
+    slaac: bool = False  # cidr6 is formed by the guest from its bridge's router advertisements
 
     @property
     def ip(self) -> str | None:
         return self.cidr.split("/")[0] if self.cidr else None
+
+    @property
+    def ip6(self) -> str | None:
+        return self.cidr6.split("/")[0] if self.cidr6 else None
+
+    @property
+    def static(self) -> tuple[str, ...]:
+        """The addresses vnetlab sets on the NIC itself (not DHCP's, not SLAAC's)."""
+        return tuple(c for c, given in ((self.cidr, not self.dhcp), (self.cidr6, not self.slaac)) if c and given)
+
+    def ips(self) -> tuple[str, ...]:
+        return tuple(ip for ip in (self.ip, self.ip6) if ip)
 
     @property
     def port_of(self) -> str:
@@ -348,11 +365,22 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
 
     taps = iter(f"{tap_prefix(lab)}-{i}" for i in range(10_000))
 
-    def plan_vm(index: int, name: str, nics: list[tuple[str, str, str | None]], ref: ImageRef, memory: int, vcpus: int, role: str = "vm") -> PlannedVM:
-        """nics: (name in the guest, bridge, address) in order."""
+    ipv6 = uses_ipv6(scenario)
+    prefixes = {b.name: bridge_subnets(b).ipv6 for b in scenario.bridges}
+
+    def data_nic(vm: str, guest: str, bridge: str, addrs: NicAddresses, ipv6: bool) -> PlannedNic:
+        mac = macs.take("52:54:00", vm, guest)
+        v6 = formed_ipv6(addrs, prefixes.get(bridge), mac)
+        return PlannedNic(
+            vm, guest, bridge, next(taps), mac, addrs.ipv4.with_prefixlen if addrs.ipv4 else None,
+            cidr6=v6.with_prefixlen if v6 else None, link_local=str(link_local(mac)) if ipv6 else None, dhcp=addrs.dhcp, slaac=addrs.slaac,
+        )
+
+    def plan_vm(index: int, name: str, nics: list[tuple[str, str, NicAddresses]], ref: ImageRef, memory: int, vcpus: int, role: str = "vm") -> PlannedVM:
+        """nics: (name in the guest, bridge, addresses) in order. A guest a feature adds runs without IPv6 (it only forwards frames)."""
         mgmt_ip = mgmt_net.network_address + 2 + index
         mgmt = PlannedNic(name, "mgmt0", MGMT_BRIDGE, next(taps), macs.take("52:54:00", name, "mgmt0"), f"{mgmt_ip}/{mgmt_net.prefixlen}")
-        planned = tuple(PlannedNic(name, guest, bridge, next(taps), macs.take("52:54:00", name, guest), cidr) for guest, bridge, cidr in nics)
+        planned = tuple(data_nic(name, guest, bridge, addrs, ipv6 and role == "vm") for guest, bridge, addrs in nics)
         guest_dir = lab_dir / "guests" / name
         boots_kernel, has_disk = ref.info.boots_kernel, ref.info.has_disk
         return PlannedVM(
@@ -364,7 +392,7 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
             nics=planned,
             secrets=guest_dir / "secrets.cpio",
             console_log=guest_dir / "console.log",
-            cmdline=kernel_cmdline(name, mgmt.mac, mgmt.cidr or "", [(n.mac, n.guest_name) for n in planned], disk_root=ref.kind == DEBIAN)
+            cmdline=kernel_cmdline(name, mgmt.mac, mgmt.cidr or "", [(n.mac, n.guest_name) for n in planned], disk_root=ref.kind == DEBIAN, ipv6=ipv6 and role == "vm")
             if boots_kernel else "",
             image=ref,
             boot=options.image(ref),
@@ -374,7 +402,7 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
         )
 
     vms: list[PlannedVM] = [
-        plan_vm(index, vm.name, [(vm.nic_name(j), nic.bridge, nic.address) for j, nic in enumerate(vm.nics)], vm_image(scenario, vm), vm_memory(scenario, vm), vm.vcpus)
+        plan_vm(index, vm.name, [(vm.nic_name(j), nic.bridge, nic_addresses(nic)) for j, nic in enumerate(vm.nics)], vm_image(scenario, vm), vm_memory(scenario, vm), vm.vcpus)
         for index, vm in enumerate(scenario.vms)
     ]
 
@@ -410,7 +438,7 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
         hosted.update(part.hosted)
     vms = [dataclasses.replace(v, nics=tuple(dataclasses.replace(n, attach=attach.get(n.tap)) for n in v.nics)) for v in vms]
     vms = [dataclasses.replace(v, host=h.host, uri=h.uri, staged=h.folder) if (h := hosted.get(v.name)) else v for v in vms]
-    vms += [plan_vm(len(vms), g.name, [(nic, bridge, None) for nic, bridge in g.nics], ImageRef("tiny"), g.memory, 1, g.role) for g in guests]
+    vms += [plan_vm(len(vms), g.name, [(nic, bridge, NO_ADDRESSES) for nic, bridge in g.nics], ImageRef("tiny"), g.memory, 1, g.role) for g in guests]
     env = _template_env()
     rendered = tuple(
         _with_xml(v, env.get_template("domain.xml.j2").render(

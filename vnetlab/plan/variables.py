@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vnetlab.model.templates import node_variables, scenario_variables
+from vnetlab.model.templates import by_family, node_variables, scenario_variables
 from vnetlab.plan.planner import Plan
 
 
@@ -25,5 +25,5 @@ def plan_variables(plan: Plan) -> dict[str, Any]:
     """Template variables with the plan's real MACs and switch ports."""
     variables = scenario_variables(plan.scenario, {(n.vm, n.guest_name): n.mac for vm in plan.vms for n in vm.nics}, switch_ports(plan))
     for node in plan.nodes:
-        variables[node.name] = variables["nodes"][node.name] = node_variables([(node.iface, node.cidr, node.mac, node.veth)])
+        variables[node.name] = variables["nodes"][node.name] = node_variables([(node.iface, *by_family(node.cidr), node.mac, None, node.veth)])
     return variables

@@ -104,7 +104,7 @@ def _guest_boot_files(vm: PlannedVM, image: GuestImage, client: ClientKey, host:
         seed = CloudSeed(
             hostname=vm.name, authorized_key=client.public_line, host_key_private=host.openssh_private.decode(),
             host_key_public=host.public_line, mgmt_mac=vm.mgmt.mac, mgmt_cidr=vm.mgmt.cidr or "",
-            nics=tuple((n.mac, n.guest_name) for n in vm.nics),
+            nics=tuple((n.mac, n.guest_name) for n in vm.nics), dhcp=tuple(n.guest_name for n in vm.nics if n.dhcp),
         )
         write_seed_iso(vm.seed, seed)
         return
@@ -116,6 +116,21 @@ def _guest_boot_files(vm: PlannedVM, image: GuestImage, client: ClientKey, host:
     else:
         secrets = {GUEST_HOST_KEY: (host.dropbear_blob, 0o600)}
     write_guest_secrets(image, vm.secrets, {AUTHORIZED_KEYS: (authorized, 0o600), **secrets})
+
+
+@dataclass(frozen=True)
+class StateRecords:
+    """Records of one kind in the lab's state, for a daemon: its intent before it starts, then with its PID (backends.daemon.Records)."""
+
+    state: LabState
+    lab_dir: Path
+    kind: str
+
+    def record(self, name: str) -> None:
+        self.state.record(self.lab_dir, self.kind, name)
+
+    def settle(self, intent: str, name: str) -> None:
+        self.state.replace(self.lab_dir, self.kind, intent, name)
 
 
 def _guest_identity(vm: PlannedVM, client: ClientKey, host: HostKey) -> bytes:
@@ -136,7 +151,7 @@ def _guest_identity(vm: PlannedVM, client: ClientKey, host: HostKey) -> bytes:
 class Switch(Protocol):
     """What apply needs of a switch backend (chosen by the bridge's type)."""
 
-    def start(self, plan: Plan, record: Callable[[str], None]) -> None: ...  # its daemons, each recorded as a `process`
+    def start(self, plan: Plan, records: StateRecords) -> None: ...  # its daemons, each recorded as a `process`
 
     def create_bridge(self, plan: Plan, bridge: PlannedBridge) -> None: ...
 
@@ -158,7 +173,7 @@ class SwitchBackend(Switch, Protocol):
 class LinuxSwitch:
     """The kernel's bridge, through netlink in the lab namespace."""
 
-    def start(self, plan: Plan, record: Callable[[str], None]) -> None:
+    def start(self, plan: Plan, records: StateRecords) -> None:
         return None
 
     def create_bridge(self, plan: Plan, bridge: PlannedBridge) -> None:
@@ -181,6 +196,10 @@ class ApplyContext:
 
     def record(self, kind: str, name: str, vm: str | None = None) -> None:
         self.state.record(self.plan.lab_dir, kind, name, vm)
+
+    def records(self, kind: str) -> StateRecords:
+        """Where a daemon this feature starts is recorded (before it starts, then with its PID)."""
+        return StateRecords(self.state, self.plan.lab_dir, kind)
 
     def attach(self, port: str, bridge: str) -> None:
         switch_for(self.plan, self.plan.bridge(bridge).type).attach_port(self.plan, port, bridge)
@@ -219,7 +238,7 @@ def create_network(plan: Plan, state: LabState) -> None:
         raise netns.NamespaceError(f"namespace {plan.namespace!r} already exists but no lab state records it: it is not vnetlab's to use or remove (if it is a leftover, remove it yourself: ip netns delete {plan.namespace})")
     create_recorded(plan, state, "namespace", plan.namespace, None, lambda: netns.create_namespace(plan.namespace), lambda: netns.namespace_exists(plan.namespace), "/run/netns")
     for kind in dict.fromkeys(b.type for b in plan.bridges):
-        switch_for(plan, kind).start(plan, lambda name: state.record(plan.lab_dir, "process", name))
+        switch_for(plan, kind).start(plan, StateRecords(state, plan.lab_dir, "process"))
     for bridge in host_bridges(plan):
         switch = plan.switch(bridge.type)
         state.record(plan.lab_dir, switch.bridge_resource if switch else "bridge", bridge.name)

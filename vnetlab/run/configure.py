@@ -17,7 +17,7 @@ from vnetlab.printable import printable
 from vnetlab.run.apply import CLIENT_KEY, host_key_file, secrets_dir
 from vnetlab.backends.image import GUEST_FAILED_MARKER, GUEST_READY_MARKER, console_says
 from vnetlab.backends.keys import load_client_key
-from vnetlab.plan.planner import Plan, PlannedVM
+from vnetlab.plan.planner import Plan, PlannedNic, PlannedVM
 from vnetlab.run.progress import Progress
 from vnetlab.backends.ssh import GuestSSH, SSHError
 
@@ -297,17 +297,50 @@ def power_off(plan: Plan, sessions: dict[str, GuestSSH], running: Callable[[Plan
             time.sleep(0.01)
 
 
+def ipv6_settings(nic: PlannedNic) -> list[str]:
+    """Shell lines (for `$dev`, before it is up) that make a data NIC's IPv6 what the plan says, in a
+    lab that uses IPv6: a SLAAC NIC forms its address from its MAC (EUI-64, no temporary
+    addresses) from the router advertisements it accepts; any other NIC accepts none (no stray
+    address or default route), and one with a static IPv6 address skips duplicate address
+    detection, so the address is usable at once. Nothing in a lab without IPv6 (the kernel has none)."""
+    if nic.link_local is None:
+        return []
+    conf = "/proc/sys/net/ipv6/conf/$dev"
+    if nic.slaac:
+        wanted = {"addr_gen_mode": 0, "use_tempaddr": 0, "accept_ra": 1, "autoconf": 1}
+    else:
+        wanted = {"accept_ra": 0, "autoconf": 0, **({"dad_transmits": 0} if nic.cidr6 else {})}
+    return [f"echo {value} > {conf}/{key}" for key, value in wanted.items()]
+
+
+def find_nic(mac: str) -> str:
+    """Shell that sets $dev to the guest's interface with this MAC, or exits 1 saying so (no fork per NIC)."""
+    return (
+        f"mac={shlex.quote(mac)}; dev=; "
+        'for d in /sys/class/net/*; do read -r a < "$d/address"; [ "$a" = "$mac" ] && dev=${d##*/}; done; '
+        '[ -n "$dev" ] || { echo "no interface with MAC $mac" >&2; exit 1; }'
+    )
+
+
+# A static IPv6 address is usable (not tentative) before the checks: right after the link came up a
+# ping to fd00:1::3 was measured leaving from the link-local address (ipv6-ndp, 3 of 6 echo pairs
+# between the static addresses), the static one not yet usable. Waits at most 5 s.
+_USABLE_V6 = 'n=0; while ip -6 -o addr show dev "$dev" | grep -q tentative && [ $n -lt 50 ]; do n=$((n+1)); sleep 0.1; done; '
+
+
 def address_vm(vm: PlannedVM, ssh: GuestSSH, progress: Progress | None = None) -> None:
     """Find each data NIC of the guest by its MAC (not its name or PCI order) and give it the
-    scenario's address: one SSH round trip for all of them (a slow TCG guest forks one shell)."""
+    scenario's static addresses (DHCP's and SLAAC's the guest gets itself: the DHCP feature waits
+    for them): one SSH round trip for all of them (a slow TCG guest forks one shell)."""
     steps = []
     for nic in vm.nics:
         steps.append(
-            f"mac={shlex.quote(nic.mac)}; dev=; "
-            'for d in /sys/class/net/*; do read -r a < "$d/address"; [ "$a" = "$mac" ] && dev=${d##*/}; done; '  # no fork per NIC
-            '[ -n "$dev" ] || { echo "no interface with MAC $mac" >&2; exit 1; }; '
-            + (f"ip addr add {shlex.quote(nic.cidr)} dev $dev && " if nic.cidr else "")
-            + 'ip link set "$dev" up && echo "$dev" || exit 1'
+            find_nic(nic.mac) + "; "
+            + "".join(f"{line} && " for line in ipv6_settings(nic))
+            + "".join(f"ip addr add {shlex.quote(cidr)} dev $dev && " for cidr in nic.static)
+            + 'ip link set "$dev" up || exit 1; '
+            + (_USABLE_V6 if nic.cidr6 and not nic.slaac else "")
+            + 'echo "$dev"'
         )
     if steps:
         ssh.run("; ".join(steps), timeout=20.0)

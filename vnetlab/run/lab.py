@@ -129,6 +129,7 @@ class Outcome:
     qemu_cpu_s: dict[str, dict[str, float]] = field(default_factory=dict)  # VM → CPU seconds its qemu had used by each moment of CPU_MOMENTS
     vnetlab_cpu_s: float | None = None  # CPU seconds this process (all its threads) spent on the run, from loading the scenario to teardown
     placement: list[str] = field(default_factory=list)  # where features run on this host, and why (the plan's notes)
+    reported: dict[str, Any] = field(default_factory=dict)  # feature → what its `report` hook read from the configured lab (e.g. DHCP leases)
 
     def memory_json(self) -> dict[str, object]:
         """Per guest and in all, in MiB: what the run's qemu processes held at most when sampled, and
@@ -411,11 +412,23 @@ class LabRunner:
                 if label is not None:
                     with self.progress.step(feature.name, label):
                         feature.configure(plan, sessions, run_dir)
+            self._report_features(plan)
         except BaseException:
             close_all(sessions)
             raise
         state.set_phase(plan.lab_dir, "up")
         return sessions
+
+    def _report_features(self, plan: Plan) -> None:
+        """What the features say of the configured lab (e.g. the DHCP leases), into the report and said now."""
+        for feature in plan.features:
+            data = feature.report(plan)
+            if data is None:
+                continue
+            if self.outcome is not None:
+                self.outcome.reported[feature.name] = dict(data)
+            for line in feature.report_lines(data):
+                self.progress.detail(line)
 
     def _check(self, plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path, outcome: Outcome, setting: RunSetting, scenario_text: str) -> None:
         keep_setting(run_dir, setting, scenario_text)  # first: what judging needs besides the evidence

@@ -59,6 +59,7 @@ def diagnose() -> list[Finding]:
     out.append(_kvm())
     out.append(_ksm())
     out.append(_ovs())
+    out.append(_dnsmasq())
     out.append(_sshd())
     out += kernel_findings()
     return out
@@ -112,6 +113,14 @@ def _ovs() -> Finding:
     if missing:
         return Finding("Open vSwitch", "warn", f"{', '.join(missing)} not installed: only labs with `type: ovs` bridges need it", _apt("openvswitch-switch"))
     return Finding("Open vSwitch", "ok", f"{shutil.which('ovs-vswitchd')} (labs run their own daemons, userspace datapath)")
+
+
+def _dnsmasq() -> Finding:
+    """Only labs with `dhcp:` or `ra:` on a bridge need dnsmasq (one per such bridge, in the lab namespace)."""
+    path = shutil.which("dnsmasq")
+    if path is None:
+        return Finding("dnsmasq", "warn", "not installed: only labs with dhcp: or ra: on a bridge need it", _apt("dnsmasq-base"))
+    return Finding("dnsmasq", "ok", f"{path} (labs run their own, one per DHCP or advertising bridge)")
 
 
 def _sshd() -> Finding:

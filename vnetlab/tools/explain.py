@@ -26,6 +26,7 @@ from typing import Any, Literal
 from vnetlab.checks.base import capture_iface
 from vnetlab.checks.ping import measures_recovery, ping_argv, ping_target
 from vnetlab.plan.planner import MGMT_BRIDGE, Plan, PlannedBridge, PlannedVM
+from vnetlab.run.configure import ipv6_settings
 
 Stage = Literal["network", "configure"]  # after the guests are started; after they are addressed
 
@@ -126,9 +127,11 @@ def addressing_section(plan: Plan) -> Section:
     for vm in plan.vms:
         lines.append(f"# {vm.name}: {ssh_line(plan, vm)}")
         for n in vm.nics:
-            if n.cidr:
-                lines.append(guest_line(vm.name, ["ip", "addr", "add", n.cidr, "dev", n.guest_name]))
+            lines += [guest_line(vm.name, line.replace("$dev", n.guest_name)) for line in ipv6_settings(n)]
+            lines += [guest_line(vm.name, ["ip", "addr", "add", cidr, "dev", n.guest_name]) for cidr in n.static]
             lines.append(guest_line(vm.name, ["ip", "link", "set", n.guest_name, "up"]))
+            if n.link_local:
+                lines.append(comment(f"{vm.name} {n.guest_name}: link-local {n.link_local} (from its MAC, as the kernel forms it)"))
     return Section("Addresses inside the guests", tuple(lines))
 
 

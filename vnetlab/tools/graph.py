@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from vnetlab.errors import VnetlabError
+from vnetlab.model.addressing import bridge_subnets
 from vnetlab.plan.planner import MGMT_BRIDGE, Plan, PlannedVM
 
 ROUTER = "namespace_router"  # the lab namespace itself, where routed uplinks end
@@ -69,8 +70,12 @@ def image_label(vm: PlannedVM) -> str:
 
 
 def _nic_label(nic: object) -> list[str]:
-    first = " ".join(str(p) for p in (getattr(nic, "guest_name", None) or getattr(nic, "iface", None), getattr(nic, "cidr", None)) if p)
-    ends = [f"{kind} {getattr(nic, kind)}" for kind in ("tap", "veth") if getattr(nic, kind, None)]
+    v4 = getattr(nic, "cidr", None)
+    v4 = f"{v4} (dhcp)" if v4 and getattr(nic, "dhcp", False) else v4
+    first = " ".join(str(p) for p in (getattr(nic, "guest_name", None) or getattr(nic, "iface", None), v4) if p)
+    v6 = getattr(nic, "cidr6", None)
+    ends = [f"{v6} (slaac)" if getattr(nic, "slaac", False) else v6] if v6 else []
+    ends += [f"{kind} {getattr(nic, kind)}" for kind in ("tap", "veth") if getattr(nic, kind, None)]
     if getattr(nic, "veth_cidr", None):
         ends.append(f"lab side {nic.veth_cidr}")
     extra = [*ends, getattr(nic, "mac", None)]
@@ -112,7 +117,7 @@ class Drawing:
 def topology(plan: Plan, *, management: bool = True) -> Topology:
     """The lab's nodes and links; management=False leaves out vnetlab's own SSH network."""
     topo = Topology(f"{plan.scenario.name} (lab {plan.lab})", plan.namespace)
-    subnets = {b.name: b.subnet for b in plan.scenario.bridges}
+    subnets = {b.name: " · ".join(str(n) for n in bridge_subnets(b).networks()) or b.subnet for b in plan.scenario.bridges}
     for br in plan.bridges:
         mgmt = br.name == MGMT_BRIDGE
         if mgmt and not management:

@@ -9,6 +9,7 @@ chain that differs from it, or is missing, is reported as a problem.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import time
@@ -213,9 +214,18 @@ def _inspect_nic(nic: PlannedNic, macs: dict[str, str], fds: dict[str, int] | No
             c.guest_iface, c.guest_state, c.guest_addresses = seen
             if c.guest_state != "up":
                 c.problems.append(f"guest interface {c.guest_iface} is down")
-            if nic.cidr and nic.cidr not in c.guest_addresses:
-                c.problems.append(f"guest interface {c.guest_iface} lacks {nic.cidr} (has {', '.join(c.guest_addresses) or 'none'})")
+            for cidr in (nic.cidr, nic.cidr6):
+                if cidr and not any(_same_address(cidr, held) for held in c.guest_addresses):
+                    c.problems.append(f"guest interface {c.guest_iface} lacks {cidr} (has {', '.join(c.guest_addresses) or 'none'})")
     return c
+
+
+def _same_address(planned: str, held: str) -> bool:
+    """The guest spells an IPv6 address its own way (leading zeros, `::`): compared as addresses."""
+    try:
+        return ipaddress.ip_interface(planned) == ipaddress.ip_interface(held)
+    except ValueError:
+        return planned == held
 
 
 def inspect_lab(lab: str, model: ScenarioModel, *, guests: bool = True, layout: Layout | None = None) -> LabInspection:

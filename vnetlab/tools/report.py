@@ -38,6 +38,7 @@ def report_json(outcome: Outcome, steps: list[StepTiming], events: Sequence[VMEv
         "memory": outcome.memory_json(),
         "cpu": outcome.cpu_json(),
         "checks": [c.to_json() for c in outcome.checks],
+        **({"features": outcome.reported} if outcome.reported else {}),
         "artifacts": outcome.artifacts,
     })  # type: ignore[return-value]
 
@@ -107,6 +108,10 @@ def print_summary(console: Console, outcome: Outcome, steps: list[StepTiming], m
             extra = feature.summary(outcome.checks)
             if extra is not None:
                 console.print(extra)
+    for feature in model.features:  # e.g. the DHCP leases
+        if feature.name in outcome.reported:
+            for line in feature.report_lines(outcome.reported[feature.name]):
+                console.print(Text(line), soft_wrap=True)
     total_seconds = sum(s.seconds for s in steps)
     verdict = "[bold green]PASS[/]" if outcome.ok else "[bold red]FAIL[/]"
     tally = tally_text(outcome.checks)

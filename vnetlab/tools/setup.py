@@ -64,13 +64,15 @@ CODENAMES = {"bookworm": DEBIAN_12, "trixie": DEBIAN_13, "jammy": UBUNTU_2204, "
 _HYPERVISOR = ("qemu-system-x86", "qemu-utils", "libvirt-daemon-system", "libvirt-clients")
 _IMAGE_BUILD = ("mmdebstrap", "debian-archive-keyring", "e2fsprogs", "kmod", "extlinux", "syslinux-common", "fdisk")
 # busybox and iperf3 also run on the host: container and host nodes are namespaces running the
-# host's programs (`busybox wget` in a check, the perf lesson's iperf3 server); dropbear-bin is the
+# host's programs (`busybox wget` in a check, the perf lesson's iperf3 server); dnsmasq-base is a
+# bridge's DHCP server and router advertiser (`dhcp:`, `ra:`), the program without its system
+# service, run by vnetlab in the lab namespace as libvirt runs it for its networks; dropbear-bin is the
 # SSH server of the test suite's SSH tests. openssh-server is the sshd of simulated hypervisors
 # (multi-host labs on one machine): installed without starting or enabling its service, since
 # vnetlab runs one sshd per simulated hypervisor inside that hypervisor's namespace only.
 _HOST_TOOLS = (
     "iproute2", "iputils-ping", "tcpdump", "nftables", "openvswitch-switch", "graphviz", "libxml2-utils", "openssh-client",
-    "busybox-static", "iperf3", "dropbear-bin", "openssh-server",
+    "busybox-static", "iperf3", "dnsmasq-base", "dropbear-bin", "openssh-server",
 )
 # What the test suite runs beside the product, so that `make test` on a new machine skips nothing:
 # cpio reads the image's archives independently of vnetlab's own reader, and wg checks the
