@@ -295,6 +295,32 @@ def test_ctrl_c_among_the_actions_still_puts_back_what_they_changed(monkeypatch,
     assert log[-1] == "undo vm1.eth0 to up" and "c1.eth0 down" not in log
 
 
+def test_ctrl_c_during_a_links_change_still_puts_it_back(monkeypatch, plan_with_actions, tmp_path):
+    """The action keeps its record (what to put back) before it changes the link: a Ctrl-C in the
+    middle of the change, which used to be ignored there, ends the checks and the link is put back."""
+    log: list[str] = []
+    kinds = stand_ins(log, threading.Event())
+
+    class NoNetlink:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def changing(plan, link, state, connections):
+        raise Interrupted("SIGINT")  # the signal lands while the link is being changed
+
+    monkeypatch.setattr(links, "Connections", NoNetlink)
+    monkeypatch.setattr(links, "read_state", lambda plan, link, connections: "up")
+    monkeypatch.setattr(links, "set_state", changing)
+    kinds["action"] = CheckKind(links.collect_action, kinds["action"].judge, undo=kinds["action"].undo)
+    monkeypatch.setattr(runner, "check_kinds", lambda plan: kinds)
+    with pytest.raises(Interrupted):
+        runner.collect_checks(plan_with_actions, {}, tmp_path)
+    assert log[-1] == "undo vm1.eth0 to up"
+
+
 def test_an_undo_that_fails_is_the_actions_failure(monkeypatch, plan_with_actions, tmp_path):
     kinds = stand_ins([], threading.Event())
 

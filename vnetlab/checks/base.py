@@ -443,6 +443,9 @@ class CheckContext:
     wire: bool = False
     answer: Mapping[str, Any] | None = None
     started: float = field(default_factory=time.monotonic)  # when the check phase began
+    # The runner's place for the entry being collected: an action keeps its evidence there before it
+    # changes anything, so that a Ctrl-C during the change still leaves what the undo puts back.
+    record: Callable[[Evidence], None] = lambda evidence: None
 
     def elapsed(self) -> float:
         """Seconds since the check phase began: when an action or a background check happened, for the report."""

@@ -14,6 +14,7 @@ plan's features (their `check_kinds` and `judges`), so this module names none of
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -265,6 +266,7 @@ def collect_checks(plan: Plan, sessions: dict[str, GuestSSH], run_dir: Path, *, 
             if check.kind == "capture":
                 continue
             kind = kinds[check.kind]
+            ctx.record = functools.partial(collected.evidence.__setitem__, i)
             if kind.background is not None and kind.background(check.spec):
                 background[i] = pool.submit(collect_one, kind, ctx, check.spec)
             else:

@@ -55,7 +55,6 @@ from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules, feature_guests, feature_nodes
 from vnetlab.plan.planner import METADATA_NS, MGMT_BRIDGE, Plan, PlannedVM
 from vnetlab.run.connections import Connections
-from vnetlab.signals import shielded
 from vnetlab.tools.explain import guest_line
 from vnetlab.tools.inspect import InspectRow
 from vnetlab.tools.netem import Netem, NetemValueError, apply_script, change_live, clear_script, netem_problems, parse_duration, parse_netem
@@ -330,17 +329,19 @@ def collect_action(ctx: CheckContext, action: ActionSpec) -> Evidence:
         with Connections() as connections:
             before = read_state(ctx.plan, link, connections)
             data: dict[str, Any] = {"action": "link", "link": link.label, "how": link.how, "at_s": at, "state": action.state, "before": before, "restores": f"link {link.label}"}
+            evidence = Evidence(data)
+            ctx.record(evidence)  # before the change: a Ctrl-C during it still finds what to put back (`before`)
             try:
-                with shielded():  # the change and its record together: a Ctrl-C between them would leave it unrecorded, so never undone
-                    data["after"] = set_state(ctx.plan, link, action.state or "", connections)
+                data["after"] = set_state(ctx.plan, link, action.state or "", connections)
             except VnetlabError as exc:
                 return Evidence(data, error=str(exc))  # recorded with what to put back: it may have half happened
-        return Evidence(data)
+        return evidence
     n = action.netem
     assert n is not None
     vm, nic = split_link(n.link)
     netem = None if n.clear else parse_netem(n.delay, n.jitter, n.loss, n.rate)
     data = {"action": "netem", "link": n.link, "at_s": at, "netem": netem.describe() if netem else "none", "restores": f"netem {n.link}"}
+    ctx.record(Evidence(data))  # before the change, as a link's
     try:
         data["seen"] = change_live(ctx.plan, vm, nic, netem, clear=n.clear)
     except VnetlabError as exc:
