@@ -14,3 +14,12 @@ def no_neighbour_resolution(monkeypatch):
         raise AssertionError("scapy tried to resolve a MAC address: give every Ether() a src and dst")
 
     monkeypatch.setattr(conf.neighbor, "resolve", refuse)
+
+
+@pytest.fixture(autouse=True)
+def no_host_network(monkeypatch):
+    """Every unit test: scapy never resolves a MAC address on the host's network (network safety rule:
+    no traffic outside a lab's namespace). An Ether() without dst gets broadcast instead of an ARP
+    or NDP for the route's gateway from the root namespace; tests that pin every MAC use the
+    stricter no_neighbour_resolution, which fails the test instead."""
+    monkeypatch.setattr(conf.neighbor, "resolve", lambda *_: None)
