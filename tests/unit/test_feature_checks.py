@@ -743,3 +743,77 @@ def test_a_retry_runs_its_last_attempt_at_the_deadline(two, tmp_path, monkeypatc
     check = commands.CommandCheck(node="vm1", run="x", retry=commands.Retry(for_=4, every=2))
     result = commands.run_command_check(CheckContext(two, {"vm1": ssh}, tmp_path), check)
     assert result.data["attempts"] == 3 and clock.slept == [2, 2]  # at 0, 2 and 4 s: the last one at the deadline
+
+
+def iperf_ran(stdout: str, code: int = 0, stderr: str = "", ping: str | None = None) -> dict:
+    """A perf collector's raw evidence: the client's run as recorded, and 5 pings all answered."""
+    said = CommandResult("ping", 0, ping if ping is not None else ping_output(5, 5), "")
+    return {"server_error": None, "iperf": output_evidence(CommandResult("iperf3", code, stdout, stderr)), "ping": output_evidence(said)}
+
+
+CLIENT = "`iperf3 -c 10.1.1.100 -t 2 -J` on vm1"
+
+
+@pytest.mark.parametrize("stdout,code,stderr,error", [
+    ("{}", 0, "", f"{CLIENT}: exit 0: an empty JSON object; {{}}"),
+    ("", 1, "iperf3: error - unable to connect to server: Connection refused\n", f"{CLIENT}: exit 1: no output; iperf3: error - unable to connect to server: Connection refused"),
+    ("[1]", 0, "", f"{CLIENT}: exit 0: not a JSON object (a list); [1]"),
+    ('{"error": "unable to send control message: Broken pipe"}', 1, "", f"{CLIENT}: unable to send control message: Broken pipe"),
+    ("x" * 300, 2, "y", f"{CLIENT}: exit 2: not JSON: Expecting value: line 1 column 1 (char 0); {('x' * 300 + 'y')[-200:]}"),
+])
+def test_perf_figures_say_why_the_client_measured_nothing(stdout, code, stderr, error):
+    got = perf.figures(iperf_ran(stdout, code, stderr), "vm1", "10.1.1.100", 2)
+    assert got.error == error and (got.mbit_s, got.bytes, got.seconds) == (0.0, 0, 0.0) and not got.ok
+    assert (got.pings_sent, got.pings_received, got.rtt_avg_ms) == (5, 5, 0.25)  # the pings are measured all the same
+
+
+def test_perf_figures_are_rounded_from_iperf3s_json_and_pings_summary():
+    out = json.dumps({"end": {"sum_received": {"bits_per_second": 123_456_789.0, "bytes": 30_000_000, "seconds": 2.004999}}})
+    got = perf.figures(iperf_ran(out, ping=ping_output(5, 3, "0.100/0.250/0.400")), "vm1", "10.1.1.100", 2)
+    assert got == perf.PerfFigures(123.5, 30_000_000, 2.0, 0.1, 0.25, 0.4, 5, 3, None)
+    unsaid = perf.figures(iperf_ran(out, ping=""), "vm1", "10.1.1.100", 2)
+    assert (unsaid.rtt_min_ms, unsaid.rtt_avg_ms, unsaid.rtt_max_ms, unsaid.pings_sent, unsaid.pings_received) == (None, None, None, 0, 0) and not unsaid.ok
+    no_server = perf.figures({"server_error": "cannot start `iperf3 -s -1` on lan1: gone", "iperf": None, "ping": iperf_ran("")["ping"]}, "vm1", "10.1.1.100", 2)
+    assert no_server.error == "cannot start `iperf3 -s -1` on lan1: gone" and no_server.bytes == 0 and no_server.pings_received == 5
+
+
+def test_a_command_check_keeps_what_its_last_attempt_printed_as_its_evidence(two, tmp_path, monkeypatch):
+    long_out = "o" * commands.MAX_MATCHED + "END"
+    ssh = FakeSSH(default=(2, long_out, "e\n"))
+    check = commands.CommandCheck(node="vm1", run="echo {{ vm2.ip }}", timeout=9)
+    got = commands.collect_command(CheckContext(two, {"vm1": ssh}, tmp_path), check)
+    assert got.guests == ("vm1",) and ssh.calls == [("sh -c 'echo 10.1.1.3'", 9.0, False)]
+    assert got.data == {"command": "echo 10.1.1.3", "exit": 2, "stdout": long_out[-commands.MAX_MATCHED:], "stderr": "e\n", "attempts": 1}  # what a pattern is searched in
+    perf_plan = cached_lesson("vm-vs-container-perf")
+    monkeypatch.setattr("vnetlab.backends.netns.run_in_namespace", lambda ns, fn, *args, **kwargs: fn(*args, **kwargs))  # no root needed
+    assert commands.collect_command(CheckContext(perf_plan, {}, tmp_path), commands.CommandCheck(node="c1", run="true")).guests == ()  # a container's output is no student's
+
+
+def test_a_command_verdict_reads_its_evidence_and_says_which_pattern_gave_up(two, monkeypatch):
+    check = commands.CommandCheck(node="vm1", run="cat log", expect=expect(stdout="ok", stderr="warn"), retry=commands.Retry(for_=5, every=1))
+    evidence = Evidence({"command": "cat log", "exit": 0, "stdout": "all ok\n", "stderr": "a warning\n"})
+    fine = commands.judge_command(two, check, evidence)
+    assert fine.ok and fine.detail == "ran `cat log` on vm1: expected exit 0 and stdout matching 'ok' and stderr matching 'warn'; got exit 0 after 1 attempt(s), stdout: 'all ok', stderr: 'a warning'"
+    assert fine.data == {"command": "cat log", "exit": 0, "attempts": 1, "stdout_tail": "all ok", "stderr_tail": "a warning"}
+
+    def slow(pattern, text):
+        if pattern == "warn":
+            raise commands.PatternTimeout(f"the regular expression {pattern!r} gave up")
+        return True
+
+    monkeypatch.setattr(commands, "pattern_found", slow)
+    assert commands.judge_output(expect(stdout="ok", stderr="warn"), said(0, "ok", "warn")) == (False, ["stderr: the regular expression 'warn' gave up"])
+    assert commands.judge_output(expect(stdout="warn"), said(0, "ok")) == (False, ["stdout: the regular expression 'warn' gave up"])
+    gave_up = commands.judge_command(two, check, evidence)
+    assert not gave_up.ok and gave_up.detail.endswith(", stderr: 'a warning'; stderr: the regular expression 'warn' gave up")
+    assert gave_up.data["pattern_timeouts"] == ["stderr: the regular expression 'warn' gave up"]
+    assert commands.judge_output(expect(exit=1, stdout="ok"), said(0, "ok")) == (False, [])  # the exit decides too
+
+
+def test_perf_between_containers_under_tcg_measures_no_emulator():
+    plan = lesson("vm-vs-container-perf")
+    assert plan.domain_type == "qemu"
+    nat = perf.judge_perf(plan, perf.PerfCheck(source="c1", to="inet1"), measured(figures(), target="203.0.113.2"))
+    assert nat.ok and nat.data["emulated"] is False and "TCG" not in nat.detail  # no guest at either end
+    to_a_vm = perf.judge_perf(plan, perf.PerfCheck(source="lan1", to="vm1"), measured(figures(), target="10.1.1.2"))
+    assert to_a_vm.data["emulated"] is True and to_a_vm.detail.endswith("— a guest under TCG: this figure measures the CPU emulator, not the path")
