@@ -253,6 +253,7 @@ def test_udp_counts_one_direction_with_the_port_at_either_end():
 def test_tcp_bytes_sums_the_payload_the_ip_headers_state_of_one_flow():
     segment = IP(src=IP_A, dst=IP_B, options=[IPOption_NOP()] * 4) / TCP(sport=40000, dport=5201, options=[("NOP", None)] * 4) / (b"d" * 100)
     packets = wire(
+        Ether(src=MAC_A, dst=MAC_B) / IP(src=IP_A, dst=IP_B) / TCP(dport=22) / (b"x" * 7),  # another port, before the flow
         Ether(src=MAC_A, dst=MAC_B) / segment,  # headers with options: 24 + 24 bytes, 100 of payload
         Ether(src=MAC_A, dst=MAC_B) / IP(src="10.1.2.2", dst=IP_B) / TCP(dport=5201) / (b"d" * 50),
         Ether(src=MAC_A, dst=MAC_B) / IP(src=IP_A, dst=IP_B) / TCP(dport=5201),  # an ACK: no payload

@@ -768,9 +768,9 @@ def test_perf_figures_say_why_the_client_measured_nothing(stdout, code, stderr, 
 
 
 def test_perf_figures_are_rounded_from_iperf3s_json_and_pings_summary():
-    out = json.dumps({"end": {"sum_received": {"bits_per_second": 123_456_789.0, "bytes": 30_000_000, "seconds": 2.004999}}})
+    out = json.dumps({"end": {"sum_received": {"bits_per_second": 123_456_789_000.0, "bytes": 30_000_000, "seconds": 2.004999}}})
     got = perf.figures(iperf_ran(out, ping=ping_output(5, 3, "0.100/0.250/0.400")), "vm1", "10.1.1.100", 2)
-    assert got == perf.PerfFigures(123.5, 30_000_000, 2.0, 0.1, 0.25, 0.4, 5, 3, None)
+    assert got == perf.PerfFigures(123456.8, 30_000_000, 2.0, 0.1, 0.25, 0.4, 5, 3, None)  # Mbit/s: bits / 10**6
     unsaid = perf.figures(iperf_ran(out, ping=""), "vm1", "10.1.1.100", 2)
     assert (unsaid.rtt_min_ms, unsaid.rtt_avg_ms, unsaid.rtt_max_ms, unsaid.pings_sent, unsaid.pings_received) == (None, None, None, 0, 0) and not unsaid.ok
     no_server = perf.figures({"server_error": "cannot start `iperf3 -s -1` on lan1: gone", "iperf": None, "ping": iperf_ran("")["ping"]}, "vm1", "10.1.1.100", 2)
@@ -808,6 +808,23 @@ def test_a_command_verdict_reads_its_evidence_and_says_which_pattern_gave_up(two
     assert not gave_up.ok and gave_up.detail.endswith(", stderr: 'a warning'; stderr: the regular expression 'warn' gave up")
     assert gave_up.data["pattern_timeouts"] == ["stderr: the regular expression 'warn' gave up"]
     assert commands.judge_output(expect(exit=1, stdout="ok"), said(0, "ok")) == (False, [])  # the exit decides too
+    both = commands.judge_command(two, dataclasses.replace(check, expect=expect(stdout="warn", stderr="warn")), evidence)
+    assert both.detail.endswith("; stdout: the regular expression 'warn' gave up; stderr: the regular expression 'warn' gave up")
+
+
+def test_a_command_that_passes_is_not_run_again(two, tmp_path, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(commands, "time", clock)
+    ssh = FakeSSH(default=(0, "ready\n", ""))
+    check = commands.CommandCheck(node="vm1", run="cat /tmp/x", expect=expect(stdout="ready"), retry=commands.Retry(for_=10, every=1))
+    got = commands.collect_command(CheckContext(two, {"vm1": ssh}, tmp_path), check)
+    assert got.data["attempts"] == 1 and len(ssh.calls) == 1 and clock.slept == []
+
+
+def test_perf_says_which_client_measured_nothing_and_how_it_was_run():
+    plan = on_kvm(lesson("vm-vs-container-perf"))
+    refused = perf.judge_perf(plan, perf.PerfCheck(source="vm1", to="lan1", seconds=3), Evidence(iperf_ran('{"error": "unable to connect to server"}', 1)))
+    assert not refused.ok and refused.detail.endswith("; `iperf3 -c 10.1.1.100 -t 3 -J` on vm1: unable to connect to server")
 
 
 def test_perf_between_containers_under_tcg_measures_no_emulator():

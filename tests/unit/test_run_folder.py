@@ -224,6 +224,10 @@ def test_a_capture_check_without_its_capture_is_refused(tmp_path):
     run, plan = kept(tmp_path)
     edit(run, lambda raw: raw.update(captures={}))
     assert refused(run, plan) == f"{run / EVIDENCE_FILE} has no capture on br0"
+    two = plan_of({**LAB, "bridges": LAB["bridges"] + [{"name": "br1", "subnet": "10.2.2.0/24"}],
+                   "vms": [{**v, "nics": v["nics"] + [{"bridge": "br1", "address": f"10.2.2.{k + 2}/24"}]} for k, v in enumerate(LAB["vms"])],
+                   "checks": LAB["checks"] + [{"capture": {"bridge": "br1", "between": ["vm1", "vm2"], "expect": ["arp"]}}]})
+    assert refused(run, two) == f"{run / EVIDENCE_FILE} has no capture on br0, br1"
     only_checks = dataclasses.replace(plan, scenario=dataclasses.replace(plan.scenario, checks=[plan.scenario.checks[0]]))
     assert load_collected(run, only_checks).frames == {}  # no capture check: none needed
 

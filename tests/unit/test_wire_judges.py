@@ -27,7 +27,7 @@ from vnetlab.checks.capture import read_frames
 from vnetlab.checks.parse import MAX_TEXT
 from vnetlab.checks.ping import _underlay_ip, collect_ping, echo_on_wire, guest_of, judge_ping_wire, kept_output, output_evidence, path_points, ping_points, recorded
 from vnetlab.compose import load_scenario, parse_scenario, registry
-from vnetlab.features.mtu import PmtuCheck, judge_pmtu_wire
+from vnetlab.features.mtu import PMTU, PmtuCheck, judge_pmtu_wire
 from vnetlab.features.perf import WIRE_BYTES_MAX, judge_perf_wire
 from vnetlab.features.wireguard import HANDSHAKE, judge_handshake_wire
 from vnetlab.paths import SCENARIOS_DIR
@@ -211,6 +211,20 @@ def test_a_ping_through_a_tunnel_needs_its_carrier_datagrams_both_ways(tmp_path)
     claimed_none = judge_ping_wire(lab(), ping, SILENT, {"br0": frames(tmp_path, carrier(A, B, 1) + carrier(B, A, 1))})
     assert claimed_none.ok and claimed_none.expected.startswith("≥1 WireGuard tunnel datagram(s)")
     assert not judge_ping_wire(lab(), ping, SILENT, {}).ok
+
+
+def test_a_pings_points_are_its_tunnels_underlay_or_its_path_to_the_target():
+    back = dataclasses.replace(spec(0), source="vm2", to="vm1")
+    assert ping_points(lab(), back) == ["br0"]  # vm2 has NICs on br0 and br1: the one on vm1's subnet
+    assert ping_points(lab(), spec(2)) == ["br0"]  # through wg0: its underlay, though the tunnel's address is on neither bridge
+    assert PMTU.wire.points(pmtu_lab(), PmtuCheck(source="router", to="small1", size=1372)) == ["small"]  # the router's NIC toward small1
+    assert path_points(lab(), "vm2", "192.168.2.1") == ["br0", "br1"]
+
+
+def test_an_echo_from_a_node_with_several_addresses_names_them_all(tmp_path):
+    seen = {"br0": frames(tmp_path, pairs(2, B, A))}
+    got = echo_on_wire(lab(), "vm2", A, seen, ["br0"], claimed=2, must_fail=False)
+    assert got.ok and got.seen == f"2 echo request/reply pair(s) 10.1.1.3, 10.2.2.3 ↔ {A} on br0 (2 echo request(s) → {A}, 2 reply(ies))"
 
 
 def test_an_overlay_or_tunnel_vnetlab_does_not_know_is_captured_nowhere():
@@ -489,3 +503,37 @@ def test_a_runs_plan_is_made_again_from_its_setting(tmp_path):
     assert make_plan(load_scenario(SCENARIOS_DIR / "ex-two-vm-ping.yaml", "bob"), "lab-b", PlanOptions("kvm", Path("/k/vmlinux"), Layout(tmp_path))).vms == plan.vms
     one = runner.setting_plan(dataclasses.replace(setting, checks="checks", only=None, student=None), text, registry())
     assert one.scenario.param_values == load_scenario(SCENARIOS_DIR / "ex-two-vm-ping.yaml").param_values and one.domain_type == "kvm"
+
+
+def test_collectors_are_told_the_phase_is_graded_on_the_wire_and_its_paths_are_captured(tmp_path, monkeypatch):
+    """Graded on the wire, a collector may put on it what its signature needs (the WireGuard check's probe
+    through the tunnel), and every kind's path is captured besides the capture checks' bridges."""
+    plan = make_plan(parse_scenario(yaml.safe_dump(copy.deepcopy(POINTS_LAB), sort_keys=False), "lab.yaml"), "wirej")
+    told, started = [], []
+
+    class Capture:
+        def __init__(self, ns, iface, pcap_path):
+            self.iface, self.pcap_path = iface, pcap_path
+
+        def start(self):
+            started.append(self.iface)
+
+        def stop(self):
+            return []
+
+    kind = CheckKind(lambda ctx, spec: told.append(ctx.wire) or Evidence(), lambda plan, spec, evidence: verdict(), Wire(lambda plan, spec: ["br0"], lambda *a: Judgement(True, "", "")))
+    monkeypatch.setattr(runner, "Capture", Capture)
+    monkeypatch.setattr(runner, "check_kinds", lambda plan: {"ping": kind, "command": kind})
+    guests = {"vm2": Guest(""), "vm3": Guest("")}
+    graded = runner.collect_checks(plan, guests, tmp_path, wire=True)
+    assert told == [True, True] and sorted(graded.pcaps) == ["br0", "br1"] and len(started) == 2 and sorted(graded.frames) == ["br0", "br1"]
+    told.clear()
+    plain = runner.collect_checks(plan, guests, tmp_path)
+    assert told == [False, False] and sorted(plain.pcaps) == ["br1"]
+
+
+def test_run_one_collects_and_judges_a_real_ping(tmp_path):
+    guest = Guest("3 packets transmitted, 3 packets received, 0% packet loss\n")
+    got = runner.run_one(runner.check_kinds(lab()), CheckContext(lab(), {"vm1": guest}, tmp_path), lab().scenario.checks[0])
+    assert guest.calls == [("ping -c 3 -i 0.05 -W 2 10.1.1.3", 17.5)]
+    assert (got.name, got.ok, got.detail) == ("ping vm1 → vm2", True, "expected 3/3 echo replies from 10.1.1.3, got 3/3")
