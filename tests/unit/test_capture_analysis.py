@@ -11,9 +11,10 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.layers.vxlan import VXLAN
+from scapy.packet import Raw
 from scapy.utils import rdpcap, wrpcap
 
-from vnetlab.checks.capture import EchoCounts, TrafficCounts, count_arp_icmp, count_echo, count_icmp_in_subnet, count_udp, count_udp_from, tcp_bytes, udp_payloads
+from vnetlab.checks.capture import EchoCounts, TrafficCounts, count_arp_icmp, count_echo, count_icmp_in_subnet, count_ipv4, frag_needed, count_udp, count_udp_from, tcp_bytes, udp_payloads
 
 MAC_A, IP_A = "52:54:00:00:00:0a", "10.1.1.2"
 MAC_B, IP_B = "52:54:00:00:00:0b", "10.1.1.3"
@@ -268,3 +269,39 @@ def test_tcp_bytes_sums_the_payload_the_ip_headers_state_of_one_flow():
     assert tcp_bytes([cut], {IP_A}, IP_B, 5201) == 9000  # an offloaded segment the capture cut: its header says what it carried
     liar = Ether(bytes(Ether(src=MAC_A, dst=MAC_B) / IP(src=IP_A, dst=IP_B, len=30) / TCP(dport=5201)))
     assert tcp_bytes([liar], {IP_A}, IP_B, 5201) == 0  # a length shorter than its headers carries nothing, not less
+
+
+def icmp_to(src, dst, icmp: bytes):
+    return Ether(src=MAC_B, dst=MAC_A) / IP(src=src, dst=dst, proto=1) / Raw(icmp)
+
+
+def frag_needed_bytes(mtu: int, about: str | None = None, kind: int = 3, code: int = 4) -> bytes:
+    """ICMP type 3 code 4 with the next-hop MTU, and (about) the start of the quoted IPv4 header."""
+    quoted = bytes(IP(src=IP_A, dst=about) / ICMP())[:20] if about else b""
+    return bytes([kind, code, 0, 0, 0, 0]) + mtu.to_bytes(2, "big") + quoted
+
+
+def test_frag_needed_reads_the_next_hop_mtu_of_each_answer_to_us_about_the_target():
+    router, target = IP_C, "10.9.9.9"
+    packets = wire(
+        Ether(src=MAC_A, dst=BROADCAST) / ARP(op=1, hwsrc=MAC_A, psrc=IP_A, pdst=IP_C),  # no IPv4 at all
+        Ether(src=MAC_B, dst=MAC_A) / IP(src=router, dst=IP_A) / UDP(dport=4),  # not ICMP
+        icmp_to(router, IP_B, frag_needed_bytes(1200, target)),  # to another host
+        icmp_to("10.1.1.99", IP_A, frag_needed_bytes(1100, target)),  # from another router
+        icmp_to(router, IP_A, frag_needed_bytes(1000, target, code=1)),  # host unreachable
+        icmp_to(router, IP_A, frag_needed_bytes(900, target, kind=11)),  # time exceeded (code 4 alone is not it)
+        icmp_to(router, IP_A, frag_needed_bytes(800)[:7]),  # cut inside the header
+        icmp_to(router, IP_A, frag_needed_bytes(1400, "10.9.9.8")),  # about another target
+        icmp_to(router, IP_A, frag_needed_bytes(1400)),  # the header alone: 8 bytes, nothing quoted
+        icmp_to(router, IP_A, frag_needed_bytes(1300, target)),  # exactly 28 bytes: all that is read
+    )
+    assert frag_needed(packets, {IP_A}) == [1100, 1400, 1400, 1300]
+    assert frag_needed(packets, {IP_A}, sender=router) == [1400, 1400, 1300]
+    assert frag_needed(packets, {IP_A}, about=target) == [1100, 1300] and frag_needed(packets, {IP_A}, sender=router, about=target) == [1300]
+    assert frag_needed(packets, {IP_A, IP_B}, sender=router, about=target) == [1200, 1300]
+
+
+def test_count_ipv4_by_source_mac_counts_past_frames_another_mac_sent():
+    routed = Ether(src=MAC_C, dst=MAC_B) / IP(src=IP_A, dst=IP_B) / ICMP()  # the same addresses, through a router's MAC
+    own = Ether(src=MAC_A, dst=MAC_B) / IP(src=IP_A, dst=IP_B) / ICMP()
+    assert count_ipv4(wire(routed, own, routed), dst=IP_B, ether_src=MAC_A) == 1 and count_ipv4(wire(routed, own), src=IP_A) == 2

@@ -258,6 +258,7 @@ def test_wireguard_and_perf_have_their_own_signatures(tmp_path):
     data_message = b"\x04\x00\x00\x00" + b"x" * 28  # a keepalive: header and tag, no payload
     assert message_types([bytes([1, 0, 0, 0]) + b"x" * 144, data_message, b"\x04\x01\x00\x00" + b"x" * 28]) == {1: 1, 4: 1}
     assert message_types([bytes([1, 0, 0, 0]) + b"x" * 100, data_message[:20], bytes([2, 0, 0, 0]) + b"x" * 100]) == {}  # each message has its size
+    assert message_types([bytes([1, 2, 0, 0]) + b"x" * 144, bytes([2, 0, 0, 1]) + b"x" * 88]) == {}  # the right size, not the type's three zero bytes
     handshake = [wgmsg("10.1.1.2", "10.1.1.3", 1, 148), wgmsg("10.1.1.3", "10.1.1.2", 2, 92)]
     assert judge_handshake_wire(plan, check, Evidence(), {"br0": frames_of(tmp_path, handshake)}).ok
     one_way = judge_handshake_wire(plan, check, Evidence(), {"br0": frames_of(tmp_path, handshake[:1])})

@@ -834,3 +834,49 @@ def test_perf_between_containers_under_tcg_measures_no_emulator():
     assert nat.ok and nat.data["emulated"] is False and "TCG" not in nat.detail  # no guest at either end
     to_a_vm = perf.judge_perf(plan, perf.PerfCheck(source="lan1", to="vm1"), measured(figures(), target="10.1.1.2"))
     assert to_a_vm.data["emulated"] is True and to_a_vm.detail.endswith("— a guest under TCG: this figure measures the CPU emulator, not the path")
+
+
+def rekeyed(keys, said, rekey="1000\n", clock="1000\n", rekey_code=0, rekey_err=""):
+    """The WireGuard judge with rekey: vm1's clock and rekey, vm2's clock, then each member's probe."""
+    evidence = Evidence({"keys": keys, "rekey": output_evidence(CommandResult("r", rekey_code, rekey, rekey_err)), "clock": output_evidence(CommandResult("d", 0, clock, "")),
+                         **{vm: output_evidence(result) for vm, result in said.items()}}, guests=tuple(said))
+    return wireguard.judge_check(cached_lesson("wireguard-vpn"), dataclasses.replace(handshake_check(), rekey=True), evidence)
+
+
+def test_a_rekeyed_handshake_counts_only_when_made_after_the_rekey():
+    keys = {"vm1": KEY1, "vm2": KEY2}
+    fresh = rekeyed(keys, {"vm1": wg_said(1005, KEY2, 1002), "vm2": wg_said(1006, KEY1, 1000)})
+    assert fresh.ok and fresh.name == "wireguard wg0: handshake vm1 ↔ vm2 (rekeyed)"
+    assert fresh.detail == ("expected a completed handshake made during this check (after a rekey) on wg0 between vm1 and vm2 on both sides; "
+                            "saw vm1: handshake with vm2 3 s ago (after the rekey); vm2: handshake with vm1 6 s ago (after the rekey)")  # the rekey's own second counts
+    stale = rekeyed(keys, {"vm1": wg_said(1005, KEY2, 1002), "vm2": wg_said(1006, KEY1, 990)})
+    assert not stale.ok and stale.detail.endswith("; vm2: no handshake with vm1 since the rekey (the latest 10 s before it)")
+    stale_a = rekeyed(keys, {"vm1": wg_said(1005, KEY2, 999), "vm2": wg_said(1006, KEY1, 1001)}, rekey="1000\n", clock="998\n")
+    assert not stale_a.ok and "vm1: no handshake with vm2 since the rekey (the latest 1 s before it)" in stale_a.detail  # each side by its own clock
+    blind = rekeyed(keys, {"vm1": wg_said(1005, KEY2, 1002), "vm2": wg_said(1006, KEY1, 1003)}, clock="no date here\n")
+    assert not blind.ok and blind.detail.endswith("; vm2: its clock could not be read before the rekey")
+
+
+def test_a_failed_rekey_is_said_and_the_handshakes_still_decide():
+    keys = {"vm1": KEY1, "vm2": KEY2}
+    command = wireguard.rekey_command("wg0", wireguard.tunnel_ip(cached_lesson("wireguard-vpn").scenario, "wg0", "vm2"))
+    failed = rekeyed(keys, {"vm1": wg_said(1005, KEY2, 1002), "vm2": wg_said(1006, KEY1, 1003)}, rekey_code=2, rekey_err="RTNETLINK answers: Operation not permitted\n")
+    assert failed.ok and f"saw vm1: `{command}` exited 2: RTNETLINK answers: Operation not permitted; vm1: handshake with vm2 3 s ago" in failed.detail
+    unsaid = rekeyed(keys, {"vm1": wg_said(1005, KEY2, 1002), "vm2": wg_said(1006, KEY1, 1003)}, rekey_code=1)
+    assert f"saw vm1: `{command}` exited 1; vm1:" in unsaid.detail
+
+
+def test_pmtu_frag_needed_wants_no_reply_and_the_routers_answer_not_the_senders():
+    check = pmtu_check(size=8973, expect="frag-needed")
+    router = "From 10.9.0.1 icmp_seq=1 Frag needed and DF set (mtu = 1400)\n" + ping_output(3, 0, rtt=None, busybox=False)
+    told = pmtu(check, router, stderr="ping: local error: message too long, mtu=1400\n", code=1)
+    assert told.ok and told.name == "pmtu jumbo1 → router: 9001-byte packets, don't fragment (a router must answer fragmentation needed)"
+    assert told.detail == ("expected no echo reply from 10.9.0.1 to 9001-byte packets (8973 bytes of payload) with don't-fragment, and a router answering "
+                           "fragmentation needed, got 0/3; a router answered fragmentation needed (mtu 1400), then the sender refused to send it (mtu 1400)")
+    black_hole = pmtu(check, ping_output(3, 0, rtt=None, busybox=False), code=1)
+    assert not black_hole.ok and black_hole.detail.endswith(", and a router answering fragmentation needed, got 0/3 (dropped without a word: a black hole)")
+    own_nic = pmtu(check, ping_output(3, 0, rtt=None, busybox=False), stderr="ping: local error: message too long, mtu=1500\n", code=1)
+    assert not own_nic.ok and own_nic.detail.endswith("got 0/3; the sender refused to send it (mtu 1500)")  # no router was asked: no black hole either
+    answered = pmtu(check, router.replace("0 received", "1 received"), code=0)
+    assert not answered.ok and "got 1/3; a router answered" in answered.detail and "black hole" not in answered.detail
+    assert not pmtu(check, ping_output(3, 1, rtt=None, busybox=False)).detail.endswith("black hole)")  # a reply is no black hole

@@ -108,8 +108,8 @@ def test_ordinary_repeats_count_little(pattern: str, size: int) -> None:
     ("a{2,5}", 5), ("a{3,}", 3), ("a{,4}", 4), ("a{0}", 1), ("a{2}?", 2), ("a{2}+", 2), ("ab{3}", 4), ("a{1000}b", 1001),  # a repeat counts its most, unbounded its least
     ("a{}", 3), ("a{,}", 4), ("{3}a", 1),  # no count: literal braces; a count with nothing before it repeats nothing
     (r"\x{41}{3}", 3), (r"\N{DIGIT ONE}{4}", 4), (r"\p{L}x{2}", 3), (r"\\{3}", 3), ("a\\", 2),  # an escape is one atom, braces and all
-    ("[a-z]{4}", 4), ("[]a]{2}", 2), ("[^]]{3}", 3), (r"[\]]{3}", 3), ("[abc", 1),  # so is a class
-    ("(?#x{1000})a", 1), ("(?#x)b{3}", 3), ("a(?#abc", 1),  # a comment is nothing
+    ("[a-z]{4}", 4), ("x[a-z]{4}", 5), ("[]a]{2}", 2), ("[^]]{3}", 3), (r"[\]]{3}", 3), ("[abc", 1),  # so is a class
+    ("(?#x{1000})a", 1), ("(?#x)b{3}", 3), ("a(?#abc", 1), ("(a)(?#x)b", 2), ("(?#c)a(b)", 2),  # a comment is nothing, to its own end
     ("(ab){3}", 6), ("(a{2}b){3}", 9), ("(){5}", 5), ("((a{10}){10}){10}", 1000), ("(a|bc){2}", 6),  # groups multiply; alternatives add up
     ("a*b+c?", 3), ("a*?", 1), ("a|b", 2),
     ("a)b", 3), ("(ab", 2), ("((a{3}", 3),  # unbalanced (the compiler refuses it): what is there

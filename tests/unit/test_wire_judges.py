@@ -28,7 +28,7 @@ from vnetlab.checks.parse import MAX_TEXT
 from vnetlab.checks.ping import _underlay_ip, collect_ping, echo_on_wire, guest_of, judge_ping_wire, kept_output, output_evidence, path_points, ping_points, recorded
 from vnetlab.compose import load_scenario, parse_scenario, registry
 from vnetlab.features.mtu import PMTU, PmtuCheck, judge_pmtu_wire
-from vnetlab.features.perf import WIRE_BYTES_MAX, judge_perf_wire
+from vnetlab.features.perf import PERF, WIRE_BYTES_MAX, judge_perf_wire
 from vnetlab.features.wireguard import HANDSHAKE, judge_handshake_wire
 from vnetlab.paths import SCENARIOS_DIR
 from vnetlab.paths import Layout
@@ -218,6 +218,7 @@ def test_a_pings_points_are_its_tunnels_underlay_or_its_path_to_the_target():
     assert ping_points(lab(), back) == ["br0"]  # vm2 has NICs on br0 and br1: the one on vm1's subnet
     assert ping_points(lab(), spec(2)) == ["br0"]  # through wg0: its underlay, though the tunnel's address is on neither bridge
     assert PMTU.wire.points(pmtu_lab(), PmtuCheck(source="router", to="small1", size=1372)) == ["small"]  # the router's NIC toward small1
+    assert PERF.wire.points(lab(), dataclasses.replace(spec(4), source="vm2", to="vm1")) == ["br0"]  # iperf3's path, not every NIC of vm2
     assert path_points(lab(), "vm2", "192.168.2.1") == ["br0", "br1"]
 
 
