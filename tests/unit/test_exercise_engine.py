@@ -409,6 +409,9 @@ def test_answers_match_as_their_kind_asks():
     assert not answer_matches("10.1.1.3", "10.1.1.3/24", "ip") and not answer_matches("10.1.1.3/25", "10.1.1.3/24", "ip")  # a prefix asked: it counts
     assert answer_matches(" p2 ", "p[0-9]", "regex") and not answer_matches("xp2", "p[0-9]", "regex") and not answer_matches("p2x", "p[0-9]", "regex")
     assert answer_matches("0042", "42", "int") and not answer_matches("43", "42", "int")
+    assert answer_matches("10.1.1.3/24", " 10.1.1.3/24", "ip")  # a prefix asked and given
+    assert answer_matches("52:54:00:ab:cd:01", "52-54-00-AB-CD-01", "mac")  # the expected answer is normalized too
+    assert not answer_matches("yes/no", "yes", "exact")  # only an address drops what follows a slash
 
 
 def answer_check(expect: str, normalize: str):

@@ -22,7 +22,7 @@ from scapy.utils import wrpcap
 from vnetlab.backends.ssh import CommandResult
 from vnetlab.checks import runner
 from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire
-from vnetlab.checks.evidence import RunSetting, select_checks
+from vnetlab.checks.evidence import Collected, RunSetting, select_checks, with_checks
 from vnetlab.checks.capture import read_frames
 from vnetlab.checks.parse import MAX_TEXT
 from vnetlab.checks.ping import _underlay_ip, collect_ping, echo_on_wire, guest_of, judge_ping_wire, kept_output, output_evidence, path_points, ping_points, recorded
@@ -31,6 +31,7 @@ from vnetlab.features.mtu import PMTU, PmtuCheck, judge_pmtu_wire
 from vnetlab.features.perf import PERF, WIRE_BYTES_MAX, judge_perf_wire
 from vnetlab.features.wireguard import HANDSHAKE, judge_handshake_wire
 from vnetlab.paths import SCENARIOS_DIR
+from vnetlab.model.typed_yaml import ValidationError
 from vnetlab.paths import Layout
 from vnetlab.plan.planner import PlanOptions, make_plan
 
@@ -538,3 +539,26 @@ def test_run_one_collects_and_judges_a_real_ping(tmp_path):
     got = runner.run_one(runner.check_kinds(lab()), CheckContext(lab(), {"vm1": guest}, tmp_path), lab().scenario.checks[0])
     assert guest.calls == [("ping -c 3 -i 0.05 -W 2 10.1.1.3", 17.5)]
     assert (got.name, got.ok, got.detail) == ("ping vm1 → vm2", True, "expected 3/3 echo replies from 10.1.1.3, got 3/3")
+
+
+def test_a_run_judged_again_is_graded_on_the_wire_as_it_was_collected():
+    ping_only = with_checks(lab(), [lab().scenario.checks[0]])
+    nothing_seen = {"br0": []}
+    assert runner.judge_checks(ping_only, Collected({0: PINGED_3}, nothing_seen, wire=False))[0].ok  # the guest's word, as it ran
+    graded = runner.judge_checks(ping_only, Collected({0: PINGED_3}, nothing_seen, wire=True))[0]
+    assert not graded.ok and "; on the wire: no echo reply crossed br0" in graded.detail
+    assert runner.judge_one(runner.check_kinds(lab())["ping"], lab(), lab().scenario.checks[0], PINGED_3, {}).ok  # unless asked, not on the wire
+
+
+def test_a_runs_plan_keeps_the_one_check_it_ran_and_its_trust_in_host_paths(tmp_path):
+    secret = tmp_path / "elsewhere.txt"
+    secret.write_text("x\n")
+    d = copy.deepcopy(LAB)
+    d["checks"][0]["ping"]["name"] = "reach"
+    d["vms"][0]["files"] = [{"src": str(secret), "dest": "/tmp/x"}]
+    (tmp_path / "lab").mkdir()
+    setting = RunSetting(str(tmp_path / "lab" / "lab.yaml"), "wirej", "qemu", "/k", str(tmp_path), (), None, "checks", "reach", True)
+    plan = runner.setting_plan(setting, yaml.safe_dump(d, sort_keys=False), registry())
+    assert [c.spec.name for c in plan.scenario.checks] == ["reach"]
+    with pytest.raises(ValidationError, match="outside the scenario's folder"):
+        runner.setting_plan(dataclasses.replace(setting, allow_host_paths=False), yaml.safe_dump(d, sort_keys=False), registry())
