@@ -305,3 +305,8 @@ def test_count_ipv4_by_source_mac_counts_past_frames_another_mac_sent():
     routed = Ether(src=MAC_C, dst=MAC_B) / IP(src=IP_A, dst=IP_B) / ICMP()  # the same addresses, through a router's MAC
     own = Ether(src=MAC_A, dst=MAC_B) / IP(src=IP_A, dst=IP_B) / ICMP()
     assert count_ipv4(wire(routed, own, routed), dst=IP_B, ether_src=MAC_A) == 1 and count_ipv4(wire(routed, own), src=IP_A) == 2
+
+
+def test_count_echo_pairs_a_request_sent_twice_with_both_replies():
+    twice = wire(ip_echo(IP_A, IP_B), ip_echo(IP_A, IP_B), ip_echo(IP_B, IP_A, reply=True), ip_echo(IP_B, IP_A, reply=True), ip_echo(IP_B, IP_A, reply=True))
+    assert count_echo(twice, {IP_A}, IP_B) == EchoCounts(requests=2, replies=3, pairs=2)  # the third reply answers nothing left

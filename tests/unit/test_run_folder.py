@@ -344,7 +344,10 @@ def test_a_pcap_is_read_back_frame_for_frame_with_its_times(tmp_path):
     assert [bytes(p) for p in frames] == [frame(60), frame(100, 0x62), frame(14)]
     assert [p.time for p in frames] == [1700000000.25] * 3
     assert (len(frames), frames.seen, frames.written, frames.truncated) == (3, 3, 3, False)
-    assert len(read_back(tmp_path, pcap_bytes())) == 0
+    empty = read_back(tmp_path, pcap_bytes())
+    assert (len(empty), empty.seen, empty.written, empty.truncated) == (0, 0, 0, False)  # nothing seen is nothing cut
+    late = read_back(tmp_path, pcap_bytes(frame(60), when=(2**31 + 5, 0)))
+    assert next(iter(late)).time == 2**31 + 5  # a capture after January 2038: the seconds are unsigned
     biggest = read_back(tmp_path, pcap_bytes(frame(0xFFFF)))
     assert len(biggest) == 1 and len(bytes(next(iter(biggest)))) == 0xFFFF  # the snaplen itself is a frame vnetlab writes
 
@@ -379,6 +382,9 @@ def test_a_pcap_cut_short_or_with_an_oversized_record_is_refused(tmp_path):
     with pytest.raises(ValueError) as error:
         read_back(tmp_path, pcap_bytes(frame(60), caplen=0x10000))
     assert str(error.value) == f"{path}: a record of 65536 bytes (at most 65535)"
+    with pytest.raises(ValueError) as error:
+        read_back(tmp_path, pcap_bytes(frame(60), caplen=0xFFFFFFFF))
+    assert str(error.value) == f"{path}: a record of 4294967295 bytes (at most 65535)"  # a hostile length is refused, never read
 
 
 def test_reading_back_keeps_the_same_first_frames_as_the_live_capture(tmp_path):

@@ -21,7 +21,7 @@ from scapy.utils import wrpcap
 
 from vnetlab.backends.ssh import CommandResult
 from vnetlab.checks import runner
-from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire
+from vnetlab.checks.base import CheckContext, CheckKind, CheckResult, Evidence, Judgement, Wire, nic_cidrs
 from vnetlab.checks.evidence import Collected, RunSetting, select_checks, with_checks
 from vnetlab.checks.capture import read_frames
 from vnetlab.checks.parse import MAX_TEXT
@@ -562,3 +562,13 @@ def test_a_runs_plan_keeps_the_one_check_it_ran_and_its_trust_in_host_paths(tmp_
     assert [c.spec.name for c in plan.scenario.checks] == ["reach"]
     with pytest.raises(ValidationError, match="outside the scenario's folder"):
         runner.setting_plan(dataclasses.replace(setting, allow_host_paths=False), yaml.safe_dump(d, sort_keys=False), registry())
+
+
+def test_a_vms_addresses_are_its_nics_and_its_trunks_sub_interfaces():
+    trunk = make_plan(load_scenario(SCENARIOS_DIR / "vlan-trunk.yaml"), "wirej")
+    [(nic, cidrs)] = nic_cidrs(trunk, "vm3")
+    assert nic is trunk.vm("vm3").nics[0] and nic.cidr is None and cidrs == ["10.0.10.5/24", "10.0.20.5/24"]
+    assert path_points(trunk, "vm3", "10.0.20.3") == ["vm3.eth0"]  # the trunk carries both VLANs
+    switch = trunk.vm("sw-br0")
+    assert nic_cidrs(trunk, "sw-br0") == [(n, []) for n in switch.nics]  # a switch guest a feature adds: no address of its own
+    assert nic_cidrs(lab(), "vm2") == [(n, [n.cidr]) for n in lab().vm("vm2").nics]
