@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import struct
+import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -279,3 +281,34 @@ def test_a_namespace_nodes_program_gets_no_stdin_and_keeps_what_it_said(monkeypa
     assert said.stdout == "/dev/null\n" and asked == ["vnl-edge.c1"]
     slow = node.run(["sh", "-c", "echo err >&2; exec sleep 10"], 0.5)
     assert slow.command == "sh -c 'echo err >&2; exec sleep 10'" and slow.stderr == "err\n\n(timed out after 0.5 s)"
+
+
+@pytest.fixture
+def here(monkeypatch):
+    """A namespace node whose programs run in this process's namespace (root is not the point here)."""
+    monkeypatch.setattr(netns, "run_in_namespace", lambda ns, fn, *args, **kwargs: fn(*args, **kwargs))
+    return NamespaceNode("c1", "vnl-edge.c1")
+
+
+def test_a_namespace_nodes_program_is_fed_its_whole_stdin_and_keeps_each_stream(here):
+    data = os.urandom(300_000).hex().encode()  # far more than a pipe holds: written as it is read
+    fed = here.run(["sh", "-c", "cat; echo said >&2; exit 3"], 30.0, stdin=data)
+    assert (fed.exit_code, fed.stdout.encode(), fed.stderr, fed.truncated) == (3, data, "said\n", False)
+    assert here.run(["cat"], 10.0, stdin=b"").stdout == ""  # nothing to feed: its stdin ends at once
+    stopped = here.run(["sh", "-c", "head -c 5 >/dev/null; echo read"], 10.0, stdin=data)
+    assert (stopped.exit_code, stopped.stdout) == (0, "read\n")  # it stopped reading: the rest is dropped, not waited on
+
+
+def test_a_namespace_nodes_program_that_lingers_or_cannot_start(here):
+    pidfile = Path(tempfile.mkdtemp()) / "pid"
+    closed = here.run(["sh", "-c", f"echo $$ > {pidfile}; exec >&- 2>&-; exec sleep 10"], 0.5)  # its outputs closed, still running
+    assert closed.exit_code == 124 and closed.stderr == "\n(timed out after 0.5 s)" and closed.truncated is False
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pidfile.read_text()), 0)  # killed and reaped, not left running
+    flooded = here.run(["sh", "-c", f"head -c {9 << 20} /dev/zero; exec >&- 2>&-; exec sleep 10"], 3.0)
+    assert flooded.exit_code == 124 and flooded.truncated is True  # cut and timed out: both said
+    missing = here.run(["/nonexistent/prog", "-x"], 5.0)
+    assert (missing.command, missing.exit_code, missing.stdout) == ("/nonexistent/prog -x", 127, "")
+    assert missing.stderr.startswith("cannot run /nonexistent/prog in namespace vnl-edge.c1: [Errno 2] No such file or directory")
+    flood = here.run(["head", "-c", str(9 << 20), "/dev/zero"], 30.0)
+    assert flood.exit_code == 0 and flood.truncated and "vnetlab dropped" in flood.stdout

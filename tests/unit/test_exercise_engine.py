@@ -258,6 +258,7 @@ def test_wireguard_and_perf_have_their_own_signatures(tmp_path):
     data_message = b"\x04\x00\x00\x00" + b"x" * 28  # a keepalive: header and tag, no payload
     assert message_types([bytes([1, 0, 0, 0]) + b"x" * 144, data_message, b"\x04\x01\x00\x00" + b"x" * 28]) == {1: 1, 4: 1}
     assert message_types([bytes([1, 0, 0, 0]) + b"x" * 100, data_message[:20], bytes([2, 0, 0, 0]) + b"x" * 100]) == {}  # each message has its size
+    assert message_types([bytes([1, 2, 0, 0]) + b"x" * 144, bytes([2, 0, 0, 1]) + b"x" * 88]) == {}  # the right size, not the type's three zero bytes
     handshake = [wgmsg("10.1.1.2", "10.1.1.3", 1, 148), wgmsg("10.1.1.3", "10.1.1.2", 2, 92)]
     assert judge_handshake_wire(plan, check, Evidence(), {"br0": frames_of(tmp_path, handshake)}).ok
     one_way = judge_handshake_wire(plan, check, Evidence(), {"br0": frames_of(tmp_path, handshake[:1])})
@@ -377,3 +378,60 @@ def test_a_task_capturing_on_a_bridge_in_a_switch_guest_is_refused_like_a_scenar
     d["exercise"]["setup"] = [{"node": "sw-br0", "run": "ip link del br0"}]  # its switch guest is a node setup may name
     d["exercise"]["tasks"][0]["checks"][1]["capture"] = {"link": "vm1.eth0", "between": ["vm1", "vm2"], "expect": ["arp"]}
     assert parse(d).exercise.setup[0].node == "sw-br0"
+
+
+@pytest.mark.parametrize("value,how,want", [
+    (" 52:54:00:AB:CD:01 ", "mac", "52:54:00:ab:cd:01"), ("5254 00ab cd01", "mac", "52:54:00:ab:cd:01"), ("525400abcd01", "mac", "52:54:00:ab:cd:01"),
+    (" 10.1.1.3 ", "ip", "10.1.1.3"), ("10.1.1.3/24", "ip", "10.1.1.3/24"), ("10.1.1.3/255.255.255.0", "ip", "10.1.1.3/24"), ("fe80::1", "ip", "fe80::1"),
+    ("+042", "int", "42"), ("-7", "int", "-7"), (" 0 ", "int", "0"), ("9" * 18, "int", "9" * 18),
+    ("  yes  ", "exact", "yes"), (" p[0-9] ", "regex", "p[0-9]"),
+])
+def test_an_answer_is_normalized_as_its_kind(value, how, want):
+    assert normalized(value, how) == want
+
+
+@pytest.mark.parametrize("value,how,message", [
+    ("52:54:00:ab:cd", "mac", "not a MAC address: '52:54:00:ab:cd'"), ("52:54:00:ab:cd:01:02", "mac", "not a MAC address: '52:54:00:ab:cd:01:02'"),
+    ("52:54:00:ab:cd:0g", "mac", "not a MAC address: '52:54:00:ab:cd:0g'"), ("52_54_00_ab_cd_01", "mac", "not a MAC address: '52_54_00_ab_cd_01'"),
+    ("9" * 19, "int", f"not an integer: '{'9' * 19}'"), ("4 2", "int", "not an integer: '4 2'"), ("", "int", "not an integer: ''"), ("0x10", "int", "not an integer: '0x10'"),
+    ("1.5", "int", "not an integer: '1.5'"),
+])
+def test_an_answer_that_is_not_of_its_kind_says_so(value, how, message):
+    with pytest.raises(ValueError) as error:
+        normalized(value, how)
+    assert str(error.value) == message
+    with pytest.raises(ValueError):
+        normalized("10.1.1.300", "ip")
+
+
+def test_answers_match_as_their_kind_asks():
+    assert answer_matches("10.1.1.3/24", "10.1.1.3", "ip")  # an address asked: its prefix given too is no error
+    assert not answer_matches("10.1.1.3", "10.1.1.3/24", "ip") and not answer_matches("10.1.1.3/25", "10.1.1.3/24", "ip")  # a prefix asked: it counts
+    assert answer_matches(" p2 ", "p[0-9]", "regex") and not answer_matches("xp2", "p[0-9]", "regex") and not answer_matches("p2x", "p[0-9]", "regex")
+    assert answer_matches("0042", "42", "int") and not answer_matches("43", "42", "int")
+    assert answer_matches("10.1.1.3/24", " 10.1.1.3/24", "ip")  # a prefix asked and given
+    assert answer_matches("52:54:00:ab:cd:01", "52-54-00-AB-CD-01", "mac")  # the expected answer is normalized too
+    assert not answer_matches("yes/no", "yes", "exact")  # only an address drops what follows a slash
+
+
+def answer_check(expect: str, normalize: str):
+    task = {"name": "q", "checks": [{"answer": {"expect": expect, "normalize": normalize}}], "solve": [{"answer": "x"}]}
+    plan = make_plan(parse(doc(exercise={"title": "t", "tasks": [task]})), "p")
+    return plan, plan.scenario.exercise.tasks[0].checks[0].answer
+
+
+def test_the_answer_judge_says_right_wrong_not_of_its_kind_or_not_given():
+    plan, check = answer_check("{{ vm2.eth0.ip }}", "ip")  # the expected answer is rendered from the lab
+    right = judge_answer(plan, check, Evidence({"answer": " 10.1.1.3 ", "at": 1.0}))
+    assert (right.name, right.kind, right.ok, right.detail, right.data) == ("answer (ip)", "answer", True, "answered '10.1.1.3': right", {"answer": "10.1.1.3"})
+    wrong = judge_answer(plan, check, Evidence({"answer": "10.1.1.2", "at": 1.0}))
+    assert (wrong.ok, wrong.detail, wrong.data) == (False, "answered '10.1.1.2': not the expected answer", {"answer": "10.1.1.2"})
+    bad = judge_answer(plan, check, Evidence({"answer": "vm2", "at": 1.0}))
+    assert (bad.ok, bad.kind, bad.name, bad.data) == (False, "answer", "answer (ip)", {"answer": "vm2"})
+    assert bad.detail == "answered 'vm2': 'vm2' does not appear to be an IPv4 or IPv6 address"
+    for given in ({"answer": None}, {}, {"answer": 42}):
+        none = judge_answer(plan, check, Evidence(given))
+        assert (none.name, none.kind, none.ok, none.detail) == ("answer (ip)", "answer", False, "no answer yet: `vnetlab exercise answer TASK VALUE` gives one")
+    plan, check = answer_check("7", "int")
+    long = judge_answer(plan, check, Evidence({"answer": "1" * 250 + "7"}))
+    assert long.detail.startswith(f"answered '{'1' * 199 + '7'}': not an integer: ") and long.data == {"answer": "1" * 199 + "7"}  # its last 200 characters shown

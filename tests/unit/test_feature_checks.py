@@ -744,3 +744,140 @@ def test_a_retry_runs_its_last_attempt_at_the_deadline(two, tmp_path, monkeypatc
     check = commands.CommandCheck(node="vm1", run="x", retry=commands.Retry(for_=4, every=2))
     result = commands.run_command_check(CheckContext(two, {"vm1": ssh}, tmp_path), check)
     assert result.data["attempts"] == 3 and clock.slept == [2, 2]  # at 0, 2 and 4 s: the last one at the deadline
+
+
+def iperf_ran(stdout: str, code: int = 0, stderr: str = "", ping: str | None = None) -> dict:
+    """A perf collector's raw evidence: the client's run as recorded, and 5 pings all answered."""
+    said = CommandResult("ping", 0, ping if ping is not None else ping_output(5, 5), "")
+    return {"server_error": None, "iperf": output_evidence(CommandResult("iperf3", code, stdout, stderr)), "ping": output_evidence(said)}
+
+
+CLIENT = "`iperf3 -c 10.1.1.100 -t 2 -J` on vm1"
+
+
+@pytest.mark.parametrize("stdout,code,stderr,error", [
+    ("{}", 0, "", f"{CLIENT}: exit 0: an empty JSON object; {{}}"),
+    ("", 1, "iperf3: error - unable to connect to server: Connection refused\n", f"{CLIENT}: exit 1: no output; iperf3: error - unable to connect to server: Connection refused"),
+    ("[1]", 0, "", f"{CLIENT}: exit 0: not a JSON object (a list); [1]"),
+    ('{"error": "unable to send control message: Broken pipe"}', 1, "", f"{CLIENT}: unable to send control message: Broken pipe"),
+    ("x" * 300, 2, "y", f"{CLIENT}: exit 2: not JSON: Expecting value: line 1 column 1 (char 0); {('x' * 300 + 'y')[-200:]}"),
+])
+def test_perf_figures_say_why_the_client_measured_nothing(stdout, code, stderr, error):
+    got = perf.figures(iperf_ran(stdout, code, stderr), "vm1", "10.1.1.100", 2)
+    assert got.error == error and (got.mbit_s, got.bytes, got.seconds) == (0.0, 0, 0.0) and not got.ok
+    assert (got.pings_sent, got.pings_received, got.rtt_avg_ms) == (5, 5, 0.25)  # the pings are measured all the same
+
+
+def test_perf_figures_are_rounded_from_iperf3s_json_and_pings_summary():
+    out = json.dumps({"end": {"sum_received": {"bits_per_second": 123_456_789_000.0, "bytes": 30_000_000, "seconds": 2.004999}}})
+    got = perf.figures(iperf_ran(out, ping=ping_output(5, 3, "0.100/0.250/0.400")), "vm1", "10.1.1.100", 2)
+    assert got == perf.PerfFigures(123456.8, 30_000_000, 2.0, 0.1, 0.25, 0.4, 5, 3, None)  # Mbit/s: bits / 10**6
+    unsaid = perf.figures(iperf_ran(out, ping=""), "vm1", "10.1.1.100", 2)
+    assert (unsaid.rtt_min_ms, unsaid.rtt_avg_ms, unsaid.rtt_max_ms, unsaid.pings_sent, unsaid.pings_received) == (None, None, None, 0, 0) and not unsaid.ok
+    no_server = perf.figures({"server_error": "cannot start `iperf3 -s -1` on lan1: gone", "iperf": None, "ping": iperf_ran("")["ping"]}, "vm1", "10.1.1.100", 2)
+    assert no_server.error == "cannot start `iperf3 -s -1` on lan1: gone" and no_server.bytes == 0 and no_server.pings_received == 5
+
+
+def test_a_command_check_keeps_what_its_last_attempt_printed_as_its_evidence(two, tmp_path, monkeypatch):
+    long_out = "o" * commands.MAX_MATCHED + "END"
+    ssh = FakeSSH(default=(2, long_out, "e\n"))
+    check = commands.CommandCheck(node="vm1", run="echo {{ vm2.ip }}", timeout=9)
+    got = commands.collect_command(CheckContext(two, {"vm1": ssh}, tmp_path), check)
+    assert got.guests == ("vm1",) and ssh.calls == [("sh -c 'echo 10.1.1.3'", 9.0, False)]
+    assert got.data == {"command": "echo 10.1.1.3", "exit": 2, "stdout": long_out[-commands.MAX_MATCHED:], "stderr": "e\n", "attempts": 1}  # what a pattern is searched in
+    perf_plan = cached_lesson("vm-vs-container-perf")
+    monkeypatch.setattr("vnetlab.backends.netns.run_in_namespace", lambda ns, fn, *args, **kwargs: fn(*args, **kwargs))  # no root needed
+    assert commands.collect_command(CheckContext(perf_plan, {}, tmp_path), commands.CommandCheck(node="c1", run="true")).guests == ()  # a container's output is no student's
+
+
+def test_a_command_verdict_reads_its_evidence_and_says_which_pattern_gave_up(two, monkeypatch):
+    check = commands.CommandCheck(node="vm1", run="cat log", expect=expect(stdout="ok", stderr="warn"), retry=commands.Retry(for_=5, every=1))
+    evidence = Evidence({"command": "cat log", "exit": 0, "stdout": "all ok\n", "stderr": "a warning\n"})
+    fine = commands.judge_command(two, check, evidence)
+    assert fine.ok and fine.detail == "ran `cat log` on vm1: expected exit 0 and stdout matching 'ok' and stderr matching 'warn'; got exit 0 after 1 attempt(s), stdout: 'all ok', stderr: 'a warning'"
+    assert fine.data == {"command": "cat log", "exit": 0, "attempts": 1, "stdout_tail": "all ok", "stderr_tail": "a warning"}
+
+    def slow(pattern, text):
+        if pattern == "warn":
+            raise commands.PatternTimeout(f"the regular expression {pattern!r} gave up")
+        return True
+
+    monkeypatch.setattr(commands, "pattern_found", slow)
+    assert commands.judge_output(expect(stdout="ok", stderr="warn"), said(0, "ok", "warn")) == (False, ["stderr: the regular expression 'warn' gave up"])
+    assert commands.judge_output(expect(stdout="warn"), said(0, "ok")) == (False, ["stdout: the regular expression 'warn' gave up"])
+    gave_up = commands.judge_command(two, check, evidence)
+    assert not gave_up.ok and gave_up.detail.endswith(", stderr: 'a warning'; stderr: the regular expression 'warn' gave up")
+    assert gave_up.data["pattern_timeouts"] == ["stderr: the regular expression 'warn' gave up"]
+    assert commands.judge_output(expect(exit=1, stdout="ok"), said(0, "ok")) == (False, [])  # the exit decides too
+    both = commands.judge_command(two, dataclasses.replace(check, expect=expect(stdout="warn", stderr="warn")), evidence)
+    assert both.detail.endswith("; stdout: the regular expression 'warn' gave up; stderr: the regular expression 'warn' gave up")
+
+
+def test_a_command_that_passes_is_not_run_again(two, tmp_path, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(commands, "time", clock)
+    ssh = FakeSSH(default=(0, "ready\n", ""))
+    check = commands.CommandCheck(node="vm1", run="cat /tmp/x", expect=expect(stdout="ready"), retry=commands.Retry(for_=10, every=1))
+    got = commands.collect_command(CheckContext(two, {"vm1": ssh}, tmp_path), check)
+    assert got.data["attempts"] == 1 and len(ssh.calls) == 1 and clock.slept == []
+
+
+def test_perf_says_which_client_measured_nothing_and_how_it_was_run():
+    plan = on_kvm(lesson("vm-vs-container-perf"))
+    refused = perf.judge_perf(plan, perf.PerfCheck(source="vm1", to="lan1", seconds=3), Evidence(iperf_ran('{"error": "unable to connect to server"}', 1)))
+    assert not refused.ok and refused.detail.endswith("; `iperf3 -c 10.1.1.100 -t 3 -J` on vm1: unable to connect to server")
+
+
+def test_perf_between_containers_under_tcg_measures_no_emulator():
+    plan = lesson("vm-vs-container-perf")
+    assert plan.domain_type == "qemu"
+    nat = perf.judge_perf(plan, perf.PerfCheck(source="c1", to="inet1"), measured(figures(), target="203.0.113.2"))
+    assert nat.ok and nat.data["emulated"] is False and "TCG" not in nat.detail  # no guest at either end
+    to_a_vm = perf.judge_perf(plan, perf.PerfCheck(source="lan1", to="vm1"), measured(figures(), target="10.1.1.2"))
+    assert to_a_vm.data["emulated"] is True and to_a_vm.detail.endswith("— a guest under TCG: this figure measures the CPU emulator, not the path")
+
+
+def rekeyed(keys, said, rekey="1000\n", clock="1000\n", rekey_code=0, rekey_err=""):
+    """The WireGuard judge with rekey: vm1's clock and rekey, vm2's clock, then each member's probe."""
+    evidence = Evidence({"keys": keys, "rekey": output_evidence(CommandResult("r", rekey_code, rekey, rekey_err)), "clock": output_evidence(CommandResult("d", 0, clock, "")),
+                         **{vm: output_evidence(result) for vm, result in said.items()}}, guests=tuple(said))
+    return wireguard.judge_check(cached_lesson("wireguard-vpn"), dataclasses.replace(handshake_check(), rekey=True), evidence)
+
+
+def test_a_rekeyed_handshake_counts_only_when_made_after_the_rekey():
+    keys = {"vm1": KEY1, "vm2": KEY2}
+    fresh = rekeyed(keys, {"vm1": wg_said(1005, KEY2, 1002), "vm2": wg_said(1006, KEY1, 1000)})
+    assert fresh.ok and fresh.name == "wireguard wg0: handshake vm1 ↔ vm2 (rekeyed)"
+    assert fresh.detail == ("expected a completed handshake made during this check (after a rekey) on wg0 between vm1 and vm2 on both sides; "
+                            "saw vm1: handshake with vm2 3 s ago (after the rekey); vm2: handshake with vm1 6 s ago (after the rekey)")  # the rekey's own second counts
+    stale = rekeyed(keys, {"vm1": wg_said(1005, KEY2, 1002), "vm2": wg_said(1006, KEY1, 990)})
+    assert stale.ok is False and stale.detail.endswith("; vm2: no handshake with vm1 since the rekey (the latest 10 s before it)")  # a bool: report.json and JUnit read it
+    stale_a = rekeyed(keys, {"vm1": wg_said(1005, KEY2, 999), "vm2": wg_said(1006, KEY1, 1001)}, rekey="1000\n", clock="998\n")
+    assert not stale_a.ok and "vm1: no handshake with vm2 since the rekey (the latest 1 s before it)" in stale_a.detail  # each side by its own clock
+    blind = rekeyed(keys, {"vm1": wg_said(1005, KEY2, 1002), "vm2": wg_said(1006, KEY1, 1003)}, clock="no date here\n")
+    assert not blind.ok and blind.detail.endswith("; vm2: its clock could not be read before the rekey")
+
+
+def test_a_failed_rekey_is_said_and_the_handshakes_still_decide():
+    keys = {"vm1": KEY1, "vm2": KEY2}
+    command = wireguard.rekey_command("wg0", wireguard.tunnel_ip(cached_lesson("wireguard-vpn").scenario, "wg0", "vm2"))
+    failed = rekeyed(keys, {"vm1": wg_said(1005, KEY2, 1002), "vm2": wg_said(1006, KEY1, 1003)}, rekey_code=2, rekey_err="RTNETLINK answers: Operation not permitted\n")
+    assert failed.ok and f"saw vm1: `{command}` exited 2: RTNETLINK answers: Operation not permitted; vm1: handshake with vm2 3 s ago" in failed.detail
+    unsaid = rekeyed(keys, {"vm1": wg_said(1005, KEY2, 1002), "vm2": wg_said(1006, KEY1, 1003)}, rekey_code=1)
+    assert f"saw vm1: `{command}` exited 1; vm1:" in unsaid.detail
+
+
+def test_pmtu_frag_needed_wants_no_reply_and_the_routers_answer_not_the_senders():
+    check = pmtu_check(size=8973, expect="frag-needed")
+    router = "From 10.9.0.1 icmp_seq=1 Frag needed and DF set (mtu = 1400)\n" + ping_output(3, 0, rtt=None, busybox=False)
+    told = pmtu(check, router, stderr="ping: local error: message too long, mtu=1400\n", code=1)
+    assert told.ok and told.name == "pmtu jumbo1 → router: 9001-byte packets, don't fragment (a router must answer fragmentation needed)"
+    assert told.detail == ("expected no echo reply from 10.9.0.1 to 9001-byte packets (8973 bytes of payload) with don't-fragment, and a router answering "
+                           "fragmentation needed, got 0/3; a router answered fragmentation needed (mtu 1400), then the sender refused to send it (mtu 1400)")
+    black_hole = pmtu(check, ping_output(3, 0, rtt=None, busybox=False), code=1)
+    assert not black_hole.ok and black_hole.detail.endswith(", and a router answering fragmentation needed, got 0/3 (dropped without a word: a black hole)")
+    own_nic = pmtu(check, ping_output(3, 0, rtt=None, busybox=False), stderr="ping: local error: message too long, mtu=1500\n", code=1)
+    assert not own_nic.ok and own_nic.detail.endswith("got 0/3; the sender refused to send it (mtu 1500)")  # no router was asked: no black hole either
+    answered = pmtu(check, router.replace("0 received", "1 received"), code=0)
+    assert not answered.ok and "got 1/3; a router answered" in answered.detail and "black hole" not in answered.detail
+    assert not pmtu(check, ping_output(3, 1, rtt=None, busybox=False)).detail.endswith("black hole)")  # a reply is no black hole

@@ -319,6 +319,26 @@ def test_masqueraded_fails(masq, frames, translated_n, private):
     assert not j.ok and j.counts == {"translated": translated_n, "private": private}
 
 
+def test_masqueraded_behind_a_router_vm_wants_the_routers_own_address():
+    """ex-container-nat: the containers sit behind a router guest, whose wan address must be the only source on wan."""
+    from vnetlab.checks.evidence import select_checks
+
+    plan = make_plan(load_scenario(SCENARIOS_DIR / "ex-container-nat.yaml"), "nat")
+    where = next(f"exercise.tasks[{k}].checks" for k, t in enumerate(plan.scenario.exercise.tasks) if any(c.capture for c in t.checks))
+    plan = select_checks(plan, where)
+    (cap,) = captures(plan)
+    router, inet1 = endpoint(plan, "router", cap.on), endpoint(plan, "inet1", cap.on)
+    inside = plan.scenario.bridges[0].subnet
+    out = [Ether(src=router.mac, dst=inet1.mac) / IP(src=router.ip, dst=inet1.ip) / ICMP(type=8, id=1, seq=s) for s in (1, 2)]
+    j = nat.judge_masqueraded(plan, cap, subject(plan, cap, wire(*out)))
+    assert j.ok and j.counts == {"translated": 2, "private": 0}  # one echo each from c1 and c2
+    assert j.expected == f"≥2 packets {router.ip} (router, translated) → {inet1.ip} on wan and none with an address of {inside} (behind router)"
+    c1 = endpoint(plan, "c1", cap.on)
+    leaked = nat.judge_masqueraded(plan, cap, subject(plan, cap, wire(*out, Ether(src=router.mac, dst=inet1.mac) / IP(src=c1.ip, dst=inet1.ip) / ICMP(type=8))))
+    assert not leaked.ok and leaked.counts == {"translated": 2, "private": 1}
+    assert not nat.judge_masqueraded(plan, cap, subject(plan, cap, wire(*out[:1]))).ok
+
+
 # -- bounded broadcast (stp-loop) ------------------------------------------------------------------
 
 

@@ -15,7 +15,8 @@ import pytest
 
 from vnetlab.backends.ssh import CommandResult
 from vnetlab.checks.base import CheckContext
-from vnetlab.checks.parse import MATCH_TIMEOUT, MAX_EXPANDED, MAX_MATCHED, expanded_size, pattern_found
+from vnetlab.checks import parse
+from vnetlab.checks.parse import MATCH_TIMEOUT, MAX_EXPANDED, MAX_MATCHED, PatternError, PatternTimeout, compile_pattern, expanded_size, pattern_found
 from vnetlab.compose import parse_scenario
 from vnetlab.features.commands import run_command_check
 from vnetlab.model.typed_yaml import ValidationError
@@ -101,3 +102,48 @@ def test_a_pattern_too_costly_to_compile_is_refused_before_it_is_compiled(patter
 @pytest.mark.parametrize(("pattern", "size"), [(r"\d{1,3}(\.\d{1,3}){3}", 15), (r"\p{L}{3}", 3), (r"\{5\}", 3), ("(ab|cd){10}", 40), (".*ok.*done", 8)])
 def test_ordinary_repeats_count_little(pattern: str, size: int) -> None:
     assert expanded_size(pattern) == size
+
+
+@pytest.mark.parametrize(("pattern", "size"), [
+    ("a{2,5}", 5), ("a{3,}", 3), ("a{,4}", 4), ("a{0}", 1), ("a{2}?", 2), ("a{2}+", 2), ("ab{3}", 4), ("a{1000}b", 1001),  # a repeat counts its most, unbounded its least
+    ("a{}", 3), ("a{,}", 4), ("{3}a", 1),  # no count: literal braces; a count with nothing before it repeats nothing
+    (r"\x{41}{3}", 3), (r"\N{DIGIT ONE}{4}", 4), (r"\p{L}x{2}", 3), (r"\\{3}", 3), ("a\\", 2),  # an escape is one atom, braces and all
+    ("[a-z]{4}", 4), ("x[a-z]{4}", 5), ("[]a]{2}", 2), ("[^]]{3}", 3), (r"[\]]{3}", 3), ("[abc", 1),  # so is a class
+    ("(?#x{1000})a", 1), ("(?#x)b{3}", 3), ("a(?#abc", 1), ("(a)(?#x)b", 2), ("(?#c)a(b)", 2),  # a comment is nothing, to its own end
+    ("(ab){3}", 6), ("(a{2}b){3}", 9), ("(){5}", 5), ("((a{10}){10}){10}", 1000), ("(a|bc){2}", 6),  # groups multiply; alternatives add up
+    ("a*b+c?", 3), ("a*?", 1), ("a|b", 2),
+    ("a)b", 3), ("(ab", 2), ("((a{3}", 3),  # unbalanced (the compiler refuses it): what is there
+])
+def test_expanded_size_multiplies_counted_repeats_out_as_the_compiler_does(pattern: str, size: int) -> None:
+    assert expanded_size(pattern) == size
+
+
+def test_a_pattern_of_exactly_the_bound_compiles_and_one_atom_more_is_refused() -> None:
+    assert compile_pattern("a{%d}" % MAX_EXPANDED).match("a" * MAX_EXPANDED)
+    with pytest.raises(PatternError, match=f"multiply out to {MAX_EXPANDED + 1} atoms; at most {MAX_EXPANDED} "):
+        compile_pattern("a{%d}" % (MAX_EXPANDED + 1))
+
+
+class GivesUp:
+    """A compiled pattern whose search runs out of time (regex raises TimeoutError): records how it was asked."""
+
+    asked: dict = {}
+
+    def search(self, text: str, timeout: float | None = None):
+        GivesUp.asked = {"length": len(text), "end": text[-3:], "timeout": timeout}
+        raise TimeoutError("regex timed out")
+
+
+def test_a_search_is_bounded_in_time_and_its_giving_up_is_worded_for_the_author(monkeypatch) -> None:
+    """The timeout itself is proven on a real catastrophic pattern above (in a child process); here, what
+    pattern_found asks of the search and what it says when the search gives up."""
+    monkeypatch.setattr(parse, "compile_pattern", lambda pattern: GivesUp())
+    with pytest.raises(PatternTimeout) as short:
+        pattern_found("x+y", "abc" * 10)
+    assert GivesUp.asked == {"length": 30, "end": "abc", "timeout": MATCH_TIMEOUT}
+    assert str(short.value) == (f"the regular expression 'x+y' gave up after {MATCH_TIMEOUT:g} s over 30 characters "
+                                "(it backtracks too much: anchor it, or make it more specific than .*)")
+    with pytest.raises(PatternTimeout) as long:
+        pattern_found("x+y", "q" * (MAX_MATCHED + 5) + "end")
+    assert GivesUp.asked == {"length": MAX_MATCHED, "end": "end", "timeout": MATCH_TIMEOUT}  # only the output's end is searched
+    assert f"over {MAX_MATCHED} characters" in str(long.value)

@@ -402,3 +402,39 @@ def test_the_overlay_for_real_without_vms(tmp_path):
     finally:
         assert teardown(plan.lab_dir, state, removers(plan.scenario.model)) == []
     assert not [ns for ns in netns.list_namespaces() if ns == plan.namespace or ns.startswith(plan.namespace + ".")]
+
+
+class SimpleCheck:
+    """A capture expectation on the VXLAN's underlay interface (what judge_vxlan reads of its check)."""
+
+    def __init__(self, interface: str):
+        self.interface, self.bridge = interface, None
+
+
+def test_the_vxlan_judges_find_each_nodes_address_on_the_joined_bridges():
+    """A VM sends from its NIC on the VXLAN's bridges, not its first; a container from its eth0 there."""
+    from vnetlab.checks.base import endpoint
+    from vnetlab.checks.runner import judge_capture
+
+    two_nics = BASE.replace("  - name: vm2\n    nics: [{bridge: brb, address: 10.1.1.2/24}]\n",
+                            "  - name: vm2\n    nics: [{bridge: brx, address: 10.7.7.2/24}, {bridge: brb, address: 10.1.1.2/24}]\n")
+    plan = plan_of(two_nics.replace("  - {name: brb, subnet: 10.1.1.0/24}\n", "  - {name: brb, subnet: 10.1.1.0/24}\n  - {name: brx, subnet: 10.7.7.0/24}\n"))
+    (vx,) = plan.part("vxlan")
+    first, on_brb = plan.vm("vm2").nics
+    assert vxlan._on_sides(plan, vx, "vm2", first) is on_brb and vxlan._on_sides(plan, vx, "vm1", first) is plan.vm("vm1").nics[0]
+    assert vxlan._on_sides(plan, vx, "nobody", first) is first
+    a, b = plan.vm("vm1").nics[0], on_brb
+    pings = [Ether(src=x.mac, dst=y.mac) / IP(src=x.ip, dst=y.ip) / ICMP(type=t, id=7, seq=s) for s in range(6) for x, y, t in ((a, b, 8), (b, a, 0))]
+    j = vxlan.judge_vxlan(plan, SimpleCheck("vx10-u"), CaptureSubject("vm1", a, "vm2", first, [_encapsulated(vx, f) for f in pings]))
+    assert j.ok and j.counts["inner_icmp_echo_pairs"] == 6 and "between 10.1.1.1 (vm1) and 10.1.1.2 (vm2)" in j.expected
+
+    real = plan_of(REAL)
+    (rvx,) = real.part("vxlan")
+    underlay, bridge = [c.capture for c in real.scenario.checks if c.capture is not None]
+    c1, c2 = endpoint(real, "c1", underlay.on), endpoint(real, "c2", underlay.on)
+    assert vxlan._on_sides(real, rvx, "c1", c2) is c1  # the container on bra, whatever else is at hand
+    frames = [Ether(src=x.mac, dst=y.mac) / IP(src=x.ip, dst=y.ip) / ICMP(type=t, id=7, seq=s) for s in range(6) for x, y, t in ((c1, c2, 8), (c2, c1, 0))]  # its two pings: 3 pairs each
+    carried = judge_capture(real, underlay, [_encapsulated(rvx, f) for f in frames], Path("u.pcap"))
+    assert carried.ok and carried.counts["inner_icmp_echo_pairs"] == 6 and "between 10.1.1.11 (c1) and 10.1.1.12 (c2)" in carried.detail
+    plain = judge_capture(real, bridge, frames, Path("b.pcap"))
+    assert plain.ok and plain.counts["plain_icmp_echo_pairs"] == 6
