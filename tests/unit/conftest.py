@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from scapy.config import conf
+import scapy.layers.l2  # noqa: F401 — sets conf.neighbor, which the fixtures below replace
 
 
 @pytest.fixture

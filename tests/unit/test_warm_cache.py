@@ -129,3 +129,18 @@ def test_a_grant_leaves_the_owner_libvirt_gave_a_file_in_use(tmp_path: Path) -> 
     image_cache.grant_to_qemu(tmp_path, [entry / "vmlinux"], qemu)
     st = (entry / "vmlinux").stat()
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (qemu, qemu, 0o640)
+
+
+def test_a_libvirt_newer_than_the_proven_one_boots_its_guests_and_says_why(monkeypatch):
+    """Debian 13's libvirt 11.3 refused the save image a restore streams to it ('image magic is
+    incorrect', make prove-debian13): there every guest boots, each saying why, instead of failing."""
+    from scenario_helpers import plan_of
+    from vnetlab.run import warm
+
+    plan = plan_of((Path(__file__).parents[2] / "scenarios" / "two-vm-ping.yaml").read_text(), "w13")
+    monkeypatch.setattr(warm_image.libvirt, "getVersion", lambda: 11_003_000)
+    said: list[str] = []
+    assert warm.warm_keys(plan, said.append) == {}
+    assert said == [f"{vm}: booted, not restored: warm start is proven on libvirt 9 only; libvirt 11.3 refused its save images (11.3: 'image magic is incorrect')" for vm in ("vm1", "vm2")]
+    monkeypatch.setattr(warm_image.libvirt, "getVersion", lambda: 9_000_000)
+    assert warm_image.warm_refused() is None

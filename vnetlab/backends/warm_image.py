@@ -74,6 +74,20 @@ def host_versions() -> str:
     return f"qemu {qemu[1]}, libvirt {version // 1_000_000}.{version // 1000 % 1000}.{version % 1000}"
 
 
+WARM_LIBVIRT = 9  # the libvirt major version whose restore of vnetlab's save images is proven (Debian 12's 9.0)
+
+
+def warm_refused() -> str | None:
+    """Why this host's libvirt cannot restore vnetlab's save images, or None. Proven on libvirt 9.0;
+    Debian 13's libvirt 11.3 refused the save image the restore streams to it ("image magic is
+    incorrect"), so a newer libvirt boots its guests, saying why, until it is proven there."""
+    version = libvirt.getVersion()
+    if version // 1_000_000 <= WARM_LIBVIRT:
+        return None
+    found = f"{version // 1_000_000}.{version // 1000 % 1000}"
+    return f"warm start is proven on libvirt {WARM_LIBVIRT} only; libvirt {found} refused its save images (11.3: 'image magic is incorrect')"
+
+
 @dataclass(frozen=True)
 class WarmImage:
     path: Path  # the cache entry

@@ -32,7 +32,7 @@ from vnetlab.backends.image_kinds import FILE
 from vnetlab.backends.keys import generate_client_key, generate_host_key
 from vnetlab.backends.warm_image import (
     DISK_FILE, IDENTITY_SIZE, KIND, SAVE_FILE, SEED_FILE, WARM_MARKER, HostSide, WarmError, WarmImage, cached,
-    host_versions, restore_xml, warm_domain_xml, warm_key, warm_mac,
+    host_versions, restore_xml, warm_domain_xml, warm_key, warm_mac, warm_refused,
 )
 from vnetlab.plan.planner import METADATA_NS, Plan, PlannedVM, tap_prefix
 from vnetlab.run.apply import create_tap_recorded, identity_file
@@ -61,6 +61,11 @@ def cold_reason(vm: PlannedVM) -> str | None:
 
 def warm_keys(plan: Plan, say: Callable[[str], None]) -> dict[str, str]:
     """VM → the key of the warm image it restores from, for every guest that can be restored."""
+    refused = warm_refused()
+    if refused is not None:
+        for vm in plan.vms:
+            say(f"{vm.name}: booted, not restored: {refused}")
+        return {}
     found = host_versions()
     cloud = f"{found}; cloud warm start {warm_recipe_hash()}"  # what a cloud image's warm guest runs is in no image's hash
     keys = {}
