@@ -5,6 +5,7 @@ guest's shell functions that read it (images/guest/lib/vnetlab/boot.sh)."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import tarfile
@@ -205,7 +206,11 @@ SHELLS = {"busybox ash": ["busybox", "sh", "-c"], "bash": ["bash", "-c"]}
 def _shell(script: str, shell: str = "busybox ash") -> str:
     if shutil.which(SHELLS[shell][0]) is None:
         pytest.skip(f"{SHELLS[shell][0]} is not installed on this host")
-    return subprocess.run([*SHELLS[shell], script], capture_output=True, text=True, check=True).stdout
+    # In a network namespace of its own when root: the guest's init renames and re-addresses NICs, and
+    # a real `ip` reached by mistake (the fake is a shell function) must never touch the host's. Once,
+    # during warm start's development, the host's eth0 became vnltmp0 with a guest's MAC.
+    isolated = ["unshare", "--net"] if os.geteuid() == 0 and shutil.which("unshare") else []
+    return subprocess.run([*isolated, *SHELLS[shell], script], capture_output=True, text=True, check=True).stdout
 
 
 @pytest.mark.parametrize("shell", SHELLS)
