@@ -117,6 +117,7 @@ ABOUT = {  # by path: what each program of binaries.txt is for in a lab
     "/usr/bin/iperf3": "throughput (`perf` checks)",
     "/usr/bin/wg": "WireGuard's tool",
     "/usr/sbin/tc": "iproute2's tc: netem inside the guest (busybox's tc has none)",
+    "/usr/sbin/radvd": "router advertisements from a guest (`ra: {from: VM}`): SLAAC on a lab bridge",
     "/usr/sbin/bridge": "iproute2's bridge: VLANs in a switch guest",
     "/usr/sbin/dropbear": "the SSH server",
 }

@@ -102,7 +102,7 @@ TOOL_PACKAGES = {
     "xmllint": "libxml2-utils", "mkfs.ext4": "e2fsprogs", "sfdisk": "fdisk", "extlinux": "extlinux",
     "openssl": "openssl",
 }
-ON_EVERY_DEBIAN = {"dpkg-query", "apt-get", "losetup"}  # dpkg, apt and mount: required packages, in every installation
+ON_EVERY_DEBIAN = {"dpkg-query", "apt-get", "losetup", "unshare"}  # dpkg, apt, mount and util-linux: required packages, in every installation
 _LOOKS_FOR = re.compile(r'shutil\.which\("([^"]+)"\)|os\.path\.exists\("/usr/s?bin/([^"/]+)"\)')
 
 
