@@ -17,7 +17,6 @@ import time
 import tracemalloc
 
 import pytest
-from scapy.config import conf
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
@@ -42,18 +41,9 @@ from capture_stop import stop_within  # noqa: E402
 
 MAC_A, IP_A = "52:54:00:00:00:0a", "10.1.1.2"
 MAC_B, IP_B = "52:54:00:00:00:0b", "10.1.1.3"
+pytestmark = pytest.mark.usefixtures("no_neighbour_resolution")  # tests/unit/conftest.py
 FLOOD_TYPE = 0x88B5  # IEEE local experimental ethertype: nobody's stack reacts to it
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture(autouse=True)
-def no_neighbour_resolution(monkeypatch):
-    """An Ether() without dst makes scapy ARP/NDP on the host network: forbid it."""
-
-    def refuse(*_):
-        raise AssertionError("scapy tried to resolve a MAC address: give every Ether() a src and dst")
-
-    monkeypatch.setattr(conf.neighbor, "resolve", refuse)
 
 
 def numbered(i: int, size: int = 60) -> bytes:

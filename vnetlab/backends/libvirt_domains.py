@@ -27,6 +27,11 @@ CONNECT_TIMEOUT = 15.0
 T = TypeVar("T")
 
 
+def version_text(number: int, parts: int = 2) -> str:
+    """libvirt's packed version number (major * 1,000,000 + minor * 1,000 + micro) as "11.3" (or "11.3.0")."""
+    return ".".join(str(n) for n in (number // 1_000_000, number // 1000 % 1000, number % 1000)[:parts])
+
+
 class HypervisorError(VnetlabError):
     """`code`: libvirt's error code (libvirt.VIR_ERR_*) when libvirt raised it, else None.
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import libvirt
 
 from vnetlab.backends import image_cache
+from vnetlab.backends.libvirt_domains import version_text
 from vnetlab.backends.image import SECRETS_FW_CFG, kernel_cmdline
 from vnetlab.errors import VnetlabError
 
@@ -70,8 +71,7 @@ def host_versions() -> str:
     qemu = re.search(r"version (\d+\.\d+\.\d+)", done.stdout)
     if qemu is None:
         raise WarmError(f"cannot read QEMU's version in {done.stdout.strip()!r}")
-    version = libvirt.getVersion()
-    return f"qemu {qemu[1]}, libvirt {version // 1_000_000}.{version // 1000 % 1000}.{version % 1000}"
+    return f"qemu {qemu[1]}, libvirt {version_text(libvirt.getVersion(), 3)}"
 
 
 WARM_LIBVIRT = 9  # the libvirt major version whose restore of vnetlab's save images is proven (Debian 12's 9.0)
@@ -84,8 +84,7 @@ def warm_refused() -> str | None:
     version = libvirt.getVersion()
     if version // 1_000_000 <= WARM_LIBVIRT:
         return None
-    found = f"{version // 1_000_000}.{version // 1000 % 1000}"
-    return f"warm start is proven on libvirt {WARM_LIBVIRT} only; libvirt {found} refused its save images (11.3: 'image magic is incorrect')"
+    return f"warm start is proven on libvirt {WARM_LIBVIRT} only; libvirt {version_text(version)} refused its save images (11.3: 'image magic is incorrect')"
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def diagnose() -> list[Finding]:
     if hv.LIBVIRT_SOCKET.exists():
         try:
             conn = hv.connect()
-            out.append(Finding("qemu:///system", "ok", f"libvirt {conn.getLibVersion() // 1000000}.{conn.getLibVersion() // 1000 % 1000}, QEMU {conn.getVersion() // 1000000}.{conn.getVersion() // 1000 % 1000}"))
+            out.append(Finding("qemu:///system", "ok", f"libvirt {hv.version_text(conn.getLibVersion())}, QEMU {hv.version_text(conn.getVersion())}"))
             conn.close()
         except hv.HypervisorError as exc:
             out.append(Finding("qemu:///system", "fail", str(exc), "libvirtd -d; virtlogd -d"))
