@@ -90,3 +90,12 @@ def test_the_live_rows_show_a_restored_guest_in_the_booted_guests_columns() -> N
     assert "started/restored" in text and progress.restored == {"vm1"}
     vm1 = next(line for line in text.splitlines() if line.strip().startswith("vm1"))
     assert vm1.count("✓") == 2  # restoring and restored: the first two columns
+
+
+def test_the_words_after_the_latest_bars_fit_in_the_picture() -> None:
+    """teardown ends last, and a guest's 'addressed at …' may: their words were cut off at the right edge."""
+    from vnetlab.tools.waterfall import TRAIL, WIDTH
+
+    root = ET.fromstring(waterfall_svg("run", STEPS, EVENTS))
+    trailing = [float(t.get("x")) for t in root.iter(f"{SVG}text") if t.get("fill") == "#555"]
+    assert trailing and max(trailing) + TRAIL - 4 <= WIDTH

@@ -18,6 +18,7 @@ from vnetlab.run.progress import VM_STAGES, StepTiming, VMEvent
 
 WIDTH = 960
 LABEL_WIDTH = 170
+TRAIL = 130  # room right of the latest bar for the words after it ('addressed at 12.34 s'), so they are never cut off
 ROW = 22
 BAR = 14
 TOP = 46
@@ -51,7 +52,7 @@ def waterfall_svg(title: str, steps: Sequence[StepTiming], events: Sequence[VMEv
     for e in events:
         guests.setdefault(e.vm, []).append(e)
     end = max([s.start + s.seconds for s in steps] + [e.at for e in events] + [0.001])
-    scale = (WIDTH - LABEL_WIDTH - 20) / end
+    scale = (WIDTH - LABEL_WIDTH - TRAIL) / end
     rows = len(steps) + len(guests)
     restored = any(e.stage == "restored" for e in events)
     height = TOP + rows * ROW + 70 + (LEGEND_LINE if restored else 0)
