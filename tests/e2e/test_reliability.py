@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import ipaddress
 import signal
 import shlex
+import socket
 import stat
 import time
 import xml.etree.ElementTree as ET
@@ -32,6 +34,7 @@ pytestmark = pytest.mark.e2e
 LAB_PREFIX = "r-"  # for the lab_name fixture
 
 SCENARIO = SCENARIOS_DIR / "two-vm-ping.yaml"
+ETH_P_ALL = 0x0003
 # Checks that last a few seconds (2 x 60 pings), for tests that must act while checks run.
 SLOW_CHECKS = "  - ping: {from: vm1, to: vm2, count: 60}\n  - ping: {from: vm2, to: vm1, count: 60}\n"
 
@@ -405,13 +408,29 @@ def test_a_guest_that_does_not_boot_in_time_fails_with_its_console_tail(labs):
     assert leftovers(lab) == []
 
 
-def _frames_from_guest(ns: str, ifname: str) -> int:
-    def read() -> int:
-        with IPRoute() as ipr:
-            [link] = ipr.get_links(ifname=ifname)
-            return link.get_attr("IFLA_STATS64")["rx_packets"]  # what the guest sent, seen from the tap
+def _arp_listener(ns: str, ifname: str) -> socket.socket:
+    """A packet socket on the tap, opened in the lab's namespace. It takes every frame: the bridge
+    consumes a port's frames before any socket bound to one protocol would see them."""
+    def open_socket() -> socket.socket:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        sock.bind((ifname, ETH_P_ALL))
+        sock.setblocking(False)
+        return sock
 
-    return netns.run_in_namespace(ns, read)
+    return netns.run_in_namespace(ns, open_socket)
+
+
+def _asked_for(sock: socket.socket, address: str) -> bool:
+    """Whether an ARP request for `address` arrived: the ping's first frame. Other frames the
+    guest sends on its own (IPv6 neighbour discovery, say) must not count as the ping starting."""
+    wanted = ipaddress.IPv4Address(address).packed
+    while True:
+        try:
+            frame = sock.recv(2048)
+        except BlockingIOError:
+            return False
+        if len(frame) >= 42 and frame[12:14] == b"\x08\x06" and frame[20:22] == b"\x00\x01" and frame[38:42] == wanted:  # opcode request, target IP
+            return True
 
 
 def test_a_hung_command_in_a_check_fails_within_its_bound_naming_command_and_output(tmp_path, labs):
@@ -425,19 +444,20 @@ def test_a_hung_command_in_a_check_fails_within_its_bound_naming_command_and_out
     xml = ET.parse(Layout().lab_dir(lab) / "guests" / "vm1" / "domain.xml").getroot()
     tap = xml.findall("devices/interface")[1].find("target").get("dev")  # [0] is mgmt0, [1] the br0 NIC
     ns = f"vnl-{lab}"
-    before = _frames_from_guest(ns, tap)
+    arp = _arp_listener(ns, tap)
     conn = libvirt.open("qemu:///system")
     try:
         dom = conn.lookupByName(f"vnl-{lab}-vm1")
         check = start("check", lab)
         started = time.monotonic()
-        wait_until("vm1's first frame of the ping", lambda: _frames_from_guest(ns, tap) > before, check, timeout=60)
+        wait_until("vm1's first frame of the ping", lambda: _asked_for(arp, "10.1.1.99"), check, timeout=60)
         dom.suspend()
         out, err = check.communicate(timeout=120)
         elapsed = time.monotonic() - started
         dom.resume()
     finally:
         conn.close()
+        arp.close()
     assert check.returncode == 1, out + err
     # The lab exists, so the failure is part of the summary (and the report), as for `run`.
     assert f"command '{shlex.join(ping_argv(3, '10.1.1.99'))}' on root@" in out, out + err  # in the check's detail

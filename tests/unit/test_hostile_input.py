@@ -380,8 +380,9 @@ def hostile_free_text(draw) -> Case:
         no_checks(doc)  # a ping to vm2 would have no address to reach
     if path[-1] == "to" and ("{{" in get(doc, path) or "{%" in get(doc, path)):
         return case(doc, (field_of(path), r"template (syntax error|variable|error|not allowed)|expected a VM name or an IPv4 or IPv6 address, got "))  # `to:` may be a template
-    if path[-1] == "to" and "." in get(doc, path):  # vm2.x reads as NODE.NIC
-        return case(doc, (field_of(path), re.escape(message) + r"|'vm2' has no addressed interface named .* \(expected NODE\.NIC like vm2\.eth0; its addressed interfaces: eth0\)$"))
+    if path[-1] == "to" and "." in get(doc, path):  # vm2.x reads as NODE.NIC; vm2'.x names a node vm2' that is not there
+        return case(doc, (field_of(path), re.escape(message) + r"|'vm2' has no addressed interface named .* \(expected NODE\.NIC like vm2\.eth0; its addressed interfaces: eth0\)$"
+                          + r"|no VM named .* \(to: is a node, NODE\.NIC or an IPv4 or IPv6 address\)$"))
     return case(doc, (field_of(path), re.escape(message)))
 
 
