@@ -397,8 +397,8 @@ def start_guests(
                 then(vm, started)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(plan.vms)) as pool:
-            futures = [pool.submit(guest, vm) for vm in plan.vms]
             try:
+                futures = [pool.submit(guest, vm) for vm in plan.vms]  # in the try: an interrupt may land in a submit
                 pending = set(futures)
                 while pending:
                     done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_EXCEPTION)
