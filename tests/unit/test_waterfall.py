@@ -99,3 +99,19 @@ def test_the_words_after_the_latest_bars_fit_in_the_picture() -> None:
     root = ET.fromstring(waterfall_svg("run", STEPS, EVENTS))
     trailing = [float(t.get("x")) for t in root.iter(f"{SVG}text") if t.get("fill") == "#555"]
     assert trailing and max(trailing) + TRAIL - 4 <= WIDTH
+
+
+def test_the_guests_step_row_says_how_the_guests_started() -> None:
+    """The row reads restore when every guest was restored, boot + restore for a mix; report.json's
+    step name stays "boot"."""
+    restored = [VMEvent(vm, stage, at) for vm in ("vm1", "vm2") for stage, at in (("restoring", 0.1), ("restored", 0.4), ("console ready", 0.6))]
+    mixed = restored[:3] + [VMEvent("vm2", "starting", 0.1), VMEvent("vm2", "started", 0.5)]
+
+    def step_row(events) -> str:
+        labels = [t.text for t in ET.fromstring(waterfall_svg("r", STEPS, events)).iter(f"{SVG}text")]
+        return next(label for label in labels if label in ("boot", "restore", "boot + restore"))
+
+    assert step_row(restored) == "restore"
+    assert step_row(mixed) == "boot + restore"
+    assert step_row(EVENTS) == "boot"
+    assert timeline(STEPS, restored)["steps"][0]["name"] == "boot"

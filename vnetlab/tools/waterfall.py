@@ -47,6 +47,15 @@ def timeline(steps: Sequence[StepTiming], events: Sequence[VMEvent]) -> dict:
     }
 
 
+def row_name(step: StepTiming, guests: dict[str, list[VMEvent]]) -> str:
+    """A step's row label: its name, except that the guests' step says how they started. report.json
+    keeps the name "boot" (programs read it); the picture says "restore" when no guest booted."""
+    if step.name != "boot" or not guests:
+        return step.name
+    restored = sum(any(e.stage == "restored" for e in events) for events in guests.values())
+    return "boot" if restored == 0 else "restore" if restored == len(guests) else "boot + restore"
+
+
 def waterfall_svg(title: str, steps: Sequence[StepTiming], events: Sequence[VMEvent]) -> str:
     guests: dict[str, list[VMEvent]] = {}
     for e in events:
@@ -66,7 +75,7 @@ def waterfall_svg(title: str, steps: Sequence[StepTiming], events: Sequence[VMEv
     for s in steps:
         x = LABEL_WIDTH + s.start * scale
         tip = f"{s.label or s.name}: {s.seconds:.2f} s from {s.start:.2f} s" + ("" if s.ok else " (failed)")
-        out.append(f'<text x="10" y="{y + BAR - 2}">{escape(s.name)}</text>')
+        out.append(f'<text x="10" y="{y + BAR - 2}">{escape(row_name(s, guests))}</text>')
         out.append(_bar(x, y, max(1.0, s.seconds * scale), STEP_COLOUR if s.ok else FAILED_COLOUR, tip))
         out.append(f'<text x="{x + max(1.0, s.seconds * scale) + 4:.1f}" y="{y + BAR - 2}" fill="#555">{s.seconds:.2f} s</text>')
         y += ROW
