@@ -473,7 +473,7 @@ def cmd_list(args, out: Console, err: Console) -> int:
 
     model = registry()
     table = Table(title="Scenarios", title_justify="left")
-    for column in ("name", "description", "where"):
+    for column in ("name", "kind", "description", "where"):
         table.add_column(column)
     taken: set[str] = set()
     for found in find_scenarios(search_path(args.scenarios)):
@@ -483,9 +483,10 @@ def cmd_list(args, out: Console, err: Console) -> int:
         taken.add(found.name)
         try:
             s = load_scenario(found.path, model)
-            table.add_row(Text(found.name), Text(s.description), Text(where))
+            kind = "exercise" if s.exercise is not None else "lab"  # an exercise: the student does the work (`vnetlab exercise start`)
+            table.add_row(Text(found.name), Text(kind), Text(s.description), Text(where))
         except ValidationError as exc:
-            table.add_row(Text(found.name), Text(f"invalid: {exc.problems[0]}", style="red"), Text(where))
+            table.add_row(Text(found.name), Text("?"), Text(f"invalid: {exc.problems[0]}", style="red"), Text(where))
     out.print(table)
     return EXIT_OK
 

@@ -22,6 +22,8 @@ def test_help_lists_every_command():
 def test_list_shows_scenarios_with_descriptions():
     out = vnetlab("list").stdout
     assert "two-vm-ping" in out and "ping each other" in out
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in out.splitlines() if line.count("│") >= 4}
+    assert rows["two-vm-ping"] == "lab" and rows["ex-two-vm-ping"] == "exercise"  # which ones a student completes
 
 
 def test_plan_prints_names_and_xml_without_touching_the_system():
