@@ -120,3 +120,97 @@ def test_a_reader_that_goes_away_ends_the_feeder_with_its_error(tmp_path):
     feeder.stop()
     assert out[0] == b"headerQEVM"
     assert isinstance(feeder.error, BrokenPipeError)
+
+
+def _read_exactly(fifo: Path, sizes: tuple[int, ...], out: list[bytes], hold: float = 0.0) -> None:
+    """One opening of the pipe that reads `sizes` bytes, each exactly, as libvirt's saferead() does
+    (unbuffered: a buffered reader would take more from the pipe than it returns); -1: to the end.
+    `hold`: s it keeps the pipe open after its reads."""
+    with fifo.open("rb", buffering=0) as f:
+        for size in sizes:
+            data = b""
+            while size < 0 or len(data) < size:
+                piece = f.read(1 << 20 if size < 0 else size - len(data))
+                if not piece:
+                    break
+                data += piece
+            out.append(data)
+        time.sleep(hold)
+
+
+def _read_as_libvirt_11(fifo: Path, header_len: int, out: list[bytes], pause: float) -> None:
+    """What libvirt 11.2+ does with a save image (qemu_saveimage.c): qemuSaveImageGetMetadata opens it,
+    reads the header and XML block and closes it; qemuSaveImageOpen opens it again, reads the header
+    again and hands the descriptor on (here: reads the rest)."""
+    _read_exactly(fifo, (header_len,), out)
+    time.sleep(pause)  # libvirt parses the XML, checks the ACL, adds the domain
+    _read_exactly(fifo, (header_len, -1), out)
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.2])
+def test_a_reader_that_opens_the_pipe_twice_reads_the_header_each_time_then_the_stream(tmp_path, pause):
+    saved = tmp_path / "warm.save"
+    stream = b"QEVM" + os.urandom(4 << 20)  # more than the pipe holds: the feeder is blocked when the first reader leaves
+    saved.write_bytes(stream)
+    fifo = tmp_path / "vm1.save"
+    make_fifo(fifo)
+    header = build_header(XML, COOKIE)
+    feeder = PipeFeeder(fifo, header, saved, 0, header_reads=2).start()
+    out: list[bytes] = []
+    _read_as_libvirt_11(fifo, len(header), out, pause)
+    feeder.stop()
+    assert feeder.error is None
+    assert out == [header, header, stream]
+    assert feeder.written == 2 * len(header) + len(stream)
+
+
+def test_a_header_written_once_is_not_there_for_a_second_opening(tmp_path):
+    """Why libvirt 11.3 said 'image magic is incorrect': what the feeder wrote after the first
+    reader's header stays in the pipe, and the second opening reads the stream's first bytes."""
+    saved = tmp_path / "warm.save"
+    saved.write_bytes(b"QEVM" + os.urandom(4 << 20))
+    fifo = tmp_path / "vm1.save"
+    make_fifo(fifo)
+    header = build_header(XML, COOKIE)
+    feeder = PipeFeeder(fifo, header, saved, 0).start()
+    out: list[bytes] = []
+    _read_exactly(fifo, (len(header),), out)
+    _read_exactly(fifo, (16,), out)  # at once, as libvirt does: the feeder still holds the pipe
+    feeder.stop()
+    assert out[0][:16] == save_image.MAGIC
+    assert out[1][:4] == b"QEVM"
+
+
+def test_a_reader_that_goes_away_after_the_last_header_ends_the_feeder_with_its_error(tmp_path):
+    saved = tmp_path / "warm.save"
+    saved.write_bytes(b"QEVM" + os.urandom(8 << 20))
+    fifo = tmp_path / "vm1.save"
+    make_fifo(fifo)
+    feeder = PipeFeeder(fifo, b"header", saved, 0, header_reads=2).start()
+    out: list[bytes] = []
+    _read_exactly(fifo, (6,), out)  # its header
+    _read_exactly(fifo, (6, 4), out, hold=0.2)  # its header again and 4 bytes of the stream, then QEMU failed
+    feeder._thread.join(5.0)
+    assert out == [b"header", b"header", b"QEVM"]
+    assert isinstance(feeder.error, BrokenPipeError)
+    feeder.stop()
+
+
+def test_a_feeder_waiting_for_the_second_reader_is_given_up_when_stopped(tmp_path):
+    saved = tmp_path / "warm.save"
+    saved.write_bytes(b"QEVM" + os.urandom(4 << 20))
+    fifo = tmp_path / "vm1.save"
+    make_fifo(fifo)
+    feeder = PipeFeeder(fifo, b"header", saved, 0, header_reads=2).start()
+    out: list[bytes] = []
+    _read_exactly(fifo, (6,), out)  # libvirt refused the image after its first read: no second opening
+    time.sleep(0.05)
+    started = time.monotonic()
+    feeder.stop()
+    assert time.monotonic() - started < 1.0
+    assert not feeder._thread.is_alive() and feeder.error is None
+
+
+def test_a_header_is_read_at_least_once(tmp_path):
+    with pytest.raises(ValueError, match="at least once"):
+        PipeFeeder(tmp_path / "vm1.save", b"header", tmp_path / "warm.save", 0, header_reads=0)

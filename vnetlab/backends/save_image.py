@@ -7,6 +7,14 @@ start"). So one saved guest restores as many guests when each gets a save image 
 own XML in the header, the same stream after it. That image is a named pipe: the header is
 written into it and the stream spliced from the saved file's page cache, so no guest copies the
 stream (tens of MiB) and nothing of it is kept per guest.
+
+libvirt 9.0 opens the image once: it reads the header, then hands the same descriptor to QEMU.
+libvirt 11.2 and later open it twice (qemuSaveImageGetMetadata reads the header and closes, then
+qemuSaveImageOpen opens it again, reads the header again and hands that descriptor to QEMU). A
+pipe keeps what was written into it while its writer holds it open, whoever reads: so the feeder
+never closes it between the two readers and writes the header once per opening, then the stream
+(`header_reads`). Written once, the second opening read the stream's first bytes ("image magic is
+incorrect").
 """
 
 from __future__ import annotations
@@ -14,9 +22,12 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import select
 import struct
+import termios
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,17 +106,22 @@ def build_header(xml: str, cookie: str, *, was_running: bool = True) -> bytes:
 
 
 class PipeFeeder:
-    """Writes a save image into a named pipe while libvirt restores from it: `header`, then the
-    stream of the saved image `source` from `offset` on.
+    """Writes a save image into a named pipe while libvirt restores from it: `header` once for each
+    of the `header_reads` times the reader opens the pipe and reads it, then the stream of the
+    saved image `source` from `offset` on.
 
     The pipe is opened without blocking, so a restore libvirt refused before it opened the pipe
-    never leaves this thread waiting; `stop()` ends it, and a reader that goes away (QEMU failed)
-    ends it with the error kept in `error`."""
+    never leaves this thread waiting; `stop()` ends it. When more than one header is read, a reader
+    that goes away before it read into the stream is waited for to open the pipe again (what it did
+    not read stays in the pipe); a reader that goes away once it read into the stream (QEMU failed),
+    or at all when the header is read once, ends it with the error kept in `error`."""
 
     OPEN_POLL = 0.005  # s between attempts to open the pipe until libvirt has opened it for reading
 
-    def __init__(self, fifo: Path, header: bytes, source: Path, offset: int):
-        self.fifo, self.header, self.source, self.offset = fifo, header, source, offset
+    def __init__(self, fifo: Path, header: bytes, source: Path, offset: int, header_reads: int = 1):
+        if header_reads < 1:
+            raise ValueError(f"a save image's header is read at least once, not {header_reads} times")
+        self.fifo, self.header, self.source, self.offset, self.header_reads = fifo, header, source, offset, header_reads
         self.error: BaseException | None = None
         self.written = 0
         self._stop = threading.Event()
@@ -136,23 +152,59 @@ class PipeFeeder:
             return fd
         return None
 
+    def _reader_back(self, fd: int) -> bool:
+        """After the reader went away: whether one opened the pipe again (before `stop()`). The pipe
+        says POLLERR to its writer while nobody has it open for reading."""
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        while not self._stop.is_set():
+            if not any(events & select.POLLERR for _fd, events in poller.poll(0)):
+                return True
+            time.sleep(self.OPEN_POLL)
+        return False
+
+    _AGAIN = -1  # _moved: the reader went away and another opened the pipe; nothing was written
+
+    def _moved(self, fd: int, move: Callable[[], int]) -> int | None:
+        """`move()`'s bytes written into the pipe; _AGAIN when a reader went away before the stream
+        and another opened the pipe, None when stopped meanwhile. A reader that goes away when the
+        header is read once, or once the stream was being read, raises BrokenPipeError.
+
+        What was read is what was written less what the pipe still holds: counted, not told by
+        which reader went away when (a reader may leave and the next open the pipe before this
+        thread wakes; libvirt's next reader reads headers only, QEMU reads the stream much later)."""
+        try:
+            return move()
+        except BrokenPipeError:
+            read = self.written - struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+            if self.header_reads == 1 or read > self.header_reads * len(self.header):
+                raise
+        return self._AGAIN if self._reader_back(fd) else None
+
     def _run(self) -> None:
         try:
             fd = self._open()
             if fd is None:
                 return
             try:
-                view = memoryview(self.header)
-                while view:
-                    view = view[os.write(fd, view):]
-                self.written = len(self.header)
+                for _ in range(self.header_reads):
+                    view = memoryview(self.header)
+                    while view:
+                        moved = self._moved(fd, lambda: os.write(fd, view))
+                        if moved is None:
+                            return
+                        if moved != self._AGAIN:
+                            view = view[moved:]
+                            self.written += moved
                 with self.source.open("rb") as src:
                     size = os.fstat(src.fileno()).st_size
                     position = self.offset
                     while position < size and not self._stop.is_set():
-                        moved = os.splice(src.fileno(), fd, size - position, offset_src=position)
-                        if moved == 0:
-                            break
+                        moved = self._moved(fd, lambda: os.splice(src.fileno(), fd, size - position, offset_src=position))
+                        if moved is None or moved == 0:
+                            return
+                        if moved == self._AGAIN:
+                            continue
                         position += moved
                         self.written += moved
             finally:

@@ -74,17 +74,29 @@ def host_versions() -> str:
     return f"qemu {qemu[1]}, libvirt {version_text(libvirt.getVersion(), 3)}"
 
 
-WARM_LIBVIRT = 9  # the libvirt major version whose restore of vnetlab's save images is proven (Debian 12's 9.0)
+WARM_LIBVIRT = 9  # the libvirt major version whose restore of vnetlab's save images was proven first (Debian 12's 9.0)
+REOPENING_LIBVIRT = 11_002_000  # from this libvirt on a restore opens the save image twice, reading its header each time (backends/save_image.py)
+
+
+def header_reads(version: int) -> int:
+    """How many times libvirt `version` (packed) reads a save image's header in one restore: once
+    up to 11.1 (qemuSaveImageOpen reads it and hands the descriptor to QEMU), twice from 11.2 on,
+    where the mapped-ram work split that into qemuSaveImageGetMetadata (open, read, close) and
+    qemuSaveImageOpen (open, read again, hand over)."""
+    return 2 if version >= REOPENING_LIBVIRT else 1
 
 
 def warm_refused() -> str | None:
-    """Why this host's libvirt cannot restore vnetlab's save images, or None. Proven on libvirt 9.0;
-    Debian 13's libvirt 11.3 refused the save image the restore streams to it ("image magic is
-    incorrect"), so a newer libvirt boots its guests, saying why, until it is proven there."""
+    """Why this host's libvirt cannot restore vnetlab's save images, or None. Proven on libvirt 9.0
+    (one header read) and on Debian 13's 11.3 (two: header_reads); the releases between them were
+    never run here, so their guests boot, saying why."""
     version = libvirt.getVersion()
-    if version // 1_000_000 <= WARM_LIBVIRT:
+    if version // 1_000_000 <= WARM_LIBVIRT or version >= REOPENING_LIBVIRT:
         return None
-    return f"warm start is proven on libvirt {WARM_LIBVIRT} only; libvirt {version_text(version)} refused its save images (11.3: 'image magic is incorrect')"
+    return (
+        f"warm start is proven on libvirt {WARM_LIBVIRT} and on {version_text(REOPENING_LIBVIRT)} and later, "
+        f"not on libvirt {version_text(version)} (how often it reads a save image's header changed in 11.2)"
+    )
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from vnetlab.backends.image_kinds import FILE
 from vnetlab.backends.keys import generate_client_key, generate_host_key
 from vnetlab.backends.warm_image import (
     DISK_FILE, IDENTITY_SIZE, KIND, SAVE_FILE, SEED_FILE, WARM_MARKER, HostSide, WarmError, WarmImage, cached,
-    host_versions, restore_xml, warm_domain_xml, warm_key, warm_mac, warm_refused,
+    header_reads, host_versions, restore_xml, warm_domain_xml, warm_key, warm_mac, warm_refused,
 )
 from vnetlab.plan.planner import METADATA_NS, Plan, PlannedVM, tap_prefix
 from vnetlab.run.apply import create_tap_recorded, identity_file
@@ -87,6 +87,7 @@ class Restore:
 
     warm: WarmImage
     header: save_image.SaveHeader
+    header_reads: int = 1  # how many times this host's libvirt reads the header of a save image it restores
     how: str = "restore"
 
     def host_side(self, vm: PlannedVM) -> HostSide:
@@ -116,7 +117,7 @@ class Restore:
         fifo = vm.secrets.parent / "restore.save"
         for attempt in range(1, RESTORE_ATTEMPTS + 1):
             save_image.make_fifo(fifo)
-            feeder = save_image.PipeFeeder(fifo, header, self.warm.save, self.header.stream_offset).start()
+            feeder = save_image.PipeFeeder(fifo, header, self.warm.save, self.header.stream_offset, self.header_reads).start()
             try:
                 hv.restore_paused(conn, fifo, vm.domain, timeout=RESTORE_TIMEOUT)
                 break
@@ -133,7 +134,8 @@ class Restore:
 def restorers(images: Mapping[str, WarmImage]) -> dict[str, Restore]:
     """VM → how it is restored, for the guests that have a warm image (the headers read once per image)."""
     headers = {image.key: save_image.read_header(image.save) for image in images.values()}
-    return {vm: Restore(image, headers[image.key]) for vm, image in images.items()}
+    reads = header_reads(libvirt.getVersion())
+    return {vm: Restore(image, headers[image.key], reads) for vm, image in images.items()}
 
 
 # --- making warm images ------------------------------------------------------------------------
