@@ -142,8 +142,8 @@ def test_a_libvirt_between_the_proven_ones_boots_its_guests_and_says_why(monkeyp
     said: list[str] = []
     assert warm.warm_keys(plan, said.append) == {}
     assert said == [
-        f"{vm}: booted, not restored: warm start is proven on libvirt 9 and on 11.2 and later, not on libvirt 10.0"
-        " (how often it reads a save image's header changed in 11.2)" for vm in ("vm1", "vm2")
+        f"{vm}: booted, not restored: warm start restores on libvirt 9 and on 11.2 and later (proven on 9.0 and 11.3);"
+        " libvirt 10.0 was never run with it" for vm in ("vm1", "vm2")
     ]
     for proven in (9_000_000, 11_003_000, 12_000_000):
         monkeypatch.setattr(warm_image.libvirt, "getVersion", lambda proven=proven: proven)

@@ -94,8 +94,8 @@ def warm_refused() -> str | None:
     if version // 1_000_000 <= WARM_LIBVIRT or version >= REOPENING_LIBVIRT:
         return None
     return (
-        f"warm start is proven on libvirt {WARM_LIBVIRT} and on {version_text(REOPENING_LIBVIRT)} and later, "
-        f"not on libvirt {version_text(version)} (how often it reads a save image's header changed in 11.2)"
+        f"warm start restores on libvirt {WARM_LIBVIRT} and on {version_text(REOPENING_LIBVIRT)} and later (proven on 9.0 and 11.3); "
+        f"libvirt {version_text(version)} was never run with it"
     )
 
 
