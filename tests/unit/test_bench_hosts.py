@@ -87,3 +87,18 @@ def test_a_domain_that_was_never_resumed_is_not_counted():
 def test_both_forms_of_the_send_line_are_read(line: str):
     log = "\n".join([_line(1, "Connect monitor to vm=0x1 name='d'"), _line(1, "QEMU_MONITOR_NEW: mon=0xaa fd=3"), _line(9, line), _send("0xaa", "cont")])
     assert qmp_per_start.commands_per_start(log, {"d"}) == {"d": {"qom-get": 1}}
+
+
+def test_the_proof_says_how_each_guest_started_from_its_report(tmp_path):
+    import json
+
+    import prove_labs  # bench/prove_labs.py: it imports bench/soak.py and the suite's labtools, so only here
+
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({
+        "steps": [{"name": "warm", "seconds": 6.44}, {"name": "boot", "seconds": 1.0}],
+        "guests": {"server": {"start": "boot"}, "client": {"start": "restore"}},
+        "timeline": {"guests": {"client": [{"stage": "restoring", "at": 6.5}, {"stage": "restored", "at": 7.71}, {"stage": "SSH", "at": 8.0}]}},
+    }))
+    assert prove_labs.starts(report) == "client restored in 1.21 s, server booted (warm image(s) made first: 6.4 s)"
+    assert prove_labs.starts(tmp_path / "missing.json") == ""
