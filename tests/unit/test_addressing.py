@@ -7,6 +7,7 @@ import ipaddress
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -338,6 +339,48 @@ def test_the_addresses_a_guest_reports_are_kept_only_when_they_are_addresses():
     with pytest.raises(DhcpError) as err:
         wait_for_address(_Guest(out.replace(" tentative", "")), client, 6, client.slaac, 0.0)
     assert "formed fd00:1::77/64 from the advertised prefix" in str(err.value) and "\x1b" not in str(err.value)
+
+
+class _Stimulated:
+    """A guest whose NIC holds its lease and SLAAC address; records what it was asked to run."""
+
+    def __init__(self, client) -> None:
+        self.client, self.commands = client, []
+
+    def run(self, command: str, *, timeout: float = 30.0, stdin: bytes | None = None, check: bool = True):
+        from vnetlab.backends.ssh import CommandResult
+
+        self.commands.append(command)
+        if "route show default" in command:
+            return CommandResult(command, 0, f"default via {self.client.router} dev eth0\n", "")
+        address = self.client.slaac if "ip -6 -o addr" in command else self.client.dhcp
+        return CommandResult(command, 0, f"eth0\n2: eth0    inet{'6' if 'ip -6' in command else ''} {address} scope global \\\n", "")
+
+
+def test_the_ra_stimulus_starts_ipv6_over_and_waits_for_the_address_and_the_lease():
+    from vnetlab.checks.base import CheckContext
+    from vnetlab.features.dhcp import IPV6_OVER, _part, redo_slaac
+
+    plan = plan_of(DUAL, "dual")
+    [client] = [c for c in _part(plan).clients if c.slaac]
+    assert client.dhcp  # d1 leases and forms its SLAAC address: a debian guest's networkd does both
+    guest = _Stimulated(client)
+    redo_slaac(CheckContext(plan, {"d1": guest}, Path(".")), [c.capture for c in plan.scenario.checks if c.capture is not None])
+    over, slaac, lease, route = guest.commands
+    assert over.endswith(IPV6_OVER) and f"mac={client.mac};" in over
+    assert "ip -6 -o addr" in slaac and "ip -4 -o addr" in lease and "ip -4 route show default" in route  # networkd asked for the lease again on the way
+
+
+@pytest.mark.parametrize(("managed", "expect"), [(True, "systemctl restart systemd-networkd\n"), (False, "/proc/sys/net/ipv6/conf/vnl-no-such0/disable_ipv6")])
+def test_ipv6_starts_over_through_networkd_where_it_manages_the_nic(managed, expect):
+    """networkd forms the address where it manages the NIC: switching IPv6 off under it lost the
+    address for good; elsewhere the kernel forms it again once IPv6 is switched off and on."""
+    from vnetlab.features.dhcp import IPV6_OVER
+
+    stubs = 'cat() { echo 7; }; grep() { [ "$managed" = yes ]; }; systemctl() { echo "systemctl $*"; }; dev=vnl-no-such0; '
+    done = subprocess.run(["sh", "-c", stubs + IPV6_OVER], capture_output=True, text=True, env={"managed": "yes" if managed else "no", "PATH": "/usr/bin:/bin"})
+    assert expect in (done.stdout if managed else done.stderr)  # unmanaged: the write is tried (no such NIC here)
+    assert ("systemctl" in done.stdout) == managed
 
 
 def test_an_ipv6_ping_is_graded_on_the_wire_by_its_echo_pairs():
