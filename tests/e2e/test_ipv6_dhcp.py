@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from labtools import leftovers, run_report
+from labtools import DEFAULT_START, leftovers, run_report
 from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils import rdpcap
@@ -29,9 +29,15 @@ def _check(report: dict, start: str) -> dict:
     return next(c for c in report["checks"] if c["name"].startswith(start))
 
 
+def _starts(report: dict) -> dict[str, str]:
+    """VM → how it started (restored from a warm image unless $VNETLAB_COLD: IPv6 needs no boot)."""
+    return {vm: g["start"] for vm, g in report["guests"].items()}
+
+
 def test_ipv6_ndp_shows_arp_broadcast_beside_ndp_multicast(tmp_path, lab_name):
     result, report = run_report(tmp_path, "ipv6-ndp", lab_name)
     _ok(result, report, 7)
+    assert _starts(report) == {"vm1": DEFAULT_START, "vm2": DEFAULT_START}
     capture = _check(report, "capture on br0")
     assert capture["counts"]["ndp_solicitation"] >= 1 and capture["counts"]["ndp_advertisement"] >= 1
     assert capture["counts"]["arp_request"] >= 1 and capture["counts"]["icmp6_echo_pairs"] >= 3
@@ -108,6 +114,7 @@ def test_dual_stack_with_dhcp_and_slaac_on_tiny_from_a_guests_radvd(tmp_path, la
         ),
     )
     assert {g["image"] for g in report["guests"].values()} == {"tiny"}
+    assert _starts(report) == {"vm1": DEFAULT_START, "vm2": DEFAULT_START}
     ra = _check(report, "capture on lan: ra")
     assert ra["counts"]["ra"] >= 1 and "vm1's radvd" in ra["detail"], ra
 
@@ -115,6 +122,7 @@ def test_dual_stack_with_dhcp_and_slaac_on_tiny_from_a_guests_radvd(tmp_path, la
 def test_dual_stack_with_dhcp_and_slaac_on_the_debian_kind(tmp_path, lab_name):
     report = _dual_stack(tmp_path, lab_name, name="deb-dual", image="debian", vm2_image="")
     assert {g["image"] for g in report["guests"].values()} == {"debian"}
+    assert _starts(report) == {"vm1": DEFAULT_START, "vm2": DEFAULT_START}
 
 
 def test_dual_stack_with_dhcp_and_slaac_on_a_users_cloud_image(tmp_path, lab_name):
@@ -123,3 +131,38 @@ def test_dual_stack_with_dhcp_and_slaac_on_a_users_cloud_image(tmp_path, lab_nam
     os.symlink(ensure_cloud_image(), tmp_path / "my-cloud.qcow2")
     report = _dual_stack(tmp_path, lab_name, name="cloud-dual", image="tiny", vm2_image="\n    image: {file: my-cloud.qcow2}")
     assert report["guests"]["vm2"]["image"].startswith("file ") and report["guests"]["vm1"]["image"] == "tiny"
+    assert _starts(report) == {"vm1": DEFAULT_START, "vm2": "boot"}  # a cloud image's DHCP NIC asks at boot
+
+
+CLOUD_SIX = """\
+name: cloud-six
+image: tiny
+bridges:
+  - name: lan
+    subnets: [10.1.1.0/24, fd00:1::/64]
+    ra: {prefix: fd00:1::/64}
+vms:
+  - name: vm1
+    nics: [{bridge: lan, addresses: [10.1.1.2/24, "fd00:1::2/64"]}]
+  - name: vm2
+    image: {file: my-cloud.qcow2}
+    nics: [{bridge: lan, addresses: [10.1.1.3/24, slaac]}]
+checks:
+  - ping: {from: vm1, to: vm2, family: 6}
+  - ping: {from: vm2, to: "fd00:1::2"}
+  - command: {name: vm2 holds its link-local and SLAAC addresses, node: vm2, run: "ip -6 -o addr show dev eth0 | grep -F -- ' {{ vm2.eth0.link_local }}/64 ' && ip -6 -o addr show dev eth0 | grep -F -- ' {{ vm2.eth0.address6 }} '"}
+"""
+
+
+def test_slaac_and_link_local_on_a_users_cloud_image_without_dhcp(tmp_path, lab_name):
+    """A cloud image's guest with no DHCP NIC is restored in an IPv6 lab (unless $VNETLAB_COLD) and
+    forms the link-local and SLAAC addresses of the MAC it took after the restore, not the warm guest's."""
+    os.symlink(ensure_cloud_image(), tmp_path / "my-cloud.qcow2")
+    scenario = tmp_path / "cloud-six.yaml"
+    scenario.write_text(CLOUD_SIX)
+    result, report = run_report(tmp_path, str(scenario), lab_name)
+    _ok(result, report, 3)
+    assert _starts(report) == {"vm1": DEFAULT_START, "vm2": DEFAULT_START}
+    [slaac] = report["features"]["dhcp"]["slaac"]
+    assert slaac["vm"] == "vm2" and slaac["address"].startswith("fd00:1::5054:ff:fe")
+    assert leftovers(lab_name) == []

@@ -7,6 +7,7 @@ import ipaddress
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -340,6 +341,48 @@ def test_the_addresses_a_guest_reports_are_kept_only_when_they_are_addresses():
     assert "formed fd00:1::77/64 from the advertised prefix" in str(err.value) and "\x1b" not in str(err.value)
 
 
+class _Stimulated:
+    """A guest whose NIC holds its lease and SLAAC address; records what it was asked to run."""
+
+    def __init__(self, client) -> None:
+        self.client, self.commands = client, []
+
+    def run(self, command: str, *, timeout: float = 30.0, stdin: bytes | None = None, check: bool = True):
+        from vnetlab.backends.ssh import CommandResult
+
+        self.commands.append(command)
+        if "route show default" in command:
+            return CommandResult(command, 0, f"default via {self.client.router} dev eth0\n", "")
+        address = self.client.slaac if "ip -6 -o addr" in command else self.client.dhcp
+        return CommandResult(command, 0, f"eth0\n2: eth0    inet{'6' if 'ip -6' in command else ''} {address} scope global \\\n", "")
+
+
+def test_the_ra_stimulus_starts_ipv6_over_and_waits_for_the_address_and_the_lease():
+    from vnetlab.checks.base import CheckContext
+    from vnetlab.features.dhcp import IPV6_OVER, _part, redo_slaac
+
+    plan = plan_of(DUAL, "dual")
+    [client] = [c for c in _part(plan).clients if c.slaac]
+    assert client.dhcp  # d1 leases and forms its SLAAC address: a debian guest's networkd does both
+    guest = _Stimulated(client)
+    redo_slaac(CheckContext(plan, {"d1": guest}, Path(".")), [c.capture for c in plan.scenario.checks if c.capture is not None])
+    over, slaac, lease, route = guest.commands
+    assert over.endswith(IPV6_OVER) and f"mac={client.mac};" in over
+    assert "ip -6 -o addr" in slaac and "ip -4 -o addr" in lease and "ip -4 route show default" in route  # networkd asked for the lease again on the way
+
+
+@pytest.mark.parametrize(("managed", "expect"), [(True, "systemctl restart systemd-networkd\n"), (False, "/proc/sys/net/ipv6/conf/vnl-no-such0/disable_ipv6")])
+def test_ipv6_starts_over_through_networkd_where_it_manages_the_nic(managed, expect):
+    """networkd forms the address where it manages the NIC: switching IPv6 off under it lost the
+    address for good; elsewhere the kernel forms it again once IPv6 is switched off and on."""
+    from vnetlab.features.dhcp import IPV6_OVER
+
+    stubs = 'cat() { echo 7; }; grep() { [ "$managed" = yes ]; }; systemctl() { echo "systemctl $*"; }; dev=vnl-no-such0; '
+    done = subprocess.run(["sh", "-c", stubs + IPV6_OVER], capture_output=True, text=True, env={"managed": "yes" if managed else "no", "PATH": "/usr/bin:/bin"})
+    assert expect in (done.stdout if managed else done.stderr)  # unmanaged: the write is tried (no such NIC here)
+    assert ("systemctl" in done.stdout) == managed
+
+
 def test_an_ipv6_ping_is_graded_on_the_wire_by_its_echo_pairs():
     from vnetlab.checks.base import Evidence
     from vnetlab.checks.ping import judge_ping_wire
@@ -377,11 +420,31 @@ def test_a_failing_stimulus_is_kept_as_the_evidence_of_its_captures(monkeypatch,
     assert not result.ok and result.detail.endswith("(before the checks: RuntimeError: no neighbour table)")
 
 
-def test_guests_of_an_ipv6_lab_are_booted_not_restored_from_a_warm_image():
-    """Restored, IPv6 was measured to come late or not at all (docs/images.md): such guests boot."""
+def test_guests_of_an_ipv6_lab_are_restored_from_warm_images_of_every_kind(tmp_path):
+    """Restored tiny, debian and cloud guests form their link-local, static and SLAAC addresses as
+    booted ones do (measured: the same IPv6 sysctls, addresses and routes, warm and --cold; their
+    NICs were down and unaddressed when the warm guest was saved): each is restored. A cloud
+    image's DHCP NIC still boots, for its own reason."""
+    from tests.unit.scenario_helpers import KERNEL
+    from tests.unit.test_image_kinds import bootable_raw
+    from vnetlab.plan.planner import PlanOptions, make_plan
     from vnetlab.run.warm import cold_reason
 
     dual = plan_of(DUAL, "dual")
-    assert all("IPv6 on a restored guest" in (cold_reason(vm) or "") for vm in dual.vms)
+    assert [cold_reason(vm) for vm in dual.vms] == [None] * 4
+    bootable_raw(tmp_path / "cloud.img")
+    text = DUAL.split("vms:")[0] + (
+        "vms:\n"
+        "  - {name: deb, image: debian, nics: [{bridge: lan, addresses: [10.1.1.2/24, slaac]}]}\n"
+        "  - {name: static6, image: {file: cloud.img}, nics: [{bridge: lan, addresses: [10.1.1.3/24, 'fd00:1::3/64']}]}\n"
+        "  - {name: slaac6, image: {file: cloud.img}, nics: [{bridge: lan, address: slaac}]}\n"
+        "  - {name: leases, image: {file: cloud.img}, nics: [{bridge: lan, addresses: [dhcp, slaac]}]}\n"
+    )
+    (tmp_path / "lab.yaml").write_text(text)
+    kinds = make_plan(parse_scenario(text, str(tmp_path / "lab.yaml")), "kinds", PlanOptions(kernel=KERNEL))
+    assert all(n.link_local for vm in kinds.vms for n in vm.nics)  # the lab uses IPv6
+    reasons = {vm.name: cold_reason(vm) for vm in kinds.vms}
+    assert reasons.pop("leases").startswith("a cloud image's DHCP NIC asks through cloud-init")
+    assert reasons == {"deb": None, "static6": None, "slaac6": None}
     v4 = plan_of("name: v4\nbridges:\n  - {name: lan, subnet: 10.1.1.0/24, dhcp: {range: 10.1.1.100-10.1.1.200}}\nvms:\n  - {name: vm1, nics: [{bridge: lan, address: dhcp}]}\n", "v4")
     assert [cold_reason(vm) for vm in v4.vms] == [None]  # a tiny guest leasing IPv4 is restored (libvirt-nat-vs-bridge passed so)

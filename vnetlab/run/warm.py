@@ -52,8 +52,6 @@ def cold_reason(vm: PlannedVM) -> str | None:
         return f"it runs on hypervisor {vm.host}"
     if vm.shares:
         return "it mounts host folders (shares:), which QEMU cannot save while mounted"
-    if any(n.link_local for n in vm.nics):
-        return "IPv6 on a restored guest is not proven yet (restored, a debian guest formed no SLAAC address and a tiny one's first IPv6 ping left from its link-local address)"
     if vm.image.kind == FILE and any(n.dhcp for n in vm.nics):
         return "a cloud image's DHCP NIC asks through cloud-init's network config at boot, which a restored guest does not run"
     return None
