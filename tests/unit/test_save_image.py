@@ -76,6 +76,15 @@ def _read_all(fifo: Path, out: list[bytes], limit: int | None = None) -> None:
         out.append(f.read() if limit is None else f.read(limit))
 
 
+def _feeding(tmp_path: Path, saved_bytes: bytes, header: bytes, *, header_reads: int = 1) -> tuple[Path, PipeFeeder]:
+    """A warm save of `saved_bytes` (its stream at offset 0), a fresh pipe, and a feeder started on them."""
+    saved = tmp_path / "warm.save"
+    saved.write_bytes(saved_bytes)
+    fifo = tmp_path / "vm1.save"
+    make_fifo(fifo)
+    return fifo, PipeFeeder(fifo, header, saved, 0, header_reads=header_reads).start()
+
+
 def test_the_pipe_gets_the_new_header_then_the_saved_stream_unchanged(tmp_path):
     saved = tmp_path / "warm.save"
     stream = b"QEVM" + os.urandom(3 << 20)
@@ -95,11 +104,7 @@ def test_the_pipe_gets_the_new_header_then_the_saved_stream_unchanged(tmp_path):
 
 
 def test_a_pipe_nobody_opens_is_given_up_at_once_when_stopped(tmp_path):
-    saved = tmp_path / "warm.save"
-    saved.write_bytes(build_header(XML, COOKIE) + b"QEVM")
-    fifo = tmp_path / "vm1.save"
-    make_fifo(fifo)
-    feeder = PipeFeeder(fifo, b"header", saved, 0).start()
+    fifo, feeder = _feeding(tmp_path, build_header(XML, COOKIE) + b"QEVM", b"header")
     time.sleep(0.05)
     started = time.monotonic()
     feeder.stop()
@@ -108,11 +113,7 @@ def test_a_pipe_nobody_opens_is_given_up_at_once_when_stopped(tmp_path):
 
 
 def test_a_reader_that_goes_away_ends_the_feeder_with_its_error(tmp_path):
-    saved = tmp_path / "warm.save"
-    saved.write_bytes(b"QEVM" + os.urandom(8 << 20))  # more than a pipe holds
-    fifo = tmp_path / "vm1.save"
-    make_fifo(fifo)
-    feeder = PipeFeeder(fifo, b"header", saved, 0).start()
+    fifo, feeder = _feeding(tmp_path, b"QEVM" + os.urandom(8 << 20), b"header")  # more than a pipe holds
     out: list[bytes] = []
     reader = threading.Thread(target=_read_all, args=(fifo, out, 10))
     reader.start()
@@ -150,13 +151,9 @@ def _read_as_libvirt_11(fifo: Path, header_len: int, out: list[bytes], pause: fl
 
 @pytest.mark.parametrize("pause", [0.0, 0.2])
 def test_a_reader_that_opens_the_pipe_twice_reads_the_header_each_time_then_the_stream(tmp_path, pause):
-    saved = tmp_path / "warm.save"
     stream = b"QEVM" + os.urandom(4 << 20)  # more than the pipe holds: the feeder is blocked when the first reader leaves
-    saved.write_bytes(stream)
-    fifo = tmp_path / "vm1.save"
-    make_fifo(fifo)
     header = build_header(XML, COOKIE)
-    feeder = PipeFeeder(fifo, header, saved, 0, header_reads=2).start()
+    fifo, feeder = _feeding(tmp_path, stream, header, header_reads=2)
     out: list[bytes] = []
     _read_as_libvirt_11(fifo, len(header), out, pause)
     feeder.stop()
@@ -168,12 +165,8 @@ def test_a_reader_that_opens_the_pipe_twice_reads_the_header_each_time_then_the_
 def test_a_header_written_once_is_not_there_for_a_second_opening(tmp_path):
     """Why libvirt 11.3 said 'image magic is incorrect': what the feeder wrote after the first
     reader's header stays in the pipe, and the second opening reads the stream's first bytes."""
-    saved = tmp_path / "warm.save"
-    saved.write_bytes(b"QEVM" + os.urandom(4 << 20))
-    fifo = tmp_path / "vm1.save"
-    make_fifo(fifo)
     header = build_header(XML, COOKIE)
-    feeder = PipeFeeder(fifo, header, saved, 0).start()
+    fifo, feeder = _feeding(tmp_path, b"QEVM" + os.urandom(4 << 20), header)
     with fifo.open("rb", buffering=0) as first:
         head = first.read(len(header))
         second = fifo.open("rb", buffering=0)  # libvirt's second opening, before the feeder saw the first go
@@ -185,11 +178,7 @@ def test_a_header_written_once_is_not_there_for_a_second_opening(tmp_path):
 
 
 def test_a_reader_that_goes_away_after_the_last_header_ends_the_feeder_with_its_error(tmp_path):
-    saved = tmp_path / "warm.save"
-    saved.write_bytes(b"QEVM" + os.urandom(8 << 20))
-    fifo = tmp_path / "vm1.save"
-    make_fifo(fifo)
-    feeder = PipeFeeder(fifo, b"header", saved, 0, header_reads=2).start()
+    fifo, feeder = _feeding(tmp_path, b"QEVM" + os.urandom(8 << 20), b"header", header_reads=2)
     out: list[bytes] = []
     _read_exactly(fifo, (6,), out)  # its header
     _read_exactly(fifo, (6, 4), out, hold=0.2)  # its header again and 4 bytes of the stream, then QEMU failed
@@ -200,11 +189,7 @@ def test_a_reader_that_goes_away_after_the_last_header_ends_the_feeder_with_its_
 
 
 def test_a_feeder_waiting_for_the_second_reader_is_given_up_when_stopped(tmp_path):
-    saved = tmp_path / "warm.save"
-    saved.write_bytes(b"QEVM" + os.urandom(4 << 20))
-    fifo = tmp_path / "vm1.save"
-    make_fifo(fifo)
-    feeder = PipeFeeder(fifo, b"header", saved, 0, header_reads=2).start()
+    fifo, feeder = _feeding(tmp_path, b"QEVM" + os.urandom(4 << 20), b"header", header_reads=2)
     out: list[bytes] = []
     _read_exactly(fifo, (6,), out)  # libvirt refused the image after its first read: no second opening
     time.sleep(0.05)
