@@ -23,10 +23,15 @@ from __future__ import annotations
 import json
 import math
 import re
+from typing import TYPE_CHECKING
 
-import regex
-
+from vnetlab.lazy import LazyModule
 from vnetlab.printable import printable
+
+if TYPE_CHECKING:
+    import regex
+else:  # imported at the first pattern compiled (~60 ms): a lab without `pattern:` checks never needs it
+    regex = LazyModule("regex")
 
 MAX_LINE = 4096  # characters of one line looked at; real lines are < 400 (ip -o link with altnames)
 MAX_LINES = 2000  # lines looked at; ping -c is at most 100 here, wg/ip listings are a few dozen lines

@@ -8,8 +8,6 @@ import os
 import shutil
 import ssl
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +177,9 @@ def _follow(record: ClassRecord, err: Console) -> bool:
 
 def api(record: ClassRecord, method: str, path: str, body: dict | None = None, *, timeout: float = 30.0) -> tuple[int, Any]:
     """The server's API as the teacher, over the address it listens on (loopback for 0.0.0.0 / ::)."""
+    import urllib.error
+    import urllib.request  # here: every command line builds the classroom's parser, few call its server
+
     from vnetlab.classroom.server import parse_listen
 
     host, port = parse_listen(record.listen)

@@ -11,10 +11,32 @@ proof that an exercise is solvable (`prove`), and grading bundles from their evi
     ExerciseLab("ex-two-vm-ping-alice", registry()).down()
 """
 
-from vnetlab.exercise.grading import Gradebook, GradedBundle, grade
-from vnetlab.exercise.lab import Briefing, ExerciseLab, ExerciseStatus, Hint, TaskOutcome, exercise_labs, lab_name
-from vnetlab.exercise.proof import Proof, prove
-from vnetlab.exercise.state import ExerciseError, ExerciseInputError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vnetlab.exercise.grading import Gradebook, GradedBundle, grade
+    from vnetlab.exercise.lab import Briefing, ExerciseLab, ExerciseStatus, Hint, TaskOutcome, exercise_labs, lab_name
+    from vnetlab.exercise.proof import Proof, prove
+    from vnetlab.exercise.state import ExerciseError, ExerciseInputError
+
+# Each name, from the module that defines it, imported at its first use: `vnetlab run` loads the
+# exercise feature (for its scenario section) through vnetlab.exercise.content, and needs none of these.
+_MODULE_OF = {
+    "Gradebook": "grading", "GradedBundle": "grading", "grade": "grading",
+    "Briefing": "lab", "ExerciseLab": "lab", "ExerciseStatus": "lab", "Hint": "lab", "TaskOutcome": "lab", "exercise_labs": "lab", "lab_name": "lab",
+    "Proof": "proof", "prove": "proof",
+    "ExerciseError": "state", "ExerciseInputError": "state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+
 
 __all__ = [
     "Briefing", "ExerciseError", "ExerciseInputError", "ExerciseLab", "ExerciseStatus", "Gradebook", "GradedBundle", "Hint", "Proof",

@@ -278,7 +278,7 @@ def setup_lines(plan: Plan) -> list[str]:
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    from vnetlab.exercise.terminal import add_arguments
+    from vnetlab.exercise.arguments import add_arguments
 
     add_arguments(parser)
 
