@@ -392,8 +392,10 @@ def make_plan(scenario: Any, lab: str, options: PlanOptions | None = None) -> Pl
             nics=planned,
             secrets=guest_dir / "secrets.cpio",
             console_log=guest_dir / "console.log",
-            cmdline=kernel_cmdline(name, mgmt.mac, mgmt.cidr or "", [(n.mac, n.guest_name) for n in planned], disk_root=ref.kind == DEBIAN, ipv6=ipv6 and role == "vm")
-            if boots_kernel else "",
+            cmdline=" ".join((
+                kernel_cmdline(name, mgmt.mac, mgmt.cidr or "", [(n.mac, n.guest_name) for n in planned], disk_root=ref.kind == DEBIAN, ipv6=ipv6 and role == "vm"),
+                *(ref.info.tcg_boot_args if options.domain_type == "qemu" else ()),
+            )) if boots_kernel else "",
             image=ref,
             boot=options.image(ref),
             disk=guest_dir / "disk.qcow2" if has_disk else None,
