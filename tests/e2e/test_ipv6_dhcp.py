@@ -120,7 +120,16 @@ def test_dual_stack_with_dhcp_and_slaac_on_tiny_from_a_guests_radvd(tmp_path, la
 
 
 def test_dual_stack_with_dhcp_and_slaac_on_the_debian_kind(tmp_path, lab_name):
-    report = _dual_stack(tmp_path, lab_name, name="deb-dual", image="debian", vm2_image="")
+    """vm2's systemd-networkd leases, takes the router option, and vnetlab writes the lease's DNS
+    servers to /etc/resolv.conf (networkd keeps them only in its lease file)."""
+    report = _dual_stack(
+        tmp_path, lab_name, name="deb-dual", image="debian", vm2_image="",
+        dhcp_options=", router: 10.1.1.2, dns: [10.1.1.53, 10.1.1.54]",
+        extra_checks=(
+            '\n  - command: {name: vm2 took the router and DNS options, node: vm2, run: "ip -4 route show default; cat /etc/resolv.conf",'
+            ' expect: {stdout: "default via 10\\\\.1\\\\.1\\\\.2 dev eth0(.|\\\\n)*nameserver 10\\\\.1\\\\.1\\\\.53\\\\nnameserver 10\\\\.1\\\\.1\\\\.54"}}\n'
+        ),
+    )
     assert {g["image"] for g in report["guests"].values()} == {"debian"}
     assert _starts(report) == {"vm1": DEFAULT_START, "vm2": DEFAULT_START}
 

@@ -595,6 +595,22 @@ def wait_for_lease(ssh: GuestSSH, client: PlannedClient, timeout: float) -> None
         time.sleep(0.5)
 
 
+# systemd-networkd keeps a lease's DNS servers in its lease file but writes no /etc/resolv.conf
+# (that is systemd-resolved's, which the debian kind does not have): the servers the lease gave,
+# as udhcpc's hook writes them in the tiny guest. Nothing when the lease named none.
+NETWORKD_DNS = (
+    'i=$(cat /sys/class/net/"$dev"/ifindex); dns=$(sed -n "s/^DNS=//p" /run/systemd/netif/leases/"$i" 2>/dev/null); '
+    'if [ -n "$dns" ]; then for s in $dns; do echo "nameserver $s"; done > /etc/resolv.conf; fi'
+)
+
+
+def adopt_dns(ssh: GuestSSH, client: PlannedClient) -> None:
+    """A networkd-managed NIC's lease: its DNS servers into /etc/resolv.conf."""
+    result = ssh.run(f"{find_nic(client.mac)}; {NETWORKD_DNS}", timeout=15.0, check=False)
+    if result.exit_code != 0:
+        raise DhcpError(f"{client.vm} {client.nic}: could not write the lease's DNS servers to /etc/resolv.conf (exit {result.exit_code}): {excerpt(result.stdout + result.stderr)}")
+
+
 def configure_client(plan: Plan, ssh: GuestSSH, clients: list[PlannedClient]) -> None:
     ipv6 = any(n.link_local for n in plan.vm(clients[0].vm).nics)
     for client in clients:
@@ -606,6 +622,8 @@ def configure_client(plan: Plan, ssh: GuestSSH, clients: list[PlannedClient]) ->
     for client in clients:
         if client.dhcp:
             wait_for_lease(ssh, client, LEASE_WAIT)
+            if client.kind == DEBIAN:
+                adopt_dns(ssh, client)
         if client.slaac:
             wait_for_address(ssh, client, 6, client.slaac, SLAAC_WAIT)
 
@@ -824,7 +842,7 @@ def explain_guest_lines(plan: Plan) -> list[str]:
             if c.kind == TINY:
                 lines.append(guest_line(c.vm, f"udhcpc -i {c.nic} -s {SCRIPT_PATH} -x hostname:{c.vm}    # the script sets what the server gives; leased: {c.dhcp}"))
             elif c.kind == DEBIAN:
-                lines.append(guest_line(c.vm, f"# systemd-networkd: /run/systemd/network/10-vnetlab-{c.nic}.network with DHCP=ipv4, then systemctl restart systemd-networkd; leased: {c.dhcp}"))
+                lines.append(guest_line(c.vm, f"# systemd-networkd: /run/systemd/network/10-vnetlab-{c.nic}.network with DHCP=ipv4, then systemctl restart systemd-networkd; leased: {c.dhcp}; its DNS servers (DNS= in /run/systemd/netif/leases/IFINDEX) into /etc/resolv.conf"))
             else:
                 lines.append(guest_line(c.vm, f"# cloud-init's network-config asks at boot (dhcp4: true for {c.nic}); leased: {c.dhcp}"))
         if c.slaac:
