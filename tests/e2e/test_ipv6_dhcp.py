@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from labtools import DEFAULT_START, leftovers, run_report
+from labtools import DEFAULT_START, leftovers, run_report, vnetlab
 from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils import rdpcap
@@ -119,8 +119,37 @@ def test_dual_stack_with_dhcp_and_slaac_on_tiny_from_a_guests_radvd(tmp_path, la
     assert ra["counts"]["ra"] >= 1 and "vm1's radvd" in ra["detail"], ra
 
 
+def test_inspect_shows_a_guests_radvd_and_flags_it_stopped(tmp_path, lab_name):
+    """`vnetlab inspect` asks a router guest whether its radvd runs (and forwards IPv6), and says
+    so when a student (root in the guest) stopped it."""
+    scenario = tmp_path / "radvd.yaml"
+    scenario.write_text(DUAL_STACK.format(ra_from=", from: vm1", dhcp_options="", extra_checks="", name="tiny-radvd", image="tiny", vm2_image=""))
+    try:
+        up = vnetlab("up", str(scenario), "--name", lab_name)
+        assert up.returncode == 0, up.stdout + up.stderr
+        inspect = vnetlab("inspect", lab_name)
+        assert inspect.returncode == 0, inspect.stdout
+        assert "radvd in vm1" in inspect.stdout and "radvd pid " in inspect.stdout and "forwarding 1" in inspect.stdout, inspect.stdout
+        stop = vnetlab("exec", lab_name, "vm1", "--", "sh", "-c", "kill $(cat /run/vnetlab/radvd.pid)")
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        inspect = vnetlab("inspect", lab_name)
+        assert inspect.returncode == 1 and "radvd does not run in vm1" in inspect.stdout, inspect.stdout
+    finally:
+        vnetlab("down", lab_name)
+    assert leftovers(lab_name) == []
+
+
 def test_dual_stack_with_dhcp_and_slaac_on_the_debian_kind(tmp_path, lab_name):
-    report = _dual_stack(tmp_path, lab_name, name="deb-dual", image="debian", vm2_image="")
+    """vm2's systemd-networkd leases, takes the router option, and vnetlab writes the lease's DNS
+    servers to /etc/resolv.conf (networkd keeps them only in its lease file)."""
+    report = _dual_stack(
+        tmp_path, lab_name, name="deb-dual", image="debian", vm2_image="",
+        dhcp_options=", router: 10.1.1.2, dns: [10.1.1.53, 10.1.1.54]",
+        extra_checks=(
+            '\n  - command: {name: vm2 took the router and DNS options, node: vm2, run: "ip -4 route show default; cat /etc/resolv.conf",'
+            ' expect: {stdout: "default via 10\\\\.1\\\\.1\\\\.2 dev eth0(.|\\\\n)*nameserver 10\\\\.1\\\\.1\\\\.53\\\\nnameserver 10\\\\.1\\\\.1\\\\.54"}}\n'
+        ),
+    )
     assert {g["image"] for g in report["guests"].values()} == {"debian"}
     assert _starts(report) == {"vm1": DEFAULT_START, "vm2": DEFAULT_START}
 

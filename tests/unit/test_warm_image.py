@@ -309,3 +309,39 @@ def test_a_booted_guests_nics_are_only_renamed(tmp_path):
         "link set dev eth1 name vnltmp0", "link set dev eth0 name vnltmp1", "link set dev vnltmp0 name mgmt0", "link set dev vnltmp1 name eth0",
         "link set lo up", "addr add 10.0.0.2/24 dev mgmt0", "link set mgmt0 up",
     ]
+
+
+def test_a_restored_guests_lo_is_not_brought_up_again(tmp_path):
+    """The warm guest brought lo up before its save (IFF_UP in its flags): one exec fewer after each restore."""
+    net = _nics(tmp_path, {"eth0": "52:54:00:00:00:0a"})
+    (net / "lo").mkdir()
+    (net / "lo" / "flags").write_text("0x9\n")
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text("vnl.host=vm1 vnl.mgmt=52:54:00:00:00:0a,10.0.0.2/24\n")
+    log = tmp_path / "ip.log"
+    _shell(f"export IP_LOG={log}; . {RECIPE_DIR / 'guest/lib/vnetlab/boot.sh'}; {FAKE_IP}sys_net={net}; read_command_line {cmdline}; name_nics")
+    assert log.read_text().splitlines() == ["link set dev eth0 name vnltmp0", "link set dev vnltmp0 name mgmt0", "addr add 10.0.0.2/24 dev mgmt0", "link set mgmt0 up"]
+
+
+TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+
+
+@pytest.mark.parametrize(
+    "sockets, listens",
+    [
+        (["   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1234 1"], True),
+        (["   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1",
+          "   1: 0A00000F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1"], True),
+        (["   0: 00000000:08AE 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1"], False),  # port 2222
+        (["   0: 0A00000F:0016 0A000001:C350 06 00000000:00000000 00:00000000 00000000     0        0 0 1"], False),  # port 22, TIME_WAIT
+        (["   0: 0A000001:0016 0A00000F:0016 01 00000000:00000000 00:00000000 00000000     0        0 0 1"], False),  # established, not listening
+        ([], False),
+    ],
+    ids=["listening", "listening on an address", "another port", "time-wait", "established", "no socket"],
+)
+@pytest.mark.parametrize("shell", ["busybox ash", "bash"])
+def test_sshd_listens_reads_proc_net_tcp_for_a_listening_port_22(tmp_path, sockets, listens, shell):
+    tcp = tmp_path / "tcp"
+    tcp.write_text(TCP_HEADER + "".join(line + "\n" for line in sockets))
+    out = _shell(f". {RECIPE_DIR / 'guest/lib/vnetlab/boot.sh'}; proc_net_tcp={tcp}; if sshd_listens; then echo yes; else echo no; fi", shell)
+    assert out.strip() == ("yes" if listens else "no")

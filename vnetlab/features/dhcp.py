@@ -55,7 +55,7 @@ from vnetlab.model.typed_yaml import spec
 from vnetlab.model.validate import Rules, feature_nodes, vm_image
 from vnetlab.plan.planner import Plan, PlanContext, PlannedNic, PlanPart, Resource
 from vnetlab.run.apply import ApplyContext
-from vnetlab.run.configure import find_nic
+from vnetlab.run.configure import find_nic, open_ssh
 from vnetlab.run.state import LabState, RecordedResource
 from vnetlab.tools.explain import Section, guest_line, sh
 from vnetlab.tools.inspect import InspectRow
@@ -595,6 +595,22 @@ def wait_for_lease(ssh: GuestSSH, client: PlannedClient, timeout: float) -> None
         time.sleep(0.5)
 
 
+# systemd-networkd keeps a lease's DNS servers in its lease file but writes no /etc/resolv.conf
+# (that is systemd-resolved's, which the debian kind does not have): the servers the lease gave,
+# as udhcpc's hook writes them in the tiny guest. Nothing when the lease named none.
+NETWORKD_DNS = (
+    'i=$(cat /sys/class/net/"$dev"/ifindex); dns=$(sed -n "s/^DNS=//p" /run/systemd/netif/leases/"$i" 2>/dev/null); '
+    'if [ -n "$dns" ]; then for s in $dns; do echo "nameserver $s"; done > /etc/resolv.conf; fi'
+)
+
+
+def adopt_dns(ssh: GuestSSH, client: PlannedClient) -> None:
+    """A networkd-managed NIC's lease: its DNS servers into /etc/resolv.conf."""
+    result = ssh.run(f"{find_nic(client.mac)}; {NETWORKD_DNS}", timeout=15.0, check=False)
+    if result.exit_code != 0:
+        raise DhcpError(f"{client.vm} {client.nic}: could not write the lease's DNS servers to /etc/resolv.conf (exit {result.exit_code}): {excerpt(result.stdout + result.stderr)}")
+
+
 def configure_client(plan: Plan, ssh: GuestSSH, clients: list[PlannedClient]) -> None:
     ipv6 = any(n.link_local for n in plan.vm(clients[0].vm).nics)
     for client in clients:
@@ -606,11 +622,14 @@ def configure_client(plan: Plan, ssh: GuestSSH, clients: list[PlannedClient]) ->
     for client in clients:
         if client.dhcp:
             wait_for_lease(ssh, client, LEASE_WAIT)
+            if client.kind == DEBIAN:
+                adopt_dns(ssh, client)
         if client.slaac:
             wait_for_address(ssh, client, 6, client.slaac, SLAAC_WAIT)
 
 
 RADVD_CONF = "/run/vnetlab/radvd.conf"
+RADVD_PID = "/run/vnetlab/radvd.pid"
 
 
 def radvd_conf(radvd: tuple[PlannedRadvd, ...]) -> str:
@@ -626,11 +645,35 @@ def start_radvd(ssh: GuestSSH, vm: str, radvd: tuple[PlannedRadvd, ...]) -> None
     ssh.run(f"mkdir -p /run/vnetlab && cat > {RADVD_CONF}", stdin=radvd_conf(radvd).encode(), timeout=15.0)
     result = ssh.run(
         "command -v radvd >/dev/null || { echo 'radvd is not installed in this guest' >&2; exit 127; }; "
-        f"echo 1 > /proc/sys/net/ipv6/conf/all/forwarding && radvd -C {RADVD_CONF} -p /run/vnetlab/radvd.pid -m logfile -l /run/vnetlab/radvd.log",
+        f"echo 1 > /proc/sys/net/ipv6/conf/all/forwarding && radvd -C {RADVD_CONF} -p {RADVD_PID} -m logfile -l /run/vnetlab/radvd.log",
         timeout=30.0, check=False,
     )
     if result.exit_code != 0:
         raise DhcpError(f"{vm}: radvd did not start (exit {result.exit_code}): {excerpt(result.stdout + result.stderr)}")
+
+
+def radvd_rows(plan: Plan, radvd: tuple[PlannedRadvd, ...]) -> list[InspectRow]:
+    """A router guest's radvd (`ra: {from: VM}`): running (its pid file names a live process) and
+    forwarding on, asked over the guest's SSH."""
+    rows = []
+    for vm, routers in _by_vm(radvd).items():
+        label = f"radvd in {vm}"
+        planned = "; ".join(f"{r.prefix} on {r.nic} ({r.bridge})" for r in routers)
+        try:
+            ssh = open_ssh(plan, plan.vm(vm), time.monotonic() + 10.0)
+        except VnetlabError as exc:
+            rows.append(InspectRow(label, planned, "unknown", [f"cannot reach {vm}: {exc}"]))
+            continue
+        try:
+            out = ssh.run(f"p=$(cat {RADVD_PID} 2>/dev/null); [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null && echo \"pid $p\" || echo 'not running'; cat /proc/sys/net/ipv6/conf/all/forwarding", timeout=10.0, check=False).stdout.split("\n")
+        finally:
+            ssh.close()
+        running, forwarding = (out + ["", ""])[:2]
+        problems = [] if running.startswith("pid ") else [f"radvd does not run in {vm}"]
+        if forwarding.strip() != "1":
+            problems.append(f"IPv6 forwarding is off in {vm}")
+        rows.append(InspectRow(label, planned, f"radvd {running.strip()}; forwarding {forwarding.strip() or '?'}", problems))
+    return rows
 
 
 def leases(plan: Plan) -> list[dict[str, object]]:
@@ -824,7 +867,7 @@ def explain_guest_lines(plan: Plan) -> list[str]:
             if c.kind == TINY:
                 lines.append(guest_line(c.vm, f"udhcpc -i {c.nic} -s {SCRIPT_PATH} -x hostname:{c.vm}    # the script sets what the server gives; leased: {c.dhcp}"))
             elif c.kind == DEBIAN:
-                lines.append(guest_line(c.vm, f"# systemd-networkd: /run/systemd/network/10-vnetlab-{c.nic}.network with DHCP=ipv4, then systemctl restart systemd-networkd; leased: {c.dhcp}"))
+                lines.append(guest_line(c.vm, f"# systemd-networkd: /run/systemd/network/10-vnetlab-{c.nic}.network with DHCP=ipv4, then systemctl restart systemd-networkd; leased: {c.dhcp}; its DNS servers (DNS= in /run/systemd/netif/leases/IFINDEX) into /etc/resolv.conf"))
             else:
                 lines.append(guest_line(c.vm, f"# cloud-init's network-config asks at boot (dhcp4: true for {c.nic}); leased: {c.dhcp}"))
         if c.slaac:
@@ -943,4 +986,4 @@ class Dhcp(Feature):
             what = " and ".join(w for w, on in (("dhcp", s.config.range_start), ("ra", s.config.ra_prefix)) if on)
             planned = ", ".join(p for p in (f"{s.config.range_start}-{s.config.range_end}" if s.config.range_start else "", s.config.ra_prefix or "") if p)
             rows.append(InspectRow(f"{what} on {s.bridge}", planned, state, problems))
-        return rows
+        return rows + radvd_rows(plan, part.radvd)

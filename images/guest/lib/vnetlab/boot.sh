@@ -13,6 +13,7 @@ export PATH=/sbin:/usr/sbin:/bin:/usr/bin
 # of a fixed size, restored guests).
 secrets=/sys/firmware/qemu_fw_cfg/by_name/opt/vnetlab/secrets/raw
 sys_net=${sys_net:-/sys/class/net}  # the NICs (another folder only in vnetlab's tests)
+proc_net_tcp=${proc_net_tcp:-/proc/net/tcp}  # the TCP sockets (another file only in vnetlab's tests)
 
 fail() {
 	echo "VNETLAB-FAILED host=${host:-?} reason=$*" > /dev/ttyS0
@@ -122,7 +123,7 @@ become_host() {
 sshd_listens() {
 	while read -r _ local _ state _; do
 		case "$local" in *:0016) [ "$state" = 0A ] && return 0 ;; esac
-	done < /proc/net/tcp
+	done < "$proc_net_tcp"
 	return 1
 }
 
