@@ -130,7 +130,7 @@ def test_inspect_shows_a_guests_radvd_and_flags_it_stopped(tmp_path, lab_name):
         inspect = vnetlab("inspect", lab_name)
         assert inspect.returncode == 0, inspect.stdout
         assert "radvd in vm1" in inspect.stdout and "radvd pid " in inspect.stdout and "forwarding 1" in inspect.stdout, inspect.stdout
-        stop = vnetlab("exec", lab_name, "vm1", "--", "sh", "-c", "kill $(cat /run/vnetlab/radvd.pid)")
+        stop = vnetlab("exec", lab_name, "vm1", "--", "kill $(cat /run/vnetlab/radvd.pid)")  # one word: joined as ssh joins them
         assert stop.returncode == 0, stop.stdout + stop.stderr
         inspect = vnetlab("inspect", lab_name)
         assert inspect.returncode == 1 and "radvd does not run in vm1" in inspect.stdout, inspect.stdout
