@@ -38,7 +38,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
 
 
-__all__ = [
-    "Briefing", "ExerciseError", "ExerciseInputError", "ExerciseLab", "ExerciseStatus", "Gradebook", "GradedBundle", "Hint", "Proof",
-    "TaskOutcome", "exercise_labs", "grade", "lab_name", "prove",
-]
+__all__ = sorted(_MODULE_OF)

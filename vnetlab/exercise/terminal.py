@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from vnetlab.exercise.arguments import add_arguments  # noqa: F401 — `vnetlab exercise`'s arguments, where they were
 from vnetlab.exercise.grading import grade
 from vnetlab.exercise.lab import ExerciseLab, TaskOutcome, exercise_labs
 from vnetlab.exercise.proof import prove
 from vnetlab.exercise.state import ExerciseError, ExerciseInputError
-from vnetlab.model.params import DEFAULT_STUDENT
 from vnetlab.model.typed_yaml import ValidationError
 from vnetlab.model.validate import load_scenario
 from vnetlab.paths import Layout, find_scenarios, search_path

@@ -471,6 +471,10 @@ def stop_server(resource: RecordedResource, state: LabState, lab_dir: Path) -> N
 # -- configure: the guests ask, the run waits and reads back -------------------------------------------
 
 
+# The DNS servers in $dns (space-separated) as /etc/resolv.conf: what a tiny guest's udhcpc hook and a
+# debian guest's lease (NETWORKD_DNS) both write.
+RESOLV_CONF_FROM_DNS = 'for s in $dns; do echo "nameserver $s"; done > /etc/resolv.conf'
+
 UDHCPC_SCRIPT = """#!/bin/sh
 # vnetlab: udhcpc's hook in the tiny guest. It sets what the server gave on the NIC (its address,
 # the default route through its router, its DNS servers in /etc/resolv.conf) and keeps it while
@@ -479,7 +483,7 @@ case "$1" in
 bound|renew)
 	ip addr add "$ip/$mask" dev "$interface" 2>/dev/null
 	[ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
-	[ -n "$dns" ] && for s in $dns; do echo "nameserver $s"; done > /etc/resolv.conf
+	[ -n "$dns" ] && """ + RESOLV_CONF_FROM_DNS + """
 	{ echo "ip=$ip/$mask"; echo "router=$router"; echo "dns=$dns"; echo "lease=$lease"; echo "serverid=$serverid"; } > "/run/vnetlab/udhcpc.$interface.lease"
 	;;
 esac
@@ -600,7 +604,7 @@ def wait_for_lease(ssh: GuestSSH, client: PlannedClient, timeout: float) -> None
 # as udhcpc's hook writes them in the tiny guest. Nothing when the lease named none.
 NETWORKD_DNS = (
     'i=$(cat /sys/class/net/"$dev"/ifindex); dns=$(sed -n "s/^DNS=//p" /run/systemd/netif/leases/"$i" 2>/dev/null); '
-    'if [ -n "$dns" ]; then for s in $dns; do echo "nameserver $s"; done > /etc/resolv.conf; fi'
+    f'if [ -n "$dns" ]; then {RESOLV_CONF_FROM_DNS}; fi'
 )
 
 
