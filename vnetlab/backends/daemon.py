@@ -152,7 +152,7 @@ def stop(record: str, program: str, marker: str, namespace: str | None = None) -
 def _stop(pid: int, program: str, marker: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         if not is_running(pid, program, marker):
-            _reap(pid)
+            _reap(pid, within=STOP_WAIT)
             return
         try:
             os.kill(pid, sig)
@@ -162,15 +162,23 @@ def _stop(pid: int, program: str, marker: str) -> None:
         while time.monotonic() < end:
             _reap(pid)
             if not is_running(pid, program, marker):
-                _reap(pid)  # it may have exited just after the first: collect that zombie too
+                _reap(pid, within=STOP_WAIT)  # it may have exited just after the first: collect that zombie too
                 return
             time.sleep(0.05)
     raise DaemonError(f"{program} (pid {pid}) did not stop")
 
 
-def _reap(pid: int) -> None:
-    """Collect it if it is a child of this process (`vnetlab run` started it), so no zombie lingers."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+def _reap(pid: int, within: float = 0.0) -> None:
+    """Collect it if it is a child of this process (`vnetlab run` started it), so no zombie lingers;
+    waiting up to `within` s for a child that no longer runs its program but is not a zombie yet
+    (an exiting process has an empty command line before it becomes one)."""
+    end = time.monotonic() + within
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            return  # not ours, or collected already
+        if time.monotonic() >= end:
+            return
+        time.sleep(0.01)
