@@ -367,20 +367,22 @@ def test_the_ra_stimulus_starts_ipv6_over_and_waits_for_the_address_and_the_leas
     guest = _Stimulated(client)
     redo_slaac(CheckContext(plan, {"d1": guest}, Path(".")), [c.capture for c in plan.scenario.checks if c.capture is not None])
     over, slaac, lease, route = guest.commands
-    assert over.endswith(IPV6_OVER) and f"mac={client.mac};" in over
+    assert over.endswith(IPV6_OVER) and f"mac={client.mac};" in over and f"slaac={client.slaac};" in over
     assert "ip -6 -o addr" in slaac and "ip -4 -o addr" in lease and "ip -4 route show default" in route  # networkd asked for the lease again on the way
 
 
-@pytest.mark.parametrize(("managed", "expect"), [(True, "systemctl restart systemd-networkd\n"), (False, "/proc/sys/net/ipv6/conf/vnl-no-such0/disable_ipv6")])
+@pytest.mark.parametrize(("managed", "expect"), [(True, "ip -6 addr del fd00:1::5054:ff:fe00:1/64 dev vnl-no-such0\nsystemctl restart systemd-networkd\n"), (False, "/proc/sys/net/ipv6/conf/vnl-no-such0/disable_ipv6")])
 def test_ipv6_starts_over_through_networkd_where_it_manages_the_nic(managed, expect):
     """networkd forms the address where it manages the NIC: switching IPv6 off under it lost the
-    address for good; elsewhere the kernel forms it again once IPv6 is switched off and on."""
+    address for good; it keeps the address across its restart, so the address goes first (the
+    stimulus then waits for the advertisement that forms it again). Elsewhere the kernel forms it
+    again once IPv6 is switched off and on."""
     from vnetlab.features.dhcp import IPV6_OVER
 
-    stubs = 'cat() { echo 7; }; grep() { [ "$managed" = yes ]; }; systemctl() { echo "systemctl $*"; }; dev=vnl-no-such0; '
+    stubs = 'cat() { echo 7; }; grep() { [ "$managed" = yes ]; }; systemctl() { echo "systemctl $*"; }; ip() { echo "ip $*"; }; dev=vnl-no-such0; slaac=fd00:1::5054:ff:fe00:1/64; '
     done = subprocess.run(["sh", "-c", stubs + IPV6_OVER], capture_output=True, text=True, env={"managed": "yes" if managed else "no", "PATH": "/usr/bin:/bin"})
     assert expect in (done.stdout if managed else done.stderr)  # unmanaged: the write is tried (no such NIC here)
-    assert ("systemctl" in done.stdout) == managed
+    assert ("systemctl" in done.stdout) == managed and ("ip -6 addr del" in done.stdout) == managed
 
 
 def test_an_ipv6_ping_is_graded_on_the_wire_by_its_echo_pairs():

@@ -727,9 +727,12 @@ def redo_dhcp(ctx: CheckContext, captures: list[Any]) -> None:
 # kernel refused it ("Could not set route: IPv6 is disabled on nexthop device. Permission denied"),
 # networkd marked the link failed and stopped its router solicitation client: no SLAAC address
 # from any later advertisement (a restored debian guest: none within 45 s; reproduced in one by
-# stopping networkd while an advertisement came, then IPv6 off, networkd on).
+# stopping networkd while an advertisement came, then IPv6 off, networkd on). networkd keeps the
+# address it formed across the restart and solicits a router only 1-2 s after it, so the address
+# ($slaac) goes first: waiting for it to come back waits for the advertisement the capture is to
+# see (a restored debian guest's checks were over before its router solicitation left).
 IPV6_OVER = (
-    f'if {NETWORKD_MANAGES}; then systemctl restart systemd-networkd; '
+    f'if {NETWORKD_MANAGES}; then ip -6 addr del "$slaac" dev "$dev" 2>/dev/null; systemctl restart systemd-networkd; '
     'else conf=/proc/sys/net/ipv6/conf/"$dev"; echo 1 > "$conf"/disable_ipv6 && echo 0 > "$conf"/disable_ipv6; fi'
 )
 
@@ -742,7 +745,7 @@ def redo_slaac(ctx: CheckContext, captures: list[Any]) -> None:
     def one(vm: str) -> None:
         ssh = ctx.sessions[vm]
         for c in clients[vm]:
-            ssh.run(f"{find_nic(c.mac)}; {IPV6_OVER}", timeout=LEASE_WAIT)
+            ssh.run(f"{find_nic(c.mac)}; slaac={shlex.quote(c.slaac or '')}; {IPV6_OVER}", timeout=LEASE_WAIT)
             wait_for_address(ssh, c, 6, c.slaac or "", SLAAC_WAIT)
             if c.dhcp:
                 wait_for_lease(ssh, c, LEASE_WAIT)
