@@ -96,8 +96,8 @@ vm2$ ip link set eth0 up
 
 ## 5. Checks, in scenario order
 ip netns exec vnl-s1-ex tcpdump -ni br0 -w br0.pcap &    # for the whole check phase
-vm1$ ping -c 3 -i 0.05 -W 2 10.1.1.3
-vm2$ ping -c 3 -i 0.05 -W 2 10.1.1.2
+vm1$ ping -c 3 -i 0.01 -W 2 10.1.1.3
+vm2$ ping -c 3 -i 0.01 -W 2 10.1.1.2
 kill $(jobs -p)    # stop the capture(s), then read what the capture checks judge:
 tcpdump -nr br0.pcap
 

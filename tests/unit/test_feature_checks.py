@@ -92,7 +92,7 @@ def ping(plan, tmp_path, output, spec=None, exit_code=0, stderr=""):
 def test_ping_argv_and_timeout(two, tmp_path):
     assert ping_argv(3, "10.1.1.3") == ["ping", "-c", "3", "-i", PING_INTERVAL, "-W", "2", "10.1.1.3"]
     _, ssh = ping(two, tmp_path, ping_output(3, 3))
-    assert ssh.calls == [("ping -c 3 -i 0.05 -W 2 10.1.1.3", 17.5, False)]
+    assert ssh.calls == [("ping -c 3 -i 0.01 -W 2 10.1.1.3", 17.5, False)]
 
 
 def test_ping_passes_when_every_echo_is_answered(two, tmp_path):
@@ -113,7 +113,7 @@ def test_ping_fails_unless_every_asked_echo_is_answered(two, tmp_path, sent, rec
 def test_ping_without_a_summary_fails_and_quotes_the_output(two, tmp_path):
     result, _ = ping(two, tmp_path, "ping: bad address '10.1.1.3'\n", exit_code=1, stderr="\x1b[2Jboom\n")
     assert not result.ok
-    assert result.detail == "`ping -c 3 -i 0.05 -W 2 10.1.1.3` printed no summary (exit 1): ping: bad address '10.1.1.3' \\x1b[2Jboom"
+    assert result.detail == "`ping -c 3 -i 0.01 -W 2 10.1.1.3` printed no summary (exit 1): ping: bad address '10.1.1.3' \\x1b[2Jboom"
     assert result.data == {"target": "10.1.1.3", "sent": 0, "received": 0}
 
 
@@ -302,7 +302,7 @@ def test_run_checks_captures_around_every_check_and_judges_after(two, tmp_path, 
     iface = two.bridge("br0").capture_iface
     assert FakeCapture.events == [
         f"start {iface} in {two.namespace}", "vm1: ip neigh flush all", "vm2: ip neigh flush all",  # forgotten while the capture runs
-        "vm1: ping -c 3 -i 0.05 -W 2 10.1.1.3", "vm2: ping -c 3 -i 0.05 -W 2 10.1.1.2", f"stop {iface}",
+        "vm1: ping -c 3 -i 0.01 -W 2 10.1.1.3", "vm2: ping -c 3 -i 0.01 -W 2 10.1.1.2", f"stop {iface}",
     ]
     assert [(r.name, r.ok) for r in results] == [("ping vm1 → vm2", True), ("ping vm2 → vm1", True), ("capture on br0: arp, icmp-echo between vm1 and vm2", True)]
     assert pcaps == {"br0": tmp_path / "br0.pcap"} and results[2].data == {"pcap": str(tmp_path / "br0.pcap")}

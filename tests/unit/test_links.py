@@ -218,7 +218,7 @@ def test_no_route_from_the_source_is_a_failure_and_says_so_but_not_the_wires():
     said = "ping: sendto: Network is unreachable\n"
     refused = judged(failing("failure"), "PING 10.9.9.9 (10.9.9.9): 56 data bytes\n", said, exit=1)
     assert refused.ok and refused.data["failure"] == "no route"
-    assert refused.detail == "no route from the source: `ping -c 2 -i 0.05 -W 2 10.9.9.9` said 'Network is unreachable' (exit 1): vm1 has no route to 10.9.9.9, nothing was sent"
+    assert refused.detail == "no route from the source: `ping -c 2 -i 0.01 -W 2 10.9.9.9` said 'Network is unreachable' (exit 1): vm1 has no route to 10.9.9.9, nothing was sent"
     wire = judged(failing("no-reply"), "PING 10.9.9.9 (10.9.9.9): 56 data bytes\n", said, exit=1)
     assert not wire.ok and wire.detail.startswith("expected the requests to leave vm1 and get no reply; but `ping")
 

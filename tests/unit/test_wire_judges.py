@@ -384,9 +384,9 @@ class Guest:
 def test_a_ping_keeps_its_command_exit_and_outputs_as_its_source_ran_them(tmp_path):
     guest = Guest("3 packets transmitted, 3 packets received, 0% packet loss\n")
     got = collect_ping(CheckContext(lab(), {"vm1": guest}, tmp_path), spec(0))
-    assert guest.calls == [("ping -c 3 -i 0.05 -W 2 10.1.1.3", 17.5)]  # 10 s and 2.5 s an echo request
-    assert got == Evidence({"command": "ping -c 3 -i 0.05 -W 2 10.1.1.3", "exit": 1, "stdout": guest.stdout, "stderr": "ping: warning\n"}, ("vm1",))
-    assert recorded(got) == CommandResult("ping -c 3 -i 0.05 -W 2 10.1.1.3", 1, guest.stdout, "ping: warning\n")
+    assert guest.calls == [("ping -c 3 -i 0.01 -W 2 10.1.1.3", 17.5)]  # 10 s and 2.5 s an echo request
+    assert got == Evidence({"command": "ping -c 3 -i 0.01 -W 2 10.1.1.3", "exit": 1, "stdout": guest.stdout, "stderr": "ping: warning\n"}, ("vm1",))
+    assert recorded(got) == CommandResult("ping -c 3 -i 0.01 -W 2 10.1.1.3", 1, guest.stdout, "ping: warning\n")
 
 
 def test_a_recorded_run_missing_its_fields_reads_as_a_failed_silent_one():
@@ -537,7 +537,7 @@ def test_collectors_are_told_the_phase_is_graded_on_the_wire_and_its_paths_are_c
 def test_run_one_collects_and_judges_a_real_ping(tmp_path):
     guest = Guest("3 packets transmitted, 3 packets received, 0% packet loss\n")
     got = runner.run_one(runner.check_kinds(lab()), CheckContext(lab(), {"vm1": guest}, tmp_path), lab().scenario.checks[0])
-    assert guest.calls == [("ping -c 3 -i 0.05 -W 2 10.1.1.3", 17.5)]
+    assert guest.calls == [("ping -c 3 -i 0.01 -W 2 10.1.1.3", 17.5)]
     assert (got.name, got.ok, got.detail) == ("ping vm1 → vm2", True, "expected 3/3 echo replies from 10.1.1.3, got 3/3")
 
 

@@ -214,7 +214,7 @@ def _core_ping() -> list[FieldDecl]:
         decl("source", str, spec("VM, container or host that sends the pings", key="from", pattern=NAME, max_length=VM_NAME_MAX)),
         decl("to", str, spec("target: a VM, container or host name (behind a router: its first address), NODE.NIC (web.eth0), or an IPv4 or IPv6 address; may be a template ({{ web.ip }})")),
         decl("family", Literal[4, 6] | None, spec("with a node name as target: ping its IPv4 (4) or IPv6 (6) address (default: IPv4 when the two share an IPv4 subnet, else IPv6); an address says its family itself", default=None)),
-        decl("count", int, spec("echo requests to send, 20 a second", default=3, minimum=1, maximum=1000)),
+        decl("count", int, spec("echo requests to send, 100 a second (20 a second with measure: recovery)", default=3, minimum=1, maximum=1000)),
         decl("expect", Literal["success", "failure", "no-reply"], spec("success; failure: no reply, or no route from the source (the detail says which); no-reply: the requests must leave the source and get no reply (a route that sends them on the wire)", default="success")),
         decl("rtt_min_ms", int | None, spec("the average round-trip time must be at least this many ms (e.g. a netem delay took effect)", key="rtt-min-ms", default=None, minimum=0, maximum=600000)),
         decl("rtt_max_ms", int | None, spec("the average round-trip time must be at most this many ms", key="rtt-max-ms", default=None, minimum=0, maximum=600000)),

@@ -144,7 +144,7 @@ def command_at(plan: Plan, name: str) -> Callable[[str], str]:
 
 
 def _ping(plan: Plan, ping: Any) -> list[str]:
-    line = command_at(plan, ping.source)(shlex.join(ping_argv(ping.count, ping_target(plan, ping), timestamps=measures_recovery(ping))))
+    line = command_at(plan, ping.source)(shlex.join(ping_argv(ping.count, ping_target(plan, ping), recovery=measures_recovery(ping))))
     if measures_recovery(ping):  # in the background: the lines after it act while it runs
         return [line + " > recovery.txt &    # the lines below run while it does; `wait`, then its longest run of lost replies is the outage"]
     return [line + {"failure": "    # must get no reply", "no-reply": "    # the requests must leave and get no reply"}.get(ping.expect, "")]
