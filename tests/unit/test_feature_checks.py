@@ -264,6 +264,21 @@ def test_only_the_nodes_of_an_arp_capture_forget_their_neighbours(two, tmp_path)
     assert [s.calls for s in quiet.values()] == [[], []]
 
 
+def test_ping_sources_whose_arp_is_not_judged_forget_only_their_unresolved_neighbours(two, tmp_path):
+    """An earlier phase's unanswered lookup would swallow the ping's requests (see forget_unresolved);
+    where ARP is judged, the stimulus forgets every entry anyway, so nothing more is sent there."""
+    wg = lesson("wireguard-vpn")  # pings from vm1 and vm2, no arp expectation
+    sessions = {"vm1": FakeSSH(), "vm2": FakeSSH()}
+    runner.forget_unresolved(CheckContext(wg, sessions, tmp_path))
+    assert [s.calls for s in sessions.values()] == [[("ip neigh flush all nud incomplete nud failed", 10.0, False)]] * 2
+    judged = {"vm1": FakeSSH(), "vm2": FakeSSH()}
+    runner.forget_unresolved(CheckContext(two, judged, tmp_path))
+    assert [s.calls for s in judged.values()] == [[], []]
+    broken = {"vm1": FakeSSH(), "vm2": None}  # no session to vm2: its ping says so, not this step
+    runner.forget_unresolved(CheckContext(wg, broken, tmp_path))
+    assert broken["vm1"].calls == [("ip neigh flush all nud incomplete nud failed", 10.0, False)]
+
+
 class FakeCapture:
     """Records when it is started and stopped; stop() gives the frames the test chose."""
 
