@@ -231,12 +231,15 @@ def forget_unresolved(ctx: CheckContext) -> None:
     names = sorted(sources - forgotten)
     if not names:
         return
+
+    def forget(name: str) -> None:
+        try:
+            ctx.node(name).run(FORGET_UNRESOLVED, 10.0)
+        except Exception:  # noqa: BLE001 — the ping from there fails with the reason
+            pass
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:  # one round trip each, at once
-        for future in [pool.submit(ctx.node(name).run, FORGET_UNRESOLVED, 10.0) for name in names]:
-            try:
-                future.result()
-            except Exception:  # noqa: BLE001 — the ping from there fails with the reason
-                pass
+        list(pool.map(forget, names))
 
 
 def stimuli(plan: Plan) -> dict[str, Stimulus]:
