@@ -37,9 +37,8 @@ def ping_target(plan: Plan, ping: Any) -> str:
 def ping_argv(count: int, target: str, *, recovery: bool = False) -> list[str]:
     """The command a ping check runs at its source (also shown by `--explain`); measuring a
     `recovery`, iputils' ping stamps each reply (-D) and paces its requests at RECOVERY_INTERVAL."""
-    if recovery:
-        return ["/usr/bin/ping", "-D", "-c", str(count), "-i", RECOVERY_INTERVAL, "-W", "2", target]
-    return ["ping", "-c", str(count), "-i", PING_INTERVAL, "-W", "2", target]
+    program, interval = (["/usr/bin/ping", "-D"], RECOVERY_INTERVAL) if recovery else (["ping"], PING_INTERVAL)
+    return program + ["-c", str(count), "-i", interval, "-W", "2", target]
 
 
 UNREACHABLE = ("Network is unreachable", "No route to host")  # what sendto()/connect() say when the source's kernel has no route

@@ -199,16 +199,29 @@ def capture_points(plan: Plan, kinds: Mapping[str, CheckKind], wire: bool) -> li
     return sorted(points)
 
 
+def on_each_node(ctx: CheckContext, names: list[str], argv: list[str], *, best_effort: bool = False) -> None:
+    """Run `argv` on each node at once (one round trip each); the first failure is raised, or,
+    `best_effort`, every failure is dropped."""
+    if not names:
+        return
+
+    def one(name: str) -> None:
+        try:
+            ctx.node(name).run(argv, 10.0)
+        except Exception:  # noqa: BLE001 — raised again unless best effort
+            if not best_effort:
+                raise
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
+        list(pool.map(one, names))
+
+
 def forget_neighbours(ctx: CheckContext, captures: list[Any]) -> None:
     """ARP and NDP are judged on what the check phase itself puts on the wire: a neighbour cache
     still warm from an earlier run (`vnetlab check` soon after `run --keep`), or from configuring
     the lab, would answer without asking."""
-    names = sorted({n for c in captures for n in c.between})
-    if not names:
-        return
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:  # one SSH round trip each, at once
-        for future in [pool.submit(ctx.node(name).run, ["ip", "neigh", "flush", "all"], 10.0) for name in names]:
-            future.result()  # best effort in the guest: a failed flush shows in the ARP and NDP verdicts
+    # best effort in the guest: a failed flush shows in the ARP and NDP verdicts; a session that fails is the captures' error
+    on_each_node(ctx, sorted({n for c in captures for n in c.between}), ["ip", "neigh", "flush", "all"])
 
 
 CORE_STIMULI: dict[str, Stimulus] = {"arp": forget_neighbours, "ndp": forget_neighbours}
@@ -223,23 +236,13 @@ def forget_unresolved(ctx: CheckContext) -> None:
     queued on it meanwhile are dropped, none leaves. A student who fixed the lab within seconds of
     a failed check saw 0/3 replies and nothing on the wire (the exercise proofs, check → solve →
     check). Each ping's source forgets such entries first; resolved and static ones stay. A node
-    whose ARP or NDP is judged forgets them all anyway (forget_neighbours). Best effort: a source
-    that cannot be reached says so in its ping's verdict."""
+    that forget_neighbours serves (its ARP or NDP judged) forgets them all anyway. Best effort: a
+    source that cannot be reached says so in its ping's verdict."""
     checks = ctx.plan.scenario.checks
+    flushing = {e for e, fn in stimuli(ctx.plan).items() if fn is forget_neighbours}
+    forgotten = {n for c in checks if c.capture is not None and flushing & set(c.capture.expect) for n in c.capture.between}
     sources = {c.spec.source for c in checks if c.kind == "ping"}
-    forgotten = {n for c in checks if c.capture is not None and {"arp", "ndp"} & set(c.capture.expect) for n in c.capture.between}
-    names = sorted(sources - forgotten)
-    if not names:
-        return
-
-    def forget(name: str) -> None:
-        try:
-            ctx.node(name).run(FORGET_UNRESOLVED, 10.0)
-        except Exception:  # noqa: BLE001 — the ping from there fails with the reason
-            pass
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:  # one round trip each, at once
-        list(pool.map(forget, names))
+    on_each_node(ctx, sorted(sources - forgotten), FORGET_UNRESOLVED, best_effort=True)
 
 
 def stimuli(plan: Plan) -> dict[str, Stimulus]:
